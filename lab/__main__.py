@@ -1,0 +1,54 @@
+"""``python -m lab up [--web N] | down | boot HOST | exec HOST CMD | status`` (as root)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from lab import hosts
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the lab's command line."""
+    p = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
+    sub = p.add_subparsers(dest="verb", required=True)
+    up = sub.add_parser("up", help="bring up a fresh lab")
+    up.add_argument("--web", type=int, default=int(os.environ.get("WEB", "2")), help="web hosts (2)")
+    sub.add_parser("down", help="tear the lab down, leaving nothing behind")
+    boot = sub.add_parser("boot", help="power-cycle a host: it boots again as SysV init does")
+    boot.add_argument("host")
+    ex = sub.add_parser("exec", help="run a shell command inside a host (console, not SSH)")
+    ex.add_argument("host")
+    ex.add_argument("command")
+    sub.add_parser("status", help="list the hosts and whether they run")
+    args = p.parse_args(argv)
+    if os.geteuid() != 0:
+        print("lab: must run as root (network namespaces, mounts)", file=sys.stderr)
+        return 2
+    if args.verb == "up":
+        t0 = time.monotonic()
+        up_hosts = hosts.up(args.web)
+        names = ", ".join(f"{h.name} {h.address}" for h in up_hosts)
+        print(f"lab: up in {time.monotonic() - t0:.1f}s: {names}")
+    elif args.verb == "down":
+        hosts.down()
+        print("lab: down")
+    elif args.verb == "boot":
+        hosts.boot(args.host)
+        print(f"lab: {args.host} booted")
+    elif args.verb == "exec":
+        r = hosts.run_in(hosts.host(args.host), args.command, check=False)
+        sys.stdout.write(r.stdout)
+        sys.stderr.write(r.stderr)
+        return r.returncode
+    else:
+        for h in hosts.current():
+            state = "running" if hosts.init_pid(h) else "stopped"
+            print(f"{h.name:8} {h.role:4} {h.address:14} {state}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,382 @@
+"""The lab: one DB host and N web hosts, each a network namespace with its own copy-on-write root.
+
+Each host is ``ip netns`` + a veth on the bridge ``svrlab0`` (198.18.0.1/24 on this machine), an
+overlayfs over the cached Debian root, and ``unshare --mount --pid --uts`` + ``chroot`` with tini as
+PID 1 running ``lab-init``, which boots the host as SysV init does (``/etc/init.d/rc 3``): sshd,
+Apache with PHP on web hosts, PostgreSQL (through its dbora script) on the DB host. Run as root.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from lab.rootfs import ensure_rootfs
+
+REPO = Path(__file__).resolve().parent.parent
+FILES = Path(__file__).resolve().parent / "files"
+STATE = REPO / ".lab"  # admin key, pinned host keys, ssh_config: what inventory/lab.yaml uses
+VAR = Path("/var/lib/svrchain-lab")  # per-host disks (overlay upper layers)
+BRIDGE = "svrlab0"
+SUBNET = "198.18.0"
+GATEWAY = f"{SUBNET}.1"
+DB_ADDRESS = f"{SUBNET}.10"
+NETNS_PREFIX = "svrlab-"
+
+
+@dataclass(frozen=True)
+class LabHost:
+    """One lab host."""
+
+    name: str
+    role: str  # "db" or "web"
+    address: str
+
+    @property
+    def netns(self) -> str:
+        return NETNS_PREFIX + self.name
+
+    @property
+    def veth(self) -> str:
+        return f"svl-{self.name}"[:15]
+
+    @property
+    def disk(self) -> Path:
+        return VAR / self.name
+
+    @property
+    def root(self) -> Path:
+        return self.disk / "merged"
+
+
+def plan(web_count: int) -> list[LabHost]:
+    """The hosts of a lab with ``web_count`` web servers."""
+    if not 1 <= web_count <= 60:
+        raise SystemExit("lab: the number of web hosts must be between 1 and 60")
+    hosts = [LabHost("db", "db", DB_ADDRESS)]
+    hosts += [LabHost(f"web{i}", "web", f"{SUBNET}.{20 + i}") for i in range(1, web_count + 1)]
+    return hosts
+
+
+def sh(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    """Run a command on this machine (the lab's controller side)."""
+    return subprocess.run(args, check=check, text=True, capture_output=True, **kw)
+
+
+# --- keys -------------------------------------------------------------------------------------
+
+
+def _keypair(path: Path, comment: str) -> str:
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path))
+    return (path.with_suffix(".pub")).read_text().strip()
+
+
+def admin_pubkey() -> str:
+    """The admin's key (what Fabric logs in with), created once under .lab/."""
+    STATE.mkdir(mode=0o700, exist_ok=True)
+    return _keypair(STATE / "admin_key", "svrchain-lab-admin")
+
+
+# --- network ----------------------------------------------------------------------------------
+
+
+def _bridge_up() -> None:
+    if sh("ip", "link", "show", BRIDGE, check=False).returncode != 0:
+        sh("ip", "link", "add", BRIDGE, "type", "bridge")
+        sh("ip", "addr", "add", f"{GATEWAY}/24", "dev", BRIDGE)
+    sh("ip", "link", "set", BRIDGE, "up")
+
+
+def _net_up(h: LabHost) -> None:
+    if h.netns not in sh("ip", "netns", "list").stdout.split():
+        sh("ip", "netns", "add", h.netns)
+    ns = ("ip", "netns", "exec", h.netns)
+    if sh(*ns, "ip", "link", "show", "eth0", check=False).returncode != 0:
+        sh("ip", "link", "add", h.veth, "type", "veth", "peer", "name", "eth0", "netns", h.netns)
+        sh("ip", "link", "set", h.veth, "master", BRIDGE, "up")
+        sh(*ns, "ip", "addr", "add", f"{h.address}/24", "dev", "eth0")
+    sh(*ns, "ip", "link", "set", "lo", "up")
+    sh(*ns, "ip", "link", "set", "eth0", "up")
+
+
+def _net_down(h: LabHost) -> None:
+    sh("ip", "link", "del", h.veth, check=False)
+    sh("ip", "netns", "del", h.netns, check=False)
+
+
+# --- disks ------------------------------------------------------------------------------------
+
+
+def _mounted(path: Path) -> bool:
+    return any(line.split()[1] == str(path) for line in Path("/proc/mounts").read_text().splitlines())
+
+
+def _disk_up(h: LabHost, lower: Path) -> bool:
+    """Mount the host's overlay root; return True when its upper layer was new (first boot)."""
+    fresh = not (h.disk / "upper").exists()
+    for d in ("upper", "work", "merged"):
+        (h.disk / d).mkdir(parents=True, exist_ok=True)
+    if not _mounted(h.root):
+        sh("mount", "-t", "overlay", "overlay", "-o",
+           f"lowerdir={lower},upperdir={h.disk / 'upper'},workdir={h.disk / 'work'}", str(h.root))
+    return fresh
+
+
+def _write(root: Path, rel: str, text: str, mode: int = 0o644) -> None:
+    path = root / rel.lstrip("/")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(mode)
+
+
+def _provision(h: LabHost, hosts: list[LabHost], admin_key: str) -> None:
+    """First boot only: give the host its identity, keys, services and application."""
+    r = h.root
+    _write(r, "/etc/hostname", h.name + "\n")
+    _write(r, "/etc/hosts", "127.0.0.1 localhost\n" + "".join(f"{x.address} {x.name}\n" for x in hosts))
+    _write(r, "/etc/init.d/.legacy-bootordering", "")  # rc runs S scripts one by one, in order
+    conf = (r / "etc/rsyslog.conf").read_text().replace('module(load="imklog")', "# imklog: no kernel log in the lab")
+    _write(r, "/etc/rsyslog.conf", conf)
+    # sshd: the host key the lab pins, public keys only, no PAM (none is set up in the lab).
+    key = STATE / "hostkeys" / h.name / "ssh_host_ed25519_key"
+    _keypair(key, f"root@{h.name}")
+    shutil.copy(key, r / "etc/ssh/ssh_host_ed25519_key")
+    shutil.copy(key.with_suffix(".pub"), r / "etc/ssh/ssh_host_ed25519_key.pub")
+    (r / "etc/ssh/ssh_host_ed25519_key").chmod(0o600)
+    _write(r, "/etc/ssh/sshd_config.d/lab.conf",
+           "HostKey /etc/ssh/ssh_host_ed25519_key\nUsePAM no\nPasswordAuthentication no\n"
+           "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nUseDNS no\n")
+    (r / "root/.ssh").mkdir(mode=0o700, exist_ok=True)
+    _write(r, "/root/.ssh/authorized_keys", admin_key + "\n", 0o600)
+    _write(r, "/usr/local/sbin/lab-init", (FILES / "lab-init").read_text(), 0o755)
+    # Each role runs only its own services at boot.
+    drop = ["postgresql", "dbus"] + (["apache2", "apache-htcacheclean"] if h.role == "db" else [])
+    for svc in drop:
+        sh("chroot", str(r), "update-rc.d", "-f", svc, "remove")
+    if h.role == "db":
+        _write(r, "/usr/local/sbin/lab-dbora", (FILES / "dbora").read_text(), 0o755)
+        pgconf = r / "etc/postgresql/15/main"
+        with (pgconf / "postgresql.conf").open("a") as f:
+            f.write("listen_addresses = '*'\n")
+        with (pgconf / "pg_hba.conf").open("a") as f:
+            f.write(f"host app app {SUBNET}.0/24 scram-sha-256\n")
+    else:
+        _write(r, "/var/www/html/index.php", (FILES / "index.php").read_text())
+        (r / "var/www/html/index.html").unlink(missing_ok=True)
+        _write(r, "/etc/apache2/conf-enabled/lab.conf", f"ServerName {h.name}\n")
+
+
+# --- processes --------------------------------------------------------------------------------
+
+
+def _pidfile(h: LabHost) -> Path:
+    return h.disk / "init.pid"
+
+
+def init_pid(h: LabHost) -> int | None:
+    """This machine's PID of the host's PID 1 (tini), or None when the host is down."""
+    try:
+        pid = int(_pidfile(h).read_text())
+        os.kill(pid, 0)
+        return pid
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return None
+
+
+# Run inside the new mount/PID/UTS namespaces, before chroot: the host's /dev, /run and hostname.
+_BOOT = r"""
+set -e
+R=$1; NAME=$2; ROLE=$3
+hostname "$NAME"
+mount -t tmpfs -o mode=755,size=8m tmpfs "$R/dev"
+for d in null zero full random urandom tty; do
+    touch "$R/dev/$d"; mount --bind "/dev/$d" "$R/dev/$d"
+done
+mkdir -p "$R/dev/pts" "$R/dev/shm"
+mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts "$R/dev/pts"
+ln -sf pts/ptmx "$R/dev/ptmx"
+mount -t tmpfs -o mode=1777 tmpfs "$R/dev/shm"
+mount -t tmpfs -o mode=755,size=64m tmpfs "$R/run"
+exec chroot "$R" /usr/bin/tini -s -- /usr/local/sbin/lab-init "$ROLE"
+"""
+
+
+def _start(h: LabHost) -> None:
+    """Boot the host: a fresh PID namespace whose PID 1 is tini running lab-init."""
+    log = (h.disk / "console.log").open("ab")
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", h.netns, "unshare", "--mount", "--pid", "--uts", "--fork",
+         "--propagation", "private", f"--mount-proc={h.root}/proc",
+         "sh", "-c", _BOOT, "boot", str(h.root), h.name, h.role],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the namespace's PID 1 is unshare's only child
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+        pids = children.read_text().split() if children.exists() else []
+        if pids:
+            _pidfile(h).write_text(pids[0])
+            return
+        if proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    raise SystemExit(f"lab: {h.name} did not start; see {h.disk / 'console.log'}")
+
+
+def _stop(h: LabHost) -> None:
+    """Power the host off: killing its PID 1 ends every process in its PID namespace."""
+    pid = init_pid(h)
+    if pid is None:
+        return
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and init_pid(h) is not None:
+        time.sleep(0.02)
+    _pidfile(h).unlink(missing_ok=True)
+
+
+def run_in(h: LabHost, command: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run a shell command inside a lab host, as its root (the lab's console, not SSH)."""
+    pid = init_pid(h)
+    if pid is None:
+        raise SystemExit(f"lab: {h.name} is not running")
+    return subprocess.run(
+        ["nsenter", "-t", str(pid), "-m", "-u", "-n", "-p", "-r", "-w", "/bin/sh", "-c", command],
+        text=True, capture_output=True, check=check, timeout=timeout,
+    )
+
+
+def _wait_booted(h: LabHost, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _ssh_answers(h.address) and run_in(h, "test -e /run/lab-booted", check=False).returncode == 0:
+            return
+        if init_pid(h) is None:
+            break
+        time.sleep(0.05)
+    raise SystemExit(f"lab: {h.name} did not boot within {timeout:.0f}s; see {h.disk}/console.log "
+                     f"and {h.root}/var/log/boot.log")
+
+
+def _ssh_answers(address: str) -> bool:
+    try:
+        with socket.create_connection((address, 22), timeout=0.5) as s:
+            s.settimeout(1)
+            return s.recv(4).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def _wait_db(h: LabHost, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if run_in(h, "pg_isready -q -h 127.0.0.1", check=False).returncode == 0:
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"lab: PostgreSQL on {h.name} did not become ready within {timeout:.0f}s")
+
+
+def _app_db(h: LabHost) -> None:
+    """Create the application's role and database (first boot of the DB host)."""
+    psql = "su postgres -s /bin/sh -c \"psql -qtA -c \\\"{}\\\"\""
+    exists = run_in(h, psql.format("SELECT 1 FROM pg_roles WHERE rolname='app'")).stdout.strip()
+    if exists != "1":
+        run_in(h, psql.format("CREATE ROLE app LOGIN PASSWORD 'app'"))
+        run_in(h, "su postgres -s /bin/sh -c 'createdb -O app app'")
+
+
+# --- what Fabric and the tests read ------------------------------------------------------------
+
+
+def _write_client_files(hosts: list[LabHost]) -> None:
+    known = "".join(
+        f"{h.address} {(STATE / 'hostkeys' / h.name / 'ssh_host_ed25519_key.pub').read_text().split(' ')[0]} "
+        f"{(STATE / 'hostkeys' / h.name / 'ssh_host_ed25519_key.pub').read_text().split(' ')[1]}\n"
+        for h in hosts
+    )
+    (STATE / "known_hosts").write_text(known)
+    cfg = "".join(
+        f"Host {h.name}\n  HostName {h.address}\n  User root\n  IdentityFile {STATE / 'admin_key'}\n"
+        f"  IdentitiesOnly yes\n  UserKnownHostsFile {STATE / 'known_hosts'}\n"
+        "  StrictHostKeyChecking yes\n  BatchMode yes\n\n"
+        for h in hosts
+    )
+    (STATE / "ssh_config").write_text(cfg)
+    (STATE / "hosts.json").write_text(json.dumps([asdict(h) for h in hosts], indent=1))
+
+
+def current() -> list[LabHost]:
+    """The hosts of the lab that is up (or was last brought up)."""
+    try:
+        return [LabHost(**d) for d in json.loads((STATE / "hosts.json").read_text())]
+    except FileNotFoundError:
+        return []
+
+
+def host(name: str) -> LabHost:
+    """One host of the current lab, by name."""
+    for h in current():
+        if h.name == name:
+            return h
+    raise SystemExit(f"lab: no host named {name!r} in the current lab")
+
+
+# --- the verbs --------------------------------------------------------------------------------
+
+
+def up(web_count: int = 2) -> list[LabHost]:
+    """Bring up a fresh lab (anything left of an earlier one is torn down first)."""
+    down()
+    lower = ensure_rootfs()
+    hosts = plan(web_count)
+    admin = admin_pubkey()
+    _bridge_up()
+    for h in hosts:
+        _net_up(h)
+        if _disk_up(h, lower):
+            _provision(h, hosts, admin)
+    _write_client_files(hosts)
+    for h in hosts:
+        _start(h)
+    for h in hosts:
+        _wait_booted(h)
+    db = hosts[0]
+    _wait_db(db)
+    _app_db(db)
+    return hosts
+
+
+def boot(name: str) -> None:
+    """Power-cycle one host: everything in it is killed, its disk is kept, and it boots again."""
+    h = host(name)
+    _stop(h)
+    _start(h)
+    _wait_booted(h)
+
+
+def down() -> None:
+    """Tear the lab down: processes, mounts, namespaces, the bridge and the hosts' disks."""
+    names = {h.name for h in current()}
+    if VAR.exists():
+        names |= {p.name for p in VAR.iterdir() if p.is_dir()}
+    for name in sorted(names):
+        h = LabHost(name, "web", "")
+        _stop(h)
+        if _mounted(h.root):
+            sh("umount", "-l", str(h.root), check=False)
+        shutil.rmtree(h.disk, ignore_errors=True)
+        _net_down(h)
+    for ns in sh("ip", "netns", "list", check=False).stdout.split("\n"):
+        if ns.startswith(NETNS_PREFIX):
+            sh("ip", "netns", "del", ns.split()[0], check=False)
+    sh("ip", "link", "del", BRIDGE, check=False)
+    (STATE / "hosts.json").unlink(missing_ok=True)

@@ -1,0 +1,170 @@
+"""authorized_keys and known_hosts lines: parse, build and merge (pure logic, no I/O).
+
+A key is identified by its blob (the base64 part), as OpenSSH and Ansible's authorized_key do.
+Merging replaces svrchain's line in place, drops duplicates of it, and leaves every other line
+byte for byte as it was.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from dataclasses import dataclass
+
+from tasks.errors import SvrchainError
+
+KEY_TYPES = (
+    "ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com", "ssh-dss",
+)
+RESTRICT_SINCE = (7, 2)  # OpenSSH release that added the 'restrict' option
+ED25519_SINCE = (6, 5)
+
+
+class KeyError_(SvrchainError):
+    """A public key that cannot be used."""
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    """An OpenSSH public key: type, base64 blob and comment."""
+
+    type: str
+    blob: str
+    comment: str = ""
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA256 fingerprint, as ``ssh-keygen -l`` prints it."""
+        digest = hashlib.sha256(base64.b64decode(self.blob)).digest()
+        return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+    def text(self) -> str:
+        """``type blob [comment]``."""
+        return " ".join(p for p in (self.type, self.blob, self.comment) if p)
+
+
+def parse_public_key(text: str) -> PublicKey:
+    """Parse a ``.pub`` file's single line; raise a clear error on anything else."""
+    parts = text.strip().split(None, 2)
+    if len(parts) < 2 or parts[0] not in KEY_TYPES:
+        raise KeyError_(f"not an OpenSSH public key: {text.strip()[:60]!r}")
+    _check_blob(parts[0], parts[1])
+    return PublicKey(parts[0], parts[1], parts[2] if len(parts) > 2 else "")
+
+
+def _check_blob(key_type: str, blob: str) -> None:
+    try:
+        raw = base64.b64decode(blob, validate=True)
+    except (binascii.Error, ValueError):
+        raise KeyError_(f"the key's base64 is damaged: {blob[:20]}...") from None
+    n = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else -1
+    if raw[4 : 4 + n].decode("ascii", "replace") != key_type:
+        raise KeyError_(f"the key's blob does not match its type {key_type}")
+
+
+def _split_options(line: str) -> tuple[str, str]:
+    """Split an authorized_keys line into (options, rest): options end at unquoted white space."""
+    quoted = False
+    i = 0
+    while i < len(line):
+        ch = line[i]
+        if ch == "\\" and quoted:
+            i += 2
+            continue
+        if ch == '"':
+            quoted = not quoted
+        elif ch in " \t" and not quoted:
+            return line[:i], line[i:].lstrip(" \t")
+        i += 1
+    return line, ""
+
+
+def line_blob(line: str) -> str | None:
+    """The key blob of one authorized_keys line, or None for comments, blanks and garbage."""
+    text = line.strip()
+    if not text or text.startswith("#"):
+        return None
+    first = text.split(None, 1)[0]
+    rest = text if first in KEY_TYPES else _split_options(text)[1]
+    parts = rest.split(None, 2)
+    if len(parts) >= 2 and parts[0] in KEY_TYPES:
+        return parts[1]
+    return None
+
+
+def line_comment(line: str) -> str:
+    """The comment of an authorized_keys line ('' when none)."""
+    text = line.strip()
+    first = text.split(None, 1)[0] if text else ""
+    rest = text if first in KEY_TYPES else _split_options(text)[1]
+    parts = rest.split(None, 2)
+    return parts[2] if len(parts) == 3 else ""
+
+
+def restricted_line(key: PublicKey, from_addresses: list[str], command: str,
+                    restrict: bool, marker: str) -> str:
+    """The one line that lets ``key`` run ``command`` from ``from_addresses``, and nothing else."""
+    if any("," in a or " " in a or '"' in a for a in from_addresses):
+        raise KeyError_("from= entries must be single addresses without spaces or commas")
+    if '"' in command or "\n" in command or "\\" in command:
+        raise KeyError_('the command must not contain double quotes, backslashes or newlines')
+    options = [
+        *(["restrict"] if restrict else []),
+        f'from="{",".join(from_addresses)}"',
+        "no-port-forwarding", "no-X11-forwarding", "no-agent-forwarding", "no-pty",
+        f'command="{command}"',
+    ]
+    return f"{','.join(options)} {key.type} {key.blob} {marker}"
+
+
+def merge_line(existing: str, line: str, blob: str, marker: str) -> str:
+    """Put ``line`` in ``existing``: in place of the first line with the same blob or marker.
+
+    Other lines with that blob or marker (duplicates, an older key of ours) are dropped; all other
+    lines are kept byte for byte, in order. A missing final newline is added before appending.
+    """
+    out: list[str] = []
+    placed = False
+    for raw in existing.splitlines(keepends=True):
+        if _ours(raw, blob, marker):
+            if not placed:
+                ending = raw[len(raw.rstrip("\r\n")):] or "\n"
+                out.append(line + ending)
+                placed = True
+            continue
+        out.append(raw)
+    if not placed:
+        if out and not out[-1].endswith("\n"):
+            out[-1] += "\n"
+        out.append(line + "\n")
+    return "".join(out)
+
+
+def remove_lines(existing: str, blob: str, marker: str) -> str:
+    """``existing`` without svrchain's line(s); all other lines byte for byte."""
+    return "".join(r for r in existing.splitlines(keepends=True) if not _ours(r, blob, marker))
+
+
+def _ours(raw: str, blob: str, marker: str) -> bool:
+    line_b = line_blob(raw)
+    return line_b is not None and (line_b == blob or line_comment(raw.rstrip("\r\n")) == marker)
+
+
+def find_lines(existing: str, blob: str, marker: str) -> list[str]:
+    """svrchain's lines in ``existing`` (by blob or marker), without line endings."""
+    return [r.rstrip("\r\n") for r in existing.splitlines(keepends=True) if _ours(r, blob, marker)]
+
+
+def openssh_version(text: str) -> tuple[int, int] | None:
+    """(major, minor) from ``ssh -V`` output such as ``OpenSSH_9.2p1 Debian-2``."""
+    m = re.search(r"OpenSSH_(\d+)\.(\d+)", text)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def known_hosts_line(address: str, port: int, key: PublicKey) -> str:
+    """A known_hosts line for a host as the ssh client names it (``[addr]:port`` off port 22)."""
+    name = address if port == 22 else f"[{address}]:{port}"
+    return f"{name} {key.type} {key.blob}"

@@ -1,0 +1,42 @@
+"""bootstrap: every step in order, then verify."""
+
+from __future__ import annotations
+
+from invoke import Context
+
+from tasks.base import svr_task
+from tasks.dbora import install_dbora_step
+from tasks.errors import SvrchainError
+from tasks.keys import gen_key_step, push_key_step
+from tasks.remote import Session
+from tasks.trigger import install_svr_restart_step
+from tasks.verify import verify_step
+
+STEPS = (
+    ("install-dbora", install_dbora_step),
+    ("gen-key", lambda s, dry: gen_key_step(s, dry)),
+    ("push-key", push_key_step),
+    ("install-svr-restart", install_svr_restart_step),
+)
+
+
+@svr_task
+def bootstrap(c: Context, dry_run: bool = False) -> None:
+    """Set up the whole chain: install-dbora, gen-key, push-key, install-svr-restart, then verify.
+
+    Prints changed/ok per host and step; a second run changes nothing. --dry-run shows every
+    change (with diffs) and touches nothing.
+    """
+    with Session.open() as s:
+        for name, step in STEPS:
+            try:
+                step(s, dry_run)
+            except SvrchainError as exc:
+                s.fail(s.db.name, name, exc)
+                break
+        s.finish("bootstrap")
+        if dry_run:
+            return
+        gaps = [c for c in verify_step(s) if not c.ok]
+        if gaps:
+            raise SvrchainError(f"bootstrap: verify found {len(gaps)} gap(s)")

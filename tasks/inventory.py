@@ -1,0 +1,347 @@
+"""The inventory: one YAML file per environment, validated on load.
+
+Pure logic, no I/O beyond reading the file. Every problem becomes an :class:`InventoryError` whose
+message is one line per problem, naming the file, the key's path and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from tasks.errors import SvrchainError
+
+DEFAULT_INVENTORY = Path(__file__).resolve().parent.parent / "inventory" / "lab.yaml"
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# What may appear inside command="..." of authorized_keys and a shell word list: no quotes that
+# would end the option, no newlines that would start a new key line.
+COMMAND_RE = re.compile(r'^[^"\\\n\r]+$')
+HOSTNAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
+SERVICE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")
+ABS_PATH_RE = re.compile(r"^/[A-Za-z0-9_./@+-]*$")
+
+
+class InventoryError(SvrchainError):
+    """The inventory file is missing, unreadable or invalid."""
+
+
+def _name(v: str) -> str:
+    if not NAME_RE.match(v):
+        raise ValueError("use letters, digits, '.', '_' or '-' (e.g. web1)")
+    return v
+
+
+def _address(v: str) -> str:
+    try:
+        ipaddress.ip_address(v)
+        return v
+    except ValueError:
+        if HOSTNAME_RE.match(v) and len(v) <= 253:
+            return v
+    raise ValueError("must be an IP address or a host name")
+
+
+def _from_entry(v: str) -> str:
+    try:
+        ipaddress.ip_network(v, strict=True)
+    except ValueError:
+        raise ValueError(
+            "from= takes IP addresses (or networks like 198.18.0.0/24): sshd does not resolve "
+            "names by default"
+        ) from None
+    return v
+
+
+def _command(v: str) -> str:
+    if not v.strip() or not COMMAND_RE.match(v):
+        raise ValueError('must be one line without double quotes or backslashes (it goes in command="...")')
+    return v
+
+
+def _abs_path(v: str) -> str:
+    if not ABS_PATH_RE.match(v) or "/../" in v + "/":
+        raise ValueError("must be an absolute path without spaces (e.g. /root/.ssh/svr_restart_key)")
+    return v
+
+
+def _service(v: str) -> str:
+    if not SERVICE_RE.match(v):
+        raise ValueError("must be a service name such as dbora or oracle.service")
+    return v
+
+
+Name = Annotated[str, AfterValidator(_name)]
+Address = Annotated[str, AfterValidator(_address)]
+FromEntry = Annotated[str, AfterValidator(_from_entry)]
+Command = Annotated[str, AfterValidator(_command)]
+AbsPath = Annotated[str, AfterValidator(_abs_path)]
+Service = Annotated[str, AfterValidator(_service)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Seconds = Annotated[int, Field(ge=1, le=3600)]
+
+
+class Strict(BaseModel):
+    """Base: unknown keys are errors, values are not silently coerced across types."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Connect(Strict):
+    """How the admin reaches every host."""
+
+    user: Name = "root"
+    identity: str
+    known_hosts: str
+    port: Port = 22
+    timeout: Seconds = 10
+
+
+class Ready(Strict):
+    """How to tell the DB is ready: a TCP port on the DB host, or a command run there."""
+
+    port: Port | None = None
+    host: Address = "127.0.0.1"
+    command: Command | None = None
+    timeout: Seconds = 300
+    interval: Seconds = 2
+
+    @model_validator(mode="after")
+    def _one_probe(self) -> Ready:
+        if (self.port is None) == (self.command is None):
+            raise ValueError("set exactly one of 'port' or 'command'")
+        return self
+
+
+class Oracle(Strict):
+    """Settings of the built-in template of Oracle's documented dbora script."""
+
+    home: AbsPath
+    owner: Name = "oracle"
+
+
+class Db(Strict):
+    """The DB server and its service."""
+
+    name: Name
+    address: Address
+    port: Port | None = None
+    user: Name | None = None
+    from_: list[FromEntry] | None = Field(default=None, alias="from", min_length=1)
+    service: Service = "dbora"
+    init: Literal["auto", "sysv", "systemd"] = "auto"
+    script: str | None = None
+    oracle: Oracle | None = None
+    ready: Ready
+
+    model_config = ConfigDict(populate_by_name=False)
+
+    @model_validator(mode="after")
+    def _script_or_oracle(self) -> Db:
+        if (self.script is None) == (self.oracle is None):
+            raise ValueError(
+                "set exactly one of 'script' (a local start script) or 'oracle' (the built-in "
+                "template of Oracle's dbora)"
+            )
+        if self.from_ is None:
+            try:
+                ipaddress.ip_address(self.address)
+            except ValueError:
+                raise ValueError(
+                    f"address '{self.address}' is a name: add 'from' with the DB server's IP "
+                    "address(es) for the key's from= option"
+                ) from None
+        return self
+
+    @property
+    def from_addresses(self) -> list[str]:
+        """The addresses the DB server connects from (the key's from= list)."""
+        return list(self.from_) if self.from_ else [self.address]
+
+
+class Key(Strict):
+    """The dedicated, passphrase-less key on the DB server."""
+
+    path: AbsPath = "/root/.ssh/svr_restart_key"
+    type: Literal["ed25519", "rsa"] = "ed25519"
+    bits: Annotated[int, Field(ge=3072, le=16384)] = 4096
+
+
+class Trigger(Strict):
+    """The svr_restart service on the DB server."""
+
+    name: Service = "svr_restart"
+    known_hosts: AbsPath = "/etc/svrchain/known_hosts"
+    log: AbsPath = "/var/log/svr_restart.log"
+    connect_timeout: Seconds = 5
+    retries: Annotated[int, Field(ge=1, le=10)] = 3
+    restart_timeout: Seconds = 120
+
+
+class WebServer(Strict):
+    """One web server."""
+
+    name: Name
+    address: Address
+    port: Port | None = None
+    health_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")]
+
+
+class Web(Strict):
+    """The web servers and what the key may run on them."""
+
+    user: Name = "root"
+    restart_command: Command = "/etc/init.d/httpd restart"
+    health_timeout: Seconds = 30
+    servers: list[WebServer] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Web:
+        for attr in ("name", "address"):
+            seen: set[str] = set()
+            for s in self.servers:
+                value = getattr(s, attr)
+                if value in seen:
+                    raise ValueError(f"two web servers have the {attr} '{value}'; each must be unique")
+                seen.add(value)
+        return self
+
+
+class Inventory(Strict):
+    """A whole environment."""
+
+    connect: Connect
+    db: Db
+    web: Web
+    key: Key = Key()
+    trigger: Trigger = Trigger()
+
+    # Not part of the YAML: where it was loaded from, for messages and relative paths.
+    source: Path = Field(default=Path("inventory.yaml"), exclude=True)
+
+    @model_validator(mode="after")
+    def _distinct_hosts(self) -> Inventory:
+        if self.db.name in {s.name for s in self.web.servers}:
+            raise ValueError(f"the DB server and a web server are both named '{self.db.name}'")
+        return self
+
+    def path(self, value: str) -> Path:
+        """Resolve a local path from the file: ``~`` expanded, relative to the inventory's folder."""
+        p = Path(os.path.expanduser(value))
+        return p if p.is_absolute() else (self.source.parent / p).resolve()
+
+
+def _known_keys(model: type[BaseModel]) -> list[str]:
+    return [f.alias or name for name, f in model.model_fields.items() if name != "source"]
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model class that sits at a location in the inventory, for 'did you mean' hints."""
+    model: type[BaseModel] | None = Inventory
+    for part in loc:
+        if model is None:
+            return None
+        if isinstance(part, int):
+            continue
+        field = next(
+            (f for n, f in model.model_fields.items() if (f.alias or n) == part), None
+        )
+        if field is None:
+            return None
+        ann = field.annotation
+        model = _first_model(ann)
+    return model
+
+
+def _first_model(ann: object) -> type[BaseModel] | None:
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    for arg in getattr(ann, "__args__", ()) or ():
+        found = _first_model(arg)
+        if found:
+            return found
+    return None
+
+
+def _loc_text(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _describe(err: dict) -> str:
+    """One human sentence (problem and fix) for one pydantic error."""
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
+    etype = err["type"]
+    where = _loc_text(loc)
+    if etype == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        options = _known_keys(parent) if parent else []
+        guess = difflib.get_close_matches(str(loc[-1]), options, n=1)
+        hint = f"did you mean '{guess[0]}'?" if guess else f"known keys: {', '.join(options)}"
+        return f"{where}: unknown key; {hint}"
+    if etype == "missing":
+        return f"{where}: missing; add it (every key is described in inventory/example.yaml)"
+    msg = err["msg"]
+    msg = msg.removeprefix("Value error, ")
+    got = err.get("input")
+    shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
+    return f"{where}: {msg}{shown}"
+
+
+def parse(text: str, source: Path) -> Inventory:
+    """Parse and validate inventory text; raise :class:`InventoryError` with one line per problem."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InventoryError(f"{source}{where}: not valid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise InventoryError(f"{source}: expected a mapping of settings (connect, db, web, ...)")
+    try:
+        return Inventory.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        lines = [f"{source}: {_describe(e)}" for e in exc.errors()]
+        raise InventoryError("\n".join(lines)) from None
+    except (TypeError, ValueError) as exc:  # e.g. non-string keys in a mapping
+        raise InventoryError(f"{source}: {exc}") from None
+
+
+def inventory_path(env: dict[str, str] | None = None) -> Path:
+    """Which inventory file this run uses: ``$INVENTORY`` (or from ``.env``), else the lab's."""
+    env = os.environ if env is None else env
+    value = env.get("INVENTORY")
+    return Path(value) if value else DEFAULT_INVENTORY
+
+
+def load(path: Path | None = None) -> Inventory:
+    """Read and validate the inventory file."""
+    path = path or inventory_path()
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise InventoryError(
+            f"{path}: no such inventory file; set INVENTORY=path/to/file.yaml (see inventory/example.yaml)"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InventoryError(f"{path}: cannot read the inventory: {exc}") from None
+    return parse(text, path)

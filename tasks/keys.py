@@ -1,0 +1,237 @@
+"""gen-key and push-key: the DB server's restricted key, and its one line on every web server."""
+
+from __future__ import annotations
+
+import shlex
+
+from invoke import Context
+
+from tasks import authkeys
+from tasks.authkeys import PublicKey
+from tasks.base import svr_task
+from tasks.errors import SvrchainError
+from tasks.plan import FileSpec, FileState, Outcome
+from tasks.remote import FILE_CMD, Host, HostError, Session, apply_files
+
+SSH_VERSION = "ssh -V 2>&1"
+
+
+def marker(session: Session) -> str:
+    """The comment that names svrchain's key (and line) for this DB server and trigger."""
+    return f"svrchain:{session.inv.trigger.name}@{session.inv.db.name}"
+
+
+# --- gen-key ----------------------------------------------------------------------------------
+
+
+def _keygen_script(key_type: str, bits: int) -> str:
+    size = f"-b {bits}" if key_type == "rsa" else ""
+    return (
+        'set -e; umask 077; k=$1; c=$2; d=$(dirname "$k"); mkdir -p -m 700 "$d"\n'
+        't=$(mktemp -d "$d/.svrchain-key.XXXXXX"); trap \'rm -rf "$t"\' EXIT\n'
+        f'ssh-keygen -q -t {key_type} {size} -N "" -C "$c" -f "$t/key"\n'
+        'mv -f "$t/key.pub" "$k.pub"; mv -f "$t/key" "$k"\n'
+    )
+
+
+def gen_key_step(session: Session, dry_run: bool, rotate: bool = False) -> None:
+    """Make sure the DB server has the dedicated, passphrase-less key (mode 600)."""
+    inv, host = session.inv, session.db
+    path = inv.key.path
+    _, r = host.probe(commands={
+        "ssh": SSH_VERSION,
+        "priv": f"stat -c '%a %U' {shlex.quote(path)}",
+        "derived": f"ssh-keygen -y -P '' -f {shlex.quote(path)}",
+        "pub": f"cat {shlex.quote(path)}.pub",
+    })
+    key_type = inv.key.type
+    version = authkeys.openssh_version(r["ssh"].stdout)
+    if key_type == "ed25519" and version is not None and version < authkeys.ED25519_SINCE:
+        key_type = "rsa"  # this OpenSSH predates ed25519
+    exists = r["priv"].ok
+    if exists and not rotate:
+        if not r["derived"].ok:
+            raise HostError(
+                f"{host.label}: {path} exists but cannot be used without a passphrase; the key runs "
+                "unattended, so it must have none: replace it with `fab gen-key --rotate`"
+            )
+        derived = authkeys.parse_public_key(r["derived"].stdout)
+        fixes = []
+        if r["priv"].stdout.split() != ["600", "root"]:
+            fixes.append(f"chown root {shlex.quote(path)} && chmod 600 {shlex.quote(path)}")
+        pub_ok = r["pub"].ok and _same_key(r["pub"].stdout, derived)
+        if not fixes and pub_ok:
+            session.report(Outcome(host.name, "gen-key", "ok", f"{path} {derived.type} {derived.fingerprint}"))
+            return
+        specs = [] if pub_ok else [FileSpec(f"{path}.pub", (PublicKey(derived.type, derived.blob, marker(session)).text() + "\n").encode(), 0o644)]
+        states = {} if pub_ok else {f"{path}.pub": FileState(f"{path}.pub", r["pub"].ok, r["pub"].stdout.encode() if r["pub"].ok else b"")}
+        apply_files(session, host, "gen-key", specs, states, dry_run, after=lambda _c: fixes)
+        return
+    what = f"{'replace' if exists else 'create'} {path} ({key_type}, no passphrase, mode 600)"
+    if dry_run:
+        session.report(Outcome(host.name, "gen-key", "would change", what))
+        return
+    host.check(_keygen_script(key_type, inv.key.bits), path, marker(session), what="ssh-keygen")
+    _, r2 = host.probe(commands={"pub": f"cat {shlex.quote(path)}.pub"})
+    key = authkeys.parse_public_key(r2["pub"].stdout)
+    session.report(Outcome(host.name, "gen-key", "changed", f"{what}: {key.fingerprint}"))
+
+
+def _same_key(pub_text: str, key: PublicKey) -> bool:
+    try:
+        return authkeys.parse_public_key(pub_text).blob == key.blob
+    except SvrchainError:
+        return False
+
+
+@svr_task
+def gen_key(c: Context, rotate: bool = False, dry_run: bool = False) -> None:
+    """Create the DB server's dedicated restart key: no passphrase, mode 600, never leaves the host.
+
+    ed25519 by default (RSA where the host's OpenSSH predates it). An existing key is kept;
+    --rotate replaces it (then run push-key). --dry-run shows what would change.
+    """
+    with Session.open() as s:
+        try:
+            gen_key_step(s, dry_run, rotate)
+        except SvrchainError as exc:
+            s.fail(s.db.name, "gen-key", exc)
+        s.finish("gen-key")
+
+
+# --- push-key ---------------------------------------------------------------------------------
+
+_WEB_PROBE = {
+    "ssh": SSH_VERSION,
+    "account": 'getent passwd "$U" | cut -d: -f6; id -gn "$U"',
+    "sshdir": 'h=$(getent passwd "$U" | cut -d: -f6); stat -c "%a %U" "$h/.ssh"',
+    "authkeys": 'F="$(getent passwd "$U" | cut -d: -f6)/.ssh/authorized_keys"; ' + FILE_CMD,
+    "hostkeys": "for f in $( (sshd -T 2>/dev/null | awk '$1==\"hostkey\"{print $2}') || true); "
+                'do cat "$f.pub"; done',
+}
+
+
+def db_public_key(session: Session) -> PublicKey | None:
+    """The DB server's public key, read over SSH once per run (None when it does not exist yet)."""
+    if "db_key" not in session.cache:
+        path = session.inv.key.path + ".pub"
+        _, r = session.db.probe(commands={"pub": f"cat {shlex.quote(path)}"})
+        session.cache["db_key"] = authkeys.parse_public_key(r["pub"].stdout) if r["pub"].ok else None
+    return session.cache["db_key"]
+
+
+def _web_probe(user: str) -> dict[str, str]:
+    return {k: f"U={shlex.quote(user)}; {v}" for k, v in _WEB_PROBE.items()}
+
+
+def web_facts(session: Session, web: Host) -> tuple[str, str, FileState, dict]:
+    """(home, group, authorized_keys state, raw results) of the web user on ``web``."""
+    user = session.inv.web.user
+    _, r = web.probe(commands=_web_probe(user))
+    if not r["account"].ok or len(r["account"].stdout.split()) != 2:
+        raise HostError(
+            f"{web.label}: no account {user!r} (web.user in {session.inv.source}); create it or "
+            "change web.user"
+        )
+    home, group = r["account"].stdout.split()
+    path = f"{home}/.ssh/authorized_keys"
+    return home, group, web.file_state(path, r["authkeys"].code, r["authkeys"].raw), r
+
+
+def expected_line(session: Session, key: PublicKey, ssh_version_text: str) -> str:
+    """The authorized_keys line for ``key`` on a web server with that OpenSSH version."""
+    version = authkeys.openssh_version(ssh_version_text)
+    restrict = version is not None and version >= authkeys.RESTRICT_SINCE
+    return authkeys.restricted_line(
+        key, session.inv.db.from_addresses, session.inv.web.restart_command, restrict, marker(session)
+    )
+
+
+def host_keys(web: Host, text: str) -> list[PublicKey]:
+    """The web server's own host keys, checked against the key the admin connection saw."""
+    keys = []
+    for line in text.splitlines():
+        try:
+            keys.append(authkeys.parse_public_key(line))
+        except SvrchainError:
+            continue
+    seen = web.connection().client.get_transport().get_remote_server_key()
+    if not any(k.blob == seen.get_base64() for k in keys):
+        raise HostError(
+            f"{web.label}: the host keys sshd reports do not include the one this connection saw; "
+            "refusing to pin them"
+        )
+    return keys
+
+
+def push_key_step(session: Session, dry_run: bool) -> None:
+    """Install the restricted line on every web server and pin their host keys on the DB server."""
+    inv = session.inv
+    key = db_public_key(session)
+    if key is None and not dry_run:
+        raise HostError(f"{session.db.label}: {inv.key.path}.pub does not exist; run `fab gen-key` first")
+
+    def one(web: Host) -> list[str]:
+        home, group, state, r = web_facts(session, web)
+        pins = [authkeys.known_hosts_line(web.address, web.port, k) for k in host_keys(web, r["hostkeys"].stdout)]
+        if key is None:
+            session.report(Outcome(web.name, "push-key", "would change",
+                                   f"{home}/.ssh/authorized_keys: add the line of the key gen-key creates"))
+            return pins
+        line = expected_line(session, key, r["ssh"].stdout)
+        text = state.content.decode("utf-8", "surrogateescape")
+        new = authkeys.merge_line(text, line, key.blob, marker(session))
+        spec = FileSpec(f"{home}/.ssh/authorized_keys", new.encode("utf-8", "surrogateescape"), 0o600,
+                        owner=inv.web.user, group=group, parent_mode=0o700)
+        fix_dir = []
+        if r["sshdir"].ok and r["sshdir"].stdout.split() != ["700", inv.web.user]:
+            fix_dir = [f"chown {shlex.quote(inv.web.user)} {shlex.quote(home)}/.ssh && chmod 700 {shlex.quote(home)}/.ssh"]
+        apply_files(session, web, "push-key", [spec], {spec.path: state}, dry_run,
+                    after=lambda _c: fix_dir, ok_detail=f"{spec.path}: line in place")
+        return pins
+
+    results = session.each(session.webs, one)
+    pinned: dict[str, list[str]] = {}
+    for web, res in zip(session.webs, results, strict=True):
+        if isinstance(res, HostError):
+            session.fail(web.name, "push-key", res)
+        else:
+            pinned[web.name] = res
+    pin_host_keys(session, pinned, dry_run)
+
+
+def pin_host_keys(session: Session, pinned: dict[str, list[str]], dry_run: bool) -> None:
+    """Write the trigger's known_hosts on the DB server: the web servers' keys, read from themselves.
+
+    Lines of web servers that could not be read this run are kept as they were.
+    """
+    path = session.inv.trigger.known_hosts
+    states, _ = session.db.probe([path])
+    old = states[path].content.decode() if states[path].exists else ""
+    lines: list[str] = []
+    for web in session.webs:
+        if web.name in pinned:
+            lines += pinned[web.name]
+        else:
+            name = web.address if web.port == 22 else f"[{web.address}]:{web.port}"
+            lines += [x for x in old.splitlines() if x.split(" ", 1)[0] == name]
+    spec = FileSpec(path, "".join(x + "\n" for x in lines).encode(), 0o644, parent_mode=0o755)
+    apply_files(session, session.db, "pin-host-keys", [spec], states, dry_run,
+                ok_detail=f"{path}: {len(lines)} key(s) of {len(pinned)} web server(s)")
+
+
+@svr_task
+def push_key(c: Context, dry_run: bool = False) -> None:
+    """Install the DB server's key on every web server, restricted to the restart command.
+
+    The line is from="<DB address>",no-port-forwarding,no-X11-forwarding,no-agent-forwarding,
+    no-pty,command="<restart command>" (plus restrict where OpenSSH has it); an older line for
+    the key is replaced, other lines are kept byte for byte. Also pins every web server's host key
+    (read from itself) in the DB server's known_hosts for the trigger. --dry-run shows the diffs.
+    """
+    with Session.open() as s:
+        try:
+            push_key_step(s, dry_run)
+        except SvrchainError as exc:
+            s.fail(s.db.name, "push-key", exc)
+        s.finish("push-key")

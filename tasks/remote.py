@@ -1,0 +1,378 @@
+"""The I/O side: one SSH connection per host per run, facts in one round trip, atomic writes.
+
+Connections are Fabric ``Connection`` objects with a pinned-known_hosts policy: an unknown or
+changed host key is refused, never accepted. Commands run over the connection's transport as
+exec channels (stdin in, stdout/stderr/exit code out); nothing opens a second connection.
+"""
+
+from __future__ import annotations
+
+import base64
+import shlex
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import paramiko
+from dotenv import find_dotenv, load_dotenv
+from fabric import Config, Connection
+from paramiko.ssh_exception import NoValidConnectionsError
+
+from tasks import inventory
+from tasks.errors import SvrchainError
+from tasks.plan import FileChange, FileSpec, FileState, Outcome
+
+T = TypeVar("T")
+BACKUP_DIR = "/var/backups/svrchain"
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a remote command did."""
+
+    code: int
+    stdout: str
+    stderr: str
+    raw: bytes = b""
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 0
+
+
+class HostError(SvrchainError):
+    """Something failed on one host; the message names the host."""
+
+
+# The atomic write, run on the host with the content on stdin: temp file in the same directory,
+# checksum checked (a cut connection never yields a half-written file), owner and mode set, a
+# backup of the old file kept, then one rename.
+_WRITE = r"""
+set -eu
+f=$1; mode=$2; owner=$3; sum=$4; backups=$5; pmode=$6
+d=$(dirname -- "$f")
+if [ ! -d "$d" ]; then
+    [ "$pmode" != - ] || { echo "directory $d does not exist" >&2; exit 3; }
+    mkdir -p -m "$pmode" -- "$d"
+    chown "$owner" "$d"
+fi
+tmp=$(mktemp "$d/.svrchain.XXXXXX")
+trap 'rm -f -- "$tmp"' EXIT
+cat >"$tmp"
+got=$(sha256sum <"$tmp" | cut -d' ' -f1)
+if [ "$got" != "$sum" ]; then
+    echo "the file arrived incomplete (checksum differs); $f was left as it was" >&2
+    exit 4
+fi
+chown "$owner" "$tmp"
+chmod "$mode" "$tmp"
+sync "$tmp" 2>/dev/null || sync
+if [ -e "$f" ]; then
+    mkdir -p -m 700 "$backups"
+    cp -p -- "$f" "$backups/$(echo "$f" | tr / %).$(date +%Y%m%dT%H%M%S.%N)"
+fi
+mv -f -- "$tmp" "$f"
+trap - EXIT
+"""
+
+# Facts: each section prints "==NAME RC BASE64" so that any bytes survive, in one round trip.
+_PROBE_HEAD = r"""
+t=$(mktemp)
+sec() { n=$1; shift; "$@" >"$t" 2>&1; rc=$?; printf '==%s %s ' "$n" "$rc"; base64 -w0 <"$t"; echo; }
+file() { if [ -f "$1" ]; then stat -c '%a %U %G' -- "$1" && cat -- "$1"; else return 44; fi; }
+"""
+# The same as a command of its own, for a file whose path is only known on the host ($F).
+FILE_CMD = """if [ -f "$F" ]; then stat -c '%a %U %G' -- "$F" && cat -- "$F"; else exit 44; fi"""
+
+
+class Host:
+    """One inventory host and its (single, lazily opened) SSH connection."""
+
+    def __init__(self, session: Session, name: str, role: str, address: str, port: int, user: str):
+        self.session = session
+        self.name = name
+        self.role = role
+        self.address = address
+        self.port = port
+        self.user = user
+        self._conn: Connection | None = None
+        self._lock = threading.Lock()
+        self.commands_run = 0
+
+    def __repr__(self) -> str:
+        return f"<Host {self.name} {self.address}:{self.port}>"
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.address}:{self.port})"
+
+    # -- connection ------------------------------------------------------------------------
+
+    def connection(self) -> Connection:
+        """The host's connection, opened on first use; errors become one clear line."""
+        with self._lock:
+            if self._conn is None:
+                self._conn = self._open()
+            return self._conn
+
+    def _open(self) -> Connection:
+        s = self.session
+        conn = Connection(
+            self.address, user=self.user, port=self.port, config=s.fabric_config,
+            connect_timeout=s.inv.connect.timeout,
+            connect_kwargs={"key_filename": [str(s.identity)], "look_for_keys": False,
+                            "allow_agent": False},
+        )
+        conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        conn.client.load_host_keys(str(s.known_hosts))
+        kh = s.inv.connect.known_hosts
+        try:
+            conn.open()
+        except paramiko.BadHostKeyException as exc:
+            raise HostError(
+                f"{self.label}: host key CHANGED: it offers {exc.key.get_name()} "
+                f"{exc.key.fingerprint}, not the key pinned in {kh}; if the change is expected, "
+                f"remove its line from {kh} and run `fab trust-hosts`"
+            ) from None
+        except paramiko.AuthenticationException:
+            raise HostError(
+                f"{self.label}: authentication as {self.user} with {s.inv.connect.identity} failed; "
+                "check connect.user/identity in the inventory and the host's authorized_keys"
+            ) from None
+        except NoValidConnectionsError:
+            raise HostError(
+                f"{self.label}: connection refused; is sshd running and is the port right in "
+                f"{s.inv.source}?"
+            ) from None
+        except (TimeoutError, socket.timeout):
+            raise HostError(
+                f"{self.label}: cannot connect: timed out after {s.inv.connect.timeout}s; is the "
+                f"host up and its address right in {s.inv.source}?"
+            ) from None
+        except paramiko.SSHException as exc:
+            if "not found in known_hosts" in str(exc):
+                raise HostError(
+                    f"{self.label}: host key unknown: it is not pinned in {kh}; check it and pin "
+                    "it with `fab trust-hosts`"
+                ) from None
+            raise HostError(f"{self.label}: SSH failed: {exc}") from None
+        except OSError as exc:
+            raise HostError(
+                f"{self.label}: cannot connect: {exc.strerror or exc}; is the host up and its "
+                f"address right in {s.inv.source}?"
+            ) from None
+        s.note_connection(self)
+        return conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # -- commands --------------------------------------------------------------------------
+
+    def run(self, script: str, *args: str, stdin: bytes = b"", timeout: float = 300) -> Result:
+        """Run a POSIX sh script (as root: sudo -n for a non-root admin) with positional args."""
+        command = "sh -c " + shlex.quote(script) + " svrchain " + " ".join(shlex.quote(a) for a in args)
+        if self.user != "root":
+            command = "sudo -n " + command
+        transport = self.connection().client.get_transport()
+        if transport is None or not transport.is_active():
+            raise HostError(f"{self.label}: the SSH connection was lost")
+        self.commands_run += 1
+        try:
+            chan = transport.open_session(timeout=30)
+            chan.settimeout(timeout)
+            chan.exec_command(command)
+            if stdin:
+                chan.sendall(stdin)
+            chan.shutdown_write()
+            out = chan.makefile("rb").read()
+            err = chan.makefile_stderr("rb").read()
+            code = chan.recv_exit_status()
+            chan.close()
+        except (socket.timeout, TimeoutError):
+            raise HostError(f"{self.label}: a command did not finish within {timeout:.0f}s") from None
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise HostError(f"{self.label}: the SSH connection failed: {exc}") from None
+        result = Result(code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+        if code != 0 and "sudo:" in result.stderr and "password" in result.stderr:
+            raise HostError(
+                f"{self.label}: {self.user} needs passwordless sudo (sudo -n) for svrchain; add a "
+                "NOPASSWD rule or connect as root"
+            )
+        return result
+
+    def check(self, script: str, *args: str, what: str, stdin: bytes = b"") -> Result:
+        """Run, and turn a non-zero exit into one clear line naming the host and ``what``."""
+        r = self.run(script, *args, stdin=stdin)
+        if not r.ok:
+            detail = (r.stderr.strip() or r.stdout.strip() or f"exit {r.code}").splitlines()[-1]
+            raise HostError(f"{self.label}: {what} failed: {detail}")
+        return r
+
+    def probe(self, files: Iterable[str] = (), commands: dict[str, str] | None = None
+              ) -> tuple[dict[str, FileState], dict[str, Result]]:
+        """Read files and run read-only commands in one round trip."""
+        files = list(files)
+        commands = commands or {}
+        parts = [_PROBE_HEAD]
+        for i, path in enumerate(files):
+            parts.append(f"sec f{i} file {shlex.quote(path)}")
+        for i, cmd in enumerate(commands.values()):
+            parts.append(f"sec c{i} sh -c {shlex.quote(cmd)}")
+        parts.append('rm -f "$t"')
+        r = self.run("\n".join(parts))
+        sections: dict[str, tuple[int, bytes]] = {}
+        for line in r.stdout.splitlines():
+            if line.startswith("=="):
+                head, _, data = line[2:].partition(" ")
+                rc, _, b64 = data.partition(" ")
+                sections[head] = (int(rc), base64.b64decode(b64))
+        states = {path: self.file_state(path, *sections.get(f"f{i}", (1, b""))) for i, path in enumerate(files)}
+        results: dict[str, Result] = {}
+        for i, name in enumerate(commands):
+            rc, raw = sections.get(f"c{i}", (1, b""))
+            results[name] = Result(rc, raw.decode("utf-8", "replace"), "", raw)
+        return states, results
+
+    def file_state(self, path: str, rc: int, raw: bytes) -> FileState:
+        """A file's state from the output of ``FILE_CMD`` (mode/owner line, then the bytes)."""
+        if rc == 44:
+            return FileState(path, exists=False)
+        if rc != 0:
+            raise HostError(f"{self.label}: cannot read {path}: {raw.decode(errors='replace').strip()}")
+        meta, _, content = raw.partition(b"\n")
+        mode, owner, group = meta.decode().split()
+        return FileState(path, True, content, int(mode, 8), owner, group)
+
+    def write(self, change: FileChange) -> None:
+        """Write one file atomically (temp + checksum + rename), keeping a backup of the old one."""
+        spec = change.spec
+        self.check(_WRITE, spec.path, f"{spec.mode:o}", f"{spec.owner}:{spec.group}", spec.sha256,
+                   BACKUP_DIR, f"{spec.parent_mode:o}" if spec.parent_mode else "-", stdin=spec.content, what=f"writing {spec.path}")
+
+
+class Session:
+    """One run: the inventory, its hosts, one connection each, and the outcome report."""
+
+    def __init__(self, inv: inventory.Inventory, out=None):
+        self.inv = inv
+        self.out = out or sys.stdout
+        self.identity = inv.path(inv.connect.identity)
+        self.known_hosts = inv.path(inv.connect.known_hosts)
+        self.fabric_config = Config(overrides={"load_ssh_configs": False})
+        self.outcomes: list[Outcome] = []
+        self.cache: dict[str, object] = {}  # facts read once per run (e.g. the DB's public key)
+        self.connections_opened: dict[str, int] = {}
+        self._print_lock = threading.Lock()
+        c = inv.connect
+        self.db = Host(self, inv.db.name, "db", inv.db.address, inv.db.port or c.port, inv.db.user or c.user)
+        self.webs = [Host(self, s.name, "web", s.address, s.port or c.port, c.user) for s in inv.web.servers]
+
+    @classmethod
+    def open(cls, path: Path | None = None) -> Session:
+        """Load ``.env`` and the inventory, check the local files it names, and start a session."""
+        load_dotenv(find_dotenv(usecwd=True))
+        inv = inventory.load(path)
+        s = cls(inv)
+        if not s.identity.is_file():
+            raise inventory.InventoryError(
+                f"{inv.source}: connect.identity: {s.identity} does not exist; point it at the admin's private key"
+            )
+        if not s.known_hosts.is_file():
+            raise inventory.InventoryError(
+                f"{inv.source}: connect.known_hosts: {s.known_hosts} does not exist; create it with "
+                "`fab trust-hosts`"
+            )
+        return s
+
+    @property
+    def hosts(self) -> list[Host]:
+        return [self.db, *self.webs]
+
+    def note_connection(self, host: Host) -> None:
+        self.connections_opened[host.name] = self.connections_opened.get(host.name, 0) + 1
+
+    def close(self) -> None:
+        for h in self.hosts:
+            h.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- parallelism and reporting ---------------------------------------------------------
+
+    def each(self, hosts: list[Host], fn: Callable[[Host], T]) -> list[T | HostError]:
+        """Run ``fn`` on every host in parallel; a host's error is returned, not raised."""
+        def guarded(h: Host) -> T | HostError:
+            try:
+                return fn(h)
+            except HostError as exc:
+                return exc
+        if len(hosts) == 1:
+            return [guarded(hosts[0])]
+        with ThreadPoolExecutor(max_workers=min(32, len(hosts))) as pool:
+            return list(pool.map(guarded, hosts))
+
+    def report(self, outcome: Outcome, show_diff: bool = False) -> Outcome:
+        """Print one ``host step status detail`` line (and its diffs in a dry run)."""
+        with self._print_lock:
+            self.outcomes.append(outcome)
+            line = f"{outcome.host:<10} {outcome.step:<20} {outcome.status:<13} {outcome.detail}"
+            print(line.rstrip(), file=self.out, flush=True)
+            if show_diff:
+                for d in outcome.diffs:
+                    print(_indent(d), file=self.out, end="", flush=True)
+        return outcome
+
+    def fail(self, host: str, step: str, error: Exception) -> Outcome:
+        return self.report(Outcome(host, step, "failed", str(error)))
+
+    def finish(self, what: str) -> None:
+        """Raise a non-zero exit when any outcome of this run failed."""
+        failed = [o for o in self.outcomes if o.failed]
+        if failed:
+            names = ", ".join(sorted({o.host for o in failed}))
+            raise SvrchainError(f"{what}: failed on {names} (see above)")
+
+
+def _indent(text: str) -> str:
+    return "".join("    " + line for line in text.splitlines(keepends=True))
+
+
+def apply_files(session: Session, host: Host, step: str, specs: list[FileSpec],
+                states: dict[str, FileState], dry_run: bool,
+                after: Callable[[list[FileChange]], list[str]] | None = None,
+                ok_detail: str = "") -> Outcome:
+    """Compare, then (unless dry) write each differing file; report one line for the step."""
+    from tasks.plan import file_change
+
+    changes = [c for c in (file_change(s, states[s.path]) for s in specs) if c is not None]
+    commands = after(changes) if after else []
+    if not changes and not commands:
+        return session.report(Outcome(host.name, step, "ok", ok_detail))
+    detail = ", ".join([f"{c.spec.path} ({', '.join(c.reasons)})" for c in changes] + commands)
+    diffs = [c.diff() for c in changes if c.diff()]
+    if dry_run:
+        return session.report(Outcome(host.name, step, "would change", detail, diffs), show_diff=True)
+    for c in changes:
+        host.write(c)
+    for cmd in commands:
+        host.check(cmd, what=cmd)
+    return session.report(Outcome(host.name, step, "changed", detail, diffs))
+
+
+def timed(fn: Callable[[], T]) -> tuple[T, float]:
+    """Run ``fn`` and return its result with the seconds it took."""
+    t0 = time.monotonic()
+    return fn(), time.monotonic() - t0

@@ -1,0 +1,61 @@
+"""Render the files svrchain installs on the DB server (pure logic, Jinja2 templates)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from tasks.errors import SvrchainError
+from tasks.inventory import Inventory
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+IMPL_DIR = "/usr/local/lib/svrchain"
+
+_env = Environment(
+    loader=FileSystemLoader(TEMPLATES),
+    undefined=StrictUndefined,
+    keep_trailing_newline=True,
+    autoescape=False,  # shell scripts, not HTML
+    comment_start_string="<#",  # '{#' is bash's ${#array[@]}
+    comment_end_string="#>",
+)
+
+
+def impl_path(inv: Inventory) -> str:
+    """Where the site's own start script is installed; the init script wraps it."""
+    return f"{IMPL_DIR}/{inv.db.service}"
+
+
+def dbora_impl(inv: Inventory) -> bytes:
+    """The site's start script: the local file named in the inventory, or Oracle's template."""
+    if inv.db.script is not None:
+        path = inv.path(inv.db.script)
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise SvrchainError(
+                f"{inv.source}: db.script: cannot read {path}: {exc.strerror}; fix the path"
+            ) from None
+    return _env.get_template("dbora-oracle.sh.j2").render(oracle=inv.db.oracle).encode()
+
+
+def dbora_init(inv: Inventory, hook: bool = True) -> bytes:
+    """``/etc/init.d/<service>``: header for chkconfig/insserv, runs the site's script, then the trigger."""
+    return _env.get_template("dbora-wrapper.sh.j2").render(
+        service=inv.db.service, impl=impl_path(inv), trigger=inv.trigger.name, hook=hook,
+    ).encode()
+
+
+def svr_restart(inv: Inventory) -> bytes:
+    """``/etc/init.d/svr_restart``: wait for the DB, then restart every web server over SSH."""
+    webs = [
+        {"name": s.name, "address": s.address, "port": s.port or inv.connect.port, "user": inv.web.user}
+        for s in inv.web.servers
+    ]
+    t = inv.trigger
+    return _env.get_template("svr_restart.sh.j2").render(
+        name=t.name, db_service=inv.db.service, key=inv.key.path, known_hosts=t.known_hosts,
+        log=t.log, ready=inv.db.ready, connect_timeout=t.connect_timeout, retries=t.retries,
+        restart_timeout=t.restart_timeout, webs=webs,
+    ).encode()

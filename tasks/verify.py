@@ -1,0 +1,147 @@
+"""verify: a read-only check that every piece of the chain is in place and consistent."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from invoke import Context
+from tabulate import tabulate
+
+from tasks import authkeys, render, sysv
+from tasks.base import svr_task
+from tasks.errors import SvrchainError
+from tasks.keys import db_public_key, expected_line, host_keys, marker, web_facts
+from tasks.plan import FileState
+from tasks.remote import Host, HostError, Session
+
+
+@dataclass
+class Check:
+    """One line of the verify table."""
+
+    host: str
+    check: str
+    ok: bool
+    detail: str
+
+
+def _file_check(host: str, name: str, state: FileState, content: bytes, mode: int) -> Check:
+    if not state.exists:
+        return Check(host, name, False, f"{state.path} missing")
+    if state.content != content:
+        return Check(host, name, False, f"{state.path} differs from what svrchain installs")
+    if state.mode != mode or state.owner != "root":
+        return Check(host, name, False, f"{state.path} is {state.mode:o} {state.owner}, want {mode:o} root")
+    return Check(host, name, True, state.path)
+
+
+def _registration(host: str, name: str, links: dict[str, str]) -> Check:
+    if sysv.registered(links):
+        return Check(host, f"{name} boot", True, " ".join(links[lv] for lv in sysv.START_LEVELS) + " (rc3-5)")
+    return Check(host, f"{name} boot", False, "not registered to start in 3 4 5 and stop in 0 1 2 6")
+
+
+def web_checks(session: Session, web: Host) -> tuple[list[Check], list[str]]:
+    """The web server's checks, and its host keys as known_hosts lines."""
+    user = session.inv.web.user
+    home, _group, state, r = web_facts(session, web)
+    pins = [authkeys.known_hosts_line(web.address, web.port, k) for k in host_keys(web, r["hostkeys"].stdout)]
+    key = db_public_key(session)
+    checks = []
+    if key is None:
+        checks.append(Check(web.name, "authorized_keys", False, "the DB server has no key yet"))
+    elif not state.exists:
+        checks.append(Check(web.name, "authorized_keys", False, f"{state.path} missing"))
+    else:
+        line = expected_line(session, key, r["ssh"].stdout)
+        found = authkeys.find_lines(state.content.decode("utf-8", "replace"), key.blob, marker(session))
+        if found == [line]:
+            checks.append(Check(web.name, "authorized_keys", True, "the restricted line, once"))
+        elif not found:
+            checks.append(Check(web.name, "authorized_keys", False, "the DB server's key is not there"))
+        else:
+            checks.append(Check(web.name, "authorized_keys", False,
+                                f"{len(found)} line(s) for the key, not exactly the expected one"))
+        modes_ok = state.mode == 0o600 and state.owner == user and r["sshdir"].stdout.split() == ["700", user]
+        checks.append(Check(web.name, "modes", modes_ok,
+                            f"{home}/.ssh 700, authorized_keys 600, owner {user}" if modes_ok else
+                            f"{home}/.ssh is {r['sshdir'].stdout.strip()}, authorized_keys is "
+                            f"{state.mode:o} {state.owner}; want 700/600 {user}"))
+    return checks, pins
+
+
+def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
+    """The DB server's checks."""
+    inv, db = session.inv, session.db
+    svc, trig = inv.db.service, inv.trigger.name
+    impl, init, tinit = render.impl_path(inv), f"/etc/init.d/{svc}", f"/etc/init.d/{trig}"
+    kp = shlex.quote(inv.key.path)
+    states, r = db.probe(
+        [impl, init, tinit, inv.trigger.known_hosts],
+        {**sysv.PROBE, "priv": f"stat -c '%a %U' {kp}", "derived": f"ssh-keygen -y -P '' -f {kp}"},
+    )
+    links = sysv.parse_links(r["links"].stdout)
+    name = db.name
+    checks = [
+        _file_check(name, f"{svc} start script", states[impl], render.dbora_impl(inv), 0o755),
+        _file_check(name, f"{svc} init script", states[init], render.dbora_init(inv), 0o755),
+        _registration(name, svc, links.get(svc, {})),
+        _file_check(name, f"{trig} script", states[tinit], render.svr_restart(inv), 0o755),
+        _registration(name, trig, links.get(trig, {})),
+    ]
+    bad = sysv.starts_after(links.get(svc, {}), links.get(trig, {}))
+    checks.append(Check(name, "boot order", not bad, f"{trig} starts after {svc}" if not bad else
+                        f"{trig} does not start after {svc} in runlevel(s) {' '.join(bad)}"))
+    key = db_public_key(session)
+    if key is None or not r["priv"].ok:
+        checks.append(Check(name, "key", False, f"{inv.key.path} missing; run `fab gen-key`"))
+    elif not r["derived"].ok:
+        checks.append(Check(name, "key", False, f"{inv.key.path} needs a passphrase; it must have none"))
+    elif authkeys.parse_public_key(r["derived"].stdout).blob != key.blob:
+        checks.append(Check(name, "key", False, f"{inv.key.path}.pub does not match the private key"))
+    elif r["priv"].stdout.split() != ["600", "root"]:
+        checks.append(Check(name, "key", False, f"{inv.key.path} is {r['priv'].stdout.strip()}, want 600 root"))
+    else:
+        checks.append(Check(name, "key", True, f"{inv.key.path} {key.type} {key.fingerprint}, 600"))
+    kh = states[inv.trigger.known_hosts]
+    have = set(kh.content.decode(errors="replace").splitlines()) if kh.exists else set()
+    missing = [w for w, lines in pins.items() if not set(lines) <= have]
+    checks.append(Check(name, "pinned host keys", kh.exists and not missing,
+                        f"{inv.trigger.known_hosts}: all {len(pins)} web server(s)" if kh.exists and not missing
+                        else f"{inv.trigger.known_hosts}: missing or stale for {', '.join(missing) or 'all'}"))
+    return checks
+
+
+def verify_step(session: Session) -> list[Check]:
+    """Run every check; print the table; return the checks."""
+    results = session.each(session.webs, lambda w: web_checks(session, w))
+    checks: list[Check] = []
+    pins: dict[str, list[str]] = {}
+    web_rows: list[Check] = []
+    for web, res in zip(session.webs, results, strict=True):
+        if isinstance(res, HostError):
+            web_rows.append(Check(web.name, "reachable", False, str(res)))
+        else:
+            web_rows += res[0]
+            pins[web.name] = res[1]
+    try:
+        checks += db_checks(session, pins)
+    except HostError as exc:
+        checks.append(Check(session.db.name, "reachable", False, str(exc)))
+    checks += web_rows
+    rows = [(c.host, c.check, "ok" if c.ok else "GAP", c.detail) for c in checks]
+    print(tabulate(rows, headers=["host", "check", "result", "detail"]), file=session.out, flush=True)
+    return checks
+
+
+@svr_task
+def verify(c: Context) -> None:
+    """Read-only smoke check: scripts, boot registration and order, key and modes, the exact line on
+    every web server, pinned host keys. Prints a table per host; exits non-zero on any gap."""
+    with Session.open() as s:
+        checks = verify_step(s)
+        gaps = [c for c in checks if not c.ok]
+        if gaps:
+            raise SvrchainError(f"verify: {len(gaps)} gap(s) on {', '.join(sorted({g.host for g in gaps}))}")
+        print(f"verify: all {len(checks)} checks ok", file=s.out)
