@@ -105,7 +105,7 @@ def healthy(url: str, timeout: float) -> tuple[bool, str]:
     last = ""
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=3) as resp:  # noqa: S310 (inventory URL)
+            with urllib.request.urlopen(url, timeout=3) as resp:
                 if resp.status == 200:
                     return True, "200"
                 last = str(resp.status)
@@ -128,7 +128,8 @@ def restart_chain_step(session: Session) -> tuple[list[WebRow], dict[str, float]
                 raise res
             print(f"warning: {res}", file=session.out)
     t0_local = time.time()
-    r = db.check(f"date +%s.%N; {restart_command(session)} >/dev/null </dev/null", what=f"service {inv.db.service} restart")
+    r = db.check(f"date +%s.%N; {restart_command(session)} >/dev/null </dev/null",
+                 what=f"service {inv.db.service} restart")
     t0 = float(r.stdout.split()[0])
     offset = t0 - t0_local  # DB clock minus ours, for comparing health times
     ready_at = float(db.check(_WAIT_READY, str(inv.db.ready.timeout), ready_probe(session),

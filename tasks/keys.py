@@ -63,9 +63,11 @@ def gen_key_step(session: Session, dry_run: bool, rotate: bool = False) -> None:
         if not fixes and pub_ok:
             session.report(Outcome(host.name, "gen-key", "ok", f"{path} {derived.type} {derived.fingerprint}"))
             return
-        specs = [] if pub_ok else [FileSpec(f"{path}.pub", (PublicKey(derived.type, derived.blob, marker(session)).text() + "\n").encode(), 0o644)]
-        states = {} if pub_ok else {f"{path}.pub": FileState(f"{path}.pub", r["pub"].ok, r["pub"].stdout.encode() if r["pub"].ok else b"")}
-        apply_files(session, host, "gen-key", specs, states, dry_run, after=lambda _c: fixes)
+        # The public half is rewritten from the private key when it is missing or does not match.
+        pub = PublicKey(derived.type, derived.blob, marker(session)).text() + "\n"
+        specs = [] if pub_ok else [FileSpec(f"{path}.pub", pub.encode(), 0o644)]
+        old = FileState(f"{path}.pub", r["pub"].ok, r["pub"].raw if r["pub"].ok else b"", 0o644, "root", "root")
+        apply_files(session, host, "gen-key", specs, {old.path: old}, dry_run, after=lambda _c: fixes)
         return
     what = f"{'replace' if exists else 'create'} {path} ({key_type}, no passphrase, mode 600)"
     if dry_run:
@@ -185,7 +187,8 @@ def push_key_step(session: Session, dry_run: bool) -> None:
                         owner=inv.web.user, group=group, parent_mode=0o700)
         fix_dir = []
         if r["sshdir"].ok and r["sshdir"].stdout.split() != ["700", inv.web.user]:
-            fix_dir = [f"chown {shlex.quote(inv.web.user)} {shlex.quote(home)}/.ssh && chmod 700 {shlex.quote(home)}/.ssh"]
+            d = shlex.quote(f"{home}/.ssh")
+            fix_dir = [f"chown {shlex.quote(inv.web.user)} {d} && chmod 700 {d}"]
         apply_files(session, web, "push-key", [spec], {spec.path: state}, dry_run,
                     after=lambda _c: fix_dir, ok_detail=f"{spec.path}: line in place")
         return pins

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import base64
 import shlex
-import socket
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -150,7 +148,7 @@ class Host:
                 f"{self.label}: connection refused; is sshd running and is the port right in "
                 f"{s.inv.source}?"
             ) from None
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise HostError(
                 f"{self.label}: cannot connect: timed out after {s.inv.connect.timeout}s; is the "
                 f"host up and its address right in {s.inv.source}?"
@@ -197,7 +195,7 @@ class Host:
             err = chan.makefile_stderr("rb").read()
             code = chan.recv_exit_status()
             chan.close()
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             raise HostError(f"{self.label}: a command did not finish within {timeout:.0f}s") from None
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise HostError(f"{self.label}: the SSH connection failed: {exc}") from None
@@ -255,8 +253,9 @@ class Host:
     def write(self, change: FileChange) -> None:
         """Write one file atomically (temp + checksum + rename), keeping a backup of the old one."""
         spec = change.spec
+        parent = f"{spec.parent_mode:o}" if spec.parent_mode else "-"
         self.check(_WRITE, spec.path, f"{spec.mode:o}", f"{spec.owner}:{spec.group}", spec.sha256,
-                   BACKUP_DIR, f"{spec.parent_mode:o}" if spec.parent_mode else "-", stdin=spec.content, what=f"writing {spec.path}")
+                   BACKUP_DIR, parent, stdin=spec.content, what=f"writing {spec.path}")
 
 
 class Session:
@@ -370,9 +369,3 @@ def apply_files(session: Session, host: Host, step: str, specs: list[FileSpec],
     for cmd in commands:
         host.check(cmd, what=cmd)
     return session.report(Outcome(host.name, step, "changed", detail, diffs))
-
-
-def timed(fn: Callable[[], T]) -> tuple[T, float]:
-    """Run ``fn`` and return its result with the seconds it took."""
-    t0 = time.monotonic()
-    return fn(), time.monotonic() - t0

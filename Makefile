@@ -1,0 +1,46 @@
+# svrchain: `make demo` shows the chain on the built-in lab; `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+FAB := $(VENV)/bin/fab
+WEB ?= 2
+# Debian packages the lab and the tests need on this machine (the lab hosts get theirs by debootstrap).
+DEBS := debootstrap iproute2 util-linux openssh-client shellcheck curl
+
+.PHONY: install lab-up lab-down demo test unit lint bench clean
+
+install: $(VENV)/.installed
+	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+lab-up: install
+	$(PY) -m lab up --web $(WEB)
+
+lab-down:
+	$(PY) -m lab down
+
+demo: install
+	$(PY) -m lab.demo --web $(WEB)
+
+test: install
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+unit: install
+	$(PY) -m pytest -m "not lab"
+
+lint: install
+	$(PY) -m ruff check .
+
+clean: lab-down
+	rm -rf $(VENV) .lab

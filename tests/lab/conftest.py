@@ -1,0 +1,89 @@
+"""The lab for integration tests: brought up fresh per test module, torn down after it.
+
+Host state is read with testinfra over real SSH (the lab's ssh_config: pinned host keys, the
+admin key); the lab's console (nsenter) is used only to stage faults the tests need.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import testinfra
+
+from lab import hosts as labhosts
+
+REPO = Path(__file__).resolve().parents[2]
+FAB = [str(Path(sys.executable).parent / "fab")]
+
+
+@dataclass
+class Lab:
+    """Handles on the running lab."""
+
+    def host(self, name: str):
+        """A testinfra host over real SSH."""
+        return testinfra.get_host(f"ssh://{name}", ssh_config=str(labhosts.STATE / "ssh_config"))
+
+    def fab(self, *args: str, inventory: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+        """Run ``fab`` as an admin would, from the repository."""
+        env = {**os.environ, "INVENTORY": str(inventory or REPO / "inventory" / "lab.yaml")}
+        return subprocess.run([*FAB, *args], cwd=REPO, env=env, text=True, capture_output=True, timeout=timeout)
+
+    def console(self, name: str, command: str, check: bool = True) -> subprocess.CompletedProcess:
+        """Run a command inside a host without SSH (to stage a fault)."""
+        return labhosts.run_in(labhosts.host(name), command, check=check)
+
+    def boot(self, name: str) -> None:
+        labhosts.boot(name)
+
+    def page(self, web: str) -> tuple[int, str]:
+        """GET the web host's PHP page: (status, body)."""
+        address = labhosts.host(web).address
+        try:
+            with urllib.request.urlopen(f"http://{address}/", timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+        except OSError as exc:
+            return 0, str(exc)
+
+    def wait_page(self, web: str, status: int, timeout: float = 30) -> tuple[int, str]:
+        """Poll the page until it answers ``status`` (or time out and return the last answer)."""
+        end = time.monotonic() + timeout
+        while True:
+            got = self.page(web)
+            if got[0] == status or time.monotonic() > end:
+                return got
+            time.sleep(0.2)
+
+
+def _need_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root (network namespaces, mounts); run make test as root")
+
+
+@pytest.fixture(scope="module")
+def lab():
+    """A fresh lab (1 DB host, 2 web hosts) for this module."""
+    _need_root()
+    labhosts.up(2)
+    try:
+        yield Lab()
+    finally:
+        labhosts.down()
+
+
+@pytest.fixture(scope="module")
+def chain(lab):
+    """The lab with svrchain bootstrapped."""
+    r = lab.fab("bootstrap")
+    assert r.returncode == 0, r.stdout + r.stderr
+    return lab

@@ -1,0 +1,105 @@
+"""authorized_keys lines: built exactly, merged without touching anybody else's lines."""
+
+import base64
+import struct
+
+import pytest
+
+from tasks import authkeys
+from tasks.authkeys import KeyError_, PublicKey
+
+
+def make_key(tag: bytes, key_type: str = "ssh-ed25519") -> PublicKey:
+    blob = struct.pack(">I", len(key_type)) + key_type.encode() + struct.pack(">I", 32) + tag.ljust(32, b"x")
+    return PublicKey(key_type, base64.b64encode(blob).decode(), "root@db")
+
+
+KEY = make_key(b"ours")
+OTHER = make_key(b"other")
+MARK = "svrchain:svr_restart@db"
+
+
+def test_restricted_line_is_exact():
+    line = authkeys.restricted_line(KEY, ["198.18.0.10"], "/etc/init.d/httpd restart", False, MARK)
+    assert line == (
+        'from="198.18.0.10",no-port-forwarding,no-X11-forwarding,no-agent-forwarding,no-pty,'
+        f'command="/etc/init.d/httpd restart" ssh-ed25519 {KEY.blob} {MARK}'
+    )
+
+
+def test_restrict_is_added_where_supported_and_from_has_no_spaces():
+    line = authkeys.restricted_line(KEY, ["198.18.0.10", "198.18.0.11"], "x", True, MARK)
+    assert line.startswith('restrict,from="198.18.0.10,198.18.0.11",')
+
+
+@pytest.mark.parametrize("bad", ['a"b', "a\nb", "a\\b"])
+def test_command_cannot_break_out(bad):
+    with pytest.raises(KeyError_):
+        authkeys.restricted_line(KEY, ["198.18.0.10"], bad, False, MARK)
+
+
+def test_parse_public_key_checks_blob_type():
+    assert authkeys.parse_public_key(KEY.text()) == KEY
+    with pytest.raises(KeyError_):
+        authkeys.parse_public_key(f"ssh-rsa {KEY.blob}")
+    with pytest.raises(KeyError_):
+        authkeys.parse_public_key("ssh-ed25519 !!!notbase64")
+    with pytest.raises(KeyError_):
+        authkeys.parse_public_key("hello world")
+
+
+def test_line_blob_understands_options_with_quoted_spaces():
+    line = f'command="echo a b",from="198.18.0.1" ssh-ed25519 {OTHER.blob} c d'
+    assert authkeys.line_blob(line) == OTHER.blob
+    assert authkeys.line_comment(line) == "c d"
+    assert authkeys.line_blob("# ssh-ed25519 AAAA") is None
+    assert authkeys.line_blob("") is None
+
+
+OTHERS = (
+    "# admins\r\n"
+    f"ssh-ed25519 {OTHER.blob} alice@laptop\n"
+    "\n"
+    f'no-pty,command="echo \\"hi there\\"" {make_key(b"bob").text()}\n'
+    "garbage that is not a key\n"
+)
+
+
+def test_merge_appends_and_keeps_every_other_byte():
+    line = authkeys.restricted_line(KEY, ["198.18.0.10"], "x", True, MARK)
+    merged = authkeys.merge_line(OTHERS, line, KEY.blob, MARK)
+    assert merged == OTHERS + line + "\n"
+
+
+def test_merge_adds_newline_before_appending():
+    merged = authkeys.merge_line("ssh-ed25519 AAAA last-line-without-newline", "NEW", KEY.blob, MARK)
+    assert merged == "ssh-ed25519 AAAA last-line-without-newline\nNEW\n"
+
+
+def test_merge_replaces_in_place_and_drops_duplicates():
+    old = f"no-pty {KEY.text()}\n"
+    text = OTHERS[:10] + old + OTHERS[10:] + old
+    line = authkeys.restricted_line(KEY, ["198.18.0.10"], "x", True, MARK)
+    merged = authkeys.merge_line(text, line, KEY.blob, MARK)
+    assert merged == OTHERS[:10] + line + "\n" + OTHERS[10:]
+    assert authkeys.merge_line(merged, line, KEY.blob, MARK) == merged  # idempotent
+
+
+def test_merge_replaces_an_older_key_of_ours_by_its_marker():
+    older = make_key(b"older")
+    text = OTHERS + authkeys.restricted_line(older, ["198.18.0.10"], "x", True, MARK) + "\n"
+    line = authkeys.restricted_line(KEY, ["198.18.0.10"], "x", True, MARK)
+    assert authkeys.merge_line(text, line, KEY.blob, MARK) == OTHERS + line + "\n"
+
+
+def test_remove_lines_keeps_the_rest():
+    line = authkeys.restricted_line(KEY, ["198.18.0.10"], "x", True, MARK)
+    assert authkeys.remove_lines(OTHERS + line + "\n", KEY.blob, MARK) == OTHERS
+
+
+def test_versions_and_known_hosts():
+    assert authkeys.openssh_version("OpenSSH_9.2p1 Debian-2+deb12u3, OpenSSL 3.0") == (9, 2)
+    assert authkeys.openssh_version("OpenSSH_7.1p2") < authkeys.RESTRICT_SINCE
+    assert authkeys.openssh_version("dropbear") is None
+    assert authkeys.known_hosts_line("198.18.0.21", 22, KEY) == f"198.18.0.21 ssh-ed25519 {KEY.blob}"
+    assert authkeys.known_hosts_line("198.18.0.21", 2222, KEY).startswith("[198.18.0.21]:2222 ")

@@ -1,0 +1,64 @@
+"""The scripts svrchain installs: headers that order them, and shellcheck-clean shell."""
+
+import shutil
+import subprocess
+
+import pytest
+
+from tasks import render
+from tasks.inventory import load
+
+INV = load()
+
+
+def header(script: bytes) -> str:
+    return script.decode().split("### END INIT INFO")[0]
+
+
+def test_dbora_header_orders_it_for_chkconfig_and_insserv():
+    h = header(render.dbora_init(INV))
+    assert "# chkconfig: 345 98 11" in h
+    assert "# Provides:          dbora" in h
+    assert "# Default-Start:     3 4 5" in h
+    assert "# Default-Stop:      0 1 2 6" in h
+
+
+def test_trigger_header_orders_it_after_the_db():
+    h = header(render.svr_restart(INV))
+    assert "# chkconfig: 345 99 1" in h
+    assert "# Required-Start:    dbora $network" in h
+    assert "# Provides:          svr_restart" in h
+
+
+def test_trigger_lists_every_web_server_and_polls_readiness():
+    text = render.svr_restart(INV).decode()
+    assert '"web1 198.18.0.21 22 root"' in text and '"web2 198.18.0.22 22 root"' in text
+    assert "pg_isready -q -h 127.0.0.1 >/dev/null 2>&1" in text
+    assert "-o StrictHostKeyChecking=yes -o UserKnownHostsFile=\"$KNOWN_HOSTS\"" in text
+
+
+def test_tcp_readiness_probe():
+    inv = INV.model_copy(update={"db": INV.db.model_copy(update={"ready": INV.db.ready.model_copy(
+        update={"command": None, "port": 1521})})})
+    assert "exec 3<>/dev/tcp/127.0.0.1/1521" in render.svr_restart(inv).decode()
+
+
+def test_oracle_template_runs_dbstart_as_the_owner():
+    from tasks.inventory import parse
+
+    inv = parse((render.TEMPLATES.parent.parent / "inventory" / "example.yaml").read_text(), INV.source)
+    text = render.dbora_impl(inv).decode()
+    assert 'su - "$ORACLE_OWNER" -c "$ORACLE_HOME/bin/dbstart $ORACLE_HOME" &' in text
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is installed by make install")
+def test_scripts_are_shellcheck_clean(tmp_path):
+    from tasks.inventory import parse
+
+    oracle = parse((render.TEMPLATES.parent.parent / "inventory" / "example.yaml").read_text(), INV.source)
+    files = {"dbora": render.dbora_init(INV), "svr_restart": render.svr_restart(INV),
+             "oracle": render.dbora_impl(oracle)}
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+    r = subprocess.run(["shellcheck", *(str(tmp_path / n) for n in files)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
