@@ -1,0 +1,140 @@
+"""The chain on real hosts: a DB restart (through its service, by restart-chain, or a boot of the
+DB host) restarts every web server after the DB is ready, and the PHP page recovers."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+pytestmark = pytest.mark.lab
+WEBS = ("web1", "web2")
+
+
+def apache_start(lab, web: str) -> tuple[str, float]:
+    """(PID, start time) of the web host's Apache parent, from its pid file, read over SSH."""
+    out = lab.host(web).check_output("cat /var/run/apache2/apache2.pid; stat -c %.9Y /var/run/apache2/apache2.pid")
+    pid, started = out.split()
+    return pid, float(started)
+
+
+def last_run(lab) -> dict[str, float]:
+    """The trigger's last status file on the DB host: started/ready/finished and per-web times."""
+    text = lab.host("db").file("/var/lib/svrchain/svr_restart.status").content_string
+    out = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if parts[0] == "web":
+            out[parts[1]] = float(parts[3]) if parts[2] == "ok" else -1.0
+        else:
+            out[parts[0]] = float(parts[1])
+    return out
+
+
+def wait_for_run_after(lab, t: float, timeout: float = 60) -> dict[str, float]:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if lab.host("db").file("/var/lib/svrchain/svr_restart.status").exists:
+            run = last_run(lab)
+            if run.get("started", 0) >= t and "finished" in run:
+                return run
+        time.sleep(0.3)
+    raise AssertionError("the trigger did not run")
+
+
+def assert_restarted_after_ready(lab, before: dict[str, tuple[str, float]], run: dict[str, float]) -> None:
+    for web in WEBS:
+        pid, started = apache_start(lab, web)
+        assert pid != before[web][0], f"{web}: Apache was not restarted"
+        assert started >= run["ready"], f"{web}: Apache started before the DB was ready"
+        assert run[web] > 0
+
+
+def test_without_the_chain_the_page_stays_broken(chain):
+    for web in WEBS:
+        assert chain.wait_page(web, 200)[0] == 200
+    # The DBA restarts the database by itself (its own script, not the service): nothing follows.
+    chain.console("db", "/usr/local/lib/svrchain/dbora restart; until pg_isready -q -h 127.0.0.1; do sleep 0.2; done")
+    # Each worker's first request meets its dead persistent connection; every later one still fails,
+    # as with Oracle's ORA-03113, until Apache restarts.
+    answers = []
+    for _ in range(8):
+        for web in WEBS:
+            answers.append(chain.page(web))
+        time.sleep(0.2)
+    assert all(status == 500 and body.startswith("FAIL") for status, body in answers), answers
+    assert "ORA-03113" in answers[-1][1]
+
+
+def test_service_restart_restarts_every_web_server(chain):
+    before = {w: apache_start(chain, w) for w in WEBS}
+    t0 = float(chain.host("db").check_output("date +%s.%N"))
+    chain.host("db").check_output("service dbora restart")
+    run = wait_for_run_after(chain, t0)
+    assert_restarted_after_ready(chain, before, run)
+    for web in WEBS:
+        status, body = chain.wait_page(web, 200)
+        assert status == 200, body
+    log = chain.host("db").file("/var/log/svr_restart.log").content_string
+    assert "web1 (198.18.0.21): web server restarted" in log
+    syslog = chain.host("db").file("/var/log/syslog").content_string
+    assert "svr_restart: all 2 web server(s) restarted" in syslog
+
+
+def test_boot_of_the_db_host_restarts_every_web_server(chain):
+    before = {w: apache_start(chain, w) for w in WEBS}
+    t0 = float(chain.host("db").check_output("date +%s.%N"))
+    chain.boot("db")  # power cycle: everything killed, rc 3 runs S..dbora then S..svr_restart
+    run = wait_for_run_after(chain, t0)
+    assert_restarted_after_ready(chain, before, run)
+    db_start = chain.host("db").check_output(
+        "su postgres -c \"psql -tAc 'select extract(epoch from pg_postmaster_start_time())'\"")
+    assert float(db_start) <= run["ready"]
+    for web in WEBS:
+        assert chain.wait_page(web, 200)[0] == 200
+    log = chain.host("db").file("/var/log/svr_restart.log").content_string
+    assert log.count("database (re)started") == 2  # once per restart: the boot did not double it
+
+
+def test_restart_chain_reports_every_host(chain):
+    r = chain.fab("restart-chain")
+    assert r.returncode == 0, r.stdout + r.stderr
+    for web in WEBS:
+        assert re.search(rf"^{web}\s+web\s+restarted by the chain\s+\+[\d.]+s\s+\+[\d.]+s\s+ok$", r.stdout, re.M), r.stdout
+    dry = chain.fab("restart-chain", "--dry-run")
+    assert dry.returncode == 0 and "service dbora restart" in dry.stdout
+
+
+def test_restart_chain_repairs_a_web_server_the_chain_missed(chain):
+    chain.console("web2", "sed -i '/svrchain:/d' /root/.ssh/authorized_keys")
+    before = apache_start(chain, "web2")
+    r = chain.fab("restart-chain")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.search(r"^web2\s+web\s+restarted directly\s.*ok$", r.stdout, re.M), r.stdout
+    assert re.search(r"^web1\s+web\s+restarted by the chain\s.*ok$", r.stdout, re.M), r.stdout
+    assert apache_start(chain, "web2")[0] != before[0]
+    log = chain.host("db").file("/var/log/svr_restart.log").content_string
+    assert "web2 (198.18.0.22): FAILED after 3 attempts" in log
+    assert chain.fab("push-key").returncode == 0
+
+
+def test_the_key_runs_only_the_restart_command(chain):
+    before = apache_start(chain, "web1")
+    r = chain.host("db").run(
+        "ssh -i /root/.ssh/svr_restart_key -o BatchMode=yes -o UserKnownHostsFile=/etc/svrchain/known_hosts "
+        "root@198.18.0.21 'touch /tmp/pwned; cat /etc/shadow'")
+    assert r.rc == 0
+    assert "root:" not in r.stdout
+    assert not chain.host("web1").file("/tmp/pwned").exists
+    assert apache_start(chain, "web1")[0] != before[0]  # what ran was the restart
+
+
+def test_the_key_is_refused_from_another_address(chain):
+    key = chain.host("db").file("/root/.ssh/svr_restart_key").content_string
+    chain.console("web2", f"umask 077; cat > /root/stolen_key <<'EOF'\n{key}EOF")
+    before = apache_start(chain, "web1")
+    r = chain.console("web2", "ssh -i /root/stolen_key -o BatchMode=yes -o StrictHostKeyChecking=no "
+                      "-o IdentitiesOnly=yes root@198.18.0.21 true", check=False)
+    assert r.returncode == 255 and "Permission denied" in r.stderr, r.stderr
+    assert apache_start(chain, "web1") == before
