@@ -101,7 +101,8 @@ def test_restart_chain_reports_every_host(chain):
     r = chain.fab("restart-chain")
     assert r.returncode == 0, r.stdout + r.stderr
     for web in WEBS:
-        assert re.search(rf"^{web}\s+web\s+restarted by the chain\s+\+[\d.]+s\s+\+[\d.]+s\s+ok$", r.stdout, re.M), r.stdout
+        row = rf"^{web}\s+web\s+restarted by the chain\s+\+[\d.]+s\s+\+[\d.]+s\s+ok$"
+        assert re.search(row, r.stdout, re.M), r.stdout
     dry = chain.fab("restart-chain", "--dry-run")
     assert dry.returncode == 0 and "service dbora restart" in dry.stdout
 
