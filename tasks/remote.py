@@ -8,6 +8,7 @@ exec channels (stdin in, stdout/stderr/exit code out); nothing opens a second co
 from __future__ import annotations
 
 import base64
+import errno
 import shlex
 import sys
 import threading
@@ -143,10 +144,16 @@ class Host:
                 f"{self.label}: authentication as {self.user} with {s.inv.connect.identity} failed; "
                 "check connect.user/identity in the inventory and the host's authorized_keys"
             ) from None
-        except NoValidConnectionsError:
+        except NoValidConnectionsError as exc:
+            reasons = {e.errno for e in exc.errors.values()}
+            if reasons == {errno.ECONNREFUSED}:
+                raise HostError(
+                    f"{self.label}: connection refused; is sshd running and is the port right in "
+                    f"{s.inv.source}?"
+                ) from None
+            why = "; ".join(sorted({e.strerror or str(e) for e in exc.errors.values()}))
             raise HostError(
-                f"{self.label}: connection refused; is sshd running and is the port right in "
-                f"{s.inv.source}?"
+                f"{self.label}: cannot connect: {why}; is the host up and its address right in {s.inv.source}?"
             ) from None
         except TimeoutError:
             raise HostError(

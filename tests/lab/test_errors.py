@@ -1,0 +1,80 @@
+"""Unreachable hosts, unknown and changed host keys: one clear line per host, non-zero exit,
+the other hosts still served. trust-hosts pins keys only after showing them."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lab import hosts as labhosts
+
+pytestmark = pytest.mark.lab
+LAB_INV = Path(__file__).resolve().parents[2] / "inventory" / "lab.yaml"
+
+
+def inventory(tmp_path: Path, known_hosts: Path | None = None, **web2: str) -> Path:
+    """The lab inventory with absolute paths, another known_hosts, or web2 changed."""
+    data = yaml.safe_load(LAB_INV.read_text())
+    data["connect"]["identity"] = str(labhosts.STATE / "admin_key")
+    data["connect"]["known_hosts"] = str(known_hosts or labhosts.STATE / "known_hosts")
+    data["db"]["script"] = str(LAB_INV.parent.parent / "lab" / "files" / "dbora")
+    data["web"]["servers"][1].update(web2)
+    path = tmp_path / "inv.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_unreachable_web_server(chain, tmp_path):
+    r = chain.fab("push-key", inventory=inventory(tmp_path, address="198.18.0.99"))
+    assert r.returncode == 1
+    line = next(ln for ln in r.stdout.splitlines() if ln.startswith("web2"))
+    assert re.match(r"web2\s+push-key\s+failed\s+web2 \(198\.18\.0\.99:22\): cannot connect: ", line), line
+    assert "is the host up and its address right in" in line
+    assert r.stderr.strip() == "svrchain: push-key: failed on web2 (see above)"
+    assert "Traceback" not in r.stdout + r.stderr
+
+
+def test_unreachable_db_server_in_verify(chain, tmp_path):
+    chain.console("db", "pkill -x sshd")
+    try:
+        r = chain.fab("verify")
+        assert r.returncode == 1
+        assert re.search(r"^db\s+reachable\s+GAP\s+db \(198\.18\.0\.10:22\): connection refused", r.stdout, re.M), r.stdout
+    finally:
+        chain.console("db", "/usr/sbin/sshd")
+
+
+def test_unknown_and_changed_host_keys_are_refused(chain, tmp_path):
+    known = tmp_path / "known_hosts"
+    pinned = (labhosts.STATE / "known_hosts").read_text().splitlines()
+    other = pinned[0].split()[2]  # the DB host's key, not web1's
+    # db: pinned; web1: a different key under its address; web2: not pinned at all.
+    known.write_text(f"{pinned[0]}\n198.18.0.21 ssh-ed25519 {other}\n")
+    inv = inventory(tmp_path, known_hosts=known)
+    r = chain.fab("push-key", inventory=inv)
+    assert r.returncode == 1
+    assert re.search(r"^web1 .* host key CHANGED: it offers ssh-ed25519 SHA256:\S+, not the key pinned in", r.stdout,
+                     re.M), r.stdout
+    assert re.search(r"^web2 .* host key unknown: it is not pinned in .*`fab trust-hosts`", r.stdout, re.M), r.stdout
+    t = chain.fab("trust-hosts", inventory=inv)
+    assert t.returncode == 1
+    assert re.search(r"^web1\s+CHANGED", t.stdout, re.M) and re.search(r"^web2\s+new\s", t.stdout, re.M)
+    assert "--yes" in t.stderr and "CHANGED" not in known.read_text()
+    assert "198.18.0.22" not in known.read_text()  # nothing pinned without --yes
+
+
+def test_trust_hosts_pins_after_showing_fingerprints(chain, tmp_path):
+    known = tmp_path / "known_hosts"
+    known.write_text("")
+    inv = inventory(tmp_path, known_hosts=known)
+    r = chain.fab("trust-hosts", "--yes", inventory=inv)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for name in ("db", "web1", "web2"):
+        fp = chain.host(name).check_output("ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub").split()[1]
+        assert re.search(rf"^{name}\s+new\s+\S+ ssh-ed25519 {re.escape(fp)}$", r.stdout, re.M), r.stdout
+    assert sorted(known.read_text().splitlines()) == sorted((labhosts.STATE / "known_hosts").read_text().splitlines())
+    again = chain.fab("trust-hosts", inventory=inv)
+    assert again.returncode == 0 and len(re.findall(r"^\S+\s+ok\s", again.stdout, re.M)) == 3

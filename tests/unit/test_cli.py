@@ -1,0 +1,72 @@
+"""The fab command line without hosts: task list, help, and bad inventories as one clear line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+FAB = str(Path(sys.executable).parent / "fab")
+
+
+def fab(*args: str, inventory: Path | str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ}
+    if inventory is not None:
+        env["INVENTORY"] = str(inventory)
+    return subprocess.run([FAB, *args], cwd=REPO, env=env, text=True, capture_output=True, timeout=60)
+
+
+def test_every_task_is_listed_with_its_docstring():
+    r = fab("--list")
+    assert r.returncode == 0
+    for name in ("bootstrap", "install-dbora", "gen-key", "push-key", "install-svr-restart",
+                 "restart-chain", "verify", "trust-hosts"):
+        assert name in r.stdout
+    assert "--dry-run" in fab("-h", "bootstrap").stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("connect: {user: root}\n", "connect.identity: missing; add it"),
+        ("db:\n  adress: 1\n", "unknown key; did you mean 'address'?"),
+        ("connect: [\n", "not valid YAML"),
+    ],
+)
+def test_bad_inventory_is_one_line_and_exit_1(tmp_path, text, expected):
+    inv = tmp_path / "bad.yaml"
+    inv.write_text(text)
+    r = fab("verify", inventory=inv)
+    assert r.returncode == 1
+    first = r.stderr.strip().splitlines()[0]
+    assert first.startswith(f"svrchain: {inv}") and expected in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
+
+
+def test_missing_inventory_file(tmp_path):
+    r = fab("bootstrap", inventory=tmp_path / "nope.yaml")
+    assert r.returncode == 1
+    assert r.stderr.strip() == f"svrchain: {tmp_path / 'nope.yaml'}: no such inventory file; set " \
+        "INVENTORY=path/to/file.yaml (see inventory/example.yaml)"
+
+
+def test_inventory_from_dotenv(tmp_path):
+    (tmp_path / ".env").write_text(f"INVENTORY={tmp_path / 'from-dotenv.yaml'}\n")
+    env = {k: v for k, v in os.environ.items() if k != "INVENTORY"}
+    r = subprocess.run([FAB, "-r", str(REPO), "verify"], cwd=tmp_path, env=env, text=True,
+                       capture_output=True, timeout=60)
+    assert r.returncode == 1
+    assert "from-dotenv.yaml: no such inventory file" in r.stderr
+
+
+def test_missing_identity_file(tmp_path):
+    text = (REPO / "inventory" / "lab.yaml").read_text().replace("../.lab/admin_key", str(tmp_path / "nokey"))
+    inv = tmp_path / "inv.yaml"
+    inv.write_text(text)
+    r = fab("verify", inventory=inv)
+    assert r.returncode == 1
+    assert f"connect.identity: {tmp_path / 'nokey'} does not exist" in r.stderr
