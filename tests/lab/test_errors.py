@@ -42,7 +42,8 @@ def test_unreachable_db_server_in_verify(chain, tmp_path):
     try:
         r = chain.fab("verify")
         assert r.returncode == 1
-        assert re.search(r"^db\s+reachable\s+GAP\s+db \(198\.18\.0\.10:22\): connection refused", r.stdout, re.M), r.stdout
+        row = r"^db\s+reachable\s+GAP\s+db \(198\.18\.0\.10:22\): connection refused"
+        assert re.search(row, r.stdout, re.M), r.stdout
     finally:
         chain.console("db", "/usr/sbin/sshd")
 
