@@ -181,9 +181,12 @@ def restart_chain_step(session: Session) -> tuple[list[WebRow], dict[str, float]
 
 @svr_task
 def restart_chain(c: Context, dry_run: bool = False) -> None:
-    """Maintenance: restart the DB, wait until ready, make sure every web server restarted after it
-    (by the chain, or directly where it did not), check each health URL, and print a per-host table
-    with timings. --dry-run prints the plan. Exits non-zero on any failure."""
+    """Maintenance: restart the DB and prove every web server restarted after it is ready.
+
+    Restarts the DB service, waits until the DB is ready, checks that svr_restart restarted every
+    web server after that (restarts directly where it did not), checks each health URL, and prints
+    a per-host table with timings. --dry-run prints the plan. Exits non-zero on any failure.
+    """
     with Session.open() as s:
         if dry_run:
             print("restart-chain would:", *plan_lines(s), sep="\n  ", file=s.out)

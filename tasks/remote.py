@@ -25,7 +25,7 @@ from paramiko.ssh_exception import NoValidConnectionsError
 
 from tasks import inventory
 from tasks.errors import SvrchainError
-from tasks.plan import FileChange, FileSpec, FileState, Outcome
+from tasks.plan import FileChange, FileSpec, FileState, Outcome, file_change
 
 T = TypeVar("T")
 BACKUP_DIR = "/var/backups/svrchain"
@@ -361,8 +361,6 @@ def apply_files(session: Session, host: Host, step: str, specs: list[FileSpec],
                 after: Callable[[list[FileChange]], list[str]] | None = None,
                 ok_detail: str = "") -> Outcome:
     """Compare, then (unless dry) write each differing file; report one line for the step."""
-    from tasks.plan import file_change
-
     changes = [c for c in (file_change(s, states[s.path]) for s in specs) if c is not None]
     commands = after(changes) if after else []
     if not changes and not commands:

@@ -117,3 +117,15 @@ def test_gen_key_keeps_an_existing_key(lab):
     r = lab.fab("gen-key")
     assert r.returncode == 0 and re.search(r"^db\s+gen-key\s+ok", r.stdout, re.M)
     assert lab.host("db").file("/root/.ssh/svr_restart_key").sha256sum == before
+
+
+def test_one_ssh_connection_per_host_per_run(lab):
+    def accepted() -> dict[str, int]:  # read through the lab console, so no SSH login is counted
+        return {h: int(lab.console(h, "grep -c 'Accepted publickey' /var/log/auth.log || true").stdout)
+                for h in MANAGED}
+
+    before = accepted()
+    r = lab.fab("bootstrap")
+    assert r.returncode == 0, r.stdout + r.stderr
+    after = accepted()
+    assert {h: after[h] - before[h] for h in MANAGED} == {h: 1 for h in MANAGED}
