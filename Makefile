@@ -20,7 +20,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,bench]'
 	touch $@
 
 lab-up: install
@@ -38,6 +38,9 @@ test: install
 
 unit: install
 	$(PY) -m pytest -m "not lab"
+
+bench: install
+	$(PY) -m bench.run $(if $(N),--n $(N))
 
 lint: install
 	$(PY) -m ruff check .

@@ -154,7 +154,8 @@ def _provision(h: LabHost, hosts: list[LabHost], admin_key: str) -> None:
     (r / "etc/ssh/ssh_host_ed25519_key").chmod(0o600)
     _write(r, "/etc/ssh/sshd_config.d/lab.conf",
            "HostKey /etc/ssh/ssh_host_ed25519_key\nUsePAM no\nPasswordAuthentication no\n"
-           "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nUseDNS no\n")
+           "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nUseDNS no\n"
+           "LogLevel VERBOSE\n")
     (r / "root/.ssh").mkdir(mode=0o700, exist_ok=True)
     _write(r, "/root/.ssh/authorized_keys", admin_key + "\n", 0o600)
     _write(r, "/usr/local/sbin/lab-init", (FILES / "lab-init").read_text(), 0o755)

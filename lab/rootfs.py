@@ -18,7 +18,6 @@ SUITE = "bookworm"
 CACHE = Path("/var/cache/svrchain-lab")
 PACKAGES = (
     "openssh-server", "openssh-client", "postgresql", "apache2", "libapache2-mod-php", "php-pgsql",
-    "php-apcu",
     "rsyslog", "tini", "procps", "iproute2", "curl", "sudo", "sysv-rc", "netcat-openbsd",
     "systemd", "systemd-sysv", "dbus", "less",
 )

@@ -4,9 +4,9 @@
 //
 // PostgreSQL's PHP driver quietly reopens a dead persistent connection after one failed request per
 // Apache worker; Oracle's client in the seed did not, and every request failed with ORA-03113 until
-// Apache was restarted. To reproduce that, this web server remembers (in APCu, whose memory lives
-// exactly as long as Apache does) which start of the database its connections were made to, and
-// fails while the database it talks to has been restarted since.
+// Apache was restarted. To reproduce that, a worker process that was started before the database
+// (and so held a session to the database's previous run) fails every request. A restart of Apache,
+// full or graceful, replaces every worker, and the new workers connect afresh.
 header('Content-Type: text/plain');
 $db = @pg_pconnect('host=198.18.0.10 dbname=app user=app password=app connect_timeout=3');
 if ($db === false) {
@@ -14,19 +14,23 @@ if ($db === false) {
     echo "FAIL cannot connect to the database\n";
     exit;
 }
-$r = @pg_query($db, 'SELECT pg_postmaster_start_time()');
+$r = @pg_query($db, 'SELECT extract(epoch from pg_postmaster_start_time())');
 if ($r === false) {
     http_response_code(500);
     echo 'FAIL ' . trim((string) pg_last_error($db)) . "\n";
     exit;
 }
-$started = pg_fetch_result($r, 0, 0);
-apcu_add('db_started', $started);
-$known = apcu_fetch('db_started');
-if ($known !== $started) {
+$db_started = (float) pg_fetch_result($r, 0, 0);
+// This worker's start: boot time + its start in clock ticks since boot (USER_HZ is 100 on Linux).
+$self = (string) file_get_contents('/proc/self/stat');
+$fields = explode(' ', substr($self, strrpos($self, ')') + 2)); // fields 3.. of proc(5); 22 is starttime
+preg_match('/^btime (\d+)/m', (string) file_get_contents('/proc/stat'), $m);
+$worker_started = (int) $m[1] + ((int) $fields[19]) / 100;
+if ($worker_started < $db_started) {
     http_response_code(500);
-    echo "FAIL end-of-file on communication channel (like ORA-03113): the database restarted at "
-        . "$started, after this web server connected to it at $known; restart the web server\n";
+    printf("FAIL end-of-file on communication channel (like ORA-03113): this web server worker "
+        . "(started %s) holds a session to the database's previous run; the database restarted at %s. "
+        . "Restart the web server.\n", date('H:i:s', (int) $worker_started), date('H:i:s', (int) $db_started));
     exit;
 }
-echo "OK db-started=$started worker=" . getmypid() . "\n";
+printf("OK db-started=%s worker=%d\n", date('H:i:s', (int) $db_started), getmypid());

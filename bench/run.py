@@ -1,0 +1,299 @@
+"""``make bench``: how fast the chain is, and how it scales with the number of web servers.
+
+For 1 DB host and N web hosts (N = 1, 4, 8, 16 by default) on the lab, measures:
+- ``fab bootstrap`` from scratch and as a no-op re-run: wall time, the controller's peak memory,
+  SSH connections opened per host and remote commands run per host (both from the lab sshd logs);
+- ``fab restart-chain`` (full and graceful Apache restart) while a load generator requests every
+  web host's PHP page: DB ready -> all web hosts healthy, failed requests before/after DB ready;
+  and one Apache restart / graceful restart measured alone on one host, as the floor;
+- the boot path: a power cycle of the DB host, from the trigger starting (after the start script)
+  to the last web host restarted.
+Writes a table on screen, ``bench/results/bench-<time>.json`` and ``bench/results/bench-<time>.png``.
+Timings are reported, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import yaml
+from tabulate import tabulate
+
+from lab import hosts as labhosts
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results"
+FAB = str(Path(sys.executable).parent / "fab")
+FULL = "/etc/init.d/apache2 restart"
+GRACEFUL = "/usr/sbin/apache2ctl graceful"
+
+
+def inventory(n: int, restart_command: str) -> Path:
+    """The lab inventory for N web hosts, with the given restart command."""
+    data = yaml.safe_load((REPO / "inventory" / "lab.yaml").read_text())
+    data["connect"]["identity"] = str(labhosts.STATE / "admin_key")
+    data["connect"]["known_hosts"] = str(labhosts.STATE / "known_hosts")
+    data["db"]["script"] = str(REPO / "lab" / "files" / "dbora")
+    data["web"]["restart_command"] = restart_command
+    data["web"]["servers"] = [
+        {"name": h.name, "address": h.address, "health_url": f"http://{h.address}/"}
+        for h in labhosts.current() if h.role == "web"
+    ][:n]
+    path = labhosts.STATE / f"bench-{n}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def fab(inv: Path, *args: str) -> dict:
+    """Run fab; return wall time, the process's peak RSS and its output."""
+    env = {**os.environ, "INVENTORY": str(inv)}
+    t0 = time.monotonic()
+    p = subprocess.Popen([FAB, *args], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = p.stdout.read() if p.stdout else ""
+    _, status, usage = os.wait4(p.pid, 0)
+    wall = time.monotonic() - t0
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"bench: fab {' '.join(args)} failed ({code}):\n{out}")
+    return {"wall_s": round(wall, 3), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "output": out}
+
+
+def sshd_counts() -> dict[str, tuple[int, int]]:
+    """Per host: (SSH logins accepted, exec sessions started), from each lab sshd's log."""
+    out = {}
+    for h in labhosts.current():
+        r = labhosts.run_in(h, "grep -c 'Accepted publickey' /var/log/auth.log; "
+                               "grep -c 'Starting session: command' /var/log/auth.log", check=False)
+        a, b = (r.stdout.split() + ["0", "0"])[:2]
+        out[h.name] = (int(a), int(b))
+    return out
+
+
+def measured_run(inv: Path, *args: str) -> dict:
+    """A fab run with its SSH connections and remote commands per host."""
+    before = sshd_counts()
+    result = fab(inv, *args)
+    time.sleep(0.3)  # let rsyslog write the last lines
+    after = sshd_counts()
+    conns = [after[h][0] - before[h][0] for h in after]
+    cmds = [after[h][1] - before[h][1] for h in after]
+    result.pop("output")
+    return {**result, "conns_per_host_max": max(conns), "conns_per_host_min": min(conns),
+            "cmds_per_host_max": max(cmds), "cmds_per_host_min": min(cmds), "cmds_total": sum(cmds)}
+
+
+class Load:
+    """Request every web host's page continuously (bounded in time and count); record results."""
+
+    def __init__(self, addresses: list[str], max_seconds: float = 120, max_requests: int = 20000):
+        self.samples: dict[str, list[tuple[float, bool]]] = {a: [] for a in addresses}
+        self.stop = threading.Event()
+        self.max_seconds = max_seconds
+        self.max_requests = max_requests
+        self.threads = [threading.Thread(target=self._loop, args=(a,), daemon=True) for a in addresses]
+
+    def _loop(self, address: str) -> None:
+        end = time.time() + self.max_seconds
+        samples = self.samples[address]
+        while not self.stop.is_set() and time.time() < end and len(samples) < self.max_requests:
+            t = time.time()
+            try:
+                with urllib.request.urlopen(f"http://{address}/", timeout=2) as r:
+                    ok = r.status == 200
+            except (urllib.error.URLError, OSError):
+                ok = False
+            samples.append((t, ok))
+            time.sleep(0.02)
+
+    def __enter__(self) -> Load:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join()
+
+
+def status() -> dict[str, float]:
+    """The trigger's last run on the DB host (DB host clock = this machine's clock in the lab)."""
+    db = labhosts.host("db")
+    text = labhosts.run_in(db, "cat /var/lib/svrchain/svr_restart.status").stdout
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        p = line.split()
+        if p[0] == "web":
+            out[f"web:{p[1]}"] = float(p[3])
+        else:
+            out[p[0]] = float(p[1])
+    return out
+
+
+def chain_under_load(inv: Path, addresses: list[str]) -> dict:
+    """restart-chain while every page is requested: readiness to all-healthy, failed requests."""
+    with Load(addresses) as load:
+        time.sleep(1.0)
+        t_issue = time.time()
+        run = fab(inv, "restart-chain")
+        time.sleep(1.0)
+    st = status()
+    ready = st["ready"]
+    healthy_at = []
+    for a in addresses:
+        after = [(t, ok) for t, ok in load.samples[a] if t >= ready]
+        last_fail = max((t for t, ok in after if not ok), default=ready)
+        first_ok = min((t for t, ok in after if ok and t > last_fail), default=float("nan"))
+        healthy_at.append(first_ok)
+    failed_before = sum(1 for a in addresses for t, ok in load.samples[a] if t < ready and t >= t_issue and not ok)
+    failed_after = sum(1 for a in addresses for t, ok in load.samples[a] if t >= ready and not ok)
+    webs_done = max(v for k, v in st.items() if k.startswith("web:"))
+    return {
+        "wall_s": run["wall_s"], "peak_rss_mb": run["peak_rss_mb"],
+        "ready_after_issue_s": round(ready - t_issue, 3),
+        "ready_to_all_healthy_s": round(max(healthy_at) - ready, 3),
+        "ready_to_last_web_restarted_s": round(webs_done - ready, 3),
+        "failed_before_ready": failed_before, "failed_after_ready": failed_after,
+        "requests": sum(len(s) for s in load.samples.values()),
+        "timeline": {"issue": t_issue, "ready": ready, "all_healthy": max(healthy_at),
+                     "samples": {a: load.samples[a] for a in addresses}},
+    }
+
+
+def apache_alone(address: str) -> dict:
+    """One full and one graceful Apache restart on one host, alone: command time and to-healthy."""
+    web = next(h for h in labhosts.current() if h.address == address)
+    out = {}
+    for name, cmd in (("restart", FULL), ("graceful", GRACEFUL)):
+        r = labhosts.run_in(web, f"s=$(date +%s.%N); {cmd} >/dev/null 2>&1; e=$(date +%s.%N); echo $s $e")
+        s, e = map(float, r.stdout.split())
+        while True:  # until the page answers 200 again
+            try:
+                with urllib.request.urlopen(f"http://{address}/", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.01)
+        out[f"{name}_command_s"] = round(e - s, 3)
+        out[f"{name}_to_healthy_s"] = round(time.time() - s, 3)
+        time.sleep(1)
+    return out
+
+
+def boot_path() -> dict:
+    """Power-cycle the DB host; from the trigger starting to the last web host restarted."""
+    t0 = time.time()
+    labhosts.boot("db")
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        st = status()
+        if st.get("started", 0) >= t0 and "finished" in st:
+            webs = [v for k, v in st.items() if k.startswith("web:")]
+            return {"trigger_latency_s": round(max(webs) - st["started"], 3),
+                    "db_ready_wait_s": round(st["ready"] - st["started"], 3),
+                    "ready_to_last_web_s": round(max(webs) - st["ready"], 3)}
+        time.sleep(0.2)
+    raise SystemExit("bench: the trigger did not run after the DB host booted")
+
+
+def bench_n(n: int) -> dict:
+    print(f"bench: N={n}: lab up", flush=True)
+    labhosts.up(n)
+    try:
+        full = inventory(n, FULL)
+        addresses = [h.address for h in labhosts.current() if h.role == "web"]
+        res: dict = {"n": n}
+        res["bootstrap_scratch"] = measured_run(full, "bootstrap")
+        res["bootstrap_noop"] = measured_run(full, "bootstrap")
+        res["verify"] = measured_run(full, "verify")
+        res["chain_full"] = chain_under_load(full, addresses)
+        graceful = inventory(n, GRACEFUL)
+        fab(graceful, "push-key")
+        res["chain_graceful"] = chain_under_load(graceful, addresses)
+        res["apache_alone"] = apache_alone(addresses[0])
+        res["boot"] = boot_path()
+        return res
+    finally:
+        labhosts.down()
+
+
+def table(results: list[dict]) -> str:
+    rows = []
+    for r in results:
+        s, z = r["bootstrap_scratch"], r["bootstrap_noop"]
+        cf, cg, a = r["chain_full"], r["chain_graceful"], r["apache_alone"]
+        rows.append([
+            r["n"], s["wall_s"], z["wall_s"], z["peak_rss_mb"], f"{z['conns_per_host_max']}",
+            f"{s['cmds_per_host_max']}/{z['cmds_per_host_max']}",
+            cf["ready_to_all_healthy_s"], a["restart_to_healthy_s"], cf["failed_after_ready"],
+            cg["ready_to_all_healthy_s"], a["graceful_to_healthy_s"], cg["failed_after_ready"],
+            r["boot"]["trigger_latency_s"],
+        ])
+    headers = ["N", "bootstrap s", "no-op s", "peak MB", "conns/host", "cmds/host (1st/no-op)",
+               "chain: ready→healthy s", "apache restart alone s", "failed after ready",
+               "graceful: ready→healthy s", "graceful alone s", "failed after ready (graceful)",
+               "boot: trigger→last web s"]
+    return tabulate(rows, headers=headers)
+
+
+def plot(results: list[dict], path: Path) -> None:
+    """Request success over time for every host, phases marked: one panel per N and restart kind."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(results), 2, figsize=(14, 3.2 * len(results)), squeeze=False)
+    for row, r in enumerate(results):
+        for col, key in enumerate(("chain_full", "chain_graceful")):
+            ax = axes[row][col]
+            tl = r[key]["timeline"]
+            t0 = tl["issue"]
+            for i, (_addr, samples) in enumerate(sorted(tl["samples"].items())):
+                ok = [(t - t0) for t, good in samples if good]
+                bad = [(t - t0) for t, good in samples if not good]
+                ax.scatter(ok, [i] * len(ok), s=2, c="tab:green", marker="|")
+                ax.scatter(bad, [i] * len(bad), s=6, c="tab:red", marker="|")
+            for name, color in (("ready", "tab:blue"), ("all_healthy", "tab:purple")):
+                ax.axvline(tl[name] - t0, color=color, linestyle="--", label=name.replace("_", " "))
+            ax.axvline(0, color="black", linestyle=":", label="restart-chain issued")
+            ax.set_title(f"N={r['n']} web hosts, {'full restart' if col == 0 else 'graceful'}")
+            ax.set_xlabel("seconds after restart-chain was issued")
+            ax.set_ylabel("web host")
+            ax.legend(loc="upper right", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    p.add_argument("--n", type=int, nargs="+", default=[1, 4, 8, 16])
+    args = p.parse_args()
+    if os.geteuid() != 0:
+        print("bench: must run as root (the lab)", file=sys.stderr)
+        return 2
+    results = [bench_n(n) for n in args.n]
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    meta = {"when": stamp, "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                       "kernel": platform.release()}}
+    (RESULTS / f"bench-{stamp}.json").write_text(json.dumps({**meta, "results": results}, indent=1))
+    plot(results, RESULTS / f"bench-{stamp}.png")
+    print(table(results))
+    print(f"bench: wrote {RESULTS}/bench-{stamp}.json and .png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
