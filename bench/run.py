@@ -74,7 +74,7 @@ def sshd_counts() -> dict[str, tuple[int, int]]:
     for h in labhosts.current():
         r = labhosts.run_in(h, "grep -c 'Accepted publickey' /var/log/auth.log; "
                                "grep -c 'Starting session: command' /var/log/auth.log", check=False)
-        a, b = (r.stdout.split() + ["0", "0"])[:2]
+        a, b = [*r.stdout.split(), "0", "0"][:2]
         out[h.name] = (int(a), int(b))
     return out
 
