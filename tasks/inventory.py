@@ -117,7 +117,7 @@ class Ready(Strict):
     host: Address = "127.0.0.1"
     command: Command | None = None
     timeout: Seconds = 300
-    interval: Seconds = 2
+    interval: Annotated[float, Field(gt=0, le=60, strict=False)] = 1
 
     @model_validator(mode="after")
     def _one_probe(self) -> Ready:
