@@ -346,13 +346,17 @@ def up(web_count: int = 2) -> list[LabHost]:
         if _disk_up(h, lower):
             _provision(h, hosts, admin)
     _write_client_files(hosts)
-    for h in hosts:
-        _start(h)
-    for h in hosts:
-        _wait_booted(h)
-    db = hosts[0]
+    # The order svrchain exists to keep: the database first, then the web servers (whose workers
+    # would otherwise hold no valid session, as in the seed's failure).
+    db, webs = hosts[0], hosts[1:]
+    _start(db)
+    _wait_booted(db)
     _wait_db(db)
     _app_db(db)
+    for h in webs:
+        _start(h)
+    for h in webs:
+        _wait_booted(h)
     return hosts
 
 

@@ -7,7 +7,7 @@ from invoke import Context
 from tasks.base import svr_task
 from tasks.dbora import install_dbora_step
 from tasks.errors import SvrchainError
-from tasks.keys import gen_key_step, push_key_step
+from tasks.keys import gen_key_step, push_key_step, web_facts
 from tasks.remote import Session
 from tasks.trigger import install_svr_restart_step
 from tasks.verify import verify_step
@@ -28,6 +28,8 @@ def bootstrap(c: Context, dry_run: bool = False) -> None:
     change (with diffs) and touches nothing.
     """
     with Session.open() as s:
+        s.prefetch([s.db])
+        s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
         for name, step in STEPS:
             try:
                 step(s, dry_run)

@@ -1,4 +1,9 @@
-"""install-dbora: the DB start script, with its chkconfig/LSB header, registered for 3, 4, 5."""
+"""install-dbora: the DB's start script, managed by the init system for runlevels 3, 4, 5.
+
+On SysV hosts: ``/etc/init.d/<service>`` with ``# chkconfig: 345 98 11`` and an LSB block,
+registered with chkconfig or update-rc.d. On systemd hosts: ``<service>.service`` wrapping the same
+script, enabled (or the site's own unit, named by ``db.unit``).
+"""
 
 from __future__ import annotations
 
@@ -8,54 +13,67 @@ from tasks import render, sysv
 from tasks.base import svr_task
 from tasks.errors import SvrchainError
 from tasks.plan import FileChange, FileSpec
-from tasks.remote import Host, Session, apply_files
+from tasks.remote import Host, HostError, Session, apply_files
 
 
 def detect_init(session: Session, host: Host, results: dict) -> tuple[str, str]:
-    """(init system, registration tool) of a host: the inventory's choice, or what is found."""
+    """(init system, SysV registration tool or '') of a host: the inventory's choice, or detected."""
     setting = session.inv.db.init
     found = results["init"].stdout.strip() or "sysv"
     init = found if setting == "auto" else setting
     if init == "systemd":
-        raise SvrchainError(
-            f"{host.label}: init system 'systemd' is not supported yet (issue 4); set db.init: sysv "
-            f"in {session.inv.source} only if the host really boots with SysV init"
-        )
+        return init, ""
+    if session.inv.db.unit:
+        raise HostError(f"{host.label}: db.unit {session.inv.db.unit} needs systemd, but this host boots "
+                        "with SysV init; use db.script or db.oracle instead")
     tool = sysv.tool_name(results["tool"].stdout)
     if not tool:
-        raise SvrchainError(
+        raise HostError(
             f"{host.label}: neither chkconfig nor update-rc.d is installed; install one (Debian: "
             "init-system-helpers + insserv) to register services"
         )
     return init, tool
 
 
-def install_init_script(session: Session, step: str, service: str, specs: list[FileSpec],
-                        init_script: str, dry_run: bool) -> None:
-    """Write a service's files on the DB host and register its init script; report the step."""
+def install_service(session: Session, step: str, name: str, unit: str, sysv_specs: list[FileSpec],
+                    systemd_specs: list[FileSpec], dry_run: bool) -> None:
+    """Write a service's files on the DB host for its init system, and register/enable it."""
     host = session.db
-    states, results = host.probe([s.path for s in specs], sysv.PROBE)
-    _, tool = detect_init(session, host, results)
-    links = sysv.parse_links(results["links"].stdout).get(service, {})
+    paths = sorted({s.path for s in sysv_specs + systemd_specs})
+    states, r = host.probe(paths, {**sysv.PROBE, "enabled": f"systemctl is-enabled {unit}"})
+    init, tool = detect_init(session, host, r)
+    if init == "sysv":
+        links = sysv.parse_links(r["links"].stdout).get(name, {})
+        script = f"/etc/init.d/{name}"
 
-    def register(changes: list[FileChange]) -> list[str]:
-        changed = any(c.spec.path == init_script and {"content", "create"} & set(c.reasons) for c in changes)
-        return sysv.register_commands(tool, service, links, changed)
+        def register(changes: list[FileChange]) -> list[str]:
+            changed = any(c.spec.path == script and {"content", "create"} & set(c.reasons) for c in changes)
+            return sysv.register_commands(tool, name, links, changed)
 
-    apply_files(session, host, step, specs, states, dry_run, after=register,
-                ok_detail=f"{init_script} in place, registered for 3 4 5 ({tool})")
+        apply_files(session, host, step, sysv_specs, states, dry_run, after=register,
+                    ok_detail=f"{script} in place, registered for 3 4 5 ({tool})")
+        return
+    enabled = r["enabled"].stdout.strip()
+    if not systemd_specs and (enabled in ("", "not-found") or "No such file" in enabled):
+        raise HostError(f"{host.label}: the unit {unit} does not exist; check db.unit in {session.inv.source}")
+
+    def enable(changes: list[FileChange]) -> list[str]:
+        cmds = ["systemctl daemon-reload"] if changes else []
+        return cmds + ([f"systemctl enable {unit}"] if enabled != "enabled" else [])
+
+    apply_files(session, host, step, systemd_specs, states, dry_run, after=enable,
+                ok_detail=f"{unit} in place, enabled (systemd)")
 
 
 def install_dbora_step(session: Session, dry_run: bool) -> None:
-    """Install the site's start script and its init wrapper; register it for runlevels 3, 4, 5."""
+    """Install the site's start script and its init script or unit; register it for 3, 4, 5."""
     inv = session.inv
     service = inv.db.service
-    init_script = f"/etc/init.d/{service}"
-    specs = [
-        FileSpec(render.impl_path(inv), render.dbora_impl(inv), 0o755, parent_mode=0o755),
-        FileSpec(init_script, render.dbora_init(inv), 0o755),
-    ]
-    install_init_script(session, "install-dbora", service, specs, init_script, dry_run)
+    impl = [] if inv.db.unit else [FileSpec(render.impl_path(inv), render.dbora_impl(inv), 0o755, parent_mode=0o755)]
+    sysv_specs = [*impl, FileSpec(f"/etc/init.d/{service}", render.dbora_init(inv), 0o755)] if not inv.db.unit else []
+    systemd_specs = [] if inv.db.unit else [
+        *impl, FileSpec(f"/etc/systemd/system/{service}.service", render.dbora_service(inv), 0o644)]
+    install_service(session, "install-dbora", service, render.db_unit(inv), sysv_specs, systemd_specs, dry_run)
 
 
 @svr_task
@@ -63,8 +81,9 @@ def install_dbora(c: Context, dry_run: bool = False) -> None:
     """Install the DB start script (chkconfig: 345 98 11 + LSB header) and register it for 3, 4, 5.
 
     The site's script (db.script, or the built-in Oracle dbora template) goes to
-    /usr/local/lib/svrchain/<service>; /etc/init.d/<service> runs it and, on a restart outside a
-    boot, starts the svr_restart trigger. --dry-run shows the diff and changes nothing.
+    /usr/local/lib/svrchain/<service>. On SysV hosts /etc/init.d/<service> runs it and, on a restart
+    outside a boot, starts the svr_restart trigger; on systemd hosts <service>.service runs it (or
+    db.unit names the site's own unit). --dry-run shows the diff and changes nothing.
     """
     with Session.open() as s:
         try:

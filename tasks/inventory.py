@@ -145,17 +145,20 @@ class Db(Strict):
     init: Literal["auto", "sysv", "systemd"] = "auto"
     script: str | None = None
     oracle: Oracle | None = None
+    unit: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*\.service$")] | None = None
     ready: Ready
 
     model_config = ConfigDict(populate_by_name=False)
 
     @model_validator(mode="after")
     def _script_or_oracle(self) -> Db:
-        if (self.script is None) == (self.oracle is None):
+        if (self.script is not None) + (self.oracle is not None) + (self.unit is not None) != 1:
             raise ValueError(
-                "set exactly one of 'script' (a local start script) or 'oracle' (the built-in "
-                "template of Oracle's dbora)"
+                "set exactly one of 'script' (a local start script), 'oracle' (the built-in "
+                "template of Oracle's dbora) or 'unit' (the site's own systemd unit for the DB)"
             )
+        if self.unit is not None and self.init == "sysv":
+            raise ValueError("'unit' names a systemd unit; it needs init: systemd or auto")
         if self.from_ is None:
             try:
                 ipaddress.ip_address(self.address)

@@ -103,11 +103,12 @@ def gen_key(c: Context, rotate: bool = False, dry_run: bool = False) -> None:
 
 # --- push-key ---------------------------------------------------------------------------------
 
+# With $U the web user, $H its home and $G its group (set once, in the probe's prelude).
 _WEB_PROBE = {
     "ssh": SSH_VERSION,
-    "account": 'getent passwd "$U" | cut -d: -f6; id -gn "$U"',
-    "sshdir": 'h=$(getent passwd "$U" | cut -d: -f6); stat -c "%a %U" "$h/.ssh"',
-    "authkeys": 'F="$(getent passwd "$U" | cut -d: -f6)/.ssh/authorized_keys"; ' + FILE_CMD,
+    "account": '[ -n "$H" ] && echo "$H $G"',
+    "sshdir": 'stat -c "%a %U" "$H/.ssh"',
+    "authkeys": 'F="$H/.ssh/authorized_keys"; ' + FILE_CMD,
     "hostkeys": "for f in $( (sshd -T 2>/dev/null | awk '$1==\"hostkey\"{print $2}') || true); "
                 'do cat "$f.pub"; done',
 }
@@ -115,21 +116,29 @@ _WEB_PROBE = {
 
 def db_public_key(session: Session) -> PublicKey | None:
     """The DB server's public key, read over SSH once per run (None when it does not exist yet)."""
-    if "db_key" not in session.cache:
+    def read() -> PublicKey | None:
         path = session.inv.key.path + ".pub"
         _, r = session.db.probe(commands={"pub": f"cat {shlex.quote(path)}"})
-        session.cache["db_key"] = authkeys.parse_public_key(r["pub"].stdout) if r["pub"].ok else None
-    return session.cache["db_key"]
+        return authkeys.parse_public_key(r["pub"].stdout) if r["pub"].ok else None
+
+    return session.fact(f"db-key:{session.db.name}", read)
 
 
-def _web_probe(user: str) -> dict[str, str]:
-    return {k: f"U={shlex.quote(user)}; {v}" for k, v in _WEB_PROBE.items()}
+def _web_prelude(user: str) -> str:
+    return f'U={shlex.quote(user)}; H=$(getent passwd "$U" | cut -d: -f6); G=$(id -gn "$U" 2>/dev/null)'
 
 
 def web_facts(session: Session, web: Host) -> tuple[str, str, FileState, dict]:
-    """(home, group, authorized_keys state, raw results) of the web user on ``web``."""
+    """(home, group, authorized_keys state, raw results) of the web user on ``web``.
+
+    Read once per run: a later step (bootstrap's verify) reuses them unless this run changed the host.
+    """
+    return session.fact(f"web-facts:{web.name}", lambda: _read_web_facts(session, web))
+
+
+def _read_web_facts(session: Session, web: Host) -> tuple[str, str, FileState, dict]:
     user = session.inv.web.user
-    _, r = web.probe(commands=_web_probe(user))
+    _, r = web.probe(commands=_WEB_PROBE, prelude=_web_prelude(user))
     if not r["account"].ok or len(r["account"].stdout.split()) != 2:
         raise HostError(
             f"{web.label}: no account {user!r} (web.user in {session.inv.source}); create it or "
@@ -233,6 +242,7 @@ def push_key(c: Context, dry_run: bool = False) -> None:
     (read from itself) in the DB server's known_hosts for the trigger. --dry-run shows the diffs.
     """
     with Session.open() as s:
+        s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
         try:
             push_key_step(s, dry_run)
         except SvrchainError as exc:

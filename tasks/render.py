@@ -47,6 +47,40 @@ def dbora_init(inv: Inventory, hook: bool = True) -> bytes:
     ).encode()
 
 
+def db_unit(inv: Inventory) -> str:
+    """The DB's systemd unit: the site's own (db.unit), or svrchain's <service>.service."""
+    return inv.db.unit or f"{inv.db.service}.service"
+
+
+def trigger_unit(inv: Inventory) -> str:
+    """The trigger's systemd unit name (svr_restart -> svr-restart.service)."""
+    return inv.trigger.name.replace("_", "-") + ".service"
+
+
+def trigger_script(inv: Inventory, init: str) -> str:
+    """Where the trigger script lives: an init script on SysV, a plain script beside the units on systemd."""
+    return f"/etc/init.d/{inv.trigger.name}" if init == "sysv" else f"{IMPL_DIR}/{inv.trigger.name}"
+
+
+def dbora_service(inv: Inventory) -> bytes:
+    """svrchain's ``<service>.service``, wrapping the site's start script."""
+    return _env.get_template("dbora.service.j2").render(service=inv.db.service, impl=impl_path(inv)).encode()
+
+
+def trigger_bound(inv: Inventory) -> int:
+    """The longest a trigger run can take: the readiness wait, then every retry of a web restart."""
+    t = inv.trigger
+    return inv.db.ready.timeout + t.retries * (t.connect_timeout + t.restart_timeout + 2 ** t.retries) + 30
+
+
+def svr_restart_service(inv: Inventory) -> bytes:
+    """``svr-restart.service``: after the DB's unit, part of it, wanted by it."""
+    return _env.get_template("svr-restart.service.j2").render(
+        name=inv.trigger.name, db_unit=db_unit(inv), script=trigger_script(inv, "systemd"),
+        bound=trigger_bound(inv),
+    ).encode()
+
+
 def svr_restart(inv: Inventory) -> bytes:
     """``/etc/init.d/svr_restart``: wait for the DB, then restart every web server over SSH."""
     webs = [

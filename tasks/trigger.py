@@ -6,28 +6,35 @@ from invoke import Context
 
 from tasks import render
 from tasks.base import svr_task
-from tasks.dbora import install_init_script
+from tasks.dbora import install_service
 from tasks.errors import SvrchainError
 from tasks.plan import FileSpec
 from tasks.remote import Session
 
 
 def install_svr_restart_step(session: Session, dry_run: bool) -> None:
-    """Write /etc/init.d/svr_restart and register it for 3, 4, 5 after the DB's script."""
-    name = session.inv.trigger.name
-    init_script = f"/etc/init.d/{name}"
-    specs = [FileSpec(init_script, render.svr_restart(session.inv), 0o755)]
-    install_init_script(session, "install-svr-restart", name, specs, init_script, dry_run)
+    """Install the trigger for the host's init system, ordered after (and bound to) the DB."""
+    inv = session.inv
+    script = render.svr_restart(inv)
+    sysv_specs = [FileSpec(render.trigger_script(inv, "sysv"), script, 0o755)]
+    systemd_specs = [
+        FileSpec(render.trigger_script(inv, "systemd"), script, 0o755, parent_mode=0o755),
+        FileSpec(f"/etc/systemd/system/{render.trigger_unit(inv)}", render.svr_restart_service(inv), 0o644),
+    ]
+    install_service(session, "install-svr-restart", inv.trigger.name, render.trigger_unit(inv), sysv_specs,
+                    systemd_specs, dry_run)
 
 
 @svr_task
 def install_svr_restart(c: Context, dry_run: bool = False) -> None:
-    """Install the trigger service svr_restart on the DB server (chkconfig: 345 99 1, after dbora).
+    """Install the trigger service svr_restart on the DB server, ordered after the DB.
 
-    When started, at boot or by a DB restart, it waits (within db.ready.timeout) until the DB is
-    ready, then SSHes with the restricted key to all web servers in parallel (BatchMode, pinned
-    known_hosts, connect timeout, retries with backoff), logs each result to syslog and its log
-    file, and exits non-zero if any web server failed. --dry-run shows the diff.
+    SysV: /etc/init.d/svr_restart (chkconfig: 345 99 1, Required-Start: dbora). systemd:
+    svr-restart.service, After= and PartOf= the DB's unit and wanted by it, so a restart, a
+    stop/start and a boot of the DB all run it. When it starts it waits (within db.ready.timeout)
+    until the DB is ready, then SSHes with the restricted key to all web servers in parallel
+    (BatchMode, pinned known_hosts, connect timeout, retries with backoff), logs each result to
+    syslog and its log file, and exits non-zero if any web server failed. --dry-run shows the diff.
     """
     with Session.open() as s:
         try:

@@ -150,6 +150,8 @@ def verify(c: Context) -> None:
     every web server, and the pinned host keys.
     """
     with Session.open() as s:
+        s.prefetch([s.db])
+        s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
         checks = verify_step(s)
         gaps = [c for c in checks if not c.ok]
         if gaps:
