@@ -5,8 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 FAB := $(VENV)/bin/fab
 WEB ?= 2
+INIT ?= sysv
 # Debian packages the lab and the tests need on this machine (the lab hosts get theirs by debootstrap).
-DEBS := debootstrap iproute2 util-linux openssh-client shellcheck curl
+DEBS := debootstrap iproute2 util-linux openssh-client shellcheck curl systemd-container
 
 .PHONY: install lab-up lab-down demo test unit lint bench clean
 
@@ -24,7 +25,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 lab-up: install
-	$(PY) -m lab up --web $(WEB)
+	$(PY) -m lab up --web $(WEB) --init $(INIT)
 
 lab-down:
 	$(PY) -m lab down

@@ -16,6 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="verb", required=True)
     up = sub.add_parser("up", help="bring up a fresh lab")
     up.add_argument("--web", type=int, default=int(os.environ.get("WEB", "2")), help="web hosts (2)")
+    up.add_argument("--init", choices=["sysv", "systemd"], default=os.environ.get("INIT", "sysv"),
+                    help="how the hosts boot (sysv)")
     sub.add_parser("down", help="tear the lab down, leaving nothing behind")
     boot = sub.add_parser("boot", help="power-cycle a host: it boots again as SysV init does")
     boot.add_argument("host")
@@ -29,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.verb == "up":
         t0 = time.monotonic()
-        up_hosts = hosts.up(args.web)
+        up_hosts = hosts.up(args.web, args.init)
         names = ", ".join(f"{h.name} {h.address}" for h in up_hosts)
         print(f"lab: up in {time.monotonic() - t0:.1f}s: {names}")
     elif args.verb == "down":
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         for h in hosts.current():
             state = "running" if hosts.init_pid(h) else "stopped"
-            print(f"{h.name:8} {h.role:4} {h.address:14} {state}")
+            print(f"{h.name:8} {h.role:4} {h.address:14} {h.init:8} {state}")
     return 0
 
 

@@ -38,6 +38,7 @@ class LabHost:
     name: str
     role: str  # "db" or "web"
     address: str
+    init: str = "sysv"  # how the host boots: "sysv" (rc 3 under tini) or "systemd" (systemd-nspawn -b)
 
     @property
     def netns(self) -> str:
@@ -56,12 +57,14 @@ class LabHost:
         return self.disk / "merged"
 
 
-def plan(web_count: int) -> list[LabHost]:
-    """The hosts of a lab with ``web_count`` web servers."""
+def plan(web_count: int, init: str = "sysv") -> list[LabHost]:
+    """The hosts of a lab with ``web_count`` web servers, booting with ``init``."""
     if not 1 <= web_count <= 60:
         raise SystemExit("lab: the number of web hosts must be between 1 and 60")
-    hosts = [LabHost("db", "db", DB_ADDRESS)]
-    hosts += [LabHost(f"web{i}", "web", f"{SUBNET}.{20 + i}") for i in range(1, web_count + 1)]
+    if init not in ("sysv", "systemd"):
+        raise SystemExit("lab: INIT must be sysv or systemd")
+    hosts = [LabHost("db", "db", DB_ADDRESS, init)]
+    hosts += [LabHost(f"web{i}", "web", f"{SUBNET}.{20 + i}", init) for i in range(1, web_count + 1)]
     return hosts
 
 
@@ -163,6 +166,8 @@ def _provision(h: LabHost, hosts: list[LabHost], admin_key: str) -> None:
     drop = ["postgresql", "dbus"] + (["apache2", "apache-htcacheclean"] if h.role == "db" else [])
     for svc in drop:
         sh("chroot", str(r), "update-rc.d", "-f", svc, "remove")
+    if h.init == "systemd":
+        _provision_systemd(h, drop)
     if h.role == "db":
         _write(r, "/usr/local/sbin/lab-dbora", (FILES / "dbora").read_text(), 0o755)
         pgconf = r / "etc/postgresql/15/main"
@@ -176,6 +181,36 @@ def _provision(h: LabHost, hosts: list[LabHost], admin_key: str) -> None:
         _write(r, "/etc/apache2/conf-enabled/lab.conf", f"ServerName {h.name}\n")
 
 
+_LAB_DB_UNIT = """[Unit]
+Description=The DBA's start of the database, before svrchain manages it (lab)
+ConditionPathExists=!/etc/systemd/system/dbora.service
+After=network.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/sbin/lab-dbora start
+ExecStop=/usr/local/sbin/lab-dbora stop
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def _provision_systemd(h: LabHost, drop: list[str]) -> None:
+    """systemd hosts: only the role's services, nothing periodic, no login console."""
+    r = h.root
+    wants = r / "etc/systemd/system"
+    links = [f"multi-user.target.wants/{s}.service" for s in [*drop, "e2scrub_reap"]]
+    links += ["getty.target.wants/getty@tty1.service"]
+    links += [f"timers.target.wants/{t.name}" for t in (wants / "timers.target.wants").glob("*")]
+    for link in links:
+        (wants / link).unlink(missing_ok=True)
+    if h.role == "db":
+        _write(r, "/etc/systemd/system/lab-db.service", _LAB_DB_UNIT)
+        (wants / "multi-user.target.wants/lab-db.service").symlink_to("/etc/systemd/system/lab-db.service")
+
+
 # --- processes --------------------------------------------------------------------------------
 
 
@@ -184,13 +219,28 @@ def _pidfile(h: LabHost) -> Path:
 
 
 def init_pid(h: LabHost) -> int | None:
-    """This machine's PID of the host's PID 1 (tini), or None when the host is down."""
+    """This machine's PID of the host's PID 1 (tini or systemd), or None when the host is down."""
     try:
         pid = int(_pidfile(h).read_text())
         os.kill(pid, 0)
         return pid
     except (FileNotFoundError, ValueError, ProcessLookupError):
         return None
+
+
+def _find_init(netns: str) -> int | None:
+    """The process that is PID 1 of a PID namespace and lives in the network namespace ``netns``."""
+    want = os.stat(f"/run/netns/{netns}").st_ino
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            nspid = next(x for x in (d / "status").read_text().splitlines() if x.startswith("NSpid:"))
+            if nspid.split()[-1] == "1" and len(nspid.split()) > 2 and os.stat(d / "ns/net").st_ino == want:
+                return int(d.name)
+        except (OSError, StopIteration):
+            continue
+    return None
 
 
 # Run inside the new mount/PID/UTS namespaces, before chroot: the host's /dev, /run and hostname.
@@ -212,20 +262,23 @@ exec chroot "$R" /usr/bin/tini -s -- /usr/local/sbin/lab-init "$ROLE"
 
 
 def _start(h: LabHost) -> None:
-    """Boot the host: a fresh PID namespace whose PID 1 is tini running lab-init."""
+    """Boot the host: a fresh PID namespace whose PID 1 is tini running lab-init (SysV), or
+    systemd under systemd-nspawn."""
     log = (h.disk / "console.log").open("ab")
-    proc = subprocess.Popen(
-        ["ip", "netns", "exec", h.netns, "unshare", "--mount", "--pid", "--uts", "--fork",
-         "--propagation", "private", f"--mount-proc={h.root}/proc",
-         "sh", "-c", _BOOT, "boot", str(h.root), h.name, h.role],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:  # the namespace's PID 1 is unshare's only child
-        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
-        pids = children.read_text().split() if children.exists() else []
-        if pids:
-            _pidfile(h).write_text(pids[0])
+    if h.init == "systemd":
+        argv = ["systemd-nspawn", "--quiet", "--boot", "--directory", str(h.root), "--machine", h.name,
+                f"--network-namespace-path=/run/netns/{h.netns}", "--register=no", "--console=passive",
+                "--link-journal=no", "--resolv-conf=off", "--timezone=off"]
+    else:
+        argv = ["ip", "netns", "exec", h.netns, "unshare", "--mount", "--pid", "--uts", "--fork",
+                "--propagation", "private", f"--mount-proc={h.root}/proc",
+                "sh", "-c", _BOOT, "boot", str(h.root), h.name, h.role]
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        pid = _find_init(h.netns)
+        if pid is not None:
+            _pidfile(h).write_text(str(pid))
             return
         if proc.poll() is not None:
             break
@@ -256,10 +309,12 @@ def run_in(h: LabHost, command: str, check: bool = True, timeout: float = 120) -
     )
 
 
-def _wait_booted(h: LabHost, timeout: float = 60) -> None:
+def _wait_booted(h: LabHost, timeout: float = 90) -> None:
+    booted = ("test -e /run/lab-booted" if h.init == "sysv" else
+              "case $(systemctl is-system-running) in running|degraded) true;; *) false;; esac")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if _ssh_answers(h.address) and run_in(h, "test -e /run/lab-booted", check=False).returncode == 0:
+        if _ssh_answers(h.address) and run_in(h, booted, check=False).returncode == 0:
             return
         if init_pid(h) is None:
             break
@@ -334,11 +389,11 @@ def host(name: str) -> LabHost:
 # --- the verbs --------------------------------------------------------------------------------
 
 
-def up(web_count: int = 2) -> list[LabHost]:
+def up(web_count: int = 2, init: str = "sysv") -> list[LabHost]:
     """Bring up a fresh lab (anything left of an earlier one is torn down first)."""
     down()
     lower = ensure_rootfs()
-    hosts = plan(web_count)
+    hosts = plan(web_count, init)
     admin = admin_pubkey()
     _bridge_up()
     for h in hosts:
@@ -376,6 +431,9 @@ def down() -> None:
     for name in sorted(names):
         h = LabHost(name, "web", "")
         _stop(h)
+        pid = _find_init(h.netns) if Path(f"/run/netns/{h.netns}").exists() else None
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
         if _mounted(h.root):
             sh("umount", "-l", str(h.root), check=False)
         shutil.rmtree(h.disk, ignore_errors=True)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from invoke import Context
 from tabulate import tabulate
 
+from tasks import render
 from tasks.base import svr_task
 from tasks.errors import SvrchainError
 from tasks.remote import Host, HostError, Session
@@ -69,8 +70,10 @@ def ready_probe(session: Session) -> str:
 
 
 def restart_command(session: Session) -> str:
-    svc = session.inv.db.service
-    return f"if command -v service >/dev/null; then service {svc} restart; else /etc/init.d/{svc} restart; fi"
+    """Restart the DB through its service: systemctl on systemd hosts, else service or the init script."""
+    svc, unit = session.inv.db.service, render.db_unit(session.inv)
+    return (f"if [ -d /run/systemd/system ]; then systemctl restart {unit}; "
+            f"elif command -v service >/dev/null; then service {svc} restart; else /etc/init.d/{svc} restart; fi")
 
 
 def plan_lines(session: Session) -> list[str]:
@@ -79,7 +82,8 @@ def plan_lines(session: Session) -> list[str]:
     r = inv.db.ready
     webs = ", ".join(w.name for w in session.webs)
     return [
-        f"1. {session.db.name}: restart the DB service: service {inv.db.service} restart",
+        f"1. {session.db.name}: restart the DB service (systemctl restart {render.db_unit(inv)} on systemd, "
+        f"service {inv.db.service} restart on SysV)",
         f"2. {session.db.name}: wait until ready ({ready_probe(session)}; at most {r.timeout}s)",
         f"3. {session.db.name}: wait for {inv.trigger.name} to restart {webs} after the DB is ready",
         f"4. {webs}: where the chain did not restart one, run '{inv.web.restart_command}' directly",

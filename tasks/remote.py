@@ -430,9 +430,11 @@ def apply_files(session: Session, host: Host, step: str, specs: list[FileSpec],
     diffs = [c.diff() for c in changes if c.diff()]
     if dry_run:
         return session.report(Outcome(host.name, step, "would change", detail, diffs), show_diff=True)
-    session.forget(host)
-    for c in changes:
-        host.write(c)
-    for cmd in commands:
-        host.check(cmd, what=cmd)
+    try:
+        for c in changes:
+            host.write(c)
+        for cmd in commands:
+            host.check(cmd, what=cmd)
+    finally:
+        session.forget(host)  # facts read before (or during) this change are stale now
     return session.report(Outcome(host.name, step, "changed", detail, diffs))

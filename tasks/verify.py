@@ -10,6 +10,7 @@ from tabulate import tabulate
 
 from tasks import authkeys, render, sysv
 from tasks.base import svr_task
+from tasks.dbora import detect_init
 from tasks.errors import SvrchainError
 from tasks.keys import db_public_key, expected_line, host_keys, marker, web_facts
 from tasks.plan import FileState
@@ -76,24 +77,51 @@ def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
     """The DB server's checks."""
     inv, db = session.inv, session.db
     svc, trig = inv.db.service, inv.trigger.name
-    impl, init, tinit = render.impl_path(inv), f"/etc/init.d/{svc}", f"/etc/init.d/{trig}"
+    unit, tunit = render.db_unit(inv), render.trigger_unit(inv)
+    files = {
+        "impl": render.impl_path(inv), "init": f"/etc/init.d/{svc}", "tinit": f"/etc/init.d/{trig}",
+        "unit": f"/etc/systemd/system/{unit}", "tscript": render.trigger_script(inv, "systemd"),
+        "tunit": f"/etc/systemd/system/{tunit}", "kh": inv.trigger.known_hosts,
+    }
     kp = shlex.quote(inv.key.path)
-    states, r = db.probe(
-        [impl, init, tinit, inv.trigger.known_hosts],
-        {**sysv.PROBE, "priv": f"stat -c '%a %U' {kp}", "derived": f"ssh-keygen -y -P '' -f {kp}"},
-    )
-    links = sysv.parse_links(r["links"].stdout)
+    states, r = db.probe(list(files.values()), {
+        **sysv.PROBE, "priv": f"stat -c '%a %U' {kp}", "derived": f"ssh-keygen -y -P '' -f {kp}",
+        "enabled": f"systemctl is-enabled {unit} {tunit}",
+        "order": f"systemctl show -p After -p PartOf {tunit}; systemctl show -p Wants {unit}",
+    })
+    f = {k: states[v] for k, v in files.items()}
     name = db.name
-    checks = [
-        _file_check(name, f"{svc} start script", states[impl], render.dbora_impl(inv), 0o755),
-        _file_check(name, f"{svc} init script", states[init], render.dbora_init(inv), 0o755),
-        _registration(name, svc, links.get(svc, {})),
-        _file_check(name, f"{trig} script", states[tinit], render.svr_restart(inv), 0o755),
-        _registration(name, trig, links.get(trig, {})),
-    ]
-    bad = sysv.starts_after(links.get(svc, {}), links.get(trig, {}))
-    checks.append(Check(name, "boot order", not bad, f"{trig} starts after {svc}" if not bad else
-                        f"{trig} does not start after {svc} in runlevel(s) {' '.join(bad)}"))
+    init, _tool = detect_init(session, db, r)
+    checks = []
+    if not inv.db.unit:
+        checks.append(_file_check(name, f"{svc} start script", f["impl"], render.dbora_impl(inv), 0o755))
+    if init == "sysv":
+        links = sysv.parse_links(r["links"].stdout)
+        checks += [
+            _file_check(name, f"{svc} init script", f["init"], render.dbora_init(inv), 0o755),
+            _registration(name, svc, links.get(svc, {})),
+            _file_check(name, f"{trig} script", f["tinit"], render.svr_restart(inv), 0o755),
+            _registration(name, trig, links.get(trig, {})),
+        ]
+        bad = sysv.starts_after(links.get(svc, {}), links.get(trig, {}))
+        checks.append(Check(name, "boot order", not bad, f"{trig} starts after {svc}" if not bad else
+                            f"{trig} does not start after {svc} in runlevel(s) {' '.join(bad)}"))
+    else:
+        if not inv.db.unit:
+            checks.append(_file_check(name, f"{unit}", f["unit"], render.dbora_service(inv), 0o644))
+        checks += [
+            _file_check(name, f"{trig} script", f["tscript"], render.svr_restart(inv), 0o755),
+            _file_check(name, tunit, f["tunit"], render.svr_restart_service(inv), 0o644),
+        ]
+        enabled = r["enabled"].stdout.split()
+        checks.append(Check(name, "enabled", enabled == ["enabled", "enabled"],
+                            f"{unit} {tunit}: {' '.join(enabled) or 'unknown'}"))
+        props = dict(line.split("=", 1) for line in r["order"].stdout.splitlines() if "=" in line)
+        ordered = (unit in props.get("After", "").split() and unit in props.get("PartOf", "").split()
+                   and tunit in props.get("Wants", "").split())
+        checks.append(Check(name, "boot order", ordered,
+                            f"{tunit}: After= and PartOf= {unit}, wanted by it" if ordered else
+                            f"{tunit} is not ordered after, part of and wanted by {unit}"))
     key = db_public_key(session)
     if key is None or not r["priv"].ok:
         checks.append(Check(name, "key", False, f"{inv.key.path} missing; run `fab gen-key`"))
@@ -105,7 +133,7 @@ def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
         checks.append(Check(name, "key", False, f"{inv.key.path} is {r['priv'].stdout.strip()}, want 600 root"))
     else:
         checks.append(Check(name, "key", True, f"{inv.key.path} {key.type} {key.fingerprint}, 600"))
-    kh = states[inv.trigger.known_hosts]
+    kh = f["kh"]
     have = set(kh.content.decode(errors="replace").splitlines()) if kh.exists else set()
     missing = [w for w, lines in pins.items() if not set(lines) <= have]
     checks.append(Check(name, "pinned host keys", kh.exists and not missing,

@@ -28,6 +28,8 @@ FAB = [str(Path(sys.executable).parent / "fab")]
 class Lab:
     """Handles on the running lab."""
 
+    init: str = "sysv"
+
     def host(self, name: str):
         """A testinfra host over real SSH."""
         return testinfra.get_host(f"ssh://{name}", ssh_config=str(labhosts.STATE / "ssh_config"))
@@ -70,13 +72,25 @@ def _need_root() -> None:
         pytest.skip("the lab needs root (network namespaces, mounts); run make test as root")
 
 
-@pytest.fixture(scope="module")
-def lab():
-    """A fresh lab (1 DB host, 2 web hosts) for this module."""
+def bring_up(init: str) -> Lab:
+    """A fresh lab (1 DB host, 2 web hosts) booting with ``init``; a systemd lab that cannot boot on
+    this machine skips its tests, saying why."""
     _need_root()
-    labhosts.up(2)
     try:
-        yield Lab()
+        labhosts.up(2, init)
+    except (SystemExit, subprocess.CalledProcessError, OSError) as exc:
+        labhosts.down()
+        if init == "systemd":
+            pytest.skip(f"the systemd lab cannot boot on this machine: {exc}")
+        raise
+    return Lab(init)
+
+
+@pytest.fixture(scope="module", params=["sysv", "systemd"])
+def lab(request):
+    """A fresh lab for this module, once with SysV hosts and once with systemd hosts."""
+    try:
+        yield bring_up(request.param)
     finally:
         labhosts.down()
 

@@ -10,12 +10,18 @@ import pytest
 pytestmark = pytest.mark.lab
 
 # What svrchain manages, per host: a second run must leave each byte-identical (and unrewritten).
-MANAGED = {
-    "db": ["/etc/init.d/dbora", "/usr/local/lib/svrchain/dbora", "/etc/init.d/svr_restart",
-           "/root/.ssh/svr_restart_key", "/root/.ssh/svr_restart_key.pub", "/etc/svrchain/known_hosts"],
-    "web1": ["/root/.ssh/authorized_keys"],
-    "web2": ["/root/.ssh/authorized_keys"],
+COMMON_DB = ["/usr/local/lib/svrchain/dbora", "/root/.ssh/svr_restart_key", "/root/.ssh/svr_restart_key.pub",
+             "/etc/svrchain/known_hosts"]
+INIT_FILES = {
+    "sysv": ["/etc/init.d/dbora", "/etc/init.d/svr_restart"],
+    "systemd": ["/etc/systemd/system/dbora.service", "/etc/systemd/system/svr-restart.service",
+                "/usr/local/lib/svrchain/svr_restart"],
 }
+
+
+def managed(lab) -> dict[str, list[str]]:
+    return {"db": COMMON_DB + INIT_FILES[lab.init], "web1": ["/root/.ssh/authorized_keys"],
+            "web2": ["/root/.ssh/authorized_keys"]}
 # Someone else's lines in web1's authorized_keys, with a comment, options holding quoted spaces,
 # a CRLF line and no final newline: all must survive byte for byte.
 FOREIGN = (
@@ -30,7 +36,7 @@ FOREIGN = (
 def snapshot(lab) -> dict[str, tuple[str, str]]:
     """sha256 and mtime (ns) of every managed file, read over SSH; ('-', '-') when missing."""
     out = {}
-    for name, paths in MANAGED.items():
+    for name, paths in managed(lab).items():
         h = lab.host(name)
         for p in paths:
             f = h.file(p)
@@ -47,9 +53,11 @@ def test_dry_run_on_a_fresh_lab_changes_nothing(lab):
     r = lab.fab("bootstrap", "--dry-run")
     assert r.returncode == 0, r.stderr
     assert "would change" in r.stdout and "changed " not in r.stdout
-    assert "+# chkconfig: 345 98 11" in r.stdout  # the diff of the file it would write
+    # the diff of the file it would write
+    diff_line = "+# chkconfig: 345 98 11" if lab.init == "sysv" else "+ExecStart=/usr/local/lib/svrchain/dbora start"
+    assert diff_line in r.stdout
     assert snapshot(lab) == before
-    assert not lab.host("db").file("/etc/init.d/dbora").exists
+    assert not lab.host("db").file(INIT_FILES[lab.init][0]).exists
 
 
 def test_bootstrap_from_scratch(lab):
@@ -62,11 +70,18 @@ def test_bootstrap_from_scratch(lab):
     key = db.file("/root/.ssh/svr_restart_key")
     assert key.mode == 0o600 and key.user == "root"
     assert db.run("ssh-keygen -y -P '' -f /root/.ssh/svr_restart_key").rc == 0  # no passphrase
-    assert db.file("/etc/init.d/dbora").contains("^# chkconfig: 345 98 11$")
-    assert db.file("/etc/init.d/svr_restart").contains("^# chkconfig: 345 99 1$")
-    links = db.check_output("ls /etc/rc3.d /etc/rc4.d /etc/rc5.d | grep -E 'dbora|svr_restart'").split()
-    assert len(links) == 6
-    assert sorted(links, key=lambda s: s[1:3])[:3] == [x for x in links if x.endswith("dbora")]
+    if lab.init == "sysv":
+        assert db.file("/etc/init.d/dbora").contains("^# chkconfig: 345 98 11$")
+        assert db.file("/etc/init.d/svr_restart").contains("^# chkconfig: 345 99 1$")
+        links = db.check_output("ls /etc/rc3.d /etc/rc4.d /etc/rc5.d | grep -E 'dbora|svr_restart'").split()
+        assert len(links) == 6
+        assert sorted(links, key=lambda s: s[1:3])[:3] == [x for x in links if x.endswith("dbora")]
+    else:
+        assert db.check_output("systemctl is-enabled dbora.service svr-restart.service").split() == ["enabled"] * 2
+        assert "svr-restart.service" in db.check_output("systemctl show -p Wants dbora.service")
+        units = "/etc/systemd/system/dbora.service /etc/systemd/system/svr-restart.service"
+        verify = db.run(f"systemd-analyze verify {units}")
+        assert verify.rc == 0 and "dbora" not in verify.stderr + verify.stdout, verify.stderr
 
 
 def test_the_line_is_exact_and_foreign_lines_survive(lab):
@@ -122,10 +137,10 @@ def test_gen_key_keeps_an_existing_key(lab):
 def test_one_ssh_connection_per_host_per_run(lab):
     def accepted() -> dict[str, int]:  # read through the lab console, so no SSH login is counted
         return {h: int(lab.console(h, "grep -c 'Accepted publickey' /var/log/auth.log || true").stdout)
-                for h in MANAGED}
+                for h in ("db", "web1", "web2")}
 
     before = accepted()
     r = lab.fab("bootstrap")
     assert r.returncode == 0, r.stdout + r.stderr
     after = accepted()
-    assert {h: after[h] - before[h] for h in MANAGED} == {h: 1 for h in MANAGED}
+    assert {h: after[h] - before[h] for h in after} == {"db": 1, "web1": 1, "web2": 1}

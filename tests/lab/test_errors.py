@@ -12,6 +12,17 @@ import yaml
 from lab import hosts as labhosts
 
 pytestmark = pytest.mark.lab
+
+
+@pytest.fixture(scope="module")
+def lab():
+    """These checks do not depend on the init system: SysV hosts only."""
+    from tests.lab.conftest import bring_up
+
+    try:
+        yield bring_up("sysv")
+    finally:
+        labhosts.down()
 LAB_INV = Path(__file__).resolve().parents[2] / "inventory" / "lab.yaml"
 
 
