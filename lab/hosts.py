@@ -206,6 +206,14 @@ def _provision_systemd(h: LabHost, drop: list[str]) -> None:
     links += [f"timers.target.wants/{t.name}" for t in (wants / "timers.target.wants").glob("*")]
     for link in links:
         (wants / link).unlink(missing_ok=True)
+    if h.role == "web":
+        # On this machine systemd inside the container cannot kill a unit's cgroup ("Input/output
+        # error"), so a stop would not wait for Apache's processes: stop it and wait, as the cgroup
+        # kill would have.
+        _write(r, "/etc/systemd/system/apache2.service.d/lab.conf",
+               "[Service]\nExecStop=\nExecStop=/usr/sbin/apachectl stop\n"
+               "ExecStopPost=/bin/sh -c 'for i in $(seq 200); do pidof apache2 >/dev/null || exit 0; "
+               "sleep 0.05; done'\n")
     if h.role == "db":
         _write(r, "/etc/systemd/system/lab-db.service", _LAB_DB_UNIT)
         (wants / "multi-user.target.wants/lab-db.service").symlink_to("/etc/systemd/system/lab-db.service")
@@ -267,13 +275,16 @@ def _start(h: LabHost) -> None:
     log = (h.disk / "console.log").open("ab")
     if h.init == "systemd":
         argv = ["systemd-nspawn", "--quiet", "--boot", "--directory", str(h.root), "--machine", h.name,
-                f"--network-namespace-path=/run/netns/{h.netns}", "--register=no", "--console=passive",
+                f"--network-namespace-path=/run/netns/{h.netns}", "--register=no", "--keep-unit", "--console=passive",
                 "--link-journal=no", "--resolv-conf=off", "--timezone=off"]
     else:
         argv = ["ip", "netns", "exec", h.netns, "unshare", "--mount", "--pid", "--uts", "--fork",
                 "--propagation", "private", f"--mount-proc={h.root}/proc",
                 "sh", "-c", _BOOT, "boot", str(h.root), h.name, h.role]
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    # systemd in the container gets the cgroup v2 (unified) hierarchy, where it can kill a service's
+    # processes on restart; under the machine's v1 hierarchy it cannot ("Input/output error").
+    env = {**os.environ, "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"}
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, env=env)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         pid = _find_init(h.netns)

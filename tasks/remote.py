@@ -158,7 +158,8 @@ class Host:
     def _open(self) -> Connection:
         s = self.session
         conn = Connection(
-            self.address, user=self.user, port=self.port, config=s.fabric_config,
+            # A Config per connection: invoke's Config is not safe to share between threads.
+            self.address, user=self.user, port=self.port, config=Config(overrides={"load_ssh_configs": False}),
             connect_timeout=s.inv.connect.timeout,
             connect_kwargs={"key_filename": [str(s.identity)], "look_for_keys": False,
                             "allow_agent": False, "sock": self._socket()},
@@ -296,7 +297,6 @@ class Session:
         self.out = out or sys.stdout
         self.identity = inv.path(inv.connect.identity)
         self.known_hosts = inv.path(inv.connect.known_hosts)
-        self.fabric_config = Config(overrides={"load_ssh_configs": False})
         self.outcomes: list[Outcome] = []
         self._facts: dict[str, Future] = {}  # facts read once per run, by key ("what:host")
         self._facts_lock = threading.Lock()
