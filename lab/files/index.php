@@ -21,12 +21,13 @@ if ($r === false) {
     exit;
 }
 $db_started = (float) pg_fetch_result($r, 0, 0);
-// This worker's start: boot time + its start in clock ticks since boot (USER_HZ is 100 on Linux).
+// This worker's start: the boot time (now - uptime, to 10 ms) + its start in clock ticks since boot
+// (USER_HZ is 100 on Linux). /proc/stat's btime would be whole seconds: too coarse here.
 $self = (string) file_get_contents('/proc/self/stat');
 $fields = explode(' ', substr($self, strrpos($self, ')') + 2)); // fields 3.. of proc(5); 22 is starttime
-preg_match('/^btime (\d+)/m', (string) file_get_contents('/proc/stat'), $m);
-$worker_started = (int) $m[1] + ((int) $fields[19]) / 100;
-if ($worker_started < $db_started) {
+$booted = microtime(true) - (float) explode(' ', (string) file_get_contents('/proc/uptime'))[0];
+$worker_started = $booted + ((int) $fields[19]) / 100;
+if ($worker_started < $db_started - 0.05) {
     http_response_code(500);
     printf("FAIL end-of-file on communication channel (like ORA-03113): this web server worker "
         . "(started %s) holds a session to the database's previous run; the database restarted at %s. "
