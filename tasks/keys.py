@@ -103,14 +103,13 @@ def gen_key(c: Context, rotate: bool = False, dry_run: bool = False) -> None:
 
 # --- push-key ---------------------------------------------------------------------------------
 
-# With $U the web user, $H its home and $G its group (set once, in the probe's prelude).
+# With $U the web user, $H its home and $G its group (set once, in the probe's prelude). The
+# server's OpenSSH version comes from its SSH banner, already received (Host.server_version).
 _WEB_PROBE = {
-    "ssh": SSH_VERSION,
     "account": '[ -n "$H" ] && echo "$H $G"',
     "sshdir": 'stat -c "%a %U" "$H/.ssh"',
     "authkeys": 'F="$H/.ssh/authorized_keys"; ' + FILE_CMD,
-    "hostkeys": "for f in $( (sshd -T 2>/dev/null | awk '$1==\"hostkey\"{print $2}') || true); "
-                'do cat "$f.pub"; done',
+    "hostkeys": "cat /etc/ssh/ssh_host_*_key.pub",
 }
 
 
@@ -125,7 +124,8 @@ def db_public_key(session: Session) -> PublicKey | None:
 
 
 def _web_prelude(user: str) -> str:
-    return f'U={shlex.quote(user)}; H=$(getent passwd "$U" | cut -d: -f6); G=$(id -gn "$U" 2>/dev/null)'
+    return (f'U={shlex.quote(user)}; IFS=: read -r _ _ _ _ _ H _ <<EOF\n$(getent passwd "$U")\nEOF\n'
+            'G=$(id -gn "$U" 2>/dev/null)')
 
 
 def web_facts(session: Session, web: Host) -> tuple[str, str, FileState, dict]:
@@ -189,7 +189,7 @@ def push_key_step(session: Session, dry_run: bool) -> None:
             session.report(Outcome(web.name, "push-key", "would change",
                                    f"{home}/.ssh/authorized_keys: add the line of the key gen-key creates"))
             return pins
-        line = expected_line(session, key, r["ssh"].stdout)
+        line = expected_line(session, key, web.server_version())
         text = state.content.decode("utf-8", "surrogateescape")
         new = authkeys.merge_line(text, line, key.blob, marker(session))
         spec = FileSpec(f"{home}/.ssh/authorized_keys", new.encode("utf-8", "surrogateescape"), 0o600,

@@ -194,6 +194,11 @@ class Host:
         s.note_connection(self)
         return conn
 
+    def server_version(self) -> str:
+        """The host's sshd version from its SSH banner (e.g. ``SSH-2.0-OpenSSH_9.2p1 Debian-2``)."""
+        transport = self.connection().client.get_transport()
+        return transport.remote_version if transport else ""
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()

@@ -56,7 +56,7 @@ def web_checks(session: Session, web: Host, key: authkeys.PublicKey | None, db_u
     elif not state.exists:
         checks.append(Check(web.name, "authorized_keys", False, f"{state.path} missing"))
     else:
-        line = expected_line(session, key, r["ssh"].stdout)
+        line = expected_line(session, key, web.server_version())
         found = authkeys.find_lines(state.content.decode("utf-8", "replace"), key.blob, marker(session))
         if found == [line]:
             checks.append(Check(web.name, "authorized_keys", True, "the restricted line, once"))
