@@ -271,7 +271,7 @@ def bench_n(n: int) -> dict:
         labhosts.down()
 
 
-def table(results: list[dict]) -> str:
+def table(results: list[dict], fmt: str = "simple") -> str:
     rows = []
     for r in results:
         s, z = r["bootstrap_scratch"], r["bootstrap_noop"]
@@ -290,7 +290,7 @@ def table(results: list[dict]) -> str:
                "graceful: ready→healthy s", "alone s", "N at once s", "failed after ready/after restart",
                "boot: trigger→last web s"]
     headers = [h.replace(" s", " (s)") for h in headers]
-    return tabulate(rows, headers=headers)
+    return tabulate(rows, headers=headers, tablefmt=fmt)
 
 
 def plot(results: list[dict], path: Path) -> None:
@@ -325,7 +325,11 @@ def plot(results: list[dict], path: Path) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     p.add_argument("--n", type=int, nargs="+", default=[1, 4, 8, 16])
+    p.add_argument("--markdown", type=Path, help="print the table of an earlier results file as Markdown")
     args = p.parse_args()
+    if args.markdown:
+        print(table(json.loads(args.markdown.read_text())["results"], "github"))
+        return 0
     if os.geteuid() != 0:
         print("bench: must run as root (the lab)", file=sys.stderr)
         return 2

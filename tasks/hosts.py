@@ -54,11 +54,12 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 @svr_task
-def trust_hosts(c: Context, yes: bool = False) -> None:
+def trust_hosts(c: Context, yes: bool = False, dry_run: bool = False) -> None:
     """Show every host's SSH host key fingerprint and pin the new ones in connect.known_hosts.
 
     A key already pinned is checked; a changed key is refused (remove its line by hand if the change
-    is expected). New keys are recorded after you confirm, or at once with --yes.
+    is expected). New keys are recorded after you confirm, or at once with --yes; --dry-run only
+    shows them.
     """
     from dotenv import find_dotenv, load_dotenv
 
@@ -90,7 +91,9 @@ def trust_hosts(c: Context, yes: bool = False) -> None:
             continue
         print(f"{name:<10} new           {entry} {fp}")
         new.append(f"{entry} {key.get_name()} {key.get_base64()}")
-    if new:
+    if new and dry_run:
+        print(f"would pin {len(new)} key(s) in {path}")
+    elif new:
         if not yes:
             if not sys.stdin.isatty():
                 raise SvrchainError(f"{len(new)} new host key(s) shown above; check the fingerprints, "

@@ -200,6 +200,7 @@ class WebServer(Strict):
     name: Name
     address: Address
     port: Port | None = None
+    user: Name | None = None
     health_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")]
 
 

@@ -310,7 +310,8 @@ class Session:
         self._prefetcher: ThreadPoolExecutor | None = None
         c = inv.connect
         self.db = Host(self, inv.db.name, "db", inv.db.address, inv.db.port or c.port, inv.db.user or c.user)
-        self.webs = [Host(self, s.name, "web", s.address, s.port or c.port, c.user) for s in inv.web.servers]
+        self.webs = [Host(self, s.name, "web", s.address, s.port or c.port, s.user or c.user)
+                     for s in inv.web.servers]
 
     @classmethod
     def open(cls, path: Path | None = None) -> Session:

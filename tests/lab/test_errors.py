@@ -82,6 +82,8 @@ def test_trust_hosts_pins_after_showing_fingerprints(chain, tmp_path):
     known = tmp_path / "known_hosts"
     known.write_text("")
     inv = inventory(tmp_path, known_hosts=known)
+    dry = chain.fab("trust-hosts", "--dry-run", inventory=inv)
+    assert dry.returncode == 0 and "would pin 3 key(s)" in dry.stdout and known.read_text() == ""
     r = chain.fab("trust-hosts", "--yes", inventory=inv)
     assert r.returncode == 0, r.stdout + r.stderr
     for name in ("db", "web1", "web2"):
