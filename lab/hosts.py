@@ -178,7 +178,11 @@ def _provision(h: LabHost, hosts: list[LabHost], admin_key: str) -> None:
     else:
         _write(r, "/var/www/html/index.php", (FILES / "index.php").read_text())
         (r / "var/www/html/index.html").unlink(missing_ok=True)
-        _write(r, "/etc/apache2/conf-enabled/lab.conf", f"ServerName {h.name}\n")
+        # A steady pool of workers: no new (fresh) worker appears by itself after a DB restart, so
+        # the page fails until Apache restarts, as the seed describes.
+        _write(r, "/etc/apache2/conf-enabled/lab.conf",
+               f"ServerName {h.name}\n<IfModule mpm_prefork_module>\n  StartServers 5\n  MinSpareServers 1\n"
+               "  MaxSpareServers 10\n</IfModule>\n")
 
 
 _LAB_DB_UNIT = """[Unit]

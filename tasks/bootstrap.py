@@ -30,13 +30,7 @@ def bootstrap(c: Context, dry_run: bool = False) -> None:
     with Session.open() as s:
         s.prefetch([s.db])
         s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
-        for name, step in STEPS:
-            try:
-                step(s, dry_run)
-            except SvrchainError as exc:
-                s.fail(s.db.name, name, exc)
-                break
-        s.finish("bootstrap")
+        s.run_steps("bootstrap", [(name, lambda step=step: step(s, dry_run)) for name, step in STEPS])
         if dry_run:
             return
         gaps = [c for c in verify_step(s) if not c.ok]

@@ -11,7 +11,6 @@ from invoke import Context
 
 from tasks import render, sysv
 from tasks.base import svr_task
-from tasks.errors import SvrchainError
 from tasks.plan import FileChange, FileSpec
 from tasks.remote import Host, HostError, Session, apply_files
 
@@ -86,8 +85,4 @@ def install_dbora(c: Context, dry_run: bool = False) -> None:
     db.unit names the site's own unit). --dry-run shows the diff and changes nothing.
     """
     with Session.open() as s:
-        try:
-            install_dbora_step(s, dry_run)
-        except SvrchainError as exc:
-            s.fail(s.db.name, "install-dbora", exc)
-        s.finish("install-dbora")
+        s.run_steps("install-dbora", [("install-dbora", lambda: install_dbora_step(s, dry_run))])

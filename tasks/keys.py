@@ -94,11 +94,7 @@ def gen_key(c: Context, rotate: bool = False, dry_run: bool = False) -> None:
     --rotate replaces it (then run push-key). --dry-run shows what would change.
     """
     with Session.open() as s:
-        try:
-            gen_key_step(s, dry_run, rotate)
-        except SvrchainError as exc:
-            s.fail(s.db.name, "gen-key", exc)
-        s.finish("gen-key")
+        s.run_steps("gen-key", [("gen-key", lambda: gen_key_step(s, dry_run, rotate))])
 
 
 # --- push-key ---------------------------------------------------------------------------------
@@ -243,8 +239,4 @@ def push_key(c: Context, dry_run: bool = False) -> None:
     """
     with Session.open() as s:
         s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
-        try:
-            push_key_step(s, dry_run)
-        except SvrchainError as exc:
-            s.fail(s.db.name, "push-key", exc)
-        s.finish("push-key")
+        s.run_steps("push-key", [("push-key", lambda: push_key_step(s, dry_run))])

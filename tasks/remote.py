@@ -405,6 +405,17 @@ class Session:
     def fail(self, host: str, step: str, error: Exception) -> Outcome:
         return self.report(Outcome(host, step, "failed", str(error)))
 
+    def run_steps(self, what: str, steps: Iterable[tuple[str, Callable[[], object]]]) -> None:
+        """Run steps in order: a step's error goes on its own line and stops the steps after it;
+        the task then exits non-zero if anything failed."""
+        for name, step in steps:
+            try:
+                step()
+            except SvrchainError as exc:
+                self.fail(self.db.name, name, exc)
+                break
+        self.finish(what)
+
     def finish(self, what: str) -> None:
         """Raise a non-zero exit when any outcome of this run failed."""
         failed = [o for o in self.outcomes if o.failed]

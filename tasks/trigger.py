@@ -7,7 +7,6 @@ from invoke import Context
 from tasks import render
 from tasks.base import svr_task
 from tasks.dbora import install_service
-from tasks.errors import SvrchainError
 from tasks.plan import FileSpec
 from tasks.remote import Session
 
@@ -37,8 +36,4 @@ def install_svr_restart(c: Context, dry_run: bool = False) -> None:
     syslog and its log file, and exits non-zero if any web server failed. --dry-run shows the diff.
     """
     with Session.open() as s:
-        try:
-            install_svr_restart_step(s, dry_run)
-        except SvrchainError as exc:
-            s.fail(s.db.name, "install-svr-restart", exc)
-        s.finish("install-svr-restart")
+        s.run_steps("install-svr-restart", [("install-svr-restart", lambda: install_svr_restart_step(s, dry_run))])

@@ -86,13 +86,18 @@ def bring_up(init: str) -> Lab:
     return Lab(init)
 
 
+def lab_of(init: str):
+    """Body of a module-scoped lab fixture: up with ``init`` hosts, always down afterwards."""
+    try:
+        yield bring_up(init)
+    finally:
+        labhosts.down()
+
+
 @pytest.fixture(scope="module", params=["sysv", "systemd"])
 def lab(request):
     """A fresh lab for this module, once with SysV hosts and once with systemd hosts."""
-    try:
-        yield bring_up(request.param)
-    finally:
-        labhosts.down()
+    yield from lab_of(request.param)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from lab import hosts as labhosts
+from tests.lab.conftest import lab_of
 
 pytestmark = pytest.mark.lab
 
@@ -17,12 +18,7 @@ pytestmark = pytest.mark.lab
 @pytest.fixture(scope="module")
 def lab():
     """These checks do not depend on the init system: SysV hosts only."""
-    from tests.lab.conftest import bring_up
-
-    try:
-        yield bring_up("sysv")
-    finally:
-        labhosts.down()
+    yield from lab_of("sysv")
 LAB_INV = Path(__file__).resolve().parents[2] / "inventory" / "lab.yaml"
 
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from lab import hosts as labhosts
-from tests.lab.conftest import bring_up
+from tests.lab.conftest import lab_of
 
 pytestmark = pytest.mark.lab
 LAB_INV = Path(__file__).resolve().parents[2] / "inventory" / "lab.yaml"
@@ -16,10 +16,8 @@ LAB_INV = Path(__file__).resolve().parents[2] / "inventory" / "lab.yaml"
 
 @pytest.fixture(scope="module")
 def lab():
-    try:
-        yield bring_up("systemd")
-    finally:
-        labhosts.down()
+    """The site's own unit exists only on systemd hosts."""
+    yield from lab_of("systemd")
 
 
 def test_the_trigger_follows_the_sites_own_unit(lab, tmp_path):
