@@ -6,7 +6,7 @@ import shlex
 
 from invoke import Context
 
-from tasks import authkeys
+from tasks import authkeys, render
 from tasks.authkeys import PublicKey
 from tasks.base import svr_task
 from tasks.errors import SvrchainError
@@ -106,6 +106,7 @@ _WEB_PROBE = {
     "sshdir": 'stat -c "%a %U" "$H/.ssh"',
     "authkeys": 'F="$H/.ssh/authorized_keys"; ' + FILE_CMD,
     "hostkeys": "cat /etc/ssh/ssh_host_*_key.pub",
+    "gate": f"F={render.GATE}; " + FILE_CMD,
 }
 
 
@@ -122,6 +123,11 @@ def db_public_key(session: Session) -> PublicKey | None:
 def _web_prelude(user: str) -> str:
     return (f'U={shlex.quote(user)}; IFS=: read -r _ _ _ _ _ H _ <<EOF\n$(getent passwd "$U")\nEOF\n'
             'G=$(id -gn "$U" 2>/dev/null)')
+
+
+def gate_state(web: Host, r: dict) -> FileState:
+    """The gate script's state on a web server, from its web facts."""
+    return web.file_state(render.GATE, r["gate"].code, r["gate"].raw)
 
 
 def web_facts(session: Session, web: Host) -> tuple[str, str, FileState, dict]:
@@ -149,9 +155,7 @@ def expected_line(session: Session, key: PublicKey, ssh_version_text: str) -> st
     """The authorized_keys line for ``key`` on a web server with that OpenSSH version."""
     version = authkeys.openssh_version(ssh_version_text)
     restrict = version is not None and version >= authkeys.RESTRICT_SINCE
-    return authkeys.restricted_line(
-        key, session.inv.db.from_addresses, session.inv.web.restart_command, restrict, marker(session)
-    )
+    return authkeys.restricted_line(key, session.inv.db.from_addresses, render.GATE, restrict, marker(session))
 
 
 def host_keys(web: Host, text: str) -> list[PublicKey]:
@@ -194,8 +198,10 @@ def push_key_step(session: Session, dry_run: bool) -> None:
         if r["sshdir"].ok and r["sshdir"].stdout.split() != ["700", inv.web.user]:
             d = shlex.quote(f"{home}/.ssh")
             fix_dir = [f"chown {shlex.quote(inv.web.user)} {d} && chmod 700 {d}"]
-        apply_files(session, web, "push-key", [spec], {spec.path: state}, dry_run,
-                    after=lambda _c: fix_dir, ok_detail=f"{spec.path}: line in place")
+        # The gate first: the line's forced command must exist before the line does.
+        gate = FileSpec(render.GATE, render.gate(inv), 0o755, parent_mode=0o755)
+        apply_files(session, web, "push-key", [gate, spec], {gate.path: gate_state(web, r), spec.path: state},
+                    dry_run, after=lambda _c: fix_dir, ok_detail=f"{render.GATE} and the line in {spec.path}")
         return pins
 
     results = session.each(session.webs, one)
@@ -230,10 +236,12 @@ def pin_host_keys(session: Session, pinned: dict[str, list[str]], dry_run: bool)
 
 @svr_task
 def push_key(c: Context, dry_run: bool = False) -> None:
-    """Install the DB server's key on every web server, restricted to the restart command.
+    """Install the DB server's key on every web server, restricted to the restart gate.
 
-    The line is from="<DB address>",no-port-forwarding,no-X11-forwarding,no-agent-forwarding,
-    no-pty,command="<restart command>" (plus restrict where OpenSSH has it); an older line for
+    Installs /usr/local/sbin/svr-restart-gate (it runs web.restart_command: restart and status
+    verbs only, logged, serialized) and the line from="<DB address>",no-port-forwarding,
+    no-X11-forwarding,no-agent-forwarding,no-pty,command="<the gate>" (plus restrict where
+    OpenSSH has it); an older line for
     the key is replaced, other lines are kept byte for byte. Also pins every web server's host key
     (read from itself) in the DB server's known_hosts for the trigger. --dry-run shows the diffs.
     """

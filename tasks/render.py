@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -79,6 +80,15 @@ def svr_restart_service(inv: Inventory) -> bytes:
         name=inv.trigger.name, db_unit=db_unit(inv), script=trigger_script(inv, "systemd"),
         bound=trigger_bound(inv),
     ).encode()
+
+
+GATE = "/usr/local/sbin/svr-restart-gate"
+
+
+def gate(inv: Inventory) -> bytes:
+    """The web side's forced command: whitelisted verbs, logged, serialized and coalesced restarts."""
+    return _env.get_template("svr-restart-gate.sh.j2").render(
+        restart_command=shlex.quote(inv.web.restart_command)).encode()
 
 
 def svr_restart(inv: Inventory) -> bytes:

@@ -12,7 +12,7 @@ from tasks import authkeys, render, sysv
 from tasks.base import svr_task
 from tasks.dbora import detect_init
 from tasks.errors import SvrchainError
-from tasks.keys import db_public_key, expected_line, host_keys, marker, web_facts
+from tasks.keys import db_public_key, expected_line, gate_state, host_keys, marker, web_facts
 from tasks.plan import FileState
 from tasks.remote import Host, HostError, Session
 
@@ -48,8 +48,8 @@ def web_checks(session: Session, web: Host, key: authkeys.PublicKey | None, db_u
     """The web server's checks against the DB's ``key``, and its host keys as known_hosts lines."""
     user = session.inv.web.user
     home, _group, state, r = web_facts(session, web)
+    checks = [_file_check(web.name, "gate", gate_state(web, r), render.gate(session.inv), 0o755)]
     pins = [authkeys.known_hosts_line(web.address, web.port, k) for k in host_keys(web, r["hostkeys"].stdout)]
-    checks = []
     if key is None:
         why = "the DB server has no key yet" if db_up else "cannot check: the DB server is unreachable"
         checks.append(Check(web.name, "authorized_keys", False, why))

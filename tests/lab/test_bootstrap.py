@@ -20,8 +20,8 @@ INIT_FILES = {
 
 
 def managed(lab) -> dict[str, list[str]]:
-    return {"db": COMMON_DB + INIT_FILES[lab.init], "web1": ["/root/.ssh/authorized_keys"],
-            "web2": ["/root/.ssh/authorized_keys"]}
+    web = ["/root/.ssh/authorized_keys", "/usr/local/sbin/svr-restart-gate"]
+    return {"db": COMMON_DB + INIT_FILES[lab.init], "web1": web, "web2": web}
 # Someone else's lines in web1's authorized_keys, with a comment, options holding quoted spaces,
 # a CRLF line and no final newline: all must survive byte for byte.
 FOREIGN = (
@@ -90,13 +90,16 @@ def test_the_line_is_exact_and_foreign_lines_survive(lab):
     content = web1.file("/root/.ssh/authorized_keys").content
     line = (
         'restrict,from="198.18.0.10",no-port-forwarding,no-X11-forwarding,no-agent-forwarding,no-pty,'
-        f'command="/etc/init.d/apache2 restart" {pub[0]} {pub[1]} svrchain:svr_restart@db\n'
+        f'command="/usr/local/sbin/svr-restart-gate" {pub[0]} {pub[1]} svrchain:svr_restart@db\n'
     )
     assert content.endswith(b"\n" + line.encode())
     assert content[: -len(line) - 1].endswith(FOREIGN.encode())  # byte for byte, newline added
     f = web1.file("/root/.ssh/authorized_keys")
     assert (f.mode, f.user) == (0o600, "root")
     assert web1.file("/root/.ssh").mode == 0o700
+    gate = web1.file("/usr/local/sbin/svr-restart-gate")
+    assert (gate.mode, gate.user) == (0o755, "root")
+    assert gate.contains("^RESTART_COMMAND='/etc/init.d/apache2 restart'$")
 
 
 def test_second_run_changes_nothing(lab):

@@ -124,15 +124,41 @@ def test_restart_chain_repairs_a_web_server_the_chain_missed(chain):
     assert chain.fab("push-key").returncode == 0
 
 
-def test_the_key_runs_only_the_restart_command(chain):
+TRIGGER_SSH = ("ssh -i /root/.ssh/svr_restart_key -o BatchMode=yes -o UserKnownHostsFile=/etc/svrchain/known_hosts "
+               "root@198.18.0.21")
+
+
+def test_the_key_refuses_any_other_command(chain):
     before = apache_start(chain, "web1")
-    r = chain.host("db").run(
-        "ssh -i /root/.ssh/svr_restart_key -o BatchMode=yes -o UserKnownHostsFile=/etc/svrchain/known_hosts "
-        "root@198.18.0.21 'touch /tmp/pwned; cat /etc/shadow'")
-    assert r.rc == 0
+    r = chain.host("db").run(f"{TRIGGER_SSH} 'touch /tmp/pwned; cat /etc/shadow'")
+    assert r.rc == 2 and "refused: only 'restart' and 'status' are allowed" in r.stderr
     assert "root:" not in r.stdout
     assert not chain.host("web1").file("/tmp/pwned").exists
-    assert apache_start(chain, "web1")[0] != before[0]  # what ran was the restart
+    assert apache_start(chain, "web1") == before  # nothing ran
+    assert "REFUSED: 'touch /tmp/pwned; cat /etc/shadow'" in chain.host("web1").file("/var/log/auth.log").content_string
+
+
+def test_the_key_restarts_by_default_and_reports_status(chain):
+    before = apache_start(chain, "web1")
+    assert chain.host("db").run(TRIGGER_SSH).rc == 0  # no command asked: restart
+    assert apache_start(chain, "web1")[0] != before[0]
+    status = chain.host("db").run(f"{TRIGGER_SSH} status")
+    assert status.rc == 0 and status.stdout.startswith("last restart: ") and "exit 0" in status.stdout
+    assert "from 198.18.0.10: restart: exit 0" in chain.host("web1").file("/var/log/auth.log").content_string
+
+
+def test_concurrent_triggers_are_serialized_and_coalesced(chain):
+    log = "/var/log/auth.log"
+    runs_before = chain.host("web1").check_output(f"grep -c 'restart: running' {log} || true")
+    r = chain.host("db").run(
+        f"for i in 1 2 3 4 5 6; do {TRIGGER_SSH} restart & done; rc=0; "
+        "for j in 1 2 3 4 5 6; do wait -n || rc=1; done; exit $rc")
+    assert r.rc == 0, r.stderr  # every caller got the exit code of a restart that covered it
+    text = chain.host("web1").file(log).content_string
+    runs = text.count("restart: running") - int(runs_before)
+    assert 1 <= runs <= 2  # six triggers, at most two restarts
+    events = [ln for ln in text.splitlines() if "restart: running" in ln or "restart: exit" in ln]
+    assert all("running" in a and "exit" in b for a, b in zip(events[::2], events[1::2], strict=False))
 
 
 def test_the_key_is_refused_from_another_address(chain):

@@ -57,8 +57,21 @@ def test_scripts_are_shellcheck_clean(tmp_path):
 
     oracle = parse((render.TEMPLATES.parent.parent / "inventory" / "example.yaml").read_text(), INV.source)
     files = {"dbora": render.dbora_init(INV), "svr_restart": render.svr_restart(INV),
-             "oracle": render.dbora_impl(oracle)}
+             "oracle": render.dbora_impl(oracle), "gate": render.gate(INV)}
     for name, content in files.items():
         (tmp_path / name).write_bytes(content)
     r = subprocess.run(["shellcheck", *(str(tmp_path / n) for n in files)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout
+
+
+def test_gate_embeds_the_restart_command_quoted():
+    text = render.gate(INV).decode()
+    assert "RESTART_COMMAND='/etc/init.d/apache2 restart'" in text
+    odd = INV.model_copy(update={"web": INV.web.model_copy(update={"restart_command": "systemctl restart $(x) 'a'"})})
+    assert """RESTART_COMMAND='systemctl restart $(x) '"'"'a'"'"''""" in render.gate(odd).decode()
+
+
+def test_gate_accepts_only_restart_and_status():
+    text = render.gate(INV).decode()
+    assert 'verb=${SSH_ORIGINAL_COMMAND:-restart}' in text
+    assert "    restart)\n" in text and "    status)\n" in text and "    *)\n" in text
