@@ -9,6 +9,7 @@ from invoke import Context
 from tabulate import tabulate
 
 from tasks import authkeys, render, sysv
+from tasks.attacks import Row, run_attacks
 from tasks.base import svr_task
 from tasks.dbora import detect_init
 from tasks.errors import SvrchainError
@@ -170,18 +171,33 @@ def verify_step(session: Session) -> list[Check]:
     return checks
 
 
+def attacks_step(session: Session) -> list[Row]:
+    """The attack matrix against every web server (one after another: they share local ports)."""
+    rows = [row for web in session.webs for row in run_attacks(session, web)]
+    table = [(r.web, r.attack, r.expected, r.seen, "refused" if r.ok else "NOT REFUSED") for r in rows]
+    print(tabulate(table, headers=["web", "attack", "expected", "seen", "result"]), file=session.out, flush=True)
+    return rows
+
+
 @svr_task
-def verify(c: Context) -> None:
+def verify(c: Context, attacks: bool = False) -> None:
     """Read-only smoke check of the whole chain; a table per host, non-zero exit on any gap.
 
     Checks the scripts, their boot registration and order, the key and its modes, the exact line on
-    every web server, and the pinned host keys.
+    every web server, and the pinned host keys. --attacks also tries, from the DB server, what the
+    restricted key must refuse (commands, injection, pty, forwarding, sftp/scp, environment, another
+    user) without restarting anything, and prints the matrix.
     """
     with Session.open() as s:
         s.prefetch([s.db])
         s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
         checks = verify_step(s)
         gaps = [c for c in checks if not c.ok]
+        if attacks and not gaps:
+            bad = [r for r in attacks_step(s) if not r.ok]
+            if bad:
+                raise SvrchainError(f"verify: {len(bad)} attack(s) not refused: "
+                                    + ", ".join(f"{r.attack} on {r.web}" for r in bad))
         if gaps:
             raise SvrchainError(f"verify: {len(gaps)} gap(s) on {', '.join(sorted({g.host for g in gaps}))}")
         print(f"verify: all {len(checks)} checks ok", file=s.out)

@@ -1,0 +1,107 @@
+"""The attack matrix: what the DB server's restricted key refuses, tried for real (fab verify --attacks).
+
+Each attack runs on the DB server (where the key lives; it never leaves) against each web server,
+and never restarts anything: it asks for "status", or for forwarding only (-N). A row passes when
+what was seen is the refusal expected.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from tasks.remote import Host, Session
+
+# $S is ssh with the key and the pinned known_hosts; $D the destination (user@address).
+_PRELUDE = r"""
+S="ssh -i $KEY -p $PORT -o BatchMode=yes -o IdentitiesOnly=yes -o ConnectTimeout=5"
+S="$S -o UserKnownHostsFile=$KH -o GlobalKnownHostsFile=/dev/null"
+D="$USR@$ADDR"
+first() { tr '\n' ' ' | cut -c1-100; }
+"""
+
+
+@dataclass(frozen=True)
+class Attack:
+    """One row: what is tried, what must happen, and the script that tries it (exit 0 = refused)."""
+
+    name: str
+    expected: str
+    script: str
+
+
+ATTACKS = (
+    Attack("arbitrary command", "refused by the gate, nothing runs",
+           'out=$($S "$D" id 2>&1); rc=$?; echo "exit $rc: $(echo "$out" | first)"; '
+           '[ $rc -eq 2 ] && ! echo "$out" | grep -q uid='),
+    Attack("injection: restart;id", "refused, nothing runs",
+           'out=$($S "$D" "restart;id" 2>&1); rc=$?; echo "exit $rc: $(echo "$out" | first)"; '
+           '[ $rc -eq 2 ] && ! echo "$out" | grep -q uid='),
+    Attack("injection: status && id", "refused, nothing runs",
+           'out=$($S "$D" "status && id" 2>&1); rc=$?; echo "exit $rc: $(echo "$out" | first)"; '
+           '[ $rc -eq 2 ] && ! echo "$out" | grep -q uid='),
+    Attack("injection: $(id), `id`", "refused, nothing runs",
+           'out=$($S "$D" \'$(id)`id`\' 2>&1); rc=$?; echo "exit $rc: $(echo "$out" | first)"; '
+           '[ $rc -eq 2 ] && ! echo "$out" | grep -q uid='),
+    Attack("injection: newline", "refused, nothing runs",
+           'out=$($S "$D" "$(printf \'status\\nid\')" 2>&1); rc=$?; echo "exit $rc: $(echo "$out" | first)"; '
+           '[ $rc -eq 2 ] && ! echo "$out" | grep -q uid='),
+    Attack("pty request (-tt)", "no pty",
+           'out=$($S -tt "$D" status 2>&1); echo "$out" | grep "^PTY" | first; '
+           'echo "$out" | grep -q "PTY allocation request failed"'),
+    Attack("local forwarding (-L)", "no byte flows",
+           '$S -N -L 127.0.0.1:18080:127.0.0.1:80 "$D" 2>/dev/null & p=$!; sleep 1; '
+           'n=$(curl -s -m 3 http://127.0.0.1:18080/ | wc -c); kill $p 2>/dev/null; wait $p 2>/dev/null; '
+           'echo "$n bytes through the tunnel"; [ "$n" -eq 0 ]'),
+    Attack("dynamic forwarding (-D)", "no byte flows",
+           '$S -N -D 127.0.0.1:18081 "$D" 2>/dev/null & p=$!; sleep 1; '
+           'n=$(curl -s -m 3 --socks5 127.0.0.1:18081 http://127.0.0.1/ | wc -c); kill $p 2>/dev/null; '
+           'wait $p 2>/dev/null; echo "$n bytes through the SOCKS proxy"; [ "$n" -eq 0 ]'),
+    Attack("remote forwarding (-R)", "refused by the server",
+           'out=$(timeout 5 $S -N -o ExitOnForwardFailure=yes -R 127.0.0.1:18082:127.0.0.1:22 "$D" 2>&1); '
+           'echo "$out" | first; echo "$out" | grep -q "remote port forwarding failed"'),
+    Attack("agent forwarding (-A)", "no agent in the session",
+           'eval "$(ssh-agent -s)" >/dev/null; out=$($S -v -A "$D" status 2>&1); ssh-agent -k >/dev/null; '
+           'echo "$out" | grep "^session:" | first; echo "$out" | grep -q "Requesting authentication agent forwarding" '
+           '&& echo "$out" | grep -q "agent=none"'),
+    Attack("X11 forwarding (-X)", "refused by the server",
+           'out=$(DISPLAY=127.0.0.1:0 $S -v -X "$D" status 2>&1); echo "$out" | grep "^session:" | first; '
+           'echo "$out" | grep -q "Requesting X11 forwarding" && echo "$out" | grep -q "x11=none"'),
+    Attack("sftp subsystem", "refused by the gate",
+           'out=$(echo "ls /" | timeout 10 sftp -b - -i $KEY -P $PORT -o BatchMode=yes -o UserKnownHostsFile=$KH '
+           '"$D" 2>&1); rc=$?; echo "exit $rc: $(echo "$out" | first)"; '
+           '[ $rc -ne 0 ] && ! echo "$out" | grep -q "^etc"'),
+    Attack("scp (legacy protocol)", "refused by the gate",
+           'out=$(timeout 10 scp -O -i $KEY -P $PORT -o BatchMode=yes -o UserKnownHostsFile=$KH /etc/hostname '
+           '"$D:/tmp/svrchain-scp-attack" 2>&1); rc=$?; echo "exit $rc: $(echo "$out" | first)"; [ $rc -ne 0 ]'),
+    Attack("environment (SendEnv LC_ALL, BASH_ENV)", "the gate runs unaffected",
+           'out=$(LC_ALL=C BASH_ENV=/etc/passwd $S -o SendEnv=LC_ALL -o SendEnv=BASH_ENV "$D" status 2>&1); '
+           'rc=$?; echo "exit $rc: $(echo "$out" | first)"; [ $rc -eq 0 ] && echo "$out" | grep -q "^last restart:"'),
+    Attack("the key for another user", "authentication refused",
+           'out=$($S "nobody@$ADDR" status 2>&1); rc=$?; echo "exit $rc: $(echo "$out" | first)"; '
+           '[ $rc -eq 255 ] && echo "$out" | grep -q "Permission denied"'),
+)
+
+
+@dataclass
+class Row:
+    """One line of the printed matrix."""
+
+    web: str
+    attack: str
+    expected: str
+    seen: str
+    ok: bool
+
+
+def run_attacks(session: Session, web: Host) -> list[Row]:
+    """Every attack from the DB server against ``web``, one at a time."""
+    inv = session.inv
+    env = (f"KEY={shlex.quote(inv.key.path)} KH={shlex.quote(inv.trigger.known_hosts)} "
+           f"USR={shlex.quote(inv.web.user)} ADDR={shlex.quote(web.address)} PORT={web.port}")
+    rows = []
+    for a in ATTACKS:
+        r = session.db.run(f"{env}\n{_PRELUDE}\n{a.script}", timeout=60)
+        seen = (r.stdout.strip().splitlines() or [""])[-1][:100]
+        rows.append(Row(web.name, a.name, a.expected, seen, r.ok))
+    return rows
