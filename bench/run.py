@@ -256,7 +256,10 @@ def bench_n(n: int) -> dict:
         addresses = [h.address for h in labhosts.current() if h.role == "web"]
         res: dict = {"n": n}
         res["bootstrap_scratch"] = measured_run(full, "bootstrap")
-        res["bootstrap_noop"] = measured_run(full, "bootstrap")
+        # The no-op run, 5 times: this shared machine's noise is about ±0.2 s; report the median.
+        noops = [measured_run(full, "bootstrap") for _ in range(5)]
+        res["bootstrap_noop"] = sorted(noops, key=lambda r: r["wall_s"])[2]
+        res["bootstrap_noop"]["wall_s_all"] = [r["wall_s"] for r in noops]
         res["verify"] = measured_run(full, "verify")
         res["chain_full"] = chain_under_load(full, addresses)
         graceful = inventory(n, GRACEFUL)
@@ -285,7 +288,7 @@ def table(results: list[dict], fmt: str = "simple") -> str:
             f"{cg['failed_after_ready']}/{cg['failed_after_web_restarted']}",
             r["boot"]["trigger_latency_s"],
         ])
-    headers = ["N", "bootstrap s", "no-op s", "peak MB", "conns/host", "cmds/host 1st/no-op",
+    headers = ["N", "bootstrap s", "no-op s (median of 5)", "peak MB", "conns/host", "cmds/host 1st/no-op",
                "restart: ready→healthy s", "alone s", "N at once s", "failed after ready/after restart",
                "graceful: ready→healthy s", "alone s", "N at once s", "failed after ready/after restart",
                "boot: trigger→last web s"]
