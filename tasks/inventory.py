@@ -286,16 +286,23 @@ def _loc_text(loc: tuple[int | str, ...]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            text = str(part)
+            # A key with spaces or control characters is quoted, so a problem stays on one line.
+            shown = text if text.isprintable() and text.strip() == text and " " not in text and text else repr(text)
+            out += ("." if out else "") + shown
     return out or "(top level)"
+
+
+# Parts pydantic adds to an error's location for unions and validators, e.g. "function-after[...]".
+_PYDANTIC_TAG = re.compile(r"^[a-z][a-z-]*\[.*\]$")
 
 
 def _describe(err: dict) -> str:
     """One human sentence (problem and fix) for one pydantic error."""
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and _PYDANTIC_TAG.match(p)))
     etype = err["type"]
     where = _loc_text(loc)
-    if etype == "extra_forbidden":
+    if etype == "extra_forbidden" and loc:
         parent = _model_at(loc[:-1])
         options = _known_keys(parent) if parent else []
         guess = difflib.get_close_matches(str(loc[-1]), options, n=1)

@@ -1,0 +1,110 @@
+"""Fuzzing with hypothesis: bad input yields a clear error, never a traceback or a damaged file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tasks import authkeys
+from tasks.authkeys import KeyError_
+from tasks.inventory import DEFAULT_INVENTORY, InventoryError, parse
+from tests.unit.test_authkeys import KEY, MARK
+
+SRC = Path("inventory/fuzz.yaml")
+LAB = yaml.safe_load(DEFAULT_INVENTORY.read_text())
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=30))
+values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner,
+                                                                                           max_size=4), max_leaves=12)
+
+
+def check_parse(text: str) -> None:
+    try:
+        parse(text, SRC)
+    except InventoryError as exc:
+        message = str(exc)
+        assert message and all(line.startswith(f"{SRC}") for line in message.splitlines()), message
+        assert "Traceback" not in message
+
+
+@FUZZ
+@given(st.text(max_size=300))
+def test_any_text_is_an_inventory_or_a_clear_error(text):
+    check_parse(text)
+
+
+@FUZZ
+@given(values)
+def test_any_yaml_value_is_an_inventory_or_a_clear_error(value):
+    check_parse(yaml.safe_dump(value))
+
+
+def _paths(node, prefix=()):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield (*prefix, k)
+            yield from _paths(v, (*prefix, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield (*prefix, i)
+            yield from _paths(v, (*prefix, i))
+
+
+LAB_PATHS = list(_paths(LAB))
+
+
+@FUZZ
+@given(st.sampled_from(LAB_PATHS), values)
+def test_one_changed_value_is_an_inventory_or_a_clear_error(path, value):
+    data = yaml.safe_load(yaml.safe_dump(LAB))
+    node = data
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+    check_parse(yaml.safe_dump(data))
+
+
+key_lines = st.sampled_from([
+    KEY.text(), f"no-pty {KEY.text()}", f'command="x" {KEY.blob}', f"ssh-ed25519 {KEY.blob} {MARK}",
+    "ssh-rsa AAAAB3NzaC1yc2E= other", '# comment "quoted', 'from="a b",no-pty ssh-ed25519 AAAA c', "", " ", "\t",
+])
+files = st.lists(st.one_of(key_lines, st.text(max_size=40).filter(lambda s: "\n" not in s and "\r" not in s)),
+                 max_size=8).flatmap(
+    lambda lines: st.tuples(st.just(lines), st.lists(st.sampled_from(["\n", "\r\n"]), min_size=len(lines),
+                                                     max_size=len(lines)), st.booleans()))
+
+
+def as_text(parts) -> str:
+    lines, endings, final = parts
+    text = "".join(a + b for a, b in zip(lines, endings, strict=True))
+    return text if final or not text else text[: -len(endings[-1])]
+
+
+LINE = authkeys.restricted_line(KEY, ["198.18.0.10"], "/usr/local/sbin/svr-restart-gate", True, MARK)
+
+
+@FUZZ
+@given(files)
+def test_merge_keeps_every_other_line_and_is_idempotent(parts):
+    text = as_text(parts)
+    merged = authkeys.merge_line(text, LINE, KEY.blob, MARK)
+    assert authkeys.find_lines(merged, KEY.blob, MARK) == [LINE]
+    others = authkeys.remove_lines(text, KEY.blob, MARK)
+    kept = authkeys.remove_lines(merged, KEY.blob, MARK)
+    assert kept == others or kept == others + "\n"  # byte for byte; a missing final newline is added
+    assert authkeys.merge_line(merged, LINE, KEY.blob, MARK) == merged
+
+
+@FUZZ
+@given(st.text(max_size=200))
+def test_public_key_parsing_never_crashes(text):
+    try:
+        authkeys.parse_public_key(text)
+    except KeyError_ as exc:
+        assert str(exc)
+    authkeys.line_blob(text)
+    authkeys.line_comment(text)
