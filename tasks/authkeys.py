@@ -120,16 +120,17 @@ def restricted_line(key: PublicKey, from_addresses: list[str], command: str,
     return f"{','.join(options)} {key.type} {key.blob} {marker}"
 
 
-def merge_line(existing: str, line: str, blob: str, marker: str) -> str:
+def merge_line(existing: str, line: str, blob: str, marker: str, keep: frozenset[str] = frozenset()) -> str:
     """Put ``line`` in ``existing``: in place of the first line with the same blob or marker.
 
-    Other lines with that blob or marker (duplicates, an older key of ours) are dropped; all other
-    lines are kept byte for byte, in order. A missing final newline is added before appending.
+    Other lines with that blob or marker (duplicates, an older key of ours) are dropped, except a key
+    in ``keep`` (the old key while a rotation proves the new one); all other lines are kept byte for
+    byte, in order. A missing final newline is added before appending.
     """
     out: list[str] = []
     placed = False
     for raw in existing.splitlines(keepends=True):
-        if _ours(raw, blob, marker):
+        if _ours(raw, blob, marker) and line_blob(raw) not in keep:
             if not placed:
                 ending = raw[len(raw.rstrip("\r\n")):] or "\n"
                 out.append(line + ending)
@@ -143,14 +144,17 @@ def merge_line(existing: str, line: str, blob: str, marker: str) -> str:
     return "".join(out)
 
 
-def remove_lines(existing: str, blob: str, marker: str) -> str:
-    """``existing`` without svrchain's line(s); all other lines byte for byte."""
+def remove_lines(existing: str, blob: str, marker: str | None) -> str:
+    """``existing`` without svrchain's line(s) (by blob, and by marker unless None); all other lines
+    byte for byte."""
     return "".join(r for r in existing.splitlines(keepends=True) if not _ours(r, blob, marker))
 
 
-def _ours(raw: str, blob: str, marker: str) -> bool:
+def _ours(raw: str, blob: str, marker: str | None) -> bool:
     line_b = line_blob(raw)
-    return line_b is not None and (line_b == blob or line_comment(raw.rstrip("\r\n")) == marker)
+    if line_b is None:
+        return False
+    return line_b == blob or (marker is not None and line_comment(raw.rstrip("\r\n")) == marker)
 
 
 def find_lines(existing: str, blob: str, marker: str) -> list[str]:

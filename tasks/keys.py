@@ -24,7 +24,7 @@ def marker(session: Session) -> str:
 # --- gen-key ----------------------------------------------------------------------------------
 
 
-def _keygen_script(key_type: str, bits: int) -> str:
+def keygen_script(key_type: str, bits: int) -> str:
     size = f"-b {bits}" if key_type == "rsa" else ""
     return (
         'set -e; umask 077; k=$1; c=$2; d=$(dirname "$k"); mkdir -p -m 700 "$d"\n'
@@ -73,7 +73,7 @@ def gen_key_step(session: Session, dry_run: bool, rotate: bool = False) -> None:
     if dry_run:
         session.report(Outcome(host.name, "gen-key", "would change", what))
         return
-    host.check(_keygen_script(key_type, inv.key.bits), path, marker(session), what="ssh-keygen")
+    host.check(keygen_script(key_type, inv.key.bits), path, marker(session), what="ssh-keygen")
     _, r2 = host.probe(commands={"pub": f"cat {shlex.quote(path)}.pub"})
     key = authkeys.parse_public_key(r2["pub"].stdout)
     session.report(Outcome(host.name, "gen-key", "changed", f"{what}: {key.fingerprint}"))

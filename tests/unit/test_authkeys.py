@@ -103,3 +103,13 @@ def test_versions_and_known_hosts():
     assert authkeys.openssh_version("dropbear") is None
     assert authkeys.known_hosts_line("198.18.0.21", 22, KEY) == f"198.18.0.21 ssh-ed25519 {KEY.blob}"
     assert authkeys.known_hosts_line("198.18.0.21", 2222, KEY).startswith("[198.18.0.21]:2222 ")
+
+
+def test_rotation_keeps_the_old_line_until_it_is_removed_by_blob():
+    old = make_key(b"old")
+    old_line = authkeys.restricted_line(old, ["198.18.0.10"], "x", True, MARK)
+    new_line = authkeys.restricted_line(KEY, ["198.18.0.10"], "x", True, MARK)
+    both = authkeys.merge_line(OTHERS + old_line + "\n", new_line, KEY.blob, MARK, keep=frozenset({old.blob}))
+    assert both == OTHERS + old_line + "\n" + new_line + "\n"
+    assert authkeys.remove_lines(both, old.blob, None) == OTHERS + new_line + "\n"
+    assert authkeys.remove_lines(both, KEY.blob, None) == OTHERS + old_line + "\n"  # a rollback

@@ -1,0 +1,85 @@
+"""rotate-key: a new key on the DB server, proved on every web server before the old one goes."""
+
+from __future__ import annotations
+
+import shlex
+
+from invoke import Context
+
+from tasks import authkeys
+from tasks.base import svr_task
+from tasks.keys import db_public_key, expected_line, keygen_script, marker, web_facts
+from tasks.plan import FileSpec, Outcome
+from tasks.remote import Host, HostError, Session, apply_files
+
+
+def _set_line(session: Session, web: Host, step: str, edit) -> None:
+    """Rewrite ``web``'s authorized_keys with ``edit(text) -> text`` (atomic, backed up, reported)."""
+    home, group, state, _r = web_facts(session, web)
+    text = edit(state.content.decode("utf-8", "surrogateescape"))
+    spec = FileSpec(state.path, text.encode("utf-8", "surrogateescape"), 0o600, owner=session.inv.web.user,
+                    group=group, parent_mode=0o700)
+    apply_files(session, web, step, [spec], {spec.path: state}, False, ok_detail=f"{home}/.ssh/authorized_keys")
+
+
+def _works(session: Session, web: Host, key_path: str) -> bool:
+    """Whether ``key_path`` on the DB server gets this web server's gate to answer ``status``."""
+    inv = session.inv
+    cmd = (f"ssh -n -i {shlex.quote(key_path)} -p {web.port} -o BatchMode=yes -o IdentitiesOnly=yes "
+           f"-o StrictHostKeyChecking=yes -o UserKnownHostsFile={shlex.quote(inv.trigger.known_hosts)} "
+           f"-o ConnectTimeout={inv.trigger.connect_timeout} {shlex.quote(inv.web.user)}@{web.address} status")
+    return session.db.run(cmd, timeout=60).ok
+
+
+def rotate_key_step(session: Session, dry_run: bool) -> None:
+    """New key beside the old; its line on every web server; proved; swapped in; old lines removed."""
+    inv, db = session.inv, session.db
+    old = db_public_key(session)
+    if old is None:
+        raise HostError(f"{db.label}: there is no key to rotate; run `fab gen-key` first")
+    new_path = inv.key.path + ".new"
+    if dry_run:
+        session.report(Outcome(db.name, "rotate-key", "would change",
+                               f"new key {new_path}; its line on {len(session.webs)} web server(s) beside the "
+                               f"old; each proved with 'status'; then {inv.key.path} replaced and old lines removed"))
+        return
+    db.check(keygen_script(inv.key.type, inv.key.bits), new_path, marker(session), what="ssh-keygen")
+    new = authkeys.parse_public_key(db.check(f"cat {shlex.quote(new_path)}.pub", what="reading the new key").stdout)
+    session.report(Outcome(db.name, "rotate-key", "changed", f"new key {new.fingerprint}"))
+
+    def add(web: Host) -> bool:
+        line = expected_line(session, new, web.server_version())
+        _set_line(session, web, "add-new-line",
+                  lambda t: authkeys.merge_line(t, line, new.blob, marker(session), keep=frozenset({old.blob})))
+        return _works(session, web, new_path)
+
+    results = session.each(session.webs, add)
+    failed = [w for w, ok in zip(session.webs, results, strict=True) if ok is not True]
+    if failed:
+        # Roll back: the new key's lines go, the old key stays in place everywhere.
+        session.each(session.webs, lambda w: _set_line(session, w, "rollback",
+                                                       lambda t: authkeys.remove_lines(t, new.blob, None)))
+        db.run(f"rm -f {shlex.quote(new_path)} {shlex.quote(new_path)}.pub")
+        names = ", ".join(w.name for w in failed)
+        raise HostError(f"{db.label}: rotation stopped: the new key did not work on {names}; the old key "
+                        f"{old.fingerprint} is still in place everywhere")
+    k = shlex.quote(inv.key.path)
+    db.check(f"mv -f {shlex.quote(new_path)} {k} && mv -f {shlex.quote(new_path)}.pub {k}.pub",
+             what="putting the new key in place")
+    session.report(Outcome(db.name, "rotate-key", "changed", f"{inv.key.path} is now {new.fingerprint}"))
+    session.each(session.webs, lambda w: _set_line(session, w, "remove-old-line",
+                                                   lambda t: authkeys.remove_lines(t, old.blob, None)))
+
+
+@svr_task
+def rotate_key(c: Context, dry_run: bool = False) -> None:
+    """Replace the DB server's key without a moment in which the chain cannot restart a web server.
+
+    A new key is made beside the old one, its line is added on every web server (the old line stays),
+    and the new key is proved from the DB server on each with 'status'. Only then does it replace the
+    old key, and the old lines are removed. If the new key fails anywhere, its lines are removed and
+    the old key stays in place. --dry-run shows the plan.
+    """
+    with Session.open() as s:
+        s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
+        s.run_steps("rotate-key", [("rotate-key", lambda: rotate_key_step(s, dry_run))])
