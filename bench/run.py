@@ -41,10 +41,7 @@ GRACEFUL = "/usr/sbin/apache2ctl graceful"
 
 def inventory(n: int, restart_command: str) -> Path:
     """The lab inventory for N web hosts, with the given restart command."""
-    data = yaml.safe_load((REPO / "inventory" / "lab.yaml").read_text())
-    data["connect"]["identity"] = str(labhosts.STATE / "admin_key")
-    data["connect"]["known_hosts"] = str(labhosts.STATE / "known_hosts")
-    data["db"]["script"] = str(REPO / "lab" / "files" / "dbora")
+    data = labhosts.inventory_data()
     data["web"]["restart_command"] = restart_command
     data["web"]["servers"] = [
         {"name": h.name, "address": h.address, "health_url": f"http://{h.address}/"}

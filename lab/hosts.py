@@ -385,6 +385,17 @@ def _write_client_files(hosts: list[LabHost]) -> None:
     (STATE / "hosts.json").write_text(json.dumps([asdict(h) for h in hosts], indent=1))
 
 
+def inventory_data() -> dict:
+    """inventory/lab.yaml with its local paths made absolute, to be changed and written elsewhere."""
+    import yaml
+
+    data = yaml.safe_load((REPO / "inventory" / "lab.yaml").read_text())
+    data["connect"]["identity"] = str(STATE / "admin_key")
+    data["connect"]["known_hosts"] = str(STATE / "known_hosts")
+    data["db"]["script"] = str(FILES / "dbora")
+    return data
+
+
 def current() -> list[LabHost]:
     """The hosts of the lab that is up (or was last brought up)."""
     try:

@@ -108,7 +108,6 @@ class Host:
         self._conn: Connection | None = None
         self._error: HostError | None = None  # a failed connect is not retried within a run
         self._lock = threading.Lock()
-        self.commands_run = 0
 
     def __repr__(self) -> str:
         return f"<Host {self.name} {self.address}:{self.port}>"
@@ -191,7 +190,6 @@ class Host:
             raise HostError(f"{self.label}: SSH failed: {exc}") from None
         except OSError as exc:
             raise HostError(f"{self.label}: the SSH connection failed: {exc.strerror or exc}") from None
-        s.note_connection(self)
         return conn
 
     def server_version(self) -> str:
@@ -214,7 +212,6 @@ class Host:
         transport = self.connection().client.get_transport()
         if transport is None or not transport.is_active():
             raise HostError(f"{self.label}: the SSH connection was lost")
-        self.commands_run += 1
         try:
             chan = transport.open_session(timeout=30)
             chan.settimeout(timeout)
@@ -305,7 +302,6 @@ class Session:
         self.outcomes: list[Outcome] = []
         self._facts: dict[str, Future] = {}  # facts read once per run, by key ("what:host")
         self._facts_lock = threading.Lock()
-        self.connections_opened: dict[str, int] = {}
         self._print_lock = threading.Lock()
         self._prefetcher: ThreadPoolExecutor | None = None
         c = inv.connect
@@ -361,9 +357,6 @@ class Session:
         with self._facts_lock:
             for key in [k for k in self._facts if k.endswith(f":{host.name}")]:
                 del self._facts[key]
-
-    def note_connection(self, host: Host) -> None:
-        self.connections_opened[host.name] = self.connections_opened.get(host.name, 0) + 1
 
     def close(self) -> None:
         if self._prefetcher is not None:

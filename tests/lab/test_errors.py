@@ -19,15 +19,13 @@ pytestmark = pytest.mark.lab
 def lab():
     """These checks do not depend on the init system: SysV hosts only."""
     yield from lab_of("sysv")
-LAB_INV = Path(__file__).resolve().parents[2] / "inventory" / "lab.yaml"
 
 
 def inventory(tmp_path: Path, known_hosts: Path | None = None, **web2: str) -> Path:
     """The lab inventory with absolute paths, another known_hosts, or web2 changed."""
-    data = yaml.safe_load(LAB_INV.read_text())
-    data["connect"]["identity"] = str(labhosts.STATE / "admin_key")
-    data["connect"]["known_hosts"] = str(known_hosts or labhosts.STATE / "known_hosts")
-    data["db"]["script"] = str(LAB_INV.parent.parent / "lab" / "files" / "dbora")
+    data = labhosts.inventory_data()
+    if known_hosts:
+        data["connect"]["known_hosts"] = str(known_hosts)
     data["web"]["servers"][1].update(web2)
     path = tmp_path / "inv.yaml"
     path.write_text(yaml.safe_dump(data))

@@ -84,10 +84,7 @@ def test_two_db_restarts_in_quick_succession(chain):
 
 
 def test_the_db_never_ready(chain, tmp_path):
-    data = yaml.safe_load(LAB_INV.read_text())
-    data["connect"]["identity"] = str(labhosts.STATE / "admin_key")
-    data["connect"]["known_hosts"] = str(labhosts.STATE / "known_hosts")
-    data["db"]["script"] = str(LAB_INV.parent.parent / "lab" / "files" / "dbora")
+    data = labhosts.inventory_data()
     data["db"]["ready"] = {"command": "false", "timeout": 3, "interval": 0.5}
     never = tmp_path / "never.yaml"
     never.write_text(yaml.safe_dump(data))

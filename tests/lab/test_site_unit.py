@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import yaml
 
@@ -11,7 +9,6 @@ from lab import hosts as labhosts
 from tests.lab.conftest import lab_of
 
 pytestmark = pytest.mark.lab
-LAB_INV = Path(__file__).resolve().parents[2] / "inventory" / "lab.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -22,9 +19,7 @@ def lab():
 
 def test_the_trigger_follows_the_sites_own_unit(lab, tmp_path):
     # The lab's DB host already runs the database from its own unit, lab-db.service.
-    data = yaml.safe_load(LAB_INV.read_text())
-    data["connect"]["identity"] = str(labhosts.STATE / "admin_key")
-    data["connect"]["known_hosts"] = str(labhosts.STATE / "known_hosts")
+    data = labhosts.inventory_data()
     del data["db"]["script"]
     data["db"]["unit"] = "lab-db.service"
     inv = tmp_path / "inv.yaml"
