@@ -23,6 +23,7 @@ from lab.rootfs import ensure_rootfs
 REPO = Path(__file__).resolve().parent.parent
 FILES = Path(__file__).resolve().parent / "files"
 STATE = REPO / ".lab"  # admin key, pinned host keys, ssh_config: what inventory/lab.yaml uses
+ADMIN_USER = "admin"  # on every host, besides root: the admin key, passwordless sudo
 VAR = Path("/var/lib/svrchain-lab")  # per-host disks (overlay upper layers)
 BRIDGE = "svrlab0"
 SUBNET = "198.18.0"
@@ -155,12 +156,17 @@ def _provision(h: LabHost, hosts: list[LabHost], admin_key: str) -> None:
     shutil.copy(key, r / "etc/ssh/ssh_host_ed25519_key")
     shutil.copy(key.with_suffix(".pub"), r / "etc/ssh/ssh_host_ed25519_key.pub")
     (r / "etc/ssh/ssh_host_ed25519_key").chmod(0o600)
+    # Otherwise Debian's stock settings (password logins allowed): fab harden-sshd tightens them.
     _write(r, "/etc/ssh/sshd_config.d/lab.conf",
-           "HostKey /etc/ssh/ssh_host_ed25519_key\nUsePAM no\nPasswordAuthentication no\n"
-           "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nUseDNS no\n"
-           "LogLevel VERBOSE\n")
+           "HostKey /etc/ssh/ssh_host_ed25519_key\nUsePAM no\nUseDNS no\nLogLevel VERBOSE\n")
     (r / "root/.ssh").mkdir(mode=0o700, exist_ok=True)
     _write(r, "/root/.ssh/authorized_keys", admin_key + "\n", 0o600)
+    # A second way in for the admin, as many sites have it: the user "admin" with passwordless sudo.
+    sh("chroot", str(r), "useradd", "--create-home", "--shell", "/bin/bash", "-p", "*", ADMIN_USER)
+    (r / f"home/{ADMIN_USER}/.ssh").mkdir(mode=0o700)
+    _write(r, f"/home/{ADMIN_USER}/.ssh/authorized_keys", admin_key + "\n", 0o600)
+    sh("chroot", str(r), "chown", "-R", f"{ADMIN_USER}:", f"/home/{ADMIN_USER}/.ssh")
+    _write(r, "/etc/sudoers.d/lab-admin", f"{ADMIN_USER} ALL=(ALL) NOPASSWD: ALL\n", 0o440)
     _write(r, "/usr/local/sbin/lab-init", (FILES / "lab-init").read_text(), 0o755)
     # Each role runs only its own services at boot.
     drop = ["postgresql", "dbus"] + (["apache2", "apache-htcacheclean"] if h.role == "db" else [])

@@ -78,7 +78,7 @@ ATTACKS = (
            'out=$(LC_ALL=C BASH_ENV=/etc/passwd $S -o SendEnv=LC_ALL -o SendEnv=BASH_ENV "$D" status 2>&1); '
            'rc=$?; echo "exit $rc: $(echo "$out" | first)"; [ $rc -eq 0 ] && echo "$out" | grep -q "^last restart:"'),
     Attack("the key for another user", "authentication refused",
-           'out=$($S "nobody@$ADDR" status 2>&1); rc=$?; echo "exit $rc: $(echo "$out" | first)"; '
+           'out=$($S "$OTHER@$ADDR" status 2>&1); rc=$?; echo "exit $rc: $(echo "$out" | first)"; '
            '[ $rc -eq 255 ] && echo "$out" | grep -q "Permission denied"'),
 )
 
@@ -98,7 +98,8 @@ def run_attacks(session: Session, web: Host) -> list[Row]:
     """Every attack from the DB server against ``web``, one at a time."""
     inv = session.inv
     env = (f"KEY={shlex.quote(inv.key.path)} KH={shlex.quote(inv.trigger.known_hosts)} "
-           f"USR={shlex.quote(inv.web.user)} ADDR={shlex.quote(web.address)} PORT={web.port}")
+           f"USR={shlex.quote(inv.web.user)} OTHER={'root' if inv.web.dedicated else 'nobody'} "
+           f"ADDR={shlex.quote(web.address)} PORT={web.port}")
     rows = []
     for a in ATTACKS:
         r = session.db.run(f"{env}\n{_PRELUDE}\n{a.script}", timeout=60)

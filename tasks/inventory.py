@@ -33,6 +33,9 @@ COMMAND_RE = re.compile(r'^[^"\\\n\r]+$')
 HOSTNAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
 SERVICE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")
 ABS_PATH_RE = re.compile(r"^/[A-Za-z0-9_./@+-]*$")
+# A word of a command that sudo runs as given (no shell): what sudoers can match without quoting.
+SUDO_WORD_RE = re.compile(r"^[A-Za-z0-9_./@+=:,-]+$")
+SSHD_LINE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]* +[ -~]+$")
 
 
 class InventoryError(SvrchainError):
@@ -78,6 +81,12 @@ def _abs_path(v: str) -> str:
     return v
 
 
+def _sshd_line(v: str) -> str:
+    if not SSHD_LINE_RE.match(v) or v.split()[0].lower() in {"match", "include"}:
+        raise ValueError("must be one sshd_config line 'Keyword value' (no Match or Include), e.g. 'MaxAuthTries 3'")
+    return v
+
+
 def _service(v: str) -> str:
     if not SERVICE_RE.match(v):
         raise ValueError("must be a service name such as dbora or oracle.service")
@@ -90,6 +99,7 @@ FromEntry = Annotated[str, AfterValidator(_from_entry)]
 Command = Annotated[str, AfterValidator(_command)]
 AbsPath = Annotated[str, AfterValidator(_abs_path)]
 Service = Annotated[str, AfterValidator(_service)]
+SshdLine = Annotated[str, AfterValidator(_sshd_line)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Seconds = Annotated[int, Field(ge=1, le=3600)]
 
@@ -212,6 +222,22 @@ class Web(Strict):
     health_timeout: Seconds = 30
     servers: list[WebServer] = Field(min_length=1)
 
+    @property
+    def dedicated(self) -> bool:
+        """Least privilege: the key's account is not root, and restarts through one sudo rule."""
+        return self.user != "root"
+
+    @model_validator(mode="after")
+    def _sudo_command(self) -> Web:
+        words = self.restart_command.split()
+        if self.dedicated and not (words[0].startswith("/") and all(SUDO_WORD_RE.match(w) for w in words)):
+            raise ValueError(
+                f"with web.user '{self.user}' (not root) the restart command runs through one sudo rule, "
+                "so it must be a program's absolute path and plain arguments, without shell syntax "
+                "(e.g. /usr/sbin/apachectl graceful)"
+            )
+        return self
+
     @model_validator(mode="after")
     def _unique(self) -> Web:
         for attr in ("name", "address"):
@@ -224,6 +250,12 @@ class Web(Strict):
         return self
 
 
+class Harden(Strict):
+    """What harden-sshd adds to the web servers' sshd settings."""
+
+    extra: list[SshdLine] = []
+
+
 class Inventory(Strict):
     """A whole environment."""
 
@@ -232,6 +264,7 @@ class Inventory(Strict):
     web: Web
     key: Key = Key()
     trigger: Trigger = Trigger()
+    harden: Harden = Harden()
 
     # Not part of the YAML: where it was loaded from, for messages and relative paths.
     source: Path = Field(default=Path("inventory.yaml"), exclude=True)

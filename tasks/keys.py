@@ -6,7 +6,7 @@ import shlex
 
 from invoke import Context
 
-from tasks import authkeys, render
+from tasks import account, authkeys, render
 from tasks.authkeys import PublicKey
 from tasks.base import svr_task
 from tasks.errors import SvrchainError
@@ -107,6 +107,7 @@ _WEB_PROBE = {
     "authkeys": 'F="$H/.ssh/authorized_keys"; ' + FILE_CMD,
     "hostkeys": "cat /etc/ssh/ssh_host_*_key.pub",
     "gate": f"F={render.GATE}; " + FILE_CMD,
+    **account.PROBE,
 }
 
 
@@ -141,6 +142,9 @@ def web_facts(session: Session, web: Host) -> tuple[str, str, FileState, dict]:
 def _read_web_facts(session: Session, web: Host) -> tuple[str, str, FileState, dict]:
     user = session.inv.web.user
     _, r = web.probe(commands=_WEB_PROBE, prelude=_web_prelude(user))
+    if session.inv.web.dedicated and not r["account"].ok:  # push-key creates it
+        home = account.home_of(user)
+        return home, user, FileState(f"{home}/.ssh/authorized_keys", exists=False), r
     if not r["account"].ok or len(r["account"].stdout.split()) != 2:
         raise HostError(
             f"{web.label}: no account {user!r} (web.user in {session.inv.source}); create it or "
@@ -184,6 +188,8 @@ def push_key_step(session: Session, dry_run: bool) -> None:
 
     def one(web: Host) -> list[str]:
         home, group, state, r = web_facts(session, web)
+        if inv.web.dedicated and account.ensure_account(session, web, r, dry_run):
+            home, group, state, r = web_facts(session, web)  # read again: the account is new
         pins = [authkeys.known_hosts_line(web.address, web.port, k) for k in host_keys(web, r["hostkeys"].stdout)]
         if key is None:
             session.report(Outcome(web.name, "push-key", "would change",
@@ -198,10 +204,17 @@ def push_key_step(session: Session, dry_run: bool) -> None:
         if r["sshdir"].ok and r["sshdir"].stdout.split() != ["700", inv.web.user]:
             d = shlex.quote(f"{home}/.ssh")
             fix_dir = [f"chown {shlex.quote(inv.web.user)} {d} && chmod 700 {d}"]
-        # The gate first: the line's forced command must exist before the line does.
+        # The gate (and its sudo rule) first: the line's forced command must work before the line exists.
         gate = FileSpec(render.GATE, render.gate(inv), 0o755, parent_mode=0o755)
-        apply_files(session, web, "push-key", [gate, spec], {gate.path: gate_state(web, r), spec.path: state},
-                    dry_run, after=lambda _c: fix_dir, ok_detail=f"{render.GATE} and the line in {spec.path}")
+        specs, states = [gate], {gate.path: gate_state(web, r), spec.path: state}
+        sudoers = account.sudoers_state(web, r)
+        if inv.web.dedicated:
+            specs.append(account.sudoers_spec(session))
+            states[sudoers.path] = sudoers
+        elif sudoers.exists and b"Written by svrchain" in sudoers.content:  # web.user went back to root
+            fix_dir.append(f"rm -f {render.SUDOERS}")
+        apply_files(session, web, "push-key", [*specs, spec], states, dry_run, after=lambda _c: fix_dir,
+                    ok_detail=f"{render.GATE} and the line in {spec.path}")
         return pins
 
     results = session.each(session.webs, one)

@@ -33,6 +33,9 @@ class FileSpec:
     owner: str = "root"
     group: str = "root"
     parent_mode: int | None = None  # create the directory with this mode when it is missing
+    # A check of the new content before it takes the old file's place: a shell command run on the
+    # host with the temp file as $1 (e.g. 'visudo -cq -f "$1"'); a failure leaves the old file.
+    validate: str | None = None
 
     @property
     def sha256(self) -> str:

@@ -51,11 +51,11 @@ class HostError(SvrchainError):
 
 
 # The atomic write, run on the host with the content on stdin: temp file in the same directory,
-# checksum checked (a cut connection never yields a half-written file), owner and mode set, a
-# backup of the old file kept, then one rename.
+# checksum checked (a cut connection never yields a half-written file), owner and mode set, the
+# content validated when the spec says how, a backup of the old file kept, then one rename.
 _WRITE = r"""
 set -eu
-f=$1; mode=$2; owner=$3; sum=$4; backups=$5; pmode=$6
+f=$1; mode=$2; owner=$3; sum=$4; backups=$5; pmode=$6; validate=$7
 d=$(dirname -- "$f")
 if [ ! -d "$d" ]; then
     [ "$pmode" != - ] || { echo "directory $d does not exist" >&2; exit 3; }
@@ -72,6 +72,10 @@ if [ "$got" != "$sum" ]; then
 fi
 chown "$owner" "$tmp"
 chmod "$mode" "$tmp"
+if [ "$validate" != - ] && ! out=$(sh -c "$validate" validate "$tmp" 2>&1); then
+    echo "the new content was rejected ($(echo "$out" | sed -n '/[^[:space:]]/{p;q}')); $f was left as it was" >&2
+    exit 5
+fi
 sync "$tmp" 2>/dev/null || sync
 if [ -e "$f" ]; then
     mkdir -p -m 700 "$backups"
@@ -288,7 +292,7 @@ class Host:
         spec = change.spec
         parent = f"{spec.parent_mode:o}" if spec.parent_mode else "-"
         self.check(_WRITE, spec.path, f"{spec.mode:o}", f"{spec.owner}:{spec.group}", spec.sha256,
-                   BACKUP_DIR, parent, stdin=spec.content, what=f"writing {spec.path}")
+                   BACKUP_DIR, parent, spec.validate or "-", stdin=spec.content, what=f"writing {spec.path}")
 
 
 class Session:

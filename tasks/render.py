@@ -83,12 +83,36 @@ def svr_restart_service(inv: Inventory) -> bytes:
 
 
 GATE = "/usr/local/sbin/svr-restart-gate"
+GATE_STATE = "/var/lib/svrchain/gate"
+SUDOERS = "/etc/sudoers.d/svrchain"
+# The GECOS field of the account push-key creates: uninstall removes only an account carrying it.
+ACCOUNT_COMMENT = "svrchain restart trigger"
 
 
 def gate(inv: Inventory) -> bytes:
     """The web side's forced command: whitelisted verbs, logged, serialized and coalesced restarts."""
+    words = " ".join(shlex.quote(w) for w in inv.web.restart_command.split())
     return _env.get_template("svr-restart-gate.sh.j2").render(
-        restart_command=shlex.quote(inv.web.restart_command)).encode()
+        restart_command=shlex.quote(inv.web.restart_command), sudo=inv.web.dedicated, words=words,
+        state=GATE_STATE).encode()
+
+
+def _sudoers_escape(word: str) -> str:
+    """A command word as sudoers matches it literally (its special characters escaped)."""
+    return "".join("\\" + ch if ch in ",:=\\" else ch for ch in word)
+
+
+def sudoers(inv: Inventory) -> bytes:
+    """The one sudo rule of the trigger's unprivileged account: the restart command, as root, nothing else."""
+    user = inv.web.user
+    command = " ".join(_sudoers_escape(w) for w in inv.web.restart_command.split())
+    return (
+        "# Written by svrchain (fab push-key). Edit the inventory, not this file.\n"
+        f"# {user} (the DB server's restart key) may run the web server's restart command as root,\n"
+        "# with exactly these arguments, and nothing else.\n"
+        f"Defaults:{user} !requiretty\n"
+        f"{user} ALL=(root) NOPASSWD: {command}\n"
+    ).encode()
 
 
 def svr_restart(inv: Inventory) -> bytes:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from invoke import Context
 from tabulate import tabulate
 
-from tasks import authkeys, render, sysv
+from tasks import account, authkeys, render, sysv
 from tasks.attacks import Row, run_attacks
 from tasks.base import svr_task
 from tasks.dbora import detect_init
@@ -50,6 +50,10 @@ def web_checks(session: Session, web: Host, key: authkeys.PublicKey | None, db_u
     user = session.inv.web.user
     home, _group, state, r = web_facts(session, web)
     checks = [_file_check(web.name, "gate", gate_state(web, r), render.gate(session.inv), 0o755)]
+    if session.inv.web.dedicated:
+        checks.append(_file_check(web.name, "sudo rule", account.sudoers_state(web, r),
+                                  render.sudoers(session.inv), 0o440))
+        checks.append(Check(web.name, "least privilege", *account.sudo_check(session, r)))
     pins = [authkeys.known_hosts_line(web.address, web.port, k) for k in host_keys(web, r["hostkeys"].stdout)]
     if key is None:
         why = "the DB server has no key yet" if db_up else "cannot check: the DB server is unreachable"

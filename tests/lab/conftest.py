@@ -57,6 +57,15 @@ class Lab:
         except OSError as exc:
             return 0, str(exc)
 
+    def wait_log(self, name: str, text: str, path: str = "/var/log/auth.log", timeout: float = 30) -> str:
+        """Poll a log file on a host until it contains ``text``; return the log as last read."""
+        end = time.monotonic() + timeout
+        while True:
+            log = self.host(name).file(path).content_string
+            if text in log or time.monotonic() > end:
+                return log
+            time.sleep(0.2)
+
     def wait_page(self, web: str, status: int, timeout: float = 30) -> tuple[int, str]:
         """Poll the page until it answers ``status`` (or time out and return the last answer)."""
         end = time.monotonic() + timeout

@@ -101,3 +101,19 @@ def test_not_a_mapping():
 def test_relative_paths_resolve_next_to_the_file():
     inv = parse(yaml.safe_dump(LAB), Path("/srv/inv/prod.yaml"))
     assert inv.path("../keys/admin") == Path("/srv/keys/admin")
+
+
+def test_a_dedicated_account_needs_a_command_sudo_can_match():
+    data = changed("web.user", "svr-restart")
+    assert load(data).web.dedicated
+    data["web"]["restart_command"] = "apachectl graceful"
+    assert "must be a program's absolute path and plain arguments" in error_of(data)
+    data["web"]["restart_command"] = "/usr/sbin/apachectl -t && /usr/sbin/apachectl graceful"
+    assert "without shell syntax" in error_of(data)
+    assert not load(LAB).web.dedicated  # root, the seed's default: any command, run by sh
+
+
+def test_harden_extra_lines_are_single_sshd_settings():
+    assert load(changed("harden", {"extra": ["MaxAuthTries 3"]})).harden.extra == ["MaxAuthTries 3"]
+    for bad in ["MaxAuthTries", "Match User x", "Include /tmp/x", "X 1\nPasswordAuthentication yes"]:
+        assert "must be one sshd_config line" in error_of(changed("harden", {"extra": [bad]})), bad

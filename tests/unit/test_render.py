@@ -57,7 +57,7 @@ def test_scripts_are_shellcheck_clean(tmp_path):
 
     oracle = parse((render.TEMPLATES.parent.parent / "inventory" / "example.yaml").read_text(), INV.source)
     files = {"dbora": render.dbora_init(INV), "svr_restart": render.svr_restart(INV),
-             "oracle": render.dbora_impl(oracle), "gate": render.gate(INV)}
+             "oracle": render.dbora_impl(oracle), "gate": render.gate(INV), "gate-sudo": render.gate(DEDICATED)}
     for name, content in files.items():
         (tmp_path / name).write_bytes(content)
     r = subprocess.run(["shellcheck", *(str(tmp_path / n) for n in files)], capture_output=True, text=True)
@@ -75,3 +75,31 @@ def test_gate_accepts_only_restart_and_status():
     text = render.gate(INV).decode()
     assert 'verb=${SSH_ORIGINAL_COMMAND:-restart}' in text
     assert "    restart)\n" in text and "    status)\n" in text and "    *)\n" in text
+
+
+DEDICATED = INV.model_copy(update={"web": INV.web.model_copy(update={"user": "svr-restart"})})
+
+
+def test_dedicated_gate_restarts_through_sudo_and_nothing_else():
+    text = render.gate(DEDICATED).decode()
+    assert "RESTART=(sudo -n -- /etc/init.d/apache2 restart)" in text
+    assert 'sh -c "$RESTART_COMMAND"' not in text
+    assert 'RESTART=(sh -c "$RESTART_COMMAND")' in render.gate(INV).decode()
+
+
+def test_sudoers_rule_allows_exactly_the_command():
+    rule = render.sudoers(DEDICATED).decode().splitlines()
+    assert rule[-2:] == ["Defaults:svr-restart !requiretty",
+                         "svr-restart ALL=(root) NOPASSWD: /etc/init.d/apache2 restart"]
+    odd = DEDICATED.model_copy(update={"web": DEDICATED.web.model_copy(
+        update={"restart_command": "/usr/bin/systemctl restart --job-mode=fail a:b,c"})})
+    assert render.sudoers(odd).decode().endswith(
+        "NOPASSWD: /usr/bin/systemctl restart --job-mode\\=fail a\\:b\\,c\n")
+
+
+def test_sudo_listing_is_parsed_to_rules():
+    from tasks.account import sudo_rules
+    listing = ("Matching Defaults entries for u on web1:\n    env_reset, !requiretty\n\n"
+               "User u may run the following commands on web1:\n    (root) NOPASSWD: /etc/init.d/apache2 restart\n"
+               "    (ALL) NOPASSWD: ALL\n")
+    assert sudo_rules(listing) == ["(root) NOPASSWD: /etc/init.d/apache2 restart", "(ALL) NOPASSWD: ALL"]

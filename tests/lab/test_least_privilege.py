@@ -1,0 +1,109 @@
+"""Least privilege on the lab: the key logs in as an unprivileged account whose one sudo rule is the restart."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from lab import hosts as labhosts
+from tasks.plan import FileSpec, file_change
+from tasks.remote import HostError, Session
+from tests.lab.conftest import lab_of
+
+pytestmark = pytest.mark.lab
+USER = "svr-restart"
+WEBS = ("web1", "web2")
+
+
+@pytest.fixture(scope="module")
+def lab():
+    """The account and its sudo rule do not depend on the init system: SysV hosts."""
+    yield from lab_of("sysv")
+
+
+@pytest.fixture(scope="module")
+def inventory(lab, tmp_path_factory):
+    data = labhosts.inventory_data()
+    data["web"]["user"] = USER
+    path = tmp_path_factory.mktemp("inv") / "dedicated.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture(scope="module")
+def dedicated(lab, inventory):
+    r = lab.fab("bootstrap", inventory=inventory)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "create svr-restart (system account" in r.stdout
+    return lab
+
+
+def test_push_key_creates_the_account_and_its_one_rule(dedicated, inventory):
+    for web in WEBS:
+        h = dedicated.host(web)
+        user = h.user(USER)
+        assert user.exists and user.home == f"/var/lib/{USER}" and user.shell == "/bin/sh"
+        assert user.gecos == "svrchain restart trigger"
+        assert h.check_output(f"getent shadow {USER} | cut -d: -f2") == "*"  # no password, not locked
+        assert h.file(f"/var/lib/{USER}/.ssh/authorized_keys").user == USER
+        assert 'command="/usr/local/sbin/svr-restart-gate"' in h.file(f"/var/lib/{USER}/.ssh/authorized_keys").content_string
+        assert "svrchain:" not in h.file("/root/.ssh/authorized_keys").content_string
+        rule = h.file("/etc/sudoers.d/svrchain")
+        assert rule.mode == 0o440 and rule.user == "root"
+        # What the account may run as root: the restart, with exactly its arguments; nothing else.
+        as_user = f"su -s /bin/sh {USER} -c"
+        assert h.run(f"{as_user} 'sudo -n -l /etc/init.d/apache2 restart'").rc == 0
+        for other in ("/etc/init.d/apache2 stop", "/bin/sh", "/bin/true", "/etc/init.d/apache2 restart now"):
+            r = h.run(f"{as_user} 'sudo -n {other}'")
+            assert r.rc != 0 and "sorry" in (r.stderr + r.stdout).lower() or "password is required" in r.stderr, other
+    again = dedicated.fab("bootstrap", inventory=inventory)
+    assert again.returncode == 0 and " changed " not in again.stdout, again.stdout
+
+
+def test_the_chain_restarts_the_web_servers_through_sudo(dedicated):
+    before = {w: dedicated.host(w).check_output("cat /var/run/apache2/apache2.pid") for w in WEBS}
+    dedicated.host("db").check_output("service dbora restart")
+    for web in WEBS:
+        status, body = dedicated.wait_page(web, 200)
+        assert status == 200, body
+        h = dedicated.host(web)
+        assert h.check_output("cat /var/run/apache2/apache2.pid") != before[web]
+        log = dedicated.wait_log(web, "svr-restart-gate: from 198.18.0.10: restart: exit 0")
+        assert f"forced-command (key-option) '/usr/local/sbin/svr-restart-gate' for {USER} from 198.18.0.10" in log
+        assert "svr-restart-gate: from 198.18.0.10: restart: exit 0" in log
+
+
+def test_the_attack_matrix_holds_for_the_account(dedicated, inventory):
+    r = dedicated.fab("verify", "--attacks", inventory=inventory)
+    print(r.stdout)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "least privilege     ok" in r.stdout
+    assert "the key for another user" in r.stdout and "root@198.18.0.21: Permission denied" in r.stdout
+
+
+def test_verify_flags_a_wider_sudo_rule(dedicated, inventory):
+    web1 = dedicated.host("web1")
+    web1.check_output(f"echo '{USER} ALL=(ALL) NOPASSWD: ALL' >/etc/sudoers.d/zz-wide && chmod 440 /etc/sudoers.d/zz-wide")
+    try:
+        r = dedicated.fab("verify", inventory=inventory)
+    finally:
+        web1.check_output("rm -f /etc/sudoers.d/zz-wide")
+    assert r.returncode == 1
+    assert "least privilege     GAP       svr-restart may run: (root) NOPASSWD: /etc/init.d/apache2 restart; " \
+           "(ALL) NOPASSWD: ALL" in r.stdout
+
+
+def test_a_rule_visudo_rejects_never_takes_effect(dedicated, inventory, monkeypatch):
+    monkeypatch.setenv("INVENTORY", str(inventory))
+    path = "/etc/sudoers.d/svrchain"
+    before = dedicated.host("web1").file(path).content
+    with Session.open() as s:
+        web = s.webs[0]
+        states, _ = web.probe([path])
+        bad = FileSpec(path, f"{USER} ALL=(root) NOPASSWD /bin/true\n".encode(), 0o440,
+                       validate='visudo -c -f "$1"')
+        with pytest.raises(HostError, match=r"writing /etc/sudoers.d/svrchain failed: the new content was "
+                                            r"rejected \(.*syntax error\); /etc/sudoers.d/svrchain was left as it was"):
+            web.write(file_change(bad, states[path]))
+    assert dedicated.host("web1").file(path).content == before
+    assert ".svrchain." not in dedicated.host("web1").check_output("ls -a /etc/sudoers.d")
