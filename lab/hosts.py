@@ -384,7 +384,7 @@ def _write_client_files(hosts: list[LabHost]) -> None:
     cfg = "".join(
         f"Host {h.name}\n  HostName {h.address}\n  User root\n  IdentityFile {STATE / 'admin_key'}\n"
         f"  IdentitiesOnly yes\n  UserKnownHostsFile {STATE / 'known_hosts'}\n"
-        "  StrictHostKeyChecking yes\n  BatchMode yes\n\n"
+        "  StrictHostKeyChecking yes\n  BatchMode yes\n  ConnectTimeout 5\n\n"
         for h in hosts
     )
     (STATE / "ssh_config").write_text(cfg)

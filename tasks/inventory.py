@@ -253,6 +253,7 @@ class Web(Strict):
 class Harden(Strict):
     """What harden-sshd adds to the web servers' sshd settings."""
 
+    algorithms: bool = True
     extra: list[SshdLine] = []
 
 

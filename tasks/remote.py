@@ -85,6 +85,18 @@ mv -f -- "$tmp" "$f"
 trap - EXIT
 """
 
+# Remove files, keeping a copy of each in the backup directory first.
+_REMOVE = r"""
+set -eu
+backups=$1; shift
+for f; do
+    [ -e "$f" ] || [ -L "$f" ] || continue
+    mkdir -p -m 700 "$backups"
+    cp -pP -- "$f" "$backups/$(echo "$f" | tr / %).$(date +%Y%m%dT%H%M%S.%N)"
+    rm -f -- "$f"
+done
+"""
+
 # Facts: every section runs in a subshell of one shell (no exec of its own) and leaves its output
 # and exit code in a temp directory, sent back as one tar stream: one round trip, any bytes.
 _PROBE_HEAD = r"""
@@ -293,6 +305,24 @@ class Host:
         parent = f"{spec.parent_mode:o}" if spec.parent_mode else "-"
         self.check(_WRITE, spec.path, f"{spec.mode:o}", f"{spec.owner}:{spec.group}", spec.sha256,
                    BACKUP_DIR, parent, spec.validate or "-", stdin=spec.content, what=f"writing {spec.path}")
+
+
+    def remove(self, *paths: str) -> None:
+        """Remove files (a copy of each kept in the backup directory)."""
+        self.check(_REMOVE, BACKUP_DIR, *paths, what=f"removing {', '.join(paths)}")
+
+    def restore(self, state: FileState) -> None:
+        """Put a file back as ``state`` found it (or remove it if it did not exist)."""
+        if state.exists:
+            spec = FileSpec(state.path, state.content, state.mode or 0o644, state.owner or "root",
+                            state.group or "root")
+            self.write(FileChange(spec, state, ("restore",)))
+        else:
+            self.check('rm -f -- "$1"', state.path, what=f"removing {state.path}")
+
+    def twin(self) -> Host:
+        """Another handle on the same host, for a fresh connection (e.g. to prove a login still works)."""
+        return Host(self.session, self.name, self.role, self.address, self.port, self.user)
 
 
 class Session:

@@ -45,8 +45,8 @@ def test_push_key_creates_the_account_and_its_one_rule(dedicated, inventory):
         assert user.exists and user.home == f"/var/lib/{USER}" and user.shell == "/bin/sh"
         assert user.gecos == "svrchain restart trigger"
         assert h.check_output(f"getent shadow {USER} | cut -d: -f2") == "*"  # no password, not locked
-        assert h.file(f"/var/lib/{USER}/.ssh/authorized_keys").user == USER
-        assert 'command="/usr/local/sbin/svr-restart-gate"' in h.file(f"/var/lib/{USER}/.ssh/authorized_keys").content_string
+        keys = h.file(f"/var/lib/{USER}/.ssh/authorized_keys")
+        assert keys.user == USER and 'command="/usr/local/sbin/svr-restart-gate"' in keys.content_string
         assert "svrchain:" not in h.file("/root/.ssh/authorized_keys").content_string
         rule = h.file("/etc/sudoers.d/svrchain")
         assert rule.mode == 0o440 and rule.user == "root"
@@ -55,7 +55,7 @@ def test_push_key_creates_the_account_and_its_one_rule(dedicated, inventory):
         assert h.run(f"{as_user} 'sudo -n -l /etc/init.d/apache2 restart'").rc == 0
         for other in ("/etc/init.d/apache2 stop", "/bin/sh", "/bin/true", "/etc/init.d/apache2 restart now"):
             r = h.run(f"{as_user} 'sudo -n {other}'")
-            assert r.rc != 0 and "sorry" in (r.stderr + r.stdout).lower() or "password is required" in r.stderr, other
+            assert (r.rc != 0 and "sorry" in (r.stderr + r.stdout).lower()) or "password is required" in r.stderr, other
     again = dedicated.fab("bootstrap", inventory=inventory)
     assert again.returncode == 0 and " changed " not in again.stdout, again.stdout
 
@@ -83,11 +83,12 @@ def test_the_attack_matrix_holds_for_the_account(dedicated, inventory):
 
 def test_verify_flags_a_wider_sudo_rule(dedicated, inventory):
     web1 = dedicated.host("web1")
-    web1.check_output(f"echo '{USER} ALL=(ALL) NOPASSWD: ALL' >/etc/sudoers.d/zz-wide && chmod 440 /etc/sudoers.d/zz-wide")
+    wide = "/etc/sudoers.d/zz-wide"
+    web1.check_output(f"echo '{USER} ALL=(ALL) NOPASSWD: ALL' >{wide} && chmod 440 {wide}")
     try:
         r = dedicated.fab("verify", inventory=inventory)
     finally:
-        web1.check_output("rm -f /etc/sudoers.d/zz-wide")
+        web1.check_output(f"rm -f {wide}")
     assert r.returncode == 1
     assert "least privilege     GAP       svr-restart may run: (root) NOPASSWD: /etc/init.d/apache2 restart; " \
            "(ALL) NOPASSWD: ALL" in r.stdout

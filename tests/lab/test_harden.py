@@ -1,0 +1,168 @@
+"""harden-sshd on the lab's real sshd: public keys only, checked on the wire (ssh-audit) and in sshd -T,
+rolled back when a setting is rejected or would lock the admin out."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lab import hosts as labhosts
+
+pytestmark = pytest.mark.lab
+WEBS = ("web1", "web2")
+DROPIN = "/etc/ssh/sshd_config.d/00-svrchain.conf"
+SSH_AUDIT = str(Path(sys.executable).parent / "ssh-audit")
+
+
+def inventory(tmp_path: Path, name: str, **changes) -> Path:
+    data = labhosts.inventory_data()
+    for key, value in changes.items():
+        section, field = key.split("__")
+        data.setdefault(section, {})[field] = value
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def effective(lab, web: str) -> dict[str, str]:
+    out = lab.host(web).check_output("sshd -T")
+    return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+
+
+def password_offered(web: str) -> str:
+    """What the server answers a client that wants to log in with a password."""
+    r = subprocess.run(["ssh", "-F", str(labhosts.STATE / "ssh_config"), "-o", "PubkeyAuthentication=no",
+                        "-o", "PreferredAuthentications=password,keyboard-interactive", web, "true"],
+                       capture_output=True, text=True, timeout=30)
+    return r.stderr.strip().splitlines()[-1]
+
+
+def ssh_audit(address: str) -> dict:
+    """ssh-audit's findings (it sees only the wire); printed for the test report."""
+    r = subprocess.run([SSH_AUDIT, "-jj", "--skip-rate-test", "--timeout=10", address],
+                       capture_output=True, text=True, timeout=120)
+    found = json.loads(r.stdout)
+    notes = [(sec, a["algorithm"], level, note) for sec in ("kex", "key", "enc", "mac") for a in found[sec]
+             for level in ("fail", "warn") for note in a.get("notes", {}).get(level, [])]
+    print(f"ssh-audit {address} (exit {r.returncode}):")
+    for section, algorithm, level, note in notes:
+        print(f"  [{level}] {section} {algorithm}: {note}")
+    print("  recommendations:", json.dumps(found["recommendations"]))
+    return {"notes": notes, "recommendations": found["recommendations"], "cves": found["cves"]}
+
+
+def snapshot(lab) -> dict[str, bytes]:
+    return {w: lab.host(w).check_output("cat /etc/ssh/sshd_config /etc/ssh/sshd_config.d/*") for w in WEBS}
+
+
+def test_stock_sshd_takes_passwords_and_weak_algorithms(lab):
+    assert effective(lab, "web1")["passwordauthentication"] == "yes"
+    assert password_offered("web1").endswith("Permission denied (publickey,password).")
+    before = ssh_audit("198.18.0.21")
+    assert "critical" in before["recommendations"]  # e.g. NIST-curve key exchange, SHA-1 MACs
+
+
+def test_a_setting_sshd_rejects_is_rolled_back_before_any_reload(lab, tmp_path):
+    before = snapshot(lab)
+    pid = lab.host("web1").check_output("cat /run/sshd.pid")
+    r = lab.fab("harden-sshd", inventory=inventory(tmp_path, "bad", harden__extra=["MaxAuthTries lots"]))
+    assert r.returncode == 1
+    assert f"{DROPIN}: sshd -t rejects it: {DROPIN} line 13: MaxAuthTries integer value invalid; put back " \
+           "as it was, sshd not reloaded" in r.stdout, r.stdout
+    assert "web2       harden-sshd          skipped       not tried: it failed on web1" in r.stdout
+    assert snapshot(lab) == before
+    assert "Received SIGHUP" not in lab.host("web1").file("/var/log/auth.log").content_string
+    assert lab.host("web1").check_output("cat /run/sshd.pid") == pid
+
+
+def test_a_setting_that_locks_the_admin_out_is_rolled_back(lab, tmp_path):
+    before = snapshot(lab)
+    r = lab.fab("harden-sshd", inventory=inventory(tmp_path, "lock", harden__extra=["AllowUsers nobody"]))
+    assert r.returncode == 1
+    assert "a fresh login failed after the reload" in r.stdout and "was put back and sshd reloaded: the admin " \
+           "can log in again" in r.stdout, r.stdout
+    assert snapshot(lab) == before
+    assert lab.host("web1").check_output("id -un") == "root"  # a new login, as before
+    assert effective(lab, "web1")["passwordauthentication"] == "yes"
+
+
+def test_harden_sshd_allows_public_keys_only(lab):
+    dry = lab.fab("harden-sshd", "--dry-run")
+    assert dry.returncode == 0 and "would change" in dry.stdout and "+PasswordAuthentication no" in dry.stdout
+    assert not lab.host("web1").file(DROPIN).exists
+    r = lab.fab("harden-sshd")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("sshd -t ok, reloaded, a fresh login works") == 2
+    for web in WEBS:
+        seen = effective(lab, web)
+        assert seen["passwordauthentication"] == "no" and seen["kbdinteractiveauthentication"] == "no"
+        assert seen["pubkeyauthentication"] == "yes" and seen["authenticationmethods"] == "publickey"
+        assert seen["permitrootlogin"] == "without-password"  # prohibit-password: the admin logs in as root
+        assert "hmac-sha1" not in seen["macs"] and "nistp" not in seen["kexalgorithms"]
+        assert password_offered(web).endswith("Permission denied (publickey).")
+    after = ssh_audit("198.18.0.21")
+    assert "critical" not in after["recommendations"] and not [n for n in after["notes"] if n[2] == "fail"]
+    assert after["cves"] == []
+    again = lab.fab("harden-sshd")
+    assert again.returncode == 0 and again.stdout.count("ok            public keys only, in effect") == 2
+
+
+def test_the_chain_and_its_restrictions_hold_on_hardened_hosts(lab):
+    r = lab.fab("bootstrap")
+    assert r.returncode == 0, r.stdout + r.stderr
+    before = lab.host("web1").check_output("cat /var/run/apache2/apache2.pid")
+    chain = lab.fab("restart-chain")
+    assert chain.returncode == 0, chain.stdout + chain.stderr
+    assert lab.host("web1").check_output("cat /var/run/apache2/apache2.pid") != before
+    attacks = lab.fab("verify", "--attacks")
+    assert attacks.returncode == 0, attacks.stdout
+    assert "root@198.18.0.21: Permission denied (publickey)." not in attacks.stdout  # nobody@: another user
+    assert "nobody@198.18.0.21: Permission denied (publickey)." in attacks.stdout
+
+
+def test_a_setting_read_before_svrchains_is_flagged(lab):
+    early = "/etc/ssh/sshd_config.d/0-early.conf"
+    lab.host("web2").check_output(f"echo 'PasswordAuthentication yes' >{early}")
+    try:
+        r = lab.fab("harden-sshd")
+    finally:
+        lab.host("web2").check_output(f"rm -f {early}")
+    assert r.returncode == 1
+    assert "web2 (198.18.0.22:22): svrchain's settings are in place but sshd does not use them " \
+           "(PasswordAuthentication is yes, not no)" in r.stdout, r.stdout
+
+
+def test_without_include_the_settings_go_first_in_sshd_config(lab):
+    web2 = lab.host("web2")
+    web2.check_output(f"rm {DROPIN} && sed -i 's|^Include /etc/ssh/sshd_config.d/\\*.conf|#&|' /etc/ssh/sshd_config")
+    lab.console("web2", "kill -HUP $(cat /run/sshd.pid); sleep 1")  # back to stock settings
+    original = web2.file("/etc/ssh/sshd_config").content
+    r = lab.fab("harden-sshd")
+    assert r.returncode == 0, r.stdout
+    text = web2.file("/etc/ssh/sshd_config").content
+    assert text.startswith(b"# BEGIN svrchain") and text.endswith(original)
+    assert effective(lab, "web2")["passwordauthentication"] == "no"
+
+
+def test_a_sudo_admin_leaves_root_only_forced_commands(lab, tmp_path):
+    inv = inventory(tmp_path, "sudo-admin", connect__user=labhosts.ADMIN_USER)
+    r = lab.fab("harden-sshd", inventory=inv)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "sshd -t ok, reloaded, a fresh login works" in r.stdout  # as admin, through sudo -n
+    # From here root cannot log in with the admin's key: read the hosts through the lab's console.
+    seen = lab.console("web1", "sshd -T").stdout
+    assert "permitrootlogin forced-commands-only" in seen.splitlines()
+    root = subprocess.run(["ssh", "-F", str(labhosts.STATE / "ssh_config"), "web1", "id"],
+                          capture_output=True, text=True, timeout=30)
+    assert root.returncode == 255 and "uid=" not in root.stdout, root.stdout + root.stderr
+    assert "ROOT LOGIN REFUSED FROM 198.18.0.1" in lab.console("web1", "cat /var/log/auth.log").stdout
+    # The DB server's key logs in as root with its forced command: the chain still works.
+    before = lab.console("web1", "cat /var/run/apache2/apache2.pid").stdout
+    chain = lab.fab("restart-chain", inventory=inv)
+    assert chain.returncode == 0, chain.stdout + chain.stderr
+    assert lab.console("web1", "cat /var/run/apache2/apache2.pid").stdout != before
