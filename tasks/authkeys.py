@@ -125,7 +125,7 @@ def merge_line(existing: str, line: str, blob: str, marker: str, keep: frozenset
 
     Other lines with that blob or marker (duplicates, an older key of ours) are dropped, except a key
     in ``keep`` (the old key while a rotation proves the new one); all other lines are kept byte for
-    byte, in order. A missing final newline is added before appending.
+    byte, in order. A new line goes last, or first when the file does not end with a newline.
     """
     out: list[str] = []
     placed = False
@@ -138,9 +138,10 @@ def merge_line(existing: str, line: str, blob: str, marker: str, keep: frozenset
             continue
         out.append(raw)
     if not placed:
-        if out and not out[-1].endswith("\n"):
-            out[-1] += "\n"
-        out.append(line + "\n")
+        if out and not out[-1].endswith(("\n", "\r")):
+            out.insert(0, line + "\n")  # first, so that the last line stays byte for byte as it is
+        else:
+            out.append(line + "\n")
     return "".join(out)
 
 

@@ -9,6 +9,7 @@ if it had been): the host ends as it was, and the run says why.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from invoke import Context
 
@@ -100,10 +101,12 @@ def reload(web: Host, seen: dict[str, str]) -> None:
     web.check(_RELOAD, seen.get("pidfile", "/run/sshd.pid"), what="reloading sshd")
 
 
-def safe_apply(web: Host, change: FileChange, own: sshd.Settings, pidfile: dict[str, str]) -> str:
-    """Write ``change``, check it, reload, prove a fresh login; roll back on any failure."""
+def safe_apply(web: Host, change: FileChange, own: sshd.Settings, pidfile: dict[str, str],
+               put: Callable[[], None] | None = None) -> str:
+    """Write ``change`` (or ``put`` it another way, e.g. a removal), check it, reload, prove a fresh
+    login; put the old file back on any failure."""
     path = change.spec.path
-    web.write(change)
+    (put or (lambda: web.write(change)))()
     check = web.run(f"{SSHD} -t && {SSHD} -T")
     problem = None
     if not check.ok:

@@ -63,6 +63,13 @@ def register_commands(tool: str, service: str, links: dict[str, str], script_cha
     raise ValueError(f"unknown registration tool {tool!r}")
 
 
+def reregister_commands(tool: str, service: str) -> list[str]:
+    """The commands that register ``service`` afresh from its script's own header."""
+    if tool == "chkconfig":
+        return [f"chkconfig --del {service}", f"chkconfig --add {service}"]
+    return [f"update-rc.d -f {service} remove", f"update-rc.d {service} defaults"]
+
+
 def starts_after(first: dict[str, str], second: dict[str, str]) -> list[str]:
     """Runlevels (of 3, 4, 5) where ``second`` does not start after ``first``; [] when in order."""
     bad = []

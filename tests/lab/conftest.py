@@ -21,6 +21,15 @@ import testinfra
 from lab import hosts as labhosts
 
 REPO = Path(__file__).resolve().parents[2]
+# Path, type, mode, owner and link target of everything under the trees svrchain touches, and the
+# checksum of every file.
+MANIFEST = (
+    "find /etc /usr/local /root /home /var/lib/svrchain /var/lib/svr-restart /run/svr_restart -xdev "
+    "-printf '%p %y %m %u:%g %l\\n' 2>/dev/null | sort; "
+    "find /etc /usr/local /root /home -xdev -type f -exec sha256sum {} + | sort"
+)
+# Files the system's own tools rewrite (useradd/userdel keep their previous copy as <file>-).
+TOOLS_BACKUPS = ("/etc/passwd-", "/etc/group-", "/etc/shadow-", "/etc/gshadow-", "/etc/subuid-", "/etc/subgid-")
 FAB = [str(Path(sys.executable).parent / "fab")]
 
 
@@ -42,6 +51,12 @@ class Lab:
     def console(self, name: str, command: str, check: bool = True) -> subprocess.CompletedProcess:
         """Run a command inside a host without SSH (to stage a fault)."""
         return labhosts.run_in(labhosts.host(name), command, check=check)
+
+    def manifest(self, name: str) -> list[str]:
+        """Every file, directory and link under the trees svrchain touches, with modes, owners and
+        checksums; read through the console, the same view whatever sshd allows."""
+        lines = self.console(name, MANIFEST).stdout.splitlines()
+        return [x for x in lines if not any(x.startswith(p + " ") or x.endswith("  " + p) for p in TOOLS_BACKUPS)]
 
     def boot(self, name: str) -> None:
         labhosts.boot(name)

@@ -166,3 +166,15 @@ def test_a_sudo_admin_leaves_root_only_forced_commands(lab, tmp_path):
     chain = lab.fab("restart-chain", inventory=inv)
     assert chain.returncode == 0, chain.stdout + chain.stderr
     assert lab.console("web1", "cat /var/run/apache2/apache2.pid").stdout != before
+
+
+def test_uninstall_sshd_takes_the_setting_out_safely(lab, tmp_path):
+    inv = inventory(tmp_path, "sudo-admin", connect__user=labhosts.ADMIN_USER)
+    r = lab.fab("uninstall", "--sshd", inventory=inv)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count(f"remove {DROPIN}: sshd -t ok, reloaded, a fresh login works") == 1  # web1
+    assert "remove svrchain's block from /etc/ssh/sshd_config: sshd -t ok" in r.stdout  # web2, no Include
+    for web in WEBS:
+        assert "passwordauthentication yes" in lab.console(web, "sshd -T").stdout.splitlines()
+    assert lab.host("web1").check_output("id -un") == "root"  # root logs in with the admin key again
+    assert not lab.console("web2", "head -c 16 /etc/ssh/sshd_config").stdout.startswith("# BEGIN")

@@ -32,6 +32,7 @@ def inventory(lab, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dedicated(lab, inventory):
+    lab.before = {h: lab.manifest(h) for h in ("db", *WEBS)}
     r = lab.fab("bootstrap", inventory=inventory)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "create svr-restart (system account" in r.stdout
@@ -108,3 +109,12 @@ def test_a_rule_visudo_rejects_never_takes_effect(dedicated, inventory, monkeypa
             web.write(file_change(bad, states[path]))
     assert dedicated.host("web1").file(path).content == before
     assert ".svrchain." not in dedicated.host("web1").check_output("ls -a /etc/sudoers.d")
+
+
+def test_uninstall_removes_the_account_and_its_rule(dedicated, inventory):
+    r = dedicated.fab("uninstall", inventory=inventory)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "remove the account svr-restart and its home /var/lib/svr-restart (push-key created them)" in r.stdout
+    assert "remove /etc/sudoers.d/svrchain" in r.stdout
+    for h in ("db", *WEBS):  # /etc/passwd, group, shadow, sudoers.d, ... byte for byte
+        assert dedicated.manifest(h) == dedicated.before[h], h

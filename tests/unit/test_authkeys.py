@@ -71,9 +71,9 @@ def test_merge_appends_and_keeps_every_other_byte():
     assert merged == OTHERS + line + "\n"
 
 
-def test_merge_adds_newline_before_appending():
+def test_merge_never_adds_a_byte_to_a_last_line_without_newline():
     merged = authkeys.merge_line("ssh-ed25519 AAAA last-line-without-newline", "NEW", KEY.blob, MARK)
-    assert merged == "ssh-ed25519 AAAA last-line-without-newline\nNEW\n"
+    assert merged == "NEW\nssh-ed25519 AAAA last-line-without-newline"
 
 
 def test_merge_replaces_in_place_and_drops_duplicates():
