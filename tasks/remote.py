@@ -55,7 +55,7 @@ class HostError(SvrchainError):
 # content validated when the spec says how, a backup of the old file kept, then one rename.
 _WRITE = r"""
 set -eu
-f=$1; mode=$2; owner=$3; sum=$4; backups=$5; pmode=$6; validate=$7
+f=$1; mode=$2; owner=$3; sum=$4; backups=$5; pmode=$6; validate=${7:--}
 d=$(dirname -- "$f")
 if [ ! -d "$d" ]; then
     [ "$pmode" != - ] || { echo "directory $d does not exist" >&2; exit 3; }

@@ -92,8 +92,8 @@ def test_the_line_is_exact_and_foreign_lines_survive(lab):
         'restrict,from="198.18.0.10",no-port-forwarding,no-X11-forwarding,no-agent-forwarding,no-pty,'
         f'command="/usr/local/sbin/svr-restart-gate" {pub[0]} {pub[1]} svrchain:svr_restart@db\n'
     )
-    assert content.endswith(b"\n" + line.encode())
-    assert content[: -len(line) - 1].endswith(FOREIGN.encode())  # byte for byte, newline added
+    # The file did not end with a newline: the line goes first, and every other byte stays as it was.
+    assert content.startswith(line.encode()) and content[len(line):].endswith(FOREIGN.encode())
     f = web1.file("/root/.ssh/authorized_keys")
     assert (f.mode, f.user) == (0o600, "root")
     assert web1.file("/root/.ssh").mode == 0o700

@@ -128,7 +128,7 @@ def test_an_incomplete_transfer_leaves_the_file_as_it_was(chain):
     spec = FileSpec("/root/.ssh/authorized_keys", before + b"# more\n", 0o600)
     with Session.open(LAB_INV) as s, pytest.raises(HostError, match="arrived incomplete"):
         # As if the connection dropped mid-transfer: the host gets fewer bytes than the checksum covers.
-        s.webs[0].check(_WRITE, spec.path, "600", "root:root", spec.sha256, "/var/backups/svrchain", "-",
+        s.webs[0].check(_WRITE, spec.path, "600", "root:root", spec.sha256, "/var/backups/svrchain", "-", "-",
                         stdin=spec.content[:-5], what="writing")
     assert chain.host("web1").file("/root/.ssh/authorized_keys").content == before
     assert chain.host("web1").run("ls /root/.ssh/.svrchain.* 2>/dev/null").stdout == ""  # no temp file left
