@@ -6,12 +6,14 @@ admin key); the lab's console (nsenter) is used only to stage faults the tests n
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +59,15 @@ class Lab:
         checksums; read through the console, the same view whatever sshd allows."""
         lines = self.console(name, MANIFEST).stdout.splitlines()
         return [x for x in lines if not any(x.startswith(p + " ") or x.endswith("  " + p) for p in TOOLS_BACKUPS)]
+
+    @contextlib.contextmanager
+    def fault(self, name: str, stage: str, undo: str) -> Iterator[None]:
+        """Stage a fault on a host through its console for the duration of a block, then undo it."""
+        self.console(name, stage)
+        try:
+            yield
+        finally:
+            self.console(name, undo)
 
     def boot(self, name: str) -> None:
         labhosts.boot(name)

@@ -127,11 +127,8 @@ def test_the_chain_and_its_restrictions_hold_on_hardened_hosts(lab):
 
 def test_a_setting_read_before_svrchains_is_flagged(lab):
     early = "/etc/ssh/sshd_config.d/0-early.conf"
-    lab.host("web2").check_output(f"echo 'PasswordAuthentication yes' >{early}")
-    try:
+    with lab.fault("web2", f"echo 'PasswordAuthentication yes' >{early}", f"rm -f {early}"):
         r = lab.fab("harden-sshd")
-    finally:
-        lab.host("web2").check_output(f"rm -f {early}")
     assert r.returncode == 1
     assert "web2 (198.18.0.22:22): svrchain's settings are in place but sshd does not use them " \
            "(PasswordAuthentication is yes, not no)" in r.stdout, r.stdout

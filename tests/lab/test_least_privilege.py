@@ -83,13 +83,9 @@ def test_the_attack_matrix_holds_for_the_account(dedicated, inventory):
 
 
 def test_verify_flags_a_wider_sudo_rule(dedicated, inventory):
-    web1 = dedicated.host("web1")
     wide = "/etc/sudoers.d/zz-wide"
-    web1.check_output(f"echo '{USER} ALL=(ALL) NOPASSWD: ALL' >{wide} && chmod 440 {wide}")
-    try:
+    with dedicated.fault("web1", f"echo '{USER} ALL=(ALL) NOPASSWD: ALL' >{wide} && chmod 440 {wide}", f"rm -f {wide}"):
         r = dedicated.fab("verify", inventory=inventory)
-    finally:
-        web1.check_output(f"rm -f {wide}")
     assert r.returncode == 1
     assert "least privilege     GAP       svr-restart may run: (root) NOPASSWD: /etc/init.d/apache2 restart; " \
            "(ALL) NOPASSWD: ALL" in r.stdout

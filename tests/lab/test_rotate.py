@@ -28,11 +28,9 @@ def our_lines(lab, web: str) -> list[str]:
 def test_rotation_that_fails_somewhere_changes_nothing(chain):
     old = blob(chain)
     before = {w: chain.host(w).file("/root/.ssh/authorized_keys").content for w in WEBS}
-    chain.console("db", "ip route add blackhole 198.18.0.22")  # the DB host cannot reach web2
-    try:
+    # The DB host cannot reach web2.
+    with chain.fault("db", "ip route add blackhole 198.18.0.22", "ip route del blackhole 198.18.0.22"):
         r = chain.fab("rotate-key")
-    finally:
-        chain.console("db", "ip route del blackhole 198.18.0.22")
     assert r.returncode == 1
     assert "rotation stopped: the new key did not work on web2" in r.stdout, r.stdout
     assert blob(chain) == old
