@@ -65,13 +65,14 @@ def ensure_account(session: Session, web: Host, r: dict, dry_run: bool) -> bool:
         )
     create = not r["account"].ok
     group = user if create else r["account"].stdout.split()[1]
-    commands = ([create_command(user)] if create else []) + state_dir_fix(user, group, r, create)
+    fix_state = state_dir_fix(user, group, r, create)
+    commands = ([create_command(user)] if create else []) + fix_state
     if not commands:
         session.report(Outcome(web.name, "account", "ok", f"{user}, sudo rule only for the restart command"))
         return False
     what = ", ".join(
         ([f"create {user} (system account, no password, shell /bin/sh, home {home_of(user)})"] if create else [])
-        + ([f"give {render.GATE_STATE} to {user}"] if commands[-1].startswith("mkdir") else []))
+        + ([f"give {render.GATE_STATE} to {user}"] if fix_state else []))
     if dry_run:
         session.report(Outcome(web.name, "account", "would change", what))
         return False
@@ -98,7 +99,7 @@ def sudo_rules(listing: str) -> list[str]:
 def sudo_check(session: Session, r: dict) -> tuple[bool, str]:
     """Whether the account may run exactly the restart command through sudo, and nothing else."""
     user = session.inv.web.user
-    want = render.sudoers(session.inv).decode().splitlines()[-1].split("NOPASSWD: ", 1)[1]
+    want = render.sudo_command(session.inv)
     rules = sudo_rules(r["sudo_list"].stdout)
     if rules == [f"(root) NOPASSWD: {want}"]:
         return True, f"{user} may run only '{want}' as root"

@@ -97,11 +97,16 @@ def fresh_login(web: Host, attempts: int = 3) -> None:
             twin.close()
 
 
-def reload(web: Host, seen: dict[str, str]) -> None:
-    web.check(_RELOAD, seen.get("pidfile", "/run/sshd.pid"), what="reloading sshd")
+def reload(web: Host, pidfile: str) -> None:
+    web.check(_RELOAD, pidfile, what="reloading sshd")
 
 
-def safe_apply(web: Host, change: FileChange, own: sshd.Settings, pidfile: dict[str, str],
+def _overridden(bad: list[str]) -> str:
+    return (f"({'; '.join(bad)}): a setting read earlier wins (an earlier file in sshd_config.d, or a line "
+            "above the Include in sshd_config); remove that, then run harden-sshd again")
+
+
+def safe_apply(web: Host, change: FileChange, own: sshd.Settings, pidfile: str,
                put: Callable[[], None] | None = None) -> str:
     """Write ``change`` (or ``put`` it another way, e.g. a removal), check it, reload, prove a fresh
     login; put the old file back on any failure."""
@@ -114,9 +119,7 @@ def safe_apply(web: Host, change: FileChange, own: sshd.Settings, pidfile: dict[
     else:
         bad = sshd.mismatches(own, sshd.effective(check.stdout))
         if bad:
-            problem = (f"sshd would not use it ({'; '.join(bad)}): a setting read before it wins (an earlier "
-                       "file in sshd_config.d, or a line above the Include in sshd_config); remove that, then "
-                       "run harden-sshd again")
+            problem = f"sshd would not use it {_overridden(bad)}"
     if problem:
         web.restore(change.state)
         raise HostError(f"{web.label}: {path}: {problem}; put back as it was, sshd not reloaded")
@@ -143,14 +146,13 @@ def harden_one(session: Session, web: Host, dry_run: bool) -> Outcome:
         bad = sshd.mismatches(own, seen)
         if bad:
             raise HostError(f"{web.label}: svrchain's settings are in place but sshd does not use them "
-                            f"({'; '.join(bad)}): a setting read before them wins; remove it, then run "
-                            "harden-sshd again")
+                            f"{_overridden(bad)}")
         return session.report(Outcome(web.name, "harden-sshd", "ok", "public keys only, in effect (sshd -T)"))
     detail = f"{change.spec.path} ({', '.join(change.reasons)})"
     if dry_run:
         return session.report(Outcome(web.name, "harden-sshd", "would change", detail, [change.diff()]),
                               show_diff=True)
-    done = safe_apply(web, change, own, seen)
+    done = safe_apply(web, change, own, sshd.pidfile(seen))
     return session.report(Outcome(web.name, "harden-sshd", "changed", f"{detail}: {done}", [change.diff()]))
 
 

@@ -211,7 +211,7 @@ def push_key_step(session: Session, dry_run: bool) -> None:
         if inv.web.dedicated:
             specs.append(account.sudoers_spec(session))
             states[sudoers.path] = sudoers
-        elif sudoers.exists and b"Written by svrchain" in sudoers.content:  # web.user went back to root
+        elif sudoers.exists and render.MARK.encode() in sudoers.content:  # web.user went back to root
             fix_dir.append(f"rm -f {render.SUDOERS}")
         apply_files(session, web, "push-key", [*specs, spec], states, dry_run, after=lambda _c: fix_dir,
                     ok_detail=f"{render.GATE} and the line in {spec.path}")

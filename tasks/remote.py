@@ -306,7 +306,6 @@ class Host:
         self.check(_WRITE, spec.path, f"{spec.mode:o}", f"{spec.owner}:{spec.group}", spec.sha256,
                    BACKUP_DIR, parent, spec.validate or "-", stdin=spec.content, what=f"writing {spec.path}")
 
-
     def remove(self, *paths: str) -> None:
         """Remove files (a copy of each kept in the backup directory)."""
         self.check(_REMOVE, BACKUP_DIR, *paths, what=f"removing {', '.join(paths)}")

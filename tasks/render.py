@@ -82,6 +82,8 @@ def svr_restart_service(inv: Inventory) -> bytes:
     ).encode()
 
 
+# Every file svrchain writes says so; uninstall and push-key recognise svrchain's files by it.
+MARK = "Written by svrchain"
 GATE = "/usr/local/sbin/svr-restart-gate"
 GATE_STATE = "/var/lib/svrchain/gate"
 SUDOERS = "/etc/sudoers.d/svrchain"
@@ -102,16 +104,20 @@ def _sudoers_escape(word: str) -> str:
     return "".join("\\" + ch if ch in ",:=\\" else ch for ch in word)
 
 
+def sudo_command(inv: Inventory) -> str:
+    """The restart command as the sudo rule names it (and ``sudo -l`` lists it)."""
+    return " ".join(_sudoers_escape(w) for w in inv.web.restart_command.split())
+
+
 def sudoers(inv: Inventory) -> bytes:
     """The one sudo rule of the trigger's unprivileged account: the restart command, as root, nothing else."""
     user = inv.web.user
-    command = " ".join(_sudoers_escape(w) for w in inv.web.restart_command.split())
     return (
-        "# Written by svrchain (fab push-key). Edit the inventory, not this file.\n"
+        f"# {MARK} (fab push-key). Edit the inventory, not this file.\n"
         f"# {user} (the DB server's restart key) may run the web server's restart command as root,\n"
         "# with exactly these arguments, and nothing else.\n"
         f"Defaults:{user} !requiretty\n"
-        f"{user} ALL=(root) NOPASSWD: {command}\n"
+        f"{user} ALL=(root) NOPASSWD: {sudo_command(inv)}\n"
     ).encode()
 
 

@@ -121,6 +121,11 @@ def effective(text: str) -> dict[str, str]:
     return out
 
 
+def pidfile(seen: dict[str, str]) -> str:
+    """sshd's PID file, from its effective settings."""
+    return seen.get("pidfile", "/run/sshd.pid")
+
+
 def mismatches(s: Settings, seen: dict[str, str]) -> list[str]:
     """The settings sshd would not use as written (something read before them wins)."""
     bad = []

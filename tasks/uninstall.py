@@ -22,8 +22,6 @@ from tasks.keys import db_public_key, marker, web_facts
 from tasks.plan import FileChange, FileSpec, Outcome, file_change
 from tasks.remote import BACKUP_DIR, Host, HostError, Session
 
-MARK = "Written by svrchain"
-
 # $1: a path. Prints the first backup svrchain kept of it, if that backup is not svrchain's own
 # file: the site's file that svrchain replaced.
 _ORIGINAL = r"""
@@ -70,10 +68,10 @@ def db_plan(session: Session) -> list[Action]:
     _, r = db.probe(commands={
         **sysv.PROBE,
         "present": f"for f in {quoted}; do [ -e \"$f\" ] && echo \"$f\"; done; true",
-        "ours": f"grep -l {shlex.quote(MARK)} {quoted} 2>/dev/null; true",
+        "ours": f"grep -l {shlex.quote(render.MARK)} {quoted} 2>/dev/null; true",
         "orig-init": f"orig {shlex.quote(paths.get('db-init', '-'))}",
         "state": "ls -d /var/lib/svrchain /run/" + shlex.quote(inv.trigger.name) + " 2>/dev/null; true",
-    }, prelude=f"B={BACKUP_DIR}; M={shlex.quote(MARK)}\n{_ORIGINAL}")
+    }, prelude=f"B={BACKUP_DIR}; M={shlex.quote(render.MARK)}\n{_ORIGINAL}")
     init, tool = detect_init(session, db, r)
     present = set(r["present"].stdout.split())
     ours = set(r["ours"].stdout.split())
@@ -136,7 +134,7 @@ def web_plan(session: Session, web: Host, key: authkeys.PublicKey | None) -> tup
                                         keys_state.mode or 0o600, keys_state.owner or inv.web.user,
                                         keys_state.group or inv.web.user), keys_state)
     sudoers = account.sudoers_state(web, r)
-    if sudoers.exists and MARK.encode() in sudoers.content:
+    if sudoers.exists and render.MARK.encode() in sudoers.content:
         actions.append(Action(f"remove {render.SUDOERS}", (render.SUDOERS,)))
     if r["gate"].ok:
         actions.append(Action(f"remove {render.GATE}", (render.GATE,)))
@@ -171,9 +169,9 @@ def _apply(session: Session, host: Host, actions: list[Action], edit: FileChange
 
 def uninstall_sshd(session: Session, web: Host, dry_run: bool) -> None:
     """Take harden-sshd's setting out again, with the same checks and rollback as putting it in."""
-    states, r = web.probe([sshd.MAIN, sshd.DROPIN], {"pidfile": "sshd -T | grep '^pidfile '"})
+    states, r = web.probe([sshd.MAIN, sshd.DROPIN], {"effective": f"{harden.SSHD} -T"})
     main, dropin = states[sshd.MAIN], states[sshd.DROPIN]
-    seen = sshd.effective(r["pidfile"].stdout)
+    pidfile = sshd.pidfile(sshd.effective(r["effective"].stdout))
     if dropin.exists:
         old, what = dropin, f"remove {sshd.DROPIN}"
     elif main.exists and sshd.BEGIN.encode() in main.content:
@@ -186,13 +184,13 @@ def uninstall_sshd(session: Session, web: Host, dry_run: bool) -> None:
         return
     if old is dropin:
         change = FileChange(FileSpec(sshd.DROPIN, b"", 0o644), dropin, ("remove",))
-        harden.safe_apply(web, change, [], seen, put=lambda: web.remove(sshd.DROPIN))
+        done = harden.safe_apply(web, change, [], pidfile, put=lambda: web.remove(sshd.DROPIN))
     else:
         text = sshd.without_block(main.content.decode("utf-8", "surrogateescape"))
         spec = FileSpec(sshd.MAIN, text.encode("utf-8", "surrogateescape"), main.mode or 0o644,
                         main.owner or "root", main.group or "root")
-        harden.safe_apply(web, FileChange(spec, main, ("content",)), [], seen)
-    session.report(Outcome(web.name, "uninstall-sshd", "changed", f"{what}: sshd -t ok, reloaded, a fresh login works"))
+        done = harden.safe_apply(web, FileChange(spec, main, ("content",)), [], pidfile)
+    session.report(Outcome(web.name, "uninstall-sshd", "changed", f"{what}: {done}"))
 
 
 def uninstall_step(session: Session, dry_run: bool, with_sshd: bool) -> None:
