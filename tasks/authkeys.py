@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import fnmatch
 import hashlib
+import ipaddress
 import re
 from dataclasses import dataclass
 
@@ -95,6 +97,89 @@ def line_blob(line: str) -> str | None:
     return None
 
 
+def _split_commas(options: str) -> list[str]:
+    """An options field split at the commas outside double quotes."""
+    parts, current, quoted, i = [], "", False, 0
+    while i < len(options):
+        ch = options[i]
+        if ch == "\\" and quoted and i + 1 < len(options):
+            current += options[i : i + 2]
+            i += 2
+            continue
+        if ch == '"':
+            quoted = not quoted
+        if ch == "," and not quoted:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+        i += 1
+    return [*parts, current]
+
+
+def line_options(line: str) -> dict[str, str]:
+    """The options of an authorized_keys line by lower-case name ('' for a flag such as no-pty),
+    values without their quotes; {} for a line without options, a comment or a blank."""
+    text = line.strip()
+    if not text or text.startswith("#") or text.split(None, 1)[0] in KEY_TYPES:
+        return {}
+    out: dict[str, str] = {}
+    for part in _split_commas(_split_options(text)[0]):
+        name, _, value = part.partition("=")
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1].replace('\\"', '"')
+        out[name.lower()] = value
+    return out
+
+
+def _networks(entries: list[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    nets = []
+    for e in entries:
+        try:
+            nets.append(ipaddress.ip_network(e, strict=False))
+        except ValueError:
+            continue
+    return nets
+
+
+def from_covers(pattern_list: str, addresses: list[str]) -> bool:
+    """Whether a from="..." pattern list lets any of ``addresses`` (IPs or networks) in: an entry
+    that is an address or network overlapping one of them, or a wildcard matching one of them."""
+    wanted = _networks(addresses)
+    for entry in pattern_list.split(","):
+        entry = entry.strip()
+        if not entry or entry.startswith("!"):
+            continue
+        if any(ch in entry for ch in "*?"):
+            if any(fnmatch.fnmatchcase(str(n.network_address), entry) for n in wanted):
+                return True
+            continue
+        if any(n.overlaps(w) for n in _networks([entry]) for w in wanted if n.version == w.version):
+            return True
+    return False
+
+
+def runs_program(command: str, program: str) -> bool:
+    """Whether a forced command names ``program``: a word of it is the program's path or file name
+    (``/etc/init.d/httpd restart``, ``sudo httpd -k graceful``, ``systemctl restart httpd``)."""
+    name = program.rsplit("/", 1)[-1]
+    return any(w == program or w.rsplit("/", 1)[-1] == name for w in re.split(r"[\s;&|'\"`()<>]+", command))
+
+
+def legacy_reason(line: str, program: str, db_addresses: list[str]) -> str | None:
+    """Why a line that is not svrchain's lets the DB server restart the web server around the gate
+    (its forced command runs the restart program, or it admits the DB server's address); None if not."""
+    if line_blob(line) is None:
+        return None
+    opts = line_options(line)
+    reasons = []
+    if "command" in opts and runs_program(opts["command"], program):
+        reasons.append(f"runs '{opts['command']}'")
+    if "from" in opts and from_covers(opts["from"], db_addresses):
+        reasons.append("admits the DB server's address")
+    return " and ".join(reasons) or None
+
+
 def line_comment(line: str) -> str:
     """The comment of an authorized_keys line ('' when none)."""
     text = line.strip()
@@ -130,7 +215,7 @@ def merge_line(existing: str, line: str, blob: str, marker: str, keep: frozenset
     out: list[str] = []
     placed = False
     for raw in existing.splitlines(keepends=True):
-        if _ours(raw, blob, marker) and line_blob(raw) not in keep:
+        if is_ours(raw, blob, marker) and line_blob(raw) not in keep:
             if not placed:
                 ending = raw[len(raw.rstrip("\r\n")):] or "\n"
                 out.append(line + ending)
@@ -148,10 +233,11 @@ def merge_line(existing: str, line: str, blob: str, marker: str, keep: frozenset
 def remove_lines(existing: str, blob: str, marker: str | None) -> str:
     """``existing`` without svrchain's line(s) (by blob, and by marker unless None); all other lines
     byte for byte."""
-    return "".join(r for r in existing.splitlines(keepends=True) if not _ours(r, blob, marker))
+    return "".join(r for r in existing.splitlines(keepends=True) if not is_ours(r, blob, marker))
 
 
-def _ours(raw: str, blob: str, marker: str | None) -> bool:
+def is_ours(raw: str, blob: str, marker: str | None) -> bool:
+    """Whether a line is svrchain's: the key's blob, or (unless None) svrchain's marker as comment."""
     line_b = line_blob(raw)
     if line_b is None:
         return False
@@ -160,7 +246,7 @@ def _ours(raw: str, blob: str, marker: str | None) -> bool:
 
 def find_lines(existing: str, blob: str, marker: str) -> list[str]:
     """svrchain's lines in ``existing`` (by blob or marker), without line endings."""
-    return [r.rstrip("\r\n") for r in existing.splitlines(keepends=True) if _ours(r, blob, marker)]
+    return [r.rstrip("\r\n") for r in existing.splitlines(keepends=True) if is_ours(r, blob, marker)]
 
 
 def openssh_version(text: str) -> tuple[int, int] | None:

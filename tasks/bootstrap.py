@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from invoke import Context
 
+from tasks.adopt import adopt_step
 from tasks.base import svr_task
 from tasks.dbora import install_dbora_step
 from tasks.errors import SvrchainError
@@ -21,16 +22,19 @@ STEPS = (
 
 
 @svr_task
-def bootstrap(c: Context, dry_run: bool = False) -> None:
+def bootstrap(c: Context, dry_run: bool = False, adopt: bool = False) -> None:
     """Set up the whole chain: install-dbora, gen-key, push-key, install-svr-restart, then verify.
 
     Prints changed/ok per host and step; a second run changes nothing. --dry-run shows every
-    change (with diffs) and touches nothing.
+    change (with diffs) and touches nothing. Older key lines that restart the web server from the
+    DB server around the gate (a chain set up by hand) are reported; --adopt retires them once
+    svrchain's own key is proved on that web server (backed up; the old private key is named).
     """
-    with Session.open() as s:
+    with Session.open(lock=not dry_run) as s:
         s.prefetch([s.db])
         s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
-        s.run_steps("bootstrap", [(name, lambda step=step: step(s, dry_run)) for name, step in STEPS])
+        steps = [(name, lambda step=step: step(s, dry_run)) for name, step in STEPS]
+        s.run_steps("bootstrap", [*steps, ("adopt", lambda: adopt_step(s, dry_run, adopt))])
         if dry_run:
             return
         gaps = [c for c in verify_step(s) if not c.ok]

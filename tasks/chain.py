@@ -13,7 +13,7 @@ from tabulate import tabulate
 from tasks import render
 from tasks.base import svr_task
 from tasks.errors import SvrchainError
-from tasks.remote import Host, HostError, Session
+from tasks.remote import Host, HostError, Session, as_account
 
 # Wait on the DB host, in one round trip, until the database answers; print the time it did.
 _WAIT_READY = r"""
@@ -76,6 +76,12 @@ def restart_command(session: Session) -> str:
             f"elif command -v service >/dev/null; then service {svc} restart; else /etc/init.d/{svc} restart; fi")
 
 
+def gate_restart(user: str) -> str:
+    """A restart through the gate, as the key's account, like the chain's own: it takes the gate's
+    lock (never two restarts at once), is logged, and runs exactly web.restart_command."""
+    return as_account(user, f"env SSH_ORIGINAL_COMMAND=restart SSH_CLIENT='restart-chain 0 0' {render.GATE}")
+
+
 def plan_lines(session: Session) -> list[str]:
     """What restart-chain does, step by step (its dry run)."""
     inv = session.inv
@@ -86,7 +92,8 @@ def plan_lines(session: Session) -> list[str]:
         f"service {inv.db.service} restart on SysV)",
         f"2. {session.db.name}: wait until ready ({ready_probe(session)}; at most {r.timeout}s)",
         f"3. {session.db.name}: wait for {inv.trigger.name} to restart {webs} after the DB is ready",
-        f"4. {webs}: where the chain did not restart one, run '{inv.web.restart_command}' directly",
+        f"4. {webs}: where the chain did not restart one, restart it through {render.GATE} "
+        f"('{inv.web.restart_command}', as {inv.web.user})",
         f"5. {webs}: GET each health URL until it answers 200 (at most {inv.web.health_timeout}s)",
     ]
 
@@ -160,7 +167,7 @@ def restart_chain_step(session: Session) -> tuple[list[WebRow], dict[str, float]
         row = rows[web.name]
         if row.ok:
             return
-        web.check(inv.web.restart_command, what=f"'{inv.web.restart_command}'")
+        web.check(gate_restart(inv.web.user), what=f"'{inv.web.restart_command}' through {render.GATE}")
         row.action = "restarted directly"
         row.restarted_at = time.time() + offset - t0
         row.ok = True
@@ -191,7 +198,7 @@ def restart_chain(c: Context, dry_run: bool = False) -> None:
     web server after that (restarts directly where it did not), checks each health URL, and prints
     a per-host table with timings. --dry-run prints the plan. Exits non-zero on any failure.
     """
-    with Session.open() as s:
+    with Session.open(lock=not dry_run) as s:
         if dry_run:
             print("restart-chain would:", *plan_lines(s), sep="\n  ", file=s.out)
             return

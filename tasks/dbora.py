@@ -84,5 +84,5 @@ def install_dbora(c: Context, dry_run: bool = False) -> None:
     outside a boot, starts the svr_restart trigger; on systemd hosts <service>.service runs it (or
     db.unit names the site's own unit). --dry-run shows the diff and changes nothing.
     """
-    with Session.open() as s:
+    with Session.open(lock=not dry_run) as s:
         s.run_steps("install-dbora", [("install-dbora", lambda: install_dbora_step(s, dry_run))])

@@ -185,7 +185,7 @@ def harden_sshd(c: Context, dry_run: bool = False) -> None:
     reload and with a fresh login after it, and rolled back if either fails. The first web server
     goes alone; the others follow only if it succeeded. --dry-run shows the diff.
     """
-    with Session.open() as s:
+    with Session.open(lock=not dry_run) as s:
         s.prefetch(s.webs)
         harden_step(s, dry_run)
         s.finish("harden-sshd")

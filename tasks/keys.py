@@ -6,14 +6,16 @@ import shlex
 
 from invoke import Context
 
-from tasks import account, authkeys, render
+from tasks import account, authkeys, homes, render
 from tasks.authkeys import PublicKey
 from tasks.base import svr_task
 from tasks.errors import SvrchainError
+from tasks.homes import WebFacts
 from tasks.plan import FileSpec, FileState, Outcome
-from tasks.remote import FILE_CMD, Host, HostError, Session, apply_files
+from tasks.remote import FILE_CMD, UFILE_CMD, Host, HostError, Session, apply_changes, apply_files, as_account
 
 SSH_VERSION = "ssh -V 2>&1"
+PUB_MODE = ["644", "root"]  # the public half: readable, like every .pub ssh-keygen makes
 
 
 def marker(session: Session) -> str:
@@ -30,7 +32,7 @@ def keygen_script(key_type: str, bits: int) -> str:
         'set -e; umask 077; k=$1; c=$2; d=$(dirname "$k"); mkdir -p -m 700 "$d"\n'
         't=$(mktemp -d "$d/.svrchain-key.XXXXXX"); trap \'rm -rf "$t"\' EXIT\n'
         f'ssh-keygen -q -t {key_type} {size} -N "" -C "$c" -f "$t/key"\n'
-        'mv -f "$t/key.pub" "$k.pub"; mv -f "$t/key" "$k"\n'
+        'chmod 644 "$t/key.pub"; mv -f "$t/key.pub" "$k.pub"; mv -f "$t/key" "$k"\n'
     )
 
 
@@ -43,6 +45,7 @@ def gen_key_step(session: Session, dry_run: bool, rotate: bool = False) -> None:
         "priv": f"stat -c '%a %U' {shlex.quote(path)}",
         "derived": f"ssh-keygen -y -P '' -f {shlex.quote(path)}",
         "pub": f"cat {shlex.quote(path)}.pub",
+        "pubmode": f"stat -c '%a %U' {shlex.quote(path)}.pub",
     })
     key_type = inv.key.type
     version = authkeys.openssh_version(r["ssh"].stdout)
@@ -58,8 +61,10 @@ def gen_key_step(session: Session, dry_run: bool, rotate: bool = False) -> None:
         derived = authkeys.parse_public_key(r["derived"].stdout)
         fixes = []
         if r["priv"].stdout.split() != ["600", "root"]:
-            fixes.append(f"chown root {shlex.quote(path)} && chmod 600 {shlex.quote(path)}")
+            fixes.append(f"chown -h root {shlex.quote(path)} && chmod 600 {shlex.quote(path)}")
         pub_ok = r["pub"].ok and _same_key(r["pub"].stdout, derived)
+        if pub_ok and r["pubmode"].stdout.split() != PUB_MODE:
+            fixes.append(f"chown -h root {shlex.quote(path)}.pub && chmod 644 {shlex.quote(path)}.pub")
         if not fixes and pub_ok:
             session.report(Outcome(host.name, "gen-key", "ok", f"{path} {derived.type} {derived.fingerprint}"))
             return
@@ -93,7 +98,7 @@ def gen_key(c: Context, rotate: bool = False, dry_run: bool = False) -> None:
     ed25519 by default (RSA where the host's OpenSSH predates it). An existing key is kept;
     --rotate replaces it (then run push-key). --dry-run shows what would change.
     """
-    with Session.open() as s:
+    with Session.open(lock=not dry_run) as s:
         s.run_steps("gen-key", [("gen-key", lambda: gen_key_step(s, dry_run, rotate))])
 
 
@@ -103,8 +108,10 @@ def gen_key(c: Context, rotate: bool = False, dry_run: bool = False) -> None:
 # server's OpenSSH version comes from its SSH banner, already received (Host.server_version).
 _WEB_PROBE = {
     "account": '[ -n "$H" ] && echo "$H $G"',
-    "sshdir": 'stat -c "%a %U" "$H/.ssh"',
-    "authkeys": 'F="$H/.ssh/authorized_keys"; ' + FILE_CMD,
+    "home": 'stat -c %U -- "$H"',
+    "sshdir": 'upath "$U" "$H/.ssh" && stat -c "%a %U" -- "$H/.ssh"',
+    "authkeys": 'F="$H/.ssh/authorized_keys"; ' + UFILE_CMD,
+    "scan": homes.SCAN,
     "hostkeys": "cat /etc/ssh/ssh_host_*_key.pub",
     "gate": f"F={render.GATE}; " + FILE_CMD,
     **account.PROBE,
@@ -131,28 +138,32 @@ def gate_state(web: Host, r: dict) -> FileState:
     return web.file_state(render.GATE, r["gate"].code, r["gate"].raw)
 
 
-def web_facts(session: Session, web: Host) -> tuple[str, str, FileState, dict]:
-    """(home, group, authorized_keys state, raw results) of the web user on ``web``.
+def web_facts(session: Session, web: Host) -> WebFacts:
+    """What is known of ``web``'s accounts: web.user's home and authorized_keys (read as web.user),
+    every account's authorized_keys, and the gate, sudo and host key facts.
 
     Read once per run: a later step (bootstrap's verify) reuses them unless this run changed the host.
     """
     return session.fact(f"web-facts:{web.name}", lambda: _read_web_facts(session, web))
 
 
-def _read_web_facts(session: Session, web: Host) -> tuple[str, str, FileState, dict]:
+def _read_web_facts(session: Session, web: Host) -> WebFacts:
     user = session.inv.web.user
     _, r = web.probe(commands=_WEB_PROBE, prelude=_web_prelude(user))
+    files = tuple(homes.parse_scan(r["scan"].stdout))
     if session.inv.web.dedicated and not r["account"].ok:  # push-key creates it
         home = account.home_of(user)
-        return home, user, FileState(f"{home}/.ssh/authorized_keys", exists=False), r
+        return WebFacts(user, home, user, FileState(f"{home}/.ssh/authorized_keys", exists=False), "", None, files, r)
     if not r["account"].ok or len(r["account"].stdout.split()) != 2:
         raise HostError(
             f"{web.label}: no account {user!r} (web.user in {session.inv.source}); create it or "
             "change web.user"
         )
     home, group = r["account"].stdout.split()
-    path = f"{home}/.ssh/authorized_keys"
-    return home, group, web.file_state(path, r["authkeys"].code, r["authkeys"].raw), r
+    keys = web.file_state(f"{home}/.ssh/authorized_keys", r["authkeys"].code, r["authkeys"].raw)
+    unsafe = homes.unsafe_reason(user, home, r["home"].stdout.strip(), r["sshdir"], keys)
+    sshdir = r["sshdir"].stdout.strip() if r["sshdir"].ok else ""
+    return WebFacts(user, home, group, keys, sshdir, unsafe, files, r)
 
 
 def expected_line(session: Session, key: PublicKey, ssh_version_text: str) -> str:
@@ -187,27 +198,27 @@ def push_key_step(session: Session, dry_run: bool) -> None:
         raise HostError(f"{session.db.label}: {inv.key.path}.pub does not exist; run `fab gen-key` first")
 
     def one(web: Host) -> list[str]:
-        home, group, state, r = web_facts(session, web)
-        if inv.web.dedicated and account.ensure_account(session, web, r, dry_run):
-            home, group, state, r = web_facts(session, web)  # read again: the account is new
-        pins = [authkeys.known_hosts_line(web.address, web.port, k) for k in host_keys(web, r["hostkeys"].stdout)]
+        f = web_facts(session, web)
+        if inv.web.dedicated and account.ensure_account(session, web, f.r, dry_run):
+            f = web_facts(session, web)  # read again: the account is new
+        if f.unsafe:
+            raise homes.refusal(web, f)
+        pins = [authkeys.known_hosts_line(web.address, web.port, k) for k in host_keys(web, f.r["hostkeys"].stdout)]
         if key is None:
             session.report(Outcome(web.name, "push-key", "would change",
-                                   f"{home}/.ssh/authorized_keys: add the line of the key gen-key creates"))
+                                   f"{f.keys.path}: add the line of the key gen-key creates"))
             return pins
         line = expected_line(session, key, web.server_version())
-        text = state.content.decode("utf-8", "surrogateescape")
-        new = authkeys.merge_line(text, line, key.blob, marker(session))
-        spec = FileSpec(f"{home}/.ssh/authorized_keys", new.encode("utf-8", "surrogateescape"), 0o600,
-                        owner=inv.web.user, group=group, parent_mode=0o700)
+        text = f.keys.content.decode("utf-8", "surrogateescape")
+        spec = homes.spec(f.keys, inv.web.user, f.group,
+                          authkeys.merge_line(text, line, key.blob, marker(session)))
         fix_dir = []
-        if r["sshdir"].ok and r["sshdir"].stdout.split() != ["700", inv.web.user]:
-            d = shlex.quote(f"{home}/.ssh")
-            fix_dir = [f"chown {shlex.quote(inv.web.user)} {d} && chmod 700 {d}"]
+        if f.sshdir and f.sshdir.split()[0] != "700":
+            fix_dir = [as_account(inv.web.user, f"chmod 700 -- {shlex.quote(f.home + '/.ssh')}")]
         # The gate (and its sudo rule) first: the line's forced command must work before the line exists.
         gate = FileSpec(render.GATE, render.gate(inv), 0o755, parent_mode=0o755)
-        specs, states = [gate], {gate.path: gate_state(web, r), spec.path: state}
-        sudoers = account.sudoers_state(web, r)
+        specs, states = [gate], {gate.path: gate_state(web, f.r), spec.path: f.keys}
+        sudoers = account.sudoers_state(web, f.r)
         if inv.web.dedicated:
             specs.append(account.sudoers_spec(session))
             states[sudoers.path] = sudoers
@@ -215,6 +226,7 @@ def push_key_step(session: Session, dry_run: bool) -> None:
             fix_dir.append(f"rm -f {render.SUDOERS}")
         apply_files(session, web, "push-key", [*specs, spec], states, dry_run, after=lambda _c: fix_dir,
                     ok_detail=f"{render.GATE} and the line in {spec.path}")
+        remove_stale(session, web, f, key.blob, dry_run)
         return pins
 
     results = session.each(session.webs, one)
@@ -225,6 +237,17 @@ def push_key_step(session: Session, dry_run: bool) -> None:
         else:
             pinned[web.name] = res
     pin_host_keys(session, pinned, dry_run)
+
+
+def remove_stale(session: Session, web: Host, facts: WebFacts, blob: str | None, dry_run: bool) -> None:
+    """Take svrchain's lines out of every account but web.user (left by an earlier web.user), each
+    file rewritten as its own account; one "stale-lines" line when there were any."""
+    files = homes.stale(facts, blob, marker(session), facts.user)
+    changes = homes.without_ours(web, files, blob, marker(session))
+    if changes:
+        where = ", ".join(f"{c.spec.runas} ({c.spec.path})" for c in changes)
+        apply_changes(session, web, "stale-lines", changes, dry_run,
+                      f"remove svrchain's line from {where}: web.user is {facts.user}")
 
 
 def pin_host_keys(session: Session, pinned: dict[str, list[str]], dry_run: bool) -> None:
@@ -258,6 +281,6 @@ def push_key(c: Context, dry_run: bool = False) -> None:
     the key is replaced, other lines are kept byte for byte. Also pins every web server's host key
     (read from itself) in the DB server's known_hosts for the trigger. --dry-run shows the diffs.
     """
-    with Session.open() as s:
+    with Session.open(lock=not dry_run) as s:
         s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
         s.run_steps("push-key", [("push-key", lambda: push_key_step(s, dry_run))])

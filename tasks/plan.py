@@ -21,6 +21,8 @@ class FileState:
     mode: int | None = None
     owner: str | None = None
     group: str | None = None
+    # Why svrchain will not touch it (a symbolic link, another account's file in a home), or None.
+    unsafe: str | None = None
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,9 @@ class FileSpec:
     # A check of the new content before it takes the old file's place: a shell command run on the
     # host with the temp file as $1 (e.g. 'visudo -cq -f "$1"'); a failure leaves the old file.
     validate: str | None = None
+    # The account whose home holds the file: every step of the write then runs as that account
+    # (root never acts through a path the account controls); owner is that account.
+    runas: str | None = None
 
     @property
     def sha256(self) -> str:

@@ -50,28 +50,70 @@ class HostError(SvrchainError):
     """Something failed on one host; the message names the host."""
 
 
+# Run a command as an account (never as root through a path that account controls).
+_AS = r"""
+as() {
+    u=$1; shift
+    if [ "$u" = root ]; then "$@"; else setpriv --reuid="$u" --regid="$(id -g -- "$u")" --init-groups -- "$@"; fi
+}
+"""
+
+
+def as_account(user: str, command: str) -> str:
+    """``command`` (shell words, already quoted) run as ``user`` rather than root."""
+    if user == "root":
+        return command
+    u = shlex.quote(user)
+    return f'setpriv --reuid={u} --regid="$(id -g -- {u})" --init-groups -- {command}'
+
 # The atomic write, run on the host with the content on stdin: temp file in the same directory,
 # checksum checked (a cut connection never yields a half-written file), owner and mode set, the
 # content validated when the spec says how, a backup of the old file kept, then one rename.
-_WRITE = r"""
+# With an account ($8), the file is in that account's home: a symbolic link or another owner on the
+# way is refused before anything changes, and every step that touches the home runs as the account
+# itself, so nothing the account plants (a link, a swapped temp file) can make root act elsewhere.
+_WRITE = _AS + r"""
 set -eu
-f=$1; mode=$2; owner=$3; sum=$4; backups=$5; pmode=$6; validate=${7:--}
+f=$1; mode=$2; owner=$3; sum=$4; backups=$5; pmode=$6; validate=${7:--}; runas=${8:--}
 d=$(dirname -- "$f")
+if [ "$runas" = - ]; then
+    run() { "$@"; }
+else
+    run() { as "$runas" "$@"; }
+    for p in "$d" "$f"; do
+        if [ -L "$p" ]; then
+            echo "$p is a symbolic link; svrchain never follows links in $runas's home:" \
+                "remove it (after checking who made it and why), then run again" >&2
+            exit 6
+        fi
+        o=$(stat -c %U -- "$p" 2>/dev/null) || continue
+        if [ "$o" != "$runas" ]; then
+            echo "$p is owned by $o, not $runas; svrchain acts in $runas's home only as $runas:" \
+                "give it back to $runas (after checking why), then run again" >&2
+            exit 6
+        fi
+    done
+fi
 if [ ! -d "$d" ]; then
     [ "$pmode" != - ] || { echo "directory $d does not exist" >&2; exit 3; }
-    mkdir -p -m "$pmode" -- "$d"
-    chown "$owner" "$d"
+    if [ "$runas" = - ]; then
+        mkdir -p -m "$pmode" -- "$d"
+        chown -h "$owner" "$d"
+    elif ! out=$(run mkdir -m "$pmode" -- "$d" 2>&1); then
+        echo "$runas cannot create $d ($out); create it owned by $runas, mode $pmode" >&2
+        exit 3
+    fi
 fi
-tmp=$(mktemp "$d/.svrchain.XXXXXX")
-trap 'rm -f -- "$tmp"' EXIT
-cat >"$tmp"
-got=$(sha256sum <"$tmp" | cut -d' ' -f1)
+tmp=$(run mktemp "$d/.svrchain.XXXXXX")
+trap 'run rm -f -- "$tmp"' EXIT
+run sh -c 'cat >"$1"' svrchain "$tmp"
+got=$(run sha256sum -- "$tmp" | cut -d' ' -f1)
 if [ "$got" != "$sum" ]; then
     echo "the file arrived incomplete (checksum differs); $f was left as it was" >&2
     exit 4
 fi
-chown "$owner" "$tmp"
-chmod "$mode" "$tmp"
+[ "$runas" != - ] || chown -h "$owner" "$tmp"
+run chmod "$mode" -- "$tmp"
 if [ "$validate" != - ] && ! out=$(sh -c "$validate" validate "$tmp" 2>&1); then
     echo "the new content was rejected ($(echo "$out" | sed -n '/[^[:space:]]/{p;q}')); $f was left as it was" >&2
     exit 5
@@ -79,9 +121,10 @@ fi
 sync "$tmp" 2>/dev/null || sync
 if [ -e "$f" ]; then
     mkdir -p -m 700 "$backups"
-    cp -p -- "$f" "$backups/$(echo "$f" | tr / %).$(date +%Y%m%dT%H%M%S.%N)"
+    b="$backups/$(echo "$f" | tr / %).$(date +%Y%m%dT%H%M%S.%N)"
+    if [ "$runas" = - ]; then cp -p -- "$f" "$b"; else (umask 077; run cat -- "$f" >"$b"); fi
 fi
-mv -f -- "$tmp" "$f"
+run mv -f -- "$tmp" "$f"
 trap - EXIT
 """
 
@@ -97,25 +140,51 @@ for f; do
 done
 """
 
+# Held for as long as the admin's connection lives (cat ends when the channel closes): two changing
+# runs, by two admins, never interleave on one host. The directory is root's alone.
+LOCK_DIR = "/run/svrchain"
+_HOST_LOCK = r"""
+d=$1; wait=$2
+[ -d "$d" ] || mkdir -m 700 -- "$d" || exit 3
+if [ -L "$d" ] || [ "$(stat -c '%U %a' -- "$d")" != "root 700" ]; then
+    echo "$d is not a directory only root can use (it is $(stat -c '%F, %U, %a' -- "$d")); remove it" >&2
+    exit 3
+fi
+exec flock -w "$wait" "$d/admin.lock" sh -c 'echo locked; exec cat >/dev/null'
+"""
+LOCK_WAIT = 60
+
 # Facts: every section runs in a subshell of one shell (no exec of its own) and leaves its output
 # and exit code in a temp directory, sent back as one tar stream: one round trip, any bytes.
-_PROBE_HEAD = r"""
+_PROBE_HEAD = _AS + r"""
 d=$(mktemp -d) || exit 1
 trap 'rm -rf "$d"' EXIT
 sec() { ( eval "$2" ) >"$d/$1" 2>&1; echo $? >"$d/$1.rc"; }
 file() { if [ -f "$1" ]; then stat -c '%a %U %G' -- "$1" && cat -- "$1"; else return 44; fi; }
+# A file or directory in account $1's home ($2): never through a link, never one another account
+# owns; the file is read as the account itself. Exit 45 (with the reason) when it is unsafe.
+upath() {
+    [ -L "$2" ] && { echo "is a symbolic link"; return 45; }
+    [ -e "$2" ] || return 44
+    o=$(stat -c %U -- "$2") && [ "$o" = "$1" ] || { echo "is owned by $o, not $1"; return 45; }
+}
+ufile() { upath "$@" || return; stat -c '%a %U %G' -- "$2" && as "$1" cat -- "$2"; }
 """
 _PROBE_TAIL = 'cd "$d" && tar cf - .'
 
 # A file read as a probe command, for a path only known on the host ($F): see Host.file_state.
 FILE_CMD = 'file "$F"'
+# The same for a file in account $U's home, read as $U (see upath/ufile above).
+UFILE_CMD = 'ufile "$U" "$F"'
 
 
 class Host:
     """One inventory host and its (single, lazily opened) SSH connection."""
 
-    def __init__(self, session: Session, name: str, role: str, address: str, port: int, user: str):
+    def __init__(self, session: Session, name: str, role: str, address: str, port: int, user: str,
+                 locks: bool = False):
         self.session = session
+        self.locks = locks  # hold svrchain's lock on the host while connected (changing runs)
         self.name = name
         self.role = role
         self.address = address
@@ -206,7 +275,31 @@ class Host:
             raise HostError(f"{self.label}: SSH failed: {exc}") from None
         except OSError as exc:
             raise HostError(f"{self.label}: the SSH connection failed: {exc.strerror or exc}") from None
+        if self.locks:
+            self._take_host_lock(conn)
         return conn
+
+    def _take_host_lock(self, conn: Connection) -> None:
+        """Take svrchain's lock on the host, held until the connection closes (one more channel)."""
+        command = "sh -c " + shlex.quote(_HOST_LOCK) + f" svrchain {LOCK_DIR} {LOCK_WAIT}"
+        if self.user != "root":
+            command = "sudo -n " + command
+        try:
+            chan = conn.client.get_transport().open_session(timeout=30)
+            chan.settimeout(LOCK_WAIT + 30)
+            chan.exec_command(command)
+            said = chan.makefile("rb").readline()
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            conn.close()
+            raise HostError(f"{self.label}: taking svrchain's lock failed: {exc}") from None
+        if said.strip() != b"locked":
+            err = chan.makefile_stderr("rb").read().decode(errors="replace").strip()
+            conn.close()
+            why = err.splitlines()[-1] if err else (
+                f"another svrchain run still holds {LOCK_DIR}/admin.lock after {LOCK_WAIT}s; let it finish, "
+                "then run again")
+            raise HostError(f"{self.label}: {why}")
+        self._lock_channel = chan  # closing the connection releases it
 
     def server_version(self) -> str:
         """The host's sshd version from its SSH banner (e.g. ``SSH-2.0-OpenSSH_9.2p1 Debian-2``)."""
@@ -293,6 +386,8 @@ class Host:
         """A file's state from the output of ``FILE_CMD`` (mode/owner line, then the bytes)."""
         if rc == 44:
             return FileState(path, exists=False)
+        if rc == 45:
+            return FileState(path, exists=True, unsafe=raw.decode(errors="replace").strip())
         if rc != 0:
             raise HostError(f"{self.label}: cannot read {path}: {raw.decode(errors='replace').strip()}")
         meta, _, content = raw.partition(b"\n")
@@ -304,7 +399,8 @@ class Host:
         spec = change.spec
         parent = f"{spec.parent_mode:o}" if spec.parent_mode else "-"
         self.check(_WRITE, spec.path, f"{spec.mode:o}", f"{spec.owner}:{spec.group}", spec.sha256,
-                   BACKUP_DIR, parent, spec.validate or "-", stdin=spec.content, what=f"writing {spec.path}")
+                   BACKUP_DIR, parent, spec.validate or "-", spec.runas or "-", stdin=spec.content,
+                   what=f"writing {spec.path}")
 
     def remove(self, *paths: str) -> None:
         """Remove files (a copy of each kept in the backup directory)."""
@@ -320,14 +416,15 @@ class Host:
             self.check('rm -f -- "$1"', state.path, what=f"removing {state.path}")
 
     def twin(self) -> Host:
-        """Another handle on the same host, for a fresh connection (e.g. to prove a login still works)."""
+        """Another handle on the same host, for a fresh connection (e.g. to prove a login still works);
+        it does not take the host's lock, which this run already holds."""
         return Host(self.session, self.name, self.role, self.address, self.port, self.user)
 
 
 class Session:
     """One run: the inventory, its hosts, one connection each, and the outcome report."""
 
-    def __init__(self, inv: inventory.Inventory, out=None):
+    def __init__(self, inv: inventory.Inventory, out=None, lock: bool = False):
         self.inv = inv
         self.out = out or sys.stdout
         self.identity = inv.path(inv.connect.identity)
@@ -338,16 +435,17 @@ class Session:
         self._print_lock = threading.Lock()
         self._prefetcher: ThreadPoolExecutor | None = None
         c = inv.connect
-        self.db = Host(self, inv.db.name, "db", inv.db.address, inv.db.port or c.port, inv.db.user or c.user)
-        self.webs = [Host(self, s.name, "web", s.address, s.port or c.port, s.user or c.user)
+        self.db = Host(self, inv.db.name, "db", inv.db.address, inv.db.port or c.port, inv.db.user or c.user, lock)
+        self.webs = [Host(self, s.name, "web", s.address, s.port or c.port, s.user or c.user, lock)
                      for s in inv.web.servers]
 
     @classmethod
-    def open(cls, path: Path | None = None) -> Session:
-        """Load ``.env`` and the inventory, check the local files it names, and start a session."""
+    def open(cls, path: Path | None = None, lock: bool = False) -> Session:
+        """Load ``.env`` and the inventory, check the local files it names, and start a session;
+        with ``lock``, each host is locked against other changing runs while connected."""
         load_dotenv(find_dotenv(usecwd=True))
         inv = inventory.load(path)
-        s = cls(inv)
+        s = cls(inv, lock=lock)
         if not s.identity.is_file():
             raise inventory.InventoryError(
                 f"{inv.source}: connect.identity: {s.identity} does not exist; point it at the admin's private key"
@@ -470,6 +568,12 @@ def apply_files(session: Session, host: Host, step: str, specs: list[FileSpec],
     if not changes and not commands:
         return session.report(Outcome(host.name, step, "ok", ok_detail))
     detail = ", ".join([f"{c.spec.path} ({', '.join(c.reasons)})" for c in changes] + commands)
+    return apply_changes(session, host, step, changes, dry_run, detail, commands)
+
+
+def apply_changes(session: Session, host: Host, step: str, changes: list[FileChange], dry_run: bool,
+                  detail: str, commands: Iterable[str] = ()) -> Outcome:
+    """Show (dry run) or write ``changes`` and run ``commands``; report one line for the step."""
     diffs = [c.diff() for c in changes if c.diff()]
     if dry_run:
         return session.report(Outcome(host.name, step, "would change", detail, diffs), show_diff=True)

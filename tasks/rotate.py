@@ -6,23 +6,23 @@ import shlex
 
 from invoke import Context
 
-from tasks import authkeys
+from tasks import authkeys, homes
 from tasks.base import svr_task
 from tasks.keys import db_public_key, expected_line, keygen_script, marker, web_facts
-from tasks.plan import FileSpec, Outcome
+from tasks.plan import Outcome
 from tasks.remote import Host, HostError, Session, apply_files
 
 
 def _set_line(session: Session, web: Host, step: str, edit) -> None:
-    """Rewrite ``web``'s authorized_keys with ``edit(text) -> text`` (atomic, backed up, reported)."""
-    home, group, state, _r = web_facts(session, web)
-    text = edit(state.content.decode("utf-8", "surrogateescape"))
-    spec = FileSpec(state.path, text.encode("utf-8", "surrogateescape"), 0o600, owner=session.inv.web.user,
-                    group=group, parent_mode=0o700)
-    apply_files(session, web, step, [spec], {spec.path: state}, False, ok_detail=f"{home}/.ssh/authorized_keys")
+    """Rewrite ``web``'s authorized_keys with ``edit(text) -> text`` (as web.user, atomic, backed up)."""
+    f = web_facts(session, web)
+    if f.unsafe:
+        raise homes.refusal(web, f)
+    spec = homes.spec(f.keys, session.inv.web.user, f.group, edit(f.keys.content.decode("utf-8", "surrogateescape")))
+    apply_files(session, web, step, [spec], {spec.path: f.keys}, False, ok_detail=f.keys.path)
 
 
-def _works(session: Session, web: Host, key_path: str) -> bool:
+def key_works(session: Session, web: Host, key_path: str) -> bool:
     """Whether ``key_path`` on the DB server gets this web server's gate to answer ``status``."""
     inv = session.inv
     cmd = (f"ssh -n -i {shlex.quote(key_path)} -p {web.port} -o BatchMode=yes -o IdentitiesOnly=yes "
@@ -51,7 +51,7 @@ def rotate_key_step(session: Session, dry_run: bool) -> None:
         line = expected_line(session, new, web.server_version())
         _set_line(session, web, "add-new-line",
                   lambda t: authkeys.merge_line(t, line, new.blob, marker(session), keep=frozenset({old.blob})))
-        return _works(session, web, new_path)
+        return key_works(session, web, new_path)
 
     results = session.each(session.webs, add)
     failed = [w for w, ok in zip(session.webs, results, strict=True) if ok is not True]
@@ -80,6 +80,6 @@ def rotate_key(c: Context, dry_run: bool = False) -> None:
     old key, and the old lines are removed. If the new key fails anywhere, its lines are removed and
     the old key stays in place. --dry-run shows the plan.
     """
-    with Session.open() as s:
+    with Session.open(lock=not dry_run) as s:
         s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
         s.run_steps("rotate-key", [("rotate-key", lambda: rotate_key_step(s, dry_run))])

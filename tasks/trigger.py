@@ -35,5 +35,5 @@ def install_svr_restart(c: Context, dry_run: bool = False) -> None:
     (BatchMode, pinned known_hosts, connect timeout, retries with backoff), logs each result to
     syslog and its log file, and exits non-zero if any web server failed. --dry-run shows the diff.
     """
-    with Session.open() as s:
+    with Session.open(lock=not dry_run) as s:
         s.run_steps("install-svr-restart", [("install-svr-restart", lambda: install_svr_restart_step(s, dry_run))])

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 from invoke import Context
 
-from tasks import account, authkeys, harden, render, sshd, sysv
+from tasks import account, authkeys, harden, homes, render, sshd, sysv
 from tasks.base import svr_task
 from tasks.dbora import detect_init
 from tasks.keys import db_public_key, marker, web_facts
-from tasks.plan import FileChange, FileSpec, Outcome, file_change
+from tasks.plan import FileChange, FileSpec, Outcome
 from tasks.remote import BACKUP_DIR, Host, HostError, Session
 
 # $1: a path. Prints the first backup svrchain kept of it, if that backup is not svrchain's own
@@ -100,9 +100,13 @@ def db_plan(session: Session) -> list[Action]:
     service(inv.trigger.name, paths["trigger-init"], paths["trigger-unit"], render.trigger_unit(inv), "")
     if not inv.db.unit:
         service(inv.db.service, paths["db-init"], paths["db-unit"], render.db_unit(inv), r["orig-init"].stdout.strip())
-    for k in ("trigger-script", "db-impl", "key", "key-pub", "key-new", "key-new-pub", "known-hosts"):
+    for k in ("trigger-script", "db-impl", "key-pub", "key-new-pub", "known-hosts"):
         if paths.get(k) in present:
             actions.append(Action(f"remove {paths[k]}", (paths[k],)))
+    for k in ("key", "key-new"):  # a private key is never copied anywhere: a backup of it would still work
+        if paths[k] in present:
+            actions.append(Action(f"remove {paths[k]} (a private key: not backed up)",
+                                  command=f"rm -f -- {shlex.quote(paths[k])}"))
     for d in r["state"].stdout.split():
         actions.append(Action(f"remove {d}", command=f"rm -rf {shlex.quote(d)}"))
     if actions:
@@ -116,47 +120,44 @@ def db_plan(session: Session) -> list[Action]:
     return actions
 
 
-def web_plan(session: Session, web: Host, key: authkeys.PublicKey | None) -> tuple[list[Action], FileChange | None]:
-    """What uninstall does on a web server (and the authorized_keys edit, if any)."""
+def web_plan(session: Session, web: Host, key: authkeys.PublicKey | None) -> tuple[list[Action], list[FileChange]]:
+    """What uninstall does on a web server (and the authorized_keys edits, each as its account)."""
     inv = session.inv
-    home, _group, keys_state, r = web_facts(session, web)
+    f = web_facts(session, web)
     actions: list[Action] = []
-    edit = None
     user = shlex.quote(inv.web.user)
-    if r["account"].ok and r["gecos"].stdout.strip() == render.ACCOUNT_COMMENT:
-        actions.append(Action(f"remove the account {inv.web.user} and its home {home} (push-key created them)",
+    created = f.r["account"].ok and f.r["gecos"].stdout.strip() == render.ACCOUNT_COMMENT
+    if created:
+        actions.append(Action(f"remove the account {inv.web.user} and its home {f.home} (push-key created them)",
                               command=f"userdel -r {user} 2>/dev/null || userdel {user}"))
-    elif keys_state.exists:
-        text = keys_state.content.decode("utf-8", "surrogateescape")
-        new = authkeys.remove_lines(text, key.blob if key else "", marker(session))
-        if new != text:
-            edit = file_change(FileSpec(keys_state.path, new.encode("utf-8", "surrogateescape"),
-                                        keys_state.mode or 0o600, keys_state.owner or inv.web.user,
-                                        keys_state.group or inv.web.user), keys_state)
-    sudoers = account.sudoers_state(web, r)
+    # svrchain's line in every account (web.user's too, unless its home goes with it).
+    blob = key.blob if key else None
+    files = homes.stale(f, blob, marker(session), inv.web.user if created else None)
+    edits = homes.without_ours(web, files, blob, marker(session))
+    sudoers = account.sudoers_state(web, f.r)
     if sudoers.exists and render.MARK.encode() in sudoers.content:
         actions.append(Action(f"remove {render.SUDOERS}", (render.SUDOERS,)))
-    if r["gate"].ok:
+    if f.r["gate"].ok:
         actions.append(Action(f"remove {render.GATE}", (render.GATE,)))
-    if r["statedir"].ok:
+    if f.r["statedir"].ok:
         actions.append(Action(f"remove {render.GATE_STATE}",
                               command=f"rm -rf {render.GATE_STATE}; rmdir /var/lib/svrchain 2>/dev/null; true"))
-    return actions, edit
+    return actions, edits
 
 
-def _apply(session: Session, host: Host, actions: list[Action], edit: FileChange | None, dry_run: bool) -> None:
+def _apply(session: Session, host: Host, actions: list[Action], edits: list[FileChange], dry_run: bool) -> None:
     """Report, and (unless dry) carry out, one host's actions."""
-    said = ([f"remove svrchain's line from {edit.spec.path}"] if edit else []) + [a.what for a in actions if a.what]
+    said = [f"remove svrchain's line from {e.spec.path}" for e in edits] + [a.what for a in actions if a.what]
     if not said:
         session.report(Outcome(host.name, "uninstall", "ok", "nothing of svrchain's here"))
         return
-    diffs = [edit.diff()] if edit else []
+    diffs = [e.diff() for e in edits]
     if dry_run:
         session.report(Outcome(host.name, "uninstall", "would change", "; ".join(said), diffs), show_diff=True)
         return
     try:
-        if edit:
-            host.write(edit)
+        for e in edits:
+            host.write(e)
         for a in actions:
             if a.remove:
                 host.remove(*a.remove)
@@ -202,7 +203,7 @@ def uninstall_step(session: Session, dry_run: bool, with_sshd: bool) -> None:
     def one(host: Host) -> None:
         try:
             if host is session.db:
-                _apply(session, host, db_plan(session), None, dry_run)
+                _apply(session, host, db_plan(session), [], dry_run)
             else:
                 _apply(session, host, *web_plan(session, host, key), dry_run)
                 if with_sshd:
@@ -224,7 +225,7 @@ def uninstall(c: Context, sshd: bool = False, dry_run: bool = False) -> None:
     /var/backups/svrchain stay. --sshd also takes out harden-sshd's setting (checked, reloaded,
     rolled back if a fresh login fails). --dry-run shows what would go.
     """
-    with Session.open() as s:
+    with Session.open(lock=not dry_run) as s:
         s.prefetch([s.db])
         s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
         uninstall_step(s, dry_run, sshd)

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from invoke import Context
 from tabulate import tabulate
 
-from tasks import account, authkeys, render, sysv
+from tasks import account, authkeys, homes, render, sysv
 from tasks.attacks import Row, run_attacks
 from tasks.base import svr_task
 from tasks.dbora import detect_init
 from tasks.errors import SvrchainError
-from tasks.keys import db_public_key, expected_line, gate_state, host_keys, marker, web_facts
+from tasks.keys import PUB_MODE, db_public_key, expected_line, gate_state, host_keys, marker, web_facts
 from tasks.plan import FileState
 from tasks.remote import Host, HostError, Session
 
@@ -47,17 +47,21 @@ def _registration(host: str, name: str, links: dict[str, str]) -> Check:
 def web_checks(session: Session, web: Host, key: authkeys.PublicKey | None, db_up: bool
                ) -> tuple[list[Check], list[str]]:
     """The web server's checks against the DB's ``key``, and its host keys as known_hosts lines."""
-    user = session.inv.web.user
-    home, _group, state, r = web_facts(session, web)
-    checks = [_file_check(web.name, "gate", gate_state(web, r), render.gate(session.inv), 0o755)]
-    if session.inv.web.dedicated:
-        checks.append(_file_check(web.name, "sudo rule", account.sudoers_state(web, r),
-                                  render.sudoers(session.inv), 0o440))
-        checks.append(Check(web.name, "least privilege", *account.sudo_check(session, r)))
-    pins = [authkeys.known_hosts_line(web.address, web.port, k) for k in host_keys(web, r["hostkeys"].stdout)]
+    inv = session.inv
+    user = inv.web.user
+    f = web_facts(session, web)
+    checks = [_file_check(web.name, "gate", gate_state(web, f.r), render.gate(inv), 0o755)]
+    if inv.web.dedicated:
+        checks.append(_file_check(web.name, "sudo rule", account.sudoers_state(web, f.r), render.sudoers(inv), 0o440))
+        checks.append(Check(web.name, "least privilege", *account.sudo_check(session, f.r)))
+    pins = [authkeys.known_hosts_line(web.address, web.port, k) for k in host_keys(web, f.r["hostkeys"].stdout)]
+    state = f.keys
     if key is None:
         why = "the DB server has no key yet" if db_up else "cannot check: the DB server is unreachable"
         checks.append(Check(web.name, "authorized_keys", False, why))
+    elif f.unsafe:
+        checks.append(Check(web.name, "authorized_keys", False, f"UNSAFE: {f.unsafe}; svrchain will not touch it: "
+                                                                 "check who made it and why, then remove it"))
     elif not state.exists:
         checks.append(Check(web.name, "authorized_keys", False, f"{state.path} missing"))
     else:
@@ -70,12 +74,32 @@ def web_checks(session: Session, web: Host, key: authkeys.PublicKey | None, db_u
         else:
             checks.append(Check(web.name, "authorized_keys", False,
                                 f"{len(found)} line(s) for the key, not exactly the expected one"))
-        modes_ok = state.mode == 0o600 and state.owner == user and r["sshdir"].stdout.split() == ["700", user]
+        modes_ok = state.mode == 0o600 and state.owner == user and f.sshdir.split() == ["700", user]
         checks.append(Check(web.name, "modes", modes_ok,
-                            f"{home}/.ssh 700, authorized_keys 600, owner {user}" if modes_ok else
-                            f"{home}/.ssh is {r['sshdir'].stdout.strip()}, authorized_keys is "
+                            f"{f.home}/.ssh 700, authorized_keys 600, owner {user}" if modes_ok else
+                            f"{f.home}/.ssh is {f.sshdir or 'missing'}, authorized_keys is "
                             f"{state.mode:o} {state.owner}; want 700/600 {user}"))
+    checks += account_checks(session, web, f, key)
     return checks, pins
+
+
+def account_checks(session: Session, web: Host, f: homes.WebFacts, key: authkeys.PublicKey | None) -> list[Check]:
+    """No line of svrchain's in any other account; no other line that restarts the web server from
+    the DB server around the gate."""
+    inv = session.inv
+    blob = key.blob if key else None
+    stale = homes.stale(f, blob, marker(session), inv.web.user)
+    old = homes.legacy(f, blob, marker(session), inv.web.restart_command.split()[0], inv.db.from_addresses)
+    return [
+        Check(web.name, "other accounts", not stale,
+              f"no line of svrchain's outside {inv.web.user}" if not stale else
+              f"svrchain's line is also in {', '.join(f'{s.user} ({s.path})' for s in stale)}, which is not "
+              f"web.user ({inv.web.user}): run `fab push-key` to remove it"),
+        Check(web.name, "legacy keys", not old,
+              "no other line restarts the web server from the DB server" if not old else
+              "; ".join(x.where() for x in old)[:400] + ": it bypasses the gate; retire it with "
+              "`fab bootstrap --adopt`"),
+    ]
 
 
 def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
@@ -91,6 +115,7 @@ def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
     kp = shlex.quote(inv.key.path)
     states, r = db.probe(list(files.values()), {
         **sysv.PROBE, "priv": f"stat -c '%a %U' {kp}", "derived": f"ssh-keygen -y -P '' -f {kp}",
+        "pubmode": f"stat -c '%a %U' {kp}.pub",
         "enabled": f"systemctl is-enabled {unit} {tunit}",
         "order": f"systemctl show -p After -p PartOf {tunit}; systemctl show -p Wants {unit}",
     })
@@ -136,8 +161,10 @@ def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
         checks.append(Check(name, "key", False, f"{inv.key.path}.pub does not match the private key"))
     elif r["priv"].stdout.split() != ["600", "root"]:
         checks.append(Check(name, "key", False, f"{inv.key.path} is {r['priv'].stdout.strip()}, want 600 root"))
+    elif r["pubmode"].stdout.split() != PUB_MODE:
+        checks.append(Check(name, "key", False, f"{inv.key.path}.pub is {r['pubmode'].stdout.strip()}, want 644 root"))
     else:
-        checks.append(Check(name, "key", True, f"{inv.key.path} {key.type} {key.fingerprint}, 600"))
+        checks.append(Check(name, "key", True, f"{inv.key.path} {key.type} {key.fingerprint}, 600 (.pub 644)"))
     kh = f["kh"]
     have = set(kh.content.decode(errors="replace").splitlines()) if kh.exists else set()
     missing = [w for w, lines in pins.items() if not set(lines) <= have]

@@ -121,6 +121,9 @@ def test_restart_chain_repairs_a_web_server_the_chain_missed(chain):
     assert apache_start(chain, "web2")[0] != before[0]
     log = chain.host("db").file("/var/log/svr_restart.log").content_string
     assert "web2 (198.18.0.22): FAILED after 3 attempts" in log
+    # The repair went through the gate, like the chain's restarts: its lock, its log.
+    assert "svr-restart-gate: from restart-chain: restart: exit 0" in chain.wait_log(
+        "web2", "svr-restart-gate: from restart-chain: restart: exit 0")
     assert chain.fab("push-key").returncode == 0
 
 
