@@ -26,69 +26,106 @@ from pydantic import (
 from tasks.errors import SvrchainError
 
 DEFAULT_INVENTORY = Path(__file__).resolve().parent.parent / "inventory" / "lab.yaml"
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-# What may appear inside command="..." of authorized_keys and a shell word list: no quotes that
-# would end the option, no newlines that would start a new key line.
-COMMAND_RE = re.compile(r'^[^"\\\n\r]+$')
-HOSTNAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
-SERVICE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")
-ABS_PATH_RE = re.compile(r"^/[A-Za-z0-9_./@+-]*$")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# An account that goes into a sudo rule (where "ALL" is a keyword) and a shell: the portable set.
+ACCOUNT_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+# What web.restart_command may contain besides printable characters (it is also a sudo rule's
+# command line): no double quotes or backslashes.
+COMMAND_RE = re.compile(r'[^"\\]+')
+HOSTNAME_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
+SERVICE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]*")
+ABS_PATH_RE = re.compile(r"/[A-Za-z0-9_./@+-]*")
 # A word of a command that sudo runs as given (no shell): what sudoers can match without quoting.
-SUDO_WORD_RE = re.compile(r"^[A-Za-z0-9_./@+=:,-]+$")
-SSHD_LINE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]* +[ -~]+$")
+SUDO_WORD_RE = re.compile(r"[A-Za-z0-9_./@+=:,-]+")
+SSHD_LINE_RE = re.compile(r"[A-Za-z][A-Za-z0-9]* +[ -~]+")
 
 
 class InventoryError(SvrchainError):
     """The inventory file is missing, unreadable or invalid."""
 
 
+def _one_word(v: str) -> str:
+    """Refuse what would change the shape of a shell line or an authorized_keys line."""
+    if any(ch.isspace() or not ch.isprintable() for ch in v):
+        raise ValueError("must not contain spaces, tabs, newlines or other control characters")
+    return v
+
+
 def _name(v: str) -> str:
-    if not NAME_RE.match(v):
+    if not NAME_RE.fullmatch(_one_word(v)):
         raise ValueError("use letters, digits, '.', '_' or '-' (e.g. web1)")
     return v
 
 
+def _account(v: str) -> str:
+    if not ACCOUNT_RE.fullmatch(_one_word(v)):
+        raise ValueError(
+            "must be an account name: lower-case letters, digits, '_' or '-', starting with a lower-case "
+            "letter or '_', at most 32 characters (e.g. svr-restart)"
+        )
+    return v
+
+
+def _ip_text(v: str) -> str:
+    """Text that may be parsed as an IP address: one word, no IPv6 scope ID (whose text is free)."""
+    if "%" in _one_word(v):
+        raise ValueError("must not have an IPv6 scope ID ('%...'); give the address without it")
+    return v
+
+
 def _address(v: str) -> str:
+    """An IP address, stored in canonical form (what is rendered), or a host name."""
+    _ip_text(v)
     try:
-        ipaddress.ip_address(v)
-        return v
+        return str(ipaddress.ip_address(v))
     except ValueError:
-        if HOSTNAME_RE.match(v) and len(v) <= 253:
+        if HOSTNAME_RE.fullmatch(v) and len(v) <= 253:
             return v
     raise ValueError("must be an IP address or a host name")
 
 
 def _from_entry(v: str) -> str:
+    """An IP address or network for from=, stored in canonical form."""
+    _ip_text(v)
     try:
-        ipaddress.ip_network(v, strict=True)
+        net = ipaddress.ip_network(v, strict=True)
     except ValueError:
         raise ValueError(
             "from= takes IP addresses (or networks like 198.18.0.0/24): sshd does not resolve "
             "names by default"
         ) from None
-    return v
+    return str(net) if "/" in v else str(net.network_address)
 
 
 def _command(v: str) -> str:
-    if not v.strip() or not COMMAND_RE.match(v):
-        raise ValueError('must be one line without double quotes or backslashes (it goes in command="...")')
+    if not v.strip() or not COMMAND_RE.fullmatch(v) or not v.isprintable():
+        raise ValueError("must be one line without double quotes, backslashes, tabs or other control characters")
+    return v
+
+
+def _shell_line(v: str) -> str:
+    if not v.strip() or not v.isprintable():
+        raise ValueError(
+            "must be one shell command line (run with sh -c): not empty, no newlines, tabs or other "
+            "control characters; quotes, pipes and redirections are fine"
+        )
     return v
 
 
 def _abs_path(v: str) -> str:
-    if not ABS_PATH_RE.match(v) or "/../" in v + "/":
+    if not ABS_PATH_RE.fullmatch(v) or "/../" in v + "/":
         raise ValueError("must be an absolute path without spaces (e.g. /root/.ssh/svr_restart_key)")
     return v
 
 
 def _sshd_line(v: str) -> str:
-    if not SSHD_LINE_RE.match(v) or v.split()[0].lower() in {"match", "include"}:
+    if not SSHD_LINE_RE.fullmatch(v) or v.split()[0].lower() in {"match", "include"}:
         raise ValueError("must be one sshd_config line 'Keyword value' (no Match or Include), e.g. 'MaxAuthTries 3'")
     return v
 
 
 def _service(v: str) -> str:
-    if not SERVICE_RE.match(v):
+    if not SERVICE_RE.fullmatch(v):
         raise ValueError("must be a service name such as dbora or oracle.service")
     return v
 
@@ -97,6 +134,8 @@ Name = Annotated[str, AfterValidator(_name)]
 Address = Annotated[str, AfterValidator(_address)]
 FromEntry = Annotated[str, AfterValidator(_from_entry)]
 Command = Annotated[str, AfterValidator(_command)]
+ShellLine = Annotated[str, AfterValidator(_shell_line)]
+Account = Annotated[str, AfterValidator(_account)]
 AbsPath = Annotated[str, AfterValidator(_abs_path)]
 Service = Annotated[str, AfterValidator(_service)]
 SshdLine = Annotated[str, AfterValidator(_sshd_line)]
@@ -125,7 +164,7 @@ class Ready(Strict):
 
     port: Port | None = None
     host: Address = "127.0.0.1"
-    command: Command | None = None
+    command: ShellLine | None = None
     timeout: Seconds = 300
     interval: Annotated[float, Field(gt=0, le=60, strict=False)] = 1
 
@@ -140,7 +179,7 @@ class Oracle(Strict):
     """Settings of the built-in template of Oracle's documented dbora script."""
 
     home: AbsPath
-    owner: Name = "oracle"
+    owner: Account = "oracle"
 
 
 class Db(Strict):
@@ -217,7 +256,7 @@ class WebServer(Strict):
 class Web(Strict):
     """The web servers and what the key may run on them."""
 
-    user: Name = "root"
+    user: Account = "root"
     restart_command: Command = "/etc/init.d/httpd restart"
     health_timeout: Seconds = 30
     servers: list[WebServer] = Field(min_length=1)
@@ -230,11 +269,18 @@ class Web(Strict):
     @model_validator(mode="after")
     def _sudo_command(self) -> Web:
         words = self.restart_command.split()
-        if self.dedicated and not (words[0].startswith("/") and all(SUDO_WORD_RE.match(w) for w in words)):
+        if not self.dedicated:
+            return self
+        if not (words[0].startswith("/") and all(SUDO_WORD_RE.fullmatch(w) for w in words)):
             raise ValueError(
                 f"with web.user '{self.user}' (not root) the restart command runs through one sudo rule, "
                 "so it must be a program's absolute path and plain arguments, without shell syntax "
                 "(e.g. /usr/sbin/apachectl graceful)"
+            )
+        if words[0].endswith("/"):
+            raise ValueError(
+                f"restart_command: '{words[0]}' ends in '/', which a sudo rule reads as every program in "
+                "that directory; name the program itself (e.g. /usr/sbin/apachectl)"
             )
         return self
 

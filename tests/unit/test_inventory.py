@@ -117,3 +117,78 @@ def test_harden_extra_lines_are_single_sshd_settings():
     assert load(changed("harden", {"extra": ["MaxAuthTries 3"]})).harden.extra == ["MaxAuthTries 3"]
     for bad in ["MaxAuthTries", "Match User x", "Include /tmp/x", "X 1\nPasswordAuthentication yes"]:
         assert "must be one sshd_config line" in error_of(changed("harden", {"extra": [bad]})), bad
+
+
+# Where an address, a name or a from= entry goes: one word, no IPv6 scope ID, nothing that would
+# change the shape of a shell line or of the authorized_keys line.
+ONE_WORD_KEYS = ["db.address", "web.servers.0.address", "db.ready.host", "web.servers.0.name", "db.name",
+                 "web.user", "trigger.name", "db.service", "key.path", "trigger.known_hosts"]
+
+
+@pytest.mark.parametrize("path", ONE_WORD_KEYS)
+@pytest.mark.parametrize("bad", ["\n", " ", "\t", "\x1b", "\x00", "\r", "\x85", "\u2028"])
+def test_whitespace_and_control_characters_are_refused_in_one_clear_line(path, bad):
+    good = {"db.address": "198.18.0.10", "web.servers.0.address": "198.18.0.21", "db.ready.host": "127.0.0.1",
+            "key.path": "/root/k", "trigger.known_hosts": "/etc/kh"}.get(path, "svrx")
+    data = changed(path, f"{good}{bad}x" if bad != "\n" else f"{good}\n")
+    message = error_of(data)
+    assert message.startswith(f"{SRC}: {path.replace('.0.', '[0].')}: "), message
+    assert "\n" not in message and "Traceback" not in message
+
+
+@pytest.mark.parametrize("path", ["db.address", "web.servers.0.address", "db.ready.host"])
+@pytest.mark.parametrize("value", ["fe80::1%eth0", "fe80::1%$(id)", "fe80::1%25lo"])
+def test_an_ipv6_scope_id_is_refused(path, value):
+    message = error_of(changed(path, value))
+    assert message.startswith(f"{SRC}: {path.replace('.0.', '[0].')}: must not have an IPv6 scope ID"), message
+    assert "\n" not in message
+
+
+def test_a_from_entry_is_one_word_without_a_scope_id():
+    for bad in ["fe80::1%eth0", "198.18.0.10\n", "198.18.0.10 ", "198.18.0.0/24\tx"]:
+        message = error_of(changed("db.from", [bad]))
+        assert message.startswith(f"{SRC}: db.from[0]: "), message
+        assert "\n" not in message
+
+
+def test_addresses_and_from_entries_are_stored_in_canonical_form():
+    data = changed("db.address", "::FFFF:198.18.0.10")
+    data["db"]["from"] = ["0:0:0:0:0:ffff:c612:a", "2001:DB8:0:0::/64"]
+    data["web"]["servers"][0]["address"] = "2001:0db8::0001"
+    inv = load(data)
+    assert inv.db.address == "::ffff:c612:a"
+    assert inv.db.from_addresses == ["::ffff:c612:a", "2001:db8::/64"]
+    assert inv.web.servers[0].address == "2001:db8::1"
+
+
+def test_web_user_and_oracle_owner_are_account_names():
+    for bad in ["ALL", "Root", "1abc", "-x", "a" * 33, "svr.restart"]:
+        message = error_of(changed("web.user", bad))
+        assert message.startswith(f"{SRC}: web.user: must be an account name: lower-case letters, digits"), message
+    data = changed("db.script", None)
+    data["db"]["oracle"] = {"home": "/u01/app/oracle", "owner": "ALL"}
+    assert "db.oracle.owner: must be an account name" in error_of(data)
+    assert load(changed("web.user", "_svr-restart2")).web.user == "_svr-restart2"
+
+
+def test_a_sudo_program_path_must_not_end_in_a_slash():
+    data = changed("web.user", "svr-restart")
+    data["web"]["restart_command"] = "/usr/sbin/ graceful"
+    message = error_of(data)
+    assert "'/usr/sbin/' ends in '/', which a sudo rule reads as every program in that directory" in message
+    assert "\n" not in message
+
+
+def test_ready_command_is_one_shell_line_with_quotes_allowed():
+    command = "echo 'select status from v$instance;' | su - oracle -c \"sqlplus -s -L / as sysdba\" | grep -qw OPEN"
+    data = changed("db.ready.command", command)
+    assert load(data).db.ready.command == command
+    for bad in ["pg_isready\nid", "pg_isready\tx", "x\x00", " ", "pg_isready\n"]:
+        message = error_of(changed("db.ready.command", bad))
+        assert message.startswith(f"{SRC}: db.ready.command: must be one shell command line (run with sh -c)")
+        assert "\n" not in message
+
+
+def test_restart_command_is_one_line():
+    for bad in ["/etc/init.d/apache2 restart\n", "/etc/init.d/apache2\trestart", "/x\x1b"]:
+        assert "web.restart_command: must be one line" in error_of(changed("web.restart_command", bad))
