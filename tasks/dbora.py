@@ -11,6 +11,7 @@ from invoke import Context
 
 from tasks import render, sysv
 from tasks.base import svr_task
+from tasks.inventory import ORACLE_READY
 from tasks.plan import FileChange, FileSpec
 from tasks.remote import Host, HostError, Session, apply_files
 
@@ -69,6 +70,8 @@ def install_dbora_step(session: Session, dry_run: bool) -> None:
     inv = session.inv
     service = inv.db.service
     impl = [] if inv.db.unit else [FileSpec(render.impl_path(inv), render.dbora_impl(inv), 0o755, parent_mode=0o755)]
+    if inv.db.oracle:  # the readiness check the trigger runs (instance OPEN, READ WRITE, service READY)
+        impl.append(FileSpec(ORACLE_READY, render.oracle_ready(inv), 0o755, parent_mode=0o755))
     sysv_specs = [*impl, FileSpec(f"/etc/init.d/{service}", render.dbora_init(inv), 0o755)] if not inv.db.unit else []
     systemd_specs = [] if inv.db.unit else [
         *impl, FileSpec(f"/etc/systemd/system/{service}.service", render.dbora_service(inv), 0o644)]

@@ -167,6 +167,7 @@ class Ready(Strict):
     command: ShellLine | None = None
     timeout: Seconds = 300
     interval: Annotated[float, Field(gt=0, le=60, strict=False)] = 1
+    successes: Annotated[int, Field(ge=1, le=20)] = 1  # consecutive successes that make it ready
 
     @model_validator(mode="after")
     def _one_probe(self) -> Ready:
@@ -175,11 +176,35 @@ class Ready(Strict):
         return self
 
 
+# Where svrchain installs its Oracle readiness check (see render.oracle_ready).
+ORACLE_READY = "/usr/local/lib/svrchain/oracle-ready"
+
+
 class Oracle(Strict):
-    """Settings of the built-in template of Oracle's documented dbora script."""
+    """Settings of the built-in template of Oracle's documented dbora script, and of the checks that
+    tell a new run of the instance and its readiness."""
 
     home: AbsPath
     owner: Account = "oracle"
+    sid: Name  # ORACLE_SID: its pmon process marks each run of the instance
+    service: Service | None = None  # the service the application connects to (must be registered)
+    pdb: Name | None = None  # the pluggable database the application uses (must be open read write)
+
+
+class Run(Strict):
+    """How the watcher recognises a new run of the database: its main process (a new process, told by
+    its start time, is a new run), or a command that prints the run's identity."""
+
+    process: ShellLine | None = None  # extended regex matched against full command lines (pgrep -f)
+    command: ShellLine | None = None
+    interval: Annotated[float, Field(ge=0.1, le=60, strict=False)] = 1
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Run:
+        if (self.process is None) == (self.command is None):
+            raise ValueError("set exactly one of 'process' (the DB's main process, e.g. '^ora_pmon_ORCL$') "
+                             "or 'command'")
+        return self
 
 
 class Db(Strict):
@@ -196,8 +221,22 @@ class Db(Strict):
     oracle: Oracle | None = None
     unit: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*\.service$")] | None = None
     ready: Ready
+    run: Run
 
     model_config = ConfigDict(populate_by_name=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _oracle_defaults(cls, data: object) -> object:
+        """With the built-in Oracle support, readiness is the SQL check and a run is a pmon process."""
+        if isinstance(data, dict) and isinstance(data.get("oracle"), dict):
+            data = dict(data)
+            ready = data.get("ready") or {}
+            if isinstance(ready, dict) and "command" not in ready and "port" not in ready:
+                data["ready"] = {"command": ORACLE_READY, "successes": 3, **ready}
+            sid = data["oracle"].get("sid")  # a missing or bad sid is reported on its own key
+            data.setdefault("run", {"process": f"^ora_pmon_{sid if isinstance(sid, str) else 'SID'}$"})
+        return data
 
     @model_validator(mode="after")
     def _script_or_oracle(self) -> Db:
@@ -205,6 +244,12 @@ class Db(Strict):
             raise ValueError(
                 "set exactly one of 'script' (a local start script), 'oracle' (the built-in "
                 "template of Oracle's dbora) or 'unit' (the site's own systemd unit for the DB)"
+            )
+        if self.oracle is not None and self.ready.port is not None:
+            raise ValueError(
+                "ready.port with oracle: Oracle's listener accepts connections long before the database is "
+                "open (clients get ORA-01033, ORA-12514, ORA-12528), so a port says nothing; remove ready "
+                "to use svrchain's SQL check (instance OPEN, database READ WRITE, service registered)"
             )
         if self.unit is not None and self.init == "sysv":
             raise ValueError("'unit' names a systemd unit; it needs init: systemd or auto")

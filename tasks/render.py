@@ -23,6 +23,15 @@ _env = Environment(
 )
 
 
+def quote(value: object) -> str:
+    """One shell word for any inventory value (the templates' ``q`` filter)."""
+    return shlex.quote(str(value))
+
+
+# Every inventory value that goes into a shell line goes through this filter.
+_env.filters["q"] = quote
+
+
 def impl_path(inv: Inventory) -> str:
     """Where the site's own start script is installed; the init script wraps it."""
     return f"{IMPL_DIR}/{inv.db.service}"
@@ -39,6 +48,14 @@ def dbora_impl(inv: Inventory) -> bytes:
                 f"{inv.source}: db.script: cannot read {path}: {exc.strerror}; fix the path"
             ) from None
     return _env.get_template("dbora-oracle.sh.j2").render(oracle=inv.db.oracle).encode()
+
+
+def oracle_ready(inv: Inventory) -> bytes:
+    """svrchain's Oracle readiness check (installed at ORACLE_READY with db.oracle)."""
+    o = inv.db.oracle
+    assert o is not None
+    return _env.get_template("oracle-ready.sh.j2").render(
+        home=o.home, sid=o.sid, owner=o.owner, service=o.service, pdb=o.pdb).encode()
 
 
 def dbora_init(inv: Inventory, hook: bool = True) -> bytes:

@@ -18,6 +18,7 @@ from invoke import Context
 from tasks import account, authkeys, harden, homes, render, sshd, sysv
 from tasks.base import svr_task
 from tasks.dbora import detect_init
+from tasks.inventory import ORACLE_READY
 from tasks.keys import db_public_key, marker, web_facts
 from tasks.plan import FileChange, FileSpec, Outcome
 from tasks.remote import BACKUP_DIR, Host, HostError, Session
@@ -45,6 +46,8 @@ def db_paths(session: Session) -> dict[str, str]:
         "key": key, "key-pub": f"{key}.pub", "key-new": f"{key}.new", "key-new-pub": f"{key}.new.pub",
         "known-hosts": inv.trigger.known_hosts,
     }
+    if inv.db.oracle:
+        paths["oracle-ready"] = ORACLE_READY
     if not inv.db.unit:
         paths |= {"db-impl": render.impl_path(inv), "db-init": f"/etc/init.d/{inv.db.service}",
                   "db-unit": f"/etc/systemd/system/{inv.db.service}.service"}
@@ -100,7 +103,7 @@ def db_plan(session: Session) -> list[Action]:
     service(inv.trigger.name, paths["trigger-init"], paths["trigger-unit"], render.trigger_unit(inv), "")
     if not inv.db.unit:
         service(inv.db.service, paths["db-init"], paths["db-unit"], render.db_unit(inv), r["orig-init"].stdout.strip())
-    for k in ("trigger-script", "db-impl", "key-pub", "key-new-pub", "known-hosts"):
+    for k in ("trigger-script", "db-impl", "oracle-ready", "key-pub", "key-new-pub", "known-hosts"):
         if paths.get(k) in present:
             actions.append(Action(f"remove {paths[k]}", (paths[k],)))
     for k in ("key", "key-new"):  # a private key is never copied anywhere: a backup of it would still work

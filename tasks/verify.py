@@ -13,6 +13,7 @@ from tasks.attacks import Row, run_attacks
 from tasks.base import svr_task
 from tasks.dbora import detect_init
 from tasks.errors import SvrchainError
+from tasks.inventory import ORACLE_READY
 from tasks.keys import PUB_MODE, db_public_key, expected_line, gate_state, host_keys, marker, web_facts
 from tasks.plan import FileState
 from tasks.remote import Host, HostError, Session
@@ -113,7 +114,7 @@ def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
         "tunit": f"/etc/systemd/system/{tunit}", "kh": inv.trigger.known_hosts,
     }
     kp = shlex.quote(inv.key.path)
-    states, r = db.probe(list(files.values()), {
+    states, r = db.probe([*files.values(), ORACLE_READY], {
         **sysv.PROBE, "priv": f"stat -c '%a %U' {kp}", "derived": f"ssh-keygen -y -P '' -f {kp}",
         "pubmode": f"stat -c '%a %U' {kp}.pub",
         "enabled": f"systemctl is-enabled {unit} {tunit}",
@@ -125,6 +126,8 @@ def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
     checks = []
     if not inv.db.unit:
         checks.append(_file_check(name, f"{svc} start script", f["impl"], render.dbora_impl(inv), 0o755))
+    if inv.db.oracle:
+        checks.append(_file_check(name, "oracle readiness", states[ORACLE_READY], render.oracle_ready(inv), 0o755))
     if init == "sysv":
         links = sysv.parse_links(r["links"].stdout)
         checks += [

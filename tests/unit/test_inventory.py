@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.inventory import DEFAULT_INVENTORY, InventoryError, parse
+from tasks.inventory import DEFAULT_INVENTORY, ORACLE_READY, Inventory, InventoryError, parse
 
 LAB = yaml.safe_load(DEFAULT_INVENTORY.read_text())
 SRC = Path("inventory/test.yaml")
@@ -80,8 +80,45 @@ def test_db_name_address_needs_from():
 
 
 def test_script_and_oracle_are_exclusive():
-    data = changed("db.oracle", {"home": "/u01/app/oracle"})
+    data = changed("db.oracle", {"home": "/u01/app/oracle", "sid": "ORCL"})
     assert "set exactly one of 'script'" in error_of(data)
+
+
+def oracle_data(**db) -> dict:
+    data = changed("db.oracle", {"home": "/u01/app/oracle", "sid": "ORCL"})
+    del data["db"]["script"], data["db"]["ready"], data["db"]["run"]
+    data["db"].update(db)
+    return data
+
+
+def test_oracle_is_ready_by_sql_and_a_run_is_a_pmon_process():
+    inv = Inventory.model_validate(oracle_data())
+    assert (inv.db.ready.command, inv.db.ready.successes, inv.db.ready.port) == (ORACLE_READY, 3, None)
+    assert inv.db.run.process == "^ora_pmon_ORCL$"
+    tuned = Inventory.model_validate(oracle_data(ready={"timeout": 900}, run={"command": "echo 1"}))
+    assert (tuned.db.ready.command, tuned.db.ready.timeout, tuned.db.run.command) == (ORACLE_READY, 900, "echo 1")
+
+
+def test_oracle_refuses_a_port_readiness_and_says_why():
+    message = error_of(oracle_data(ready={"port": 1521}))
+    assert "listener accepts connections long before the database is open" in message
+    assert "ORA-01033" in message and "\n" not in message
+
+
+def test_oracle_needs_its_sid():
+    data = oracle_data()
+    del data["db"]["oracle"]["sid"]
+    assert error_of(data) == f"{SRC}: db.oracle.sid: missing; add it (every key is described in inventory/example.yaml)"
+
+
+@pytest.mark.parametrize(("run", "expected"), [
+    ({}, "set exactly one of 'process'"),
+    ({"process": "^x$", "command": "echo"}, "set exactly one of 'process'"),
+    ({"process": "a\nb"}, "must be one shell command line"),
+    ({"command": "echo", "interval": 0}, "greater than or equal to 0.1"),
+])
+def test_run_settings(run, expected):
+    assert expected in error_of(changed("db.run", run))
 
 
 def test_duplicate_web_names():
