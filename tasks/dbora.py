@@ -12,7 +12,7 @@ from invoke import Context
 from tasks import render, sysv
 from tasks.base import svr_task
 from tasks.inventory import ORACLE_READY
-from tasks.plan import FileChange, FileSpec
+from tasks.plan import FileChange, FileSpec, Outcome
 from tasks.remote import Host, HostError, Session, apply_files
 
 
@@ -36,33 +36,43 @@ def detect_init(session: Session, host: Host, results: dict) -> tuple[str, str]:
 
 
 def install_service(session: Session, step: str, name: str, unit: str, sysv_specs: list[FileSpec],
-                    systemd_specs: list[FileSpec], dry_run: bool) -> None:
-    """Write a service's files on the DB host for its init system, and register/enable it."""
+                    systemd_specs: list[FileSpec], dry_run: bool, running: bool = False,
+                    restart: bool = False) -> Outcome:
+    """Write a service's files on the DB host for its init system, and register/enable it. With
+    ``running`` the service must also run: started when it does not, restarted when its files (or,
+    with ``restart``, files it runs) changed."""
     host = session.db
     paths = sorted({s.path for s in sysv_specs + systemd_specs})
-    states, r = host.probe(paths, {**sysv.PROBE, "enabled": f"systemctl is-enabled {unit}"})
+    up = {"up": f"if [ -d /run/systemd/system ]; then systemctl is-active {unit}; else /etc/init.d/{name} status; fi"}
+    states, r = host.probe(paths, {**sysv.PROBE, "enabled": f"systemctl is-enabled {unit}", **(up if running else {})})
     init, tool = detect_init(session, host, r)
+
+    def run_it(changes: list[FileChange]) -> list[str]:
+        if not running or (not (changes or restart) and r["up"].ok):
+            return []
+        verb = "restart" if changes or restart else "start"
+        return [f"/etc/init.d/{name} {verb}" if init == "sysv" else f"systemctl {verb} {unit}"]
+
     if init == "sysv":
         links = sysv.parse_links(r["links"].stdout).get(name, {})
         script = f"/etc/init.d/{name}"
 
         def register(changes: list[FileChange]) -> list[str]:
             changed = any(c.spec.path == script and {"content", "create"} & set(c.reasons) for c in changes)
-            return sysv.register_commands(tool, name, links, changed)
+            return sysv.register_commands(tool, name, links, changed) + run_it(changes)
 
-        apply_files(session, host, step, sysv_specs, states, dry_run, after=register,
-                    ok_detail=f"{script} in place, registered for 3 4 5 ({tool})")
-        return
+        return apply_files(session, host, step, sysv_specs, states, dry_run, after=register,
+                           ok_detail=f"{script} in place, registered for 3 4 5 ({tool})" + (", running" * running))
     enabled = r["enabled"].stdout.strip()
     if not systemd_specs and (enabled in ("", "not-found") or "No such file" in enabled):
         raise HostError(f"{host.label}: the unit {unit} does not exist; check db.unit in {session.inv.source}")
 
     def enable(changes: list[FileChange]) -> list[str]:
         cmds = ["systemctl daemon-reload"] if changes else []
-        return cmds + ([f"systemctl enable {unit}"] if enabled != "enabled" else [])
+        return cmds + ([f"systemctl enable {unit}"] if enabled != "enabled" else []) + run_it(changes)
 
-    apply_files(session, host, step, systemd_specs, states, dry_run, after=enable,
-                ok_detail=f"{unit} in place, enabled (systemd)")
+    return apply_files(session, host, step, systemd_specs, states, dry_run, after=enable,
+                       ok_detail=f"{unit} in place, enabled (systemd)" + (", running" * running))
 
 
 def install_dbora_step(session: Session, dry_run: bool) -> None:

@@ -27,6 +27,7 @@ from fabric import Config, Connection
 from tasks import inventory
 from tasks.errors import SvrchainError
 from tasks.plan import FileChange, FileSpec, FileState, Outcome, file_change
+from tasks.render import RUN_DIR
 
 T = TypeVar("T")
 BACKUP_DIR = "/var/backups/svrchain"
@@ -142,7 +143,7 @@ done
 
 # Held for as long as the admin's connection lives (cat ends when the channel closes): two changing
 # runs, by two admins, never interleave on one host. The directory is root's alone.
-LOCK_DIR = "/run/svrchain"
+LOCK_DIR = RUN_DIR
 _HOST_LOCK = r"""
 d=$1; wait=$2
 [ -d "$d" ] || mkdir -m 700 -- "$d" || exit 3

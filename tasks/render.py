@@ -80,6 +80,38 @@ def trigger_script(inv: Inventory, init: str) -> str:
     return f"/etc/init.d/{inv.trigger.name}" if init == "sysv" else f"{IMPL_DIR}/{inv.trigger.name}"
 
 
+def watch_name(inv: Inventory) -> str:
+    """The watcher's service name (SysV), e.g. svr_restart_watch."""
+    return f"{inv.trigger.name}_watch"
+
+
+def watch_unit(inv: Inventory) -> str:
+    """The watcher's systemd unit, e.g. svr-restart-watch.service."""
+    return watch_name(inv).replace("_", "-") + ".service"
+
+
+def watch_init(inv: Inventory) -> bytes:
+    """``/etc/init.d/<trigger>_watch``: runs the trigger's ``watch`` loop as a daemon."""
+    return _env.get_template("svr-watch.sh.j2").render(
+        name=watch_name(inv), db_service=inv.db.service, trigger=trigger_script(inv, "sysv"),
+        pidfile=watch_pidfile(inv)).encode()
+
+
+def watch_service(inv: Inventory) -> bytes:
+    """``<trigger>-watch.service``: the same loop under systemd."""
+    return _env.get_template("svr-watch.service.j2").render(
+        name=watch_name(inv), trigger=trigger_script(inv, "systemd")).encode()
+
+
+def owed_dir(inv: Inventory) -> str:
+    """Where the trigger keeps the web servers still owed a restart (one file each)."""
+    return f"/var/lib/svrchain/{inv.trigger.name}.owed"
+
+
+def watch_pidfile(inv: Inventory) -> str:
+    return f"{RUN_DIR}/{watch_name(inv)}.pid"
+
+
 def dbora_service(inv: Inventory) -> bytes:
     """svrchain's ``<service>.service``, wrapping the site's start script."""
     return _env.get_template("dbora.service.j2").render(service=inv.db.service, impl=impl_path(inv)).encode()
@@ -138,6 +170,11 @@ def sudoers(inv: Inventory) -> bytes:
     ).encode()
 
 
+# Where the trigger keeps its lock and SSH control sockets on the DB server: a directory only root
+# can write (the world-writable /run/lock would let any local user hold or plant the lock).
+RUN_DIR = "/run/svrchain"
+
+
 def svr_restart(inv: Inventory) -> bytes:
     """``/etc/init.d/svr_restart``: wait for the DB, then restart every web server over SSH."""
     webs = [
@@ -148,5 +185,6 @@ def svr_restart(inv: Inventory) -> bytes:
     return _env.get_template("svr_restart.sh.j2").render(
         name=t.name, db_service=inv.db.service, key=inv.key.path, known_hosts=t.known_hosts,
         log=t.log, ready=inv.db.ready, connect_timeout=t.connect_timeout, retries=t.retries,
-        restart_timeout=t.restart_timeout, webs=webs,
+        restart_timeout=t.restart_timeout, webs=webs, run=inv.db.run, watch_pidfile=watch_pidfile(inv),
+        owed=owed_dir(inv),
     ).encode()

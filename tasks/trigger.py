@@ -20,8 +20,15 @@ def install_svr_restart_step(session: Session, dry_run: bool) -> None:
         FileSpec(render.trigger_script(inv, "systemd"), script, 0o755, parent_mode=0o755),
         FileSpec(f"/etc/systemd/system/{render.trigger_unit(inv)}", render.svr_restart_service(inv), 0o644),
     ]
-    install_service(session, "install-svr-restart", inv.trigger.name, render.trigger_unit(inv), sysv_specs,
-                    systemd_specs, dry_run)
+    trigger = install_service(session, "install-svr-restart", inv.trigger.name, render.trigger_unit(inv),
+                              sysv_specs, systemd_specs, dry_run)
+    # The watcher runs the trigger's own "watch" loop: restarted whenever the trigger changed.
+    name = render.watch_name(inv)
+    install_service(
+        session, "install-watcher", name, render.watch_unit(inv),
+        [FileSpec(f"/etc/init.d/{name}", render.watch_init(inv), 0o755)],
+        [FileSpec(f"/etc/systemd/system/{render.watch_unit(inv)}", render.watch_service(inv), 0o644)],
+        dry_run, running=True, restart=trigger.status == "changed")
 
 
 @svr_task

@@ -45,6 +45,8 @@ def db_paths(session: Session) -> dict[str, str]:
         "trigger-unit": f"/etc/systemd/system/{render.trigger_unit(inv)}",
         "key": key, "key-pub": f"{key}.pub", "key-new": f"{key}.new", "key-new-pub": f"{key}.new.pub",
         "known-hosts": inv.trigger.known_hosts,
+        "watch-init": f"/etc/init.d/{render.watch_name(inv)}",
+        "watch-unit": f"/etc/systemd/system/{render.watch_unit(inv)}",
     }
     if inv.db.oracle:
         paths["oracle-ready"] = ORACLE_READY
@@ -73,7 +75,7 @@ def db_plan(session: Session) -> list[Action]:
         "present": f"for f in {quoted}; do [ -e \"$f\" ] && echo \"$f\"; done; true",
         "ours": f"grep -l {shlex.quote(render.MARK)} {quoted} 2>/dev/null; true",
         "orig-init": f"orig {shlex.quote(paths.get('db-init', '-'))}",
-        "state": "ls -d /var/lib/svrchain /run/" + shlex.quote(inv.trigger.name) + " 2>/dev/null; true",
+        "state": f"ls -d /var/lib/svrchain {render.RUN_DIR} 2>/dev/null; true",
     }, prelude=f"B={BACKUP_DIR}; M={shlex.quote(render.MARK)}\n{_ORIGINAL}")
     init, tool = detect_init(session, db, r)
     present = set(r["present"].stdout.split())
@@ -100,6 +102,11 @@ def db_plan(session: Session) -> list[Action]:
                 actions.append(Action("", command=f"systemctl disable {unit} 2>/dev/null || true"))
             actions.append(Action(f"remove {unit_file} (disabled)", (unit_file,)))
 
+    watch = render.watch_name(inv)
+    if {paths["watch-init"], paths["watch-unit"]} & ours:  # svrchain's own daemon stops; the database does not
+        stop = f"systemctl stop {render.watch_unit(inv)}" if init == "systemd" else f"/etc/init.d/{watch} stop"
+        actions.append(Action(f"stop {watch}", command=f"{stop} 2>/dev/null; true"))
+    service(watch, paths["watch-init"], paths["watch-unit"], render.watch_unit(inv), "")
     service(inv.trigger.name, paths["trigger-init"], paths["trigger-unit"], render.trigger_unit(inv), "")
     if not inv.db.unit:
         service(inv.db.service, paths["db-init"], paths["db-unit"], render.db_unit(inv), r["orig-init"].stdout.strip())
@@ -145,6 +152,8 @@ def web_plan(session: Session, web: Host, key: authkeys.PublicKey | None) -> tup
     if f.r["statedir"].ok:
         actions.append(Action(f"remove {render.GATE_STATE}",
                               command=f"rm -rf {render.GATE_STATE}; rmdir /var/lib/svrchain 2>/dev/null; true"))
+    if actions or edits:  # the lock directory this run (and every changing run) held
+        actions.append(Action("", command=f"rm -rf {render.RUN_DIR}"))
     return actions, edits
 
 

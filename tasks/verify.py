@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import time
 from dataclasses import dataclass
 
 from invoke import Context
@@ -11,6 +12,7 @@ from tabulate import tabulate
 from tasks import account, authkeys, homes, render, sysv
 from tasks.attacks import Row, run_attacks
 from tasks.base import svr_task
+from tasks.chain import ready_probe
 from tasks.dbora import detect_init
 from tasks.errors import SvrchainError
 from tasks.inventory import ORACLE_READY
@@ -112,6 +114,7 @@ def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
         "impl": render.impl_path(inv), "init": f"/etc/init.d/{svc}", "tinit": f"/etc/init.d/{trig}",
         "unit": f"/etc/systemd/system/{unit}", "tscript": render.trigger_script(inv, "systemd"),
         "tunit": f"/etc/systemd/system/{tunit}", "kh": inv.trigger.known_hosts,
+        "winit": f"/etc/init.d/{render.watch_name(inv)}", "wunit": f"/etc/systemd/system/{render.watch_unit(inv)}",
     }
     kp = shlex.quote(inv.key.path)
     states, r = db.probe([*files.values(), ORACLE_READY], {
@@ -119,6 +122,7 @@ def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
         "pubmode": f"stat -c '%a %U' {kp}.pub",
         "enabled": f"systemctl is-enabled {unit} {tunit}",
         "order": f"systemctl show -p After -p PartOf {tunit}; systemctl show -p Wants {unit}",
+        **watch_probe(session),
     })
     f = {k: states[v] for k, v in files.items()}
     name = db.name
@@ -155,6 +159,7 @@ def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
         checks.append(Check(name, "boot order", ordered,
                             f"{tunit}: After= and PartOf= {unit}, wanted by it" if ordered else
                             f"{tunit} is not ordered after, part of and wanted by {unit}"))
+    checks += watch_checks(session, init, f, r)
     key = db_public_key(session)
     if key is None or not r["priv"].ok:
         checks.append(Check(name, "key", False, f"{inv.key.path} missing; run `fab gen-key`"))
@@ -174,6 +179,48 @@ def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
     checks.append(Check(name, "pinned host keys", kh.exists and not missing,
                         f"{inv.trigger.known_hosts}: all {len(pins)} web server(s)" if kh.exists and not missing
                         else f"{inv.trigger.known_hosts}: missing or stale for {', '.join(missing) or 'all'}"))
+    return checks
+
+
+def watch_probe(session: Session) -> dict[str, str]:
+    """What verify reads of the watcher: whether it runs, the DB's run, the restarts still owed."""
+    inv = session.inv
+    scripts = " ".join(render.trigger_script(inv, i) for i in ("sysv", "systemd"))
+    return {
+        "wup": f"if [ -d /run/systemd/system ]; then systemctl is-active {render.watch_unit(inv)}; "
+               f"else /etc/init.d/{render.watch_name(inv)} status; fi",
+        "wenabled": f"systemctl is-enabled {render.watch_unit(inv)}",
+        "run": f"for t in {scripts}; do [ -x \"$t\" ] && exec \"$t\" run; done; echo none",
+        "ready": f"sh -c {shlex.quote(ready_probe(session))} >/dev/null 2>&1",
+        "owed": f"for f in {render.owed_dir(inv)}/*; do [ -f \"$f\" ] && echo \"${{f##*/}} $(cat \"$f\")\"; done; true",
+    }
+
+
+def watch_checks(session: Session, init: str, f: dict[str, FileState], r: dict) -> list[Check]:
+    """The watcher is installed, registered and running; it can tell the DB's run; nothing is owed."""
+    inv, name = session.inv, session.db.name
+    wname, wunit = render.watch_name(inv), render.watch_unit(inv)
+    if init == "sysv":
+        links = sysv.parse_links(r["links"].stdout)
+        checks = [_file_check(name, f"{wname} script", f["winit"], render.watch_init(inv), 0o755),
+                  _registration(name, wname, links.get(wname, {}))]
+    else:
+        enabled = r["wenabled"].stdout.strip()
+        checks = [_file_check(name, wunit, f["wunit"], render.watch_service(inv), 0o644),
+                  Check(name, f"{wunit} enabled", enabled == "enabled", f"{wunit}: {enabled or 'unknown'}")]
+    checks.append(Check(name, "watcher", r["wup"].ok,
+                        "running: every new run of the database is followed, however it starts" if r["wup"].ok
+                        else f"{wname} is not running: no restart outside the service is followed; run "
+                             "`fab install-svr-restart` to start it"))
+    run = r["run"].stdout.strip() or "none"
+    if r["ready"].ok:
+        checks.append(Check(name, "database run", run != "none",
+                            f"current run {run}" if run != "none" else
+                            f"the database is ready but db.run matches no process in {inv.source}: fix it"))
+    owed = [line.split() for line in r["owed"].stdout.splitlines() if len(line.split()) == 3]
+    checks.append(Check(name, "owed restarts", not owed, "none" if not owed else "; ".join(
+        f"{w} since the run that was ready at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(float(t)))}"
+        for w, _run, t in owed) + " (the watcher retries each until it answers)"))
     return checks
 
 

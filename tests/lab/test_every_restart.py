@@ -1,0 +1,173 @@
+"""Every run of the database is followed, however it was started (issue 10), on SysV and systemd hosts.
+
+The restarts that bypass the service: the DBA's own ``pg_ctl restart``, a crash (kill -9) and a manual
+start, a long stop; and the service's own restart, which the watcher must not follow a second time.
+Each new run that becomes ready gives exactly one restart of every web server (counted in the gates'
+logs), after it was ready; a web server that cannot be reached then is restarted when it comes back.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from tests.lab.conftest import lab_of
+
+pytestmark = pytest.mark.lab
+WEBS = ("web1", "web2")
+PG = "/usr/lib/postgresql/15/bin/pg_ctl -D /var/lib/postgresql/15/main -s -w"
+PG_OPTS = "-l /var/log/postgresql/postgresql-15-main.log -o '-c config_file=/etc/postgresql/15/main/postgresql.conf'"
+POSTMASTER = "head -n 1 /var/lib/postgresql/15/main/postmaster.pid"
+RAN = "restart: running '"  # the gate's log line for each real restart of the web server
+
+
+@pytest.fixture(scope="module", params=["sysv", "systemd"])
+def chain(request):
+    for lab in lab_of(request.param):
+        r = lab.fab("bootstrap")
+        assert r.returncode == 0, r.stdout + r.stderr
+        yield lab
+
+
+def dba(lab, verb: str) -> None:
+    """What the DBA does by hand as the postgres user: the service and svrchain know nothing of it."""
+    opts = PG_OPTS if verb in ("start", "restart") else ""
+    lab.console("db", f"su postgres -s /bin/sh -c \"{PG} {verb} {opts}\" >/dev/null 2>&1")
+
+
+def gate_restarts(lab) -> dict[str, int]:
+    """How many times each web server's gate has really restarted the web server."""
+    return {w: int(lab.console(w, f"grep -c \"{RAN}\" /var/log/auth.log; true").stdout.split()[0]) for w in WEBS}
+
+
+def current_run(lab) -> str:
+    return lab.console("db", "$(ls /etc/init.d/svr_restart /usr/local/lib/svrchain/svr_restart 2>/dev/null "
+                             "| head -n 1) run").stdout.strip()
+
+
+def settled(lab, timeout: float = 60) -> str:
+    """Wait until the chain has followed the database's current run and no trigger run is going;
+    return that run."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        run = current_run(lab)
+        handled = lab.console("db", "cat /var/lib/svrchain/svr_restart.run 2>/dev/null; true").stdout.split()
+        busy = lab.console("db", "pgrep -f 'svr_restart (start|retry)'", check=False).returncode == 0
+        if run != "none" and handled[:1] == [run] and not busy:
+            return run
+        time.sleep(0.3)
+    log = lab.console("db", "tail -5 /var/log/svr_restart.log").stdout
+    raise AssertionError(f"the chain did not follow the run: {log}")
+
+
+def apache_started(lab, web: str) -> float:
+    return float(lab.console(web, "stat -c %.9Y /var/run/apache2/apache2.pid").stdout)
+
+
+def ready_time(lab) -> float:
+    return float(lab.console("db", "cat /var/lib/svrchain/svr_restart.run").stdout.split()[1])
+
+
+def followed_once(lab, before: dict[str, int], old_run: str) -> str:
+    """The new run was followed: each web server restarted exactly once, after it was ready."""
+    run = settled(lab)
+    log = lab.console("db", "cat /var/log/svr_restart.log").stdout
+    assert log.count(f"database ready (run {run}): restarting 2 web server(s)") == 1, log
+    assert run != old_run
+    time.sleep(2 * 0.5 + 0.5)  # two of the watcher's intervals: a second restart would have begun by now
+    assert settled(lab) == run
+    assert gate_restarts(lab) == {w: before[w] + 1 for w in WEBS}
+    for web in WEBS:
+        assert lab.wait_page(web, 200)[0] == 200
+        assert apache_started(lab, web) >= ready_time(lab)
+    return run
+
+
+def test_the_watcher_runs_and_installing_restarted_nothing(chain):
+    assert gate_restarts(chain) == {"web1": 0, "web2": 0}
+    assert re.search(r"^db +watcher +ok ", chain.fab("verify").stdout, re.M)
+
+
+def test_the_dba_restarting_by_hand_is_followed_once(chain):
+    old, before = settled(chain), gate_restarts(chain)
+    dba(chain, "restart")
+    followed_once(chain, before, old)
+    log = chain.console("db", "cat /var/log/svr_restart.log").stdout
+    assert "new run of the database" in log
+
+
+def test_a_restart_through_the_service_is_followed_once_not_twice(chain):
+    if chain.init == "systemd":
+        # The DBA's restarts above left the database outside its unit: put it back under the unit
+        # (that start is a new run too, followed once), then restart it through the unit.
+        old, before = settled(chain), gate_restarts(chain)
+        dba(chain, "stop")
+        chain.console("db", "systemctl start dbora.service")
+        followed_once(chain, before, old)
+    old, before = settled(chain), gate_restarts(chain)
+    chain.console("db", "systemctl restart dbora.service" if chain.init == "systemd" else "service dbora restart")
+    followed_once(chain, before, old)  # the service's own trigger and the watcher: one of them follows it
+
+
+def test_a_crash_and_a_manual_start_are_followed_once(chain):
+    old, before = settled(chain), gate_restarts(chain)
+    chain.console("db", f"kill -9 $({POSTMASTER})")
+    time.sleep(2)  # down for a while: nothing to restart the web servers for
+    assert gate_restarts(chain) == before
+    dba(chain, "start")
+    followed_once(chain, before, old)
+
+
+def test_a_long_stop_then_a_start_is_followed_once(chain):
+    old, before = settled(chain), gate_restarts(chain)
+    dba(chain, "stop")
+    time.sleep(4)
+    assert current_run(chain) == "none" and gate_restarts(chain) == before
+    dba(chain, "start")
+    followed_once(chain, before, old)
+
+
+def test_two_quick_restarts_end_with_the_web_servers_after_the_last(chain):
+    old, before = settled(chain), gate_restarts(chain)
+    dba(chain, "restart")
+    dba(chain, "restart")
+    run = settled(chain)
+    assert run != old
+    after = gate_restarts(chain)
+    for web in WEBS:  # one restart per run that became ready while the watcher saw it: 1 or 2
+        assert before[web] + 1 <= after[web] <= before[web] + 2, (before, after)
+        assert chain.wait_page(web, 200)[0] == 200
+        assert apache_started(chain, web) >= ready_time(chain)
+
+
+def test_a_web_server_away_during_the_run_is_restarted_when_it_is_back(chain):
+    old, before = settled(chain), gate_restarts(chain)
+    sshd = ("systemctl stop ssh.socket ssh.service" if chain.init == "systemd" else "/etc/init.d/ssh stop")
+    back = "systemctl start ssh.service" if chain.init == "systemd" else "/etc/init.d/ssh start"
+    with chain.fault("web2", sshd, back):
+        dba(chain, "restart")
+        run = settled(chain)
+        assert run != old
+        end = time.monotonic() + 60
+        while not chain.console("db", "ls /var/lib/svrchain/svr_restart.owed").stdout.split():
+            assert time.monotonic() < end, "web2 was not marked as owed a restart"
+            time.sleep(0.5)
+        assert gate_restarts(chain)["web1"] == before["web1"] + 1
+        v = chain.fab("verify")
+        assert v.returncode == 1
+        assert re.search(r"^db +owed restarts +GAP +web2 ", v.stdout, re.M), v.stdout
+    # Back: the watcher retries (backing off from 5 s) and restarts it, without an admin.
+    end = time.monotonic() + 90
+    while gate_restarts(chain)["web2"] == before["web2"]:
+        assert time.monotonic() < end, chain.console("db", "tail -5 /var/log/svr_restart.log").stdout
+        time.sleep(0.5)
+    assert chain.wait_page("web2", 200)[0] == 200
+    assert gate_restarts(chain)["web2"] == before["web2"] + 1
+    assert apache_started(chain, "web2") >= ready_time(chain)
+    end = time.monotonic() + 30
+    while chain.console("db", "ls /var/lib/svrchain/svr_restart.owed").stdout.split():
+        assert time.monotonic() < end
+        time.sleep(0.3)
+    assert chain.fab("verify").returncode == 0
