@@ -38,7 +38,18 @@ def _file_check(host: str, name: str, state: FileState, content: bytes, mode: in
     return Check(host, name, True, state.path)
 
 
-def _registration(host: str, name: str, links: dict[str, str]) -> Check:
+def _registration(host: str, name: str, script: bytes, tool: str, r: dict) -> Check:
+    """The service's boot registration. chkconfig hosts: exactly the links ``chkconfig --add`` makes
+    from the script's header (S98dbora in 3 4 5, K11dbora in 0 1 2 6) and ``chkconfig --list``
+    agreeing; update-rc.d hosts (insserv renumbers from the LSB block): start in 3 4 5, stop in 0 1 2 6."""
+    if tool == "chkconfig":
+        header = sysv.chkconfig_header(script.decode())
+        if header is None:
+            return Check(host, f"{name} boot", False, "the script svrchain installs has no '# chkconfig:' line")
+        links = sysv.link_lists(r["links"].stdout).get(name, {})
+        ok, detail = sysv.chkconfig_check(name, header, links, sysv.parse_list(r["chklist"].stdout))
+        return Check(host, f"{name} boot", ok, detail)
+    links = sysv.parse_links(r["links"].stdout).get(name, {})
     if sysv.registered(links):
         return Check(host, f"{name} boot", True, " ".join(links[lv] for lv in sysv.START_LEVELS) + " (rc3-5)")
     return Check(host, f"{name} boot", False, "not registered to start in 3 4 5 and stop in 0 1 2 6")
@@ -93,10 +104,12 @@ def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
         **sysv.PROBE, "priv": f"stat -c '%a %U' {kp}", "derived": f"ssh-keygen -y -P '' -f {kp}",
         "enabled": f"systemctl is-enabled {unit} {tunit}",
         "order": f"systemctl show -p After -p PartOf {tunit}; systemctl show -p Wants {unit}",
+        "chklist": f"command -v chkconfig >/dev/null && for s in {shlex.quote(svc)} {shlex.quote(trig)}; do "
+                   'chkconfig --list "$s" 2>&1; done; true',
     })
     f = {k: states[v] for k, v in files.items()}
     name = db.name
-    init, _tool = detect_init(session, db, r)
+    init, tool = detect_init(session, db, r)
     checks = []
     if not inv.db.unit:
         checks.append(_file_check(name, f"{svc} start script", f["impl"], render.dbora_impl(inv), 0o755))
@@ -104,9 +117,9 @@ def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
         links = sysv.parse_links(r["links"].stdout)
         checks += [
             _file_check(name, f"{svc} init script", f["init"], render.dbora_init(inv), 0o755),
-            _registration(name, svc, links.get(svc, {})),
+            _registration(name, svc, render.dbora_init(inv), tool, r),
             _file_check(name, f"{trig} script", f["tinit"], render.svr_restart(inv), 0o755),
-            _registration(name, trig, links.get(trig, {})),
+            _registration(name, trig, render.svr_restart(inv), tool, r),
         ]
         bad = sysv.starts_after(links.get(svc, {}), links.get(trig, {}))
         checks.append(Check(name, "boot order", not bad, f"{trig} starts after {svc}" if not bad else
