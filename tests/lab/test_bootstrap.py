@@ -38,13 +38,16 @@ FOREIGN = (
 
 
 def snapshot(lab) -> dict[str, tuple[str, str]]:
-    """sha256 and mtime (ns) of every managed file, read over SSH; ('-', '-') when missing."""
+    """sha256 and mtime (ns) of every managed file, read over SSH, one command per host; ('-', '-') when
+    missing."""
     out = {}
     for name, paths in managed(lab).items():
-        h = lab.host(name)
-        for p in paths:
-            f = h.file(p)
-            out[f"{name}:{p}"] = (f.sha256sum, h.check_output(f"stat -c %Y.%y {p}")) if f.exists else ("-", "-")
+        text = lab.host(name).check_output(
+            f"for p in {' '.join(paths)}; do if [ -e $p ]; then sha256sum $p | cut -d' ' -f1; stat -c %Y.%y $p; "
+            "else echo -; echo -; fi; done")
+        lines = text.splitlines()
+        assert len(lines) == 2 * len(paths), text
+        out |= {f"{name}:{p}": (lines[2 * i], lines[2 * i + 1]) for i, p in enumerate(paths)}
     return out
 
 
