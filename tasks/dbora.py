@@ -11,7 +11,7 @@ from invoke import Context
 
 from tasks import render, sysv
 from tasks.base import svr_task
-from tasks.plan import FileChange, FileSpec
+from tasks.plan import FileChange, FileSpec, FileState
 from tasks.remote import Host, HostError, Session, apply_files
 
 
@@ -34,16 +34,33 @@ def detect_init(session: Session, host: Host, results: dict) -> tuple[str, str]:
     return init, tool
 
 
+def override_problem(name: str, script: bytes, override: FileState) -> str:
+    """Why the host's /etc/chkconfig.d/<name> would make chkconfig register ``script`` otherwise; '' if not."""
+    text = override.content.decode(errors="replace") if override.exists else None
+    return sysv.override_conflict(name, script.decode(), text)
+
+
+def check_override(host: Host, name: str, script: bytes, override: FileState) -> None:
+    """Refuse, in one line, to register a service that chkconfig would register from a different override
+    (each run would register it again, never as svrchain installs it)."""
+    why = override_problem(name, script, override)
+    if why:
+        raise HostError(f"{host.label}: {why}")
+
+
 def install_service(session: Session, step: str, name: str, unit: str, sysv_specs: list[FileSpec],
                     systemd_specs: list[FileSpec], dry_run: bool) -> None:
     """Write a service's files on the DB host for its init system, and register/enable it."""
     host = session.db
-    paths = sorted({s.path for s in sysv_specs + systemd_specs})
+    override = f"{sysv.OVERRIDES}/{name}"
+    paths = sorted({s.path for s in sysv_specs + systemd_specs} | {override})
     states, r = host.probe(paths, {**sysv.PROBE, "enabled": f"systemctl is-enabled {unit}"})
     init, tool = detect_init(session, host, r)
     if init == "sysv":
         links = sysv.parse_links(r["links"].stdout).get(name, {})
         script = f"/etc/init.d/{name}"
+        if tool == "chkconfig":
+            check_override(host, name, next(s.content for s in sysv_specs if s.path == script), states[override])
 
         def register(changes: list[FileChange]) -> list[str]:
             changed = any(c.spec.path == script and {"content", "create"} & set(c.reasons) for c in changes)

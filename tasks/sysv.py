@@ -15,6 +15,7 @@ LEVELS = "0123456"
 LINK_RE = re.compile(r"^([SK])(\d\d)(.+)$")
 # chkconfig reads the first "# chkconfig: <levels> <start> <stop>" comment ("-": no levels).
 HEADER_RE = re.compile(r"^#\s*chkconfig:\s*(-|[0-6]+)\s+(\d{1,2})\s+(\d{1,2})\s*$", re.M)
+OVERRIDES = "/etc/chkconfig.d"  # chkconfig --add reads /etc/chkconfig.d/<service> over the script's header
 # One service of `chkconfig --list`: its name, then "<level>:on|off" for 0 to 6, tab separated.
 LIST_RE = re.compile(r"^(\S+)\s+((?:[0-6]:(?:on|off)\s*){7})$")
 
@@ -148,3 +149,17 @@ def chkconfig_check(service: str, header: Header, links: dict[str, list[str]], l
         said = " ".join(f"{lv}:{'on' if on[lv] else 'off'}" for lv in LEVELS)
         return False, f"chkconfig --list says {said}, want on in {' '.join(header.levels) or 'no level'} only"
     return True, f"{describe_links(want)}; chkconfig --list: on in {' '.join(header.levels) or 'no level'}"
+
+
+def override_conflict(service: str, script: str, override: str | None) -> str:
+    """Why chkconfig's override file for ``service`` would register it otherwise than the script's header
+    says; '' when there is none, or it says the same (the same ``# chkconfig:`` line, no LSB levels)."""
+    if override is None:
+        return ""
+    theirs, ours = chkconfig_header(override), chkconfig_header(script)
+    if theirs == ours and not re.search(r"^#\s*Default-(Start|Stop):", override, re.M):
+        return ""
+    said = f"'# chkconfig: {theirs.levels or '-'} {theirs.start} {theirs.stop}'" if theirs else "other levels"
+    want = f"'# chkconfig: {ours.levels or '-'} {ours.start} {ours.stop}'" if ours else "the script's header"
+    return (f"{OVERRIDES}/{service} overrides {service}'s {want} with {said}, and chkconfig --add uses it; "
+            f"remove it (or make it say the same) so that {service} is registered as svrchain installs it")

@@ -11,7 +11,7 @@ from tabulate import tabulate
 from tasks import account, authkeys, render, sysv
 from tasks.attacks import Row, run_attacks
 from tasks.base import svr_task
-from tasks.dbora import detect_init
+from tasks.dbora import detect_init, override_problem
 from tasks.errors import SvrchainError
 from tasks.keys import db_public_key, expected_line, gate_state, host_keys, marker, web_facts
 from tasks.plan import FileState
@@ -38,17 +38,19 @@ def _file_check(host: str, name: str, state: FileState, content: bytes, mode: in
     return Check(host, name, True, state.path)
 
 
-def _registration(host: str, name: str, script: bytes, tool: str, r: dict) -> Check:
+def _registration(host: str, name: str, script: bytes, tool: str, r: dict, override: FileState) -> Check:
     """The service's boot registration. chkconfig hosts: exactly the links ``chkconfig --add`` makes
-    from the script's header (S98dbora in 3 4 5, K11dbora in 0 1 2 6) and ``chkconfig --list``
-    agreeing; update-rc.d hosts (insserv renumbers from the LSB block): start in 3 4 5, stop in 0 1 2 6."""
+    from the script's header (S98dbora in 3 4 5, K11dbora in 0 1 2 6), ``chkconfig --list`` agreeing,
+    and no override in /etc/chkconfig.d that a new ``--add`` would follow instead; update-rc.d hosts
+    (insserv renumbers from the LSB block): start in 3 4 5, stop in 0 1 2 6."""
     if tool == "chkconfig":
         header = sysv.chkconfig_header(script.decode())
         if header is None:
             return Check(host, f"{name} boot", False, "the script svrchain installs has no '# chkconfig:' line")
         links = sysv.link_lists(r["links"].stdout).get(name, {})
         ok, detail = sysv.chkconfig_check(name, header, links, sysv.parse_list(r["chklist"].stdout))
-        return Check(host, f"{name} boot", ok, detail)
+        why = override_problem(name, script, override)
+        return Check(host, f"{name} boot", ok and not why, "; ".join(x for x in (detail, why) if x))
     links = sysv.parse_links(r["links"].stdout).get(name, {})
     if sysv.registered(links):
         return Check(host, f"{name} boot", True, " ".join(links[lv] for lv in sysv.START_LEVELS) + " (rc3-5)")
@@ -98,6 +100,7 @@ def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
         "impl": render.impl_path(inv), "init": f"/etc/init.d/{svc}", "tinit": f"/etc/init.d/{trig}",
         "unit": f"/etc/systemd/system/{unit}", "tscript": render.trigger_script(inv, "systemd"),
         "tunit": f"/etc/systemd/system/{tunit}", "kh": inv.trigger.known_hosts,
+        "override": f"{sysv.OVERRIDES}/{svc}", "toverride": f"{sysv.OVERRIDES}/{trig}",
     }
     kp = shlex.quote(inv.key.path)
     states, r = db.probe(list(files.values()), {
@@ -117,9 +120,9 @@ def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
         links = sysv.parse_links(r["links"].stdout)
         checks += [
             _file_check(name, f"{svc} init script", f["init"], render.dbora_init(inv), 0o755),
-            _registration(name, svc, render.dbora_init(inv), tool, r),
+            _registration(name, svc, render.dbora_init(inv), tool, r, f["override"]),
             _file_check(name, f"{trig} script", f["tinit"], render.svr_restart(inv), 0o755),
-            _registration(name, trig, render.svr_restart(inv), tool, r),
+            _registration(name, trig, render.svr_restart(inv), tool, r, f["toverride"]),
         ]
         bad = sysv.starts_after(links.get(svc, {}), links.get(trig, {}))
         checks.append(Check(name, "boot order", not bad, f"{trig} starts after {svc}" if not bad else

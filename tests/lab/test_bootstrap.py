@@ -209,3 +209,29 @@ def test_chkconfig_reregisters_a_changed_header(lab):
                      v.stdout, re.M), v.stdout
     assert re.search(r"^db\s+svr_restart boot\s+ok\s+S99svr_restart in 3 4 5, K01svr_restart in 0 1 2 6", v.stdout,
                      re.M), v.stdout
+
+
+def test_a_chkconfig_override_is_refused_in_one_line_and_flagged(lab):
+    """A site's override in /etc/chkconfig.d (2345): chkconfig --add follows it; install-dbora says so in
+    one line rather than registering dbora again on every run, verify flags it; without it, all is repaired."""
+    if lab.init != "chkconfig":
+        pytest.skip("chkconfig hosts only")
+    lab.console("db", "mkdir -p /etc/chkconfig.d && echo '# chkconfig: 2345 98 11' >/etc/chkconfig.d/dbora && "
+                      "chkconfig --del dbora && chkconfig --add dbora")
+    links = rc_links(lab)
+    assert links["2"] == "K01svr_restart S98dbora"  # chkconfig's own behaviour: the override wins
+    r = lab.fab("install-dbora")
+    assert r.returncode == 1
+    assert re.search(r"^db\s+install-dbora\s+failed\s+db \(198\.18\.0\.10:22\): /etc/chkconfig.d/dbora overrides "
+                     r"dbora's '# chkconfig: 345 98 11' with '# chkconfig: 2345 98 11', and chkconfig --add uses it; "
+                     r"remove it", r.stdout, re.M), r.stdout
+    assert "Traceback" not in r.stderr and rc_links(lab) == links
+    v = lab.fab("verify")
+    assert v.returncode == 1
+    assert re.search(r"^db\s+dbora boot\s+GAP\s+rc2.d has S98dbora, want K11dbora; /etc/chkconfig.d/dbora overrides",
+                     v.stdout, re.M), v.stdout
+    lab.console("db", "rm -r /etc/chkconfig.d")
+    r = lab.fab("install-dbora")
+    assert r.returncode == 0 and "chkconfig --del dbora, chkconfig --add dbora" in r.stdout, r.stdout
+    assert rc_links(lab) == CHKCONFIG_LINKS
+    assert lab.fab("verify").returncode == 0

@@ -120,3 +120,21 @@ def test_link_lists_keep_every_link_of_a_level():
     assert sysv.link_lists("3 S98dbora\n3 S20dbora\n0 K11dbora\n3 README\n") == {
         "dbora": {"3": ["S98dbora", "S20dbora"], "0": ["K11dbora"]}}
     assert sysv.parse_links("3 S98dbora\n3 S20dbora\n")["dbora"] == {"3": "S20dbora"}
+
+
+def test_an_override_that_says_the_same_is_no_conflict():
+    script = "#!/bin/sh\n# chkconfig: 345 98 11\n# description: db\n"
+    assert sysv.override_conflict("dbora", script, None) == ""
+    assert sysv.override_conflict("dbora", script, "# chkconfig: 345 98 11\n") == ""
+
+
+def test_an_override_that_registers_otherwise_is_named_with_the_fix():
+    script = "#!/bin/sh\n# chkconfig: 345 98 11\n# description: db\n"
+    assert sysv.override_conflict("dbora", script, "# chkconfig: 2345 98 11\n") == (
+        "/etc/chkconfig.d/dbora overrides dbora's '# chkconfig: 345 98 11' with '# chkconfig: 2345 98 11', and "
+        "chkconfig --add uses it; remove it (or make it say the same) so that dbora is registered as svrchain "
+        "installs it")
+    lsb = "### BEGIN INIT INFO\n# Default-Start: 2 3 4 5\n### END INIT INFO\n"
+    assert "with other levels, and chkconfig --add uses it" in sysv.override_conflict("dbora", script, lsb)
+    # The same chkconfig line, but LSB levels that chkconfig applies after it.
+    assert sysv.override_conflict("dbora", script, "# chkconfig: 345 98 11\n" + lsb) != ""
