@@ -190,9 +190,12 @@ def test_chkconfig_reregisters_a_changed_header(lab):
     install-dbora registers it afresh from svrchain's header."""
     if lab.init != "chkconfig":
         pytest.skip("chkconfig hosts only")
-    older = ("s/^# chkconfig: 345 98 11$/# chkconfig: 2345 20 80/; s/^# Default-Start: .*/# Default-Start: 2 3 4 5/; "
-             "s/^# Default-Stop: .*/# Default-Stop: 0 1 6/")
-    lab.console("db", f"sed -i '{older}' /etc/init.d/dbora && chkconfig --del dbora && chkconfig --add dbora")
+    chkconfig_line = "s/^# chkconfig: 345 98 11$/# chkconfig: 2345 20 80/"
+    lab.console("db", f"sed -i '{chkconfig_line}' /etc/init.d/dbora && chkconfig --del dbora && chkconfig --add dbora")
+    # chkconfig 1.33 reads the LSB block after the chkconfig line: its Default-Stop (0 1 2 6) takes level 2 out.
+    assert rc_links(lab)["2"] == "K01svr_restart K80dbora"
+    lsb = "s/^# Default-Start: .*/# Default-Start: 2 3 4 5/; s/^# Default-Stop: .*/# Default-Stop: 0 1 6/"
+    lab.console("db", f"sed -i '{lsb}' /etc/init.d/dbora && chkconfig --del dbora && chkconfig --add dbora")
     assert rc_links(lab)["2"] == "K01svr_restart S20dbora"
     v = lab.fab("verify")
     assert v.returncode == 1
