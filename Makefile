@@ -5,6 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 FAB := $(VENV)/bin/fab
 WEB ?= 2
+# How the lab hosts boot: sysv (Debian, insserv), chkconfig (RHEL-like SysV, chkconfig 1.33), systemd.
 INIT ?= sysv
 # Debian packages the lab and the tests need on this machine (the lab hosts get theirs by debootstrap).
 DEBS := debootstrap iproute2 util-linux openssh-client shellcheck curl systemd-container

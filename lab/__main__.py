@@ -16,8 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="verb", required=True)
     up = sub.add_parser("up", help="bring up a fresh lab")
     up.add_argument("--web", type=int, default=int(os.environ.get("WEB", "2")), help="web hosts (2)")
-    up.add_argument("--init", choices=["sysv", "systemd"], default=os.environ.get("INIT", "sysv"),
-                    help="how the hosts boot (sysv)")
+    up.add_argument("--init", choices=hosts.INITS, default=os.environ.get("INIT", "sysv"),
+                    help="how the hosts boot: sysv (Debian, insserv), chkconfig (RHEL-like), systemd (sysv)")
     sub.add_parser("down", help="tear the lab down, leaving nothing behind")
     boot = sub.add_parser("boot", help="power-cycle a host: it boots again as SysV init does")
     boot.add_argument("host")

@@ -3,7 +3,9 @@
 Each host is ``ip netns`` + a veth on the bridge ``svrlab0`` (198.18.0.1/24 on this machine), an
 overlayfs over the cached Debian root, and ``unshare --mount --pid --uts`` + ``chroot`` with tini as
 PID 1 running ``lab-init``, which boots the host as SysV init does (``/etc/init.d/rc 3``): sshd,
-Apache with PHP on web hosts, PostgreSQL (through its dbora script) on the DB host. Run as root.
+Apache with PHP on web hosts, PostgreSQL (through its dbora script) on the DB host. ``chkconfig``
+hosts boot the same way but are RHEL-like: chkconfig 1.33 is the only registration tool and the rc
+directories live under ``/etc/rc.d``. ``systemd`` hosts boot under ``systemd-nspawn -b``. Run as root.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lab.rootfs import ensure_rootfs
+from lab.rootfs import CHKCONFIG_BIN, ensure_rootfs
 
 REPO = Path(__file__).resolve().parent.parent
 FILES = Path(__file__).resolve().parent / "files"
@@ -30,6 +32,7 @@ SUBNET = "198.18.0"
 GATEWAY = f"{SUBNET}.1"
 DB_ADDRESS = f"{SUBNET}.10"
 NETNS_PREFIX = "svrlab-"
+INITS = ("sysv", "chkconfig", "systemd")  # Debian SysV (insserv), RHEL-like SysV (chkconfig), systemd
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ class LabHost:
     name: str
     role: str  # "db" or "web"
     address: str
-    init: str = "sysv"  # how the host boots: "sysv" (rc 3 under tini) or "systemd" (systemd-nspawn -b)
+    init: str = "sysv"  # how the host boots: "sysv" or "chkconfig" (rc 3 under tini), "systemd" (nspawn -b)
 
     @property
     def netns(self) -> str:
@@ -62,8 +65,8 @@ def plan(web_count: int, init: str = "sysv") -> list[LabHost]:
     """The hosts of a lab with ``web_count`` web servers, booting with ``init``."""
     if not 1 <= web_count <= 60:
         raise SystemExit("lab: the number of web hosts must be between 1 and 60")
-    if init not in ("sysv", "systemd"):
-        raise SystemExit("lab: INIT must be sysv or systemd")
+    if init not in INITS:
+        raise SystemExit(f"lab: INIT must be one of {', '.join(INITS)}")
     hosts = [LabHost("db", "db", DB_ADDRESS, init)]
     hosts += [LabHost(f"web{i}", "web", f"{SUBNET}.{20 + i}", init) for i in range(1, web_count + 1)]
     return hosts
@@ -170,8 +173,11 @@ def _provision(h: LabHost, hosts: list[LabHost], admin_key: str) -> None:
     _write(r, "/usr/local/sbin/lab-init", (FILES / "lab-init").read_text(), 0o755)
     # Each role runs only its own services at boot.
     drop = ["postgresql", "dbus"] + (["apache2", "apache-htcacheclean"] if h.role == "db" else [])
-    for svc in drop:
-        sh("chroot", str(r), "update-rc.d", "-f", svc, "remove")
+    if h.init == "chkconfig":
+        _provision_chkconfig(h)
+    else:
+        for svc in drop:
+            sh("chroot", str(r), "update-rc.d", "-f", svc, "remove")
     if h.init == "systemd":
         _provision_systemd(h, drop)
     if h.role == "db":
@@ -189,6 +195,35 @@ def _provision(h: LabHost, hosts: list[LabHost], admin_key: str) -> None:
         _write(r, "/etc/apache2/conf-enabled/lab.conf",
                f"ServerName {h.name}\n<IfModule mpm_prefork_module>\n  StartServers 5\n  MinSpareServers 1\n"
                "  MaxSpareServers 10\n</IfModule>\n")
+
+
+# A RHEL-like SysV host: the rc directories under /etc/rc.d (with /etc/init.d and /etc/rcN.d
+# pointing there, as on RHEL), chkconfig 1.33 in /usr/sbin, Debian's update-rc.d and insserv moved
+# out of the way, and /sbin/init naming what PID 1 really is (tini), so that chkconfig never hands a
+# request to systemctl. Debian's own registrations are dropped; chkconfig makes the role's afresh.
+_CHKCONFIG_HOST = r"""
+set -e
+cd /etc
+mkdir -p rc.d
+mv init.d rc.d/init.d && ln -s rc.d/init.d init.d
+for n in 0 1 2 3 4 5 6; do
+    mv rc$n.d rc.d/rc$n.d && ln -s rc.d/rc$n.d rc$n.d
+    rm -f rc.d/rc$n.d/[SK][0-9][0-9]*
+done
+install -m 755 "$1" /usr/sbin/chkconfig
+mkdir -p /usr/lib/svrchain-lab/debian
+mv /usr/sbin/update-rc.d /usr/sbin/insserv /usr/lib/svrchain-lab/debian/
+ln -sf /usr/bin/tini /usr/sbin/init
+shift
+for svc in "$@"; do chkconfig --add "$svc"; done
+"""
+
+
+def _provision_chkconfig(h: LabHost) -> None:
+    """chkconfig hosts: the RHEL layout, chkconfig the only registration tool, the role's services
+    (sshd, sudo, Apache on web hosts) registered with it."""
+    services = ["ssh", "sudo"] + (["apache2"] if h.role == "web" else [])
+    sh("chroot", str(h.root), "sh", "-c", _CHKCONFIG_HOST, "chkconfig-host", CHKCONFIG_BIN, *services)
 
 
 _LAB_DB_UNIT = """[Unit]
@@ -331,7 +366,7 @@ def run_in(h: LabHost, command: str, check: bool = True, timeout: float = 120) -
 
 
 def _wait_booted(h: LabHost, timeout: float = 90) -> None:
-    booted = ("test -e /run/lab-booted" if h.init == "sysv" else
+    booted = ("test -e /run/lab-booted" if h.init != "systemd" else
               "case $(systemctl is-system-running) in running|degraded) true;; *) false;; esac")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -1,9 +1,11 @@
 """Build (once) and cache the Debian root filesystem the lab hosts boot from.
 
 The root is made by debootstrap from the Debian mirror this machine's apt already uses, with the
-packages every lab host needs. It is cached under ``/var/cache/svrchain-lab`` keyed by a hash of
-the recipe, so a second ``lab up`` reuses it; each host only ever sees it as the read-only lower
-layer of its own overlayfs.
+packages every lab host needs, and chkconfig 1.33 built inside it from the vendored source
+(``../shared/vendor`` beside the repository; Debian has no chkconfig package). The binary waits at
+``CHKCONFIG_BIN``, outside the PATH: only ``INIT=chkconfig`` hosts install it. The root is cached
+under ``/var/cache/svrchain-lab`` keyed by a hash of the recipe, so a second ``lab up`` reuses it;
+each host only ever sees it as the read-only lower layer of its own overlayfs.
 """
 
 from __future__ import annotations
@@ -21,7 +23,13 @@ PACKAGES = (
     "rsyslog", "tini", "procps", "iproute2", "curl", "sudo", "sysv-rc", "netcat-openbsd",
     "systemd", "systemd-sysv", "dbus", "less",
 )
-RECIPE_VERSION = "1"
+# What building chkconfig needs (the vendor README's list; libc6-dev is only a recommendation of gcc's).
+BUILD_PACKAGES = ("gcc", "make", "libc6-dev", "libpopt-dev", "libselinux1-dev", "libsepol-dev")
+RECIPE_VERSION = "2"
+VENDOR = Path(__file__).resolve().parent.parent.parent / "shared" / "vendor"
+CHKCONFIG_SOURCE = VENDOR / "chkconfig-1.33.tar.gz"
+CHKCONFIG_SHA256 = "e37743d48be453b1059c401534c588a9bb0d69d59178bcc484ee4b9f7e29461c"
+CHKCONFIG_BIN = "/usr/lib/svrchain-lab/chkconfig"  # inside the root
 
 
 def mirror() -> str:
@@ -41,7 +49,7 @@ def mirror() -> str:
 
 def recipe_key() -> str:
     """Hash of everything that shapes the root: a change of recipe builds a new root."""
-    blob = "\n".join([SUITE, RECIPE_VERSION, *PACKAGES]).encode()
+    blob = "\n".join([SUITE, RECIPE_VERSION, *PACKAGES, *BUILD_PACKAGES, CHKCONFIG_SHA256, CHKCONFIG_BIN]).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
@@ -57,17 +65,19 @@ def ensure_rootfs(log: bool = True) -> Path:
         return root
     if shutil.which("debootstrap") is None:
         raise SystemExit("lab: debootstrap is not installed; run `make install` first")
+    source = chkconfig_source()
     tmp = root.with_name(root.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     CACHE.mkdir(parents=True, exist_ok=True)
     if log:
         print(f"lab: building the host root filesystem in {root} (once, cached)", flush=True)
     subprocess.run(
-        ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(tmp),
+        ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES + BUILD_PACKAGES)}", SUITE, str(tmp),
          mirror()],
         check=True, stdout=subprocess.DEVNULL,
     )
     _prepare(tmp)
+    build_chkconfig(tmp, source)
     (tmp / ".svrchain-complete").write_text(recipe_key() + "\n")
     tmp.rename(root)
     return root
@@ -80,3 +90,32 @@ def _prepare(root: Path) -> None:
     shutil.rmtree(root / "var/cache/apt/archives", ignore_errors=True)
     (root / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
     (root / "etc/machine-id").write_text("")
+
+
+def chkconfig_source() -> Path:
+    """The vendored chkconfig 1.33 source, checked against its pinned checksum (no network fetch)."""
+    if not CHKCONFIG_SOURCE.is_file():
+        raise SystemExit(f"lab: {CHKCONFIG_SOURCE} is missing; put a copy of shared/ beside the repository")
+    digest = hashlib.sha256(CHKCONFIG_SOURCE.read_bytes()).hexdigest()
+    if digest != CHKCONFIG_SHA256:
+        raise SystemExit(f"lab: {CHKCONFIG_SOURCE} has sha256 {digest}, want {CHKCONFIG_SHA256}")
+    return CHKCONFIG_SOURCE
+
+
+def build_chkconfig(root: Path, source: Path) -> None:
+    """Build chkconfig inside ``root`` (its own gcc and libraries: the binary fits the hosts' glibc)
+    and leave it at CHKCONFIG_BIN; the build tree is removed."""
+    src = root / "usr/src"
+    subprocess.run(["tar", "-xzf", str(source), "-C", str(src), "--no-same-owner"], check=True)
+    tree = "/usr/src/" + source.name.removesuffix(".tar.gz")
+    log = CACHE / f"chkconfig-build-{recipe_key()}.log"
+    with log.open("w") as out:
+        built = subprocess.run(["chroot", str(root), "/usr/bin/env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+                                "make", "-C", tree, "chkconfig"], stdout=out, stderr=subprocess.STDOUT)
+    if built.returncode != 0 or not (root / tree.lstrip("/") / "chkconfig").exists():
+        raise SystemExit(f"lab: building chkconfig from {source.name} failed (see {log}); the lab root needs "
+                         f"{' '.join(BUILD_PACKAGES)} (lab/rootfs.py BUILD_PACKAGES)")
+    dest = root / CHKCONFIG_BIN.lstrip("/")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(root / tree.lstrip("/") / "chkconfig", dest)
+    shutil.rmtree(root / tree.lstrip("/"))

@@ -12,7 +12,7 @@ from invoke import Context
 from tasks import render, sysv
 from tasks.base import svr_task
 from tasks.inventory import ORACLE_READY
-from tasks.plan import FileChange, FileSpec, Outcome
+from tasks.plan import FileChange, FileSpec, FileState, Outcome
 from tasks.remote import Host, HostError, Session, apply_files
 
 
@@ -35,6 +35,20 @@ def detect_init(session: Session, host: Host, results: dict) -> tuple[str, str]:
     return init, tool
 
 
+def override_problem(name: str, script: bytes, override: FileState) -> str:
+    """Why the host's /etc/chkconfig.d/<name> would make chkconfig register ``script`` otherwise; '' if not."""
+    text = override.content.decode(errors="replace") if override.exists else None
+    return sysv.override_conflict(name, script.decode(), text)
+
+
+def check_override(host: Host, name: str, script: bytes, override: FileState) -> None:
+    """Refuse, in one line, to register a service that chkconfig would register from a different override
+    (each run would register it again, never as svrchain installs it)."""
+    why = override_problem(name, script, override)
+    if why:
+        raise HostError(f"{host.label}: {why}")
+
+
 def install_service(session: Session, step: str, name: str, unit: str, sysv_specs: list[FileSpec],
                     systemd_specs: list[FileSpec], dry_run: bool, running: bool = False,
                     restart: bool = False) -> Outcome:
@@ -42,7 +56,8 @@ def install_service(session: Session, step: str, name: str, unit: str, sysv_spec
     ``running`` the service must also run: started when it does not, restarted when its files (or,
     with ``restart``, files it runs) changed."""
     host = session.db
-    paths = sorted({s.path for s in sysv_specs + systemd_specs})
+    override = f"{sysv.OVERRIDES}/{name}"
+    paths = sorted({s.path for s in sysv_specs + systemd_specs} | {override})
     up = {"up": f"if [ -d /run/systemd/system ]; then systemctl is-active {unit}; else /etc/init.d/{name} status; fi"}
     states, r = host.probe(paths, {**sysv.PROBE, "enabled": f"systemctl is-enabled {unit}", **(up if running else {})})
     init, tool = detect_init(session, host, r)
@@ -56,6 +71,8 @@ def install_service(session: Session, step: str, name: str, unit: str, sysv_spec
     if init == "sysv":
         links = sysv.parse_links(r["links"].stdout).get(name, {})
         script = f"/etc/init.d/{name}"
+        if tool == "chkconfig":
+            check_override(host, name, next(s.content for s in sysv_specs if s.path == script), states[override])
 
         def register(changes: list[FileChange]) -> list[str]:
             changed = any(c.spec.path == script and {"content", "create"} & set(c.reasons) for c in changes)

@@ -13,7 +13,7 @@ from tasks import account, authkeys, homes, render, sysv
 from tasks.attacks import Row, run_attacks
 from tasks.base import svr_task
 from tasks.chain import ready_probe
-from tasks.dbora import detect_init
+from tasks.dbora import detect_init, override_problem
 from tasks.errors import SvrchainError
 from tasks.inventory import ORACLE_READY
 from tasks.keys import PUB_MODE, db_public_key, expected_line, gate_state, host_keys, marker, web_facts
@@ -41,7 +41,20 @@ def _file_check(host: str, name: str, state: FileState, content: bytes, mode: in
     return Check(host, name, True, state.path)
 
 
-def _registration(host: str, name: str, links: dict[str, str]) -> Check:
+def _registration(host: str, name: str, script: bytes, tool: str, r: dict, override: FileState) -> Check:
+    """The service's boot registration. chkconfig hosts: exactly the links ``chkconfig --add`` makes
+    from the script's header (S98dbora in 3 4 5, K11dbora in 0 1 2 6), ``chkconfig --list`` agreeing,
+    and no override in /etc/chkconfig.d that a new ``--add`` would follow instead; update-rc.d hosts
+    (insserv renumbers from the LSB block): start in 3 4 5, stop in 0 1 2 6."""
+    if tool == "chkconfig":
+        header = sysv.chkconfig_header(script.decode())
+        if header is None:
+            return Check(host, f"{name} boot", False, "the script svrchain installs has no '# chkconfig:' line")
+        links = sysv.link_lists(r["links"].stdout).get(name, {})
+        ok, detail = sysv.chkconfig_check(name, header, links, sysv.parse_list(r["chklist"].stdout))
+        why = override_problem(name, script, override)
+        return Check(host, f"{name} boot", ok and not why, "; ".join(x for x in (detail, why) if x))
+    links = sysv.parse_links(r["links"].stdout).get(name, {})
     if sysv.registered(links):
         return Check(host, f"{name} boot", True, " ".join(links[lv] for lv in sysv.START_LEVELS) + " (rc3-5)")
     return Check(host, f"{name} boot", False, "not registered to start in 3 4 5 and stop in 0 1 2 6")
@@ -115,6 +128,8 @@ def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
         "unit": f"/etc/systemd/system/{unit}", "tscript": render.trigger_script(inv, "systemd"),
         "tunit": f"/etc/systemd/system/{tunit}", "kh": inv.trigger.known_hosts,
         "winit": f"/etc/init.d/{render.watch_name(inv)}", "wunit": f"/etc/systemd/system/{render.watch_unit(inv)}",
+        "override": f"{sysv.OVERRIDES}/{svc}", "toverride": f"{sysv.OVERRIDES}/{trig}",
+        "woverride": f"{sysv.OVERRIDES}/{render.watch_name(inv)}",
     }
     kp = shlex.quote(inv.key.path)
     states, r = db.probe([*files.values(), ORACLE_READY], {
@@ -123,10 +138,12 @@ def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
         "enabled": f"systemctl is-enabled {unit} {tunit}",
         "order": f"systemctl show -p After -p PartOf {tunit}; systemctl show -p Wants {unit}",
         **watch_probe(session),
+        "chklist": f"command -v chkconfig >/dev/null && for s in {shlex.quote(svc)} {shlex.quote(trig)} "
+                   f"{shlex.quote(render.watch_name(inv))}; do chkconfig --list \"$s\" 2>&1; done; true",
     })
     f = {k: states[v] for k, v in files.items()}
     name = db.name
-    init, _tool = detect_init(session, db, r)
+    init, tool = detect_init(session, db, r)
     checks = []
     if not inv.db.unit:
         checks.append(_file_check(name, f"{svc} start script", f["impl"], render.dbora_impl(inv), 0o755))
@@ -136,9 +153,9 @@ def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
         links = sysv.parse_links(r["links"].stdout)
         checks += [
             _file_check(name, f"{svc} init script", f["init"], render.dbora_init(inv), 0o755),
-            _registration(name, svc, links.get(svc, {})),
+            _registration(name, svc, render.dbora_init(inv), tool, r, f["override"]),
             _file_check(name, f"{trig} script", f["tinit"], render.svr_restart(inv), 0o755),
-            _registration(name, trig, links.get(trig, {})),
+            _registration(name, trig, render.svr_restart(inv), tool, r, f["toverride"]),
         ]
         bad = sysv.starts_after(links.get(svc, {}), links.get(trig, {}))
         checks.append(Check(name, "boot order", not bad, f"{trig} starts after {svc}" if not bad else
@@ -159,7 +176,7 @@ def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
         checks.append(Check(name, "boot order", ordered,
                             f"{tunit}: After= and PartOf= {unit}, wanted by it" if ordered else
                             f"{tunit} is not ordered after, part of and wanted by {unit}"))
-    checks += watch_checks(session, init, f, r)
+    checks += watch_checks(session, init, tool, f, r)
     key = db_public_key(session)
     if key is None or not r["priv"].ok:
         checks.append(Check(name, "key", False, f"{inv.key.path} missing; run `fab gen-key`"))
@@ -196,14 +213,13 @@ def watch_probe(session: Session) -> dict[str, str]:
     }
 
 
-def watch_checks(session: Session, init: str, f: dict[str, FileState], r: dict) -> list[Check]:
+def watch_checks(session: Session, init: str, tool: str, f: dict[str, FileState], r: dict) -> list[Check]:
     """The watcher is installed, registered and running; it can tell the DB's run; nothing is owed."""
     inv, name = session.inv, session.db.name
     wname, wunit = render.watch_name(inv), render.watch_unit(inv)
     if init == "sysv":
-        links = sysv.parse_links(r["links"].stdout)
         checks = [_file_check(name, f"{wname} script", f["winit"], render.watch_init(inv), 0o755),
-                  _registration(name, wname, links.get(wname, {}))]
+                  _registration(name, wname, render.watch_init(inv), tool, r, f["woverride"])]
     else:
         enabled = r["wenabled"].stdout.strip()
         checks = [_file_check(name, wunit, f["wunit"], render.watch_service(inv), 0o644),

@@ -129,10 +129,22 @@ def lab_of(init: str):
         labhosts.down()
 
 
-@pytest.fixture(scope="module", params=["sysv", "systemd"])
-def lab(request):
-    """A fresh lab for this module, once with SysV hosts and once with systemd hosts."""
-    yield from lab_of(request.param)
+# The core suite (bootstrap, the chain, uninstall) runs on every kind of host: Debian SysV (insserv),
+# RHEL-like SysV (chkconfig 1.33) and systemd. Other modules run on SysV and systemd hosts, or one.
+CORE_INITS = ("sysv", "chkconfig", "systemd")
+
+
+def lab_fixture(*inits: str):
+    """A module-scoped ``lab`` fixture: a fresh lab for the module, once per init system in ``inits``."""
+
+    @pytest.fixture(scope="module", params=list(inits))
+    def lab(request):
+        yield from lab_of(request.param)
+
+    return lab
+
+
+lab = lab_fixture("sysv", "systemd")
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,17 @@ import re
 
 import pytest
 
+from tests.lab.conftest import CORE_INITS, lab_fixture
+
 pytestmark = pytest.mark.lab
+lab = lab_fixture(*CORE_INITS)
 
 # What svrchain manages, per host: a second run must leave each byte-identical (and unrewritten).
 COMMON_DB = ["/usr/local/lib/svrchain/dbora", "/root/.ssh/svr_restart_key", "/root/.ssh/svr_restart_key.pub",
              "/etc/svrchain/known_hosts"]
 INIT_FILES = {
     "sysv": ["/etc/init.d/dbora", "/etc/init.d/svr_restart"],
+    "chkconfig": ["/etc/init.d/dbora", "/etc/init.d/svr_restart"],
     "systemd": ["/etc/systemd/system/dbora.service", "/etc/systemd/system/svr-restart.service",
                 "/usr/local/lib/svrchain/svr_restart"],
 }
@@ -34,13 +38,16 @@ FOREIGN = (
 
 
 def snapshot(lab) -> dict[str, tuple[str, str]]:
-    """sha256 and mtime (ns) of every managed file, read over SSH; ('-', '-') when missing."""
+    """sha256 and mtime (ns) of every managed file, read over SSH, one command per host; ('-', '-') when
+    missing."""
     out = {}
     for name, paths in managed(lab).items():
-        h = lab.host(name)
-        for p in paths:
-            f = h.file(p)
-            out[f"{name}:{p}"] = (f.sha256sum, h.check_output(f"stat -c %Y.%y {p}")) if f.exists else ("-", "-")
+        text = lab.host(name).check_output(
+            f"for p in {' '.join(paths)}; do if [ -e $p ]; then sha256sum $p | cut -d' ' -f1; stat -c %Y.%y $p; "
+            "else echo -; echo -; fi; done")
+        lines = text.splitlines()
+        assert len(lines) == 2 * len(paths), text
+        out |= {f"{name}:{p}": (lines[2 * i], lines[2 * i + 1]) for i, p in enumerate(paths)}
     return out
 
 
@@ -54,7 +61,7 @@ def test_dry_run_on_a_fresh_lab_changes_nothing(lab):
     assert r.returncode == 0, r.stderr
     assert "would change" in r.stdout and "changed " not in r.stdout
     # the diff of the file it would write
-    diff_line = "+# chkconfig: 345 98 11" if lab.init == "sysv" else "+ExecStart=/usr/local/lib/svrchain/dbora start"
+    diff_line = "+# chkconfig: 345 98 11" if lab.init != "systemd" else "+ExecStart=/usr/local/lib/svrchain/dbora start"
     assert diff_line in r.stdout
     assert snapshot(lab) == before
     assert not lab.host("db").file(INIT_FILES[lab.init][0]).exists
@@ -70,7 +77,9 @@ def test_bootstrap_from_scratch(lab):
     key = db.file("/root/.ssh/svr_restart_key")
     assert key.mode == 0o600 and key.user == "root"
     assert db.run("ssh-keygen -y -P '' -f /root/.ssh/svr_restart_key").rc == 0  # no passphrase
-    if lab.init == "sysv":
+    if lab.init == "chkconfig":
+        assert_chkconfig_registration(lab, r.stdout)
+    elif lab.init == "sysv":
         assert db.file("/etc/init.d/dbora").contains("^# chkconfig: 345 98 11$")
         assert db.file("/etc/init.d/svr_restart").contains("^# chkconfig: 345 99 1$")
         links = db.check_output("ls /etc/rc3.d /etc/rc4.d /etc/rc5.d | grep -E 'dbora|svr_restart'").split()
@@ -82,6 +91,32 @@ def test_bootstrap_from_scratch(lab):
         units = "/etc/systemd/system/dbora.service /etc/systemd/system/svr-restart.service"
         verify = db.run(f"systemd-analyze verify {units}")
         assert verify.rc == 0 and "dbora" not in verify.stderr + verify.stdout, verify.stderr
+
+
+# What chkconfig 1.33 makes of the memo's headers (345 98 11, 345 99 1): start links in 3 4 5, kill links
+# in every other level, 2 included.
+CHKCONFIG_LINKS = {lv: "K01svr_restart K11dbora" for lv in "0126"} | {lv: "S98dbora S99svr_restart" for lv in "345"}
+
+
+def rc_links(lab) -> dict[str, str]:
+    """svrchain's rc links per level on the DB host, read from RHEL's /etc/rc.d/rcN.d."""
+    out = lab.host("db").check_output(
+        "for n in 0 1 2 3 4 5 6; do echo $n $(ls /etc/rc.d/rc$n.d | grep -E 'dbora|svr_restart'); done")
+    return dict(line.split(" ", 1) for line in out.splitlines())
+
+
+def assert_chkconfig_registration(lab, output: str) -> None:
+    """Registered by chkconfig, and only chkconfig could have: the memo's exact numbers."""
+    db = lab.host("db")
+    assert "chkconfig --add dbora, chkconfig --level 345 dbora on" in output
+    assert "chkconfig --add svr_restart, chkconfig --level 345 svr_restart on" in output
+    assert db.run("command -v update-rc.d || command -v insserv").rc == 1
+    assert db.file("/etc/init.d").linked_to == "/etc/rc.d/init.d"
+    assert rc_links(lab) == CHKCONFIG_LINKS
+    listed = db.check_output("chkconfig --list dbora; chkconfig --list svr_restart").splitlines()
+    assert [ln.split() for ln in listed] == [
+        [s, "0:off", "1:off", "2:off", "3:on", "4:on", "5:on", "6:off"] for s in ("dbora", "svr_restart")]
+    assert db.check_output("readlink /etc/rc3.d/S98dbora") == "../init.d/dbora"
 
 
 def test_the_line_is_exact_and_foreign_lines_survive(lab):
@@ -147,3 +182,59 @@ def test_one_ssh_connection_per_host_per_run(lab):
     assert r.returncode == 0, r.stdout + r.stderr
     after = accepted()
     assert {h: after[h] - before[h] for h in after} == {"db": 1, "web1": 1, "web2": 1}
+
+
+def test_chkconfig_reregisters_a_changed_header(lab):
+    """A site's older dbora, registered by chkconfig from another header (2345 20 80, and an LSB block
+    agreeing: chkconfig 1.33 reads both, Default-Stop taking levels out): verify names every wrong link,
+    install-dbora registers it afresh from svrchain's header."""
+    if lab.init != "chkconfig":
+        pytest.skip("chkconfig hosts only")
+    chkconfig_line = "s/^# chkconfig: 345 98 11$/# chkconfig: 2345 20 80/"
+    lab.console("db", f"sed -i '{chkconfig_line}' /etc/init.d/dbora && chkconfig --del dbora && chkconfig --add dbora")
+    # chkconfig 1.33 reads the LSB block after the chkconfig line: its Default-Stop (0 1 2 6) takes level 2 out.
+    assert rc_links(lab)["2"] == "K01svr_restart K80dbora"
+    lsb = "s/^# Default-Start: .*/# Default-Start: 2 3 4 5/; s/^# Default-Stop: .*/# Default-Stop: 0 1 6/"
+    lab.console("db", f"sed -i '{lsb}' /etc/init.d/dbora && chkconfig --del dbora && chkconfig --add dbora")
+    assert rc_links(lab)["2"] == "K01svr_restart S20dbora"
+    v = lab.fab("verify")
+    assert v.returncode == 1
+    assert re.search(r"^db\s+dbora boot\s+GAP\s+rc0.d has K80dbora, want K11dbora; .*"
+                     r"rc2.d has S20dbora, want K11dbora; rc3.d has S20dbora, want S98dbora", v.stdout, re.M), v.stdout
+    r = lab.fab("install-dbora")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert ("/etc/init.d/dbora (content), chkconfig --del dbora, chkconfig --add dbora, "
+            "chkconfig --level 345 dbora on") in r.stdout, r.stdout
+    assert rc_links(lab) == CHKCONFIG_LINKS
+    v = lab.fab("verify")
+    assert v.returncode == 0, v.stdout
+    assert re.search(r"^db\s+dbora boot\s+ok\s+S98dbora in 3 4 5, K11dbora in 0 1 2 6; chkconfig --list: on in 3 4 5$",
+                     v.stdout, re.M), v.stdout
+    assert re.search(r"^db\s+svr_restart boot\s+ok\s+S99svr_restart in 3 4 5, K01svr_restart in 0 1 2 6", v.stdout,
+                     re.M), v.stdout
+
+
+def test_a_chkconfig_override_is_refused_in_one_line_and_flagged(lab):
+    """A site's override in /etc/chkconfig.d (2345): chkconfig --add follows it; install-dbora says so in
+    one line rather than registering dbora again on every run, verify flags it; without it, all is repaired."""
+    if lab.init != "chkconfig":
+        pytest.skip("chkconfig hosts only")
+    lab.console("db", "mkdir -p /etc/chkconfig.d && echo '# chkconfig: 2345 98 11' >/etc/chkconfig.d/dbora && "
+                      "chkconfig --del dbora && chkconfig --add dbora")
+    links = rc_links(lab)
+    assert links["2"] == "K01svr_restart S98dbora"  # chkconfig's own behaviour: the override wins
+    r = lab.fab("install-dbora")
+    assert r.returncode == 1
+    assert re.search(r"^db\s+install-dbora\s+failed\s+db \(198\.18\.0\.10:22\): /etc/chkconfig.d/dbora overrides "
+                     r"dbora's '# chkconfig: 345 98 11' with '# chkconfig: 2345 98 11', and chkconfig --add uses it; "
+                     r"remove it", r.stdout, re.M), r.stdout
+    assert "Traceback" not in r.stderr and rc_links(lab) == links
+    v = lab.fab("verify")
+    assert v.returncode == 1
+    assert re.search(r"^db\s+dbora boot\s+GAP\s+rc2.d has S98dbora, want K11dbora; /etc/chkconfig.d/dbora overrides",
+                     v.stdout, re.M), v.stdout
+    lab.console("db", "rm -r /etc/chkconfig.d")
+    r = lab.fab("install-dbora")
+    assert r.returncode == 0 and "chkconfig --del dbora, chkconfig --add dbora" in r.stdout, r.stdout
+    assert rc_links(lab) == CHKCONFIG_LINKS
+    assert lab.fab("verify").returncode == 0

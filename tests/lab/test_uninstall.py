@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.lab.conftest import lab_of
+from tests.lab.conftest import CORE_INITS, lab_fixture
 
 pytestmark = pytest.mark.lab
 HOSTS = ("db", "web1", "web2")
@@ -29,15 +29,13 @@ FOREIGN = (
 )
 
 
-@pytest.fixture(scope="module", params=["sysv", "systemd"])
-def lab(request):
-    yield from lab_of(request.param)
+lab = lab_fixture(*CORE_INITS)
 
 
 def test_uninstall_leaves_every_host_as_it_was(lab):
-    if lab.init == "sysv":
-        lab.console("db", f"cat >/etc/init.d/dbora <<'EOF'\n{SITE_DBORA}EOF\nchmod 755 /etc/init.d/dbora && "
-                          "update-rc.d dbora defaults")
+    if lab.init != "systemd":
+        register = "chkconfig --add dbora" if lab.init == "chkconfig" else "update-rc.d dbora defaults"
+        lab.console("db", f"cat >/etc/init.d/dbora <<'EOF'\n{SITE_DBORA}EOF\nchmod 755 /etc/init.d/dbora && {register}")
     for web in ("web1", "web2"):
         lab.console(web, f"printf '%s' '{FOREIGN}' >>/root/.ssh/authorized_keys")
     before = {h: lab.manifest(h) for h in HOSTS}
@@ -53,7 +51,7 @@ def test_uninstall_leaves_every_host_as_it_was(lab):
     r = lab.fab("uninstall")
     assert r.returncode == 0, r.stdout + r.stderr
     print(r.stdout)
-    if lab.init == "sysv":
+    if lab.init != "systemd":
         assert "put back the site's /etc/init.d/dbora" in r.stdout
     for h in HOSTS:
         assert lab.manifest(h) == before[h], h
