@@ -1,8 +1,9 @@
 """``make demo``: the chain on the lab, end to end, for a person to watch.
 
-Lab up; ``fab bootstrap``; the DB restarted by itself (the PHP page breaks, as in the seed); the
-DB restarted through its service (svr_restart restarts Apache on every web host and the page
-recovers); ``fab restart-chain``; lab down.
+Lab up; ``fab bootstrap``; the DB restarted by itself with svrchain's watcher stopped (the PHP page
+breaks, as in the seed); the watcher started again (it follows that run: the page recovers); the
+DBA's own ``pg_ctl restart`` (followed within a second); the DB restarted through its service;
+``fab restart-chain``; lab down.
 """
 
 from __future__ import annotations
@@ -72,10 +73,19 @@ def main() -> int:
         fab("bootstrap")
         say("the PHP page on every web host, through its persistent DB connection")
         show_pages(webs, 1)
-        say("the DBA restarts the database by itself (what happened before svrchain): the page breaks")
-        hosts.run_in(db, "/usr/local/lib/svrchain/dbora restart")
+        say("without svrchain's watcher, the DBA restarts the database by itself: the page breaks")
+        hosts.run_in(db, "/etc/init.d/svr_restart_watch stop; /usr/local/lib/svrchain/dbora restart")
         show_pages(webs, 3)
-        say("now the same restart through its service: service dbora restart (the chain follows)")
+        say("the watcher started again: it sees a run of the database nobody followed, and follows it")
+        hosts.run_in(db, "/etc/init.d/svr_restart_watch start")
+        show_pages(webs, 30, until_ok=True)
+        say("the DBA restarts PostgreSQL by hand (pg_ctl restart as postgres): the watcher follows it")
+        hosts.run_in(db, "su postgres -s /bin/sh -c \"/usr/lib/postgresql/15/bin/pg_ctl restart -s -w "
+                         "-D /var/lib/postgresql/15/main -l /var/log/postgresql/postgresql-15-main.log "
+                         "-o '-c config_file=/etc/postgresql/15/main/postgresql.conf'\" >/dev/null 2>&1")
+        show_pages(webs, 30, until_ok=True)
+        print(hosts.run_in(db, "tail -n 5 /var/log/svr_restart.log").stdout, end="")
+        say("now through its service: service dbora restart (followed once: the service and the watcher agree)")
         hosts.run_in(db, "service dbora restart")
         show_pages(webs, 30, until_ok=True)
         print(hosts.run_in(db, "tail -n 4 /var/log/svr_restart.log").stdout, end="")

@@ -76,6 +76,13 @@ def restart_command(session: Session) -> str:
             f"elif command -v service >/dev/null; then service {svc} restart; else /etc/init.d/{svc} restart; fi")
 
 
+def current_run_command(inv) -> str:
+    """Prints the database's current run on the DB host ('none' when it does not run), as the trigger
+    tells it."""
+    scripts = " ".join(render.trigger_script(inv, i) for i in ("sysv", "systemd"))
+    return f'(for t in {scripts}; do [ -x "$t" ] && exec "$t" run; done; echo none)'
+
+
 def gate_restart(user: str) -> str:
     """A restart through the gate, as the key's account, like the chain's own: it takes the gate's
     lock (never two restarts at once), is logged, and runs exactly web.restart_command."""
@@ -139,12 +146,19 @@ def restart_chain_step(session: Session) -> tuple[list[WebRow], dict[str, float]
                 raise res
             print(f"warning: {res}", file=session.out)
     t0_local = time.time()
-    r = db.check(f"date +%s.%N; {restart_command(session)} >/dev/null </dev/null",
+    run = current_run_command(inv)
+    r = db.check(f"date +%s.%N; {run}; {restart_command(session)} >/dev/null </dev/null",
                  what=f"service {inv.db.service} restart")
-    t0 = float(r.stdout.split()[0])
+    t0, before = float(r.stdout.split()[0]), r.stdout.split()[1]
     offset = t0 - t0_local  # DB clock minus ours, for comparing health times
     ready_at = float(db.check(_WAIT_READY, str(inv.db.ready.timeout), ready_probe(session),
                               what="waiting for the DB to be ready").stdout.split()[0])
+    after = db.run(run).stdout.strip()
+    if before != "none" and after == before:
+        raise HostError(
+            f"{db.label}: the service restart did not restart the database (the same run {before} is still "
+            f"going): it runs outside {render.db_unit(inv)} / /etc/init.d/{inv.db.service}; stop it and start "
+            "it through its service once, then run restart-chain again")
     status_path = f"/var/lib/svrchain/{inv.trigger.name}.status"
     bound = inv.trigger.retries * (inv.trigger.restart_timeout + inv.trigger.connect_timeout + 8) + 10
     w = db.run(_WAIT_TRIGGER, status_path, f"{t0:.6f}", "15", str(inv.db.ready.timeout + bound))

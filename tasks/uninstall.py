@@ -75,7 +75,7 @@ def db_plan(session: Session) -> list[Action]:
         "present": f"for f in {quoted}; do [ -e \"$f\" ] && echo \"$f\"; done; true",
         "ours": f"grep -l {shlex.quote(render.MARK)} {quoted} 2>/dev/null; true",
         "orig-init": f"orig {shlex.quote(paths.get('db-init', '-'))}",
-        "state": f"ls -d /var/lib/svrchain {render.RUN_DIR} 2>/dev/null; true",
+        "state": "ls -d /var/lib/svrchain 2>/dev/null; true",
     }, prelude=f"B={BACKUP_DIR}; M={shlex.quote(render.MARK)}\n{_ORIGINAL}")
     init, tool = detect_init(session, db, r)
     present = set(r["present"].stdout.split())
@@ -127,6 +127,7 @@ def db_plan(session: Session) -> list[Action]:
             actions.append(Action("", command=f"rmdir {wants} 2>/dev/null; true"))
         dirs = " ".join(shlex.quote(d) for d in (render.IMPL_DIR, inv.trigger.known_hosts.rsplit("/", 1)[0]))
         actions.append(Action("", command=f"rmdir {dirs} 2>/dev/null; true"))
+        actions.append(Action("", command=f"rm -rf {render.RUN_DIR}"))  # the locks of svrchain's runs
     return actions
 
 

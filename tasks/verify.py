@@ -12,7 +12,7 @@ from tabulate import tabulate
 from tasks import account, authkeys, homes, render, sysv
 from tasks.attacks import Row, run_attacks
 from tasks.base import svr_task
-from tasks.chain import ready_probe
+from tasks.chain import current_run_command, ready_probe
 from tasks.dbora import detect_init, override_problem
 from tasks.errors import SvrchainError
 from tasks.inventory import ORACLE_READY
@@ -202,12 +202,11 @@ def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
 def watch_probe(session: Session) -> dict[str, str]:
     """What verify reads of the watcher: whether it runs, the DB's run, the restarts still owed."""
     inv = session.inv
-    scripts = " ".join(render.trigger_script(inv, i) for i in ("sysv", "systemd"))
     return {
         "wup": f"if [ -d /run/systemd/system ]; then systemctl is-active {render.watch_unit(inv)}; "
                f"else /etc/init.d/{render.watch_name(inv)} status; fi",
         "wenabled": f"systemctl is-enabled {render.watch_unit(inv)}",
-        "run": f"for t in {scripts}; do [ -x \"$t\" ] && exec \"$t\" run; done; echo none",
+        "run": current_run_command(inv),
         "ready": f"sh -c {shlex.quote(ready_probe(session))} >/dev/null 2>&1",
         "owed": f"for f in {render.owed_dir(inv)}/*; do [ -f \"$f\" ] && echo \"${{f##*/}} $(cat \"$f\")\"; done; true",
     }

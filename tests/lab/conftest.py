@@ -92,6 +92,33 @@ class Lab:
                 return log
             time.sleep(0.2)
 
+    def db_under_service(self) -> None:
+        """systemd hosts boot the database with the lab's own unit (the DBA's start, before svrchain):
+        hand it over to svrchain's dbora.service, as an admin would after bootstrap. That start is a
+        new run of the database, which the chain follows."""
+        if self.init == "systemd":
+            self.console("db", "systemctl stop lab-db.service && systemctl start dbora.service")
+            self.settled()
+
+    def current_run(self) -> str:
+        """The database's current run as the trigger tells it on the DB host ('none' when it does not run)."""
+        return self.console("db", "$(ls /etc/init.d/svr_restart /usr/local/lib/svrchain/svr_restart 2>/dev/null "
+                                  "| head -n 1) run").stdout.strip()
+
+    def settled(self, timeout: float = 60) -> str:
+        """Wait until the chain has followed the database's current run and no trigger run is going;
+        return that run."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            run = self.current_run()
+            handled = self.console("db", "cat /var/lib/svrchain/svr_restart.run 2>/dev/null; true").stdout.split()
+            busy = self.console("db", "pgrep -f 'svr_restart (start|retry)'", check=False).returncode == 0
+            if run != "none" and handled[:1] == [run] and not busy:
+                return run
+            time.sleep(0.3)
+        log = self.console("db", "tail -5 /var/log/svr_restart.log").stdout
+        raise AssertionError(f"the chain did not follow the database's run: {log}")
+
     def wait_page(self, web: str, status: int, timeout: float = 30) -> tuple[int, str]:
         """Poll the page until it answers ``status`` (or time out and return the last answer)."""
         end = time.monotonic() + timeout
@@ -152,4 +179,5 @@ def chain(lab):
     """The lab with svrchain bootstrapped."""
     r = lab.fab("bootstrap")
     assert r.returncode == 0, r.stdout + r.stderr
+    lab.db_under_service()
     return lab

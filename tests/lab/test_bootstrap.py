@@ -82,7 +82,7 @@ def test_bootstrap_from_scratch(lab):
     elif lab.init == "sysv":
         assert db.file("/etc/init.d/dbora").contains("^# chkconfig: 345 98 11$")
         assert db.file("/etc/init.d/svr_restart").contains("^# chkconfig: 345 99 1$")
-        links = db.check_output("ls /etc/rc3.d /etc/rc4.d /etc/rc5.d | grep -E 'dbora|svr_restart'").split()
+        links = db.check_output("ls /etc/rc3.d /etc/rc4.d /etc/rc5.d | grep -E 'dbora$|svr_restart$'").split()
         assert len(links) == 6
         assert sorted(links, key=lambda s: s[1:3])[:3] == [x for x in links if x.endswith("dbora")]
     else:
@@ -101,7 +101,7 @@ CHKCONFIG_LINKS = {lv: "K01svr_restart K11dbora" for lv in "0126"} | {lv: "S98db
 def rc_links(lab) -> dict[str, str]:
     """svrchain's rc links per level on the DB host, read from RHEL's /etc/rc.d/rcN.d."""
     out = lab.host("db").check_output(
-        "for n in 0 1 2 3 4 5 6; do echo $n $(ls /etc/rc.d/rc$n.d | grep -E 'dbora|svr_restart'); done")
+        "for n in 0 1 2 3 4 5 6; do echo $n $(ls /etc/rc.d/rc$n.d | grep -E 'dbora$|svr_restart$'); done")
     return dict(line.split(" ", 1) for line in out.splitlines())
 
 

@@ -30,7 +30,7 @@ def last_run(lab) -> dict[str, float]:
         parts = line.split()
         if parts[0] == "web":
             out[parts[1]] = float(parts[3]) if parts[2] == "ok" else -1.0
-        else:
+        elif parts[0] != "run":
             out[parts[0]] = float(parts[1])
     return out
 
@@ -62,10 +62,18 @@ def not_chkconfig(lab):
         pytest.skip("does not depend on the init system: proved on the sysv and systemd hosts")
 
 
+def watcher(lab, verb: str) -> None:
+    """Stop or start svrchain's watcher on the DB host."""
+    lab.console("db", f"systemctl {verb} svr-restart-watch.service" if lab.init == "systemd"
+                else f"/etc/init.d/svr_restart_watch {verb}")
+
+
 def test_without_the_chain_the_page_stays_broken(chain):
     for web in WEBS:
         assert chain.wait_page(web, 200)[0] == 200
-    # The DBA restarts the database by itself (its own script, not the service): nothing follows.
+    # Without the watcher, the DBA restarting the database by itself (its own script, not the
+    # service) is followed by nothing.
+    watcher(chain, "stop")
     chain.console("db", "/usr/local/lib/svrchain/dbora restart; until pg_isready -q -h 127.0.0.1; do sleep 0.2; done")
     # Each worker's first request meets its dead persistent connection; every later one still fails,
     # as with Oracle's ORA-03113, until Apache restarts.
@@ -76,6 +84,10 @@ def test_without_the_chain_the_page_stays_broken(chain):
         time.sleep(0.2)
     assert [a for a in answers if not (a[0] == 500 and a[1].startswith("FAIL"))] == []
     assert "ORA-03113" in answers[-1][1]
+    # The watcher, once running, sees that this run was never followed, and follows it.
+    watcher(chain, "start")
+    for web in WEBS:
+        assert chain.wait_page(web, 200)[0] == 200
 
 
 @pytest.mark.parametrize("how", ["service dbora restart", "systemctl restart dbora.service",
@@ -109,7 +121,8 @@ def test_boot_of_the_db_host_restarts_every_web_server(chain):
     for web in WEBS:
         assert chain.wait_page(web, 200)[0] == 200
     log = chain.host("db").file("/var/log/svr_restart.log").content_string
-    assert log.count("database (re)started") == log.count("all 2 web server(s) restarted")  # the boot ran it once
+    current = chain.console("db", "cat /var/lib/svrchain/svr_restart.run").stdout.split()[0]
+    assert log.count(f"database ready (run {current}): restarting 2 web server(s)") == 1, log  # followed once
 
 
 def test_restart_chain_reports_every_host(chain):

@@ -67,20 +67,18 @@ def test_a_web_server_down_during_a_db_restart(chain):
 
 def test_two_db_restarts_in_quick_succession(chain):
     seen = len(chain.console("db", "cat /var/log/svr_restart.log").stdout.splitlines())
-    t0 = db_now(chain)
     chain.console("db", "service dbora restart; service dbora restart")
-    time.sleep(1)
-    run = trigger_run(chain, t0 + 0.5)
+    run = chain.settled()  # the last run is followed, whatever ran in between
     last_db_start = float(chain.console("db", "su postgres -c \"psql -tAc 'select extract(epoch from "
                                               "pg_postmaster_start_time())'\"").stdout)
-    assert float(run["ready"].split()[1]) >= last_db_start
+    ready = float(chain.console("db", "cat /var/lib/svrchain/svr_restart.run").stdout.split()[1])
+    assert ready >= last_db_start
     for web in ("web1", "web2"):
         assert chain.wait_page(web, 200)[0] == 200  # restarted after the last DB start: healthy
-    time.sleep(3)  # let the second run finish too
     log = chain.console("db", "cat /var/log/svr_restart.log").stdout.splitlines()[seen:]
-    runs = [ln.split(" ", 1)[1] for ln in log if "database (re)started" in ln or "web server(s) restarted" in ln]
-    # Two triggers, serialized: started, done, started, done; both restarted every web server.
-    assert [r.split(":")[0] for r in runs] == ["database (re)started", "all 2 web server(s) restarted"] * 2, log
+    followed = [ln.split("(run ")[1].split(")")[0] for ln in log if "restarting 2 web server(s)" in ln]
+    # Triggers serialized; each run followed at most once, the last one certainly.
+    assert run in followed and len(followed) == len(set(followed)) and 1 <= len(followed) <= 2, log
 
 
 def test_the_db_never_ready(chain, tmp_path):

@@ -115,6 +115,7 @@ def test_harden_sshd_allows_public_keys_only(lab):
 def test_the_chain_and_its_restrictions_hold_on_hardened_hosts(lab):
     r = lab.fab("bootstrap")
     assert r.returncode == 0, r.stdout + r.stderr
+    lab.db_under_service()
     before = lab.host("web1").check_output("cat /var/run/apache2/apache2.pid")
     chain = lab.fab("restart-chain")
     assert chain.returncode == 0, chain.stdout + chain.stderr

@@ -32,6 +32,7 @@ def dedicated(lab, inventory):
     r = lab.fab("bootstrap", inventory=inventory)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "create svr-restart (system account" in r.stdout
+    lab.db_under_service()
     return lab
 
 

@@ -40,6 +40,7 @@ def test_uninstall_leaves_every_host_as_it_was(lab):
         lab.console(web, f"printf '%s' '{FOREIGN}' >>/root/.ssh/authorized_keys")
     before = {h: lab.manifest(h) for h in HOSTS}
     assert lab.fab("bootstrap").returncode == 0
+    lab.db_under_service()
     assert lab.fab("restart-chain").returncode == 0  # the trigger and the gate leave their state too
     assert lab.manifest("web1") != before["web1"]
 

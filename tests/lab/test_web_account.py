@@ -181,8 +181,11 @@ def test_two_admins_changing_at_once_take_turns(lab):
     env = {**os.environ, "INVENTORY": str(REPO / "inventory" / "lab.yaml")}
     runs = [subprocess.Popen([*FAB, "gen-key"], cwd=REPO, env=env, text=True, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE) for _ in range(2)]
-    while lab.console("db", "pgrep -fx 'sleep 3'", check=False).returncode == 0:
-        assert not lab.host("db").file("/root/.ssh/svr_restart_key").exists  # nothing while the lock is held
+    while True:
+        made = lab.console("db", "test -e /root/.ssh/svr_restart_key", check=False).returncode == 0
+        if lab.console("db", "pgrep -fx 'sleep 3'", check=False).returncode != 0:
+            break
+        assert not made  # the key was there while the other run still held the lock
     outs = [p.communicate(timeout=120) for p in runs]
     assert all(p.returncode == 0 for p in runs), outs
     stdout = "".join(o[0] for o in outs)
