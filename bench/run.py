@@ -7,7 +7,10 @@ For 1 DB host and N web hosts (N = 1, 4, 8, 16 by default) on the lab, measures:
   web host's PHP page: DB ready -> all web hosts healthy, failed requests before/after DB ready;
   and one Apache restart / graceful restart measured alone on one host, as the floor;
 - the boot path: a power cycle of the DB host, from the trigger starting (after the start script)
-  to the last web host restarted.
+  to the last web host restarted;
+- the DBA's own restart (``pg_ctl restart``, bypassing the service): from the new postmaster's start
+  to the watcher's trigger starting (detection latency), and on to the last web host restarted; and
+  the watcher's own CPU over 20 idle seconds.
 Writes a table on screen, ``bench/results/bench-<time>.json`` and ``bench/results/bench-<time>.png``.
 Timings are reported, never asserted.
 """
@@ -141,7 +144,7 @@ def status() -> dict[str, float]:
         p = line.split()
         if p[0] == "web":
             out[f"web:{p[1]}"] = float(p[3])
-        else:
+        elif p[0] != "run":
             out[p[0]] = float(p[1])
     return out
 
@@ -245,6 +248,44 @@ def boot_path() -> dict:
     raise SystemExit("bench: the trigger did not run after the DB host booted")
 
 
+def watcher_cpu(seconds: float = 20) -> dict:
+    """The watcher's own CPU (with the processes it ran) over an idle period, as a share of one core."""
+    db = labhosts.host("db")
+    read = ("pid=$(cat /run/svrchain/svr_restart_watch.pid); set -- $(cut -d')' -f2 /proc/$pid/stat); "
+            "echo $(( ${12} + ${13} + ${14} + ${15} )) $(getconf CLK_TCK)")
+    first = labhosts.run_in(db, read).stdout.split()
+    t0 = time.monotonic()
+    time.sleep(seconds)
+    second = labhosts.run_in(db, read).stdout.split()
+    ticks, hz = int(second[0]) - int(first[0]), int(first[1])
+    return {"idle_s": round(time.monotonic() - t0, 1), "cpu_percent_of_one_core": round(100 * ticks / hz / seconds, 3)}
+
+
+def dba_restart_path() -> dict:
+    """The DBA restarts PostgreSQL by hand (pg_ctl, not the service): from the new postmaster's start
+    to the watcher's trigger starting (detection), and on to the last web server restarted."""
+    db = labhosts.host("db")
+    t0 = time.time()
+    labhosts.run_in(db, "su postgres -s /bin/sh -c \"/usr/lib/postgresql/15/bin/pg_ctl restart -s -w -D "
+                        "/var/lib/postgresql/15/main -l /var/log/postgresql/postgresql-15-main.log -o "
+                        "'-c config_file=/etc/postgresql/15/main/postgresql.conf'\" >/dev/null 2>&1")
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        st = status()
+        if st.get("started", 0) >= t0 and "finished" in st:
+            start = labhosts.run_in(db, "pid=$(head -n 1 /var/lib/postgresql/15/main/postmaster.pid); "
+                                        "set -- $(cut -d')' -f2 /proc/$pid/stat); "
+                                        "echo $(awk '/^btime/ {print $2}' /proc/stat) ${20} $(getconf CLK_TCK)"
+                                    ).stdout.split()
+            process_start = int(start[0]) + int(start[1]) / int(start[2])
+            webs = [v for k, v in st.items() if k.startswith("web:")]
+            return {"run_start_to_trigger_s": round(st["started"] - process_start, 3),
+                    "db_ready_to_trigger_ready_s": round(st["ready"] - db_ready_time(), 3),
+                    "ready_to_last_web_s": round(max(webs) - st["ready"], 3)}
+        time.sleep(0.2)
+    raise SystemExit("bench: the watcher did not follow the DBA's restart")
+
+
 def bench_n(n: int) -> dict:
     print(f"bench: N={n}: lab up", flush=True)
     labhosts.up(n)
@@ -266,6 +307,8 @@ def bench_n(n: int) -> dict:
         res["floor_full"] = parallel_floor(addresses, FULL)
         res["floor_graceful"] = parallel_floor(addresses, GRACEFUL)
         res["boot"] = boot_path()
+        res["watch_cpu"] = watcher_cpu()
+        res["dba_restart"] = dba_restart_path()
         return res
     finally:
         labhosts.down()
@@ -284,11 +327,15 @@ def table(results: list[dict], fmt: str = "simple") -> str:
             cg["ready_to_all_healthy_s"], a["graceful_to_healthy_s"], r["floor_graceful"]["to_all_healthy_s"],
             f"{cg['failed_after_ready']}/{cg['failed_after_web_restarted']}",
             r["boot"]["trigger_latency_s"],
+            r.get("dba_restart", {}).get("run_start_to_trigger_s", "-"),
+            r.get("dba_restart", {}).get("ready_to_last_web_s", "-"),
+            r.get("watch_cpu", {}).get("cpu_percent_of_one_core", "-"),
         ])
     headers = ["N", "bootstrap s", "no-op s (median of 5)", "peak MB", "conns/host", "cmds/host 1st/no-op",
                "restart: ready→healthy s", "alone s", "N at once s", "failed after ready/after restart",
                "graceful: ready→healthy s", "alone s", "N at once s", "failed after ready/after restart",
-               "boot: trigger→last web s"]
+               "boot: trigger→last web s", "DBA restart: new run→trigger s", "ready→last web s",
+               "watcher CPU % of a core"]
     headers = [h.replace(" s", " (s)") for h in headers]
     return tabulate(rows, headers=headers, tablefmt=fmt)
 
