@@ -188,7 +188,7 @@ def push_key_step(session: Session, dry_run: bool) -> None:
 
     def one(web: Host) -> list[str]:
         home, group, state, r = web_facts(session, web)
-        if inv.web.dedicated and account.ensure_account(session, web, r, dry_run):
+        if account.ensure_account(session, web, r, dry_run):
             home, group, state, r = web_facts(session, web)  # read again: the account is new
         pins = [authkeys.known_hosts_line(web.address, web.port, k) for k in host_keys(web, r["hostkeys"].stdout)]
         if key is None:

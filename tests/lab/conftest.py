@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 # Path, type, mode, owner and link target of everything under the trees svrchain touches, and the
 # checksum of every file.
 MANIFEST = (
-    "find /etc /usr/local /root /home /var/lib/svrchain /var/lib/svr-restart /run/svr_restart -xdev "
+    "find /etc /usr/local /root /home /var/lib/svrchain /var/lib/svr-restart /run/svrchain -xdev "
     "-printf '%p %y %m %u:%g %l\\n' 2>/dev/null | sort; "
     "find /etc /usr/local /root /home -xdev -type f -exec sha256sum {} + | sort"
 )
