@@ -64,7 +64,9 @@ ATTACKS = (
            'out=$(timeout 5 $S -N -o ExitOnForwardFailure=yes -R 127.0.0.1:18082:127.0.0.1:22 "$D" 2>&1); '
            'echo "$out" | first; echo "$out" | grep -q "remote port forwarding failed"'),
     Attack("agent forwarding (-A)", "no agent in the session",
-           'eval "$(ssh-agent -s)" >/dev/null; out=$($S -v -A "$D" status 2>&1); ssh-agent -k >/dev/null; '
+           # (IdentityAgent=none in $O would leave nothing to forward: an earlier -o wins in ssh.)
+           'eval "$(ssh-agent -s)" >/dev/null; out=$(ssh -o "IdentityAgent=$SSH_AUTH_SOCK" -i $KEY -p $PORT $O '
+           '-v -A "$D" status 2>&1); ssh-agent -k >/dev/null; '
            'echo "$out" | grep "^session:" | first; echo "$out" | grep -q "Requesting authentication agent forwarding" '
            '&& echo "$out" | grep -q "agent=none"'),
     Attack("X11 forwarding (-X)", "refused by the server",
