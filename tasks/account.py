@@ -21,9 +21,34 @@ PROBE = {
     "sudoers": f"F={render.SUDOERS}; " + FILE_CMD,
     "gecos": 'getent passwd "$U" | cut -d: -f5',
     "sudo_list": 'sudo -n -l -U "$U"',
-    "statedir": f'stat -c "%a %U %G" {render.GATE_STATE} && find {render.GATE_STATE} '
-                '\\( ! -user "$U" -o ! -group "$G" \\) -print | head -n 3',
+    # The gate's directories (never followed through a link), then what does not belong there:
+    # files beside the per-account directories, links or another owner's files in the account's own.
+    # Succeeds when there is a gate state tree at all (uninstall removes it).
+    "statedir": f'stat -c "%F %a %U %G" {render.STATE_PARENT} {render.GATE_STATE} {render.GATE_STATE}/"$U"; '
+                f'find {render.GATE_STATE} -mindepth 1 -maxdepth 1 ! -type d -print | head -n 3; '
+                f'find {render.GATE_STATE}/"$U" -mindepth 1 \\( ! -user "$U" -o -type l \\) -print | head -n 3; '
+                f'[ -e {render.GATE_STATE} ] || [ -L {render.GATE_STATE} ]',
 }
+
+# The gate's state directory for $U (group $G): root-owned parents (755) with nothing but the
+# per-account directories in them, and the account's own directory (700) with nothing of anyone
+# else's in it; a directory that does not meet that is made afresh (its counters only cost a restart).
+_STATE_DIR_SCRIPT = r"""
+D="$R/$U"
+for d in "$P" "$R"; do
+    if [ -L "$d" ] || { [ -e "$d" ] && [ ! -d "$d" ]; }; then
+        echo "$d is not a directory; move it away and run push-key again" >&2
+        exit 1
+    fi
+    mkdir -p "$d" && chown root:root "$d" && chmod 755 "$d" || exit 1
+done
+find "$R" -mindepth 1 -maxdepth 1 ! -type d -delete || exit 1
+if [ -L "$D" ] || { [ -e "$D" ] && { [ ! -d "$D" ] || [ "$(stat -c %U "$D")" != "$U" ] ||
+        [ -n "$(find "$D" -mindepth 1 \( ! -user "$U" -o -type l \) -print -quit)" ]; }; }; then
+    rm -rf -- "$D" || exit 1
+fi
+install -d -o "$U" -g "$G" -m 700 "$D"
+"""
 
 
 def home_of(user: str) -> str:
@@ -39,9 +64,9 @@ def create_command(user: str) -> str:
 
 
 def state_dir_command(user: str, group: str) -> str:
-    """The gate's state directory, owned by the account (it keeps its lock and counters there)."""
-    d, u = render.GATE_STATE, shlex.quote(user)
-    return f"mkdir -p {d} && chown -R {u}:{shlex.quote(group)} {d} && chmod 750 {d}"
+    """Give the account its own gate state directory (it keeps its lock and counters there)."""
+    return (f"P={render.STATE_PARENT} R={render.GATE_STATE} U={shlex.quote(user)} G={shlex.quote(group)} "
+            f"sh -c {shlex.quote(_STATE_DIR_SCRIPT)}")
 
 
 def sudoers_spec(session: Session) -> FileSpec:
@@ -55,24 +80,26 @@ def sudoers_state(web: Host, r: dict) -> FileState:
 
 
 def ensure_account(session: Session, web: Host, r: dict, dry_run: bool) -> bool:
-    """Create the account when it is missing and give it the gate's state directory; report one
-    "account" line. Return True when the account was created (the web facts are then stale)."""
-    user = session.inv.web.user
-    if not r["visudo"].ok:
+    """Create the account (a web.user other than root) when it is missing, and give web.user, root
+    too, its own gate state directory; report one "account" line. Return True when the account was
+    created (the web facts are then stale)."""
+    user, dedicated = session.inv.web.user, session.inv.web.dedicated
+    if dedicated and not r["visudo"].ok:
         raise HostError(
             f"{web.label}: sudo is not installed, and web.user {user!r} restarts the web server through "
             f"a sudo rule; install sudo (apt-get/yum install sudo) or set web.user: root in {session.inv.source}"
         )
-    create = not r["account"].ok
+    create = dedicated and not r["account"].ok
     group = user if create else r["account"].stdout.split()[1]
     fix_state = state_dir_fix(user, group, r, create)
     commands = ([create_command(user)] if create else []) + fix_state
     if not commands:
-        session.report(Outcome(web.name, "account", "ok", f"{user}, sudo rule only for the restart command"))
+        session.report(Outcome(web.name, "account", "ok", f"{user}, sudo rule only for the restart command"
+                               if dedicated else f"{user}, gate state in {render.gate_state_dir(user)}"))
         return False
     what = ", ".join(
         ([f"create {user} (system account, no password, shell /bin/sh, home {home_of(user)})"] if create else [])
-        + ([f"give {render.GATE_STATE} to {user}"] if fix_state else []))
+        + ([f"give {render.gate_state_dir(user)} to {user}"] if fix_state else []))
     if dry_run:
         session.report(Outcome(web.name, "account", "would change", what))
         return False
@@ -84,9 +111,9 @@ def ensure_account(session: Session, web: Host, r: dict, dry_run: bool) -> bool:
 
 
 def state_dir_fix(user: str, group: str, r: dict, created: bool) -> list[str]:
-    """The command that gives the gate's state directory to the account, when it does not have it."""
-    lines = r["statedir"].stdout.split("\n")
-    if not created and r["statedir"].ok and lines[0].split() == ["750", user, group] and not "".join(lines[1:]).strip():
+    """The command that gives the account its gate state directory, when it does not have it."""
+    want = f"directory 755 root root\ndirectory 755 root root\ndirectory 700 {user} {group}"
+    if not created and r["statedir"].stdout.strip() == want:
         return []
     return [state_dir_command(user, group)]
 

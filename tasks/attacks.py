@@ -10,12 +10,15 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
+from tasks import render
+from tasks.inventory import Inventory
 from tasks.remote import Host, Session
 
-# $S is ssh with the key and the pinned known_hosts; $D the destination (user@address).
+# $O is the options of every connection of the key (render.ssh_options, as the trigger uses them;
+# word-split on purpose: the inventory allows no spaces in them); $S is ssh with the key and them;
+# $D the destination (user@address).
 _PRELUDE = r"""
-S="ssh -i $KEY -p $PORT -o BatchMode=yes -o IdentitiesOnly=yes -o ConnectTimeout=5"
-S="$S -o UserKnownHostsFile=$KH -o GlobalKnownHostsFile=/dev/null"
+S="ssh -i $KEY -p $PORT $O"
 D="$USR@$ADDR"
 first() { tr '\n' ' ' | cut -c1-100; }
 """
@@ -61,18 +64,20 @@ ATTACKS = (
            'out=$(timeout 5 $S -N -o ExitOnForwardFailure=yes -R 127.0.0.1:18082:127.0.0.1:22 "$D" 2>&1); '
            'echo "$out" | first; echo "$out" | grep -q "remote port forwarding failed"'),
     Attack("agent forwarding (-A)", "no agent in the session",
-           'eval "$(ssh-agent -s)" >/dev/null; out=$($S -v -A "$D" status 2>&1); ssh-agent -k >/dev/null; '
+           # (IdentityAgent=none in $O would leave nothing to forward: an earlier -o wins in ssh.)
+           'eval "$(ssh-agent -s)" >/dev/null; out=$(ssh -o "IdentityAgent=$SSH_AUTH_SOCK" -i $KEY -p $PORT $O '
+           '-v -A "$D" status 2>&1); ssh-agent -k >/dev/null; '
            'echo "$out" | grep "^session:" | first; echo "$out" | grep -q "Requesting authentication agent forwarding" '
            '&& echo "$out" | grep -q "agent=none"'),
     Attack("X11 forwarding (-X)", "refused by the server",
            'out=$(DISPLAY=127.0.0.1:0 $S -v -X "$D" status 2>&1); echo "$out" | grep "^session:" | first; '
            'echo "$out" | grep -q "Requesting X11 forwarding" && echo "$out" | grep -q "x11=none"'),
     Attack("sftp subsystem", "refused by the gate",
-           'out=$(echo "ls /" | timeout 10 sftp -b - -i $KEY -P $PORT -o BatchMode=yes -o UserKnownHostsFile=$KH '
+           'out=$(echo "ls /" | timeout 10 sftp -b - -i $KEY -P $PORT $O '
            '"$D" 2>&1); rc=$?; echo "exit $rc: $(echo "$out" | first)"; '
            '[ $rc -ne 0 ] && ! echo "$out" | grep -q "^etc"'),
     Attack("scp (legacy protocol)", "refused by the gate",
-           'out=$(timeout 10 scp -O -i $KEY -P $PORT -o BatchMode=yes -o UserKnownHostsFile=$KH /etc/hostname '
+           'out=$(timeout 10 scp -O -i $KEY -P $PORT $O /etc/hostname '
            '"$D:/tmp/svrchain-scp-attack" 2>&1); rc=$?; echo "exit $rc: $(echo "$out" | first)"; [ $rc -ne 0 ]'),
     Attack("environment (SendEnv LC_ALL, BASH_ENV)", "the gate runs unaffected",
            'out=$(LC_ALL=C BASH_ENV=/etc/passwd $S -o SendEnv=LC_ALL -o SendEnv=BASH_ENV "$D" status 2>&1); '
@@ -94,15 +99,20 @@ class Row:
     ok: bool
 
 
+def prelude(inv: Inventory, address: str, port: int) -> str:
+    """The shell variables and helpers every attack on the web server at ``address`` uses."""
+    env = (f"KEY={shlex.quote(inv.key.path)} O={shlex.quote(shlex.join(render.ssh_options(inv)))} "
+           f"USR={shlex.quote(inv.web.user)} OTHER={'root' if inv.web.dedicated else 'nobody'} "
+           f"ADDR={shlex.quote(address)} PORT={port}")
+    return f"{env}\n{_PRELUDE}"
+
+
 def run_attacks(session: Session, web: Host) -> list[Row]:
     """Every attack from the DB server against ``web``, one at a time."""
-    inv = session.inv
-    env = (f"KEY={shlex.quote(inv.key.path)} KH={shlex.quote(inv.trigger.known_hosts)} "
-           f"USR={shlex.quote(inv.web.user)} OTHER={'root' if inv.web.dedicated else 'nobody'} "
-           f"ADDR={shlex.quote(web.address)} PORT={web.port}")
+    env = prelude(session.inv, web.address, web.port)
     rows = []
     for a in ATTACKS:
-        r = session.db.run(f"{env}\n{_PRELUDE}\n{a.script}", timeout=60)
+        r = session.db.run(f"{env}\n{a.script}", timeout=60)
         seen = (r.stdout.strip().splitlines() or [""])[-1][:100]
         rows.append(Row(web.name, a.name, a.expected, seen, r.ok))
     return rows

@@ -62,11 +62,8 @@ class WebRow:
 
 
 def ready_probe(session: Session) -> str:
-    """The shell check that succeeds once the DB is ready (as the trigger runs it)."""
-    r = session.inv.db.ready
-    if r.command:
-        return r.command
-    return f"timeout 2 bash -c 'exec 3<>/dev/tcp/{r.host}/{r.port}'"
+    """The shell check that succeeds once the DB is ready (run with sh -c, as the trigger runs it)."""
+    return render.ready_check(session.inv)
 
 
 def restart_command(session: Session) -> str:

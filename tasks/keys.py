@@ -199,7 +199,7 @@ def push_key_step(session: Session, dry_run: bool) -> None:
 
     def one(web: Host) -> list[str]:
         f = web_facts(session, web)
-        if inv.web.dedicated and account.ensure_account(session, web, f.r, dry_run):
+        if account.ensure_account(session, web, f.r, dry_run):
             f = web_facts(session, web)  # read again: the account is new
         if f.unsafe:
             raise homes.refusal(web, f)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -24,8 +23,9 @@ _env = Environment(
 
 
 def quote(value: object) -> str:
-    """One shell word for any inventory value (the templates' ``q`` filter)."""
-    return shlex.quote(str(value))
+    """One shell word for any inventory value (the templates' ``q`` filter): always single-quoted,
+    so that neither the shell nor shellcheck reads a value as anything but a literal string."""
+    return "'" + str(value).replace("'", "'\"'\"'") + "'"
 
 
 # Every inventory value that goes into a shell line goes through this filter.
@@ -134,18 +134,28 @@ def svr_restart_service(inv: Inventory) -> bytes:
 # Every file svrchain writes says so; uninstall and push-key recognise svrchain's files by it.
 MARK = "Written by svrchain"
 GATE = "/usr/local/sbin/svr-restart-gate"
-GATE_STATE = "/var/lib/svrchain/gate"
+# The gate's state: one directory per account (GATE_STATE/<user>, the account's own, mode 700) under
+# root-owned parents, so that no gate ever reads what another account wrote.
+STATE_PARENT = "/var/lib/svrchain"
+GATE_STATE = f"{STATE_PARENT}/gate"
 SUDOERS = "/etc/sudoers.d/svrchain"
 # The GECOS field of the account push-key creates: uninstall removes only an account carrying it.
 ACCOUNT_COMMENT = "svrchain restart trigger"
 
 
-def gate(inv: Inventory) -> bytes:
-    """The web side's forced command: whitelisted verbs, logged, serialized and coalesced restarts."""
-    words = " ".join(shlex.quote(w) for w in inv.web.restart_command.split())
+def gate_state_dir(user: str, root: str = GATE_STATE) -> str:
+    """The gate's state directory for one account."""
+    return f"{root}/{user}"
+
+
+def gate(inv: Inventory, state_root: str = GATE_STATE) -> bytes:
+    """The web side's forced command: whitelisted verbs, logged, serialized and coalesced restarts.
+
+    ``state_root`` is for tests that run the gate locally; hosts always get :data:`GATE_STATE`.
+    """
     return _env.get_template("svr-restart-gate.sh.j2").render(
-        restart_command=shlex.quote(inv.web.restart_command), sudo=inv.web.dedicated, words=words,
-        state=GATE_STATE).encode()
+        restart_command=inv.web.restart_command, sudo=inv.web.dedicated, words=inv.web.restart_command.split(),
+        state=gate_state_dir(inv.web.user, state_root)).encode()
 
 
 def _sudoers_escape(word: str) -> str:
@@ -154,8 +164,10 @@ def _sudoers_escape(word: str) -> str:
 
 
 def sudo_command(inv: Inventory) -> str:
-    """The restart command as the sudo rule names it (and ``sudo -l`` lists it)."""
-    return " ".join(_sudoers_escape(w) for w in inv.web.restart_command.split())
+    """The restart command as the sudo rule names it (and ``sudo -l`` lists it). A command without
+    arguments gets ``""``: in sudoers a bare command allows any arguments, ``""`` allows none."""
+    words = [_sudoers_escape(w) for w in inv.web.restart_command.split()]
+    return " ".join(words if len(words) > 1 else [*words, '""'])
 
 
 def sudoers(inv: Inventory) -> bytes:
@@ -175,6 +187,25 @@ def sudoers(inv: Inventory) -> bytes:
 RUN_DIR = "/run/svrchain"
 
 
+def ssh_options(inv: Inventory) -> list[str]:
+    """The options of every SSH connection the DB server's key makes (the trigger, rotate-key's
+    proof, the attack matrix): no ssh_config of root's or the system's, no agent, no other key,
+    the pinned web host keys only, never a prompt."""
+    options = ("BatchMode=yes", "IdentitiesOnly=yes", "IdentityAgent=none", "GSSAPIAuthentication=no",
+               "StrictHostKeyChecking=yes", f"UserKnownHostsFile={inv.trigger.known_hosts}",
+               "GlobalKnownHostsFile=/dev/null", f"ConnectTimeout={inv.trigger.connect_timeout}")
+    return ["-F", "/dev/null", *(w for o in options for w in ("-o", o))]
+
+
+def ready_check(inv: Inventory) -> str:
+    """The shell command line that succeeds once the DB is ready; the trigger and restart-chain
+    both run it as ``sh -c <it>``."""
+    r = inv.db.ready
+    if r.command:
+        return r.command
+    return f"timeout 2 bash -c {quote(f'exec 3<>/dev/tcp/{r.host}/{r.port}')}"
+
+
 def svr_restart(inv: Inventory) -> bytes:
     """``/etc/init.d/svr_restart``: wait for the DB, then restart every web server over SSH."""
     webs = [
@@ -184,7 +215,7 @@ def svr_restart(inv: Inventory) -> bytes:
     t = inv.trigger
     return _env.get_template("svr_restart.sh.j2").render(
         name=t.name, db_service=inv.db.service, key=inv.key.path, known_hosts=t.known_hosts,
-        log=t.log, ready=inv.db.ready, connect_timeout=t.connect_timeout, retries=t.retries,
-        restart_timeout=t.restart_timeout, webs=webs, run=inv.db.run, watch_pidfile=watch_pidfile(inv),
-        owed=owed_dir(inv),
+        log=t.log, ready=inv.db.ready, ready_check=ready_check(inv), connect_timeout=t.connect_timeout,
+        retries=t.retries, restart_timeout=t.restart_timeout, webs=webs, run_dir=RUN_DIR,
+        ssh_options=ssh_options(inv), run=inv.db.run, watch_pidfile=watch_pidfile(inv), owed=owed_dir(inv),
     ).encode()

@@ -6,8 +6,9 @@ import shlex
 
 from invoke import Context
 
-from tasks import authkeys, homes
+from tasks import authkeys, homes, render
 from tasks.base import svr_task
+from tasks.inventory import Inventory
 from tasks.keys import db_public_key, expected_line, keygen_script, marker, web_facts
 from tasks.plan import Outcome
 from tasks.remote import Host, HostError, Session, apply_files
@@ -22,13 +23,15 @@ def _set_line(session: Session, web: Host, step: str, edit) -> None:
     apply_files(session, web, step, [spec], {spec.path: f.keys}, False, ok_detail=f.keys.path)
 
 
+def proof_command(inv: Inventory, address: str, port: int, key_path: str) -> str:
+    """The command that asks a web server's gate for ``status`` with ``key_path``, as the trigger connects."""
+    return shlex.join(["ssh", "-n", "-i", key_path, "-p", str(port), *render.ssh_options(inv),
+                       f"{inv.web.user}@{address}", "status"])
+
+
 def key_works(session: Session, web: Host, key_path: str) -> bool:
     """Whether ``key_path`` on the DB server gets this web server's gate to answer ``status``."""
-    inv = session.inv
-    cmd = (f"ssh -n -i {shlex.quote(key_path)} -p {web.port} -o BatchMode=yes -o IdentitiesOnly=yes "
-           f"-o StrictHostKeyChecking=yes -o UserKnownHostsFile={shlex.quote(inv.trigger.known_hosts)} "
-           f"-o ConnectTimeout={inv.trigger.connect_timeout} {shlex.quote(inv.web.user)}@{web.address} status")
-    return session.db.run(cmd, timeout=60).ok
+    return session.db.run(proof_command(session.inv, web.address, web.port, key_path), timeout=60).ok
 
 
 def rotate_key_step(session: Session, dry_run: bool) -> None:

@@ -75,7 +75,8 @@ def db_plan(session: Session) -> list[Action]:
         "present": f"for f in {quoted}; do [ -e \"$f\" ] && echo \"$f\"; done; true",
         "ours": f"grep -l {shlex.quote(render.MARK)} {quoted} 2>/dev/null; true",
         "orig-init": f"orig {shlex.quote(paths.get('db-init', '-'))}",
-        "state": "ls -d /var/lib/svrchain 2>/dev/null; true",
+        # (/run/<trigger> held the SSH control sockets before they moved to RUN_DIR, which housekeeping removes.)
+        "state": f"ls -d {render.STATE_PARENT} /run/{shlex.quote(inv.trigger.name)} 2>/dev/null; true",
     }, prelude=f"B={BACKUP_DIR}; M={shlex.quote(render.MARK)}\n{_ORIGINAL}")
     init, tool = detect_init(session, db, r)
     present = set(r["present"].stdout.split())

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
+from lab import hosts as labhosts
 from tasks.attacks import ATTACKS
 from tests.lab.conftest import lab_of
 
@@ -31,3 +33,37 @@ def test_every_attack_is_refused_and_nothing_restarts(chain):
     assert {w: apache_pid(chain, w) for w in ("web1", "web2")} == before  # no attack restarted Apache
     assert not chain.host("web1").file("/tmp/svrchain-scp-attack").exists
     assert "REFUSED: 'id'" in chain.host("web1").file("/var/log/auth.log").content_string
+
+
+TRIGGER_SSH = ("ssh -F /dev/null -i /root/.ssh/svr_restart_key -o BatchMode=yes "
+               "-o UserKnownHostsFile=/etc/svrchain/known_hosts root@198.18.0.21")
+# Everything the dedicated account can write under the gate's state tree, the old shared directory
+# included, set to a value that runs code when it reaches shell arithmetic.
+CRAFT = r"""C='a[$(touch /tmp/svrchain-pwned)]'; export C
+runuser -u svr-restart -- sh -c 'for d in /var/lib/svrchain/gate /var/lib/svrchain/gate/*; do
+    for f in requested covered rc; do printf "%s\n" "$C" >"$d/$f" 2>/dev/null; done
+done; true'"""
+
+
+def test_the_dedicated_account_cannot_make_roots_gate_run_code(chain, tmp_path):
+    """web.user goes root -> svr-restart -> root: what the account wrote never reaches root's gate."""
+    data = labhosts.inventory_data()
+    data["web"]["user"] = "svr-restart"
+    dedicated = tmp_path / "dedicated.yaml"
+    dedicated.write_text(yaml.safe_dump(data))
+    r = chain.fab("push-key", inventory=dedicated)
+    assert r.returncode == 0, r.stdout + r.stderr
+    chain.console("web1", CRAFT)
+    assert "a[$(touch" in chain.console("web1", "cat /var/lib/svrchain/gate/svr-restart/requested").stdout
+    r = chain.fab("push-key")  # back to root
+    assert r.returncode == 0, r.stdout + r.stderr
+    chain.console("web1", CRAFT)  # root's own directory is out of its reach
+    assert chain.console("web1", "runuser -u svr-restart -- touch /var/lib/svrchain/gate/root/x",
+                         check=False).returncode != 0
+    before = apache_pid(chain, "web1")
+    r = chain.host("db").run(f"{TRIGGER_SSH} restart")
+    assert r.rc == 0, r.stderr
+    assert apache_pid(chain, "web1") != before
+    assert not chain.host("web1").file("/tmp/svrchain-pwned").exists
+    assert chain.console("web1", "stat -c '%a %U' /var/lib/svrchain/gate /var/lib/svrchain/gate/root").stdout.split(
+        "\n")[:2] == ["755 root", "700 root"]

@@ -3,12 +3,15 @@ sudo rule is the restart."""
 
 from __future__ import annotations
 
+import base64
 import re
 
 import pytest
 import yaml
 
 from lab import hosts as labhosts
+from tasks import render
+from tasks.inventory import parse
 from tasks.plan import FileSpec, file_change
 from tasks.remote import HostError, Session
 
@@ -56,6 +59,25 @@ def test_push_key_creates_the_account_and_its_one_rule(dedicated, inventory):
             assert (r.rc != 0 and "sorry" in (r.stderr + r.stdout).lower()) or "password is required" in r.stderr, other
     again = dedicated.fab("bootstrap", inventory=inventory)
     assert again.returncode == 0 and " changed " not in again.stdout, again.stdout
+
+
+def test_the_sudo_rule_allows_no_other_arguments(dedicated, inventory):
+    h = dedicated.host("web1")
+    assert h.run(f"sudo -n -l -U {USER} /etc/init.d/apache2 restart").rc == 0
+    for extra in ("/etc/init.d/apache2 restart now", "/etc/init.d/apache2 restart --force", "/etc/init.d/apache2",
+                  "/etc/init.d/apache2 stop"):
+        assert h.run(f"sudo -n -l -U {USER} {extra}").rc != 0, extra
+    # A command without arguments: in sudoers a bare command allows any arguments; the rule says "".
+    data = yaml.safe_load(inventory.read_text())
+    data["web"]["restart_command"] = "/usr/sbin/apachectl"
+    rule = render.sudoers(parse(yaml.safe_dump(data), inventory)).replace(b"svrchain (", b"svrchain test (")
+    path = "/etc/sudoers.d/zz-svrchain-bare"
+    stage = f"echo {base64.b64encode(rule).decode()} | base64 -d >{path} && chmod 440 {path} && visudo -c"
+    with dedicated.fault("web1", stage, f"rm -f {path}"):
+        assert h.run(f"sudo -n -l -U {USER} /usr/sbin/apachectl").rc == 0
+        for extra in ("graceful", "stop", "-k start"):
+            assert h.run(f"sudo -n -l -U {USER} /usr/sbin/apachectl {extra}").rc != 0, extra
+        assert '(root) NOPASSWD: /usr/sbin/apachectl ""' in h.check_output(f"sudo -n -l -U {USER}")
 
 
 def test_the_chain_restarts_the_web_servers_through_sudo(dedicated, inventory):

@@ -1,5 +1,6 @@
 """The scripts svrchain installs: headers that order them, and shellcheck-clean shell."""
 
+import shlex
 import shutil
 import subprocess
 
@@ -32,9 +33,9 @@ def test_trigger_header_orders_it_after_the_db():
 
 def test_trigger_lists_every_web_server_and_polls_readiness():
     text = render.svr_restart(INV).decode()
-    assert '"web1 198.18.0.21 22 root"' in text and '"web2 198.18.0.22 22 root"' in text
-    assert "pg_isready -q -h 127.0.0.1 >/dev/null 2>&1" in text
-    assert "-o StrictHostKeyChecking=yes -o UserKnownHostsFile=\"$KNOWN_HOSTS\"" in text
+    assert "'web1 198.18.0.21 22 root'" in text and "'web2 198.18.0.22 22 root'" in text
+    assert "sh -c 'pg_isready -q -h 127.0.0.1' >/dev/null 2>&1" in text
+    assert "'-o' 'StrictHostKeyChecking=yes' '-o' 'UserKnownHostsFile=/etc/svrchain/known_hosts'" in text
 
 
 def test_tcp_readiness_probe():
@@ -82,7 +83,7 @@ DEDICATED = INV.model_copy(update={"web": INV.web.model_copy(update={"user": "sv
 
 def test_dedicated_gate_restarts_through_sudo_and_nothing_else():
     text = render.gate(DEDICATED).decode()
-    assert "RESTART=(sudo -n -- /etc/init.d/apache2 restart)" in text
+    assert "RESTART=(sudo -n -- '/etc/init.d/apache2' 'restart')" in text
     assert 'sh -c "$RESTART_COMMAND"' not in text
     assert 'RESTART=(sh -c "$RESTART_COMMAND")' in render.gate(INV).decode()
 
@@ -103,3 +104,78 @@ def test_sudo_listing_is_parsed_to_rules():
                "User u may run the following commands on web1:\n    (root) NOPASSWD: /etc/init.d/apache2 restart\n"
                "    (ALL) NOPASSWD: ALL\n")
     assert sudo_rules(listing) == ["(root) NOPASSWD: /etc/init.d/apache2 restart", "(ALL) NOPASSWD: ALL"]
+
+
+def test_a_sudo_rule_without_arguments_allows_none():
+    web = DEDICATED.web.model_copy(update={"restart_command": "/usr/sbin/apachectl"})
+    bare = DEDICATED.model_copy(update={"web": web})
+    assert render.sudoers(bare).decode().endswith('svr-restart ALL=(root) NOPASSWD: /usr/sbin/apachectl ""\n')
+    assert render.sudo_command(bare) == '/usr/sbin/apachectl ""'
+    assert "RESTART=(sudo -n -- '/usr/sbin/apachectl')" in render.gate(bare).decode()  # sudo runs it with none
+
+
+def bash_words(script: str, words: str) -> list[str]:
+    """The words ``words`` (a shell expression) expands to after ``script`` ran in bash."""
+    r = subprocess.run(["bash", "-c", f'{script}\nprintf "%s\\n" {words}'], capture_output=True, text=True, check=True)
+    return r.stdout.splitlines()
+
+
+def contains(words: list[str], part: list[str]) -> bool:
+    return any(words[i:i + len(part)] == part for i in range(len(words) - len(part) + 1))
+
+
+def test_every_connection_of_the_key_uses_the_same_ssh_options():
+    from tasks import attacks, rotate
+
+    options = render.ssh_options(INV)
+    for must in (["-F", "/dev/null"], ["-o", "BatchMode=yes"], ["-o", "StrictHostKeyChecking=yes"],
+                 ["-o", "UserKnownHostsFile=/etc/svrchain/known_hosts"], ["-o", "GlobalKnownHostsFile=/dev/null"],
+                 ["-o", "IdentitiesOnly=yes"], ["-o", "IdentityAgent=none"]):
+        assert contains(options, must), must
+    trigger = next(ln for ln in render.svr_restart(INV).decode().splitlines() if ln.startswith("SSH_OPTIONS=("))
+    assert bash_words(trigger, '"${SSH_OPTIONS[@]}"') == options
+    assert contains(shlex.split(rotate.proof_command(INV, "198.18.0.21", 22, "/root/k.new")), options)
+    assert contains(bash_words(attacks.prelude(INV, "198.18.0.21", 22), "$S"), options)
+    assert '"${SSH[@]}"' in render.svr_restart(INV).decode() and 'SSH=(ssh -n -T -i "$KEY" -p "$3" -S "$CONTROL/$1" ' \
+        '"${SSH_OPTIONS[@]}"' in render.svr_restart(INV).decode()
+
+
+EXAMPLE = render.TEMPLATES.parent.parent / "inventory" / "example.yaml"
+
+
+def example_with_ready_command() -> tuple[str, str]:
+    """example.yaml with its commented ready.command in place of ready.port; (text, the command)."""
+    lines = EXAMPLE.read_text().splitlines()
+    at = next(i for i, ln in enumerate(lines) if ln.lstrip().startswith("# command:"))
+    lines[at] = lines[at].replace("# command:", "command:", 1)
+    command = lines[at].split("command:", 1)[1].strip()
+    lines = [ln for ln in lines if not ln.lstrip().startswith("port: 1521")]
+    return "\n".join(lines) + "\n", command
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is installed by make install")
+def test_the_example_inventory_and_its_oracle_ready_command_render_clean(tmp_path):
+    from types import SimpleNamespace
+
+    from tasks.chain import ready_probe
+    from tasks.inventory import parse
+
+    text, command = example_with_ready_command()
+    assert "sqlplus" in command and "'" in command
+    for name, inv in (("default", parse(EXAMPLE.read_text(), EXAMPLE)), ("command", parse(text, EXAMPLE))):
+        script = render.svr_restart(inv).decode()
+        probe = ready_probe(SimpleNamespace(inv=inv))  # restart-chain runs it as sh -c "$1"
+        assert f"    sh -c {render.quote(probe)} >/dev/null 2>&1\n" in script
+        (tmp_path / name).write_text(script)
+    assert parse(EXAMPLE.read_text(), EXAMPLE).db.ready.command == "/usr/local/lib/svrchain/oracle-ready"
+    assert parse(text, EXAMPLE).db.ready.command == command
+    r = subprocess.run(["shellcheck", str(tmp_path / "default"), str(tmp_path / "command")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+
+
+def test_the_trigger_keeps_its_lock_and_sockets_where_only_root_writes():
+    text = render.svr_restart(INV).decode()
+    assert ("RUN_DIR='/run/svrchain'\nLOCK='/run/svrchain/svr_restart.lock'\n"
+            "CONTROL='/run/svrchain/svr_restart'\n") in text
+    assert "/var/lock" not in text and "run_dir_ok || return 1" in text

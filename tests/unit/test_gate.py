@@ -1,0 +1,157 @@
+"""The gate as the real bash program it is, run locally: it trusts nothing in its state directory.
+
+Rendered as push-key renders it, except for the state directory (under the test's tmp_path) and
+the restart command (a fake that records its runs). ``logger`` is a fake on PATH that records
+each message, one per line, as syslog would get it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tasks import render
+from tasks.inventory import load
+
+INV = load()
+CRAFTED = "a[$(touch {pwned})]"
+
+
+@dataclass
+class Gate:
+    """A rendered gate, its state directory, and what it logged and ran."""
+
+    path: Path
+    state: Path
+    tmp: Path
+
+    def run(self, verb: str | None = "restart") -> subprocess.CompletedProcess:
+        env = {**os.environ, "PATH": f"{self.tmp / 'bin'}:{os.environ['PATH']}", "SSH_CLIENT": "198.18.0.10 4242 22"}
+        if verb is not None:
+            env["SSH_ORIGINAL_COMMAND"] = verb
+        return subprocess.run(["bash", str(self.path)], env=env, capture_output=True, text=True, timeout=30)
+
+    def start(self) -> subprocess.Popen:
+        env = {**os.environ, "PATH": f"{self.tmp / 'bin'}:{os.environ['PATH']}", "SSH_ORIGINAL_COMMAND": "restart"}
+        return subprocess.Popen(["bash", str(self.path)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    @property
+    def log(self) -> list[str]:
+        f = self.tmp / "syslog"
+        return f.read_text().splitlines() if f.exists() else []
+
+    @property
+    def runs(self) -> list[str]:
+        f = self.tmp / "runs"
+        return f.read_text().split() if f.exists() else []
+
+
+@pytest.fixture
+def gate(tmp_path: Path) -> Gate:
+    (tmp_path / "bin").mkdir()
+    logger = tmp_path / "bin" / "logger"
+    logger.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$*\" >>{tmp_path}/syslog\n")
+    fake = tmp_path / "fake-restart"
+    fake.write_text(f"#!/bin/sh\necho start >>{tmp_path}/runs\nsleep ${{DELAY:-0}}\necho end >>{tmp_path}/runs\n")
+    for f in (logger, fake):
+        f.chmod(0o755)
+    inv = INV.model_copy(update={"web": INV.web.model_copy(update={"restart_command": str(fake)})})
+    (tmp_path / "state").mkdir()
+    state = Path(render.gate_state_dir(inv.web.user, str(tmp_path / "state")))
+    state.mkdir(mode=0o700)
+    path = tmp_path / "svr-restart-gate"
+    path.write_bytes(render.gate(inv, str(tmp_path / "state")))
+    return Gate(path, state, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["requested", "covered"])
+def test_a_crafted_state_value_runs_no_code_and_is_reset(gate, name):
+    pwned = gate.tmp / "pwned"
+    for f in ("requested", "covered", "rc"):
+        (gate.state / f).write_text("1\n")
+    (gate.state / name).write_text(CRAFTED.format(pwned=pwned) + "\n")
+    r = gate.run()
+    assert r.returncode == 0, (r.stderr, gate.log)
+    assert not pwned.exists()
+    assert gate.runs == ["start", "end"]  # the restart was not skipped for it
+    assert any(f"state: {name} is corrupt ('a[$(touch" in line and "reset to" in line for line in gate.log), gate.log
+    assert (gate.state / "requested").read_text().strip().isdigit()
+
+
+def test_covered_beyond_requested_does_not_skip_restarts(gate):
+    (gate.state / "requested").write_text("3\n")
+    (gate.state / "covered").write_text("99\n")
+    for _ in range(2):
+        assert gate.run().returncode == 0
+    assert gate.runs == ["start", "end"] * 2
+    assert any("covered (99) is more than requested (3): corrupt" in line for line in gate.log), gate.log
+
+
+@pytest.mark.parametrize("stage", [
+    "run-is-a-file", "run-is-a-link", "state-is-a-link", "state-writable-by-others", "no-state-dir"])
+def test_a_lock_that_cannot_be_taken_means_no_restart(gate, stage):
+    # The old gate's lock files, replaced by directories, too: it then restarted unlocked.
+    (gate.state / "request.lock").mkdir()
+    (gate.state / "run.lock").mkdir()
+    if stage == "run-is-a-file":
+        (gate.state / "run").write_text("")
+    elif stage == "run-is-a-link":
+        (gate.tmp / "elsewhere").mkdir()
+        (gate.state / "run").symlink_to(gate.tmp / "elsewhere")
+    elif stage in ("state-is-a-link", "no-state-dir"):
+        gate.state.rename(gate.tmp / "moved")
+        if stage == "state-is-a-link":
+            gate.state.symlink_to(gate.tmp / "moved")
+    else:
+        gate.state.chmod(0o777)
+    r = gate.run()
+    assert r.returncode != 0
+    assert gate.runs == []
+    assert any("restart: REFUSED" in line and "not restarting" in line for line in gate.log), gate.log
+
+
+def test_nothing_is_written_through_a_planted_link(gate):
+    targets = {}
+    for name in ("requested", "covered", "rc", "last"):
+        targets[name] = gate.tmp / f"target-{name}"
+        targets[name].write_text("7\n")
+        (gate.state / name).symlink_to(targets[name])
+    assert gate.run().returncode == 0
+    assert gate.runs == ["start", "end"]
+    for name, target in targets.items():
+        assert target.read_text() == "7\n", name
+        assert not (gate.state / name).is_symlink() and (gate.state / name).is_file(), name
+    assert (gate.state / "requested").read_text() == "1\n"
+
+
+def test_a_refused_verb_is_logged_on_one_escaped_line(gate):
+    r = gate.run("status\nid\x1b[31m\rX")
+    assert r.returncode == 2 and gate.runs == []
+    assert gate.log == ["-t svr-restart-gate -p auth.notice -- from 198.18.0.10: REFUSED: $'status\\nid\\E[31m\\rX'"]
+    gate.run("touch /tmp/pwned; cat /etc/shadow")
+    assert gate.log[-1].endswith("REFUSED: 'touch /tmp/pwned; cat /etc/shadow'")
+
+
+def test_status_reads_only_well_formed_values(gate):
+    pwned = gate.tmp / "pwned"
+    (gate.state / "last").write_text("$(id)\n")
+    (gate.state / "rc").write_text(CRAFTED.format(pwned=pwned) + "\n")
+    r = gate.run("status")
+    assert r.returncode == 0 and r.stdout.startswith("last restart: never, exit 0\n"), r.stdout
+    assert not pwned.exists()
+    assert any("state: rc is corrupt" in line for line in gate.log) and any("state: last is corrupt" in line
+                                                                            for line in gate.log), gate.log
+
+
+def test_concurrent_restarts_are_serialized_and_coalesced(gate, monkeypatch):
+    monkeypatch.setenv("DELAY", "0.5")
+    procs = [gate.start() for _ in range(6)]
+    codes = [p.wait(timeout=30) for p in procs]
+    assert codes == [0] * 6, [p.stderr.read() for p in procs]
+    runs = gate.runs
+    assert runs == ["start", "end"] * (len(runs) // 2), runs  # never two at once
+    assert 1 <= len(runs) // 2 <= 2, runs  # six triggers, at most two restarts
