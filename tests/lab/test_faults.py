@@ -142,7 +142,7 @@ def test_a_full_disk_is_a_clear_error_and_the_old_file_stays(chain):
     try:
         r = chain.fab("push-key")
         assert r.returncode == 1
-        line = next(ln for ln in r.stdout.splitlines() if ln.startswith("web1"))
+        line = next(ln for ln in r.stdout.splitlines() if ln.startswith("web1") and " push-key " in ln)
         assert "writing /root/.ssh/authorized_keys failed" in line and "No space left on device" in line, line
         assert "Traceback" not in r.stdout + r.stderr
         assert chain.host("web1").file("/root/.ssh/authorized_keys").content == drifted  # intact
