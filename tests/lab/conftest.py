@@ -129,6 +129,17 @@ class Lab:
             time.sleep(0.2)
 
 
+def dedicated_inventory(tmp_path_factory, user: str) -> Path:
+    """The lab's inventory with web.user a dedicated account, written to a temporary file."""
+    import yaml
+
+    data = labhosts.inventory_data()
+    data["web"]["user"] = user
+    path = tmp_path_factory.mktemp("inv") / "dedicated.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
 def _need_root() -> None:
     if os.geteuid() != 0:
         pytest.skip("the lab needs root (network namespaces, mounts); run make test as root")

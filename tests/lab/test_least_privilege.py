@@ -9,11 +9,11 @@ import re
 import pytest
 import yaml
 
-from lab import hosts as labhosts
 from tasks import render
 from tasks.inventory import parse
 from tasks.plan import FileSpec, file_change
 from tasks.remote import HostError, Session
+from tests.lab.conftest import dedicated_inventory
 
 pytestmark = pytest.mark.lab
 USER = "svr-restart"
@@ -22,11 +22,7 @@ WEBS = ("web1", "web2")
 
 @pytest.fixture(scope="module")
 def inventory(lab, tmp_path_factory):
-    data = labhosts.inventory_data()
-    data["web"]["user"] = USER
-    path = tmp_path_factory.mktemp("inv") / "dedicated.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return dedicated_inventory(tmp_path_factory, USER)
 
 
 @pytest.fixture(scope="module")

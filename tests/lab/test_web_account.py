@@ -12,10 +12,8 @@ import re
 import subprocess
 
 import pytest
-import yaml
 
-from lab import hosts as labhosts
-from tests.lab.conftest import FAB, REPO, lab_of
+from tests.lab.conftest import FAB, REPO, dedicated_inventory, lab_of
 
 pytestmark = pytest.mark.lab
 USER = "svr-restart"
@@ -31,11 +29,7 @@ def lab():
 
 @pytest.fixture(scope="module")
 def dedicated(lab, tmp_path_factory):
-    data = labhosts.inventory_data()
-    data["web"]["user"] = USER
-    path = tmp_path_factory.mktemp("inv") / "dedicated.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return dedicated_inventory(tmp_path_factory, USER)
 
 
 def stat(lab, host: str, path: str) -> str:
