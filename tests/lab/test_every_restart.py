@@ -146,3 +146,24 @@ def test_a_web_server_away_during_the_run_is_restarted_when_it_is_back(chain):
         assert time.monotonic() < end
         time.sleep(0.3)
     assert chain.fab("verify").returncode == 0
+
+
+def test_a_web_server_rebooted_after_the_run_is_owed_nothing(chain):
+    old, before = chain.settled(), gate_restarts(chain)
+    sshd = "systemctl stop ssh.socket ssh.service" if chain.init == "systemd" else "/etc/init.d/ssh stop"
+    chain.console("web2", sshd)
+    dba(chain, "restart")
+    assert chain.settled() != old
+    end = time.monotonic() + 60
+    while not chain.console("db", "ls /var/lib/svrchain/svr_restart.owed").stdout.split():
+        assert time.monotonic() < end, "web2 was not marked as owed a restart"
+        time.sleep(0.5)
+    chain.boot("web2")  # a power cycle: its Apache starts fresh, after the run was ready
+    end = time.monotonic() + 90
+    while chain.console("db", "ls /var/lib/svrchain/svr_restart.owed").stdout.split():
+        assert time.monotonic() < end, chain.console("db", "tail -5 /var/log/svr_restart.log").stdout
+        time.sleep(0.5)
+    assert "web2: restarted or booted after the database's run" in chain.console(
+        "db", "cat /var/log/svr_restart.log").stdout
+    assert gate_restarts(chain)["web2"] == before["web2"]  # nothing more was needed, nothing was done
+    assert chain.wait_page("web2", 200)[0] == 200
