@@ -13,7 +13,7 @@ from __future__ import annotations
 from tasks import authkeys, homes
 from tasks.homes import Legacy
 from tasks.keys import db_public_key, marker, web_facts
-from tasks.plan import FileChange, Outcome, file_change
+from tasks.plan import FileChange, Outcome
 from tasks.remote import Host, HostError, Session, apply_changes
 from tasks.rotate import key_works
 
@@ -53,18 +53,9 @@ def private_keys(session: Session) -> dict[str, str]:
 
 def retire_changes(web: Host, old: list[Legacy]) -> list[FileChange]:
     """The edits that take the ``old`` lines out, byte for byte otherwise, each as its own account."""
-    files = sorted({(x.user, x.path) for x in old})
-    states = homes.read_files(web, [homes.KeysFile(u, p, ()) for u, p in files])
-    changes = []
-    for user, path in files:
-        state = states[path]
-        drop = {x.line for x in old if x.path == path}
-        text = state.content.decode("utf-8", "surrogateescape")
-        kept = "".join(ln for ln in text.splitlines(keepends=True) if ln.rstrip("\r\n") not in drop)
-        change = file_change(homes.spec(state, user, state.group or user, kept), state)
-        if change is not None:
-            changes.append(change)
-    return changes
+    files = [homes.KeysFile(u, p, ()) for u, p in sorted({(x.user, x.path) for x in old})]
+    drop = {(x.path, x.line) for x in old}
+    return homes.without_lines(web, files, lambda path, line: (path, line.rstrip("\r\n")) in drop)
 
 
 def adopt_step(session: Session, dry_run: bool, adopt: bool) -> None:

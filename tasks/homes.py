@@ -11,6 +11,7 @@ lines a hand-made setup left that restart the web server around the gate (see ``
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tasks import authkeys
@@ -157,14 +158,21 @@ def read_files(web: Host, files: list[KeysFile]) -> dict[str, FileState]:
     return states
 
 
-def without_ours(web: Host, files: list[KeysFile], blob: str | None, marker: str) -> list[FileChange]:
-    """The edits that take svrchain's lines out of ``files``, each written as its own account."""
+def without_lines(web: Host, files: list[KeysFile], drop: Callable[[str, str], bool]) -> list[FileChange]:
+    """The edits that take out of ``files`` each line for which ``drop(path, line)`` holds (every
+    other byte kept), each file read and written as its own account."""
     states = read_files(web, files) if files else {}
     changes = []
     for kf in files:
         state = states[kf.path]
-        text = authkeys.remove_lines(state.content.decode("utf-8", "surrogateescape"), blob or "", marker)
-        change = file_change(spec(state, kf.user, state.group or kf.user, text), state)
+        text = state.content.decode("utf-8", "surrogateescape")
+        kept = "".join(ln for ln in text.splitlines(keepends=True) if not drop(kf.path, ln))
+        change = file_change(spec(state, kf.user, state.group or kf.user, kept), state)
         if change is not None:
             changes.append(change)
     return changes
+
+
+def without_ours(web: Host, files: list[KeysFile], blob: str | None, marker: str) -> list[FileChange]:
+    """The edits that take svrchain's lines out of ``files``, each written as its own account."""
+    return without_lines(web, files, lambda _path, line: authkeys.is_ours(line, blob or "", marker))

@@ -143,7 +143,6 @@ done
 
 # Held for as long as the admin's connection lives (cat ends when the channel closes): two changing
 # runs, by two admins, never interleave on one host. The directory is root's alone.
-LOCK_DIR = RUN_DIR
 _HOST_LOCK = r"""
 d=$1; wait=$2
 [ -d "$d" ] || mkdir -m 700 -- "$d" || exit 3
@@ -282,7 +281,7 @@ class Host:
 
     def _take_host_lock(self, conn: Connection) -> None:
         """Take svrchain's lock on the host, held until the connection closes (one more channel)."""
-        command = "sh -c " + shlex.quote(_HOST_LOCK) + f" svrchain {LOCK_DIR} {LOCK_WAIT}"
+        command = "sh -c " + shlex.quote(_HOST_LOCK) + f" svrchain {RUN_DIR} {LOCK_WAIT}"
         if self.user != "root":
             command = "sudo -n " + command
         try:
@@ -297,7 +296,7 @@ class Host:
             err = chan.makefile_stderr("rb").read().decode(errors="replace").strip()
             conn.close()
             why = err.splitlines()[-1] if err else (
-                f"another svrchain run still holds {LOCK_DIR}/admin.lock after {LOCK_WAIT}s; let it finish, "
+                f"another svrchain run still holds {RUN_DIR}/admin.lock after {LOCK_WAIT}s; let it finish, "
                 "then run again")
             raise HostError(f"{self.label}: {why}")
         self._lock_channel = chan  # closing the connection releases it
