@@ -7,6 +7,9 @@ FAB := $(VENV)/bin/fab
 WEB ?= 2
 # How the lab hosts boot: sysv (Debian, insserv), chkconfig (RHEL-like SysV, chkconfig 1.33), systemd.
 INIT ?= sysv
+# The web hosts: full (Apache + PHP, booted by init; the default) or light (sshd + a stand-in web server,
+# up to 200 of them: the scale bench's).
+KIND ?= full
 # Debian packages the lab and the tests need on this machine (the lab hosts get theirs by debootstrap).
 DEBS := debootstrap iproute2 util-linux openssh-client shellcheck curl systemd-container
 
@@ -26,7 +29,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 lab-up: install
-	$(PY) -m lab up --web $(WEB) --init $(INIT)
+	$(PY) -m lab up --web $(WEB) --init $(INIT) --kind $(KIND)
 
 lab-down:
 	$(PY) -m lab down
