@@ -216,6 +216,6 @@ def svr_restart(inv: Inventory) -> bytes:
     return _env.get_template("svr_restart.sh.j2").render(
         name=t.name, db_service=inv.db.service, key=inv.key.path, known_hosts=t.known_hosts,
         log=t.log, ready=inv.db.ready, ready_check=ready_check(inv), connect_timeout=t.connect_timeout,
-        retries=t.retries, restart_timeout=t.restart_timeout, webs=webs, run_dir=RUN_DIR,
+        retries=t.retries, restart_timeout=t.restart_timeout, max_parallel=t.max_parallel, webs=webs, run_dir=RUN_DIR,
         ssh_options=ssh_options(inv), run=inv.db.run, watch_pidfile=watch_pidfile(inv), owed=owed_dir(inv),
     ).encode()

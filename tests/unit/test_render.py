@@ -179,3 +179,44 @@ def test_the_trigger_keeps_its_lock_and_sockets_where_only_root_writes():
     assert ("RUN_DIR='/run/svrchain'\nLOCK='/run/svrchain/svr_restart.lock'\n"
             "CONTROL='/run/svrchain/svr_restart'\n") in text
     assert "/var/lock" not in text and "run_dir_ok || return 1" in text
+
+
+def _bounded_program(inv, body: str) -> str:
+    """The trigger's own ``bounded`` (and ``nap``) functions, cut from the rendered script, with its
+    settings, and ``body`` after them: a real bash program."""
+    text = render.svr_restart(inv).decode()
+    setting = next(line for line in text.splitlines() if line.startswith("MAX_PARALLEL="))
+    start = text.index("WEB_SERVERS=(")
+    servers = text[start:text.index("\n)\n", start) + 3]
+    funcs = text[text.index("nap() {"):text.index("# connect_one NAME")]
+    return "\n".join([setting, servers, funcs, body])
+
+
+def test_trigger_fan_out_is_bounded_by_max_parallel(tmp_path):
+    servers = [{"name": f"web{i}", "address": f"198.18.0.{20 + i}", "health_url": f"http://198.18.0.{20 + i}/"}
+               for i in range(1, 13)]
+    inv = INV.model_copy(update={
+        "trigger": INV.trigger.model_copy(update={"max_parallel": 3}),
+        "web": INV.web.model_copy(update={"servers": [type(INV.web.servers[0])(**s) for s in servers]})})
+    text = render.svr_restart(inv).decode()
+    assert "MAX_PARALLEL='3'\n" in text
+    assert "(bounded restart_one) 9>&-" in text and "(bounded connect_one) 9>&- &" in text
+    # Each job marks itself running, notes how many run, and leaves: never more than 3 at once, every
+    # web server once, in inventory order.
+    log = tmp_path / "log"
+    body = f"""
+job() {{
+    mkdir "{tmp_path}/run.$1"
+    ls -d "{tmp_path}"/run.* | wc -l >>"{log}"
+    echo "start $1" >>"{log}.order"
+    nap 0.05
+    rmdir "{tmp_path}/run.$1"
+}}
+(bounded job)
+"""
+    r = subprocess.run(["bash", "-c", _bounded_program(inv, body)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    counts = [int(x) for x in log.read_text().split()]
+    assert len(counts) == 12 and max(counts) <= 3
+    assert (tmp_path / "log.order").read_text().split("\n")[:3] == ["start web1", "start web2", "start web3"]
+    assert not list(tmp_path.glob("run.*"))
