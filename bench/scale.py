@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -183,6 +184,8 @@ def fan_out() -> dict:
     restarts = sorted(t - ready for t in done)
     return {
         "issued_to_ready_s": round(ready - t0, 3),
+        "trigger_started_to_connected_s": round(st["connected"] - st["started"], 3) if "connected" in st else None,
+        "ready_to_connected_s": round(st["connected"] - ready, 3) if "connected" in st else None,
         "trigger_saw_ready_s": round(st["ready"] - ready, 3),
         "ready_to_first_restart_s": round(restarts[0], 3) if restarts else None,
         "ready_to_median_restart_s": round(statistics.median(restarts), 3) if restarts else None,
@@ -193,8 +196,9 @@ def fan_out() -> dict:
 
 
 def handshake_cost(inv: Path, count: int = 20) -> dict:
-    """One SSH handshake with the trigger's key and options, from the DB host to web1, ``count``
-    times in a row: wall time each, and this machine's CPU (both ends, all cores) each."""
+    """One SSH handshake with the trigger's key and options, from the DB host to web1, ``count`` times
+    in a row: wall time each, the client's CPU (its processes on the DB host) and the server's (the
+    sshd processes web1's listener forked for it), each per handshake."""
     from tasks import inventory as inventory_mod
     from tasks import render
 
@@ -204,19 +208,74 @@ def handshake_cost(inv: Path, count: int = 20) -> dict:
     script = (f"s=$(date +%s.%N); for i in $(seq {count}); do ssh -n -T -i {i.key.path} {opts} "
               "-o KexAlgorithms=curve25519-sha256 -o LogLevel=ERROR -S /run/svrchain/bench-hs "
               f"-f -N -o ControlMaster=yes {i.web.user}@{web.address} && "
-              f"ssh -S /run/svrchain/bench-hs -O exit x 2>/dev/null; done; e=$(date +%s.%N); echo $s $e")
-    cpu0 = _cpu_seconds()
-    r = labhosts.run_in(labhosts.host("db"), script)
-    cpu1 = _cpu_seconds()
-    s, e = map(float, r.stdout.split())
-    return {"wall_ms": round(1000 * (e - s) / count, 1), "cpu_ms": round(1000 * (cpu1 - cpu0) / count, 1)}
+              "ssh -S /run/svrchain/bench-hs -O exit x 2>/dev/null; done; e=$(date +%s.%N); echo $s $e; times")
+    sshd = labhosts.host(web.name)
+    server0 = _children_cpu(sshd)
+    r = labhosts.run_in(labhosts.host("db"), f"bash -c {shlex.quote(script)}")
+    time.sleep(0.2)
+    server1 = _children_cpu(sshd)
+    lines = r.stdout.split("\n")
+    s, e = map(float, lines[0].split())
+    client = sum(_seconds(x) for x in lines[2].split())  # times: children's user and system
+    return {"wall_ms": round(1000 * (e - s) / count, 1), "client_cpu_ms": round(1000 * client / count, 1),
+            "server_cpu_ms": round(1000 * (server1 - server0) / count, 1)}
 
 
-def _cpu_seconds() -> float:
-    """This machine's busy CPU time so far (all cores), from /proc/stat."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-    idle = fields[3] + fields[4]
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+def _seconds(text: str) -> float:
+    """bash ``times``' 0m0.123s."""
+    m, _, rest = text.partition("m")
+    return int(m) * 60 + float(rest.rstrip("s"))
+
+
+def _children_cpu(h: labhosts.LabHost) -> float:
+    """CPU seconds of the finished children of the host's sshd listener (one per connection)."""
+    out = labhosts.run_in(h, "set -- $(cut -d')' -f2 /proc/$(pgrep -o -x sshd)/stat); echo ${14} ${15}").stdout
+    return sum(int(x) for x in out.split()) / os.sysconf("SC_CLK_TCK")
+
+
+def restart_floor(webs: list[labhosts.LabHost]) -> dict:
+    """The stand-in's restart run directly on every web host at once (no SSH, no gate, no trigger):
+    from the start to the last page answering, what N restarts at once cost on this machine."""
+    t0 = time.time()
+    with ThreadPoolExecutor(max_workers=min(64, len(webs))) as pool:
+        list(pool.map(lambda h: labhosts.run_in(h, f"{labhosts.LIGHT_RESTART_COMMAND} >/dev/null 2>&1"), webs))
+    time.sleep(1.0)
+    last = max(float((h.root / "var/lib/lab-web/listening").read_text()) for h in webs)
+    return {"to_last_healthy_s": round(last - t0, 3)}
+
+
+_FLOOR = r"""
+import socket, sys, threading, paramiko
+hosts, key, known = sys.argv[1].split(","), sys.argv[2], sys.argv[3]
+def one(addr):
+    s = socket.create_connection((addr, 22)); s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    c = paramiko.SSHClient(); c.load_host_keys(known); c.set_missing_host_key_policy(paramiko.RejectPolicy())
+    c.connect(addr, username="root", key_filename=key, sock=s, look_for_keys=False, allow_agent=False)
+    _, out, _ = c.exec_command("sh -c 'cat /etc/hostname'"); out.read(); c.close()
+ts = [threading.Thread(target=one, args=(a,)) for a in hosts]
+[t.start() for t in ts]; [t.join() for t in ts]
+"""
+
+
+def noop_floor(inv: Path) -> dict:
+    """The no-op's floor on this machine: a Python interpreter that imports paramiko, makes one
+    handshake per host (all at once) and runs one command on each; no svrchain."""
+    from tasks import inventory as inventory_mod
+
+    i = inventory_mod.load(inv)
+    hosts = [i.db.address, *(w.address for w in i.web.servers)]
+    walls = []
+    for _ in range(3):
+        t0 = time.monotonic()
+        subprocess.run([sys.executable, "-c", _FLOOR, ",".join(hosts), str(i.path(i.connect.identity)),
+                        str(i.path(i.connect.known_hosts))], check=True)
+        walls.append(time.monotonic() - t0)
+    return {"wall_s": round(sorted(walls)[1], 3)}
+
+
+def load_average() -> float:
+    """This machine's 1-minute load average (other work shares its cores)."""
+    return float(Path("/proc/loadavg").read_text().split()[0])
 
 
 # --- the other tools --------------------------------------------------------------------------------
@@ -253,14 +312,18 @@ def bench_n(n: int, with_tools: bool, fanouts: int) -> dict:
         res["svrchain"] = bootstrap_runs(inv, 3)
         res["verify"] = measured(inv, "verify")
         res["handshake"] = handshake_cost(inv)
+        res["noop_floor"] = noop_floor(inv)
+        res["load_before"] = load_average()
         print(f"bench: N={n}: the trigger's fan-out", flush=True)
         runs = [fan_out() for _ in range(fanouts)]
         res["fan_out_all"] = runs
         res["fan_out"] = sorted(runs, key=lambda r: r["ready_to_last_restart_s"] or 0)[len(runs) // 2]
+        res["restart_floor"] = restart_floor([h for h in labhosts.current() if h.role == "web"])
         if with_tools:
             for tool in ("pyinfra", "ansible"):
                 print(f"bench: N={n}: {tool}", flush=True)
                 res[tool] = tool_runs(tool, inv, n, 1)
+        res["load_after"] = load_average()
         return summarize(res)
     finally:
         labhosts.down()
@@ -294,14 +357,17 @@ def table(results: list[dict], fmt: str = "simple") -> str:
         rows.append([
             r["n"], r["bootstrap_s"], r["noop_s"], r["peak_rss_mb"], r["conns_per_host"],
             r["ready_to_last_restart_s"], r["ready_to_last_healthy_s"],
-            r["handshake"]["wall_ms"], r["handshake"]["cpu_ms"],
+            r.get("noop_floor", {}).get("wall_s", "-"), r.get("restart_floor", {}).get("to_last_healthy_s", "-"),
+            r["handshake"]["wall_ms"],
+            f"{r['handshake'].get('client_cpu_ms', '-')}/{r['handshake'].get('server_cpu_ms', '-')}",
             r.get("pyinfra_bootstrap_s", "-"), r.get("pyinfra_noop_s", "-"),
             f"{r['pyinfra_noop_ratio']}×" if "pyinfra_noop_ratio" in r else "-",
             r.get("ansible_bootstrap_s", "-"), r.get("ansible_noop_s", "-"),
             f"{r['ansible_noop_ratio']}×" if "ansible_noop_ratio" in r else "-",
         ])
     headers = ["N (light)", "bootstrap s", "no-op s (median of 3)", "peak MB", "conns/host",
-               "DB ready→last restart s", "→last healthy s", "handshake ms", "handshake CPU ms",
+               "DB ready→last restart s", "→last healthy s", "no-op floor s", "N restarts at once s",
+               "handshake ms", "handshake CPU ms client/server",
                "pyinfra s", "pyinfra no-op s", "no-op ratio", "Ansible s", "Ansible no-op s", "no-op ratio"]
     return tabulate(rows, headers=[h.replace(" s", " (s)") for h in headers], tablefmt=fmt)
 

@@ -200,9 +200,9 @@ def test_trigger_fan_out_is_bounded_by_max_parallel(tmp_path):
         "web": INV.web.model_copy(update={"servers": [type(INV.web.servers[0])(**s) for s in servers]})})
     text = render.svr_restart(inv).decode()
     assert "MAX_PARALLEL='3'\n" in text
-    assert "(bounded restart_one) 9>&-" in text and "(bounded connect_one) 9>&- &" in text
+    assert "(bounded restart_one) 9>&-" in text and "bounded connect_one\n" in text
     # Each job marks itself running, notes how many run, and leaves: never more than 3 at once, every
-    # web server once, in inventory order.
+    # web server once, the first three first.
     log = tmp_path / "log"
     body = f"""
 job() {{
@@ -218,5 +218,6 @@ job() {{
     assert r.returncode == 0, r.stderr
     counts = [int(x) for x in log.read_text().split()]
     assert len(counts) == 12 and max(counts) <= 3
-    assert (tmp_path / "log.order").read_text().split("\n")[:3] == ["start web1", "start web2", "start web3"]
+    order = (tmp_path / "log.order").read_text().split("\n")
+    assert set(order[:3]) == {"start web1", "start web2", "start web3"}  # the first three, at once
     assert not list(tmp_path.glob("run.*"))
