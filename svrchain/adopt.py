@@ -10,12 +10,12 @@ account) and names the old key's private half on the DB server, which it leaves 
 
 from __future__ import annotations
 
-from tasks import authkeys, homes
-from tasks.homes import Legacy
-from tasks.keys import db_public_key, marker, web_facts
-from tasks.plan import FileChange, Outcome
-from tasks.remote import Host, HostError, Session, apply_changes
-from tasks.rotate import key_works
+from svrchain import authkeys, homes
+from svrchain.homes import Legacy
+from svrchain.keys import db_public_key, marker, web_facts
+from svrchain.plan import FileChange, Outcome
+from svrchain.remote import Host, HostError, Session, apply_changes
+from svrchain.rotate import key_works
 
 # Every account's public keys on the DB server, read as the account: "<path><TAB><key line>".
 _DB_PUBS = r"""getent passwd | while IFS=: read -r u _ _ _ _ h _; do

@@ -7,13 +7,10 @@ script, enabled (or the site's own unit, named by ``db.unit``).
 
 from __future__ import annotations
 
-from invoke import Context
-
-from tasks import render, sysv
-from tasks.base import svr_task
-from tasks.inventory import ORACLE_READY
-from tasks.plan import FileChange, FileSpec, FileState, Outcome
-from tasks.remote import Host, HostError, Session, apply_files
+from svrchain import render, sysv
+from svrchain.inventory import ORACLE_READY
+from svrchain.plan import FileChange, FileSpec, FileState, Outcome
+from svrchain.remote import Host, HostError, Session, apply_files
 
 
 def detect_init(session: Session, host: Host, results: dict) -> tuple[str, str]:
@@ -105,14 +102,7 @@ def install_dbora_step(session: Session, dry_run: bool) -> None:
     install_service(session, "install-dbora", service, render.db_unit(inv), sysv_specs, systemd_specs, dry_run)
 
 
-@svr_task
-def install_dbora(c: Context, dry_run: bool = False) -> None:
-    """Install the DB start script (chkconfig: 345 98 11 + LSB header) and register it for 3, 4, 5.
-
-    The site's script (db.script, or the built-in Oracle dbora template) goes to
-    /usr/local/lib/svrchain/<service>. On SysV hosts /etc/init.d/<service> runs it and, on a restart
-    outside a boot, starts the svr_restart trigger; on systemd hosts <service>.service runs it (or
-    db.unit names the site's own unit). --dry-run shows the diff and changes nothing.
-    """
+def run_install_dbora(dry_run: bool = False) -> None:
+    """What `fab install-dbora` does (its flags and help: tasks/)."""
     with Session.open(lock=not dry_run) as s:
         s.run_steps("install-dbora", [("install-dbora", lambda: install_dbora_step(s, dry_run))])

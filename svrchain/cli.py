@@ -8,7 +8,7 @@ from typing import Any
 
 from invoke import Collection, Exit, task
 
-from tasks.errors import SvrchainError
+from svrchain.errors import SvrchainError
 
 
 def svr_task(*args: Any, **kwargs: Any) -> Any:

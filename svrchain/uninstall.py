@@ -13,15 +13,12 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from invoke import Context
-
-from tasks import account, authkeys, harden, homes, render, sshd, sysv
-from tasks.base import svr_task
-from tasks.dbora import detect_init
-from tasks.inventory import ORACLE_READY
-from tasks.keys import db_public_key, marker, web_facts
-from tasks.plan import FileChange, FileSpec, Outcome
-from tasks.remote import BACKUP_DIR, Host, HostError, Session
+from svrchain import account, authkeys, harden, homes, render, sshd, sysv
+from svrchain.dbora import detect_init
+from svrchain.inventory import ORACLE_READY
+from svrchain.keys import db_public_key, marker, web_facts
+from svrchain.plan import FileChange, FileSpec, Outcome
+from svrchain.remote import BACKUP_DIR, Host, HostError, Session
 
 # $1: a path. Prints the first backup svrchain kept of it, if that backup is not svrchain's own
 # file: the site's file that svrchain replaced.
@@ -228,17 +225,8 @@ def uninstall_step(session: Session, dry_run: bool, with_sshd: bool) -> None:
     session.each(session.hosts, one)
 
 
-@svr_task
-def uninstall(c: Context, sshd: bool = False, dry_run: bool = False) -> None:
-    """Remove everything svrchain installed; every other line and file stays as it was.
-
-    DB server: the trigger service, svrchain's start script wrapper or unit for the DB (the site's
-    own script it replaced, if any, is put back; the database is not stopped), the restart key,
-    the pinned web host keys. Web servers: the key's line in authorized_keys (other lines byte for
-    byte), the gate, its sudo rule and the account push-key created. Logs and the backups in
-    /var/backups/svrchain stay. --sshd also takes out harden-sshd's setting (checked, reloaded,
-    rolled back if a fresh login fails). --dry-run shows what would go.
-    """
+def run_uninstall(sshd: bool = False, dry_run: bool = False) -> None:
+    """What `fab uninstall` does (its flags and help: tasks/)."""
     with Session.open(lock=not dry_run) as s:
         s.prefetch([s.db])
         s.prefetch(s.webs, facts=lambda w: web_facts(s, w))

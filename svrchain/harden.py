@@ -11,12 +11,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from invoke import Context
-
-from tasks import authkeys, sshd
-from tasks.base import svr_task
-from tasks.plan import FileChange, FileSpec, Outcome, file_change
-from tasks.remote import Host, HostError, Session
+from svrchain import authkeys, sshd
+from svrchain.plan import FileChange, FileSpec, Outcome, file_change
+from svrchain.remote import Host, HostError, Session
 
 SSHD = "$(command -v sshd || echo /usr/sbin/sshd)"
 
@@ -173,18 +170,8 @@ def harden_step(session: Session, dry_run: bool) -> None:
     session.each(rest, one)
 
 
-@svr_task
-def harden_sshd(c: Context, dry_run: bool = False) -> None:
-    """Web servers' sshd: public-key logins only, never locking the admin out.
-
-    Sets PubkeyAuthentication yes, PasswordAuthentication and KbdInteractiveAuthentication no,
-    AuthenticationMethods publickey, PermitRootLogin prohibit-password (forced-commands-only when
-    the admin logs in as a sudo user), Protocol 2 where sshd still has that option, modern
-    algorithms only (harden.algorithms) and harden.extra, in a drop-in that sshd reads first (or a
-    block at the top of sshd_config). Each change is checked with sshd -t and sshd -T before the
-    reload and with a fresh login after it, and rolled back if either fails. The first web server
-    goes alone; the others follow only if it succeeded. --dry-run shows the diff.
-    """
+def run_harden_sshd(dry_run: bool = False) -> None:
+    """What `fab harden-sshd` does (its flags and help: tasks/)."""
     with Session.open(lock=not dry_run) as s:
         s.prefetch(s.webs)
         harden_step(s, dry_run)

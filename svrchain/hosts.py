@@ -9,11 +9,9 @@ import tempfile
 from pathlib import Path
 
 import paramiko
-from invoke import Context
 
-from tasks import inventory
-from tasks.base import svr_task
-from tasks.errors import SvrchainError
+from svrchain import inventory
+from svrchain.errors import SvrchainError
 
 
 def fetch_host_key(address: str, port: int, timeout: float) -> paramiko.PKey:
@@ -53,14 +51,8 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
-@svr_task
-def trust_hosts(c: Context, yes: bool = False, dry_run: bool = False) -> None:
-    """Show every host's SSH host key fingerprint and pin the new ones in connect.known_hosts.
-
-    A key already pinned is checked; a changed key is refused (remove its line by hand if the change
-    is expected). New keys are recorded after you confirm, or at once with --yes; --dry-run only
-    shows them.
-    """
+def run_trust_hosts(yes: bool = False, dry_run: bool = False) -> None:
+    """What `fab trust-hosts` does (its flags and help: tasks/)."""
     from dotenv import find_dotenv, load_dotenv
 
     load_dotenv(find_dotenv(usecwd=True))

@@ -7,13 +7,11 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 
-from invoke import Context
 from tabulate import tabulate
 
-from tasks import render
-from tasks.base import svr_task
-from tasks.errors import SvrchainError
-from tasks.remote import Host, HostError, Session, as_account
+from svrchain import render
+from svrchain.errors import SvrchainError
+from svrchain.remote import Host, HostError, Session, as_account
 
 # Wait on the DB host, in one round trip, until the database answers; print the time it did.
 _WAIT_READY = r"""
@@ -201,14 +199,8 @@ def restart_chain_step(session: Session) -> tuple[list[WebRow], dict[str, float]
     return list(rows.values()), {"ready": ready_at - t0}
 
 
-@svr_task
-def restart_chain(c: Context, dry_run: bool = False) -> None:
-    """Maintenance: restart the DB and prove every web server restarted after it is ready.
-
-    Restarts the DB service, waits until the DB is ready, checks that svr_restart restarted every
-    web server after that (restarts directly where it did not), checks each health URL, and prints
-    a per-host table with timings. --dry-run prints the plan. Exits non-zero on any failure.
-    """
+def run_restart_chain(dry_run: bool = False) -> None:
+    """What `fab restart-chain` does (its flags and help: tasks/)."""
     with Session.open(lock=not dry_run) as s:
         if dry_run:
             print("restart-chain would:", *plan_lines(s), sep="\n  ", file=s.out)

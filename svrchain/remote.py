@@ -24,10 +24,10 @@ import paramiko
 from dotenv import find_dotenv, load_dotenv
 from fabric import Config, Connection
 
-from tasks import inventory
-from tasks.errors import SvrchainError
-from tasks.plan import FileChange, FileSpec, FileState, Outcome, file_change
-from tasks.render import RUN_DIR
+from svrchain import inventory
+from svrchain.errors import SvrchainError
+from svrchain.plan import FileChange, FileSpec, FileState, Outcome, file_change
+from svrchain.render import RUN_DIR
 
 T = TypeVar("T")
 BACKUP_DIR = "/var/backups/svrchain"

@@ -10,9 +10,9 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from tasks import render
-from tasks.inventory import Inventory
-from tasks.remote import Host, Session
+from svrchain import render
+from svrchain.inventory import Inventory
+from svrchain.remote import Host, Session
 
 # $O is the options of every connection of the key (render.ssh_options, as the trigger uses them;
 # word-split on purpose: the inventory allows no spaces in them); $S is ssh with the key and them;

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import shlex
 
-from tasks import render
-from tasks.plan import FileSpec, FileState, Outcome
-from tasks.remote import FILE_CMD, Host, HostError, Session
+from svrchain import render
+from svrchain.plan import FileSpec, FileState, Outcome
+from svrchain.remote import FILE_CMD, Host, HostError, Session
 
 # Added to the web facts' probe (one round trip); $U is the web user.
 PROBE = {

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from invoke import Context
-
-from tasks import render
-from tasks.base import svr_task
-from tasks.dbora import install_service
-from tasks.plan import FileSpec
-from tasks.remote import Session
+from svrchain import render
+from svrchain.dbora import install_service
+from svrchain.plan import FileSpec
+from svrchain.remote import Session
 
 
 def install_svr_restart_step(session: Session, dry_run: bool) -> None:
@@ -31,16 +28,7 @@ def install_svr_restart_step(session: Session, dry_run: bool) -> None:
         dry_run, running=True, restart=trigger.status == "changed")
 
 
-@svr_task
-def install_svr_restart(c: Context, dry_run: bool = False) -> None:
-    """Install the trigger service svr_restart on the DB server, ordered after the DB.
-
-    SysV: /etc/init.d/svr_restart (chkconfig: 345 99 1, Required-Start: dbora). systemd:
-    svr-restart.service, After= and PartOf= the DB's unit and wanted by it, so a restart, a
-    stop/start and a boot of the DB all run it. When it starts it waits (within db.ready.timeout)
-    until the DB is ready, then SSHes with the restricted key to all web servers in parallel
-    (BatchMode, pinned known_hosts, connect timeout, retries with backoff), logs each result to
-    syslog and its log file, and exits non-zero if any web server failed. --dry-run shows the diff.
-    """
+def run_install_svr_restart(dry_run: bool = False) -> None:
+    """What `fab install-svr-restart` does (its flags and help: tasks/)."""
     with Session.open(lock=not dry_run) as s:
         s.run_steps("install-svr-restart", [("install-svr-restart", lambda: install_svr_restart_step(s, dry_run))])

@@ -14,9 +14,9 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tasks import authkeys
-from tasks.plan import FileChange, FileSpec, FileState, file_change
-from tasks.remote import Host, HostError, Result
+from svrchain import authkeys
+from svrchain.plan import FileChange, FileSpec, FileState, file_change
+from svrchain.remote import Host, HostError, Result
 
 # Every account's authorized_keys files, read as the account (no link followed, none another
 # account owns): "F<TAB>user<TAB>path", then "L<TAB>line" for each of its lines.

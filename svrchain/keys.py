@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import shlex
 
-from invoke import Context
-
-from tasks import account, authkeys, homes, render
-from tasks.authkeys import PublicKey
-from tasks.base import svr_task
-from tasks.errors import SvrchainError
-from tasks.homes import WebFacts
-from tasks.plan import FileSpec, FileState, Outcome
-from tasks.remote import FILE_CMD, UFILE_CMD, Host, HostError, Session, apply_changes, apply_files, as_account
+from svrchain import account, authkeys, homes, render
+from svrchain.authkeys import PublicKey
+from svrchain.errors import SvrchainError
+from svrchain.homes import WebFacts
+from svrchain.plan import FileSpec, FileState, Outcome
+from svrchain.remote import FILE_CMD, UFILE_CMD, Host, HostError, Session, apply_changes, apply_files, as_account
 
 SSH_VERSION = "ssh -V 2>&1"
 PUB_MODE = ["644", "root"]  # the public half: readable, like every .pub ssh-keygen makes
@@ -91,13 +88,8 @@ def _same_key(pub_text: str, key: PublicKey) -> bool:
         return False
 
 
-@svr_task
-def gen_key(c: Context, rotate: bool = False, dry_run: bool = False) -> None:
-    """Create the DB server's dedicated restart key: no passphrase, mode 600, never leaves the host.
-
-    ed25519 by default (RSA where the host's OpenSSH predates it). An existing key is kept;
-    --rotate replaces it (then run push-key). --dry-run shows what would change.
-    """
+def run_gen_key(rotate: bool = False, dry_run: bool = False) -> None:
+    """What `fab gen-key` does (its flags and help: tasks/)."""
     with Session.open(lock=not dry_run) as s:
         s.run_steps("gen-key", [("gen-key", lambda: gen_key_step(s, dry_run, rotate))])
 
@@ -270,17 +262,8 @@ def pin_host_keys(session: Session, pinned: dict[str, list[str]], dry_run: bool)
                 ok_detail=f"{path}: {len(lines)} key(s) of {len(pinned)} web server(s)")
 
 
-@svr_task
-def push_key(c: Context, dry_run: bool = False) -> None:
-    """Install the DB server's key on every web server, restricted to the restart gate.
-
-    Installs /usr/local/sbin/svr-restart-gate (it runs web.restart_command: restart and status
-    verbs only, logged, serialized) and the line from="<DB address>",no-port-forwarding,
-    no-X11-forwarding,no-agent-forwarding,no-pty,command="<the gate>" (plus restrict where
-    OpenSSH has it); an older line for
-    the key is replaced, other lines are kept byte for byte. Also pins every web server's host key
-    (read from itself) in the DB server's known_hosts for the trigger. --dry-run shows the diffs.
-    """
+def run_push_key(dry_run: bool = False) -> None:
+    """What `fab push-key` does (its flags and help: tasks/)."""
     with Session.open(lock=not dry_run) as s:
         s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
         s.run_steps("push-key", [("push-key", lambda: push_key_step(s, dry_run))])

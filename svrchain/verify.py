@@ -6,19 +6,17 @@ import shlex
 import time
 from dataclasses import dataclass
 
-from invoke import Context
 from tabulate import tabulate
 
-from tasks import account, authkeys, homes, render, sysv
-from tasks.attacks import Row, run_attacks
-from tasks.base import svr_task
-from tasks.chain import current_run_command, ready_probe
-from tasks.dbora import detect_init, override_problem
-from tasks.errors import SvrchainError
-from tasks.inventory import ORACLE_READY
-from tasks.keys import PUB_MODE, db_public_key, expected_line, gate_state, host_keys, marker, web_facts
-from tasks.plan import FileState
-from tasks.remote import Host, HostError, Session
+from svrchain import account, authkeys, homes, render, sysv
+from svrchain.attacks import Row, run_attacks
+from svrchain.chain import current_run_command, ready_probe
+from svrchain.dbora import detect_init, override_problem
+from svrchain.errors import SvrchainError
+from svrchain.inventory import ORACLE_READY
+from svrchain.keys import PUB_MODE, db_public_key, expected_line, gate_state, host_keys, marker, web_facts
+from svrchain.plan import FileState
+from svrchain.remote import Host, HostError, Session
 
 
 @dataclass
@@ -275,15 +273,8 @@ def attacks_step(session: Session) -> list[Row]:
     return rows
 
 
-@svr_task
-def verify(c: Context, attacks: bool = False) -> None:
-    """Read-only smoke check of the whole chain; a table per host, non-zero exit on any gap.
-
-    Checks the scripts, their boot registration and order, the key and its modes, the exact line on
-    every web server, and the pinned host keys. --attacks also tries, from the DB server, what the
-    restricted key must refuse (commands, injection, pty, forwarding, sftp/scp, environment, another
-    user) without restarting anything, and prints the matrix.
-    """
+def run_verify(attacks: bool = False) -> None:
+    """What `fab verify` does (its flags and help: tasks/)."""
     with Session.open() as s:
         s.prefetch([s.db])
         s.prefetch(s.webs, facts=lambda w: web_facts(s, w))

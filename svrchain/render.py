@@ -6,8 +6,8 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from tasks.errors import SvrchainError
-from tasks.inventory import Inventory
+from svrchain.errors import SvrchainError
+from svrchain.inventory import Inventory
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 IMPL_DIR = "/usr/local/lib/svrchain"

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import shlex
 
-from invoke import Context
-
-from tasks import authkeys, homes, render
-from tasks.base import svr_task
-from tasks.inventory import Inventory
-from tasks.keys import db_public_key, expected_line, keygen_script, marker, web_facts
-from tasks.plan import Outcome
-from tasks.remote import Host, HostError, Session, apply_files
+from svrchain import authkeys, homes, render
+from svrchain.inventory import Inventory
+from svrchain.keys import db_public_key, expected_line, keygen_script, marker, web_facts
+from svrchain.plan import Outcome
+from svrchain.remote import Host, HostError, Session, apply_files
 
 
 def _set_line(session: Session, web: Host, step: str, edit) -> None:
@@ -74,15 +71,8 @@ def rotate_key_step(session: Session, dry_run: bool) -> None:
                                                    lambda t: authkeys.remove_lines(t, old.blob, None)))
 
 
-@svr_task
-def rotate_key(c: Context, dry_run: bool = False) -> None:
-    """Replace the DB server's key without a moment in which the chain cannot restart a web server.
-
-    A new key is made beside the old one, its line is added on every web server (the old line stays),
-    and the new key is proved from the DB server on each with 'status'. Only then does it replace the
-    old key, and the old lines are removed. If the new key fails anywhere, its lines are removed and
-    the old key stays in place. --dry-run shows the plan.
-    """
+def run_rotate_key(dry_run: bool = False) -> None:
+    """What `fab rotate-key` does (its flags and help: tasks/)."""
     with Session.open(lock=not dry_run) as s:
         s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
         s.run_steps("rotate-key", [("rotate-key", lambda: rotate_key_step(s, dry_run))])

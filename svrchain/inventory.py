@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from tasks.errors import SvrchainError
+from svrchain.errors import SvrchainError
 
 DEFAULT_INVENTORY = Path(__file__).resolve().parent.parent / "inventory" / "lab.yaml"
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
