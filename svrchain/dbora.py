@@ -7,9 +7,9 @@ script, enabled (or the site's own unit, named by ``db.unit``).
 
 from __future__ import annotations
 
-from svrchain import render, sysv
-from svrchain.inventory import ORACLE_READY
-from svrchain.plan import FileChange, FileSpec, FileState, Outcome
+from svrchain import sysv
+from svrchain.ops import db as ops_db
+from svrchain.plan import FileChange, FileState, Outcome
 from svrchain.remote import Host, HostError, Session, apply_files
 
 
@@ -46,13 +46,13 @@ def check_override(host: Host, name: str, script: bytes, override: FileState) ->
         raise HostError(f"{host.label}: {why}")
 
 
-def install_service(session: Session, step: str, name: str, unit: str, sysv_specs: list[FileSpec],
-                    systemd_specs: list[FileSpec], dry_run: bool, running: bool = False,
+def install_service(session: Session, step: str, svc: ops_db.Service, dry_run: bool, running: bool = False,
                     restart: bool = False) -> Outcome:
     """Write a service's files on the DB host for its init system, and register/enable it. With
     ``running`` the service must also run: started when it does not, restarted when its files (or,
     with ``restart``, files it runs) changed."""
-    host = session.db
+    host, name, unit = session.db, svc.name, svc.unit
+    sysv_specs, systemd_specs = svc.files("sysv"), svc.files("systemd")
     override = f"{sysv.OVERRIDES}/{name}"
     paths = sorted({s.path for s in sysv_specs + systemd_specs} | {override})
     up = {"up": f"if [ -d /run/systemd/system ]; then systemctl is-active {unit}; else /etc/init.d/{name} status; fi"}
@@ -91,15 +91,8 @@ def install_service(session: Session, step: str, name: str, unit: str, sysv_spec
 
 def install_dbora_step(session: Session, dry_run: bool) -> None:
     """Install the site's start script and its init script or unit; register it for 3, 4, 5."""
-    inv = session.inv
-    service = inv.db.service
-    impl = [] if inv.db.unit else [FileSpec(render.impl_path(inv), render.dbora_impl(inv), 0o755, parent_mode=0o755)]
-    if inv.db.oracle:  # the readiness check the trigger runs (instance OPEN, READ WRITE, service READY)
-        impl.append(FileSpec(ORACLE_READY, render.oracle_ready(inv), 0o755, parent_mode=0o755))
-    sysv_specs = [*impl, FileSpec(f"/etc/init.d/{service}", render.dbora_init(inv), 0o755)] if not inv.db.unit else []
-    systemd_specs = [] if inv.db.unit else [
-        *impl, FileSpec(f"/etc/systemd/system/{service}.service", render.dbora_service(inv), 0o644)]
-    install_service(session, "install-dbora", service, render.db_unit(inv), sysv_specs, systemd_specs, dry_run)
+    svc = ops_db.dbora(session.inv)
+    install_service(session, "install-dbora", svc, dry_run)
 
 
 def run_install_dbora(dry_run: bool = False) -> None:

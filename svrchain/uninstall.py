@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from svrchain import account, authkeys, harden, homes, render, sshd, sysv
 from svrchain.dbora import detect_init
-from svrchain.inventory import ORACLE_READY
 from svrchain.keys import db_public_key, marker, web_facts
+from svrchain.ops import db as ops_db
 from svrchain.plan import FileChange, FileSpec, Outcome
 from svrchain.remote import BACKUP_DIR, Host, HostError, Session
 
@@ -33,24 +33,13 @@ orig() {
 
 
 def db_paths(session: Session) -> dict[str, str]:
-    """Every file svrchain may have put on the DB server, by role."""
+    """Every file svrchain may have put on the DB server: the services' (as install declares them, for
+    either init system) by path, and the key's and known_hosts by role."""
     inv = session.inv
     key = inv.key.path
-    paths = {
-        "trigger-init": f"/etc/init.d/{inv.trigger.name}",
-        "trigger-script": render.trigger_script(inv, "systemd"),
-        "trigger-unit": f"/etc/systemd/system/{render.trigger_unit(inv)}",
-        "key": key, "key-pub": f"{key}.pub", "key-new": f"{key}.new", "key-new-pub": f"{key}.new.pub",
-        "known-hosts": inv.trigger.known_hosts,
-        "watch-init": f"/etc/init.d/{render.watch_name(inv)}",
-        "watch-unit": f"/etc/systemd/system/{render.watch_unit(inv)}",
-    }
-    if inv.db.oracle:
-        paths["oracle-ready"] = ORACLE_READY
-    if not inv.db.unit:
-        paths |= {"db-impl": render.impl_path(inv), "db-init": f"/etc/init.d/{inv.db.service}",
-                  "db-unit": f"/etc/systemd/system/{inv.db.service}.service"}
-    return paths
+    return {**{p: p for p in ops_db.every_path(inv)},
+            "key": key, "key-pub": f"{key}.pub", "key-new": f"{key}.new", "key-new-pub": f"{key}.new.pub",
+            "known-hosts": inv.trigger.known_hosts}
 
 
 @dataclass(frozen=True)
@@ -71,7 +60,7 @@ def db_plan(session: Session) -> list[Action]:
         **sysv.PROBE,
         "present": f"for f in {quoted}; do [ -e \"$f\" ] && echo \"$f\"; done; true",
         "ours": f"grep -l {shlex.quote(render.MARK)} {quoted} 2>/dev/null; true",
-        "orig-init": f"orig {shlex.quote(paths.get('db-init', '-'))}",
+        "orig-init": f"orig {shlex.quote(ops_db.dbora(inv).init_script or '-')}",
         # (/run/<trigger> held the SSH control sockets before they moved to RUN_DIR, which housekeeping removes.)
         "state": f"ls -d {render.STATE_PARENT} /run/{shlex.quote(inv.trigger.name)} 2>/dev/null; true",
     }, prelude=f"B={BACKUP_DIR}; M={shlex.quote(render.MARK)}\n{_ORIGINAL}")
@@ -100,16 +89,16 @@ def db_plan(session: Session) -> list[Action]:
                 actions.append(Action("", command=f"systemctl disable {unit} 2>/dev/null || true"))
             actions.append(Action(f"remove {unit_file} (disabled)", (unit_file,)))
 
-    watch = render.watch_name(inv)
-    if {paths["watch-init"], paths["watch-unit"]} & ours:  # svrchain's own daemon stops; the database does not
-        stop = f"systemctl stop {render.watch_unit(inv)}" if init == "systemd" else f"/etc/init.d/{watch} stop"
-        actions.append(Action(f"stop {watch}", command=f"{stop} 2>/dev/null; true"))
-    service(watch, paths["watch-init"], paths["watch-unit"], render.watch_unit(inv), "")
-    service(inv.trigger.name, paths["trigger-init"], paths["trigger-unit"], render.trigger_unit(inv), "")
-    if not inv.db.unit:
-        service(inv.db.service, paths["db-init"], paths["db-unit"], render.db_unit(inv), r["orig-init"].stdout.strip())
-    for k in ("trigger-script", "db-impl", "oracle-ready", "key-pub", "key-new-pub", "known-hosts"):
-        if paths.get(k) in present:
+    dbsvc, tsvc, wsvc = ops_db.services(inv)
+    if {wsvc.init_script, wsvc.unit_file} & ours:  # svrchain's own daemon stops; the database does not
+        stop = f"systemctl stop {wsvc.unit}" if init == "systemd" else f"/etc/init.d/{wsvc.name} stop"
+        actions.append(Action(f"stop {wsvc.name}", command=f"{stop} 2>/dev/null; true"))
+    for svc in (wsvc, tsvc, dbsvc):
+        original = r["orig-init"].stdout.strip() if svc is dbsvc else ""
+        service(svc.name, svc.init_script, svc.unit_file, svc.unit, original)
+    others = [p for svc in (tsvc, dbsvc) for p in svc.other_files()] + ["key-pub", "key-new-pub", "known-hosts"]
+    for k in others:
+        if paths[k] in present:
             actions.append(Action(f"remove {paths[k]}", (paths[k],)))
     for k in ("key", "key-new"):  # a private key is never copied anywhere: a backup of it would still work
         if paths[k] in present:

@@ -13,11 +13,11 @@ from svrchain.attacks import Row, run_attacks
 from svrchain.chain import current_run_command, ready_probe
 from svrchain.dbora import detect_init, override_problem
 from svrchain.errors import SvrchainError
-from svrchain.inventory import ORACLE_READY
 from svrchain.keys import PUB_MODE, db_public_key, host_keys, marker, web_facts
 from svrchain.ops import Change
+from svrchain.ops import db as ops_db
 from svrchain.ops import web as ops_web
-from svrchain.plan import FileState
+from svrchain.plan import FileState, file_change
 from svrchain.remote import Host, HostError, Session
 
 
@@ -29,16 +29,6 @@ class Check:
     check: str
     ok: bool
     detail: str
-
-
-def _file_check(host: str, name: str, state: FileState, content: bytes, mode: int) -> Check:
-    if not state.exists:
-        return Check(host, name, False, f"{state.path} missing")
-    if state.content != content:
-        return Check(host, name, False, f"{state.path} differs from what svrchain installs")
-    if state.mode != mode or state.owner != "root":
-        return Check(host, name, False, f"{state.path} is {state.mode:o} {state.owner}, want {mode:o} root")
-    return Check(host, name, True, state.path)
 
 
 def _registration(host: str, name: str, script: bytes, tool: str, r: dict, override: FileState) -> Check:
@@ -135,55 +125,51 @@ def account_checks(session: Session, web: Host, f: homes.WebFacts, key: authkeys
     ]
 
 
+def file_checks(host: str, svc: ops_db.Service, init: str, states: dict[str, FileState]) -> list[Check]:
+    """A service's files: each as install-dbora / install-svr-restart would leave it (their plan is empty)."""
+    checks = []
+    for label, spec in svc.named(init):
+        c = file_change(spec, states[spec.path])
+        checks.append(Check(host, label, c is None, spec.path if c is None else
+                            f"{spec.path}: {', '.join(c.reasons)} (not as svrchain installs it)"))
+    return checks
+
+
+def init_content(svc: ops_db.Service) -> bytes:
+    """The content of a service's init script, as svrchain writes it."""
+    return next(spec.content for spec in svc.files("sysv") if spec.path == svc.init_script)
+
+
 def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
     """The DB server's checks."""
     inv, db = session.inv, session.db
-    svc, trig = inv.db.service, inv.trigger.name
-    unit, tunit = render.db_unit(inv), render.trigger_unit(inv)
-    files = {
-        "impl": render.impl_path(inv), "init": f"/etc/init.d/{svc}", "tinit": f"/etc/init.d/{trig}",
-        "unit": f"/etc/systemd/system/{unit}", "tscript": render.trigger_script(inv, "systemd"),
-        "tunit": f"/etc/systemd/system/{tunit}", "kh": inv.trigger.known_hosts,
-        "winit": f"/etc/init.d/{render.watch_name(inv)}", "wunit": f"/etc/systemd/system/{render.watch_unit(inv)}",
-        "override": f"{sysv.OVERRIDES}/{svc}", "toverride": f"{sysv.OVERRIDES}/{trig}",
-        "woverride": f"{sysv.OVERRIDES}/{render.watch_name(inv)}",
-    }
+    dbsvc, tsvc, wsvc = ops_db.services(inv)
+    svc, trig, unit, tunit = dbsvc.name, tsvc.name, dbsvc.unit, tsvc.unit
+    overrides = {s.name: f"{sysv.OVERRIDES}/{s.name}" for s in (dbsvc, tsvc, wsvc)}
     kp = shlex.quote(inv.key.path)
-    states, r = db.probe([*files.values(), ORACLE_READY], {
+    states, r = db.probe([*ops_db.every_path(inv), *overrides.values(), inv.trigger.known_hosts], {
         **sysv.PROBE, "priv": f"stat -c '%a %U' {kp}", "derived": f"ssh-keygen -y -P '' -f {kp}",
         "pubmode": f"stat -c '%a %U' {kp}.pub",
         "enabled": f"systemctl is-enabled {unit} {tunit}",
         "order": f"systemctl show -p After -p PartOf {tunit}; systemctl show -p Wants {unit}",
         **watch_probe(session),
         "chklist": f"command -v chkconfig >/dev/null && for s in {shlex.quote(svc)} {shlex.quote(trig)} "
-                   f"{shlex.quote(render.watch_name(inv))}; do chkconfig --list \"$s\" 2>&1; done; true",
+                   f"{shlex.quote(wsvc.name)}; do chkconfig --list \"$s\" 2>&1; done; true",
     })
-    f = {k: states[v] for k, v in files.items()}
     name = db.name
     init, tool = detect_init(session, db, r)
-    checks = []
-    if not inv.db.unit:
-        checks.append(_file_check(name, f"{svc} start script", f["impl"], render.dbora_impl(inv), 0o755))
-    if inv.db.oracle:
-        checks.append(_file_check(name, "oracle readiness", states[ORACLE_READY], render.oracle_ready(inv), 0o755))
+    checks = file_checks(name, dbsvc, init, states)
     if init == "sysv":
         links = sysv.parse_links(r["links"].stdout)
-        checks += [
-            _file_check(name, f"{svc} init script", f["init"], render.dbora_init(inv), 0o755),
-            _registration(name, svc, render.dbora_init(inv), tool, r, f["override"]),
-            _file_check(name, f"{trig} script", f["tinit"], render.svr_restart(inv), 0o755),
-            _registration(name, trig, render.svr_restart(inv), tool, r, f["toverride"]),
-        ]
+        if dbsvc.init_script:
+            checks.append(_registration(name, svc, init_content(dbsvc), tool, r, states[overrides[svc]]))
+        checks += file_checks(name, tsvc, init, states)
+        checks.append(_registration(name, trig, init_content(tsvc), tool, r, states[overrides[trig]]))
         bad = sysv.starts_after(links.get(svc, {}), links.get(trig, {}))
         checks.append(Check(name, "boot order", not bad, f"{trig} starts after {svc}" if not bad else
                             f"{trig} does not start after {svc} in runlevel(s) {' '.join(bad)}"))
     else:
-        if not inv.db.unit:
-            checks.append(_file_check(name, f"{unit}", f["unit"], render.dbora_service(inv), 0o644))
-        checks += [
-            _file_check(name, f"{trig} script", f["tscript"], render.svr_restart(inv), 0o755),
-            _file_check(name, tunit, f["tunit"], render.svr_restart_service(inv), 0o644),
-        ]
+        checks += file_checks(name, tsvc, init, states)
         enabled = r["enabled"].stdout.split()
         checks.append(Check(name, "enabled", enabled == ["enabled", "enabled"],
                             f"{unit} {tunit}: {' '.join(enabled) or 'unknown'}"))
@@ -193,7 +179,7 @@ def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
         checks.append(Check(name, "boot order", ordered,
                             f"{tunit}: After= and PartOf= {unit}, wanted by it" if ordered else
                             f"{tunit} is not ordered after, part of and wanted by {unit}"))
-    checks += watch_checks(session, init, tool, f, r)
+    checks += watch_checks(session, init, tool, wsvc, states, r)
     key = db_public_key(session)
     if key is None or not r["priv"].ok:
         checks.append(Check(name, "key", False, f"{inv.key.path} missing; run `fab gen-key`"))
@@ -207,7 +193,7 @@ def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
         checks.append(Check(name, "key", False, f"{inv.key.path}.pub is {r['pubmode'].stdout.strip()}, want 644 root"))
     else:
         checks.append(Check(name, "key", True, f"{inv.key.path} {key.type} {key.fingerprint}, 600 (.pub 644)"))
-    kh = f["kh"]
+    kh = states[inv.trigger.known_hosts]
     have = set(kh.content.decode(errors="replace").splitlines()) if kh.exists else set()
     missing = [w for w, lines in pins.items() if not set(lines) <= have]
     checks.append(Check(name, "pinned host keys", kh.exists and not missing,
@@ -229,17 +215,18 @@ def watch_probe(session: Session) -> dict[str, str]:
     }
 
 
-def watch_checks(session: Session, init: str, tool: str, f: dict[str, FileState], r: dict) -> list[Check]:
+def watch_checks(session: Session, init: str, tool: str, wsvc: ops_db.Service, states: dict[str, FileState],
+                 r: dict) -> list[Check]:
     """The watcher is installed, registered and running; it can tell the DB's run; nothing is owed."""
     inv, name = session.inv, session.db.name
-    wname, wunit = render.watch_name(inv), render.watch_unit(inv)
+    checks = file_checks(name, wsvc, init, states)
     if init == "sysv":
-        checks = [_file_check(name, f"{wname} script", f["winit"], render.watch_init(inv), 0o755),
-                  _registration(name, wname, render.watch_init(inv), tool, r, f["woverride"])]
+        override = states[f"{sysv.OVERRIDES}/{wsvc.name}"]
+        checks.append(_registration(name, wsvc.name, init_content(wsvc), tool, r, override))
     else:
         enabled = r["wenabled"].stdout.strip()
-        checks = [_file_check(name, wunit, f["wunit"], render.watch_service(inv), 0o644),
-                  Check(name, f"{wunit} enabled", enabled == "enabled", f"{wunit}: {enabled or 'unknown'}")]
+        checks.append(Check(name, f"{wsvc.unit} enabled", enabled == "enabled", f"{wsvc.unit}: {enabled or 'unknown'}"))
+    wname = wsvc.name
     checks.append(Check(name, "watcher", r["wup"].ok,
                         "running: every new run of the database is followed, however it starts" if r["wup"].ok
                         else f"{wname} is not running: no restart outside the service is followed; run "
