@@ -14,6 +14,7 @@ import yaml
 from svrchain import authkeys, render
 from svrchain.homes import WebFacts
 from svrchain.inventory import Inventory, parse
+from svrchain.ops import db as ops_db
 from svrchain.ops import web as ops_web
 from svrchain.plan import FileState
 
@@ -23,10 +24,13 @@ KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG91cnN4eHh4eHh4eHh4eHh4eHh4eHh4eHh4e
 
 
 def merged(base: dict, patch: dict) -> dict:
-    """``base`` with ``patch`` laid over it, mapping by mapping."""
+    """``base`` with ``patch`` laid over it, mapping by mapping; null in the patch removes the key."""
     out = dict(base)
     for k, v in patch.items():
-        out[k] = merged(base.get(k, {}), v) if isinstance(v, dict) else v
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = merged(base.get(k, {}), v) if isinstance(v, dict) else v
     return out
 
 
@@ -76,3 +80,16 @@ def test_push_key(path: Path):
         assert files[p].spec.validate == command
     for p, account in case.get("runas", {}).items():
         assert files[p].spec.runas == account
+
+
+
+@pytest.mark.parametrize("path", cases("db_services"), ids=lambda p: p.stem)
+def test_db_services(path: Path):
+    case = yaml.safe_load(path.read_text())
+    inv = inventory(case.get("inventory", {}))
+    got = [{"name": s.name, "unit": s.unit,
+            **{init: [[label, spec.path, f"{spec.mode:o}"] for label, spec in s.named(init)]
+               for init in ("sysv", "systemd")}}
+           for s in ops_db.services(inv)]
+    assert got == case["services"]
+    assert ops_db.every_path(inv) == case["uninstall"]
