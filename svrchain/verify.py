@@ -135,71 +135,81 @@ def file_checks(host: str, svc: ops_db.Service, init: str, states: dict[str, Fil
     return checks
 
 
-def init_content(svc: ops_db.Service) -> bytes:
-    """The content of a service's init script, as svrchain writes it."""
-    return next(spec.content for spec in svc.files("sysv") if spec.path == svc.init_script)
+def registration(host: str, svc: ops_db.Service, tool: str, r: dict, states: dict[str, FileState]) -> Check:
+    """A SysV service's boot registration, as its init script (as svrchain writes it) asks for."""
+    script = next(spec.content for spec in svc.files("sysv") if spec.path == svc.init_script)
+    return _registration(host, svc.name, script, tool, r, states[f"{sysv.OVERRIDES}/{svc.name}"])
 
 
 def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
-    """The DB server's checks."""
+    """The DB server's checks: its services (files, boot registration and order), the watcher, the
+    key, and the web servers' host keys pinned for the trigger."""
     inv, db = session.inv, session.db
     dbsvc, tsvc, wsvc = ops_db.services(inv)
-    svc, trig, unit, tunit = dbsvc.name, tsvc.name, dbsvc.unit, tsvc.unit
-    overrides = {s.name: f"{sysv.OVERRIDES}/{s.name}" for s in (dbsvc, tsvc, wsvc)}
+    unit, tunit = dbsvc.unit, tsvc.unit
+    overrides = [f"{sysv.OVERRIDES}/{s.name}" for s in (dbsvc, tsvc, wsvc)]
     kp = shlex.quote(inv.key.path)
-    states, r = db.probe([*ops_db.every_path(inv), *overrides.values(), inv.trigger.known_hosts], {
+    names = " ".join(shlex.quote(s.name) for s in (dbsvc, tsvc, wsvc))
+    states, r = db.probe([*ops_db.every_path(inv), *overrides, inv.trigger.known_hosts], {
         **sysv.PROBE, "priv": f"stat -c '%a %U' {kp}", "derived": f"ssh-keygen -y -P '' -f {kp}",
         "pubmode": f"stat -c '%a %U' {kp}.pub",
         "enabled": f"systemctl is-enabled {unit} {tunit}",
         "order": f"systemctl show -p After -p PartOf {tunit}; systemctl show -p Wants {unit}",
         **watch_probe(session),
-        "chklist": f"command -v chkconfig >/dev/null && for s in {shlex.quote(svc)} {shlex.quote(trig)} "
-                   f"{shlex.quote(wsvc.name)}; do chkconfig --list \"$s\" 2>&1; done; true",
+        "chklist": f"command -v chkconfig >/dev/null && for s in {names}; do chkconfig --list \"$s\" 2>&1; done; true",
     })
-    name = db.name
     init, tool = detect_init(session, db, r)
-    checks = file_checks(name, dbsvc, init, states)
-    if init == "sysv":
-        links = sysv.parse_links(r["links"].stdout)
-        if dbsvc.init_script:
-            checks.append(_registration(name, svc, init_content(dbsvc), tool, r, states[overrides[svc]]))
-        checks += file_checks(name, tsvc, init, states)
-        checks.append(_registration(name, trig, init_content(tsvc), tool, r, states[overrides[trig]]))
-        bad = sysv.starts_after(links.get(svc, {}), links.get(trig, {}))
-        checks.append(Check(name, "boot order", not bad, f"{trig} starts after {svc}" if not bad else
-                            f"{trig} does not start after {svc} in runlevel(s) {' '.join(bad)}"))
-    else:
-        checks += file_checks(name, tsvc, init, states)
-        enabled = r["enabled"].stdout.split()
-        checks.append(Check(name, "enabled", enabled == ["enabled", "enabled"],
-                            f"{unit} {tunit}: {' '.join(enabled) or 'unknown'}"))
-        props = dict(line.split("=", 1) for line in r["order"].stdout.splitlines() if "=" in line)
-        ordered = (unit in props.get("After", "").split() and unit in props.get("PartOf", "").split()
-                   and tunit in props.get("Wants", "").split())
-        checks.append(Check(name, "boot order", ordered,
-                            f"{tunit}: After= and PartOf= {unit}, wanted by it" if ordered else
-                            f"{tunit} is not ordered after, part of and wanted by {unit}"))
+    checks = chain_checks(db.name, init, tool, (dbsvc, tsvc), states, r)
     checks += watch_checks(session, init, tool, wsvc, states, r)
-    key = db_public_key(session)
-    if key is None or not r["priv"].ok:
-        checks.append(Check(name, "key", False, f"{inv.key.path} missing; run `fab gen-key`"))
-    elif not r["derived"].ok:
-        checks.append(Check(name, "key", False, f"{inv.key.path} needs a passphrase; it must have none"))
-    elif authkeys.parse_public_key(r["derived"].stdout).blob != key.blob:
-        checks.append(Check(name, "key", False, f"{inv.key.path}.pub does not match the private key"))
-    elif r["priv"].stdout.split() != ["600", "root"]:
-        checks.append(Check(name, "key", False, f"{inv.key.path} is {r['priv'].stdout.strip()}, want 600 root"))
-    elif r["pubmode"].stdout.split() != PUB_MODE:
-        checks.append(Check(name, "key", False, f"{inv.key.path}.pub is {r['pubmode'].stdout.strip()}, want 644 root"))
-    else:
-        checks.append(Check(name, "key", True, f"{inv.key.path} {key.type} {key.fingerprint}, 600 (.pub 644)"))
+    checks.append(key_check(db.name, inv.key.path, db_public_key(session), r))
     kh = states[inv.trigger.known_hosts]
     have = set(kh.content.decode(errors="replace").splitlines()) if kh.exists else set()
     missing = [w for w, lines in pins.items() if not set(lines) <= have]
-    checks.append(Check(name, "pinned host keys", kh.exists and not missing,
+    checks.append(Check(db.name, "pinned host keys", kh.exists and not missing,
                         f"{inv.trigger.known_hosts}: all {len(pins)} web server(s)" if kh.exists and not missing
                         else f"{inv.trigger.known_hosts}: missing or stale for {', '.join(missing) or 'all'}"))
     return checks
+
+
+def chain_checks(host: str, init: str, tool: str, svcs: tuple[ops_db.Service, ops_db.Service],
+                 states: dict[str, FileState], r: dict) -> list[Check]:
+    """The database's service and the trigger: their files, their boot registration, and the trigger
+    starting after the database (SysV) or bound to its unit (systemd)."""
+    dbsvc, tsvc = svcs
+    checks = file_checks(host, dbsvc, init, states)
+    if init == "sysv":
+        links = sysv.parse_links(r["links"].stdout)
+        if dbsvc.init_script:
+            checks.append(registration(host, dbsvc, tool, r, states))
+        checks += [*file_checks(host, tsvc, init, states), registration(host, tsvc, tool, r, states)]
+        bad = sysv.starts_after(links.get(dbsvc.name, {}), links.get(tsvc.name, {}))
+        return [*checks, Check(host, "boot order", not bad, f"{tsvc.name} starts after {dbsvc.name}" if not bad else
+                               f"{tsvc.name} does not start after {dbsvc.name} in runlevel(s) {' '.join(bad)}")]
+    unit, tunit = dbsvc.unit, tsvc.unit
+    enabled = r["enabled"].stdout.split()
+    props = dict(line.split("=", 1) for line in r["order"].stdout.splitlines() if "=" in line)
+    ordered = (unit in props.get("After", "").split() and unit in props.get("PartOf", "").split()
+               and tunit in props.get("Wants", "").split())
+    return [*checks, *file_checks(host, tsvc, init, states),
+            Check(host, "enabled", enabled == ["enabled", "enabled"],
+                  f"{unit} {tunit}: {' '.join(enabled) or 'unknown'}"),
+            Check(host, "boot order", ordered, f"{tunit}: After= and PartOf= {unit}, wanted by it" if ordered else
+                  f"{tunit} is not ordered after, part of and wanted by {unit}")]
+
+
+def key_check(host: str, path: str, key: authkeys.PublicKey | None, r: dict) -> Check:
+    """The DB server's key: there, without a passphrase, matching its .pub, 600 root (.pub 644)."""
+    if key is None or not r["priv"].ok:
+        return Check(host, "key", False, f"{path} missing; run `fab gen-key`")
+    if not r["derived"].ok:
+        return Check(host, "key", False, f"{path} needs a passphrase; it must have none")
+    if authkeys.parse_public_key(r["derived"].stdout).blob != key.blob:
+        return Check(host, "key", False, f"{path}.pub does not match the private key")
+    if r["priv"].stdout.split() != ["600", "root"]:
+        return Check(host, "key", False, f"{path} is {r['priv'].stdout.strip()}, want 600 root")
+    if r["pubmode"].stdout.split() != PUB_MODE:
+        return Check(host, "key", False, f"{path}.pub is {r['pubmode'].stdout.strip()}, want 644 root")
+    return Check(host, "key", True, f"{path} {key.type} {key.fingerprint}, 600 (.pub 644)")
 
 
 def watch_probe(session: Session) -> dict[str, str]:
@@ -221,8 +231,7 @@ def watch_checks(session: Session, init: str, tool: str, wsvc: ops_db.Service, s
     inv, name = session.inv, session.db.name
     checks = file_checks(name, wsvc, init, states)
     if init == "sysv":
-        override = states[f"{sysv.OVERRIDES}/{wsvc.name}"]
-        checks.append(_registration(name, wsvc.name, init_content(wsvc), tool, r, override))
+        checks.append(registration(name, wsvc, tool, r, states))
     else:
         enabled = r["wenabled"].stdout.strip()
         checks.append(Check(name, f"{wsvc.unit} enabled", enabled == "enabled", f"{wsvc.unit}: {enabled or 'unknown'}"))

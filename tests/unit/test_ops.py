@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from svrchain import authkeys, render
+from svrchain import authkeys, render, uninstall
 from svrchain.homes import WebFacts
 from svrchain.inventory import Inventory, parse
 from svrchain.ops import db as ops_db
@@ -93,3 +93,14 @@ def test_db_services(path: Path):
            for s in ops_db.services(inv)]
     assert got == case["services"]
     assert ops_db.every_path(inv) == case["uninstall"]
+
+
+@pytest.mark.parametrize("path", cases("uninstall_db"), ids=lambda p: p.stem)
+def test_uninstall_db(path: Path):
+    case = yaml.safe_load(path.read_text())
+    inv = inventory(case.get("inventory", {}))
+    f = case["facts"]
+    facts = uninstall.DbFacts(f["init"], f["tool"], frozenset(f["present"]), frozenset(f["ours"]), f["links"],
+                              f["original"], tuple(f["state_dirs"]))
+    got = [[a.what, list(a.remove), a.command] for a in uninstall.db_actions(inv, facts, uninstall.db_paths(inv))]
+    assert got == case["actions"]
