@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from svrchain import render
+from svrchain import render, sysv
 from svrchain.inventory import ORACLE_READY, Inventory
-from svrchain.plan import FileSpec
+from svrchain.ops import Change, files_change
+from svrchain.plan import FileSpec, FileState
 
 
 @dataclass(frozen=True)
@@ -93,3 +94,36 @@ def every_path(inv: Inventory) -> list[str]:
     """Every file the services may have on the DB server, whatever its init system (for uninstall)."""
     paths = [spec.path for s in services(inv) for init in ("sysv", "systemd") for spec in s.files(init)]
     return list(dict.fromkeys(paths))
+
+
+@dataclass(frozen=True)
+class ServiceFacts:
+    """What install reads of a service on the DB server."""
+
+    init: str  # "sysv" or "systemd"
+    tool: str  # SysV registration tool ('' on systemd)
+    states: dict[str, FileState]  # its files as found
+    links: dict[str, str]  # its rc links by runlevel (SysV)
+    enabled: str  # what `systemctl is-enabled` says of its unit (systemd)
+    up: bool  # whether it runs now
+
+
+def install(svc: Service, facts: ServiceFacts, running: bool = False, restart: bool = False) -> Change:
+    """A service's files for the host's init system, registered for runlevels 3 4 5 (SysV) or enabled
+    (systemd). With ``running`` it must also run: started when it does not, restarted when its
+    files (or, with ``restart``, files it runs) change."""
+    files = files_change(svc.files(facts.init), facts.states)
+    changed = bool(files.files)
+    run: list[str] = []
+    if running and (changed or restart or not facts.up):
+        verb = "restart" if changed or restart else "start"
+        run = [f"/etc/init.d/{svc.name} {verb}" if facts.init == "sysv" else f"systemctl {verb} {svc.unit}"]
+    if facts.init == "sysv":
+        script = any(c.spec.path == svc.init_script and {"content", "create"} & set(c.reasons) for c in files.files)
+        commands = sysv.register_commands(facts.tool, svc.name, facts.links, script)
+        noop = f"/etc/init.d/{svc.name} in place, registered for 3 4 5 ({facts.tool})"
+    else:
+        commands = (["systemctl daemon-reload"] if changed else []) + (
+            [f"systemctl enable {svc.unit}"] if facts.enabled != "enabled" else [])
+        noop = f"{svc.unit} in place, enabled (systemd)"
+    return Change(files.files, tuple(commands + run), noop + ", running" * running)

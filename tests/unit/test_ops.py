@@ -104,3 +104,22 @@ def test_uninstall_db(path: Path):
                               f["original"], tuple(f["state_dirs"]))
     got = [[a.what, list(a.remove), a.command] for a in uninstall.db_actions(inv, facts, uninstall.db_paths(inv))]
     assert got == case["actions"]
+
+
+@pytest.mark.parametrize("path", cases("install_service"), ids=lambda p: p.stem)
+def test_install_service(path: Path):
+    case = yaml.safe_load(path.read_text())
+    inv = inventory(case.get("inventory", {}))
+    svc = {"dbora": ops_db.dbora, "trigger": ops_db.trigger, "watcher": ops_db.watcher}[case["service"]](inv)
+    f = case["facts"]
+    specs = {spec.path: spec for init in ("sysv", "systemd") for spec in svc.files(init)}
+    states = {p: FileState(p, False) for p in specs}
+    for p, fact in f["present"].items():
+        states[p] = state(p, fact, specs[p].content) if fact != "as svrchain writes it" else FileState(
+            p, True, specs[p].content, specs[p].mode, "root", "root")
+    facts = ops_db.ServiceFacts(f["init"], f["tool"], states, f["links"], f["enabled"], f["up"])
+    change = ops_db.install(svc, facts, case.get("running", False), case.get("restart", False))
+    assert {c.spec.path: list(c.reasons) for c in change.files} == case["files"]
+    assert list(change.commands) == case["commands"]
+    if "noop" in case:
+        assert change.noop == case["noop"]
