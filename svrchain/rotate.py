@@ -6,7 +6,8 @@ import shlex
 
 from svrchain import authkeys, homes, render
 from svrchain.inventory import Inventory
-from svrchain.keys import db_public_key, expected_line, keygen_script, marker, web_facts
+from svrchain.keys import db_public_key, expected_line, marker, web_facts
+from svrchain.ops.key import keygen_script
 from svrchain.plan import Outcome
 from svrchain.remote import Host, HostError, Session, apply_files
 
