@@ -148,7 +148,7 @@ def push_key_step(session: Session, dry_run: bool) -> None:
         if account.ensure_account(session, web, f.r, dry_run):
             f = web_facts(session, web)  # read again: the account is new
         if f.unsafe:
-            raise homes.refusal(web, f)
+            raise homes.refusal(web.label, f)
         pins = [authkeys.known_hosts_line(web.address, web.port, k) for k in host_keys(web, f.r["hostkeys"].stdout)]
         if key is None:
             session.report(Outcome(web.name, "push-key", "would change",
@@ -172,7 +172,7 @@ def remove_stale(session: Session, web: Host, facts: WebFacts, blob: str | None,
     """Take svrchain's lines out of every account but web.user (left by an earlier web.user), each
     file rewritten as its own account; one "stale-lines" line when there were any."""
     files = homes.stale(facts, blob, marker(session), facts.user)
-    changes = homes.without_ours(web, files, blob, marker(session))
+    changes = account.without_ours(web, files, blob, marker(session))
     if changes:
         where = ", ".join(f"{c.spec.runas} ({c.spec.path})" for c in changes)
         apply_changes(session, web, "stale-lines", changes, dry_run,

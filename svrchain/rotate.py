@@ -16,7 +16,7 @@ def _set_line(session: Session, web: Host, step: str, edit) -> None:
     """Rewrite ``web``'s authorized_keys with ``edit(text) -> text`` (as web.user, atomic, backed up)."""
     f = web_facts(session, web)
     if f.unsafe:
-        raise homes.refusal(web, f)
+        raise homes.refusal(web.label, f)
     spec = homes.spec(f.keys, session.inv.web.user, f.group, edit(f.keys.content.decode("utf-8", "surrogateescape")))
     apply_files(session, web, step, [spec], {spec.path: f.keys}, False, ok_detail=f.keys.path)
 

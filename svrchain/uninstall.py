@@ -146,7 +146,7 @@ def web_plan(session: Session, web: Host, key: authkeys.PublicKey | None) -> tup
     # svrchain's line in every account (web.user's too, unless its home goes with it).
     blob = key.blob if key else None
     files = homes.stale(f, blob, marker(session), inv.web.user if created else None)
-    edits = homes.without_ours(web, files, blob, marker(session))
+    edits = account.without_ours(web, files, blob, marker(session))
     sudoers = account.sudoers_state(web, f.r)
     if sudoers.exists and render.MARK.encode() in sudoers.content:
         actions.append(Action(f"remove {render.SUDOERS}", (render.SUDOERS,)))
