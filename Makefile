@@ -13,7 +13,7 @@ KIND ?= full
 # Debian packages the lab and the tests need on this machine (the lab hosts get theirs by debootstrap).
 DEBS := debootstrap iproute2 util-linux openssh-client shellcheck curl systemd-container
 
-.PHONY: install lab-up lab-down demo test unit lint bench clean
+.PHONY: install lab-up lab-down demo test unit fuzz lint modules bench clean
 
 install: $(VENV)/.installed
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -44,8 +44,16 @@ test: install
 unit: install
 	$(PY) -m pytest -m "not lab"
 
+# The property tests with new random examples (make test draws the same ones every run).
+fuzz: install
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -m "not lab" tests/unit/test_fuzz.py tests/unit/test_shell_values.py
+
 bench: install
 	$(PY) -m bench.run $(if $(N),--n $(N))
+
+# Redraw docs/modules.md (the layers and imports) from the code.
+modules: install
+	$(PY) -m tests.unit.test_layers
 
 lint: install
 	$(PY) -m ruff check .

@@ -19,11 +19,9 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 from lab import hosts as labhosts
-from tasks import authkeys, inventory, render
-from tasks.keys import marker as key_marker
+from svrchain import authkeys, inventory, render
 
 DEPLOYS = Path(__file__).resolve().parent / "deploys"
 # sshd 9.2 on every lab host has "restrict" (OpenSSH 7.2+), as push-key finds from its banner.
@@ -37,7 +35,7 @@ def bundle(inv_path: Path) -> Path:
     shutil.rmtree(out, ignore_errors=True)
     (out / "files").mkdir(parents=True)
 
-    marker = key_marker(SimpleNamespace(inv=inv))  # type: ignore[arg-type]  # it reads session.inv only
+    marker = render.marker(inv)
     db_files = [
         ("dbora-impl", render.impl_path(inv), render.dbora_impl(inv)),
         ("dbora-init", f"/etc/init.d/{inv.db.service}", render.dbora_init(inv)),

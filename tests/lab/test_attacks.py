@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from lab import hosts as labhosts
-from tasks.attacks import ATTACKS
+from svrchain.attacks import ATTACKS
 from tests.lab.conftest import lab_of
 
 pytestmark = pytest.mark.lab

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from lab import hosts as labhosts
-from tasks.plan import FileSpec
-from tasks.remote import _WRITE, HostError, Session
+from svrchain.plan import FileSpec
+from svrchain.remote import _WRITE, HostError, Session
 from tests.lab.conftest import lab_of
 
 pytestmark = pytest.mark.lab

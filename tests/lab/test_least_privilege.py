@@ -9,10 +9,10 @@ import re
 import pytest
 import yaml
 
-from tasks import render
-from tasks.inventory import parse
-from tasks.plan import FileSpec, file_change
-from tasks.remote import HostError, Session
+from svrchain import render
+from svrchain.inventory import parse
+from svrchain.plan import FileSpec, file_change
+from svrchain.remote import HostError, Session
 from tests.lab.conftest import dedicated_inventory
 
 pytestmark = pytest.mark.lab

@@ -8,9 +8,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tasks import authkeys
-from tasks.authkeys import KeyError_
-from tasks.inventory import DEFAULT_INVENTORY, InventoryError, parse
+from svrchain import authkeys
+from svrchain.authkeys import KeyError_
+from svrchain.inventory import DEFAULT_INVENTORY, InventoryError, parse
 from tests.unit.test_authkeys import KEY, MARK
 
 SRC = Path("inventory/fuzz.yaml")

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks import render
-from tasks.inventory import load
+from svrchain import render
+from svrchain.inventory import load
 
 INV = load()
 CRAFTED = "a[$(touch {pwned})]"

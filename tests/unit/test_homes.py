@@ -2,9 +2,9 @@
 
 import pytest
 
-from tasks import authkeys, homes
-from tasks.homes import KeysFile, WebFacts
-from tasks.plan import FileState
+from svrchain import authkeys, homes
+from svrchain.homes import KeysFile, WebFacts
+from svrchain.plan import FileState
 from tests.unit.test_authkeys import KEY, MARK, OTHER
 
 DB = ["198.18.0.10"]
@@ -15,7 +15,9 @@ HAND_MADE = ('from="198.18.0.10",no-port-forwarding,no-X11-forwarding,no-agent-f
 
 
 def facts(*files: KeysFile, user: str = "svr-restart") -> WebFacts:
-    return WebFacts(user, f"/var/lib/{user}", user, FileState("/x", False), "700 " + user, None, files, {})
+    return WebFacts(user, f"/var/lib/{user}", user, FileState("/x", False), "700 " + user, None, files,
+                    FileState("/usr/local/sbin/svr-restart-gate", False),
+                    FileState("/etc/sudoers.d/svrchain", False), {})
 
 
 def test_scan_output_is_parsed_per_file_once():
@@ -88,7 +90,7 @@ def test_ours_in_another_account_is_stale_by_marker_or_by_key():
 def test_unsafe_homes_are_named():
     ok = FileState("/h/.ssh/authorized_keys", True, b"", 0o600, "u", "u")
     link = FileState("/h/.ssh/authorized_keys", True, unsafe="is a symbolic link")
-    from tasks.remote import Result
+    from svrchain.remote import Result
 
     fine, bad_dir = Result(0, "700 u", ""), Result(45, "is owned by mallory, not u\n", "")
     assert homes.unsafe_reason("u", "/h", "u", fine, ok) is None

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.inventory import DEFAULT_INVENTORY, ORACLE_READY, Inventory, InventoryError, parse
+from svrchain.inventory import DEFAULT_INVENTORY, ORACLE_READY, Inventory, InventoryError, parse
 
 LAB = yaml.safe_load(DEFAULT_INVENTORY.read_text())
 SRC = Path("inventory/test.yaml")

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks import render
-from tasks.inventory import parse
+from svrchain import render
+from svrchain.inventory import parse
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "inventory" / "example.yaml"
 SERVICE = "orcl.example.com"

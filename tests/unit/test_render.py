@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from tasks import render
-from tasks.inventory import load
+from svrchain import render
+from svrchain.inventory import load
 
 INV = load()
 
@@ -45,7 +45,7 @@ def test_tcp_readiness_probe():
 
 
 def test_oracle_template_runs_dbstart_as_the_owner():
-    from tasks.inventory import parse
+    from svrchain.inventory import parse
 
     inv = parse((render.TEMPLATES.parent.parent / "inventory" / "example.yaml").read_text(), INV.source)
     text = render.dbora_impl(inv).decode()
@@ -54,7 +54,7 @@ def test_oracle_template_runs_dbstart_as_the_owner():
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is installed by make install")
 def test_scripts_are_shellcheck_clean(tmp_path):
-    from tasks.inventory import parse
+    from svrchain.inventory import parse
 
     oracle = parse((render.TEMPLATES.parent.parent / "inventory" / "example.yaml").read_text(), INV.source)
     files = {"dbora": render.dbora_init(INV), "svr_restart": render.svr_restart(INV),
@@ -99,7 +99,7 @@ def test_sudoers_rule_allows_exactly_the_command():
 
 
 def test_sudo_listing_is_parsed_to_rules():
-    from tasks.account import sudo_rules
+    from svrchain.account import sudo_rules
     listing = ("Matching Defaults entries for u on web1:\n    env_reset, !requiretty\n\n"
                "User u may run the following commands on web1:\n    (root) NOPASSWD: /etc/init.d/apache2 restart\n"
                "    (ALL) NOPASSWD: ALL\n")
@@ -125,7 +125,7 @@ def contains(words: list[str], part: list[str]) -> bool:
 
 
 def test_every_connection_of_the_key_uses_the_same_ssh_options():
-    from tasks import attacks, rotate
+    from svrchain import attacks, rotate
 
     options = render.ssh_options(INV)
     for must in (["-F", "/dev/null"], ["-o", "BatchMode=yes"], ["-o", "StrictHostKeyChecking=yes"],
@@ -157,8 +157,8 @@ def example_with_ready_command() -> tuple[str, str]:
 def test_the_example_inventory_and_its_oracle_ready_command_render_clean(tmp_path):
     from types import SimpleNamespace
 
-    from tasks.chain import ready_probe
-    from tasks.inventory import parse
+    from svrchain.chain import ready_probe
+    from svrchain.inventory import parse
 
     text, command = example_with_ready_command()
     assert "sqlplus" in command and "'" in command
@@ -200,7 +200,7 @@ def test_trigger_fan_out_is_bounded_by_max_parallel(tmp_path):
         "web": INV.web.model_copy(update={"servers": [type(INV.web.servers[0])(**s) for s in servers]})})
     text = render.svr_restart(inv).decode()
     assert "MAX_PARALLEL='3'\n" in text
-    assert "(bounded restart_one) 9>&-" in text and "bounded connect_one\n" in text
+    assert "(bounded restart_one \"$ready_at\") 9>&-" in text and "bounded connect_one\n" in text
     # Each job marks itself running, notes how many run, and leaves: never more than 3 at once, every
     # web server once, the first three first.
     log = tmp_path / "log"

@@ -18,8 +18,8 @@ import yaml
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from tasks import render
-from tasks.inventory import Inventory, parse
+from svrchain import render
+from svrchain.inventory import Inventory, parse
 
 SRC = Path("inventory/generated.yaml")
 # No shrinking: it renders and compares hundreds of inventories (minutes); a failure shows the

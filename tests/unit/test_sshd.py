@@ -3,7 +3,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tasks import sshd
+from svrchain import sshd
 
 ALL = {"kex": set(sshd.KEX) | {"ecdh-sha2-nistp256"}, "cipher": set(sshd.CIPHERS) | {"3des-cbc"},
        "mac": set(sshd.MACS) | {"hmac-sha1"}}

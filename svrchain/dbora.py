@@ -1,0 +1,79 @@
+"""install-dbora: the DB's start script, managed by the init system for runlevels 3, 4, 5.
+
+On SysV hosts: ``/etc/init.d/<service>`` with ``# chkconfig: 345 98 11`` and an LSB block,
+registered with chkconfig or update-rc.d. On systemd hosts: ``<service>.service`` wrapping the same
+script, enabled (or the site's own unit, named by ``db.unit``).
+"""
+
+from __future__ import annotations
+
+from svrchain import sysv
+from svrchain.ops import db as ops_db
+from svrchain.plan import FileState, Outcome
+from svrchain.remote import Host, HostError, Session, apply
+
+
+def detect_init(session: Session, host: Host, results: dict) -> tuple[str, str]:
+    """(init system, SysV registration tool or '') of a host: the inventory's choice, or detected."""
+    setting = session.inv.db.init
+    found = results["init"].stdout.strip() or "sysv"
+    init = found if setting == "auto" else setting
+    if init == "systemd":
+        return init, ""
+    if session.inv.db.unit:
+        raise HostError(f"{host.label}: db.unit {session.inv.db.unit} needs systemd, but this host boots "
+                        "with SysV init; use db.script or db.oracle instead")
+    tool = sysv.tool_name(results["tool"].stdout)
+    if not tool:
+        raise HostError(
+            f"{host.label}: neither chkconfig nor update-rc.d is installed; install one (Debian: "
+            "init-system-helpers + insserv) to register services"
+        )
+    return init, tool
+
+
+def override_problem(name: str, script: bytes, override: FileState) -> str:
+    """Why the host's /etc/chkconfig.d/<name> would make chkconfig register ``script`` otherwise; '' if not."""
+    text = override.content.decode(errors="replace") if override.exists else None
+    return sysv.override_conflict(name, script.decode(), text)
+
+
+def check_override(host: Host, name: str, script: bytes, override: FileState) -> None:
+    """Refuse, in one line, to register a service that chkconfig would register from a different override
+    (each run would register it again, never as svrchain installs it)."""
+    why = override_problem(name, script, override)
+    if why:
+        raise HostError(f"{host.label}: {why}")
+
+
+def install_service(session: Session, step: str, svc: ops_db.Service, dry_run: bool, running: bool = False,
+                    restart: bool = False) -> Outcome:
+    """Read a service's state on the DB host, then apply ``ops_db.install``'s plan for it."""
+    host, name, unit = session.db, svc.name, svc.unit
+    override = f"{sysv.OVERRIDES}/{name}"
+    paths = sorted({s.path for init in ("sysv", "systemd") for s in svc.files(init)} | {override})
+    up = {"up": f"if [ -d /run/systemd/system ]; then systemctl is-active {unit}; else /etc/init.d/{name} status; fi"}
+    states, r = host.probe(paths, {**sysv.PROBE, "enabled": f"systemctl is-enabled {unit}", **(up if running else {})})
+    init, tool = detect_init(session, host, r)
+    enabled = r["enabled"].stdout.strip()
+    if init == "sysv" and tool == "chkconfig":
+        check_override(host, name, next(s.content for s in svc.files("sysv") if s.path == svc.init_script),
+                       states[override])
+    if init == "systemd" and not svc.files("systemd") and (
+            enabled in ("", "not-found") or "No such file" in enabled):
+        raise HostError(f"{host.label}: the unit {unit} does not exist; check db.unit in {session.inv.source}")
+    facts = ops_db.ServiceFacts(init, tool, states, sysv.parse_links(r["links"].stdout).get(name, {}), enabled,
+                                running and r["up"].ok)
+    return apply(session, host, step, ops_db.install(svc, facts, running, restart), dry_run)
+
+
+def install_dbora_step(session: Session, dry_run: bool) -> None:
+    """Install the site's start script and its init script or unit; register it for 3, 4, 5."""
+    svc = ops_db.dbora(session.inv)
+    install_service(session, "install-dbora", svc, dry_run)
+
+
+def run_install_dbora(dry_run: bool = False) -> None:
+    """What `fab install-dbora` does (its flags and help: tasks/)."""
+    with Session.open(lock=not dry_run) as s:
+        s.run_steps("install-dbora", [("install-dbora", lambda: install_dbora_step(s, dry_run))])

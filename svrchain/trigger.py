@@ -1,0 +1,21 @@
+"""install-svr-restart: the trigger service on the DB server, ordered after the DB."""
+
+from __future__ import annotations
+
+from svrchain.dbora import install_service
+from svrchain.ops import db as ops_db
+from svrchain.remote import Session
+
+
+def install_svr_restart_step(session: Session, dry_run: bool) -> None:
+    """Install the trigger for the host's init system, ordered after (and bound to) the DB."""
+    t, w = ops_db.trigger(session.inv), ops_db.watcher(session.inv)
+    trigger = install_service(session, "install-svr-restart", t, dry_run)
+    # The watcher runs the trigger's own "watch" loop: restarted whenever the trigger changed.
+    install_service(session, "install-watcher", w, dry_run, running=True, restart=trigger.status == "changed")
+
+
+def run_install_svr_restart(dry_run: bool = False) -> None:
+    """What `fab install-svr-restart` does (its flags and help: tasks/)."""
+    with Session.open(lock=not dry_run) as s:
+        s.run_steps("install-svr-restart", [("install-svr-restart", lambda: install_svr_restart_step(s, dry_run))])

@@ -1,0 +1,306 @@
+"""verify: a read-only check that every piece of the chain is in place and consistent."""
+
+from __future__ import annotations
+
+import shlex
+import time
+from dataclasses import dataclass
+
+from tabulate import tabulate
+
+from svrchain import account, authkeys, homes, render, sysv
+from svrchain.attacks import Row, run_attacks
+from svrchain.chain import current_run_command, ready_probe
+from svrchain.dbora import detect_init, override_problem
+from svrchain.errors import SvrchainError
+from svrchain.keys import db_public_key, host_keys, marker, web_facts
+from svrchain.ops import Change
+from svrchain.ops import db as ops_db
+from svrchain.ops import web as ops_web
+from svrchain.ops.key import PUB_MODE
+from svrchain.plan import FileState, file_change
+from svrchain.remote import Host, HostError, Session
+
+
+@dataclass
+class Check:
+    """One line of the verify table."""
+
+    host: str
+    check: str
+    ok: bool
+    detail: str
+
+
+def _registration(host: str, name: str, script: bytes, tool: str, r: dict, override: FileState) -> Check:
+    """The service's boot registration. chkconfig hosts: exactly the links ``chkconfig --add`` makes
+    from the script's header (S98dbora in 3 4 5, K11dbora in 0 1 2 6), ``chkconfig --list`` agreeing,
+    and no override in /etc/chkconfig.d that a new ``--add`` would follow instead; update-rc.d hosts
+    (insserv renumbers from the LSB block): start in 3 4 5, stop in 0 1 2 6."""
+    if tool == "chkconfig":
+        header = sysv.chkconfig_header(script.decode())
+        if header is None:
+            return Check(host, f"{name} boot", False, "the script svrchain installs has no '# chkconfig:' line")
+        links = sysv.link_lists(r["links"].stdout).get(name, {})
+        ok, detail = sysv.chkconfig_check(name, header, links, sysv.parse_list(r["chklist"].stdout))
+        why = override_problem(name, script, override)
+        return Check(host, f"{name} boot", ok and not why, "; ".join(x for x in (detail, why) if x))
+    links = sysv.parse_links(r["links"].stdout).get(name, {})
+    if sysv.registered(links):
+        return Check(host, f"{name} boot", True, " ".join(links[lv] for lv in sysv.START_LEVELS) + " (rc3-5)")
+    return Check(host, f"{name} boot", False, "not registered to start in 3 4 5 and stop in 0 1 2 6")
+
+
+def planned(host: str, name: str, change: Change, path: str) -> Check:
+    """A check derived from push-key's plan: ok when push-key would not touch ``path``."""
+    c = change.paths().get(path)
+    if c is None:
+        return Check(host, name, True, path)
+    return Check(host, name, False, f"{path}: {', '.join(c.reasons)} (`fab push-key` makes it as it should be)")
+
+
+def web_checks(session: Session, web: Host, key: authkeys.PublicKey | None, db_up: bool
+               ) -> tuple[list[Check], list[str]]:
+    """The web server's checks against the DB's ``key`` (push-key's plan must be empty), and its host
+    keys as known_hosts lines."""
+    inv = session.inv
+    f = web_facts(session, web)
+    files = ops_web.gate_and_rule(inv, f)
+    checks = [planned(web.name, "gate", files, render.GATE)]
+    if inv.web.dedicated:
+        checks.append(planned(web.name, "sudo rule", files, render.SUDOERS))
+        checks.append(Check(web.name, "least privilege", *account.sudo_check(session, f.r)))
+    elif files.commands:
+        checks.append(Check(web.name, "sudo rule", False, f"{files.detail()}: `fab push-key` removes it"))
+    pins = [authkeys.known_hosts_line(web.address, web.port, k) for k in host_keys(web, f.r["hostkeys"].stdout)]
+    if key is None:
+        why = "the DB server has no key yet" if db_up else "cannot check: the DB server is unreachable"
+        checks.append(Check(web.name, "authorized_keys", False, why))
+    elif f.unsafe:
+        checks.append(Check(web.name, "authorized_keys", False, f"UNSAFE: {f.unsafe}; svrchain will not touch it: "
+                                                                 "check who made it and why, then remove it"))
+    else:
+        checks += key_checks(web.name, f, ops_web.key_line(inv, key, f, web.server_version()), key, marker(session))
+    checks += account_checks(session, web, f, key)
+    return checks, pins
+
+
+def key_checks(host: str, f: homes.WebFacts, change: Change, key: authkeys.PublicKey, mark: str) -> list[Check]:
+    """The line (its content) and the modes of web.user's ~/.ssh and authorized_keys, from push-key's
+    plan for them; the detail says what is wrong."""
+    state, user = f.keys, f.user
+    reasons = set(c.reasons) if (c := change.paths().get(state.path)) else set()
+    if not state.exists:
+        line = Check(host, "authorized_keys", False, f"{state.path} missing")
+    elif "content" not in reasons:
+        line = Check(host, "authorized_keys", True, "the restricted line, once")
+    else:
+        found = authkeys.find_lines(state.content.decode("utf-8", "replace"), key.blob, mark)
+        line = Check(host, "authorized_keys", False, "the DB server's key is not there" if not found else
+                     f"{len(found)} line(s) for the key, not exactly the expected one")
+    if not state.exists:
+        return [line]
+    modes_ok = not (reasons - {"content"}) and not change.commands
+    return [line, Check(host, "modes", modes_ok,
+                        f"{f.home}/.ssh 700, authorized_keys 600, owner {user}" if modes_ok else
+                        f"{f.home}/.ssh is {f.sshdir or 'missing'}, authorized_keys is "
+                        f"{state.mode:o} {state.owner}; want 700/600 {user}")]
+
+
+def account_checks(session: Session, web: Host, f: homes.WebFacts, key: authkeys.PublicKey | None) -> list[Check]:
+    """No line of svrchain's in any other account; no other line that restarts the web server from
+    the DB server around the gate."""
+    inv = session.inv
+    blob = key.blob if key else None
+    stale = homes.stale(f, blob, marker(session), inv.web.user)
+    old = homes.legacy(f, blob, marker(session), inv.web.restart_command.split()[0], inv.db.from_addresses)
+    return [
+        Check(web.name, "other accounts", not stale,
+              f"no line of svrchain's outside {inv.web.user}" if not stale else
+              f"svrchain's line is also in {', '.join(f'{s.user} ({s.path})' for s in stale)}, which is not "
+              f"web.user ({inv.web.user}): run `fab push-key` to remove it"),
+        Check(web.name, "legacy keys", not old,
+              "no other line restarts the web server from the DB server" if not old else
+              "; ".join(x.where() for x in old)[:400] + ": it bypasses the gate; retire it with "
+              "`fab bootstrap --adopt`"),
+    ]
+
+
+def file_checks(host: str, svc: ops_db.Service, init: str, states: dict[str, FileState]) -> list[Check]:
+    """A service's files: each as install-dbora / install-svr-restart would leave it (their plan is empty)."""
+    checks = []
+    for label, spec in svc.named(init):
+        c = file_change(spec, states[spec.path])
+        checks.append(Check(host, label, c is None, spec.path if c is None else
+                            f"{spec.path}: {', '.join(c.reasons)} (not as svrchain installs it)"))
+    return checks
+
+
+def registration(host: str, svc: ops_db.Service, tool: str, r: dict, states: dict[str, FileState]) -> Check:
+    """A SysV service's boot registration, as its init script (as svrchain writes it) asks for."""
+    script = next(spec.content for spec in svc.files("sysv") if spec.path == svc.init_script)
+    return _registration(host, svc.name, script, tool, r, states[f"{sysv.OVERRIDES}/{svc.name}"])
+
+
+def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
+    """The DB server's checks: its services (files, boot registration and order), the watcher, the
+    key, and the web servers' host keys pinned for the trigger."""
+    inv, db = session.inv, session.db
+    dbsvc, tsvc, wsvc = ops_db.services(inv)
+    unit, tunit = dbsvc.unit, tsvc.unit
+    overrides = [f"{sysv.OVERRIDES}/{s.name}" for s in (dbsvc, tsvc, wsvc)]
+    kp = shlex.quote(inv.key.path)
+    names = " ".join(shlex.quote(s.name) for s in (dbsvc, tsvc, wsvc))
+    states, r = db.probe([*ops_db.every_path(inv), *overrides, inv.trigger.known_hosts], {
+        **sysv.PROBE, "priv": f"stat -c '%a %U' {kp}", "derived": f"ssh-keygen -y -P '' -f {kp}",
+        "pubmode": f"stat -c '%a %U' {kp}.pub",
+        "enabled": f"systemctl is-enabled {unit} {tunit}",
+        "order": f"systemctl show -p After -p PartOf {tunit}; systemctl show -p Wants {unit}",
+        **watch_probe(session),
+        "chklist": f"command -v chkconfig >/dev/null && for s in {names}; do chkconfig --list \"$s\" 2>&1; done; true",
+    })
+    init, tool = detect_init(session, db, r)
+    checks = chain_checks(db.name, init, tool, (dbsvc, tsvc), states, r)
+    checks += watch_checks(session, init, tool, wsvc, states, r)
+    checks.append(key_check(db.name, inv.key.path, db_public_key(session), r))
+    kh = states[inv.trigger.known_hosts]
+    have = set(kh.content.decode(errors="replace").splitlines()) if kh.exists else set()
+    missing = [w for w, lines in pins.items() if not set(lines) <= have]
+    checks.append(Check(db.name, "pinned host keys", kh.exists and not missing,
+                        f"{inv.trigger.known_hosts}: all {len(pins)} web server(s)" if kh.exists and not missing
+                        else f"{inv.trigger.known_hosts}: missing or stale for {', '.join(missing) or 'all'}"))
+    return checks
+
+
+def chain_checks(host: str, init: str, tool: str, svcs: tuple[ops_db.Service, ops_db.Service],
+                 states: dict[str, FileState], r: dict) -> list[Check]:
+    """The database's service and the trigger: their files, their boot registration, and the trigger
+    starting after the database (SysV) or bound to its unit (systemd)."""
+    dbsvc, tsvc = svcs
+    checks = file_checks(host, dbsvc, init, states)
+    if init == "sysv":
+        links = sysv.parse_links(r["links"].stdout)
+        if dbsvc.init_script:
+            checks.append(registration(host, dbsvc, tool, r, states))
+        checks += [*file_checks(host, tsvc, init, states), registration(host, tsvc, tool, r, states)]
+        bad = sysv.starts_after(links.get(dbsvc.name, {}), links.get(tsvc.name, {}))
+        return [*checks, Check(host, "boot order", not bad, f"{tsvc.name} starts after {dbsvc.name}" if not bad else
+                               f"{tsvc.name} does not start after {dbsvc.name} in runlevel(s) {' '.join(bad)}")]
+    unit, tunit = dbsvc.unit, tsvc.unit
+    enabled = r["enabled"].stdout.split()
+    props = dict(line.split("=", 1) for line in r["order"].stdout.splitlines() if "=" in line)
+    ordered = (unit in props.get("After", "").split() and unit in props.get("PartOf", "").split()
+               and tunit in props.get("Wants", "").split())
+    return [*checks, *file_checks(host, tsvc, init, states),
+            Check(host, "enabled", enabled == ["enabled", "enabled"],
+                  f"{unit} {tunit}: {' '.join(enabled) or 'unknown'}"),
+            Check(host, "boot order", ordered, f"{tunit}: After= and PartOf= {unit}, wanted by it" if ordered else
+                  f"{tunit} is not ordered after, part of and wanted by {unit}")]
+
+
+def key_check(host: str, path: str, key: authkeys.PublicKey | None, r: dict) -> Check:
+    """The DB server's key: there, without a passphrase, matching its .pub, 600 root (.pub 644)."""
+    if key is None or not r["priv"].ok:
+        return Check(host, "key", False, f"{path} missing; run `fab gen-key`")
+    if not r["derived"].ok:
+        return Check(host, "key", False, f"{path} needs a passphrase; it must have none")
+    if authkeys.parse_public_key(r["derived"].stdout).blob != key.blob:
+        return Check(host, "key", False, f"{path}.pub does not match the private key")
+    if r["priv"].stdout.split() != ["600", "root"]:
+        return Check(host, "key", False, f"{path} is {r['priv'].stdout.strip()}, want 600 root")
+    if r["pubmode"].stdout.split() != PUB_MODE:
+        return Check(host, "key", False, f"{path}.pub is {r['pubmode'].stdout.strip()}, want 644 root")
+    return Check(host, "key", True, f"{path} {key.type} {key.fingerprint}, 600 (.pub 644)")
+
+
+def watch_probe(session: Session) -> dict[str, str]:
+    """What verify reads of the watcher: whether it runs, the DB's run, the restarts still owed."""
+    inv = session.inv
+    return {
+        "wup": f"if [ -d /run/systemd/system ]; then systemctl is-active {render.watch_unit(inv)}; "
+               f"else /etc/init.d/{render.watch_name(inv)} status; fi",
+        "wenabled": f"systemctl is-enabled {render.watch_unit(inv)}",
+        "run": current_run_command(inv),
+        "ready": f"sh -c {shlex.quote(ready_probe(session))} >/dev/null 2>&1",
+        "owed": f"for f in {render.owed_dir(inv)}/*; do [ -f \"$f\" ] && echo \"${{f##*/}} $(cat \"$f\")\"; done; true",
+    }
+
+
+def watch_checks(session: Session, init: str, tool: str, wsvc: ops_db.Service, states: dict[str, FileState],
+                 r: dict) -> list[Check]:
+    """The watcher is installed, registered and running; it can tell the DB's run; nothing is owed."""
+    inv, name = session.inv, session.db.name
+    checks = file_checks(name, wsvc, init, states)
+    if init == "sysv":
+        checks.append(registration(name, wsvc, tool, r, states))
+    else:
+        enabled = r["wenabled"].stdout.strip()
+        checks.append(Check(name, f"{wsvc.unit} enabled", enabled == "enabled", f"{wsvc.unit}: {enabled or 'unknown'}"))
+    wname = wsvc.name
+    checks.append(Check(name, "watcher", r["wup"].ok,
+                        "running: every new run of the database is followed, however it starts" if r["wup"].ok
+                        else f"{wname} is not running: no restart outside the service is followed; run "
+                             "`fab install-svr-restart` to start it"))
+    run = r["run"].stdout.strip() or "none"
+    if r["ready"].ok:
+        checks.append(Check(name, "database run", run != "none",
+                            f"current run {run}" if run != "none" else
+                            f"the database is ready but db.run matches no process in {inv.source}: fix it"))
+    owed = [line.split() for line in r["owed"].stdout.splitlines() if len(line.split()) == 3]
+    checks.append(Check(name, "owed restarts", not owed, "none" if not owed else "; ".join(
+        f"{w} since the run that was ready at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(float(t)))}"
+        for w, _run, t in owed) + " (the watcher retries each until it answers)"))
+    return checks
+
+
+def verify_step(session: Session) -> list[Check]:
+    """Run every check; print the table; return the checks."""
+    checks: list[Check] = []
+    try:
+        key, db_up = db_public_key(session), True
+    except HostError as exc:
+        key, db_up = None, False
+        checks.append(Check(session.db.name, "reachable", False, str(exc)))
+    results = session.each(session.webs, lambda w: web_checks(session, w, key, db_up))
+    pins: dict[str, list[str]] = {}
+    web_rows: list[Check] = []
+    for web, res in zip(session.webs, results, strict=True):
+        if isinstance(res, HostError):
+            web_rows.append(Check(web.name, "reachable", False, str(res)))
+        else:
+            web_rows += res[0]
+            pins[web.name] = res[1]
+    if db_up:
+        try:
+            checks += db_checks(session, pins)
+        except HostError as exc:
+            checks.append(Check(session.db.name, "reachable", False, str(exc)))
+    checks += web_rows
+    rows = [(c.host, c.check, "ok" if c.ok else "GAP", c.detail) for c in checks]
+    print(tabulate(rows, headers=["host", "check", "result", "detail"]), file=session.out, flush=True)
+    return checks
+
+
+def attacks_step(session: Session) -> list[Row]:
+    """The attack matrix against every web server (one after another: they share local ports)."""
+    rows = [row for web in session.webs for row in run_attacks(session, web)]
+    table = [(r.web, r.attack, r.expected, r.seen, "refused" if r.ok else "NOT REFUSED") for r in rows]
+    print(tabulate(table, headers=["web", "attack", "expected", "seen", "result"]), file=session.out, flush=True)
+    return rows
+
+
+def run_verify(attacks: bool = False) -> None:
+    """What `fab verify` does (its flags and help: tasks/)."""
+    with Session.open() as s:
+        s.prefetch([s.db])
+        s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
+        checks = verify_step(s)
+        gaps = [c for c in checks if not c.ok]
+        if attacks and not gaps:
+            bad = [r for r in attacks_step(s) if not r.ok]
+            if bad:
+                raise SvrchainError(f"verify: {len(bad)} attack(s) not refused: "
+                                    + ", ".join(f"{r.attack} on {r.web}" for r in bad))
+        if gaps:
+            raise SvrchainError(f"verify: {len(gaps)} gap(s) on {', '.join(sorted({g.host for g in gaps}))}")
+        print(f"verify: all {len(checks)} checks ok", file=s.out)
