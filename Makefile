@@ -2,6 +2,7 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
+TOOLS := .venv-tools
 PY := $(VENV)/bin/python
 FAB := $(VENV)/bin/fab
 WEB ?= 2
@@ -48,8 +49,17 @@ unit: install
 fuzz: install
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -m "not lab" tests/unit/test_fuzz.py tests/unit/test_shell_values.py
 
-bench: install
-	$(PY) -m bench.run $(if $(N),--n $(N))
+# make bench: full lab hosts, N = 1 4 8 16. make bench SCALE=1: 1 DB + N light web hosts (N = 1 10 50
+# 100 200), with the same bootstrap as a pyinfra deploy and an Ansible playbook from .venv-tools.
+bench: install $(if $(SCALE),$(TOOLS)/.installed)
+	$(PY) -m bench.$(if $(SCALE),scale,run) $(if $(N),--n $(N))
+
+# The tools the scale bench compares with, pinned, in their own environment (not svrchain's).
+$(TOOLS)/.installed: bench/requirements-tools.txt
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install -q --upgrade pip
+	$(TOOLS)/bin/python -m pip install -q -r bench/requirements-tools.txt
+	touch $@
 
 # Redraw docs/modules.md (the layers and imports) from the code.
 modules: install
@@ -59,4 +69,4 @@ lint: install
 	$(PY) -m ruff check .
 
 clean: lab-down
-	rm -rf $(VENV) .lab
+	rm -rf $(VENV) $(TOOLS) .lab
