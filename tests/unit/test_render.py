@@ -200,7 +200,7 @@ def test_trigger_fan_out_is_bounded_by_max_parallel(tmp_path):
         "web": INV.web.model_copy(update={"servers": [type(INV.web.servers[0])(**s) for s in servers]})})
     text = render.svr_restart(inv).decode()
     assert "MAX_PARALLEL='3'\n" in text
-    assert "(bounded restart_one \"$ready_at\") 9>&-" in text and "bounded connect_one\n" in text
+    assert "(bounded restart_one \"$ready_at\") 9>&-" in text and "setsid \"$0\" connect \"$RUN_STATUS\"" in text
     # Each job marks itself running, notes how many run, and leaves: never more than 3 at once, every
     # web server once, the first three first.
     log = tmp_path / "log"
