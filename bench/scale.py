@@ -442,7 +442,12 @@ def main() -> int:
         return 0
     stamp = time.strftime("%Y%m%dT%H%M%S")
     if args.merge:
-        results = [r for f in args.merge for r in json.loads(f.read_text())["results"]]
+        results = []
+        for f in args.merge:
+            for r in json.loads(f.read_text())["results"]:
+                if "cpu_ms" in r.get("handshake", {}):  # early runs: the whole machine's CPU, not the handshake's
+                    r["handshake"].pop("cpu_ms")
+                results.append({**r, "source": f.name})
     else:
         if os.geteuid() != 0:
             print("bench: must run as root (the lab)", file=sys.stderr)
