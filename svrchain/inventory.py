@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from svrchain.errors import SvrchainError
+from svrchain.errors import BadInventory
 
 DEFAULT_INVENTORY = Path(__file__).resolve().parent.parent / "inventory" / "lab.yaml"
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -40,8 +40,8 @@ SUDO_WORD_RE = re.compile(r"[A-Za-z0-9_./@+=:,-]+")
 SSHD_LINE_RE = re.compile(r"[A-Za-z][A-Za-z0-9]* +[ -~]+")
 
 
-class InventoryError(SvrchainError):
-    """The inventory file is missing, unreadable or invalid."""
+class InventoryError(BadInventory):
+    """The inventory file is missing, unreadable or invalid (exit 4)."""
 
 
 def _one_word(v: str) -> str:
@@ -153,8 +153,9 @@ class Connect(Strict):
     """How the admin reaches every host."""
 
     user: Name = "root"
-    identity: str
+    identity: str | None = None  # None: the keys ssh-agent holds
     known_hosts: str
+    ssh_config: str | None = None  # the admin's ssh config: host aliases (HostName) and ProxyJump
     port: Port = 22
     timeout: Seconds = 10
 

@@ -11,7 +11,6 @@ import contextlib
 import io
 import shlex
 import socket
-import sys
 import tarfile
 import threading
 from collections.abc import Callable, Iterable
@@ -24,8 +23,8 @@ import paramiko
 from dotenv import find_dotenv, load_dotenv
 from fabric import Config, Connection
 
-from svrchain import inventory
-from svrchain.errors import SvrchainError
+from svrchain import inventory, output, sshauth
+from svrchain.errors import SvrchainError, Unreachable
 from svrchain.plan import FileChange, FileSpec, FileState, Outcome, file_change
 from svrchain.render import RUN_DIR
 
@@ -49,6 +48,10 @@ class Result:
 
 class HostError(SvrchainError):
     """Something failed on one host; the message names the host."""
+
+
+class HostUnreachable(HostError, Unreachable):
+    """A host could not be reached or logged in to (exit 3); the message names the host and the fix."""
 
 
 # Run a command as an account (never as root through a path that account controls).
@@ -190,6 +193,7 @@ class Host:
         self.address = address
         self.port = port
         self.user = user
+        self.route = sshauth.route(session.ssh_config, name, address, port, user, session.inv.source)
         self._conn: Connection | None = None
         self._error: HostError | None = None  # a failed connect is not retried within a run
         self._lock = threading.Lock()
@@ -199,7 +203,9 @@ class Host:
 
     @property
     def label(self) -> str:
-        return f"{self.name} ({self.address}:{self.port})"
+        r = self.route
+        via = f" via {r.jump}" if r.jump else ""
+        return f"{self.name} ({r.hostname}:{self.port}{via})"
 
     # -- connection ------------------------------------------------------------------------
 
@@ -216,65 +222,26 @@ class Host:
                     raise
             return self._conn
 
-    def _socket(self) -> socket.socket:
-        """The TCP connection, with Nagle off: SSH's small packets must not wait for delayed ACKs
-        (without this every remote command costs about 40 ms more)."""
-        s = self.session
-        try:
-            sock = socket.create_connection((self.address, self.port), timeout=s.inv.connect.timeout)
-        except ConnectionRefusedError:
-            raise HostError(
-                f"{self.label}: connection refused; is sshd running and is the port right in {s.inv.source}?"
-            ) from None
-        except TimeoutError:
-            raise HostError(
-                f"{self.label}: cannot connect: timed out after {s.inv.connect.timeout}s; is the "
-                f"host up and its address right in {s.inv.source}?"
-            ) from None
-        except OSError as exc:
-            raise HostError(
-                f"{self.label}: cannot connect: {exc.strerror or exc}; is the host up and its "
-                f"address right in {s.inv.source}?"
-            ) from None
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock
+    def _socket(self) -> socket.socket | paramiko.Channel:
+        """The byte stream to the host's sshd: a TCP connection with Nagle off (SSH's small packets
+        must not wait for delayed ACKs: without this every remote command costs about 40 ms more), or
+        a channel through the jump host's (pinned, authenticated) connection."""
+        r, s = self.route, self.session
+        if r.jump is not None:
+            try:
+                transport = s.jump(r.jump).client.get_transport()
+            except HostUnreachable as exc:
+                raise HostUnreachable(f"{self.name}: {exc}") from None
+            try:
+                return transport.open_channel("direct-tcpip", (r.hostname, r.port), ("", 0),
+                                              timeout=s.inv.connect.timeout)
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                raise HostUnreachable(f"{self.label}: the jump host {r.jump} cannot reach {r.hostname}:{r.port} "
+                                      f"({exc}); check ProxyJump in {s.inv.connect.ssh_config}") from None
+        return tcp_socket(self.label, r.hostname, r.port, s.inv)
 
     def _open(self) -> Connection:
-        s = self.session
-        conn = Connection(
-            # A Config per connection: invoke's Config is not safe to share between threads.
-            self.address, user=self.user, port=self.port, config=Config(overrides={"load_ssh_configs": False}),
-            connect_timeout=s.inv.connect.timeout,
-            connect_kwargs={"key_filename": [str(s.identity)], "look_for_keys": False,
-                            "allow_agent": False, "sock": self._socket()},
-        )
-        conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
-        conn.client.load_host_keys(str(s.known_hosts))
-        kh = s.inv.connect.known_hosts
-        try:
-            conn.open()
-        except paramiko.BadHostKeyException as exc:
-            raise HostError(
-                f"{self.label}: host key CHANGED: it offers {exc.key.get_name()} "
-                f"{exc.key.fingerprint}, not the key pinned in {kh}; if the change is expected, "
-                f"remove its line from {kh} and run `fab trust-hosts`"
-            ) from None
-        except paramiko.AuthenticationException:
-            raise HostError(
-                f"{self.label}: authentication as {self.user} with {s.inv.connect.identity} failed; "
-                "check connect.user/identity in the inventory and the host's authorized_keys"
-            ) from None
-        except TimeoutError:
-            raise HostError(f"{self.label}: the SSH handshake timed out") from None
-        except paramiko.SSHException as exc:
-            if "not found in known_hosts" in str(exc):
-                raise HostError(
-                    f"{self.label}: host key unknown: it is not pinned in {kh}; check it and pin "
-                    "it with `fab trust-hosts`"
-                ) from None
-            raise HostError(f"{self.label}: SSH failed: {exc}") from None
-        except OSError as exc:
-            raise HostError(f"{self.label}: the SSH connection failed: {exc.strerror or exc}") from None
+        conn = login(self.session, self.label, self.route, self._socket())
         if self.locks:
             self._take_host_lock(conn)
         return conn
@@ -424,11 +391,15 @@ class Host:
 class Session:
     """One run: the inventory, its hosts, one connection each, and the outcome report."""
 
-    def __init__(self, inv: inventory.Inventory, out=None, lock: bool = False):
+    def __init__(self, inv: inventory.Inventory, out=None, lock: bool = False,
+                 auth: sshauth.Auth | None = None):
         self.inv = inv
-        self.out = out or sys.stdout
-        self.identity = inv.path(inv.connect.identity)
+        self.results = output.current()
+        self.out = out or self.results.human
+        self.auth = auth or sshauth.Auth()
+        self.ssh_config = sshauth.load_ssh_config(inv)
         self.known_hosts = inv.path(inv.connect.known_hosts)
+        self._jumps: dict[sshauth.Route, Future] = {}
         self.outcomes: list[Outcome] = []
         self._facts: dict[str, Future] = {}  # facts read once per run, by key ("what:host")
         self._facts_lock = threading.Lock()
@@ -438,6 +409,8 @@ class Session:
         self.db = Host(self, inv.db.name, "db", inv.db.address, inv.db.port or c.port, inv.db.user or c.user, lock)
         self.webs = [Host(self, s.name, "web", s.address, s.port or c.port, s.user or c.user, lock)
                      for s in inv.web.servers]
+        for h in self.hosts:
+            self.results.host(h.name, h.role, h.address)
 
     @classmethod
     def open(cls, path: Path | None = None, lock: bool = False) -> Session:
@@ -445,11 +418,7 @@ class Session:
         with ``lock``, each host is locked against other changing runs while connected."""
         load_dotenv(find_dotenv(usecwd=True))
         inv = inventory.load(path)
-        s = cls(inv, lock=lock)
-        if not s.identity.is_file():
-            raise inventory.InventoryError(
-                f"{inv.source}: connect.identity: {s.identity} does not exist; point it at the admin's private key"
-            )
+        s = cls(inv, lock=lock, auth=sshauth.load_auth(inv))
         if not s.known_hosts.is_file():
             raise inventory.InventoryError(
                 f"{inv.source}: connect.known_hosts: {s.known_hosts} does not exist; create it with "
@@ -489,11 +458,29 @@ class Session:
             for key in [k for k in self._facts if k.endswith(f":{host.name}")]:
                 del self._facts[key]
 
+    def jump(self, r: sshauth.Route) -> Connection:
+        """The (one, shared) connection to a jump host, opened on first use: pinned like any host."""
+        with self._facts_lock:
+            future = self._jumps.get(r)
+            mine = future is None
+            if mine:
+                future = self._jumps[r] = Future()
+        if mine:
+            label = f"jump host {r}"
+            try:
+                future.set_result(login(self, label, r, tcp_socket(label, r.hostname, r.port, self.inv)))
+            except BaseException as exc:
+                future.set_exception(exc)
+        return future.result()
+
     def close(self) -> None:
         if self._prefetcher is not None:
             self._prefetcher.shutdown(wait=True)
         for h in self.hosts:
             h.close()
+        for future in self._jumps.values():
+            if future.done() and future.exception() is None:
+                future.result().close()
 
     def __enter__(self) -> Session:
         return self
@@ -515,11 +502,17 @@ class Session:
         with ThreadPoolExecutor(max_workers=min(32, len(hosts))) as pool:
             return list(pool.map(guarded, hosts))
 
-    def report(self, outcome: Outcome, show_diff: bool = False) -> Outcome:
-        """Print one ``host step status detail`` line (and its diffs in a dry run)."""
+    def report(self, outcome: Outcome, show_diff: bool = False, seconds: float | None = None) -> Outcome:
+        """Print one ``host step status detail`` line (and its diffs in a dry run), as it happens;
+        record it for the recap, --json and --junit (``seconds``: how long it took; by default the
+        time since the host's previous line)."""
         with self._print_lock:
             self.outcomes.append(outcome)
-            line = f"{outcome.host:<10} {outcome.step:<20} {outcome.status:<13} {outcome.detail}"
+            status = outcome.status.replace(" ", "-")
+            took = self.results.since_last(outcome.host) if seconds is None else round(seconds, 3)
+            self.results.add(outcome.host, output.Item("step", outcome.step, status, outcome.detail, took))
+            word = output.paint(f"{outcome.status:<13}", status, self.results.colour)
+            line = f"{outcome.host:<10} {outcome.step:<20} {word} {outcome.detail}"
             print(line.rstrip(), file=self.out, flush=True)
             if show_diff:
                 for d in outcome.diffs:
@@ -527,7 +520,8 @@ class Session:
         return outcome
 
     def fail(self, host: str, step: str, error: Exception) -> Outcome:
-        return self.report(Outcome(host, step, "failed", str(error)))
+        status = "unreachable" if isinstance(error, Unreachable) else "failed"
+        return self.report(Outcome(host, step, status, str(error)))
 
     def run_steps(self, what: str, steps: Iterable[tuple[str, Callable[[], object]]]) -> None:
         """Run steps in order: a step's error goes on its own line and stops the steps after it;
@@ -541,11 +535,70 @@ class Session:
         self.finish(what)
 
     def finish(self, what: str) -> None:
-        """Raise a non-zero exit when any outcome of this run failed."""
+        """Raise a non-zero exit when any outcome of this run failed (exit 3 when a host was
+        unreachable, else 1)."""
         failed = [o for o in self.outcomes if o.failed]
         if failed:
             names = ", ".join(sorted({o.host for o in failed}))
-            raise SvrchainError(f"{what}: failed on {names} (see above)")
+            unreachable = any(o.status == "unreachable" for o in failed)
+            raise (Unreachable if unreachable else SvrchainError)(f"{what}: failed on {names} (see above)")
+
+
+def tcp_socket(label: str, hostname: str, port: int, inv: inventory.Inventory) -> socket.socket:
+    """A TCP connection to ``hostname:port`` with Nagle off; a failure is one line naming ``label``."""
+    try:
+        sock = socket.create_connection((hostname, port), timeout=inv.connect.timeout)
+    except ConnectionRefusedError:
+        raise HostUnreachable(
+            f"{label}: connection refused; is sshd running and is the port right in {inv.source}?") from None
+    except TimeoutError:
+        raise HostUnreachable(f"{label}: cannot connect: timed out after {inv.connect.timeout}s; is the "
+                              f"host up and its address right in {inv.source}?") from None
+    except OSError as exc:
+        raise HostUnreachable(f"{label}: cannot connect: {exc.strerror or exc}; is the host up and its "
+                              f"address right in {inv.source}?") from None
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def login(session: Session, label: str, r: sshauth.Route, sock: socket.socket | paramiko.Channel) -> Connection:
+    """An SSH connection over ``sock`` to ``r``: the host key checked against connect.known_hosts
+    (unknown or changed is refused), logged in with the admin's key or ssh-agent."""
+    kwargs, agent = session.auth.connect_kwargs()
+    conn = Connection(
+        # A Config per connection: invoke's Config is not safe to share between threads.
+        r.hostname, user=r.user, port=r.port, config=Config(overrides={"load_ssh_configs": False}),
+        connect_timeout=session.inv.connect.timeout, connect_kwargs={**kwargs, "sock": sock},
+    )
+    conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    conn.client.load_host_keys(str(session.known_hosts))
+    try:
+        conn.open()
+    except (paramiko.SSHException, OSError) as exc:
+        sock.close()
+        raise HostUnreachable(_login_failure(session, label, r, exc)) from None
+    finally:
+        if agent is not None:
+            agent.close()
+    return conn
+
+
+def _login_failure(session: Session, label: str, r: sshauth.Route, exc: Exception) -> str:
+    """One line for a failed SSH login, naming the host and the fix."""
+    kh = session.inv.connect.known_hosts
+    if isinstance(exc, paramiko.BadHostKeyException):
+        return (f"{label}: host key CHANGED: it offers {exc.key.get_name()} {exc.key.fingerprint}, not the key "
+                f"pinned in {kh}; if the change is expected, remove its line from {kh} and run `fab trust-hosts`")
+    if isinstance(exc, paramiko.AuthenticationException):
+        return (f"{label}: authentication as {r.user} with {session.auth.what or 'the admin key'} failed; "
+                "check connect.user/identity in the inventory and the host's authorized_keys")
+    if isinstance(exc, TimeoutError):
+        return f"{label}: the SSH handshake timed out"
+    if "not found in known_hosts" in str(exc):
+        return f"{label}: host key unknown: it is not pinned in {kh}; check it and pin it with `fab trust-hosts`"
+    if isinstance(exc, paramiko.SSHException):
+        return f"{label}: SSH failed: {exc}"
+    return f"{label}: the SSH connection failed: {getattr(exc, 'strerror', None) or exc}"
 
 
 def _quietly(fn: Callable[[], object]) -> None:

@@ -8,15 +8,16 @@ from dataclasses import dataclass
 
 from tabulate import tabulate
 
-from svrchain import account, authkeys, homes, render, sysv
+from svrchain import account, authkeys, homes, output, render, sysv
 from svrchain.attacks import Row, run_attacks
 from svrchain.chain import current_run_command, ready_probe
 from svrchain.dbora import detect_init, override_problem
-from svrchain.errors import SvrchainError
+from svrchain.errors import GapFound, Unreachable
 from svrchain.inventory import ORACLE_READY
 from svrchain.keys import PUB_MODE, db_public_key, expected_line, gate_state, host_keys, marker, web_facts
 from svrchain.plan import FileState
 from svrchain.remote import Host, HostError, Session
+from svrchain.rotate import proof_command
 
 
 @dataclass
@@ -27,6 +28,25 @@ class Check:
     check: str
     ok: bool
     detail: str
+    unreachable: bool = False  # the host could not be reached or logged in to
+
+    @property
+    def status(self) -> str:
+        return "unreachable" if self.unreachable else "ok" if self.ok else "gap"
+
+
+def unreachable_check(host: str, exc: HostError) -> Check:
+    """The row of a host that could not be checked: unreachable, or a gap when a command failed there."""
+    return Check(host, "reachable", False, str(exc), isinstance(exc, Unreachable))
+
+
+def record(session: Session, host: str, checks: list[Check], started: float) -> list[Check]:
+    """Record a host's checks for the recap, --json and --junit, and print its live line now."""
+    r = session.results
+    seconds = round(r.elapsed() - started, 3)
+    items = [r.add(host, output.Item("check", c.check, c.status, c.detail, seconds)) for c in checks]
+    r.host_line(host, items, seconds)
+    return checks
 
 
 def _file_check(host: str, name: str, state: FileState, content: bytes, mode: int) -> Check:
@@ -237,30 +257,36 @@ def watch_checks(session: Session, init: str, tool: str, f: dict[str, FileState]
     return checks
 
 
-def verify_step(session: Session) -> list[Check]:
-    """Run every check; print the table; return the checks."""
+def verify_step(session: Session, extra=None) -> list[Check]:
+    """Run every check (and ``extra(web, key)``'s on each reachable web server); print each host's
+    line as soon as its checks are in, then the table; return the checks."""
+    t0 = session.results.elapsed()
     checks: list[Check] = []
     try:
         key, db_up = db_public_key(session), True
     except HostError as exc:
         key, db_up = None, False
-        checks.append(Check(session.db.name, "reachable", False, str(exc)))
-    results = session.each(session.webs, lambda w: web_checks(session, w, key, db_up))
-    pins: dict[str, list[str]] = {}
-    web_rows: list[Check] = []
-    for web, res in zip(session.webs, results, strict=True):
-        if isinstance(res, HostError):
-            web_rows.append(Check(web.name, "reachable", False, str(res)))
-        else:
-            web_rows += res[0]
-            pins[web.name] = res[1]
+        checks = record(session, session.db.name, [unreachable_check(session.db.name, exc)], t0)
+
+    def one_web(web: Host) -> tuple[list[Check], list[str] | None]:
+        try:
+            found, pins = web_checks(session, web, key, db_up)
+            found += extra(web, key) if extra else []
+        except HostError as exc:
+            found, pins = [unreachable_check(web.name, exc)], None
+        return record(session, web.name, found, t0), pins
+
+    web_results = session.each(session.webs, one_web)
+    pins = {w.name: res[1] for w, res in zip(session.webs, web_results, strict=True) if res[1] is not None}
     if db_up:
         try:
-            checks += db_checks(session, pins)
+            found = db_checks(session, pins)
         except HostError as exc:
-            checks.append(Check(session.db.name, "reachable", False, str(exc)))
-    checks += web_rows
-    rows = [(c.host, c.check, "ok" if c.ok else "GAP", c.detail) for c in checks]
+            found = [unreachable_check(session.db.name, exc)]
+        checks = record(session, session.db.name, found, t0)
+    checks += [c for res in web_results for c in res[0]]
+    rows = [(c.host, c.check, output.paint("ok" if c.ok else c.status.upper(), c.status, session.results.colour),
+             c.detail) for c in checks]
     print(tabulate(rows, headers=["host", "check", "result", "detail"]), file=session.out, flush=True)
     return checks
 
@@ -268,9 +294,22 @@ def verify_step(session: Session) -> list[Check]:
 def attacks_step(session: Session) -> list[Row]:
     """The attack matrix against every web server (one after another: they share local ports)."""
     rows = [row for web in session.webs for row in run_attacks(session, web)]
+    for r in rows:
+        session.results.add(r.web, output.Item("check", f"attack: {r.attack}", "ok" if r.ok else "gap",
+                                               f"expected {r.expected}; seen {r.seen}"))
     table = [(r.web, r.attack, r.expected, r.seen, "refused" if r.ok else "NOT REFUSED") for r in rows]
     print(tabulate(table, headers=["web", "attack", "expected", "seen", "result"]), file=session.out, flush=True)
     return rows
+
+
+def conclude(what: str, checks: list[Check]) -> None:
+    """Exit 3 when a host could not be checked, 2 on any gap; else say all is well."""
+    down = sorted({c.host for c in checks if c.unreachable})
+    if down:
+        raise Unreachable(f"{what}: cannot reach {', '.join(down)} (see above)")
+    gaps = [c for c in checks if not c.ok]
+    if gaps:
+        raise GapFound(f"{what}: {len(gaps)} gap(s) on {', '.join(sorted({g.host for g in gaps}))}")
 
 
 def run_verify(attacks: bool = False) -> None:
@@ -279,12 +318,34 @@ def run_verify(attacks: bool = False) -> None:
         s.prefetch([s.db])
         s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
         checks = verify_step(s)
-        gaps = [c for c in checks if not c.ok]
-        if attacks and not gaps:
+        conclude("verify", checks)
+        if attacks:
             bad = [r for r in attacks_step(s) if not r.ok]
             if bad:
-                raise SvrchainError(f"verify: {len(bad)} attack(s) not refused: "
-                                    + ", ".join(f"{r.attack} on {r.web}" for r in bad))
-        if gaps:
-            raise SvrchainError(f"verify: {len(gaps)} gap(s) on {', '.join(sorted({g.host for g in gaps}))}")
+                raise GapFound(f"verify: {len(bad)} attack(s) not refused: "
+                               + ", ".join(f"{r.attack} on {r.web}" for r in bad))
         print(f"verify: all {len(checks)} checks ok", file=s.out)
+
+
+def chain_path_check(session: Session, web: Host, key: authkeys.PublicKey | None) -> list[Check]:
+    """From the DB server, with the restricted key and the trigger's own ssh options, ask ``web``'s
+    gate for ``status``: the chain's path end to end, restarting nothing."""
+    if key is None:
+        return [Check(web.name, "chain path", False, "not tried: the DB server has no key or cannot be reached")]
+    inv = session.inv
+    r = session.db.run(proof_command(inv, web.address, web.port, inv.key.path), timeout=60)
+    said = (r.stdout.strip() or r.stderr.strip() or f"exit {r.code}").splitlines()
+    if r.ok:
+        return [Check(web.name, "chain path", True, f"{session.db.name} -> {web.name} gate status: {said[0][:150]}")]
+    return [Check(web.name, "chain path", False, f"{session.db.name} -> {web.name} with {inv.key.path}: "
+                  f"{said[-1][:200]} (exit {r.code}); run `fab bootstrap` and check {inv.trigger.known_hosts}")]
+
+
+def run_smoke() -> None:
+    """What `fab smoke` does (its flags and help: tasks/): verify's checks and the chain's path."""
+    with Session.open() as s:
+        s.prefetch([s.db])
+        s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
+        checks = verify_step(s, extra=lambda web, key: chain_path_check(s, web, key))
+        conclude("smoke", checks)
+        print(f"smoke: all {len(checks)} checks ok, the chain's path works to every web server", file=s.out)

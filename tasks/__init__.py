@@ -17,7 +17,7 @@ from svrchain.keys import run_gen_key, run_push_key
 from svrchain.rotate import run_rotate_key
 from svrchain.trigger import run_install_svr_restart
 from svrchain.uninstall import run_uninstall
-from svrchain.verify import run_verify
+from svrchain.verify import run_smoke, run_verify
 
 
 @svr_task
@@ -82,38 +82,55 @@ def install_svr_restart(c: Context, dry_run: bool = False) -> None:
 
 
 @svr_task
-def bootstrap(c: Context, dry_run: bool = False, adopt: bool = False) -> None:
+def bootstrap(c: Context, dry_run: bool = False, adopt: bool = False, json: bool = False, junit: str = "") -> None:
     """Set up the whole chain: install-dbora, gen-key, push-key, install-svr-restart, then verify.
 
     Prints changed/ok per host and step; a second run changes nothing. --dry-run shows every
     change (with diffs) and touches nothing. Older key lines that restart the web server from the
     DB server around the gate (a chain set up by hand) are reported; --adopt retires them once
     svrchain's own key is proved on that web server (backed up; the old private key is named).
+    --json prints one JSON document on stdout, --junit FILE writes a JUnit report (docs/output.md);
+    exit 0 ok, 1 a step failed, 2 a gap found by the final verify, 3 a host unreachable, 4 bad inventory.
     """
     run_bootstrap(dry_run=dry_run, adopt=adopt)
 
 
 @svr_task
-def restart_chain(c: Context, dry_run: bool = False) -> None:
+def restart_chain(c: Context, dry_run: bool = False, json: bool = False, junit: str = "") -> None:
     """Maintenance: restart the DB and prove every web server restarted after it is ready.
 
     Restarts the DB service, waits until the DB is ready, checks that svr_restart restarted every
     web server after that (restarts directly where it did not), checks each health URL, and prints
-    a per-host table with timings. --dry-run prints the plan. Exits non-zero on any failure.
+    a per-host table with timings. --dry-run prints the plan. Exits non-zero on any failure (3 when
+    a host is unreachable). --json and --junit FILE report per host and step (docs/output.md).
     """
     run_restart_chain(dry_run=dry_run)
 
 
 @svr_task
-def verify(c: Context, attacks: bool = False) -> None:
+def verify(c: Context, attacks: bool = False, json: bool = False, junit: str = "") -> None:
     """Read-only smoke check of the whole chain; a table per host, non-zero exit on any gap.
 
     Checks the scripts, their boot registration and order, the key and its modes, the exact line on
     every web server, and the pinned host keys. --attacks also tries, from the DB server, what the
     restricted key must refuse (commands, injection, pty, forwarding, sftp/scp, environment, another
-    user) without restarting anything, and prints the matrix.
+    user) without restarting anything, and prints the matrix. Each host's line is printed as soon as
+    its checks are in. --json and --junit FILE report per host and check (docs/output.md); exit 0 ok,
+    2 a gap (or an attack not refused), 3 a host unreachable, 4 bad inventory.
     """
     run_verify(attacks=attacks)
+
+
+@svr_task
+def smoke(c: Context, json: bool = False, junit: str = "") -> None:
+    """Read-only check for CI: verify's checks plus the chain's path end to end, restarting nothing.
+
+    Besides every check of verify, the DB server asks each web server's gate for 'status' with the
+    restricted key and the trigger's own ssh options (pinned known_hosts, BatchMode): the path a DB
+    restart takes, proved without restarting anything. --json and --junit FILE report per host and
+    check (docs/output.md); exit 0 ok, 2 a gap, 3 a host unreachable, 4 bad inventory.
+    """
+    run_smoke()
 
 
 @svr_task
@@ -159,5 +176,5 @@ def uninstall(c: Context, sshd: bool = False, dry_run: bool = False) -> None:
 
 ns = collection(
     trust_hosts, install_dbora, gen_key, push_key, install_svr_restart, bootstrap, restart_chain,
-    verify, rotate_key, harden_sshd, uninstall,
+    verify, smoke, rotate_key, harden_sshd, uninstall,
 )
