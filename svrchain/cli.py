@@ -8,11 +8,12 @@ from typing import Any
 
 from invoke import Collection, Exit, task
 
-from svrchain.errors import SvrchainError
+from svrchain.errors import SvrchainError, exit_code
 
 
 def svr_task(*args: Any, **kwargs: Any) -> Any:
-    """Like ``invoke.task``, but a :class:`SvrchainError` ends the task with its message and exit 1."""
+    """Like ``invoke.task``, but a :class:`SvrchainError` ends the task with its message (one line per
+    problem) and its class's exit code (see :mod:`svrchain.errors`)."""
 
     def decorate(fn: Callable[..., Any]) -> Any:
         @functools.wraps(fn)
@@ -20,7 +21,7 @@ def svr_task(*args: Any, **kwargs: Any) -> Any:
             try:
                 return fn(c, *a, **kw)
             except SvrchainError as exc:
-                raise Exit(f"svrchain: {exc}", code=1) from None
+                raise Exit(f"svrchain: {exc}", code=exit_code(exc)) from None
 
         return task(wrapper, **kwargs)
 

@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from svrchain.errors import SvrchainError
+from svrchain.errors import BadInventory
 
 DEFAULT_INVENTORY = Path(__file__).resolve().parent.parent / "inventory" / "lab.yaml"
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -40,7 +40,7 @@ SUDO_WORD_RE = re.compile(r"[A-Za-z0-9_./@+=:,-]+")
 SSHD_LINE_RE = re.compile(r"[A-Za-z][A-Za-z0-9]* +[ -~]+")
 
 
-class InventoryError(SvrchainError):
+class InventoryError(BadInventory):
     """The inventory file is missing, unreadable or invalid."""
 
 

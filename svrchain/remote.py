@@ -25,7 +25,7 @@ from dotenv import find_dotenv, load_dotenv
 from fabric import Config, Connection
 
 from svrchain import inventory
-from svrchain.errors import SvrchainError
+from svrchain.errors import SvrchainError, Unreachable
 from svrchain.plan import FileChange, FileSpec, FileState, Outcome, file_change
 from svrchain.render import RUN_DIR
 
@@ -49,6 +49,10 @@ class Result:
 
 class HostError(SvrchainError):
     """Something failed on one host; the message names the host."""
+
+
+class HostUnreachable(HostError, Unreachable):
+    """The SSH session to one host could not be opened (network, sshd, host key, login): exit 3."""
 
 
 # Run a command as an account (never as root through a path that account controls).
@@ -223,16 +227,16 @@ class Host:
         try:
             sock = socket.create_connection((self.address, self.port), timeout=s.inv.connect.timeout)
         except ConnectionRefusedError:
-            raise HostError(
+            raise HostUnreachable(
                 f"{self.label}: connection refused; is sshd running and is the port right in {s.inv.source}?"
             ) from None
         except TimeoutError:
-            raise HostError(
+            raise HostUnreachable(
                 f"{self.label}: cannot connect: timed out after {s.inv.connect.timeout}s; is the "
                 f"host up and its address right in {s.inv.source}?"
             ) from None
         except OSError as exc:
-            raise HostError(
+            raise HostUnreachable(
                 f"{self.label}: cannot connect: {exc.strerror or exc}; is the host up and its "
                 f"address right in {s.inv.source}?"
             ) from None
@@ -254,27 +258,27 @@ class Host:
         try:
             conn.open()
         except paramiko.BadHostKeyException as exc:
-            raise HostError(
+            raise HostUnreachable(
                 f"{self.label}: host key CHANGED: it offers {exc.key.get_name()} "
                 f"{exc.key.fingerprint}, not the key pinned in {kh}; if the change is expected, "
                 f"remove its line from {kh} and run `fab trust-hosts`"
             ) from None
         except paramiko.AuthenticationException:
-            raise HostError(
+            raise HostUnreachable(
                 f"{self.label}: authentication as {self.user} with {s.inv.connect.identity} failed; "
                 "check connect.user/identity in the inventory and the host's authorized_keys"
             ) from None
         except TimeoutError:
-            raise HostError(f"{self.label}: the SSH handshake timed out") from None
+            raise HostUnreachable(f"{self.label}: the SSH handshake timed out") from None
         except paramiko.SSHException as exc:
             if "not found in known_hosts" in str(exc):
-                raise HostError(
+                raise HostUnreachable(
                     f"{self.label}: host key unknown: it is not pinned in {kh}; check it and pin "
                     "it with `fab trust-hosts`"
                 ) from None
-            raise HostError(f"{self.label}: SSH failed: {exc}") from None
+            raise HostUnreachable(f"{self.label}: SSH failed: {exc}") from None
         except OSError as exc:
-            raise HostError(f"{self.label}: the SSH connection failed: {exc.strerror or exc}") from None
+            raise HostUnreachable(f"{self.label}: the SSH connection failed: {exc.strerror or exc}") from None
         if self.locks:
             self._take_host_lock(conn)
         return conn
@@ -430,6 +434,7 @@ class Session:
         self.identity = inv.path(inv.connect.identity)
         self.known_hosts = inv.path(inv.connect.known_hosts)
         self.outcomes: list[Outcome] = []
+        self.unreachable: set[str] = set()  # hosts this run could not connect to (exit 3 if only they failed)
         self._facts: dict[str, Future] = {}  # facts read once per run, by key ("what:host")
         self._facts_lock = threading.Lock()
         self._print_lock = threading.Lock()
@@ -527,6 +532,8 @@ class Session:
         return outcome
 
     def fail(self, host: str, step: str, error: Exception) -> Outcome:
+        if isinstance(error, Unreachable):
+            self.unreachable.add(host)
         return self.report(Outcome(host, step, "failed", str(error)))
 
     def run_steps(self, what: str, steps: Iterable[tuple[str, Callable[[], object]]]) -> None:
@@ -544,8 +551,9 @@ class Session:
         """Raise a non-zero exit when any outcome of this run failed."""
         failed = [o for o in self.outcomes if o.failed]
         if failed:
-            names = ", ".join(sorted({o.host for o in failed}))
-            raise SvrchainError(f"{what}: failed on {names} (see above)")
+            hosts = {o.host for o in failed}
+            cls = Unreachable if hosts <= self.unreachable else SvrchainError
+            raise cls(f"{what}: failed on {', '.join(sorted(hosts))} (see above)")
 
 
 def _quietly(fn: Callable[[], object]) -> None:

@@ -12,7 +12,7 @@ from svrchain import account, authkeys, homes, render, sysv
 from svrchain.attacks import Row, run_attacks
 from svrchain.chain import current_run_command, ready_probe
 from svrchain.dbora import detect_init, override_problem
-from svrchain.errors import SvrchainError
+from svrchain.errors import GapFound, Unreachable
 from svrchain.inventory import ORACLE_READY
 from svrchain.keys import PUB_MODE, db_public_key, expected_line, gate_state, host_keys, marker, web_facts
 from svrchain.plan import FileState
@@ -283,8 +283,10 @@ def run_verify(attacks: bool = False) -> None:
         if attacks and not gaps:
             bad = [r for r in attacks_step(s) if not r.ok]
             if bad:
-                raise SvrchainError(f"verify: {len(bad)} attack(s) not refused: "
+                raise GapFound(f"verify: {len(bad)} attack(s) not refused: "
                                     + ", ".join(f"{r.attack} on {r.web}" for r in bad))
         if gaps:
-            raise SvrchainError(f"verify: {len(gaps)} gap(s) on {', '.join(sorted({g.host for g in gaps}))}")
+            # Only unreachable hosts: exit 3 (nothing was found missing); any other gap: exit 2.
+            cls = Unreachable if all(g.check == "reachable" for g in gaps) else GapFound
+            raise cls(f"verify: {len(gaps)} gap(s) on {', '.join(sorted({g.host for g in gaps}))}")
         print(f"verify: all {len(checks)} checks ok", file=s.out)
