@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from tabulate import tabulate
 
 from svrchain import render
+from svrchain.cli import confirm
 from svrchain.errors import SvrchainError, Unreachable
 from svrchain.plan import Outcome
 from svrchain.remote import Host, HostError, Session, as_account
@@ -218,12 +219,13 @@ def restart_chain_step(session: Session) -> tuple[list[WebRow], dict[str, float]
     return list(rows.values()), {"ready": ready_at - t0}
 
 
-def run_restart_chain(dry_run: bool = False) -> None:
+def run_restart_chain(dry_run: bool = False, yes: bool = False) -> None:
     """What `fab restart-chain` does (its flags and help: tasks/)."""
     with Session.open(lock=not dry_run) as s:
         if dry_run:
             print("restart-chain would:", *plan_lines(s), sep="\n  ", file=s.out)
             return
+        confirm(f"Restart the database {s.db.name} ({s.db.address}) and {len(s.webs)} web server(s)?", yes)
         rows, times = restart_chain_step(s)
         table = [(s.db.name, "db", f"service {s.inv.db.service} restart", f"ready +{times['ready']:.1f}s", "", "ok")]
         for row in rows:

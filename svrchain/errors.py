@@ -1,37 +1,51 @@
 """Errors meant for humans: one clear line each, no traceback, and a documented exit code.
 
-Exit codes (docs/output.md): 0 all ok, 1 a step failed (or another error), 2 a gap found (verify,
-smoke, bootstrap's final verify), 3 a host unreachable (connection, host key, login), 4 a bad
-inventory or admin-side setup (nothing was tried on any host).
+=====  ==============================================================
+code   meaning
+=====  ==============================================================
+0      ok
+1      any other failure (:class:`SvrchainError`)
+2      a gap found: verify (or bootstrap's verify) found something missing or wrong (:class:`GapFound`)
+3      a host could not be reached or refused the connection (:class:`Unreachable`)
+4      a bad inventory, or a bad command line (:class:`BadInventory`, :class:`UsageError`)
+=====  ==============================================================
 """
 
 from __future__ import annotations
 
+EXIT_OK = 0
+
 
 class SvrchainError(Exception):
-    """A problem the user can fix; its message is printed as is, and the task exits non-zero."""
+    """A problem the user can fix; its message is printed as is, and the task exits with ``code``."""
 
-    exit_code = 1
+    code = 1
 
 
 class GapFound(SvrchainError):
-    """verify (or smoke) found the chain incomplete or unsafe somewhere."""
+    """verify found a gap: something svrchain should have set up is missing or differs."""
 
-    exit_code = 2
+    code = 2
 
 
 class Unreachable(SvrchainError):
-    """A host could not be reached or logged in to (TCP, SSH handshake, host key, authentication)."""
+    """A host could not be reached: no route, refused, timed out, no SSH banner, unknown host key."""
 
-    exit_code = 3
+    code = 3
 
 
 class BadInventory(SvrchainError):
-    """The inventory, or what it names on the admin's side (key, known_hosts, ssh config), is unusable."""
+    """The inventory is missing, unreadable or invalid, or names local files that do not exist."""
 
-    exit_code = 4
+    code = 4
 
 
-def exit_code(exc: SvrchainError) -> int:
-    """The process exit code for ``exc``."""
-    return exc.exit_code
+class UsageError(SvrchainError):
+    """The command line asks for something svrchain does not do (a flag it cannot honour, no --yes)."""
+
+    code = 4
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit code for an error: its class's ``code``, 1 for anything that is not svrchain's."""
+    return getattr(exc, "code", 1) if isinstance(exc, SvrchainError) else 1

@@ -23,9 +23,9 @@ from pydantic import (
     model_validator,
 )
 
+from svrchain import runopts
 from svrchain.errors import BadInventory
 
-DEFAULT_INVENTORY = Path(__file__).resolve().parent.parent / "inventory" / "lab.yaml"
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 # An account that goes into a sudo rule (where "ALL" is a keyword) and a shell: the portable set.
 ACCOUNT_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
@@ -358,6 +358,7 @@ class Inventory(Strict):
     key: Key = Key()
     trigger: Trigger = Trigger()
     harden: Harden = Harden()
+    lab: bool = False  # the built-in lab's inventory: runs only while the lab is up (make lab-up)
 
     # Not part of the YAML: where it was loaded from, for messages and relative paths.
     source: Path = Field(default=Path("inventory.yaml"), exclude=True)
@@ -366,6 +367,11 @@ class Inventory(Strict):
     def _distinct_hosts(self) -> Inventory:
         if self.db.name in {s.name for s in self.web.servers}:
             raise ValueError(f"the DB server and a web server are both named '{self.db.name}'")
+        db = (self.db.address, self.db.port or self.connect.port)
+        for s in self.web.servers:
+            if (s.address, s.port or self.connect.port) == db:
+                raise ValueError(f"web server {s.name} has the DB server's address {s.address}: the DB server "
+                                 "cannot be one of its own web servers; give the web server's own address")
         return self
 
     def path(self, value: str) -> Path:
@@ -463,22 +469,19 @@ def parse(text: str, source: Path) -> Inventory:
         raise InventoryError(f"{source}: {exc}") from None
 
 
-def inventory_path(env: dict[str, str] | None = None) -> Path:
-    """Which inventory file this run uses: ``$INVENTORY`` (or from ``.env``), else the lab's."""
-    env = os.environ if env is None else env
-    value = env.get("INVENTORY")
-    return Path(value) if value else DEFAULT_INVENTORY
-
-
 def load(path: Path | None = None) -> Inventory:
-    """Read and validate the inventory file."""
-    path = path or inventory_path()
+    """Read and validate the inventory file (the run's own when ``path`` is not given)."""
+    path, how = (path, "") if path else runopts.inventory_choice()
     try:
         text = path.read_text()
     except FileNotFoundError:
+        given = f" (given by {how})" if how else ""
         raise InventoryError(
-            f"{path}: no such inventory file; set INVENTORY=path/to/file.yaml (see inventory/example.yaml)"
+            f"{path}: no such inventory file{given}; check the path (every key is explained in "
+            "inventory/example.yaml)"
         ) from None
+    except IsADirectoryError:
+        raise InventoryError(f"{path}: is a directory, not an inventory file; {runopts.HOW_TO_CHOOSE}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise InventoryError(f"{path}: cannot read the inventory: {exc}") from None
+        raise InventoryError(f"{path}: cannot read the inventory: {getattr(exc, 'strerror', None) or exc}") from None
     return parse(text, path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import shlex
 import socket
 import tarfile
@@ -20,16 +21,65 @@ from pathlib import Path
 from typing import TypeVar
 
 import paramiko
-from dotenv import find_dotenv, load_dotenv
 from fabric import Config, Connection
 
-from svrchain import inventory, output, sshauth
-from svrchain.errors import SvrchainError, Unreachable
+from svrchain import inventory, output, runopts, sshauth
+from svrchain.errors import BadInventory, SvrchainError, Unreachable
 from svrchain.plan import FileChange, FileSpec, FileState, Outcome, file_change
 from svrchain.render import RUN_DIR
 
 T = TypeVar("T")
 BACKUP_DIR = "/var/backups/svrchain"
+# paramiko's transport thread logs a failed handshake as a traceback; svrchain says it in one line.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+
+
+def handshake_problem(exc: BaseException, timeout: float) -> str:
+    """One line (what happened and what to check) for an SSH handshake or login that failed."""
+    text = str(exc)
+    if "protocol banner" in text:
+        return (f"no SSH banner within {timeout:g}s: something accepts TCP on that port but does not speak "
+                "SSH (or sshd is overloaded); check the address and port in the inventory")
+    if "No existing session" in text:
+        return ("the server closed the SSH session before the login (sshd dropped it: see its log on the host, "
+                "e.g. MaxStartups or AllowUsers); check connect.user and connect.identity in the inventory")
+    if isinstance(exc, EOFError) or "reset" in text.lower() or not text:
+        return ("the server closed the connection during the SSH handshake; is it an SSH server, and what "
+                "does its log say?")
+    return f"SSH failed: {text.splitlines()[0]}"
+
+
+def load_known_hosts(path: Path, source: Path) -> paramiko.HostKeys:
+    """The pinned host keys; a damaged line is one error naming the file and the line."""
+    keys = paramiko.HostKeys()
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInventory(f"{source}: connect.known_hosts: cannot read {path}: "
+                           f"{getattr(exc, 'strerror', None) or exc}") from None
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            paramiko.hostkeys.HostKeyEntry.from_line(line.strip(), lineno)
+        except paramiko.hostkeys.InvalidHostKey:
+            raise BadInventory(f"{path}:{lineno}: a damaged host key line (its key is not valid base64); "
+                               "delete that line, then run `fab trust-hosts` to pin the host again") from None
+        except (paramiko.SSHException, ValueError):
+            continue
+    keys.load(str(path))
+    return keys
+
+
+def sudo_problem(label: str, user: str, stderr: str, source: Path) -> str | None:
+    """One line for sudo missing or asking for a password, or None when it is neither."""
+    if "sudo" in stderr and "not found" in stderr:
+        return (f"{label}: {user} is not root and the host has no sudo; install sudo with a NOPASSWD rule for "
+                f"{user}, or set connect.user: root in {source}")
+    if "sudo:" in stderr and "password" in stderr:
+        return (f"{label}: {user} needs passwordless sudo (sudo -n) for svrchain; add a NOPASSWD rule or "
+                "connect as root")
+    return None
 
 
 @dataclass(frozen=True)
@@ -51,7 +101,7 @@ class HostError(SvrchainError):
 
 
 class HostUnreachable(HostError, Unreachable):
-    """A host could not be reached or logged in to (exit 3); the message names the host and the fix."""
+    """The SSH session to one host could not be opened (network, sshd, host key, login): exit 3."""
 
 
 # Run a command as an account (never as root through a path that account controls).
@@ -262,6 +312,9 @@ class Host:
         if said.strip() != b"locked":
             err = chan.makefile_stderr("rb").read().decode(errors="replace").strip()
             conn.close()
+            sudo = sudo_problem(self.label, self.user, err, self.session.inv.source)
+            if sudo:
+                raise HostError(sudo)
             why = err.splitlines()[-1] if err else (
                 f"another svrchain run still holds {RUN_DIR}/admin.lock after {LOCK_WAIT}s; let it finish, "
                 "then run again")
@@ -304,11 +357,9 @@ class Host:
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise HostError(f"{self.label}: the SSH connection failed: {exc}") from None
         result = Result(code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), out)
-        if code != 0 and "sudo:" in result.stderr and "password" in result.stderr:
-            raise HostError(
-                f"{self.label}: {self.user} needs passwordless sudo (sudo -n) for svrchain; add a "
-                "NOPASSWD rule or connect as root"
-            )
+        sudo = sudo_problem(self.label, self.user, result.stderr, self.session.inv.source) if code else None
+        if sudo and self.user != "root":
+            raise HostError(sudo)
         return result
 
     def check(self, script: str, *args: str, what: str, stdin: bytes = b"") -> Result:
@@ -391,7 +442,7 @@ class Host:
 class Session:
     """One run: the inventory, its hosts, one connection each, and the outcome report."""
 
-    def __init__(self, inv: inventory.Inventory, out=None, lock: bool = False,
+    def __init__(self, inv: inventory.Inventory, out=None, lock: bool = False, limit: tuple[str, ...] = (),
                  auth: sshauth.Auth | None = None):
         self.inv = inv
         self.results = output.current()
@@ -401,30 +452,53 @@ class Session:
         self.known_hosts = inv.path(inv.connect.known_hosts)
         self._jumps: dict[sshauth.Route, Future] = {}
         self.outcomes: list[Outcome] = []
+        self.unreachable: set[str] = set()  # hosts this run could not connect to (exit 3 if only they failed)
         self._facts: dict[str, Future] = {}  # facts read once per run, by key ("what:host")
         self._facts_lock = threading.Lock()
         self._print_lock = threading.Lock()
         self._prefetcher: ThreadPoolExecutor | None = None
         c = inv.connect
         self.db = Host(self, inv.db.name, "db", inv.db.address, inv.db.port or c.port, inv.db.user or c.user, lock)
-        self.webs = [Host(self, s.name, "web", s.address, s.port or c.port, s.user or c.user, lock)
-                     for s in inv.web.servers]
+        # Every web server of the inventory, and those this run works on (all, or --limit's).
+        self.all_webs = [Host(self, s.name, "web", s.address, s.port or c.port, s.user or c.user, lock)
+                         for s in inv.web.servers]
+        chosen = runopts.limited([w.name for w in self.all_webs], inv.db.name, limit, inv.source)
+        self.webs = [w for w in self.all_webs if w.name in chosen]
         for h in self.hosts:
             self.results.host(h.name, h.role, h.address)
 
     @classmethod
     def open(cls, path: Path | None = None, lock: bool = False) -> Session:
-        """Load ``.env`` and the inventory, check the local files it names, and start a session;
-        with ``lock``, each host is locked against other changing runs while connected."""
-        load_dotenv(find_dotenv(usecwd=True))
+        """Load the run's inventory (or ``path``), check the local files it names, and start a session
+        on its hosts (``--limit``'s web servers); with ``lock``, each host is locked against other
+        changing runs while connected. The first line printed names the inventory and the hosts."""
         inv = inventory.load(path)
-        s = cls(inv, lock=lock, auth=sshauth.load_auth(inv))
-        if not s.known_hosts.is_file():
+        s = cls(inv, lock=lock, limit=runopts.current().limit if path is None else ())
+        if inv.lab:
+            runopts.check_lab(inv.source, [h.address for h in s.hosts])
+        s.check_files()
+        s.announce()
+        return s
+
+    def check_files(self) -> None:
+        """The admin's key (or ssh-agent) and the pinned host keys: present, readable, not damaged."""
+        inv = self.inv
+        self.auth = sshauth.load_auth(inv)
+        if not self.known_hosts.is_file():
             raise inventory.InventoryError(
-                f"{inv.source}: connect.known_hosts: {s.known_hosts} does not exist; create it with "
+                f"{inv.source}: connect.known_hosts: {self.known_hosts} does not exist; create it with "
                 "`fab trust-hosts`"
             )
-        return s
+        load_known_hosts(self.known_hosts, inv.source)
+
+    def announce(self) -> None:
+        """Say which inventory and which hosts this run works on (its first line)."""
+        hosts = ", ".join(f"{h.name} {h.address}" for h in self.hosts)
+        limit = ""
+        if self.webs != self.all_webs:
+            limit = f" (--limit: {len(self.webs)} of {len(self.all_webs)} web servers)"
+        print(f"svrchain: inventory {self.inv.source}{' (the lab)' if self.inv.lab else ''}: {hosts}{limit}",
+              file=self.out, flush=True)
 
     @property
     def hosts(self) -> list[Host]:
@@ -520,7 +594,10 @@ class Session:
         return outcome
 
     def fail(self, host: str, step: str, error: Exception) -> Outcome:
-        status = "unreachable" if isinstance(error, Unreachable) else "failed"
+        status = "failed"
+        if isinstance(error, Unreachable):
+            self.unreachable.add(host)
+            status = "unreachable"
         return self.report(Outcome(host, step, status, str(error)))
 
     def run_steps(self, what: str, steps: Iterable[tuple[str, Callable[[], object]]]) -> None:
@@ -535,13 +612,13 @@ class Session:
         self.finish(what)
 
     def finish(self, what: str) -> None:
-        """Raise a non-zero exit when any outcome of this run failed (exit 3 when a host was
-        unreachable, else 1)."""
+        """Raise a non-zero exit when any outcome of this run failed (exit 3 when only unreachable
+        hosts failed, else 1)."""
         failed = [o for o in self.outcomes if o.failed]
         if failed:
-            names = ", ".join(sorted({o.host for o in failed}))
-            unreachable = any(o.status == "unreachable" for o in failed)
-            raise (Unreachable if unreachable else SvrchainError)(f"{what}: failed on {names} (see above)")
+            hosts = {o.host for o in failed}
+            cls = Unreachable if hosts <= self.unreachable else SvrchainError
+            raise cls(f"{what}: failed on {', '.join(sorted(hosts))} (see above)")
 
 
 def tcp_socket(label: str, hostname: str, port: int, inv: inventory.Inventory) -> socket.socket:
@@ -568,13 +645,15 @@ def login(session: Session, label: str, r: sshauth.Route, sock: socket.socket | 
     conn = Connection(
         # A Config per connection: invoke's Config is not safe to share between threads.
         r.hostname, user=r.user, port=r.port, config=Config(overrides={"load_ssh_configs": False}),
-        connect_timeout=session.inv.connect.timeout, connect_kwargs={**kwargs, "sock": sock},
+        connect_timeout=session.inv.connect.timeout,
+        connect_kwargs={**kwargs, "sock": sock, "banner_timeout": session.inv.connect.timeout,
+                        "auth_timeout": session.inv.connect.timeout},
     )
     conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    conn.client.load_host_keys(str(session.known_hosts))
+    conn.client.load_host_keys(str(session.known_hosts))  # checked for damaged lines by Session.check_files
     try:
         conn.open()
-    except (paramiko.SSHException, OSError) as exc:
+    except (paramiko.SSHException, OSError, EOFError) as exc:
         sock.close()
         raise HostUnreachable(_login_failure(session, label, r, exc)) from None
     finally:
@@ -596,8 +675,8 @@ def _login_failure(session: Session, label: str, r: sshauth.Route, exc: Exceptio
         return f"{label}: the SSH handshake timed out"
     if "not found in known_hosts" in str(exc):
         return f"{label}: host key unknown: it is not pinned in {kh}; check it and pin it with `fab trust-hosts`"
-    if isinstance(exc, paramiko.SSHException):
-        return f"{label}: SSH failed: {exc}"
+    if isinstance(exc, paramiko.SSHException | EOFError):
+        return f"{label}: {handshake_problem(exc, session.inv.connect.timeout)}"
     return f"{label}: the SSH connection failed: {getattr(exc, 'strerror', None) or exc}"
 
 

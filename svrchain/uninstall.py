@@ -14,6 +14,7 @@ import shlex
 from dataclasses import dataclass
 
 from svrchain import account, authkeys, harden, homes, render, sshd, sysv
+from svrchain.cli import confirm
 from svrchain.dbora import detect_init
 from svrchain.inventory import ORACLE_READY
 from svrchain.keys import db_public_key, marker, web_facts
@@ -225,9 +226,12 @@ def uninstall_step(session: Session, dry_run: bool, with_sshd: bool) -> None:
     session.each(session.hosts, one)
 
 
-def run_uninstall(sshd: bool = False, dry_run: bool = False) -> None:
+def run_uninstall(sshd: bool = False, dry_run: bool = False, yes: bool = False) -> None:
     """What `fab uninstall` does (its flags and help: tasks/)."""
     with Session.open(lock=not dry_run) as s:
+        if not dry_run:
+            also = " (and harden-sshd's setting)" if sshd else ""
+            confirm(f"Remove svrchain from the DB server {s.db.name} and {len(s.webs)} web server(s){also}?", yes)
         s.prefetch([s.db])
         s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
         uninstall_step(s, dry_run, sshd)

@@ -29,10 +29,11 @@ class Check:
     ok: bool
     detail: str
     unreachable: bool = False  # the host could not be reached or logged in to
+    skipped: bool = False  # not checked: what it needs is on a host that could not be reached
 
     @property
     def status(self) -> str:
-        return "unreachable" if self.unreachable else "ok" if self.ok else "gap"
+        return "unreachable" if self.unreachable else "skipped" if self.skipped else "ok" if self.ok else "gap"
 
 
 def unreachable_check(host: str, exc: HostError) -> Check:
@@ -92,7 +93,7 @@ def web_checks(session: Session, web: Host, key: authkeys.PublicKey | None, db_u
     state = f.keys
     if key is None:
         why = "the DB server has no key yet" if db_up else "cannot check: the DB server is unreachable"
-        checks.append(Check(web.name, "authorized_keys", False, why))
+        checks.append(Check(web.name, "authorized_keys", False, why, skipped=not db_up))
     elif f.unsafe:
         checks.append(Check(web.name, "authorized_keys", False, f"UNSAFE: {f.unsafe}; svrchain will not touch it: "
                                                                  "check who made it and why, then remove it"))
@@ -303,11 +304,11 @@ def attacks_step(session: Session) -> list[Row]:
 
 
 def conclude(what: str, checks: list[Check]) -> None:
-    """Exit 3 when a host could not be checked, 2 on any gap; else say all is well."""
-    down = sorted({c.host for c in checks if c.unreachable})
-    if down:
-        raise Unreachable(f"{what}: cannot reach {', '.join(down)} (see above)")
-    gaps = [c for c in checks if not c.ok]
+    """Exit 2 on any gap found; 3 when the only trouble is hosts that could not be reached (nothing
+    was found missing)."""
+    gaps = [c for c in checks if not c.ok and not c.skipped]
+    if gaps and all(c.unreachable for c in gaps):
+        raise Unreachable(f"{what}: cannot reach {', '.join(sorted({c.host for c in gaps}))} (see above)")
     if gaps:
         raise GapFound(f"{what}: {len(gaps)} gap(s) on {', '.join(sorted({g.host for g in gaps}))}")
 
@@ -331,7 +332,9 @@ def chain_path_check(session: Session, web: Host, key: authkeys.PublicKey | None
     """From the DB server, with the restricted key and the trigger's own ssh options, ask ``web``'s
     gate for ``status``: the chain's path end to end, restarting nothing."""
     if key is None:
-        return [Check(web.name, "chain path", False, "not tried: the DB server has no key or cannot be reached")]
+        db_down = session.results.hosts[session.db.name].status == "unreachable"
+        return [Check(web.name, "chain path", False, "not tried: the DB server " +
+                      ("cannot be reached" if db_down else "has no key; run `fab bootstrap`"), skipped=db_down)]
     inv = session.inv
     r = session.db.run(proof_command(inv, web.address, web.port, inv.key.path), timeout=60)
     said = (r.stdout.strip() or r.stderr.strip() or f"exit {r.code}").splitlines()

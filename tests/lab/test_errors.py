@@ -34,7 +34,7 @@ def inventory(tmp_path: Path, known_hosts: Path | None = None, **web2: str) -> P
 
 def test_unreachable_web_server(chain, tmp_path):
     r = chain.fab("push-key", inventory=inventory(tmp_path, address="198.18.0.99"))
-    assert r.returncode == 1
+    assert r.returncode == 3
     line = next(ln for ln in r.stdout.splitlines() if ln.startswith("web2"))
     assert re.match(r"web2\s+push-key\s+failed\s+web2 \(198\.18\.0\.99:22\): cannot connect: ", line), line
     assert "is the host up and its address right in" in line
@@ -46,7 +46,7 @@ def test_unreachable_db_server_in_verify(chain, tmp_path):
     chain.console("db", "pkill -x sshd")
     try:
         r = chain.fab("verify")
-        assert r.returncode == 1
+        assert r.returncode == 3  # only a host unreachable: exit 3, not a gap (2)
         row = r"^db\s+reachable\s+GAP\s+db \(198\.18\.0\.10:22\): connection refused"
         assert re.search(row, r.stdout, re.M), r.stdout
     finally:
@@ -61,7 +61,7 @@ def test_unknown_and_changed_host_keys_are_refused(chain, tmp_path):
     known.write_text(f"{pinned[0]}\n198.18.0.21 ssh-ed25519 {other}\n")
     inv = inventory(tmp_path, known_hosts=known)
     r = chain.fab("push-key", inventory=inv)
-    assert r.returncode == 1
+    assert r.returncode == 3
     assert re.search(r"^web1 .* host key CHANGED: it offers ssh-ed25519 SHA256:\S+, not the key pinned in", r.stdout,
                      re.M), r.stdout
     assert re.search(r"^web2 .* host key unknown: it is not pinned in .*`fab trust-hosts`", r.stdout, re.M), r.stdout

@@ -60,7 +60,7 @@ def test_a_web_server_down_during_a_db_restart(chain):
     finally:
         labhosts._start(labhosts.host("web2"))
         labhosts._wait_booted(labhosts.host("web2"))
-    r = chain.fab("restart-chain")  # a later maintenance run repairs it
+    r = chain.fab("restart-chain", "--yes")  # a later maintenance run repairs it
     assert r.returncode == 0, r.stdout + r.stderr
     assert re.search(r"^web2\s+web\s+restarted by the chain\s.*ok$", r.stdout, re.M), r.stdout
 

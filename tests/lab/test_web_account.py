@@ -191,7 +191,7 @@ def test_two_admins_changing_at_once_take_turns(lab):
 
 
 def test_uninstall_never_backs_up_a_private_key(lab):
-    r = fab_ok(lab, "uninstall")
+    r = fab_ok(lab, "uninstall", "--yes")
     assert "remove /root/.ssh/svr_restart_key (a private key: not backed up)" in r.stdout
     found = lab.console("db", "grep -l 'PRIVATE KEY' /var/backups/svrchain/* 2>/dev/null; true").stdout
     assert found == ""

@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from svrchain.inventory import DEFAULT_INVENTORY, ORACLE_READY, Inventory, InventoryError, parse
+from svrchain.inventory import ORACLE_READY, Inventory, InventoryError, parse
 
+DEFAULT_INVENTORY = Path(__file__).resolve().parents[2] / "inventory" / "lab.yaml"
 LAB = yaml.safe_load(DEFAULT_INVENTORY.read_text())
 SRC = Path("inventory/test.yaml")
 

@@ -150,6 +150,7 @@ def closed_port() -> int:
 def loopback_inventory(tmp_path: Path, identity: Path | None) -> Path:
     """An inventory whose three hosts are loopback ports nobody listens on."""
     data = yaml.safe_load((REPO / "inventory" / "lab.yaml").read_text())
+    data.pop("lab", None)  # not the lab: loopback addresses
     port = closed_port()
     (tmp_path / "known_hosts").write_text("")
     data["connect"] = {"user": "root", "known_hosts": str(tmp_path / "known_hosts"), "timeout": 2, "port": port}
