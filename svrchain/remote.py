@@ -272,12 +272,14 @@ class Host:
                     raise
             return self._conn
 
-    def _socket(self) -> socket.socket | paramiko.Channel:
+    def stream(self) -> socket.socket | paramiko.Channel:
         """The byte stream to the host's sshd: a TCP connection with Nagle off (SSH's small packets
         must not wait for delayed ACKs: without this every remote command costs about 40 ms more), or
         a channel through the jump host's (pinned, authenticated) connection."""
         r, s = self.route, self.session
         if r.jump is not None:
+            if s.known_hosts is None or not s.known_hosts.is_file():
+                raise HostUnreachable(f"{self.name}: jump host {r.jump}: no known_hosts to check its key against")
             try:
                 transport = s.jump(r.jump).client.get_transport()
             except HostUnreachable as exc:
@@ -291,7 +293,7 @@ class Host:
         return tcp_socket(self.label, r.hostname, r.port, s.inv)
 
     def _open(self) -> Connection:
-        conn = login(self.session, self.label, self.route, self._socket())
+        conn = login(self.session, self.label, self.route, self.stream())
         if self.locks:
             self._take_host_lock(conn)
         return conn

@@ -36,7 +36,7 @@ def test_unreachable_web_server(chain, tmp_path):
     r = chain.fab("push-key", inventory=inventory(tmp_path, address="198.18.0.99"))
     assert r.returncode == 3
     line = next(ln for ln in r.stdout.splitlines() if ln.startswith("web2"))
-    assert re.match(r"web2\s+push-key\s+failed\s+web2 \(198\.18\.0\.99:22\): cannot connect: ", line), line
+    assert re.match(r"web2\s+push-key\s+unreachable\s+web2 \(198\.18\.0\.99:22\): cannot connect: ", line), line
     assert "is the host up and its address right in" in line
     assert r.stderr.strip() == "svrchain: push-key: failed on web2 (see above)"
     assert "Traceback" not in r.stdout + r.stderr
@@ -47,7 +47,7 @@ def test_unreachable_db_server_in_verify(chain, tmp_path):
     try:
         r = chain.fab("verify")
         assert r.returncode == 3  # only a host unreachable: exit 3, not a gap (2)
-        row = r"^db\s+reachable\s+GAP\s+db \(198\.18\.0\.10:22\): connection refused"
+        row = r"^db\s+reachable\s+UNREACHABLE\s+db \(198\.18\.0\.10:22\): connection refused"
         assert re.search(row, r.stdout, re.M), r.stdout
     finally:
         chain.console("db", "/usr/sbin/sshd")
