@@ -245,3 +245,14 @@ def test_passphrase_protected_key_held_by_the_agent_is_used(tmp_path, agent):
     # and with no connect.identity at all, the agent's keys
     r = _fab("verify", env={"INVENTORY": str(loopback_inventory(tmp_path, None)), **agent})
     assert r.returncode == 3, r.stderr
+
+
+def test_the_ci_examples_run_smoke_and_keep_the_junit_report():
+    gh = yaml.safe_load((REPO / "docs" / "ci" / "github-actions.yml").read_text())
+    steps = gh["jobs"]["smoke"]["steps"]
+    run = next(s["run"] for s in steps if "smoke" in s.get("name", "").lower())
+    assert "fab smoke" in run and "--junit results/smoke.xml" in run and "--json" in run
+    assert any(s.get("uses", "").startswith("actions/upload-artifact") and s.get("if") == "always()" for s in steps)
+    gl = yaml.safe_load((REPO / "docs" / "ci" / "gitlab-ci.yml").read_text())["svrchain-smoke"]
+    assert any("fab smoke" in line and "--junit results/smoke.xml" in line for line in gl["script"])
+    assert gl["artifacts"]["reports"]["junit"] == "results/smoke.xml" and gl["artifacts"]["when"] == "always"
