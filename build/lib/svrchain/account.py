@@ -1,0 +1,135 @@
+"""Least privilege on the web servers: the trigger's own unprivileged account and its one sudo rule.
+
+With ``web.user`` other than root, the DB server's key logs in as that account; its forced command,
+the gate, restarts the web server through a sudo rule that allows exactly ``web.restart_command``
+as root. push-key creates the account when it is missing (a system account with no password and
+``/bin/sh`` as its shell, so sshd can run the forced command), writes the rule (checked with
+``visudo -c`` before it takes effect) and gives the account the gate's state directory.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from svrchain import render
+from svrchain.plan import FileSpec, FileState, Outcome
+from svrchain.remote import FILE_CMD, Host, HostError, Session
+
+# Added to the web facts' probe (one round trip); $U is the web user.
+PROBE = {
+    "visudo": "command -v sudo && command -v visudo",
+    "sudoers": f"F={render.SUDOERS}; " + FILE_CMD,
+    "gecos": 'getent passwd "$U" | cut -d: -f5',
+    "sudo_list": 'sudo -n -l -U "$U"',
+    # The gate's directories (never followed through a link), then what does not belong there:
+    # files beside the per-account directories, links or another owner's files in the account's own.
+    # Succeeds when there is a gate state tree at all (uninstall removes it).
+    "statedir": f'stat -c "%F %a %U %G" {render.STATE_PARENT} {render.GATE_STATE} {render.GATE_STATE}/"$U"; '
+                f'find {render.GATE_STATE} -mindepth 1 -maxdepth 1 ! -type d -print | head -n 3; '
+                f'find {render.GATE_STATE}/"$U" -mindepth 1 \\( ! -user "$U" -o -type l \\) -print | head -n 3; '
+                f'[ -e {render.GATE_STATE} ] || [ -L {render.GATE_STATE} ]',
+}
+
+# The gate's state directory for $U (group $G): root-owned parents (755) with nothing but the
+# per-account directories in them, and the account's own directory (700) with nothing of anyone
+# else's in it; a directory that does not meet that is made afresh (its counters only cost a restart).
+_STATE_DIR_SCRIPT = r"""
+D="$R/$U"
+for d in "$P" "$R"; do
+    if [ -L "$d" ] || { [ -e "$d" ] && [ ! -d "$d" ]; }; then
+        echo "$d is not a directory; move it away and run push-key again" >&2
+        exit 1
+    fi
+    mkdir -p "$d" && chown root:root "$d" && chmod 755 "$d" || exit 1
+done
+find "$R" -mindepth 1 -maxdepth 1 ! -type d -delete || exit 1
+if [ -L "$D" ] || { [ -e "$D" ] && { [ ! -d "$D" ] || [ "$(stat -c %U "$D")" != "$U" ] ||
+        [ -n "$(find "$D" -mindepth 1 \( ! -user "$U" -o -type l \) -print -quit)" ]; }; }; then
+    rm -rf -- "$D" || exit 1
+fi
+install -d -o "$U" -g "$G" -m 700 "$D"
+"""
+
+
+def home_of(user: str) -> str:
+    """The home push-key gives the account it creates."""
+    return f"/var/lib/{user}"
+
+
+def create_command(user: str) -> str:
+    """A system account that can only be used with a key: no password ('*', which sshd, unlike
+    '!', does not treat as a locked account), a shell to run the forced command with, its own group."""
+    return (f"useradd --system --user-group --create-home --home-dir {shlex.quote(home_of(user))} "
+            f"--shell /bin/sh --comment {shlex.quote(render.ACCOUNT_COMMENT)} -p '*' {shlex.quote(user)}")
+
+
+def state_dir_command(user: str, group: str) -> str:
+    """Give the account its own gate state directory (it keeps its lock and counters there)."""
+    return (f"P={render.STATE_PARENT} R={render.GATE_STATE} U={shlex.quote(user)} G={shlex.quote(group)} "
+            f"sh -c {shlex.quote(_STATE_DIR_SCRIPT)}")
+
+
+def sudoers_spec(session: Session) -> FileSpec:
+    """The rule file: mode 440, and visudo must accept it before it is put in place."""
+    return FileSpec(render.SUDOERS, render.sudoers(session.inv), 0o440, parent_mode=0o750,
+                    validate='visudo -c -f "$1"')
+
+
+def sudoers_state(web: Host, r: dict) -> FileState:
+    return web.file_state(render.SUDOERS, r["sudoers"].code, r["sudoers"].raw)
+
+
+def ensure_account(session: Session, web: Host, r: dict, dry_run: bool) -> bool:
+    """Create the account (a web.user other than root) when it is missing, and give web.user, root
+    too, its own gate state directory; report one "account" line. Return True when the account was
+    created (the web facts are then stale)."""
+    user, dedicated = session.inv.web.user, session.inv.web.dedicated
+    if dedicated and not r["visudo"].ok:
+        raise HostError(
+            f"{web.label}: sudo is not installed, and web.user {user!r} restarts the web server through "
+            f"a sudo rule; install sudo (apt-get/yum install sudo) or set web.user: root in {session.inv.source}"
+        )
+    create = dedicated and not r["account"].ok
+    group = user if create else r["account"].stdout.split()[1]
+    fix_state = state_dir_fix(user, group, r, create)
+    commands = ([create_command(user)] if create else []) + fix_state
+    if not commands:
+        session.report(Outcome(web.name, "account", "ok", f"{user}, sudo rule only for the restart command"
+                               if dedicated else f"{user}, gate state in {render.gate_state_dir(user)}"))
+        return False
+    what = ", ".join(
+        ([f"create {user} (system account, no password, shell /bin/sh, home {home_of(user)})"] if create else [])
+        + ([f"give {render.gate_state_dir(user)} to {user}"] if fix_state else []))
+    if dry_run:
+        session.report(Outcome(web.name, "account", "would change", what))
+        return False
+    for cmd in commands:
+        web.check(cmd, what=what)
+    session.forget(web)
+    session.report(Outcome(web.name, "account", "changed", what))
+    return create
+
+
+def state_dir_fix(user: str, group: str, r: dict, created: bool) -> list[str]:
+    """The command that gives the account its gate state directory, when it does not have it."""
+    want = f"directory 755 root root\ndirectory 755 root root\ndirectory 700 {user} {group}"
+    if not created and r["statedir"].stdout.strip() == want:
+        return []
+    return [state_dir_command(user, group)]
+
+
+def sudo_rules(listing: str) -> list[str]:
+    """The commands ``sudo -l -U <user>`` says the user may run (lines like ``(root) NOPASSWD: /x y``)."""
+    return [ln.strip() for ln in listing.splitlines() if ln.startswith("    (")]
+
+
+def sudo_check(session: Session, r: dict) -> tuple[bool, str]:
+    """Whether the account may run exactly the restart command through sudo, and nothing else."""
+    user = session.inv.web.user
+    want = render.sudo_command(session.inv)
+    rules = sudo_rules(r["sudo_list"].stdout)
+    if rules == [f"(root) NOPASSWD: {want}"]:
+        return True, f"{user} may run only '{want}' as root"
+    if not rules:
+        return False, f"{user} may not run the restart command through sudo (is {render.SUDOERS} included?)"
+    return False, f"{user} may run: {'; '.join(rules)[:200]} (want only '(root) NOPASSWD: {want}')"

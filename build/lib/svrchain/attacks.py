@@ -1,0 +1,118 @@
+"""The attack matrix: what the DB server's restricted key refuses, tried for real (fab verify --attacks).
+
+Each attack runs on the DB server (where the key lives; it never leaves) against each web server,
+and never restarts anything: it asks for "status", or for forwarding only (-N). A row passes when
+what was seen is the refusal expected.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from svrchain import render
+from svrchain.inventory import Inventory
+from svrchain.remote import Host, Session
+
+# $O is the options of every connection of the key (render.ssh_options, as the trigger uses them;
+# word-split on purpose: the inventory allows no spaces in them); $S is ssh with the key and them;
+# $D the destination (user@address).
+_PRELUDE = r"""
+S="ssh -i $KEY -p $PORT $O"
+D="$USR@$ADDR"
+first() { tr '\n' ' ' | cut -c1-100; }
+"""
+
+
+@dataclass(frozen=True)
+class Attack:
+    """One row: what is tried, what must happen, and the script that tries it (exit 0 = refused)."""
+
+    name: str
+    expected: str
+    script: str
+
+
+ATTACKS = (
+    Attack("arbitrary command", "refused by the gate, nothing runs",
+           'out=$($S "$D" id 2>&1); rc=$?; echo "exit $rc: $(echo "$out" | first)"; '
+           '[ $rc -eq 2 ] && ! echo "$out" | grep -q uid='),
+    Attack("injection: restart;id", "refused, nothing runs",
+           'out=$($S "$D" "restart;id" 2>&1); rc=$?; echo "exit $rc: $(echo "$out" | first)"; '
+           '[ $rc -eq 2 ] && ! echo "$out" | grep -q uid='),
+    Attack("injection: status && id", "refused, nothing runs",
+           'out=$($S "$D" "status && id" 2>&1); rc=$?; echo "exit $rc: $(echo "$out" | first)"; '
+           '[ $rc -eq 2 ] && ! echo "$out" | grep -q uid='),
+    Attack("injection: $(id), `id`", "refused, nothing runs",
+           'out=$($S "$D" \'$(id)`id`\' 2>&1); rc=$?; echo "exit $rc: $(echo "$out" | first)"; '
+           '[ $rc -eq 2 ] && ! echo "$out" | grep -q uid='),
+    Attack("injection: newline", "refused, nothing runs",
+           'out=$($S "$D" "$(printf \'status\\nid\')" 2>&1); rc=$?; echo "exit $rc: $(echo "$out" | first)"; '
+           '[ $rc -eq 2 ] && ! echo "$out" | grep -q uid='),
+    Attack("pty request (-tt)", "no pty",
+           'out=$($S -tt "$D" status 2>&1); echo "$out" | grep "^PTY" | first; '
+           'echo "$out" | grep -q "PTY allocation request failed"'),
+    Attack("local forwarding (-L)", "no byte flows",
+           '$S -N -L 127.0.0.1:18080:127.0.0.1:80 "$D" 2>/dev/null & p=$!; sleep 1; '
+           'n=$(curl -s -m 3 http://127.0.0.1:18080/ | wc -c); kill $p 2>/dev/null; wait $p 2>/dev/null; '
+           'echo "$n bytes through the tunnel"; [ "$n" -eq 0 ]'),
+    Attack("dynamic forwarding (-D)", "no byte flows",
+           '$S -N -D 127.0.0.1:18081 "$D" 2>/dev/null & p=$!; sleep 1; '
+           'n=$(curl -s -m 3 --socks5 127.0.0.1:18081 http://127.0.0.1/ | wc -c); kill $p 2>/dev/null; '
+           'wait $p 2>/dev/null; echo "$n bytes through the SOCKS proxy"; [ "$n" -eq 0 ]'),
+    Attack("remote forwarding (-R)", "refused by the server",
+           'out=$(timeout 5 $S -N -o ExitOnForwardFailure=yes -R 127.0.0.1:18082:127.0.0.1:22 "$D" 2>&1); '
+           'echo "$out" | first; echo "$out" | grep -q "remote port forwarding failed"'),
+    Attack("agent forwarding (-A)", "no agent in the session",
+           # (IdentityAgent=none in $O would leave nothing to forward: an earlier -o wins in ssh.)
+           'eval "$(ssh-agent -s)" >/dev/null; out=$(ssh -o "IdentityAgent=$SSH_AUTH_SOCK" -i $KEY -p $PORT $O '
+           '-v -A "$D" status 2>&1); ssh-agent -k >/dev/null; '
+           'echo "$out" | grep "^session:" | first; echo "$out" | grep -q "Requesting authentication agent forwarding" '
+           '&& echo "$out" | grep -q "agent=none"'),
+    Attack("X11 forwarding (-X)", "refused by the server",
+           'out=$(DISPLAY=127.0.0.1:0 $S -v -X "$D" status 2>&1); echo "$out" | grep "^session:" | first; '
+           'echo "$out" | grep -q "Requesting X11 forwarding" && echo "$out" | grep -q "x11=none"'),
+    Attack("sftp subsystem", "refused by the gate",
+           'out=$(echo "ls /" | timeout 10 sftp -b - -i $KEY -P $PORT $O '
+           '"$D" 2>&1); rc=$?; echo "exit $rc: $(echo "$out" | first)"; '
+           '[ $rc -ne 0 ] && ! echo "$out" | grep -q "^etc"'),
+    Attack("scp (legacy protocol)", "refused by the gate",
+           'out=$(timeout 10 scp -O -i $KEY -P $PORT $O /etc/hostname '
+           '"$D:/tmp/svrchain-scp-attack" 2>&1); rc=$?; echo "exit $rc: $(echo "$out" | first)"; [ $rc -ne 0 ]'),
+    Attack("environment (SendEnv LC_ALL, BASH_ENV)", "the gate runs unaffected",
+           'out=$(LC_ALL=C BASH_ENV=/etc/passwd $S -o SendEnv=LC_ALL -o SendEnv=BASH_ENV "$D" status 2>&1); '
+           'rc=$?; echo "exit $rc: $(echo "$out" | first)"; [ $rc -eq 0 ] && echo "$out" | grep -q "^last restart:"'),
+    Attack("the key for another user", "authentication refused",
+           'out=$($S "$OTHER@$ADDR" status 2>&1); rc=$?; echo "exit $rc: $(echo "$out" | first)"; '
+           '[ $rc -eq 255 ] && echo "$out" | grep -q "Permission denied"'),
+)
+
+
+@dataclass
+class Row:
+    """One line of the printed matrix."""
+
+    web: str
+    attack: str
+    expected: str
+    seen: str
+    ok: bool
+
+
+def prelude(inv: Inventory, address: str, port: int) -> str:
+    """The shell variables and helpers every attack on the web server at ``address`` uses."""
+    env = (f"KEY={shlex.quote(inv.key.path)} O={shlex.quote(shlex.join(render.ssh_options(inv)))} "
+           f"USR={shlex.quote(inv.web.user)} OTHER={'root' if inv.web.dedicated else 'nobody'} "
+           f"ADDR={shlex.quote(address)} PORT={port}")
+    return f"{env}\n{_PRELUDE}"
+
+
+def run_attacks(session: Session, web: Host) -> list[Row]:
+    """Every attack from the DB server against ``web``, one at a time."""
+    env = prelude(session.inv, web.address, web.port)
+    rows = []
+    for a in ATTACKS:
+        r = session.db.run(f"{env}\n{a.script}", timeout=60)
+        seen = (r.stdout.strip().splitlines() or [""])[-1][:100]
+        rows.append(Row(web.name, a.name, a.expected, seen, r.ok))
+    return rows

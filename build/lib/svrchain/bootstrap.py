@@ -1,0 +1,32 @@
+"""bootstrap: every step in order, then verify."""
+
+from __future__ import annotations
+
+from svrchain.adopt import adopt_step
+from svrchain.dbora import install_dbora_step
+from svrchain.errors import GapFound
+from svrchain.keys import gen_key_step, push_key_step, web_facts
+from svrchain.remote import Session
+from svrchain.trigger import install_svr_restart_step
+from svrchain.verify import verify_step
+
+STEPS = (
+    ("install-dbora", install_dbora_step),
+    ("gen-key", lambda s, dry: gen_key_step(s, dry)),
+    ("push-key", push_key_step),
+    ("install-svr-restart", install_svr_restart_step),
+)
+
+
+def run_bootstrap(dry_run: bool = False, adopt: bool = False) -> None:
+    """What `fab bootstrap` does (its flags and help: tasks/)."""
+    with Session.open(lock=not dry_run) as s:
+        s.prefetch([s.db])
+        s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
+        steps = [(name, lambda step=step: step(s, dry_run)) for name, step in STEPS]
+        s.run_steps("bootstrap", [*steps, ("adopt", lambda: adopt_step(s, dry_run, adopt))])
+        if dry_run:
+            return
+        gaps = [c for c in verify_step(s) if not c.ok]
+        if gaps:
+            raise GapFound(f"bootstrap: verify found {len(gaps)} gap(s)")

@@ -1,0 +1,222 @@
+"""restart-chain: restart the DB in a maintenance window and prove every web server followed."""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+
+from tabulate import tabulate
+
+from svrchain import render
+from svrchain.cli import confirm
+from svrchain.errors import SvrchainError
+from svrchain.remote import Host, HostError, Session, as_account
+
+# Wait on the DB host, in one round trip, until the database answers; print the time it did.
+_WAIT_READY = r"""
+end=$(( $(date +%s) + $1 )); shift
+until sh -c "$1" >/dev/null 2>&1; do
+    [ "$(date +%s)" -lt "$end" ] || { echo "not ready after the bound" >&2; exit 1; }
+    sleep 0.2
+done
+date +%s.%N
+"""
+
+# Wait for the trigger run that began after $T0 to finish; print its status. Exit 3 when no run
+# began within $START_WAIT seconds (the chain did not fire), 4 when it did not end within $END_WAIT.
+_WAIT_TRIGGER = r"""
+S=$1; T0=$2; start_wait=$3; end_wait=$4
+t=$(date +%s)
+begun=
+while :; do
+    for f in "$S" "$S".*; do
+        [ -f "$f" ] || continue
+        s=$(awk 'NR==1 && $1=="started" {print $2}' "$f" 2>/dev/null)
+        [ -n "$s" ] || continue
+        if awk -v a="$s" -v b="$T0" 'BEGIN{exit !(a >= b)}'; then
+            begun=1
+            if [ "$f" = "$S" ]; then cat "$S"; exit 0; fi
+        fi
+    done
+    now=$(date +%s)
+    if [ -z "$begun" ] && [ $((now - t)) -ge "$start_wait" ]; then exit 3; fi
+    if [ $((now - t)) -ge "$end_wait" ]; then exit 4; fi
+    sleep 0.1
+done
+"""
+
+
+@dataclass
+class WebRow:
+    """What happened to one web server during the chain."""
+
+    name: str
+    action: str = "not restarted"
+    restarted_at: float | None = None  # seconds after the DB restart began
+    healthy_at: float | None = None
+    ok: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def ready_probe(session: Session) -> str:
+    """The shell check that succeeds once the DB is ready (run with sh -c, as the trigger runs it)."""
+    return render.ready_check(session.inv)
+
+
+def restart_command(session: Session) -> str:
+    """Restart the DB through its service: systemctl on systemd hosts, else service or the init script."""
+    svc, unit = session.inv.db.service, render.db_unit(session.inv)
+    return (f"if [ -d /run/systemd/system ]; then systemctl restart {unit}; "
+            f"elif command -v service >/dev/null; then service {svc} restart; else /etc/init.d/{svc} restart; fi")
+
+
+def current_run_command(inv) -> str:
+    """Prints the database's current run on the DB host ('none' when it does not run), as the trigger
+    tells it."""
+    scripts = " ".join(render.trigger_script(inv, i) for i in ("sysv", "systemd"))
+    return f'(for t in {scripts}; do [ -x "$t" ] && exec "$t" run; done; echo none)'
+
+
+def gate_restart(user: str) -> str:
+    """A restart through the gate, as the key's account, like the chain's own: it takes the gate's
+    lock (never two restarts at once), is logged, and runs exactly web.restart_command."""
+    return as_account(user, f"env SSH_ORIGINAL_COMMAND=restart SSH_CLIENT='restart-chain 0 0' {render.GATE}")
+
+
+def plan_lines(session: Session) -> list[str]:
+    """What restart-chain does, step by step (its dry run)."""
+    inv = session.inv
+    r = inv.db.ready
+    webs = ", ".join(w.name for w in session.webs)
+    return [
+        f"1. {session.db.name}: restart the DB service (systemctl restart {render.db_unit(inv)} on systemd, "
+        f"service {inv.db.service} restart on SysV)",
+        f"2. {session.db.name}: wait until ready ({ready_probe(session)}; at most {r.timeout}s)",
+        f"3. {session.db.name}: wait for {inv.trigger.name} to restart {webs} after the DB is ready",
+        f"4. {webs}: where the chain did not restart one, restart it through {render.GATE} "
+        f"('{inv.web.restart_command}', as {inv.web.user})",
+        f"5. {webs}: GET each health URL until it answers 200 (at most {inv.web.health_timeout}s)",
+    ]
+
+
+def _parse_status(text: str) -> tuple[float | None, dict[str, tuple[str, float]]]:
+    ready = None
+    webs: dict[str, tuple[str, float]] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if parts[:1] == ["ready"] and len(parts) == 2:
+            ready = float(parts[1])
+        elif parts[:1] == ["web"] and len(parts) == 4:
+            webs[parts[1]] = (parts[2], float(parts[3]))
+    return ready, webs
+
+
+def healthy(url: str, timeout: float) -> tuple[bool, str]:
+    """GET ``url`` until it answers 200 or ``timeout`` passes; (ok, last answer)."""
+    end = time.monotonic() + timeout
+    last = ""
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=3) as resp:
+                if resp.status == 200:
+                    return True, "200"
+                last = str(resp.status)
+        except urllib.error.HTTPError as exc:
+            last = f"{exc.code} {exc.read(200).decode(errors='replace').strip()[:80]}"
+        except (urllib.error.URLError, OSError) as exc:
+            last = str(getattr(exc, "reason", exc))
+        if time.monotonic() >= end:
+            return False, last
+        time.sleep(0.2)
+
+
+def restart_chain_step(session: Session) -> tuple[list[WebRow], dict[str, float]]:
+    """Restart the DB, follow the chain, repair where it did not reach, check health."""
+    inv, db = session.inv, session.db
+    opened = session.each(session.hosts, lambda h: h.connection())
+    for h, res in zip(session.hosts, opened, strict=True):
+        if isinstance(res, HostError):
+            if h is db:
+                raise res
+            print(f"warning: {res}", file=session.out)
+    t0_local = time.time()
+    run = current_run_command(inv)
+    r = db.check(f"date +%s.%N; {run}; {restart_command(session)} >/dev/null </dev/null",
+                 what=f"service {inv.db.service} restart")
+    t0, before = float(r.stdout.split()[0]), r.stdout.split()[1]
+    offset = t0 - t0_local  # DB clock minus ours, for comparing health times
+    ready_at = float(db.check(_WAIT_READY, str(inv.db.ready.timeout), ready_probe(session),
+                              what="waiting for the DB to be ready").stdout.split()[0])
+    after = db.run(run).stdout.strip()
+    if before != "none" and after == before:
+        raise HostError(
+            f"{db.label}: the service restart did not restart the database (the same run {before} is still "
+            f"going): it runs outside {render.db_unit(inv)} / /etc/init.d/{inv.db.service}; stop it and start "
+            "it through its service once, then run restart-chain again")
+    status_path = f"/var/lib/svrchain/{inv.trigger.name}.status"
+    bound = inv.trigger.retries * (inv.trigger.restart_timeout + inv.trigger.connect_timeout + 8) + 10
+    w = db.run(_WAIT_TRIGGER, status_path, f"{t0:.6f}", "15", str(inv.db.ready.timeout + bound))
+    rows = {web.name: WebRow(web.name) for web in session.webs}
+    if w.code == 0:
+        trig_ready, results = _parse_status(w.stdout)
+        for name, (state, at) in results.items():
+            if name in rows and state == "ok" and trig_ready is not None and at >= trig_ready:
+                rows[name].action = "restarted by the chain"
+                rows[name].restarted_at = at - t0
+                rows[name].ok = True
+            elif name in rows:
+                rows[name].notes.append(f"chain: {state}")
+    else:
+        why = "did not start" if w.code == 3 else "did not finish in time"
+        for row in rows.values():
+            row.notes.append(f"{inv.trigger.name} {why}")
+
+    def repair(web: Host) -> None:
+        row = rows[web.name]
+        if row.ok:
+            return
+        web.check(gate_restart(inv.web.user), what=f"'{inv.web.restart_command}' through {render.GATE}")
+        row.action = "restarted directly"
+        row.restarted_at = time.time() + offset - t0
+        row.ok = True
+
+    for web, res in zip(session.webs, session.each(session.webs, repair), strict=True):
+        if isinstance(res, HostError):
+            rows[web.name].action = "FAILED to restart"
+            rows[web.name].notes.append(str(res))
+
+    def check_health(web: Host) -> None:
+        row = rows[web.name]
+        url = next(s.health_url for s in inv.web.servers if s.name == web.name)
+        good, answer = healthy(url, inv.web.health_timeout)
+        row.healthy_at = time.time() + offset - t0 if good else None
+        if not good:
+            row.ok = False
+            row.notes.append(f"health {url}: {answer}")
+
+    session.each(session.webs, check_health)
+    return list(rows.values()), {"ready": ready_at - t0}
+
+
+def run_restart_chain(dry_run: bool = False, yes: bool = False) -> None:
+    """What `fab restart-chain` does (its flags and help: tasks/)."""
+    with Session.open(lock=not dry_run) as s:
+        if dry_run:
+            print("restart-chain would:", *plan_lines(s), sep="\n  ", file=s.out)
+            return
+        confirm(f"Restart the database {s.db.name} ({s.db.address}) and {len(s.webs)} web server(s)?", yes)
+        rows, times = restart_chain_step(s)
+        table = [(s.db.name, "db", f"service {s.inv.db.service} restart", f"ready +{times['ready']:.1f}s", "", "ok")]
+        for row in rows:
+            table.append((
+                row.name, "web", row.action,
+                f"+{row.restarted_at:.1f}s" if row.restarted_at is not None else "-",
+                f"+{row.healthy_at:.1f}s" if row.healthy_at is not None else "-",
+                "ok" if row.ok else "FAILED: " + "; ".join(row.notes),
+            ))
+        print(tabulate(table, headers=["host", "role", "action", "restarted", "healthy", "result"]), file=s.out)
+        failed = [r.name for r in rows if not r.ok]
+        if failed:
+            raise SvrchainError(f"restart-chain: {', '.join(failed)} not healthy after the DB restart")

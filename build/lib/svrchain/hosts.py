@@ -1,0 +1,127 @@
+"""trust-hosts: pin every host's SSH host key in the admin's known_hosts, after showing it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import paramiko
+
+from svrchain import inventory, remote, runopts
+from svrchain.cli import confirm
+from svrchain.errors import SvrchainError, Unreachable, UsageError
+from svrchain.remote import Host, Session
+
+
+def fetch_host_key(address: str, port: int, timeout: float) -> paramiko.PKey:
+    """The key a host offers in the SSH handshake (nothing is authenticated or trusted here); the
+    connection, the banner and the key exchange together take at most ``timeout`` seconds."""
+    try:
+        sock = socket.create_connection((address, port), timeout=timeout)
+    except TimeoutError:
+        raise Unreachable(f"{address}:{port}: cannot connect: timed out after {timeout:g}s; is the host up and "
+                          "its address right in the inventory?") from None
+    except OSError as exc:
+        raise Unreachable(f"{address}:{port}: cannot connect: {exc.strerror or exc}; is the host up and its "
+                          "address right in the inventory?") from None
+    transport = paramiko.Transport(sock)
+    transport.banner_timeout = timeout
+    try:
+        transport.start_client(timeout=timeout)
+        return transport.get_remote_server_key()
+    except (paramiko.SSHException, EOFError, OSError) as exc:
+        raise Unreachable(f"{address}:{port}: {remote.handshake_problem(exc, timeout)}") from None
+    finally:
+        transport.close()
+
+
+def entry_name(address: str, port: int) -> str:
+    """How known_hosts names a host."""
+    return address if port == 22 else f"[{address}]:{port}"
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace a local file through a temp file and a rename, keeping its mode."""
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o600
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _fetch_all(hosts: list[Host], timeout: float) -> list[paramiko.PKey | SvrchainError]:
+    """Every host's key, all at once: the whole check takes about one ``timeout``, not one per host."""
+    def one(h: Host) -> paramiko.PKey | SvrchainError:
+        try:
+            return fetch_host_key(h.address, h.port, timeout)
+        except SvrchainError as exc:
+            return exc
+    with ThreadPoolExecutor(max_workers=min(32, len(hosts))) as pool:
+        return list(pool.map(one, hosts))
+
+
+def _compare(s: Session, known: paramiko.HostKeys, path: Path) -> tuple[list[str], list[SvrchainError]]:
+    """Print one line per host (ok, new, CHANGED, unreachable); return the new entries and the errors."""
+    new: list[str] = []
+    errors: list[SvrchainError] = []
+    for h, key in zip(s.hosts, _fetch_all(s.hosts, s.inv.connect.timeout), strict=True):
+        if isinstance(key, SvrchainError):
+            errors.append(Unreachable(f"{h.name}: {key}"))
+            print(f"{h.name:<10} unreachable   {key}", file=s.out)
+            continue
+        entry = entry_name(h.address, h.port)
+        pinned = known.lookup(entry) or {}
+        fp = f"{key.get_name()} {key.fingerprint}"
+        if key.get_name() in pinned and pinned[key.get_name()] != key:
+            errors.append(Unreachable(f"{h.name} ({entry}): host key CHANGED to {fp}; not pinned. If expected, "
+                                      f"remove its line from {path} and run trust-hosts again"))
+            print(f"{h.name:<10} CHANGED       {entry} {fp}", file=s.out)
+        elif key.get_name() in pinned:
+            print(f"{h.name:<10} ok            {entry} {fp}", file=s.out)
+        else:
+            print(f"{h.name:<10} new           {entry} {fp}", file=s.out)
+            new.append(f"{entry} {key.get_name()} {key.get_base64()}")
+    return new, errors
+
+
+def _pin(path: Path, new: list[str], yes: bool) -> None:
+    """Append the new keys to known_hosts, after --yes or a 'y' at the prompt."""
+    if not yes and not sys.stdin.isatty():
+        raise UsageError(f"{len(new)} new host key(s) shown above; check the fingerprints, "
+                         "then run `fab trust-hosts --yes` to pin them")
+    confirm(f"Pin these {len(new)} key(s) in {path}?", yes)
+    old = path.read_text() if path.exists() else ""
+    if old and not old.endswith("\n"):
+        old += "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, old + "".join(x + "\n" for x in new))
+    print(f"pinned {len(new)} key(s) in {path}")
+
+
+def run_trust_hosts(yes: bool = False, dry_run: bool = False) -> None:
+    """What `fab trust-hosts` does (its flags and help: tasks/)."""
+    inv = inventory.load()
+    s = Session(inv, limit=runopts.current().limit)
+    if inv.lab:
+        runopts.check_lab(inv.source, [h.address for h in s.hosts])
+    path = inv.path(inv.connect.known_hosts)
+    known = remote.load_known_hosts(path, inv.source) if path.exists() else paramiko.HostKeys()
+    s.announce()
+    new, errors = _compare(s, known, path)
+    if new and dry_run:
+        print(f"would pin {len(new)} key(s) in {path}")
+    elif new:
+        _pin(path, new, yes)
+    if errors:
+        raise Unreachable("\n".join(str(e) for e in errors))

@@ -1,0 +1,552 @@
+"""The inventory: one YAML file per environment, validated on load.
+
+Pure logic, no I/O beyond reading the file. Every problem becomes an :class:`InventoryError` whose
+message is one line per problem, naming the file, the key's path and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from svrchain import runopts
+from svrchain.errors import BadInventory
+
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# An account that goes into a sudo rule (where "ALL" is a keyword) and a shell: the portable set.
+ACCOUNT_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+# What web.restart_command may contain besides printable characters (it is also a sudo rule's
+# command line): no double quotes or backslashes.
+COMMAND_RE = re.compile(r'[^"\\]+')
+HOSTNAME_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
+SERVICE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]*")
+ABS_PATH_RE = re.compile(r"/[A-Za-z0-9_./@+-]*")
+# A word of a command that sudo runs as given (no shell): what sudoers can match without quoting.
+SUDO_WORD_RE = re.compile(r"[A-Za-z0-9_./@+=:,-]+")
+SSHD_LINE_RE = re.compile(r"[A-Za-z][A-Za-z0-9]* +[ -~]+")
+
+
+class InventoryError(BadInventory):
+    """The inventory file is missing, unreadable or invalid."""
+
+
+def _one_word(v: str) -> str:
+    """Refuse what would change the shape of a shell line or an authorized_keys line."""
+    if any(ch.isspace() or not ch.isprintable() for ch in v):
+        raise ValueError("must not contain spaces, tabs, newlines or other control characters")
+    return v
+
+
+def _name(v: str) -> str:
+    if not NAME_RE.fullmatch(_one_word(v)):
+        raise ValueError("use letters, digits, '.', '_' or '-' (e.g. web1)")
+    return v
+
+
+def _account(v: str) -> str:
+    if not ACCOUNT_RE.fullmatch(_one_word(v)):
+        raise ValueError(
+            "must be an account name: lower-case letters, digits, '_' or '-', starting with a lower-case "
+            "letter or '_', at most 32 characters (e.g. svr-restart)"
+        )
+    return v
+
+
+def _ip_text(v: str) -> str:
+    """Text that may be parsed as an IP address: one word, no IPv6 scope ID (whose text is free)."""
+    if "%" in _one_word(v):
+        raise ValueError("must not have an IPv6 scope ID ('%...'); give the address without it")
+    return v
+
+
+def _address(v: str) -> str:
+    """An IP address, stored in canonical form (what is rendered), or a host name."""
+    _ip_text(v)
+    try:
+        return str(ipaddress.ip_address(v))
+    except ValueError:
+        if HOSTNAME_RE.fullmatch(v) and len(v) <= 253:
+            return v
+    raise ValueError("must be an IP address or a host name")
+
+
+def _from_entry(v: str) -> str:
+    """An IP address or network for from=, stored in canonical form."""
+    _ip_text(v)
+    try:
+        net = ipaddress.ip_network(v, strict=True)
+    except ValueError:
+        raise ValueError(
+            "from= takes IP addresses (or networks like 198.18.0.0/24): sshd does not resolve "
+            "names by default"
+        ) from None
+    return str(net) if "/" in v else str(net.network_address)
+
+
+def _command(v: str) -> str:
+    if not v.strip() or not COMMAND_RE.fullmatch(v) or not v.isprintable():
+        raise ValueError("must be one line without double quotes, backslashes, tabs or other control characters")
+    return v
+
+
+def _shell_line(v: str) -> str:
+    if not v.strip() or not v.isprintable():
+        raise ValueError(
+            "must be one shell command line (run with sh -c): not empty, no newlines, tabs or other "
+            "control characters; quotes, pipes and redirections are fine"
+        )
+    return v
+
+
+def _abs_path(v: str) -> str:
+    if not ABS_PATH_RE.fullmatch(v) or "/../" in v + "/":
+        raise ValueError("must be an absolute path without spaces (e.g. /root/.ssh/svr_restart_key)")
+    return v
+
+
+def _sshd_line(v: str) -> str:
+    if not SSHD_LINE_RE.fullmatch(v) or v.split()[0].lower() in {"match", "include"}:
+        raise ValueError("must be one sshd_config line 'Keyword value' (no Match or Include), e.g. 'MaxAuthTries 3'")
+    return v
+
+
+def _service(v: str) -> str:
+    if not SERVICE_RE.fullmatch(v):
+        raise ValueError("must be a service name such as dbora or oracle.service")
+    return v
+
+
+Name = Annotated[str, AfterValidator(_name)]
+Address = Annotated[str, AfterValidator(_address)]
+FromEntry = Annotated[str, AfterValidator(_from_entry)]
+Command = Annotated[str, AfterValidator(_command)]
+ShellLine = Annotated[str, AfterValidator(_shell_line)]
+Account = Annotated[str, AfterValidator(_account)]
+AbsPath = Annotated[str, AfterValidator(_abs_path)]
+Service = Annotated[str, AfterValidator(_service)]
+SshdLine = Annotated[str, AfterValidator(_sshd_line)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Seconds = Annotated[int, Field(ge=1, le=3600)]
+
+
+class Strict(BaseModel):
+    """Base: unknown keys are errors, values are not silently coerced across types."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Connect(Strict):
+    """How the admin reaches every host."""
+
+    user: Name = "root"
+    identity: str
+    known_hosts: str
+    port: Port = 22
+    timeout: Seconds = 10
+
+
+class Ready(Strict):
+    """How to tell the DB is ready: a TCP port on the DB host, or a command run there."""
+
+    port: Port | None = None
+    host: Address = "127.0.0.1"
+    command: ShellLine | None = None
+    timeout: Seconds = 300
+    interval: Annotated[float, Field(gt=0, le=60, strict=False)] = 1
+    successes: Annotated[int, Field(ge=1, le=20)] = 1  # consecutive successes that make it ready
+
+    @model_validator(mode="after")
+    def _one_probe(self) -> Ready:
+        if (self.port is None) == (self.command is None):
+            raise ValueError("set exactly one of 'port' or 'command'")
+        return self
+
+
+# Where svrchain installs its Oracle readiness check (see render.oracle_ready).
+ORACLE_READY = "/usr/local/lib/svrchain/oracle-ready"
+
+
+class Oracle(Strict):
+    """Settings of the built-in template of Oracle's documented dbora script, and of the checks that
+    tell a new run of the instance and its readiness."""
+
+    home: AbsPath
+    owner: Account = "oracle"
+    sid: Name  # ORACLE_SID: its pmon process marks each run of the instance
+    service: Service | None = None  # the service the application connects to (must be registered)
+    pdb: Name | None = None  # the pluggable database the application uses (must be open read write)
+
+
+class Run(Strict):
+    """How the watcher recognises a new run of the database: its main process (a new process, told by
+    its start time, is a new run), or a command that prints the run's identity."""
+
+    process: ShellLine | None = None  # extended regex matched against full command lines (pgrep -f)
+    command: ShellLine | None = None
+    interval: Annotated[float, Field(ge=0.1, le=60, strict=False)] = 1
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Run:
+        if (self.process is None) == (self.command is None):
+            raise ValueError("set exactly one of 'process' (the DB's main process, e.g. '^ora_pmon_ORCL$') "
+                             "or 'command'")
+        return self
+
+
+class Db(Strict):
+    """The DB server and its service."""
+
+    name: Name
+    address: Address
+    port: Port | None = None
+    user: Name | None = None
+    from_: list[FromEntry] | None = Field(default=None, alias="from", min_length=1)
+    service: Service = "dbora"
+    init: Literal["auto", "sysv", "systemd"] = "auto"
+    script: str | None = None
+    oracle: Oracle | None = None
+    unit: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*\.service$")] | None = None
+    ready: Ready
+    run: Run
+
+    model_config = ConfigDict(populate_by_name=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _oracle_defaults(cls, data: object) -> object:
+        """With the built-in Oracle support, readiness is the SQL check and a run is a pmon process."""
+        if isinstance(data, dict) and isinstance(data.get("oracle"), dict):
+            data = dict(data)
+            ready = data.get("ready") or {}
+            if isinstance(ready, dict) and "command" not in ready and "port" not in ready:
+                data["ready"] = {"command": ORACLE_READY, "successes": 3, **ready}
+            sid = data["oracle"].get("sid")  # a missing or bad sid is reported on its own key
+            data.setdefault("run", {"process": f"^ora_pmon_{sid if isinstance(sid, str) else 'SID'}$"})
+        return data
+
+    @model_validator(mode="after")
+    def _script_or_oracle(self) -> Db:
+        if (self.script is not None) + (self.oracle is not None) + (self.unit is not None) != 1:
+            raise ValueError(
+                "set exactly one of 'script' (a local start script), 'oracle' (the built-in "
+                "template of Oracle's dbora) or 'unit' (the site's own systemd unit for the DB)"
+            )
+        if self.oracle is not None and self.ready.port is not None:
+            raise ValueError(
+                "ready.port with oracle: Oracle's listener accepts connections long before the database is "
+                "open (clients get ORA-01033, ORA-12514, ORA-12528), so a port says nothing; remove ready "
+                "to use svrchain's SQL check (instance OPEN, database READ WRITE, service registered)"
+            )
+        if self.unit is not None and self.init == "sysv":
+            raise ValueError("'unit' names a systemd unit; it needs init: systemd or auto")
+        if self.from_ is None:
+            try:
+                ipaddress.ip_address(self.address)
+            except ValueError:
+                raise ValueError(
+                    f"address '{self.address}' is a name: add 'from' with the DB server's IP "
+                    "address(es) for the key's from= option"
+                ) from None
+        return self
+
+    @property
+    def from_addresses(self) -> list[str]:
+        """The addresses the DB server connects from (the key's from= list)."""
+        return list(self.from_) if self.from_ else [self.address]
+
+
+class Key(Strict):
+    """The dedicated, passphrase-less key on the DB server."""
+
+    path: AbsPath = "/root/.ssh/svr_restart_key"
+    type: Literal["ed25519", "rsa"] = "ed25519"
+    bits: Annotated[int, Field(ge=3072, le=16384)] = 4096
+
+
+class Trigger(Strict):
+    """The svr_restart service on the DB server."""
+
+    name: Service = "svr_restart"
+    known_hosts: AbsPath = "/etc/svrchain/known_hosts"
+    log: AbsPath = "/var/log/svr_restart.log"
+    connect_timeout: Seconds = 5
+    retries: Annotated[int, Field(ge=1, le=10)] = 3
+    restart_timeout: Seconds = 120
+
+
+class WebServer(Strict):
+    """One web server."""
+
+    name: Name
+    address: Address
+    port: Port | None = None
+    user: Name | None = None
+    health_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")]
+
+
+class Web(Strict):
+    """The web servers and what the key may run on them."""
+
+    user: Account = "root"
+    restart_command: Command = "/etc/init.d/httpd restart"
+    health_timeout: Seconds = 30
+    servers: list[WebServer] = Field(min_length=1)
+
+    @property
+    def dedicated(self) -> bool:
+        """Least privilege: the key's account is not root, and restarts through one sudo rule."""
+        return self.user != "root"
+
+    @model_validator(mode="after")
+    def _sudo_command(self) -> Web:
+        words = self.restart_command.split()
+        if not self.dedicated:
+            return self
+        if not (words[0].startswith("/") and all(SUDO_WORD_RE.fullmatch(w) for w in words)):
+            raise ValueError(
+                f"with web.user '{self.user}' (not root) the restart command runs through one sudo rule, "
+                "so it must be a program's absolute path and plain arguments, without shell syntax "
+                "(e.g. /usr/sbin/apachectl graceful)"
+            )
+        if words[0].endswith("/"):
+            raise ValueError(
+                f"restart_command: '{words[0]}' ends in '/', which a sudo rule reads as every program in "
+                "that directory; name the program itself (e.g. /usr/sbin/apachectl)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _unique(self) -> Web:
+        for attr in ("name", "address"):
+            seen: set[str] = set()
+            for s in self.servers:
+                value = getattr(s, attr)
+                if value in seen:
+                    raise ValueError(f"two web servers have the {attr} '{value}'; each must be unique")
+                seen.add(value)
+        return self
+
+
+class Harden(Strict):
+    """What harden-sshd adds to the web servers' sshd settings."""
+
+    algorithms: bool = True
+    extra: list[SshdLine] = []
+
+
+class Inventory(Strict):
+    """A whole environment."""
+
+    connect: Connect
+    db: Db
+    web: Web
+    key: Key = Key()
+    trigger: Trigger = Trigger()
+    harden: Harden = Harden()
+    lab: bool = False  # the built-in lab's inventory: runs only while the lab is up (make lab-up)
+
+    # Not part of the YAML: where it was loaded from, for messages and relative paths.
+    source: Path = Field(default=Path("inventory.yaml"), exclude=True)
+
+    @model_validator(mode="after")
+    def _distinct_hosts(self) -> Inventory:
+        if self.db.name in {s.name for s in self.web.servers}:
+            raise ValueError(f"the DB server and a web server are both named '{self.db.name}'")
+        return self
+
+    def same_as_db(self) -> int | None:
+        """The index of a web server at the DB server's address and port, if there is one."""
+        db = (self.db.address, self.db.port or self.connect.port)
+        return next((i for i, s in enumerate(self.web.servers) if (s.address, s.port or self.connect.port) == db),
+                    None)
+
+    def path(self, value: str) -> Path:
+        """Resolve a local path from the file: ``~`` expanded, relative to the inventory's folder."""
+        p = Path(os.path.expanduser(value))
+        return p if p.is_absolute() else (self.source.parent / p).resolve()
+
+
+def _known_keys(model: type[BaseModel]) -> list[str]:
+    return [f.alias or name for name, f in model.model_fields.items() if name != "source"]
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model class that sits at a location in the inventory, for 'did you mean' hints."""
+    model: type[BaseModel] | None = Inventory
+    for part in loc:
+        if model is None:
+            return None
+        if isinstance(part, int):
+            continue
+        field = next(
+            (f for n, f in model.model_fields.items() if (f.alias or n) == part), None
+        )
+        if field is None:
+            return None
+        ann = field.annotation
+        model = _first_model(ann)
+    return model
+
+
+def _first_model(ann: object) -> type[BaseModel] | None:
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    for arg in getattr(ann, "__args__", ()) or ():
+        found = _first_model(arg)
+        if found:
+            return found
+    return None
+
+
+def _loc_text(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            text = str(part)
+            # A key with spaces or control characters is quoted, so a problem stays on one line.
+            shown = text if text.isprintable() and text.strip() == text and " " not in text and text else repr(text)
+            out += ("." if out else "") + shown
+    return out or "(top level)"
+
+
+# Parts pydantic adds to an error's location for unions and validators, e.g. "function-after[...]".
+_PYDANTIC_TAG = re.compile(r"^[a-z][a-z-]*\[.*\]$")
+
+
+# pydantic's error types in plain words (its own wording names Python types and regexes).
+_PLAIN = {
+    "int_type": "must be a whole number", "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_type": "must be a number", "float_parsing": "must be a number",
+    "bool_type": "must be true or false", "bool_parsing": "must be true or false",
+    "string_type": "must be text", "list_type": "must be a list (lines starting with '- ')",
+    "model_type": "must be a mapping ('key: value' lines indented under it)",
+    "dict_type": "must be a mapping ('key: value' lines indented under it)",
+    "model_attributes_type": "must be a mapping ('key: value' lines indented under it)",
+    "greater_than_equal": "must be at least {ge}", "less_than_equal": "must be at most {le}",
+    "greater_than": "must be more than {gt}", "less_than": "must be less than {lt}",
+    "literal_error": "must be one of {expected}", "too_short": "must list at least {min_length}",
+    "too_long": "must list at most {max_length}",
+}
+# What a key that must match a pattern should look like.
+_PATTERN_HINT = {
+    "health_url": "must be an http:// or https:// URL without spaces (e.g. http://web1.example.com/health)",
+    "unit": "must be a systemd service unit's name, ending in .service (e.g. oracle.service)",
+}
+
+
+def _plain(err: dict, loc: tuple[int | str, ...]) -> str:
+    """pydantic's message for one error, in plain words (no type names, no regexes)."""
+    etype = err["type"]
+    if etype == "string_pattern_mismatch":
+        key = str(loc[-1]) if loc else ""
+        return _PATTERN_HINT.get(key, "is not in the expected form (see inventory/example.yaml)")
+    if etype in _PLAIN:
+        return _PLAIN[etype].format(**{k: str(v) for k, v in (err.get("ctx") or {}).items()})
+    return err["msg"].removeprefix("Value error, ")
+
+
+def _describe(err: dict) -> str:
+    """One human sentence (problem and fix) for one pydantic error."""
+    loc = _clean_loc(err["loc"])
+    etype = err["type"]
+    where = _loc_text(loc)
+    if etype == "extra_forbidden" and loc:
+        parent = _model_at(loc[:-1])
+        options = _known_keys(parent) if parent else []
+        guess = difflib.get_close_matches(str(loc[-1]), options, n=1)
+        hint = f"did you mean '{guess[0]}'?" if guess else f"known keys: {', '.join(options)}"
+        return f"{where}: unknown key; {hint}"
+    if etype == "missing":
+        return f"{where}: missing; add it (every key is described in inventory/example.yaml)"
+    got = err.get("input")
+    shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
+    return f"{where}: {_plain(err, loc)}{shown}"
+
+
+def _clean_loc(loc: tuple) -> tuple[int | str, ...]:
+    return tuple(p for p in loc if not (isinstance(p, str) and _PYDANTIC_TAG.match(p)))
+
+
+def _line(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+    """The YAML line (1-based) of the deepest key of ``loc`` found in the document."""
+    node, line = root, (root.start_mark.line + 1 if root is not None else None)
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            pair = next(((k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == part), None)
+            if pair is None:
+                break
+            line, node = pair[0].start_mark.line + 1, pair[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def parse(text: str, source: Path) -> Inventory:
+    """Parse and validate inventory text; raise :class:`InventoryError` with one line per problem,
+    each naming the file and, where there is one, the YAML line."""
+    try:
+        data = yaml.safe_load(text)
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InventoryError(f"{source}{where}: not valid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise InventoryError(f"{source}: expected a mapping of settings (connect, db, web, ...)")
+    try:
+        inv = Inventory.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        lines = []
+        for e in exc.errors():
+            line = _line(root, _clean_loc(e["loc"]))
+            lines.append(f"{source}{f':{line}' if line else ''}: {_describe(e)}")
+        raise InventoryError("\n".join(lines)) from None
+    except (TypeError, ValueError) as exc:  # e.g. non-string keys in a mapping
+        raise InventoryError(f"{source}: {exc}") from None
+    i = inv.same_as_db()
+    if i is not None:
+        web = inv.web.servers[i]
+        raise InventoryError(
+            f"{source}:{_line(root, ('web', 'servers', i, 'address'))}: web.servers[{i}].address: {web.name} has "
+            f"the DB server's address {web.address}; the DB server cannot be one of its own web servers: give "
+            f"{web.name}'s own address")
+    return inv
+
+
+def load(path: Path | None = None) -> Inventory:
+    """Read and validate the inventory file (the run's own when ``path`` is not given)."""
+    path, how = (path, "") if path else runopts.inventory_choice()
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        given = f" (given by {how})" if how else ""
+        raise InventoryError(
+            f"{path}: no such inventory file{given}; check the path (every key is explained in "
+            "inventory/example.yaml)"
+        ) from None
+    except IsADirectoryError:
+        raise InventoryError(f"{path}: is a directory, not an inventory file; {runopts.HOW_TO_CHOOSE}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InventoryError(f"{path}: cannot read the inventory: {getattr(exc, 'strerror', None) or exc}") from None
+    return parse(text, path)

@@ -1,0 +1,269 @@
+"""gen-key and push-key: the DB server's restricted key, and its one line on every web server."""
+
+from __future__ import annotations
+
+import shlex
+
+from svrchain import account, authkeys, homes, render
+from svrchain.authkeys import PublicKey
+from svrchain.errors import SvrchainError
+from svrchain.homes import WebFacts
+from svrchain.plan import FileSpec, FileState, Outcome
+from svrchain.remote import FILE_CMD, UFILE_CMD, Host, HostError, Session, apply_changes, apply_files, as_account
+
+SSH_VERSION = "ssh -V 2>&1"
+PUB_MODE = ["644", "root"]  # the public half: readable, like every .pub ssh-keygen makes
+
+
+def marker(session: Session) -> str:
+    """The comment that names svrchain's key (and line) for this DB server and trigger."""
+    return f"svrchain:{session.inv.trigger.name}@{session.inv.db.name}"
+
+
+# --- gen-key ----------------------------------------------------------------------------------
+
+
+def keygen_script(key_type: str, bits: int) -> str:
+    size = f"-b {bits}" if key_type == "rsa" else ""
+    return (
+        'set -e; umask 077; k=$1; c=$2; d=$(dirname "$k"); mkdir -p -m 700 "$d"\n'
+        't=$(mktemp -d "$d/.svrchain-key.XXXXXX"); trap \'rm -rf "$t"\' EXIT\n'
+        f'ssh-keygen -q -t {key_type} {size} -N "" -C "$c" -f "$t/key"\n'
+        'chmod 644 "$t/key.pub"; mv -f "$t/key.pub" "$k.pub"; mv -f "$t/key" "$k"\n'
+    )
+
+
+def gen_key_step(session: Session, dry_run: bool, rotate: bool = False) -> None:
+    """Make sure the DB server has the dedicated, passphrase-less key (mode 600)."""
+    inv, host = session.inv, session.db
+    path = inv.key.path
+    _, r = host.probe(commands={
+        "ssh": SSH_VERSION,
+        "priv": f"stat -c '%a %U' {shlex.quote(path)}",
+        "derived": f"ssh-keygen -y -P '' -f {shlex.quote(path)}",
+        "pub": f"cat {shlex.quote(path)}.pub",
+        "pubmode": f"stat -c '%a %U' {shlex.quote(path)}.pub",
+    })
+    key_type = inv.key.type
+    version = authkeys.openssh_version(r["ssh"].stdout)
+    if key_type == "ed25519" and version is not None and version < authkeys.ED25519_SINCE:
+        key_type = "rsa"  # this OpenSSH predates ed25519
+    exists = r["priv"].ok
+    if exists and not rotate:
+        if not r["derived"].ok:
+            raise HostError(
+                f"{host.label}: {path} exists but cannot be used without a passphrase; the key runs "
+                "unattended, so it must have none: replace it with `fab gen-key --rotate`"
+            )
+        derived = authkeys.parse_public_key(r["derived"].stdout)
+        fixes = []
+        if r["priv"].stdout.split() != ["600", "root"]:
+            fixes.append(f"chown -h root {shlex.quote(path)} && chmod 600 {shlex.quote(path)}")
+        pub_ok = r["pub"].ok and _same_key(r["pub"].stdout, derived)
+        if pub_ok and r["pubmode"].stdout.split() != PUB_MODE:
+            fixes.append(f"chown -h root {shlex.quote(path)}.pub && chmod 644 {shlex.quote(path)}.pub")
+        if not fixes and pub_ok:
+            session.report(Outcome(host.name, "gen-key", "ok", f"{path} {derived.type} {derived.fingerprint}"))
+            return
+        # The public half is rewritten from the private key when it is missing or does not match.
+        pub = PublicKey(derived.type, derived.blob, marker(session)).text() + "\n"
+        specs = [] if pub_ok else [FileSpec(f"{path}.pub", pub.encode(), 0o644)]
+        old = FileState(f"{path}.pub", r["pub"].ok, r["pub"].raw if r["pub"].ok else b"", 0o644, "root", "root")
+        apply_files(session, host, "gen-key", specs, {old.path: old}, dry_run, after=lambda _c: fixes)
+        return
+    what = f"{'replace' if exists else 'create'} {path} ({key_type}, no passphrase, mode 600)"
+    if dry_run:
+        session.report(Outcome(host.name, "gen-key", "would change", what))
+        return
+    host.check(keygen_script(key_type, inv.key.bits), path, marker(session), what="ssh-keygen")
+    _, r2 = host.probe(commands={"pub": f"cat {shlex.quote(path)}.pub"})
+    key = authkeys.parse_public_key(r2["pub"].stdout)
+    session.report(Outcome(host.name, "gen-key", "changed", f"{what}: {key.fingerprint}"))
+
+
+def _same_key(pub_text: str, key: PublicKey) -> bool:
+    try:
+        return authkeys.parse_public_key(pub_text).blob == key.blob
+    except SvrchainError:
+        return False
+
+
+def run_gen_key(rotate: bool = False, dry_run: bool = False) -> None:
+    """What `fab gen-key` does (its flags and help: tasks/)."""
+    with Session.open(lock=not dry_run) as s:
+        s.run_steps("gen-key", [("gen-key", lambda: gen_key_step(s, dry_run, rotate))])
+
+
+# --- push-key ---------------------------------------------------------------------------------
+
+# With $U the web user, $H its home and $G its group (set once, in the probe's prelude). The
+# server's OpenSSH version comes from its SSH banner, already received (Host.server_version).
+_WEB_PROBE = {
+    "account": '[ -n "$H" ] && echo "$H $G"',
+    "home": 'stat -c %U -- "$H"',
+    "sshdir": 'upath "$U" "$H/.ssh" && stat -c "%a %U" -- "$H/.ssh"',
+    "authkeys": 'F="$H/.ssh/authorized_keys"; ' + UFILE_CMD,
+    "scan": homes.SCAN,
+    "hostkeys": "cat /etc/ssh/ssh_host_*_key.pub",
+    "gate": f"F={render.GATE}; " + FILE_CMD,
+    **account.PROBE,
+}
+
+
+def db_public_key(session: Session) -> PublicKey | None:
+    """The DB server's public key, read over SSH once per run (None when it does not exist yet)."""
+    def read() -> PublicKey | None:
+        path = session.inv.key.path + ".pub"
+        _, r = session.db.probe(commands={"pub": f"cat {shlex.quote(path)}"})
+        return authkeys.parse_public_key(r["pub"].stdout) if r["pub"].ok else None
+
+    return session.fact(f"db-key:{session.db.name}", read)
+
+
+def _web_prelude(user: str) -> str:
+    return (f'U={shlex.quote(user)}; IFS=: read -r _ _ _ _ _ H _ <<EOF\n$(getent passwd "$U")\nEOF\n'
+            'G=$(id -gn "$U" 2>/dev/null)')
+
+
+def gate_state(web: Host, r: dict) -> FileState:
+    """The gate script's state on a web server, from its web facts."""
+    return web.file_state(render.GATE, r["gate"].code, r["gate"].raw)
+
+
+def web_facts(session: Session, web: Host) -> WebFacts:
+    """What is known of ``web``'s accounts: web.user's home and authorized_keys (read as web.user),
+    every account's authorized_keys, and the gate, sudo and host key facts.
+
+    Read once per run: a later step (bootstrap's verify) reuses them unless this run changed the host.
+    """
+    return session.fact(f"web-facts:{web.name}", lambda: _read_web_facts(session, web))
+
+
+def _read_web_facts(session: Session, web: Host) -> WebFacts:
+    user = session.inv.web.user
+    _, r = web.probe(commands=_WEB_PROBE, prelude=_web_prelude(user))
+    files = tuple(homes.parse_scan(r["scan"].stdout))
+    if session.inv.web.dedicated and not r["account"].ok:  # push-key creates it
+        home = account.home_of(user)
+        return WebFacts(user, home, user, FileState(f"{home}/.ssh/authorized_keys", exists=False), "", None, files, r)
+    if not r["account"].ok or len(r["account"].stdout.split()) != 2:
+        raise HostError(
+            f"{web.label}: no account {user!r} (web.user in {session.inv.source}); create it or "
+            "change web.user"
+        )
+    home, group = r["account"].stdout.split()
+    keys = web.file_state(f"{home}/.ssh/authorized_keys", r["authkeys"].code, r["authkeys"].raw)
+    unsafe = homes.unsafe_reason(user, home, r["home"].stdout.strip(), r["sshdir"], keys)
+    sshdir = r["sshdir"].stdout.strip() if r["sshdir"].ok else ""
+    return WebFacts(user, home, group, keys, sshdir, unsafe, files, r)
+
+
+def expected_line(session: Session, key: PublicKey, ssh_version_text: str) -> str:
+    """The authorized_keys line for ``key`` on a web server with that OpenSSH version."""
+    version = authkeys.openssh_version(ssh_version_text)
+    restrict = version is not None and version >= authkeys.RESTRICT_SINCE
+    return authkeys.restricted_line(key, session.inv.db.from_addresses, render.GATE, restrict, marker(session))
+
+
+def host_keys(web: Host, text: str) -> list[PublicKey]:
+    """The web server's own host keys, checked against the key the admin connection saw."""
+    keys = []
+    for line in text.splitlines():
+        try:
+            keys.append(authkeys.parse_public_key(line))
+        except SvrchainError:
+            continue
+    seen = web.connection().client.get_transport().get_remote_server_key()
+    if not any(k.blob == seen.get_base64() for k in keys):
+        raise HostError(
+            f"{web.label}: the host keys sshd reports do not include the one this connection saw; "
+            "refusing to pin them"
+        )
+    return keys
+
+
+def push_key_step(session: Session, dry_run: bool) -> None:
+    """Install the restricted line on every web server and pin their host keys on the DB server."""
+    inv = session.inv
+    key = db_public_key(session)
+    if key is None and not dry_run:
+        raise HostError(f"{session.db.label}: {inv.key.path}.pub does not exist; run `fab gen-key` first")
+
+    def one(web: Host) -> list[str]:
+        f = web_facts(session, web)
+        if account.ensure_account(session, web, f.r, dry_run):
+            f = web_facts(session, web)  # read again: the account is new
+        if f.unsafe:
+            raise homes.refusal(web, f)
+        pins = [authkeys.known_hosts_line(web.address, web.port, k) for k in host_keys(web, f.r["hostkeys"].stdout)]
+        if key is None:
+            session.report(Outcome(web.name, "push-key", "would change",
+                                   f"{f.keys.path}: add the line of the key gen-key creates"))
+            return pins
+        line = expected_line(session, key, web.server_version())
+        text = f.keys.content.decode("utf-8", "surrogateescape")
+        spec = homes.spec(f.keys, inv.web.user, f.group,
+                          authkeys.merge_line(text, line, key.blob, marker(session)))
+        fix_dir = []
+        if f.sshdir and f.sshdir.split()[0] != "700":
+            fix_dir = [as_account(inv.web.user, f"chmod 700 -- {shlex.quote(f.home + '/.ssh')}")]
+        # The gate (and its sudo rule) first: the line's forced command must work before the line exists.
+        gate = FileSpec(render.GATE, render.gate(inv), 0o755, parent_mode=0o755)
+        specs, states = [gate], {gate.path: gate_state(web, f.r), spec.path: f.keys}
+        sudoers = account.sudoers_state(web, f.r)
+        if inv.web.dedicated:
+            specs.append(account.sudoers_spec(session))
+            states[sudoers.path] = sudoers
+        elif sudoers.exists and render.MARK.encode() in sudoers.content:  # web.user went back to root
+            fix_dir.append(f"rm -f {render.SUDOERS}")
+        apply_files(session, web, "push-key", [*specs, spec], states, dry_run, after=lambda _c: fix_dir,
+                    ok_detail=f"{render.GATE} and the line in {spec.path}")
+        remove_stale(session, web, f, key.blob, dry_run)
+        return pins
+
+    results = session.each(session.webs, one)
+    pinned: dict[str, list[str]] = {}
+    for web, res in zip(session.webs, results, strict=True):
+        if isinstance(res, HostError):
+            session.fail(web.name, "push-key", res)
+        else:
+            pinned[web.name] = res
+    pin_host_keys(session, pinned, dry_run)
+
+
+def remove_stale(session: Session, web: Host, facts: WebFacts, blob: str | None, dry_run: bool) -> None:
+    """Take svrchain's lines out of every account but web.user (left by an earlier web.user), each
+    file rewritten as its own account; one "stale-lines" line when there were any."""
+    files = homes.stale(facts, blob, marker(session), facts.user)
+    changes = homes.without_ours(web, files, blob, marker(session))
+    if changes:
+        where = ", ".join(f"{c.spec.runas} ({c.spec.path})" for c in changes)
+        apply_changes(session, web, "stale-lines", changes, dry_run,
+                      f"remove svrchain's line from {where}: web.user is {facts.user}")
+
+
+def pin_host_keys(session: Session, pinned: dict[str, list[str]], dry_run: bool) -> None:
+    """Write the trigger's known_hosts on the DB server: the web servers' keys, read from themselves.
+
+    Lines of web servers that could not be read this run (or not in --limit) are kept as they were.
+    """
+    path = session.inv.trigger.known_hosts
+    states, _ = session.db.probe([path])
+    old = states[path].content.decode() if states[path].exists else ""
+    lines: list[str] = []
+    for web in session.all_webs:
+        if web.name in pinned:
+            lines += pinned[web.name]
+        else:
+            name = web.address if web.port == 22 else f"[{web.address}]:{web.port}"
+            lines += [x for x in old.splitlines() if x.split(" ", 1)[0] == name]
+    spec = FileSpec(path, "".join(x + "\n" for x in lines).encode(), 0o644, parent_mode=0o755)
+    apply_files(session, session.db, "pin-host-keys", [spec], states, dry_run,
+                ok_detail=f"{path}: {len(lines)} key(s) of {len(pinned)} web server(s)")
+
+
+def run_push_key(dry_run: bool = False) -> None:
+    """What `fab push-key` does (its flags and help: tasks/)."""
+    with Session.open(lock=not dry_run) as s:
+        s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
+        s.run_steps("push-key", [("push-key", lambda: push_key_step(s, dry_run))])

@@ -1,0 +1,221 @@
+"""Render the files svrchain installs on the DB server (pure logic, Jinja2 templates)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from svrchain.errors import SvrchainError
+from svrchain.inventory import Inventory
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+IMPL_DIR = "/usr/local/lib/svrchain"
+
+_env = Environment(
+    loader=FileSystemLoader(TEMPLATES),
+    undefined=StrictUndefined,
+    keep_trailing_newline=True,
+    autoescape=False,  # shell scripts, not HTML
+    comment_start_string="<#",  # '{#' is bash's ${#array[@]}
+    comment_end_string="#>",
+)
+
+
+def quote(value: object) -> str:
+    """One shell word for any inventory value (the templates' ``q`` filter): always single-quoted,
+    so that neither the shell nor shellcheck reads a value as anything but a literal string."""
+    return "'" + str(value).replace("'", "'\"'\"'") + "'"
+
+
+# Every inventory value that goes into a shell line goes through this filter.
+_env.filters["q"] = quote
+
+
+def impl_path(inv: Inventory) -> str:
+    """Where the site's own start script is installed; the init script wraps it."""
+    return f"{IMPL_DIR}/{inv.db.service}"
+
+
+def dbora_impl(inv: Inventory) -> bytes:
+    """The site's start script: the local file named in the inventory, or Oracle's template."""
+    if inv.db.script is not None:
+        path = inv.path(inv.db.script)
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise SvrchainError(
+                f"{inv.source}: db.script: cannot read {path}: {exc.strerror}; fix the path"
+            ) from None
+    return _env.get_template("dbora-oracle.sh.j2").render(oracle=inv.db.oracle).encode()
+
+
+def oracle_ready(inv: Inventory) -> bytes:
+    """svrchain's Oracle readiness check (installed at ORACLE_READY with db.oracle)."""
+    o = inv.db.oracle
+    assert o is not None
+    return _env.get_template("oracle-ready.sh.j2").render(
+        home=o.home, sid=o.sid, owner=o.owner, service=o.service, pdb=o.pdb).encode()
+
+
+def dbora_init(inv: Inventory, hook: bool = True) -> bytes:
+    """``/etc/init.d/<service>``: header for chkconfig/insserv, runs the site's script, then the trigger."""
+    return _env.get_template("dbora-wrapper.sh.j2").render(
+        service=inv.db.service, impl=impl_path(inv), trigger=inv.trigger.name, hook=hook,
+    ).encode()
+
+
+def db_unit(inv: Inventory) -> str:
+    """The DB's systemd unit: the site's own (db.unit), or svrchain's <service>.service."""
+    return inv.db.unit or f"{inv.db.service}.service"
+
+
+def trigger_unit(inv: Inventory) -> str:
+    """The trigger's systemd unit name (svr_restart -> svr-restart.service)."""
+    return inv.trigger.name.replace("_", "-") + ".service"
+
+
+def trigger_script(inv: Inventory, init: str) -> str:
+    """Where the trigger script lives: an init script on SysV, a plain script beside the units on systemd."""
+    return f"/etc/init.d/{inv.trigger.name}" if init == "sysv" else f"{IMPL_DIR}/{inv.trigger.name}"
+
+
+def watch_name(inv: Inventory) -> str:
+    """The watcher's service name (SysV), e.g. svr_restart_watch."""
+    return f"{inv.trigger.name}_watch"
+
+
+def watch_unit(inv: Inventory) -> str:
+    """The watcher's systemd unit, e.g. svr-restart-watch.service."""
+    return watch_name(inv).replace("_", "-") + ".service"
+
+
+def watch_init(inv: Inventory) -> bytes:
+    """``/etc/init.d/<trigger>_watch``: runs the trigger's ``watch`` loop as a daemon."""
+    return _env.get_template("svr-watch.sh.j2").render(
+        name=watch_name(inv), db_service=inv.db.service, trigger=trigger_script(inv, "sysv"),
+        pidfile=watch_pidfile(inv)).encode()
+
+
+def watch_service(inv: Inventory) -> bytes:
+    """``<trigger>-watch.service``: the same loop under systemd."""
+    return _env.get_template("svr-watch.service.j2").render(
+        name=watch_name(inv), trigger=trigger_script(inv, "systemd")).encode()
+
+
+def owed_dir(inv: Inventory) -> str:
+    """Where the trigger keeps the web servers still owed a restart (one file each)."""
+    return f"/var/lib/svrchain/{inv.trigger.name}.owed"
+
+
+def watch_pidfile(inv: Inventory) -> str:
+    return f"{RUN_DIR}/{watch_name(inv)}.pid"
+
+
+def dbora_service(inv: Inventory) -> bytes:
+    """svrchain's ``<service>.service``, wrapping the site's start script."""
+    return _env.get_template("dbora.service.j2").render(service=inv.db.service, impl=impl_path(inv)).encode()
+
+
+def trigger_bound(inv: Inventory) -> int:
+    """The longest a trigger run can take: the readiness wait, then every retry of a web restart."""
+    t = inv.trigger
+    return inv.db.ready.timeout + t.retries * (t.connect_timeout + t.restart_timeout + 2 ** t.retries) + 30
+
+
+def svr_restart_service(inv: Inventory) -> bytes:
+    """``svr-restart.service``: after the DB's unit, part of it, wanted by it."""
+    return _env.get_template("svr-restart.service.j2").render(
+        name=inv.trigger.name, db_unit=db_unit(inv), script=trigger_script(inv, "systemd"),
+        bound=trigger_bound(inv),
+    ).encode()
+
+
+# Every file svrchain writes says so; uninstall and push-key recognise svrchain's files by it.
+MARK = "Written by svrchain"
+GATE = "/usr/local/sbin/svr-restart-gate"
+# The gate's state: one directory per account (GATE_STATE/<user>, the account's own, mode 700) under
+# root-owned parents, so that no gate ever reads what another account wrote.
+STATE_PARENT = "/var/lib/svrchain"
+GATE_STATE = f"{STATE_PARENT}/gate"
+SUDOERS = "/etc/sudoers.d/svrchain"
+# The GECOS field of the account push-key creates: uninstall removes only an account carrying it.
+ACCOUNT_COMMENT = "svrchain restart trigger"
+
+
+def gate_state_dir(user: str, root: str = GATE_STATE) -> str:
+    """The gate's state directory for one account."""
+    return f"{root}/{user}"
+
+
+def gate(inv: Inventory, state_root: str = GATE_STATE) -> bytes:
+    """The web side's forced command: whitelisted verbs, logged, serialized and coalesced restarts.
+
+    ``state_root`` is for tests that run the gate locally; hosts always get :data:`GATE_STATE`.
+    """
+    return _env.get_template("svr-restart-gate.sh.j2").render(
+        restart_command=inv.web.restart_command, sudo=inv.web.dedicated, words=inv.web.restart_command.split(),
+        state=gate_state_dir(inv.web.user, state_root)).encode()
+
+
+def _sudoers_escape(word: str) -> str:
+    """A command word as sudoers matches it literally (its special characters escaped)."""
+    return "".join("\\" + ch if ch in ",:=\\" else ch for ch in word)
+
+
+def sudo_command(inv: Inventory) -> str:
+    """The restart command as the sudo rule names it (and ``sudo -l`` lists it). A command without
+    arguments gets ``""``: in sudoers a bare command allows any arguments, ``""`` allows none."""
+    words = [_sudoers_escape(w) for w in inv.web.restart_command.split()]
+    return " ".join(words if len(words) > 1 else [*words, '""'])
+
+
+def sudoers(inv: Inventory) -> bytes:
+    """The one sudo rule of the trigger's unprivileged account: the restart command, as root, nothing else."""
+    user = inv.web.user
+    return (
+        f"# {MARK} (fab push-key). Edit the inventory, not this file.\n"
+        f"# {user} (the DB server's restart key) may run the web server's restart command as root,\n"
+        "# with exactly these arguments, and nothing else.\n"
+        f"Defaults:{user} !requiretty\n"
+        f"{user} ALL=(root) NOPASSWD: {sudo_command(inv)}\n"
+    ).encode()
+
+
+# Where the trigger keeps its lock and SSH control sockets on the DB server: a directory only root
+# can write (the world-writable /run/lock would let any local user hold or plant the lock).
+RUN_DIR = "/run/svrchain"
+
+
+def ssh_options(inv: Inventory) -> list[str]:
+    """The options of every SSH connection the DB server's key makes (the trigger, rotate-key's
+    proof, the attack matrix): no ssh_config of root's or the system's, no agent, no other key,
+    the pinned web host keys only, never a prompt."""
+    options = ("BatchMode=yes", "IdentitiesOnly=yes", "IdentityAgent=none", "GSSAPIAuthentication=no",
+               "StrictHostKeyChecking=yes", f"UserKnownHostsFile={inv.trigger.known_hosts}",
+               "GlobalKnownHostsFile=/dev/null", f"ConnectTimeout={inv.trigger.connect_timeout}")
+    return ["-F", "/dev/null", *(w for o in options for w in ("-o", o))]
+
+
+def ready_check(inv: Inventory) -> str:
+    """The shell command line that succeeds once the DB is ready; the trigger and restart-chain
+    both run it as ``sh -c <it>``."""
+    r = inv.db.ready
+    if r.command:
+        return r.command
+    return f"timeout 2 bash -c {quote(f'exec 3<>/dev/tcp/{r.host}/{r.port}')}"
+
+
+def svr_restart(inv: Inventory) -> bytes:
+    """``/etc/init.d/svr_restart``: wait for the DB, then restart every web server over SSH."""
+    webs = [
+        {"name": s.name, "address": s.address, "port": s.port or inv.connect.port, "user": inv.web.user}
+        for s in inv.web.servers
+    ]
+    t = inv.trigger
+    return _env.get_template("svr_restart.sh.j2").render(
+        name=t.name, db_service=inv.db.service, key=inv.key.path, known_hosts=t.known_hosts,
+        log=t.log, ready=inv.db.ready, ready_check=ready_check(inv), connect_timeout=t.connect_timeout,
+        retries=t.retries, restart_timeout=t.restart_timeout, webs=webs, run_dir=RUN_DIR,
+        ssh_options=ssh_options(inv), run=inv.db.run, watch_pidfile=watch_pidfile(inv), owed=owed_dir(inv),
+    ).encode()

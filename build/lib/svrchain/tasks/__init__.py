@@ -1,0 +1,167 @@
+"""svrchain's Fabric tasks: each a docstring, its flags and one call into the svrchain package.
+
+``fabfile.py`` loads the collection ``ns``; the ``svrchain`` command has it built in (this folder is
+installed as ``svrchain.tasks``); the code is in ``svrchain/``. Every task also takes
+--inventory/-I (svr_task adds it); the tasks that can work on some web servers take --limit.
+"""
+
+from __future__ import annotations
+
+from invoke import Context
+
+from svrchain.bootstrap import run_bootstrap
+from svrchain.chain import run_restart_chain
+from svrchain.cli import collection, svr_task
+from svrchain.dbora import run_install_dbora
+from svrchain.harden import run_harden_sshd
+from svrchain.hosts import run_trust_hosts
+from svrchain.keys import run_gen_key, run_push_key
+from svrchain.rotate import run_rotate_key
+from svrchain.trigger import run_install_svr_restart
+from svrchain.uninstall import run_uninstall
+from svrchain.verify import run_verify
+
+
+@svr_task(limit=True)
+def trust_hosts(c: Context, yes: bool = False, dry_run: bool = False) -> None:
+    """Show every host's SSH host key fingerprint and pin the new ones in connect.known_hosts.
+
+    A key already pinned is checked; a changed key is refused (remove its line by hand if the change
+    is expected). New keys are recorded after you confirm, or at once with --yes; --dry-run only
+    shows them.
+    """
+    run_trust_hosts(yes=yes, dry_run=dry_run)
+
+
+@svr_task
+def install_dbora(c: Context, dry_run: bool = False) -> None:
+    """Install the DB start script (chkconfig: 345 98 11 + LSB header) and register it for 3, 4, 5.
+
+    The site's script (db.script, or the built-in Oracle dbora template) goes to
+    /usr/local/lib/svrchain/<service>. On SysV hosts /etc/init.d/<service> runs it and, on a restart
+    outside a boot, starts the svr_restart trigger; on systemd hosts <service>.service runs it (or
+    db.unit names the site's own unit). --dry-run shows the diff and changes nothing.
+    """
+    run_install_dbora(dry_run=dry_run)
+
+
+@svr_task
+def gen_key(c: Context, rotate: bool = False, dry_run: bool = False) -> None:
+    """Create the DB server's dedicated restart key: no passphrase, mode 600, never leaves the host.
+
+    ed25519 by default (RSA where the host's OpenSSH predates it). An existing key is kept;
+    --rotate replaces it (then run push-key). --dry-run shows what would change.
+    """
+    run_gen_key(rotate=rotate, dry_run=dry_run)
+
+
+@svr_task(limit=True)
+def push_key(c: Context, dry_run: bool = False) -> None:
+    """Install the DB server's key on every web server, restricted to the restart gate.
+
+    Installs /usr/local/sbin/svr-restart-gate (it runs web.restart_command: restart and status
+    verbs only, logged, serialized) and the line from="<DB address>",no-port-forwarding,
+    no-X11-forwarding,no-agent-forwarding,no-pty,command="<the gate>" (plus restrict where
+    OpenSSH has it); an older line for
+    the key is replaced, other lines are kept byte for byte. Also pins every web server's host key
+    (read from itself) in the DB server's known_hosts for the trigger. --dry-run shows the diffs.
+    """
+    run_push_key(dry_run=dry_run)
+
+
+@svr_task
+def install_svr_restart(c: Context, dry_run: bool = False) -> None:
+    """Install the trigger service svr_restart on the DB server, ordered after the DB.
+
+    SysV: /etc/init.d/svr_restart (chkconfig: 345 99 1, Required-Start: dbora). systemd:
+    svr-restart.service, After= and PartOf= the DB's unit and wanted by it, so a restart, a
+    stop/start and a boot of the DB all run it. When it starts it waits (within db.ready.timeout)
+    until the DB is ready, then SSHes with the restricted key to all web servers in parallel
+    (BatchMode, pinned known_hosts, connect timeout, retries with backoff), logs each result to
+    syslog and its log file, and exits non-zero if any web server failed. --dry-run shows the diff.
+    """
+    run_install_svr_restart(dry_run=dry_run)
+
+
+@svr_task
+def bootstrap(c: Context, dry_run: bool = False, adopt: bool = False) -> None:
+    """Set up the whole chain: install-dbora, gen-key, push-key, install-svr-restart, then verify.
+
+    Prints changed/ok per host and step; a second run changes nothing. --dry-run shows every
+    change (with diffs) and touches nothing. Older key lines that restart the web server from the
+    DB server around the gate (a chain set up by hand) are reported; --adopt retires them once
+    svrchain's own key is proved on that web server (backed up; the old private key is named).
+    """
+    run_bootstrap(dry_run=dry_run, adopt=adopt)
+
+
+@svr_task
+def restart_chain(c: Context, dry_run: bool = False, yes: bool = False) -> None:
+    """Maintenance: restart the DB and prove every web server restarted after it is ready.
+
+    Restarts the DB service, waits until the DB is ready, checks that svr_restart restarted every
+    web server after that (restarts directly where it did not), checks each health URL, and prints
+    a per-host table with timings. --dry-run prints the plan. Exits non-zero on any failure. Asks
+    for confirmation on a terminal; --yes skips the question (needed when stdin is not a terminal).
+    """
+    run_restart_chain(dry_run=dry_run, yes=yes)
+
+
+@svr_task(limit=True)
+def verify(c: Context, attacks: bool = False) -> None:
+    """Read-only smoke check of the whole chain; a table per host, non-zero exit on any gap.
+
+    Checks the scripts, their boot registration and order, the key and its modes, the exact line on
+    every web server, and the pinned host keys. --attacks also tries, from the DB server, what the
+    restricted key must refuse (commands, injection, pty, forwarding, sftp/scp, environment, another
+    user) without restarting anything, and prints the matrix.
+    """
+    run_verify(attacks=attacks)
+
+
+@svr_task
+def rotate_key(c: Context, dry_run: bool = False) -> None:
+    """Replace the DB server's key without a moment in which the chain cannot restart a web server.
+
+    A new key is made beside the old one, its line is added on every web server (the old line stays),
+    and the new key is proved from the DB server on each with 'status'. Only then does it replace the
+    old key, and the old lines are removed. If the new key fails anywhere, its lines are removed and
+    the old key stays in place. --dry-run shows the plan.
+    """
+    run_rotate_key(dry_run=dry_run)
+
+
+@svr_task(limit=True)
+def harden_sshd(c: Context, dry_run: bool = False) -> None:
+    """Web servers' sshd: public-key logins only, never locking the admin out.
+
+    Sets PubkeyAuthentication yes, PasswordAuthentication and KbdInteractiveAuthentication no,
+    AuthenticationMethods publickey, PermitRootLogin prohibit-password (forced-commands-only when
+    the admin logs in as a sudo user), Protocol 2 where sshd still has that option, modern
+    algorithms only (harden.algorithms) and harden.extra, in a drop-in that sshd reads first (or a
+    block at the top of sshd_config). Each change is checked with sshd -t and sshd -T before the
+    reload and with a fresh login after it, and rolled back if either fails. The first web server
+    goes alone; the others follow only if it succeeded. --dry-run shows the diff.
+    """
+    run_harden_sshd(dry_run=dry_run)
+
+
+@svr_task
+def uninstall(c: Context, sshd: bool = False, dry_run: bool = False, yes: bool = False) -> None:
+    """Remove everything svrchain installed; every other line and file stays as it was.
+
+    DB server: the trigger service, svrchain's start script wrapper or unit for the DB (the site's
+    own script it replaced, if any, is put back; the database is not stopped), the restart key,
+    the pinned web host keys. Web servers: the key's line in authorized_keys (other lines byte for
+    byte), the gate, its sudo rule and the account push-key created. Logs and the backups in
+    /var/backups/svrchain stay. --sshd also takes out harden-sshd's setting (checked, reloaded,
+    rolled back if a fresh login fails). --dry-run shows what would go. Asks for confirmation on a
+    terminal; --yes skips the question (needed when stdin is not a terminal).
+    """
+    run_uninstall(sshd=sshd, dry_run=dry_run, yes=yes)
+
+
+ns = collection(
+    trust_hosts, install_dbora, gen_key, push_key, install_svr_restart, bootstrap, restart_chain,
+    verify, rotate_key, harden_sshd, uninstall,
+)

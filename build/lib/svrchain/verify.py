@@ -1,0 +1,292 @@
+"""verify: a read-only check that every piece of the chain is in place and consistent."""
+
+from __future__ import annotations
+
+import shlex
+import time
+from dataclasses import dataclass
+
+from tabulate import tabulate
+
+from svrchain import account, authkeys, homes, render, sysv
+from svrchain.attacks import Row, run_attacks
+from svrchain.chain import current_run_command, ready_probe
+from svrchain.dbora import detect_init, override_problem
+from svrchain.errors import GapFound, Unreachable
+from svrchain.inventory import ORACLE_READY
+from svrchain.keys import PUB_MODE, db_public_key, expected_line, gate_state, host_keys, marker, web_facts
+from svrchain.plan import FileState
+from svrchain.remote import Host, HostError, Session
+
+
+@dataclass
+class Check:
+    """One line of the verify table."""
+
+    host: str
+    check: str
+    ok: bool
+    detail: str
+
+
+def _file_check(host: str, name: str, state: FileState, content: bytes, mode: int) -> Check:
+    if not state.exists:
+        return Check(host, name, False, f"{state.path} missing")
+    if state.content != content:
+        return Check(host, name, False, f"{state.path} differs from what svrchain installs")
+    if state.mode != mode or state.owner != "root":
+        return Check(host, name, False, f"{state.path} is {state.mode:o} {state.owner}, want {mode:o} root")
+    return Check(host, name, True, state.path)
+
+
+def _registration(host: str, name: str, script: bytes, tool: str, r: dict, override: FileState) -> Check:
+    """The service's boot registration. chkconfig hosts: exactly the links ``chkconfig --add`` makes
+    from the script's header (S98dbora in 3 4 5, K11dbora in 0 1 2 6), ``chkconfig --list`` agreeing,
+    and no override in /etc/chkconfig.d that a new ``--add`` would follow instead; update-rc.d hosts
+    (insserv renumbers from the LSB block): start in 3 4 5, stop in 0 1 2 6."""
+    if tool == "chkconfig":
+        header = sysv.chkconfig_header(script.decode())
+        if header is None:
+            return Check(host, f"{name} boot", False, "the script svrchain installs has no '# chkconfig:' line")
+        links = sysv.link_lists(r["links"].stdout).get(name, {})
+        ok, detail = sysv.chkconfig_check(name, header, links, sysv.parse_list(r["chklist"].stdout))
+        why = override_problem(name, script, override)
+        return Check(host, f"{name} boot", ok and not why, "; ".join(x for x in (detail, why) if x))
+    links = sysv.parse_links(r["links"].stdout).get(name, {})
+    if sysv.registered(links):
+        return Check(host, f"{name} boot", True, " ".join(links[lv] for lv in sysv.START_LEVELS) + " (rc3-5)")
+    return Check(host, f"{name} boot", False, "not registered to start in 3 4 5 and stop in 0 1 2 6")
+
+
+def web_checks(session: Session, web: Host, key: authkeys.PublicKey | None, db_up: bool
+               ) -> tuple[list[Check], list[str]]:
+    """The web server's checks against the DB's ``key``, and its host keys as known_hosts lines."""
+    inv = session.inv
+    user = inv.web.user
+    f = web_facts(session, web)
+    checks = [_file_check(web.name, "gate", gate_state(web, f.r), render.gate(inv), 0o755)]
+    if inv.web.dedicated:
+        checks.append(_file_check(web.name, "sudo rule", account.sudoers_state(web, f.r), render.sudoers(inv), 0o440))
+        checks.append(Check(web.name, "least privilege", *account.sudo_check(session, f.r)))
+    pins = [authkeys.known_hosts_line(web.address, web.port, k) for k in host_keys(web, f.r["hostkeys"].stdout)]
+    state = f.keys
+    if key is None:
+        why = "the DB server has no key yet" if db_up else "cannot check: the DB server is unreachable"
+        checks.append(Check(web.name, "authorized_keys", False, why))
+    elif f.unsafe:
+        checks.append(Check(web.name, "authorized_keys", False, f"UNSAFE: {f.unsafe}; svrchain will not touch it: "
+                                                                 "check who made it and why, then remove it"))
+    elif not state.exists:
+        checks.append(Check(web.name, "authorized_keys", False, f"{state.path} missing"))
+    else:
+        line = expected_line(session, key, web.server_version())
+        found = authkeys.find_lines(state.content.decode("utf-8", "replace"), key.blob, marker(session))
+        if found == [line]:
+            checks.append(Check(web.name, "authorized_keys", True, "the restricted line, once"))
+        elif not found:
+            checks.append(Check(web.name, "authorized_keys", False, "the DB server's key is not there"))
+        else:
+            checks.append(Check(web.name, "authorized_keys", False,
+                                f"{len(found)} line(s) for the key, not exactly the expected one"))
+        modes_ok = state.mode == 0o600 and state.owner == user and f.sshdir.split() == ["700", user]
+        checks.append(Check(web.name, "modes", modes_ok,
+                            f"{f.home}/.ssh 700, authorized_keys 600, owner {user}" if modes_ok else
+                            f"{f.home}/.ssh is {f.sshdir or 'missing'}, authorized_keys is "
+                            f"{state.mode:o} {state.owner}; want 700/600 {user}"))
+    checks += account_checks(session, web, f, key)
+    return checks, pins
+
+
+def account_checks(session: Session, web: Host, f: homes.WebFacts, key: authkeys.PublicKey | None) -> list[Check]:
+    """No line of svrchain's in any other account; no other line that restarts the web server from
+    the DB server around the gate."""
+    inv = session.inv
+    blob = key.blob if key else None
+    stale = homes.stale(f, blob, marker(session), inv.web.user)
+    old = homes.legacy(f, blob, marker(session), inv.web.restart_command.split()[0], inv.db.from_addresses)
+    return [
+        Check(web.name, "other accounts", not stale,
+              f"no line of svrchain's outside {inv.web.user}" if not stale else
+              f"svrchain's line is also in {', '.join(f'{s.user} ({s.path})' for s in stale)}, which is not "
+              f"web.user ({inv.web.user}): run `fab push-key` to remove it"),
+        Check(web.name, "legacy keys", not old,
+              "no other line restarts the web server from the DB server" if not old else
+              "; ".join(x.where() for x in old)[:400] + ": it bypasses the gate; retire it with "
+              "`fab bootstrap --adopt`"),
+    ]
+
+
+def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
+    """The DB server's checks."""
+    inv, db = session.inv, session.db
+    svc, trig = inv.db.service, inv.trigger.name
+    unit, tunit = render.db_unit(inv), render.trigger_unit(inv)
+    files = {
+        "impl": render.impl_path(inv), "init": f"/etc/init.d/{svc}", "tinit": f"/etc/init.d/{trig}",
+        "unit": f"/etc/systemd/system/{unit}", "tscript": render.trigger_script(inv, "systemd"),
+        "tunit": f"/etc/systemd/system/{tunit}", "kh": inv.trigger.known_hosts,
+        "winit": f"/etc/init.d/{render.watch_name(inv)}", "wunit": f"/etc/systemd/system/{render.watch_unit(inv)}",
+        "override": f"{sysv.OVERRIDES}/{svc}", "toverride": f"{sysv.OVERRIDES}/{trig}",
+        "woverride": f"{sysv.OVERRIDES}/{render.watch_name(inv)}",
+    }
+    kp = shlex.quote(inv.key.path)
+    states, r = db.probe([*files.values(), ORACLE_READY], {
+        **sysv.PROBE, "priv": f"stat -c '%a %U' {kp}", "derived": f"ssh-keygen -y -P '' -f {kp}",
+        "pubmode": f"stat -c '%a %U' {kp}.pub",
+        "enabled": f"systemctl is-enabled {unit} {tunit}",
+        "order": f"systemctl show -p After -p PartOf {tunit}; systemctl show -p Wants {unit}",
+        **watch_probe(session),
+        "chklist": f"command -v chkconfig >/dev/null && for s in {shlex.quote(svc)} {shlex.quote(trig)} "
+                   f"{shlex.quote(render.watch_name(inv))}; do chkconfig --list \"$s\" 2>&1; done; true",
+    })
+    f = {k: states[v] for k, v in files.items()}
+    name = db.name
+    init, tool = detect_init(session, db, r)
+    checks = []
+    if not inv.db.unit:
+        checks.append(_file_check(name, f"{svc} start script", f["impl"], render.dbora_impl(inv), 0o755))
+    if inv.db.oracle:
+        checks.append(_file_check(name, "oracle readiness", states[ORACLE_READY], render.oracle_ready(inv), 0o755))
+    if init == "sysv":
+        links = sysv.parse_links(r["links"].stdout)
+        checks += [
+            _file_check(name, f"{svc} init script", f["init"], render.dbora_init(inv), 0o755),
+            _registration(name, svc, render.dbora_init(inv), tool, r, f["override"]),
+            _file_check(name, f"{trig} script", f["tinit"], render.svr_restart(inv), 0o755),
+            _registration(name, trig, render.svr_restart(inv), tool, r, f["toverride"]),
+        ]
+        bad = sysv.starts_after(links.get(svc, {}), links.get(trig, {}))
+        checks.append(Check(name, "boot order", not bad, f"{trig} starts after {svc}" if not bad else
+                            f"{trig} does not start after {svc} in runlevel(s) {' '.join(bad)}"))
+    else:
+        if not inv.db.unit:
+            checks.append(_file_check(name, f"{unit}", f["unit"], render.dbora_service(inv), 0o644))
+        checks += [
+            _file_check(name, f"{trig} script", f["tscript"], render.svr_restart(inv), 0o755),
+            _file_check(name, tunit, f["tunit"], render.svr_restart_service(inv), 0o644),
+        ]
+        enabled = r["enabled"].stdout.split()
+        checks.append(Check(name, "enabled", enabled == ["enabled", "enabled"],
+                            f"{unit} {tunit}: {' '.join(enabled) or 'unknown'}"))
+        props = dict(line.split("=", 1) for line in r["order"].stdout.splitlines() if "=" in line)
+        ordered = (unit in props.get("After", "").split() and unit in props.get("PartOf", "").split()
+                   and tunit in props.get("Wants", "").split())
+        checks.append(Check(name, "boot order", ordered,
+                            f"{tunit}: After= and PartOf= {unit}, wanted by it" if ordered else
+                            f"{tunit} is not ordered after, part of and wanted by {unit}"))
+    checks += watch_checks(session, init, tool, f, r)
+    key = db_public_key(session)
+    if key is None or not r["priv"].ok:
+        checks.append(Check(name, "key", False, f"{inv.key.path} missing; run `fab gen-key`"))
+    elif not r["derived"].ok:
+        checks.append(Check(name, "key", False, f"{inv.key.path} needs a passphrase; it must have none"))
+    elif authkeys.parse_public_key(r["derived"].stdout).blob != key.blob:
+        checks.append(Check(name, "key", False, f"{inv.key.path}.pub does not match the private key"))
+    elif r["priv"].stdout.split() != ["600", "root"]:
+        checks.append(Check(name, "key", False, f"{inv.key.path} is {r['priv'].stdout.strip()}, want 600 root"))
+    elif r["pubmode"].stdout.split() != PUB_MODE:
+        checks.append(Check(name, "key", False, f"{inv.key.path}.pub is {r['pubmode'].stdout.strip()}, want 644 root"))
+    else:
+        checks.append(Check(name, "key", True, f"{inv.key.path} {key.type} {key.fingerprint}, 600 (.pub 644)"))
+    kh = f["kh"]
+    have = set(kh.content.decode(errors="replace").splitlines()) if kh.exists else set()
+    missing = [w for w, lines in pins.items() if not set(lines) <= have]
+    checks.append(Check(name, "pinned host keys", kh.exists and not missing,
+                        f"{inv.trigger.known_hosts}: all {len(pins)} web server(s)" if kh.exists and not missing
+                        else f"{inv.trigger.known_hosts}: missing or stale for {', '.join(missing) or 'all'}"))
+    return checks
+
+
+def watch_probe(session: Session) -> dict[str, str]:
+    """What verify reads of the watcher: whether it runs, the DB's run, the restarts still owed."""
+    inv = session.inv
+    return {
+        "wup": f"if [ -d /run/systemd/system ]; then systemctl is-active {render.watch_unit(inv)}; "
+               f"else /etc/init.d/{render.watch_name(inv)} status; fi",
+        "wenabled": f"systemctl is-enabled {render.watch_unit(inv)}",
+        "run": current_run_command(inv),
+        "ready": f"sh -c {shlex.quote(ready_probe(session))} >/dev/null 2>&1",
+        "owed": f"for f in {render.owed_dir(inv)}/*; do [ -f \"$f\" ] && echo \"${{f##*/}} $(cat \"$f\")\"; done; true",
+    }
+
+
+def watch_checks(session: Session, init: str, tool: str, f: dict[str, FileState], r: dict) -> list[Check]:
+    """The watcher is installed, registered and running; it can tell the DB's run; nothing is owed."""
+    inv, name = session.inv, session.db.name
+    wname, wunit = render.watch_name(inv), render.watch_unit(inv)
+    if init == "sysv":
+        checks = [_file_check(name, f"{wname} script", f["winit"], render.watch_init(inv), 0o755),
+                  _registration(name, wname, render.watch_init(inv), tool, r, f["woverride"])]
+    else:
+        enabled = r["wenabled"].stdout.strip()
+        checks = [_file_check(name, wunit, f["wunit"], render.watch_service(inv), 0o644),
+                  Check(name, f"{wunit} enabled", enabled == "enabled", f"{wunit}: {enabled or 'unknown'}")]
+    checks.append(Check(name, "watcher", r["wup"].ok,
+                        "running: every new run of the database is followed, however it starts" if r["wup"].ok
+                        else f"{wname} is not running: no restart outside the service is followed; run "
+                             "`fab install-svr-restart` to start it"))
+    run = r["run"].stdout.strip() or "none"
+    if r["ready"].ok:
+        checks.append(Check(name, "database run", run != "none",
+                            f"current run {run}" if run != "none" else
+                            f"the database is ready but db.run matches no process in {inv.source}: fix it"))
+    owed = [line.split() for line in r["owed"].stdout.splitlines() if len(line.split()) == 3]
+    checks.append(Check(name, "owed restarts", not owed, "none" if not owed else "; ".join(
+        f"{w} since the run that was ready at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(float(t)))}"
+        for w, _run, t in owed) + " (the watcher retries each until it answers)"))
+    return checks
+
+
+def verify_step(session: Session) -> list[Check]:
+    """Run every check; print the table; return the checks."""
+    checks: list[Check] = []
+    try:
+        key, db_up = db_public_key(session), True
+    except HostError as exc:
+        key, db_up = None, False
+        checks.append(Check(session.db.name, "reachable", False, str(exc)))
+    results = session.each(session.webs, lambda w: web_checks(session, w, key, db_up))
+    pins: dict[str, list[str]] = {}
+    web_rows: list[Check] = []
+    for web, res in zip(session.webs, results, strict=True):
+        if isinstance(res, HostError):
+            web_rows.append(Check(web.name, "reachable", False, str(res)))
+        else:
+            web_rows += res[0]
+            pins[web.name] = res[1]
+    if db_up:
+        try:
+            checks += db_checks(session, pins)
+        except HostError as exc:
+            checks.append(Check(session.db.name, "reachable", False, str(exc)))
+    checks += web_rows
+    rows = [(c.host, c.check, "ok" if c.ok else "GAP", c.detail) for c in checks]
+    print(tabulate(rows, headers=["host", "check", "result", "detail"]), file=session.out, flush=True)
+    return checks
+
+
+def attacks_step(session: Session) -> list[Row]:
+    """The attack matrix against every web server (one after another: they share local ports)."""
+    rows = [row for web in session.webs for row in run_attacks(session, web)]
+    table = [(r.web, r.attack, r.expected, r.seen, "refused" if r.ok else "NOT REFUSED") for r in rows]
+    print(tabulate(table, headers=["web", "attack", "expected", "seen", "result"]), file=session.out, flush=True)
+    return rows
+
+
+def run_verify(attacks: bool = False) -> None:
+    """What `fab verify` does (its flags and help: tasks/)."""
+    with Session.open() as s:
+        s.prefetch([s.db])
+        s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
+        checks = verify_step(s)
+        gaps = [c for c in checks if not c.ok]
+        if attacks and not gaps:
+            bad = [r for r in attacks_step(s) if not r.ok]
+            if bad:
+                raise GapFound(f"verify: {len(bad)} attack(s) not refused: "
+                                    + ", ".join(f"{r.attack} on {r.web}" for r in bad))
+        if gaps:
+            # Only unreachable hosts: exit 3 (nothing was found missing); any other gap: exit 2.
+            cls = Unreachable if all(g.check == "reachable" for g in gaps) else GapFound
+            raise cls(f"verify: {len(gaps)} gap(s) on {', '.join(sorted({g.host for g in gaps}))}")
+        print(f"verify: all {len(checks)} checks ok", file=s.out)
