@@ -41,7 +41,7 @@ SSHD_LINE_RE = re.compile(r"[A-Za-z][A-Za-z0-9]* +[ -~]+")
 
 
 class InventoryError(BadInventory):
-    """The inventory file is missing, unreadable or invalid."""
+    """The inventory file is missing, unreadable or invalid (exit 4)."""
 
 
 def _one_word(v: str) -> str:
@@ -153,8 +153,9 @@ class Connect(Strict):
     """How the admin reaches every host."""
 
     user: Name = "root"
-    identity: str
+    identity: str | None = None  # None: the keys ssh-agent holds
     known_hosts: str
+    ssh_config: str | None = None  # the admin's ssh config: host aliases (HostName) and ProxyJump
     port: Port = 22
     timeout: Seconds = 10
 
