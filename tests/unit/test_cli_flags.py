@@ -270,3 +270,9 @@ def test_confirmation(monkeypatch):
         else:
             with pytest.raises(UsageError, match="not confirmed; nothing was changed"):
                 confirm("Restart?", yes=False)
+
+
+def test_the_lab_bridge_is_the_labs():
+    from lab import hosts
+
+    assert hosts.BRIDGE == runopts.LAB_BRIDGE

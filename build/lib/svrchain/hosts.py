@@ -34,7 +34,7 @@ def fetch_host_key(address: str, port: int, timeout: float) -> paramiko.PKey:
         transport.start_client(timeout=timeout)
         return transport.get_remote_server_key()
     except (paramiko.SSHException, EOFError, OSError) as exc:
-        raise Unreachable(f"{address}:{port}: {remote.handshake_problem(exc, timeout)}") from None
+        raise Unreachable(f"{address}:{port}: {remote.handshake_problem(exc, timeout, transport)}") from None
     finally:
         transport.close()
 

@@ -35,10 +35,12 @@ BACKUP_DIR = "/var/backups/svrchain"
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
-def handshake_problem(exc: BaseException, timeout: float) -> str:
-    """One line (what happened and what to check) for an SSH handshake or login that failed."""
+def handshake_problem(exc: BaseException, timeout: float, transport: paramiko.Transport | None = None) -> str:
+    """One line (what happened and what to check) for an SSH handshake or login that failed; with the
+    transport, a handshake that never got the server's banner is told apart from one dropped later."""
     text = str(exc)
-    if "protocol banner" in text:
+    no_banner = transport is not None and not transport.remote_version
+    if "protocol banner" in text or no_banner:
         return (f"no SSH banner within {timeout:g}s: something accepts TCP on that port but does not speak "
                 "SSH (or sshd is overloaded); check the address and port in the inventory")
     if "No existing session" in text:
@@ -322,12 +324,13 @@ class Host:
         except TimeoutError:
             raise HostUnreachable(f"{self.label}: the SSH handshake timed out") from None
         except paramiko.SSHException as exc:
+            t = conn.client.get_transport()
             if "not found in known_hosts" in str(exc):
                 raise HostUnreachable(
                     f"{self.label}: host key unknown: it is not pinned in {kh}; check it and pin "
                     "it with `fab trust-hosts`"
                 ) from None
-            raise HostUnreachable(f"{self.label}: {handshake_problem(exc, s.inv.connect.timeout)}") from None
+            raise HostUnreachable(f"{self.label}: {handshake_problem(exc, s.inv.connect.timeout, t)}") from None
         except EOFError as exc:
             raise HostUnreachable(f"{self.label}: {handshake_problem(exc, s.inv.connect.timeout)}") from None
         except OSError as exc:
