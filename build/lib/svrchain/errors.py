@@ -49,3 +49,11 @@ class UsageError(SvrchainError):
 def exit_code(exc: BaseException) -> int:
     """The exit code for an error: its class's ``code``, 1 for anything that is not svrchain's."""
     return getattr(exc, "code", 1) if isinstance(exc, SvrchainError) else 1
+
+
+class HostError(SvrchainError):
+    """Something failed on one host; the message names the host."""
+
+
+class HostUnreachable(HostError, Unreachable):
+    """The SSH session to one host could not be opened (network, sshd, host key, login): exit 3."""

@@ -122,6 +122,11 @@ def run_trust_hosts(yes: bool = False, dry_run: bool = False) -> None:
     if new and dry_run:
         print(f"would pin {len(new)} key(s) in {path}")
     elif new:
-        _pin(path, new, yes)
+        try:
+            _pin(path, new, yes)
+        except UsageError as exc:
+            if not errors:
+                raise
+            errors.append(exc)  # said after the hosts' own problems, which decide the exit code (3)
     if errors:
         raise Unreachable("\n".join(str(e) for e in errors))
