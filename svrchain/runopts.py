@@ -23,7 +23,7 @@ from svrchain.errors import BadInventory, UsageError
 # runs only when the route to each of its hosts goes through it.
 LAB_BRIDGE = "svrlab0"
 HOW_TO_CHOOSE = ("pass --inventory FILE (-I FILE), set INVENTORY=FILE, or write INVENTORY=FILE in a .env "
-                 "next to the fabfile (see inventory/example.yaml)")
+                 "here or next to the fabfile (see inventory/example.yaml)")
 
 
 @dataclass
