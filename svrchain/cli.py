@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from invoke import Collection, Exit, Task, task
 
 from svrchain import output, runopts
 from svrchain.errors import SvrchainError, UsageError, exit_code
+from svrchain.runopts import confirm  # noqa: F401  (it lives in runopts: steps may not import the CLI)
 
 HELP = {
     "inventory": "the inventory file (else $INVENTORY, or INVENTORY= in .env); there is no default",
@@ -151,20 +151,6 @@ def _run(body: Callable[[], None], results: output.Results) -> None:
 def _has_result_flags(fn: Callable[..., Any]) -> bool:
     """Whether the task declares --json and --junit."""
     return {"json", "junit"} <= set(inspect.signature(fn).parameters)
-
-
-def confirm(question: str, yes: bool) -> None:
-    """Go on with --yes, or after 'y' at a prompt on a terminal; otherwise stop (exit 4)."""
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise UsageError(f"{question.rstrip('?')}: confirm with --yes (stdin is not a terminal)")
-    try:
-        answer = input(f"{question} [y/N] ")
-    except EOFError:
-        answer = ""
-    if answer.strip().lower() not in ("y", "yes"):
-        raise UsageError("not confirmed; nothing was changed")
 
 
 def collection(*modules_tasks: Any) -> Collection:

@@ -12,9 +12,9 @@ from pathlib import Path
 import paramiko
 
 from svrchain import inventory, remote, runopts, sshauth
-from svrchain.cli import confirm
 from svrchain.errors import SvrchainError, Unreachable, UsageError
 from svrchain.remote import Host, Session
+from svrchain.runopts import confirm
 
 
 def fetch_host_key(address: str, port: int, timeout: float, sock: paramiko.Channel | None = None) -> paramiko.PKey:
@@ -35,7 +35,7 @@ def fetch_host_key(address: str, port: int, timeout: float, sock: paramiko.Chann
         transport.start_client(timeout=timeout)
         return transport.get_remote_server_key()
     except (paramiko.SSHException, EOFError, OSError) as exc:
-        raise Unreachable(f"{address}:{port}: {remote.handshake_problem(exc, timeout)}") from None
+        raise Unreachable(f"{address}:{port}: {remote.handshake_problem(exc, timeout, transport)}") from None
     finally:
         transport.close()
 
@@ -137,6 +137,11 @@ def run_trust_hosts(yes: bool = False, dry_run: bool = False) -> None:
     if new and dry_run:
         print(f"would pin {len(new)} key(s) in {path}")
     elif new:
-        _pin(path, new, yes)
+        try:
+            _pin(path, new, yes)
+        except UsageError as exc:
+            if not errors:
+                raise
+            errors.append(exc)  # said after the hosts' own problems, which decide the exit code (3)
     if errors:
         raise Unreachable("\n".join(str(e) for e in errors))

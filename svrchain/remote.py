@@ -37,10 +37,12 @@ BACKUP_DIR = "/var/backups/svrchain"
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
-def handshake_problem(exc: BaseException, timeout: float) -> str:
-    """One line (what happened and what to check) for an SSH handshake or login that failed."""
+def handshake_problem(exc: BaseException, timeout: float, transport: paramiko.Transport | None = None) -> str:
+    """One line (what happened and what to check) for an SSH handshake or login that failed; with the
+    transport, a handshake that never got the server's banner is told apart from one dropped later."""
     text = str(exc)
-    if "protocol banner" in text:
+    no_banner = transport is not None and not transport.remote_version
+    if "protocol banner" in text or no_banner:
         return (f"no SSH banner within {timeout:g}s: something accepts TCP on that port but does not speak "
                 "SSH (or sshd is overloaded); check the address and port in the inventory")
     if "No existing session" in text:
@@ -92,7 +94,6 @@ as() {
     if [ "$u" = root ]; then "$@"; else setpriv --reuid="$u" --regid="$(id -g -- "$u")" --init-groups -- "$@"; fi
 }
 """
-
 
 
 # The atomic write, run on the host with the content on stdin: temp file in the same directory,
@@ -632,14 +633,15 @@ def login(session: Session, label: str, r: sshauth.Route, sock: socket.socket | 
         conn.open()
     except (paramiko.SSHException, OSError, EOFError) as exc:
         sock.close()
-        raise HostUnreachable(_login_failure(session, label, r, exc)) from None
+        raise HostUnreachable(_login_failure(session, label, r, exc, conn.client.get_transport())) from None
     finally:
         if agent is not None:
             agent.close()
     return conn
 
 
-def _login_failure(session: Session, label: str, r: sshauth.Route, exc: Exception) -> str:
+def _login_failure(session: Session, label: str, r: sshauth.Route, exc: Exception,
+                   transport: paramiko.Transport | None = None) -> str:
     """One line for a failed SSH login, naming the host and the fix."""
     kh = session.inv.connect.known_hosts
     if isinstance(exc, paramiko.BadHostKeyException):
@@ -652,7 +654,9 @@ def _login_failure(session: Session, label: str, r: sshauth.Route, exc: Exceptio
         return f"{label}: the SSH handshake timed out"
     if "not found in known_hosts" in str(exc):
         return f"{label}: host key unknown: it is not pinned in {kh}; check it and pin it with `fab trust-hosts`"
-    if isinstance(exc, paramiko.SSHException | EOFError):
+    if isinstance(exc, paramiko.SSHException):
+        return f"{label}: {handshake_problem(exc, session.inv.connect.timeout, transport)}"
+    if isinstance(exc, EOFError):
         return f"{label}: {handshake_problem(exc, session.inv.connect.timeout)}"
     return f"{label}: the SSH connection failed: {getattr(exc, 'strerror', None) or exc}"
 

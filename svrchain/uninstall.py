@@ -14,13 +14,13 @@ import shlex
 from dataclasses import dataclass
 
 from svrchain import account, authkeys, harden, homes, render, sshd, sysv
-from svrchain.cli import confirm
 from svrchain.dbora import detect_init
 from svrchain.inventory import Inventory
 from svrchain.keys import db_public_key, marker, web_facts
 from svrchain.ops import db as ops_db
 from svrchain.plan import FileChange, FileSpec, Outcome
 from svrchain.remote import BACKUP_DIR, Host, HostError, Session
+from svrchain.runopts import confirm
 
 # $1: a path. Prints the first backup svrchain kept of it, if that backup is not svrchain's own
 # file: the site's file that svrchain replaced.

@@ -68,3 +68,11 @@ def test_only_svrchain_is_installed(installed):
     assert (site / "svrchain" / "tasks" / "__init__.py").is_file()
     assert (site / "svrchain" / "templates").is_dir()
     assert not any((site / name).exists() for name in ("tasks", "lab", "bench", "tests"))
+
+
+def test_every_subpackage_is_packaged():
+    """pyproject lists packages by hand (tasks/ is mapped to svrchain.tasks): none may be left out."""
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {"svrchain." + ".".join(p.parent.relative_to(REPO / "svrchain").parts)
+             for p in (REPO / "svrchain").rglob("__init__.py") if p.parent != REPO / "svrchain"}
+    assert found | {"svrchain", "svrchain.tasks"} == listed

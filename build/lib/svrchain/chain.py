@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from tabulate import tabulate
 
 from svrchain import render
-from svrchain.cli import confirm
-from svrchain.errors import SvrchainError
+from svrchain.errors import SvrchainError, Unreachable
+from svrchain.plan import Outcome
 from svrchain.remote import Host, HostError, Session, as_account
+from svrchain.runopts import confirm
 
 # Wait on the DB host, in one round trip, until the database answers; print the time it did.
 _WAIT_READY = r"""
@@ -58,6 +59,19 @@ class WebRow:
     healthy_at: float | None = None
     ok: bool = False
     notes: list[str] = field(default_factory=list)
+    unreachable: bool = False
+
+
+def report_web(session: Session, row: WebRow) -> None:
+    """A web server's two lines (its restart, its health), printed as soon as it is done."""
+    restarted = row.restarted_at is not None
+    status = "changed" if restarted else "unreachable" if row.unreachable else "failed"
+    when = f" at +{row.restarted_at:.1f}s" if restarted else ": " + "; ".join(row.notes)
+    session.report(Outcome(row.name, "restart", status, row.action + when), seconds=row.restarted_at or 0.0)
+    if restarted:
+        health = "ok" if row.healthy_at is not None else "failed"
+        said = f"healthy at +{row.healthy_at:.1f}s" if row.healthy_at is not None else "; ".join(row.notes)
+        session.report(Outcome(row.name, "health", health, said), seconds=row.healthy_at or 0.0)
 
 
 def ready_probe(session: Session) -> str:
@@ -149,6 +163,8 @@ def restart_chain_step(session: Session) -> tuple[list[WebRow], dict[str, float]
     offset = t0 - t0_local  # DB clock minus ours, for comparing health times
     ready_at = float(db.check(_WAIT_READY, str(inv.db.ready.timeout), ready_probe(session),
                               what="waiting for the DB to be ready").stdout.split()[0])
+    session.report(Outcome(db.name, "restart", "changed", f"service {inv.db.service} restart: ready after "
+                                                          f"{ready_at - t0:.1f}s"), seconds=ready_at - t0)
     after = db.run(run).stdout.strip()
     if before != "none" and after == before:
         raise HostError(
@@ -186,15 +202,18 @@ def restart_chain_step(session: Session) -> tuple[list[WebRow], dict[str, float]
         if isinstance(res, HostError):
             rows[web.name].action = "FAILED to restart"
             rows[web.name].notes.append(str(res))
+            rows[web.name].unreachable = isinstance(res, Unreachable)
 
     def check_health(web: Host) -> None:
         row = rows[web.name]
-        url = next(s.health_url for s in inv.web.servers if s.name == web.name)
-        good, answer = healthy(url, inv.web.health_timeout)
-        row.healthy_at = time.time() + offset - t0 if good else None
-        if not good:
-            row.ok = False
-            row.notes.append(f"health {url}: {answer}")
+        if row.restarted_at is not None:
+            url = next(s.health_url for s in inv.web.servers if s.name == web.name)
+            good, answer = healthy(url, inv.web.health_timeout)
+            row.healthy_at = time.time() + offset - t0 if good else None
+            if not good:
+                row.ok = False
+                row.notes.append(f"health {url}: {answer}")
+        report_web(session, row)
 
     session.each(session.webs, check_health)
     return list(rows.values()), {"ready": ready_at - t0}
@@ -219,4 +238,5 @@ def run_restart_chain(dry_run: bool = False, yes: bool = False) -> None:
         print(tabulate(table, headers=["host", "role", "action", "restarted", "healthy", "result"]), file=s.out)
         failed = [r.name for r in rows if not r.ok]
         if failed:
-            raise SvrchainError(f"restart-chain: {', '.join(failed)} not healthy after the DB restart")
+            kind = Unreachable if any(r.unreachable for r in rows) else SvrchainError
+            raise kind(f"restart-chain: {', '.join(failed)} not healthy after the DB restart")

@@ -1,23 +1,29 @@
 """How every svrchain task runs: the inventory chosen on the command line, Fabric's flags honoured or
-refused, user errors as one line and a documented exit code (see :mod:`svrchain.errors`)."""
+refused, user errors as one line and a documented exit code (see :mod:`svrchain.errors`), and its
+results reported (live lines, a recap, --json, --junit FILE: see :mod:`svrchain.output`)."""
 
 from __future__ import annotations
 
 import functools
 import inspect
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from invoke import Collection, Exit, Task, task
 
-from svrchain import runopts
+from svrchain import output, runopts
 from svrchain.errors import SvrchainError, UsageError, exit_code
+from svrchain.runopts import confirm  # noqa: F401  (it lives in runopts: steps may not import the CLI)
 
 HELP = {
     "inventory": "the inventory file (else $INVENTORY, or INVENTORY= in .env); there is no default",
     "limit": "only these web servers, by name, comma-separated (e.g. web1,web3); the DB server is always used",
+}
+# The help of the result flags, for the tasks that declare them (verify, smoke, bootstrap, restart-chain).
+RESULT_HELP = {
+    "json": "print one JSON document on stdout (docs/output.schema.json); human lines go to stderr",
+    "junit": "also write a JUnit XML report to FILE (one testcase per host and step or check)",
 }
 
 # Fabric's and Invoke's flags svrchain cannot honour: where the setting lives instead.
@@ -25,12 +31,12 @@ REFUSED = {
     "-H/--hosts": "svrchain takes its hosts from the inventory (db.address, web.servers): choose the "
                   "inventory with -I and some web servers with --limit",
     "-i/--identity": "svrchain logs in with the inventory's connect.identity: set it there",
-    "-S/--ssh-config": "svrchain reads no ssh_config: set connect.user, connect.port and each host's address "
-                       "and port in the inventory",
+    "-S/--ssh-config": "set connect.ssh_config in the inventory (e.g. ~/.ssh/config: host aliases and "
+                       "ProxyJump), so that every run on this site reaches its hosts the same way",
     "-t/--connect-timeout": "set connect.timeout in the inventory",
     "-T/--command-timeout": "svrchain's waits are in the inventory (db.ready.timeout, trigger.restart_timeout)",
     "--prompt-for-login-password": "svrchain logs in with a key only (connect.identity in the inventory)",
-    "--prompt-for-passphrase": "connect.identity must be a key svrchain can read without a passphrase",
+    "--prompt-for-passphrase": "svrchain never asks for a passphrase: add the key to ssh-agent (ssh-add)",
     "--prompt-for-sudo-password": "svrchain needs passwordless sudo (sudo -n) for connect.user, or connect.user: root",
     "-e/--echo": "svrchain runs no local commands; each remote step is printed with its result anyway",
     "-w/--warn-only": "svrchain runs no local commands; a failed step always ends the task with its exit code",
@@ -94,23 +100,28 @@ class SvrTask(Task):
 def svr_task(*args: Any, limit: bool = False, **kwargs: Any) -> Any:
     """Like ``invoke.task``, and every task also takes --inventory/-I (with ``limit``, --limit too);
     Fabric's --dry is the task's --dry-run (a read-only task ignores it); a flag svrchain cannot honour
-    is refused; a :class:`SvrchainError` ends the task with its message and its class's exit code."""
+    is refused; a :class:`SvrchainError` ends the task with its message and its class's exit code. A
+    task that declares ``json`` and ``junit`` gets them handled here (taken out of its arguments): its
+    results are reported as asked, also when it fails (:func:`_run`)."""
 
     def decorate(fn: Callable[..., Any]) -> Any:
         dry_aware = "dry_run" in inspect.signature(fn).parameters
 
         @functools.wraps(fn)
         def wrapper(c: Any, *a: Any, inventory: str | None = None, limit: str | None = None, **kw: Any) -> Any:
-            try:
+            results = output.start(fn.__name__.replace("_", "-"), json_out=bool(kw.pop("json", False)),
+                                   junit=kw.pop("junit", None) or None)
+
+            def body() -> None:
                 runopts.use(_options(c, inventory, limit))
                 if dry_aware and c.config.run.dry:
                     kw["dry_run"] = True
-                return fn(c, *a, **kw)
-            except SvrchainError as exc:
-                raise Exit(f"svrchain: {exc}", code=exit_code(exc)) from None
+                fn(c, *a, **kw)
+
+            _run(body, results)
 
         wrapper.__signature__ = _signature(fn, limit)  # type: ignore[attr-defined]
-        helps = {**HELP, **kwargs.pop("help", {})}
+        helps = {**HELP, **(RESULT_HELP if _has_result_flags(fn) else {}), **kwargs.pop("help", {})}
         if not limit:
             helps.pop("limit")
         return task(wrapper, klass=SvrTask, help=helps, **kwargs)
@@ -120,18 +131,26 @@ def svr_task(*args: Any, limit: bool = False, **kwargs: Any) -> Any:
     return decorate
 
 
-def confirm(question: str, yes: bool) -> None:
-    """Go on with --yes, or after 'y' at a prompt on a terminal; otherwise stop (exit 4)."""
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise UsageError(f"{question.rstrip('?')}: confirm with --yes (stdin is not a terminal)")
+def _run(body: Callable[[], None], results: output.Results) -> None:
+    """Run a task's body; report its results (recap, JSON, JUnit), also when it fails; then exit with
+    its error's line and code."""
+    code, error = 0, None
     try:
-        answer = input(f"{question} [y/N] ")
-    except EOFError:
-        answer = ""
-    if answer.strip().lower() not in ("y", "yes"):
-        raise UsageError("not confirmed; nothing was changed")
+        body()
+    except SvrchainError as exc:
+        code, error = exit_code(exc), str(exc)
+    try:
+        results.finish(code, error)
+    except OSError as exc:
+        code = code or 1
+        error = error or f"cannot write the JUnit report {results.junit}: {exc.strerror or exc}"
+    if code:
+        raise Exit(f"svrchain: {error}", code=code)
+
+
+def _has_result_flags(fn: Callable[..., Any]) -> bool:
+    """Whether the task declares --json and --junit."""
+    return {"json", "junit"} <= set(inspect.signature(fn).parameters)
 
 
 def collection(*modules_tasks: Any) -> Collection:

@@ -40,6 +40,14 @@ class BadInventory(SvrchainError):
     code = 4
 
 
+class HostError(SvrchainError):
+    """Something failed on one host; the message names the host."""
+
+
+class HostUnreachable(HostError, Unreachable):
+    """The SSH session to one host could not be opened (network, sshd, host key, login): exit 3."""
+
+
 class UsageError(SvrchainError):
     """The command line asks for something svrchain does not do (a flag it cannot honour, no --yes)."""
 

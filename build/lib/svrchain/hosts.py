@@ -11,17 +11,18 @@ from pathlib import Path
 
 import paramiko
 
-from svrchain import inventory, remote, runopts
-from svrchain.cli import confirm
+from svrchain import inventory, remote, runopts, sshauth
 from svrchain.errors import SvrchainError, Unreachable, UsageError
 from svrchain.remote import Host, Session
+from svrchain.runopts import confirm
 
 
-def fetch_host_key(address: str, port: int, timeout: float) -> paramiko.PKey:
+def fetch_host_key(address: str, port: int, timeout: float, sock: paramiko.Channel | None = None) -> paramiko.PKey:
     """The key a host offers in the SSH handshake (nothing is authenticated or trusted here); the
-    connection, the banner and the key exchange together take at most ``timeout`` seconds."""
+    connection, the banner and the key exchange together take at most ``timeout`` seconds. ``sock``:
+    a channel already open to it (through a jump host)."""
     try:
-        sock = socket.create_connection((address, port), timeout=timeout)
+        sock = sock or socket.create_connection((address, port), timeout=timeout)
     except TimeoutError:
         raise Unreachable(f"{address}:{port}: cannot connect: timed out after {timeout:g}s; is the host up and "
                           "its address right in the inventory?") from None
@@ -34,7 +35,7 @@ def fetch_host_key(address: str, port: int, timeout: float) -> paramiko.PKey:
         transport.start_client(timeout=timeout)
         return transport.get_remote_server_key()
     except (paramiko.SSHException, EOFError, OSError) as exc:
-        raise Unreachable(f"{address}:{port}: {remote.handshake_problem(exc, timeout)}") from None
+        raise Unreachable(f"{address}:{port}: {remote.handshake_problem(exc, timeout, transport)}") from None
     finally:
         transport.close()
 
@@ -60,11 +61,20 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
+def host_key(h: Host, timeout: float) -> paramiko.PKey:
+    """The key a host offers where the admin reaches it: the ssh config's HostName (connect.ssh_config),
+    through its jump host (whose own key must already be pinned: the jump's login is checked)."""
+    r = h.route
+    if r.jump is None:
+        return fetch_host_key(r.hostname, r.port, timeout)
+    return fetch_host_key(r.hostname, r.port, timeout, h.stream())
+
+
 def _fetch_all(hosts: list[Host], timeout: float) -> list[paramiko.PKey | SvrchainError]:
     """Every host's key, all at once: the whole check takes about one ``timeout``, not one per host."""
     def one(h: Host) -> paramiko.PKey | SvrchainError:
         try:
-            return fetch_host_key(h.address, h.port, timeout)
+            return host_key(h, timeout)
         except SvrchainError as exc:
             return exc
     with ThreadPoolExecutor(max_workers=min(32, len(hosts))) as pool:
@@ -80,7 +90,7 @@ def _compare(s: Session, known: paramiko.HostKeys, path: Path) -> tuple[list[str
             errors.append(Unreachable(f"{h.name}: {key}"))
             print(f"{h.name:<10} unreachable   {key}", file=s.out)
             continue
-        entry = entry_name(h.address, h.port)
+        entry = entry_name(h.route.hostname, h.port)
         pinned = known.lookup(entry) or {}
         fp = f"{key.get_name()} {key.fingerprint}"
         if key.get_name() in pinned and pinned[key.get_name()] != key:
@@ -117,11 +127,21 @@ def run_trust_hosts(yes: bool = False, dry_run: bool = False) -> None:
         runopts.check_lab(inv.source, [h.address for h in s.hosts])
     path = inv.path(inv.connect.known_hosts)
     known = remote.load_known_hosts(path, inv.source) if path.exists() else paramiko.HostKeys()
+    if any(h.route.jump for h in s.hosts):
+        s.auth = sshauth.load_auth(inv)  # a jump host is logged in to
     s.announce()
-    new, errors = _compare(s, known, path)
+    try:
+        new, errors = _compare(s, known, path)
+    finally:
+        s.close()
     if new and dry_run:
         print(f"would pin {len(new)} key(s) in {path}")
     elif new:
-        _pin(path, new, yes)
+        try:
+            _pin(path, new, yes)
+        except UsageError as exc:
+            if not errors:
+                raise
+            errors.append(exc)  # said after the hosts' own problems, which decide the exit code (3)
     if errors:
         raise Unreachable("\n".join(str(e) for e in errors))

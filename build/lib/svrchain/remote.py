@@ -12,22 +12,24 @@ import io
 import logging
 import shlex
 import socket
-import sys
 import tarfile
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 import paramiko
 from fabric import Config, Connection
 
-from svrchain import inventory, runopts
-from svrchain.errors import BadInventory, SvrchainError, Unreachable
-from svrchain.plan import FileChange, FileSpec, FileState, Outcome, file_change
-from svrchain.render import RUN_DIR
+from svrchain import inventory, output, runopts, sshauth
+from svrchain.errors import BadInventory, HostError, HostUnreachable, SvrchainError, Unreachable
+from svrchain.ops import Change, files_change
+from svrchain.plan import FileChange, FileSpec, FileState, Outcome, Result
+from svrchain.render import RUN_DIR, as_account
+
+# (defined in errors, plan, render; imported from here too)
+__all__ = ["HostError", "HostUnreachable", "Result", "as_account"]
 
 T = TypeVar("T")
 BACKUP_DIR = "/var/backups/svrchain"
@@ -35,10 +37,12 @@ BACKUP_DIR = "/var/backups/svrchain"
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
-def handshake_problem(exc: BaseException, timeout: float) -> str:
-    """One line (what happened and what to check) for an SSH handshake or login that failed."""
+def handshake_problem(exc: BaseException, timeout: float, transport: paramiko.Transport | None = None) -> str:
+    """One line (what happened and what to check) for an SSH handshake or login that failed; with the
+    transport, a handshake that never got the server's banner is told apart from one dropped later."""
     text = str(exc)
-    if "protocol banner" in text:
+    no_banner = transport is not None and not transport.remote_version
+    if "protocol banner" in text or no_banner:
         return (f"no SSH banner within {timeout:g}s: something accepts TCP on that port but does not speak "
                 "SSH (or sshd is overloaded); check the address and port in the inventory")
     if "No existing session" in text:
@@ -83,28 +87,6 @@ def sudo_problem(label: str, user: str, stderr: str, source: Path) -> str | None
     return None
 
 
-@dataclass(frozen=True)
-class Result:
-    """What a remote command did."""
-
-    code: int
-    stdout: str
-    stderr: str
-    raw: bytes = b""
-
-    @property
-    def ok(self) -> bool:
-        return self.code == 0
-
-
-class HostError(SvrchainError):
-    """Something failed on one host; the message names the host."""
-
-
-class HostUnreachable(HostError, Unreachable):
-    """The SSH session to one host could not be opened (network, sshd, host key, login): exit 3."""
-
-
 # Run a command as an account (never as root through a path that account controls).
 _AS = r"""
 as() {
@@ -113,13 +95,6 @@ as() {
 }
 """
 
-
-def as_account(user: str, command: str) -> str:
-    """``command`` (shell words, already quoted) run as ``user`` rather than root."""
-    if user == "root":
-        return command
-    u = shlex.quote(user)
-    return f'setpriv --reuid={u} --regid="$(id -g -- {u})" --init-groups -- {command}'
 
 # The atomic write, run on the host with the content on stdin: temp file in the same directory,
 # checksum checked (a cut connection never yields a half-written file), owner and mode set, the
@@ -244,6 +219,7 @@ class Host:
         self.address = address
         self.port = port
         self.user = user
+        self.route = sshauth.route(session.ssh_config, name, address, port, user, session.inv.source)
         self._conn: Connection | None = None
         self._error: HostError | None = None  # a failed connect is not retried within a run
         self._lock = threading.Lock()
@@ -253,7 +229,9 @@ class Host:
 
     @property
     def label(self) -> str:
-        return f"{self.name} ({self.address}:{self.port})"
+        r = self.route
+        via = f" via {r.jump}" if r.jump else ""
+        return f"{self.name} ({r.hostname}:{self.port}{via})"
 
     # -- connection ------------------------------------------------------------------------
 
@@ -270,68 +248,28 @@ class Host:
                     raise
             return self._conn
 
-    def _socket(self) -> socket.socket:
-        """The TCP connection, with Nagle off: SSH's small packets must not wait for delayed ACKs
-        (without this every remote command costs about 40 ms more)."""
-        s = self.session
-        try:
-            sock = socket.create_connection((self.address, self.port), timeout=s.inv.connect.timeout)
-        except ConnectionRefusedError:
-            raise HostUnreachable(
-                f"{self.label}: connection refused; is sshd running and is the port right in {s.inv.source}?"
-            ) from None
-        except TimeoutError:
-            raise HostUnreachable(
-                f"{self.label}: cannot connect: timed out after {s.inv.connect.timeout}s; is the "
-                f"host up and its address right in {s.inv.source}?"
-            ) from None
-        except OSError as exc:
-            raise HostUnreachable(
-                f"{self.label}: cannot connect: {exc.strerror or exc}; is the host up and its "
-                f"address right in {s.inv.source}?"
-            ) from None
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock
+    def stream(self) -> socket.socket | paramiko.Channel:
+        """The byte stream to the host's sshd: a TCP connection with Nagle off (SSH's small packets
+        must not wait for delayed ACKs: without this every remote command costs about 40 ms more), or
+        a channel through the jump host's (pinned, authenticated) connection."""
+        r, s = self.route, self.session
+        if r.jump is not None:
+            if s.known_hosts is None or not s.known_hosts.is_file():
+                raise HostUnreachable(f"{self.name}: jump host {r.jump}: no known_hosts to check its key against")
+            try:
+                transport = s.jump(r.jump).client.get_transport()
+            except HostUnreachable as exc:
+                raise HostUnreachable(f"{self.name}: {exc}") from None
+            try:
+                return transport.open_channel("direct-tcpip", (r.hostname, r.port), ("", 0),
+                                              timeout=s.inv.connect.timeout)
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                raise HostUnreachable(f"{self.label}: the jump host {r.jump} cannot reach {r.hostname}:{r.port} "
+                                      f"({exc}); check ProxyJump in {s.inv.connect.ssh_config}") from None
+        return tcp_socket(self.label, r.hostname, r.port, s.inv)
 
     def _open(self) -> Connection:
-        s = self.session
-        conn = Connection(
-            # A Config per connection: invoke's Config is not safe to share between threads.
-            self.address, user=self.user, port=self.port, config=Config(overrides={"load_ssh_configs": False}),
-            connect_timeout=s.inv.connect.timeout,
-            connect_kwargs={"key_filename": [str(s.identity)], "look_for_keys": False,
-                            "allow_agent": False, "sock": self._socket(),
-                            "banner_timeout": s.inv.connect.timeout, "auth_timeout": s.inv.connect.timeout},
-        )
-        conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
-        conn.client.load_host_keys(str(s.known_hosts))  # checked for damaged lines by Session.check_files
-        kh = s.inv.connect.known_hosts
-        try:
-            conn.open()
-        except paramiko.BadHostKeyException as exc:
-            raise HostUnreachable(
-                f"{self.label}: host key CHANGED: it offers {exc.key.get_name()} "
-                f"{exc.key.fingerprint}, not the key pinned in {kh}; if the change is expected, "
-                f"remove its line from {kh} and run `fab trust-hosts`"
-            ) from None
-        except paramiko.AuthenticationException:
-            raise HostUnreachable(
-                f"{self.label}: authentication as {self.user} with {s.inv.connect.identity} failed; "
-                "check connect.user/identity in the inventory and the host's authorized_keys"
-            ) from None
-        except TimeoutError:
-            raise HostUnreachable(f"{self.label}: the SSH handshake timed out") from None
-        except paramiko.SSHException as exc:
-            if "not found in known_hosts" in str(exc):
-                raise HostUnreachable(
-                    f"{self.label}: host key unknown: it is not pinned in {kh}; check it and pin "
-                    "it with `fab trust-hosts`"
-                ) from None
-            raise HostUnreachable(f"{self.label}: {handshake_problem(exc, s.inv.connect.timeout)}") from None
-        except EOFError as exc:
-            raise HostUnreachable(f"{self.label}: {handshake_problem(exc, s.inv.connect.timeout)}") from None
-        except OSError as exc:
-            raise HostUnreachable(f"{self.label}: the SSH connection failed: {exc.strerror or exc}") from None
+        conn = login(self.session, self.label, self.route, self.stream())
         if self.locks:
             self._take_host_lock(conn)
         return conn
@@ -482,11 +420,15 @@ class Host:
 class Session:
     """One run: the inventory, its hosts, one connection each, and the outcome report."""
 
-    def __init__(self, inv: inventory.Inventory, out=None, lock: bool = False, limit: tuple[str, ...] = ()):
+    def __init__(self, inv: inventory.Inventory, out=None, lock: bool = False, limit: tuple[str, ...] = (),
+                 auth: sshauth.Auth | None = None):
         self.inv = inv
-        self.out = out or sys.stdout
-        self.identity = inv.path(inv.connect.identity)
+        self.results = output.current()
+        self.out = out or self.results.human
+        self.auth = auth or sshauth.Auth()
+        self.ssh_config = sshauth.load_ssh_config(inv)
         self.known_hosts = inv.path(inv.connect.known_hosts)
+        self._jumps: dict[sshauth.Route, Future] = {}
         self.outcomes: list[Outcome] = []
         self.unreachable: set[str] = set()  # hosts this run could not connect to (exit 3 if only they failed)
         self._facts: dict[str, Future] = {}  # facts read once per run, by key ("what:host")
@@ -500,6 +442,8 @@ class Session:
                          for s in inv.web.servers]
         chosen = runopts.limited([w.name for w in self.all_webs], inv.db.name, limit, inv.source)
         self.webs = [w for w in self.all_webs if w.name in chosen]
+        for h in self.hosts:
+            self.results.host(h.name, h.role, h.address)
 
     @classmethod
     def open(cls, path: Path | None = None, lock: bool = False) -> Session:
@@ -515,12 +459,9 @@ class Session:
         return s
 
     def check_files(self) -> None:
-        """The admin's key and the pinned host keys: present, readable, not damaged."""
+        """The admin's key (or ssh-agent) and the pinned host keys: present, readable, not damaged."""
         inv = self.inv
-        if not self.identity.is_file():
-            raise inventory.InventoryError(
-                f"{inv.source}: connect.identity: {self.identity} does not exist; point it at the admin's private key"
-            )
+        self.auth = sshauth.load_auth(inv)
         if not self.known_hosts.is_file():
             raise inventory.InventoryError(
                 f"{inv.source}: connect.known_hosts: {self.known_hosts} does not exist; create it with "
@@ -569,11 +510,29 @@ class Session:
             for key in [k for k in self._facts if k.endswith(f":{host.name}")]:
                 del self._facts[key]
 
+    def jump(self, r: sshauth.Route) -> Connection:
+        """The (one, shared) connection to a jump host, opened on first use: pinned like any host."""
+        with self._facts_lock:
+            future = self._jumps.get(r)
+            mine = future is None
+            if mine:
+                future = self._jumps[r] = Future()
+        if mine:
+            label = f"jump host {r}"
+            try:
+                future.set_result(login(self, label, r, tcp_socket(label, r.hostname, r.port, self.inv)))
+            except BaseException as exc:
+                future.set_exception(exc)
+        return future.result()
+
     def close(self) -> None:
         if self._prefetcher is not None:
             self._prefetcher.shutdown(wait=True)
         for h in self.hosts:
             h.close()
+        for future in self._jumps.values():
+            if future.done() and future.exception() is None:
+                future.result().close()
 
     def __enter__(self) -> Session:
         return self
@@ -595,11 +554,17 @@ class Session:
         with ThreadPoolExecutor(max_workers=min(32, len(hosts))) as pool:
             return list(pool.map(guarded, hosts))
 
-    def report(self, outcome: Outcome, show_diff: bool = False) -> Outcome:
-        """Print one ``host step status detail`` line (and its diffs in a dry run)."""
+    def report(self, outcome: Outcome, show_diff: bool = False, seconds: float | None = None) -> Outcome:
+        """Print one ``host step status detail`` line (and its diffs in a dry run), as it happens;
+        record it for the recap, --json and --junit (``seconds``: how long it took; by default the
+        time since the host's previous line)."""
         with self._print_lock:
             self.outcomes.append(outcome)
-            line = f"{outcome.host:<10} {outcome.step:<20} {outcome.status:<13} {outcome.detail}"
+            status = outcome.status.replace(" ", "-")
+            took = self.results.since_last(outcome.host) if seconds is None else round(seconds, 3)
+            self.results.add(outcome.host, output.Item("step", outcome.step, status, outcome.detail, took))
+            word = output.paint(f"{outcome.status:<13}", status, self.results.colour)
+            line = f"{outcome.host:<10} {outcome.step:<20} {word} {outcome.detail}"
             print(line.rstrip(), file=self.out, flush=True)
             if show_diff:
                 for d in outcome.diffs:
@@ -607,9 +572,11 @@ class Session:
         return outcome
 
     def fail(self, host: str, step: str, error: Exception) -> Outcome:
+        status = "failed"
         if isinstance(error, Unreachable):
             self.unreachable.add(host)
-        return self.report(Outcome(host, step, "failed", str(error)))
+            status = "unreachable"
+        return self.report(Outcome(host, step, status, str(error)))
 
     def run_steps(self, what: str, steps: Iterable[tuple[str, Callable[[], object]]]) -> None:
         """Run steps in order: a step's error goes on its own line and stops the steps after it;
@@ -623,12 +590,75 @@ class Session:
         self.finish(what)
 
     def finish(self, what: str) -> None:
-        """Raise a non-zero exit when any outcome of this run failed."""
+        """Raise a non-zero exit when any outcome of this run failed (exit 3 when only unreachable
+        hosts failed, else 1)."""
         failed = [o for o in self.outcomes if o.failed]
         if failed:
             hosts = {o.host for o in failed}
             cls = Unreachable if hosts <= self.unreachable else SvrchainError
             raise cls(f"{what}: failed on {', '.join(sorted(hosts))} (see above)")
+
+
+def tcp_socket(label: str, hostname: str, port: int, inv: inventory.Inventory) -> socket.socket:
+    """A TCP connection to ``hostname:port`` with Nagle off; a failure is one line naming ``label``."""
+    try:
+        sock = socket.create_connection((hostname, port), timeout=inv.connect.timeout)
+    except ConnectionRefusedError:
+        raise HostUnreachable(
+            f"{label}: connection refused; is sshd running and is the port right in {inv.source}?") from None
+    except TimeoutError:
+        raise HostUnreachable(f"{label}: cannot connect: timed out after {inv.connect.timeout}s; is the "
+                              f"host up and its address right in {inv.source}?") from None
+    except OSError as exc:
+        raise HostUnreachable(f"{label}: cannot connect: {exc.strerror or exc}; is the host up and its "
+                              f"address right in {inv.source}?") from None
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def login(session: Session, label: str, r: sshauth.Route, sock: socket.socket | paramiko.Channel) -> Connection:
+    """An SSH connection over ``sock`` to ``r``: the host key checked against connect.known_hosts
+    (unknown or changed is refused), logged in with the admin's key or ssh-agent."""
+    kwargs, agent = session.auth.connect_kwargs()
+    conn = Connection(
+        # A Config per connection: invoke's Config is not safe to share between threads.
+        r.hostname, user=r.user, port=r.port, config=Config(overrides={"load_ssh_configs": False}),
+        connect_timeout=session.inv.connect.timeout,
+        connect_kwargs={**kwargs, "sock": sock, "banner_timeout": session.inv.connect.timeout,
+                        "auth_timeout": session.inv.connect.timeout},
+    )
+    conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    conn.client.load_host_keys(str(session.known_hosts))  # checked for damaged lines by Session.check_files
+    try:
+        conn.open()
+    except (paramiko.SSHException, OSError, EOFError) as exc:
+        sock.close()
+        raise HostUnreachable(_login_failure(session, label, r, exc, conn.client.get_transport())) from None
+    finally:
+        if agent is not None:
+            agent.close()
+    return conn
+
+
+def _login_failure(session: Session, label: str, r: sshauth.Route, exc: Exception,
+                   transport: paramiko.Transport | None = None) -> str:
+    """One line for a failed SSH login, naming the host and the fix."""
+    kh = session.inv.connect.known_hosts
+    if isinstance(exc, paramiko.BadHostKeyException):
+        return (f"{label}: host key CHANGED: it offers {exc.key.get_name()} {exc.key.fingerprint}, not the key "
+                f"pinned in {kh}; if the change is expected, remove its line from {kh} and run `fab trust-hosts`")
+    if isinstance(exc, paramiko.AuthenticationException):
+        return (f"{label}: authentication as {r.user} with {session.auth.what or 'the admin key'} failed; "
+                "check connect.user/identity in the inventory and the host's authorized_keys")
+    if isinstance(exc, TimeoutError):
+        return f"{label}: the SSH handshake timed out"
+    if "not found in known_hosts" in str(exc):
+        return f"{label}: host key unknown: it is not pinned in {kh}; check it and pin it with `fab trust-hosts`"
+    if isinstance(exc, paramiko.SSHException):
+        return f"{label}: {handshake_problem(exc, session.inv.connect.timeout, transport)}"
+    if isinstance(exc, EOFError):
+        return f"{label}: {handshake_problem(exc, session.inv.connect.timeout)}"
+    return f"{label}: the SSH connection failed: {getattr(exc, 'strerror', None) or exc}"
 
 
 def _quietly(fn: Callable[[], object]) -> None:
@@ -645,13 +675,19 @@ def apply_files(session: Session, host: Host, step: str, specs: list[FileSpec],
                 states: dict[str, FileState], dry_run: bool,
                 after: Callable[[list[FileChange]], list[str]] | None = None,
                 ok_detail: str = "") -> Outcome:
-    """Compare, then (unless dry) write each differing file; report one line for the step."""
-    changes = [c for c in (file_change(s, states[s.path]) for s in specs) if c is not None]
-    commands = after(changes) if after else []
-    if not changes and not commands:
-        return session.report(Outcome(host.name, step, "ok", ok_detail))
-    detail = ", ".join([f"{c.spec.path} ({', '.join(c.reasons)})" for c in changes] + commands)
-    return apply_changes(session, host, step, changes, dry_run, detail, commands)
+    """Compare, then (unless dry) write each differing file and run what ``after`` says; one line."""
+    change = files_change(specs, states, noop=ok_detail)
+    if after:
+        change = Change(change.files, tuple(after(list(change.files))), ok_detail)
+    return apply(session, host, step, change, dry_run)
+
+
+def apply(session: Session, host: Host, step: str, change: Change, dry_run: bool) -> Outcome:
+    """The one place a change takes effect: "ok" (with why) when it is empty, else shown (dry run:
+    the diffs, nothing touched) or applied ("changed"); one line for the step either way."""
+    if change.empty:
+        return session.report(Outcome(host.name, step, "ok", change.noop))
+    return apply_changes(session, host, step, list(change.files), dry_run, change.detail(), change.commands)
 
 
 def apply_changes(session: Session, host: Host, step: str, changes: list[FileChange], dry_run: bool,
