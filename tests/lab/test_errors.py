@@ -106,7 +106,7 @@ def test_banner_less_port_is_one_line_and_limit_leaves_it_alone(chain, tmp_path)
         inv = inventory(tmp_path, port=2222)
         r = chain.fab("push-key", inventory=inv)
         assert r.returncode == 3, r.stdout + r.stderr
-        assert re.search(r"^web2\s+push-key\s+failed\s+web2 \(198\.18\.0\.22:2222\): no SSH banner within 5s: "
+        assert re.search(r"^web2\s+push-key\s+unreachable\s+web2 \(198\.18\.0\.22:2222\): no SSH banner within 5s: "
                          r"something accepts TCP on that port but does not speak SSH", r.stdout, re.M), r.stdout
         t0 = time.monotonic()
         t = chain.fab("trust-hosts", inventory=inv)
