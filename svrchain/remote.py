@@ -297,16 +297,12 @@ class Host:
             ) from None
         except TimeoutError:
             raise HostUnreachable(f"{self.label}: the SSH handshake timed out") from None
-        except paramiko.SSHException as exc:
-            t = conn.client.get_transport()
+        except (paramiko.SSHException, EOFError) as exc:
             if "not found in known_hosts" in str(exc):
-                raise HostUnreachable(
-                    f"{self.label}: host key unknown: it is not pinned in {kh}; check it and pin "
-                    "it with `fab trust-hosts`"
-                ) from None
-            raise HostUnreachable(f"{self.label}: {handshake_problem(exc, s.inv.connect.timeout, t)}") from None
-        except EOFError as exc:
-            raise HostUnreachable(f"{self.label}: {handshake_problem(exc, s.inv.connect.timeout)}") from None
+                raise HostUnreachable(f"{self.label}: host key unknown: it is not pinned in {kh}; check it and pin "
+                                      "it with `fab trust-hosts`") from None
+            why = handshake_problem(exc, s.inv.connect.timeout, conn.client.get_transport())
+            raise HostUnreachable(f"{self.label}: {why}") from None
         except OSError as exc:
             raise HostUnreachable(f"{self.label}: the SSH connection failed: {exc.strerror or exc}") from None
         if self.locks:
