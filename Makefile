@@ -11,7 +11,7 @@ INIT ?= sysv
 # only the lab's targets install them (as root). Running the tasks needs none of them.
 DEBS := debootstrap iproute2 util-linux openssh-client shellcheck curl systemd-container
 
-.PHONY: install lab-deps lab-up lab-down demo test unit fuzz lint bench lock clean
+.PHONY: install lab-deps lab-up lab-down demo test unit fuzz lint modules bench lock clean
 
 # The tool, its tests' and bench's Python packages at the locked versions, in .venv: no root, no apt.
 install: $(VENV)/.installed
@@ -61,6 +61,10 @@ fuzz: install
 
 bench: install
 	$(PY) -m bench.run $(if $(N),--n $(N))
+
+# Redraw docs/modules.md (the layers and imports) from the code.
+modules: install
+	$(PY) -m tests.unit.test_layers
 
 lint: install
 	$(PY) -m ruff check .

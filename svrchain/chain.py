@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from tabulate import tabulate
 
 from svrchain import render
-from svrchain.cli import confirm
 from svrchain.errors import SvrchainError
 from svrchain.remote import Host, HostError, Session, as_account
+from svrchain.runopts import confirm
 
 # Wait on the DB host, in one round trip, until the database answers; print the time it did.
 _WAIT_READY = r"""

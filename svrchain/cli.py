@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,9 @@ from invoke import Collection, Exit, Task, task
 
 from svrchain import runopts
 from svrchain.errors import SvrchainError, UsageError, exit_code
+from svrchain.runopts import confirm
+
+__all__ = ["collection", "confirm", "svr_task"]
 
 HELP = {
     "inventory": "the inventory file (else $INVENTORY, or INVENTORY= in .env); there is no default",
@@ -118,20 +120,6 @@ def svr_task(*args: Any, limit: bool = False, **kwargs: Any) -> Any:
     if args and callable(args[0]):
         return decorate(args[0])
     return decorate
-
-
-def confirm(question: str, yes: bool) -> None:
-    """Go on with --yes, or after 'y' at a prompt on a terminal; otherwise stop (exit 4)."""
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise UsageError(f"{question.rstrip('?')}: confirm with --yes (stdin is not a terminal)")
-    try:
-        answer = input(f"{question} [y/N] ")
-    except EOFError:
-        answer = ""
-    if answer.strip().lower() not in ("y", "yes"):
-        raise UsageError("not confirmed; nothing was changed")
 
 
 def collection(*modules_tasks: Any) -> Collection:

@@ -12,9 +12,9 @@ from pathlib import Path
 import paramiko
 
 from svrchain import inventory, remote, runopts
-from svrchain.cli import confirm
 from svrchain.errors import SvrchainError, Unreachable, UsageError
 from svrchain.remote import Host, Session
+from svrchain.runopts import confirm
 
 
 def fetch_host_key(address: str, port: int, timeout: float) -> paramiko.PKey:
@@ -111,7 +111,7 @@ def _pin(path: Path, new: list[str], yes: bool) -> None:
 
 def run_trust_hosts(yes: bool = False, dry_run: bool = False) -> None:
     """What `fab trust-hosts` does (its flags and help: tasks/)."""
-    inv = inventory.load()
+    inv = inventory.load(*runopts.inventory_choice())
     s = Session(inv, limit=runopts.current().limit)
     if inv.lab:
         runopts.check_lab(inv.source, [h.address for h in s.hosts])

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,3 +129,17 @@ def check_lab(source: Path, addresses: list[str]) -> None:
                 f"would go {'through ' + dev if dev else 'nowhere'}, not the lab's bridge {LAB_BRIDGE}): "
                 "run `make lab-up` first"
             )
+
+
+def confirm(question: str, yes: bool) -> None:
+    """Go on with --yes, or after 'y' at a prompt on a terminal; otherwise stop (exit 4)."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(f"{question.rstrip('?')}: confirm with --yes (stdin is not a terminal)")
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        answer = ""
+    if answer.strip().lower() not in ("y", "yes"):
+        raise UsageError("not confirmed; nothing was changed")

@@ -14,13 +14,13 @@ import shlex
 from dataclasses import dataclass
 
 from svrchain import account, authkeys, harden, homes, render, sshd, sysv
-from svrchain.cli import confirm
 from svrchain.dbora import detect_init
 from svrchain.inventory import Inventory
 from svrchain.keys import db_public_key, marker, web_facts
 from svrchain.ops import db as ops_db
 from svrchain.plan import FileChange, FileSpec, Outcome
 from svrchain.remote import BACKUP_DIR, Host, HostError, Session
+from svrchain.runopts import confirm
 
 # $1: a path. Prints the first backup svrchain kept of it, if that backup is not svrchain's own
 # file: the site's file that svrchain replaced.
@@ -147,7 +147,7 @@ def web_plan(session: Session, web: Host, key: authkeys.PublicKey | None) -> tup
     # svrchain's line in every account (web.user's too, unless its home goes with it).
     blob = key.blob if key else None
     files = homes.stale(f, blob, marker(session), inv.web.user if created else None)
-    edits = homes.without_ours(web, files, blob, marker(session))
+    edits = account.without_ours(web, files, blob, marker(session))
     sudoers = account.sudoers_state(web, f.r)
     if sudoers.exists and render.MARK.encode() in sudoers.content:
         actions.append(Action(f"remove {render.SUDOERS}", (render.SUDOERS,)))

@@ -13,10 +13,11 @@ from svrchain.attacks import Row, run_attacks
 from svrchain.chain import current_run_command, ready_probe
 from svrchain.dbora import detect_init, override_problem
 from svrchain.errors import GapFound, Unreachable
-from svrchain.keys import PUB_MODE, db_public_key, host_keys, marker, web_facts
+from svrchain.keys import db_public_key, host_keys, marker, web_facts
 from svrchain.ops import Change
 from svrchain.ops import db as ops_db
 from svrchain.ops import web as ops_web
+from svrchain.ops.key import PUB_MODE
 from svrchain.plan import FileState, file_change
 from svrchain.remote import Host, HostError, Session
 

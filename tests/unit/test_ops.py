@@ -12,9 +12,11 @@ import pytest
 import yaml
 
 from svrchain import authkeys, render, uninstall
+from svrchain.errors import SvrchainError
 from svrchain.homes import WebFacts
 from svrchain.inventory import Inventory, parse
 from svrchain.ops import db as ops_db
+from svrchain.ops import key as ops_key
 from svrchain.ops import web as ops_web
 from svrchain.plan import FileState
 
@@ -123,3 +125,29 @@ def test_install_service(path: Path):
     assert list(change.commands) == case["commands"]
     if "noop" in case:
         assert change.noop == case["noop"]
+
+
+@pytest.mark.parametrize("path", cases("gen_key"), ids=lambda p: p.stem)
+def test_gen_key(path: Path):
+    case = yaml.safe_load(path.read_text())
+    inv = inventory(case.get("inventory", {}))
+    f = case["facts"]
+    pub_path = inv.key.path + ".pub"
+    pub = FileState(pub_path, False)
+    if f["pub"]:
+        pub = FileState(pub_path, True, f["pub"].encode(), 0o644, "root", "root")
+    facts = ops_key.KeyFacts(f["ssh_version"], f["priv"], f["derived"], pub, f["pubmode"])
+    if "error" in case:
+        with pytest.raises(SvrchainError) as exc:
+            ops_key.key(inv, facts, case.get("rotate", False))
+        assert str(exc.value) == case["error"]
+        return
+    change = ops_key.key(inv, facts, case.get("rotate", False))
+    assert {c.spec.path: list(c.reasons) for c in change.files} == case["files"]
+    assert list(change.what or change.commands) == case["commands"]
+    if "noop" in case:
+        assert change.noop == case["noop"]
+    if "keygen" in case:
+        assert f"ssh-keygen -q -t {case['keygen']} " in change.commands[0]
+    for p, text in case.get("content", {}).items():
+        assert change.paths()[p].spec.content.decode() == text
