@@ -114,7 +114,7 @@ def test_a_changed_host_key_is_refused_and_flagged(chain):
         assert "web1 (198.18.0.21): REFUSED: its host key is not the one pinned" in chain.console(
             "db", "cat /var/log/svr_restart.log").stdout
         v = chain.fab("verify")
-        assert v.returncode == 1 and re.search(r"^web1\s+reachable\s+GAP\s+.*host key CHANGED", v.stdout, re.M)
+        assert v.returncode == 3 and re.search(r"^web1\s+reachable\s+GAP\s+.*host key CHANGED", v.stdout, re.M)
     finally:
         chain.console("web1", "mv /root/hk /etc/ssh/ssh_host_ed25519_key && mv /root/hk.pub "
                               "/etc/ssh/ssh_host_ed25519_key.pub && pkill -HUP -x sshd")
