@@ -14,7 +14,9 @@ from invoke import Collection, Exit, Task, task
 
 from svrchain import output, runopts
 from svrchain.errors import SvrchainError, UsageError, exit_code
-from svrchain.runopts import confirm  # noqa: F401  (it lives in runopts: steps may not import the CLI)
+from svrchain.runopts import confirm
+
+__all__ = ["collection", "confirm", "svr_task"]
 
 HELP = {
     "inventory": "the inventory file (else $INVENTORY, or INVENTORY= in .env); there is no default",

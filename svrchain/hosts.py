@@ -121,7 +121,7 @@ def _pin(path: Path, new: list[str], yes: bool) -> None:
 
 def run_trust_hosts(yes: bool = False, dry_run: bool = False) -> None:
     """What `fab trust-hosts` does (its flags and help: tasks/)."""
-    inv = inventory.load()
+    inv = inventory.load(*runopts.inventory_choice())
     s = Session(inv, limit=runopts.current().limit)
     if inv.lab:
         runopts.check_lab(inv.source, [h.address for h in s.hosts])

@@ -23,7 +23,6 @@ from pydantic import (
     model_validator,
 )
 
-from svrchain import runopts
 from svrchain.errors import BadInventory
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -535,9 +534,8 @@ def parse(text: str, source: Path) -> Inventory:
     return inv
 
 
-def load(path: Path | None = None) -> Inventory:
-    """Read and validate the inventory file (the run's own when ``path`` is not given)."""
-    path, how = (path, "") if path else runopts.inventory_choice()
+def load(path: Path, how: str = "") -> Inventory:
+    """Read and validate the inventory file; ``how`` says what chose it (for the message when it is missing)."""
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -547,7 +545,7 @@ def load(path: Path | None = None) -> Inventory:
             "inventory/example.yaml)"
         ) from None
     except IsADirectoryError:
-        raise InventoryError(f"{path}: is a directory, not an inventory file; {runopts.HOW_TO_CHOOSE}") from None
+        raise InventoryError(f"{path}: is a directory, not an inventory file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InventoryError(f"{path}: cannot read the inventory: {getattr(exc, 'strerror', None) or exc}") from None
     return parse(text, path)

@@ -450,7 +450,7 @@ class Session:
         """Load the run's inventory (or ``path``), check the local files it names, and start a session
         on its hosts (``--limit``'s web servers); with ``lock``, each host is locked against other
         changing runs while connected. The first line printed names the inventory and the hosts."""
-        inv = inventory.load(path)
+        inv = inventory.load(*((path, "") if path else runopts.inventory_choice()))
         s = cls(inv, lock=lock, limit=runopts.current().limit if path is None else ())
         if inv.lab:
             runopts.check_lab(inv.source, [h.address for h in s.hosts])

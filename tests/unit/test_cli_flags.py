@@ -21,9 +21,9 @@ from invoke import Config, Context
 
 import tasks
 from svrchain import remote, runopts
-from svrchain.cli import confirm
 from svrchain.errors import BadInventory, UsageError
 from svrchain.program import make_program
+from svrchain.runopts import confirm
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

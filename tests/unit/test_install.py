@@ -7,6 +7,7 @@ but the wheel directory reaches the new venv. About 10 s.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -16,15 +17,19 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 PIP = [sys.executable, "-m", "pip"]
+SKIP = (".git", ".venv", ".lab", ".hypothesis", ".pytest_cache", ".ruff_cache", "build", "dist", "*.egg-info",
+        "__pycache__", "results")
 
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
     """A fresh venv with only svrchain (and its dependencies) installed; its bin directory."""
     base = tmp_path_factory.mktemp("install")
-    wheels, venv = base / "wheels", base / "venv"
+    source, wheels, venv = base / "source", base / "wheels", base / "venv"
+    # Built from a copy: setuptools writes build/ and *.egg-info into the tree it builds.
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*SKIP))
     subprocess.run([*PIP, "wheel", "-q", "--wheel-dir", str(wheels), "-c", str(REPO / "requirements.lock"),
-                    str(REPO)], check=True, capture_output=True, timeout=240)
+                    str(source)], check=True, capture_output=True, timeout=240)
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
     subprocess.run([*PIP, "--python", str(venv / "bin" / "python"), "install", "-q", "--no-index",
                     "--find-links", str(wheels), "svrchain"], check=True, capture_output=True, timeout=120)

@@ -14,18 +14,22 @@ ROOT = Path(__file__).resolve().parents[2]
 PICTURE = ROOT / "docs" / "modules.md"
 # Bottom to top. A module may import from its own layer and the layers below.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("core (pure)", {"errors", "plan", "sysv", "sshd", "authkeys", "inventory", "render", "runopts", "output"}),
+    ("core (pure)", {"errors", "plan", "sysv", "sshd", "authkeys", "inventory", "render", "output"}),
     ("facts and operations (pure)", {"homes", "ops", "ops.db", "ops.key", "ops.web"}),
-    ("remote I/O", {"sshauth", "remote"}),
+    ("remote and local I/O", {"remote", "runopts", "sshauth"}),
     ("steps", {"account", "attacks", "chain", "dbora", "keys", "trigger", "harden", "hosts", "rotate", "adopt",
                "verify", "uninstall", "bootstrap"}),
-    ("command line", {"cli", "program"}),
+    ("command line", {"cli"}),
+    ("task declarations (tasks/, installed as svrchain.tasks)", {"tasks"}),
+    ("the svrchain command", {"program"}),
 ]
 PURE = 2  # the first two layers: no SSH, no CLI
 IO_LIBRARIES = {"fabric", "paramiko", "invoke"}
 
 
 def module_name(path: Path) -> str:
+    if path == ROOT / "tasks" / "__init__.py":
+        return "tasks"  # installed as svrchain.tasks
     parts = path.relative_to(ROOT / "svrchain").with_suffix("").parts
     return ".".join(p for p in parts if p != "__init__") or "svrchain"
 
@@ -46,11 +50,9 @@ def imports(path: Path) -> set[str]:
                     package = n.module.removeprefix("svrchain").lstrip(".")
                     for a in n.names:
                         sub = f"{package}.{a.name}".lstrip(".")
-                        if sub == "tasks":  # tasks/, installed as svrchain.tasks: see test_tasks_only_declare
-                            continue
                         is_module = (ROOT / "svrchain" / Path(*sub.split("."))).with_suffix(".py").exists()
                         found.add(sub if is_module else package)
-                elif base == "svrchain" and n.module != "svrchain.tasks":  # (tasks/: test_tasks_only_declare)
+                elif base == "svrchain":
                     found.add(n.module.removeprefix("svrchain."))
             elif isinstance(n, ast.Import):
                 found |= {a.name.split(".")[0] for a in n.names if a.name.split(".")[0] in IO_LIBRARIES}
@@ -58,8 +60,8 @@ def imports(path: Path) -> set[str]:
 
 
 def graph() -> dict[str, set[str]]:
-    return {module_name(p): imports(p) for p in sorted((ROOT / "svrchain").rglob("*.py"))
-            if module_name(p) != "svrchain"}
+    files = [*sorted((ROOT / "svrchain").rglob("*.py")), ROOT / "tasks" / "__init__.py"]
+    return {module_name(p): imports(p) for p in files if module_name(p) != "svrchain"}
 
 
 def layer_of(module: str) -> int:
