@@ -38,7 +38,7 @@ def db_paths(session: Session) -> dict[str, str]:
     key = inv.key.path
     paths = {
         "trigger-init": f"/etc/init.d/{inv.trigger.name}",
-        "trigger-script": render.trigger_script(inv, "systemd"),
+        "trigger-script": render.trigger_script(inv), "trigger-config": render.trigger_config_path(inv),
         "trigger-unit": f"/etc/systemd/system/{render.trigger_unit(inv)}",
         "key": key, "key-pub": f"{key}.pub", "key-new": f"{key}.new", "key-new-pub": f"{key}.new.pub",
         "known-hosts": inv.trigger.known_hosts,
@@ -108,7 +108,7 @@ def db_plan(session: Session) -> list[Action]:
     service(inv.trigger.name, paths["trigger-init"], paths["trigger-unit"], render.trigger_unit(inv), "")
     if not inv.db.unit:
         service(inv.db.service, paths["db-init"], paths["db-unit"], render.db_unit(inv), r["orig-init"].stdout.strip())
-    for k in ("trigger-script", "db-impl", "oracle-ready", "key-pub", "key-new-pub", "known-hosts"):
+    for k in ("trigger-script", "trigger-config", "db-impl", "oracle-ready", "key-pub", "key-new-pub", "known-hosts"):
         if paths.get(k) in present:
             actions.append(Action(f"remove {paths[k]}", (paths[k],)))
     for k in ("key", "key-new"):  # a private key is never copied anywhere: a backup of it would still work

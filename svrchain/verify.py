@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from tabulate import tabulate
 
-from svrchain import account, authkeys, homes, render, sysv
+from svrchain import account, authkeys, homes, render, sysv, trigger_status
 from svrchain.attacks import Row, run_attacks
 from svrchain.chain import current_run_command, ready_probe
 from svrchain.dbora import detect_init, override_problem
@@ -123,7 +123,8 @@ def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
     unit, tunit = render.db_unit(inv), render.trigger_unit(inv)
     files = {
         "impl": render.impl_path(inv), "init": f"/etc/init.d/{svc}", "tinit": f"/etc/init.d/{trig}",
-        "unit": f"/etc/systemd/system/{unit}", "tscript": render.trigger_script(inv, "systemd"),
+        "unit": f"/etc/systemd/system/{unit}", "tscript": render.trigger_script(inv),
+        "tconfig": render.trigger_config_path(inv),
         "tunit": f"/etc/systemd/system/{tunit}", "kh": inv.trigger.known_hosts,
         "winit": f"/etc/init.d/{render.watch_name(inv)}", "wunit": f"/etc/systemd/system/{render.watch_unit(inv)}",
         "override": f"{sysv.OVERRIDES}/{svc}", "toverride": f"{sysv.OVERRIDES}/{trig}",
@@ -152,8 +153,8 @@ def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
         checks += [
             _file_check(name, f"{svc} init script", f["init"], render.dbora_init(inv), 0o755),
             _registration(name, svc, render.dbora_init(inv), tool, r, f["override"]),
-            _file_check(name, f"{trig} script", f["tinit"], render.svr_restart(inv), 0o755),
-            _registration(name, trig, render.svr_restart(inv), tool, r, f["toverride"]),
+            _file_check(name, f"{trig} init script", f["tinit"], render.trigger_init(inv), 0o755),
+            _registration(name, trig, render.trigger_init(inv), tool, r, f["toverride"]),
         ]
         bad = sysv.starts_after(links.get(svc, {}), links.get(trig, {}))
         checks.append(Check(name, "boot order", not bad, f"{trig} starts after {svc}" if not bad else
@@ -161,10 +162,7 @@ def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
     else:
         if not inv.db.unit:
             checks.append(_file_check(name, f"{unit}", f["unit"], render.dbora_service(inv), 0o644))
-        checks += [
-            _file_check(name, f"{trig} script", f["tscript"], render.svr_restart(inv), 0o755),
-            _file_check(name, tunit, f["tunit"], render.svr_restart_service(inv), 0o644),
-        ]
+        checks.append(_file_check(name, tunit, f["tunit"], render.svr_restart_service(inv), 0o644))
         enabled = r["enabled"].stdout.split()
         checks.append(Check(name, "enabled", enabled == ["enabled", "enabled"],
                             f"{unit} {tunit}: {' '.join(enabled) or 'unknown'}"))
@@ -174,6 +172,7 @@ def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
         checks.append(Check(name, "boot order", ordered,
                             f"{tunit}: After= and PartOf= {unit}, wanted by it" if ordered else
                             f"{tunit} is not ordered after, part of and wanted by {unit}"))
+    checks += trigger_checks(session, f, r)
     checks += watch_checks(session, init, tool, f, r)
     key = db_public_key(session)
     if key is None or not r["priv"].ok:
@@ -197,6 +196,34 @@ def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
     return checks
 
 
+def trigger_checks(session: Session, f: dict[str, FileState], r: dict) -> list[Check]:
+    """The trigger itself (the static script, installed verbatim), its settings, and no run of it
+    going on longer than its bound (a stuck run holds the lock: no web server would be restarted)."""
+    inv, name = session.inv, session.db.name
+    trig = inv.trigger.name
+    checks = [_file_check(name, f"{trig} script", f["tscript"], render.trigger_program(), 0o755),
+              _file_check(name, f"{trig} settings", f["tconfig"], render.trigger_config(inv), 0o600)]
+    limit = trigger_status.bound(inv)
+    now = _float(r["now"].stdout)
+    going = [trigger_status.parse(text) for text in r["going"].stdout.split("--\n") if text.strip()]
+    stuck = [g.started for g in going if g.started is not None and now is not None and now - g.started > limit]
+    last = trigger_status.parse(r["status"].stdout)
+    detail = (f"last run {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(last.finished))}: {last.result}"
+              if last.finished is not None else "no run finished yet")
+    if stuck:
+        detail = (f"a run started at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(min(stuck)))} is still "
+                  f"going after its bound ({limit}s): see {inv.trigger.log}")
+    checks.append(Check(name, f"{trig} runs", not stuck, detail))
+    return checks
+
+
+def _float(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
 def watch_probe(session: Session) -> dict[str, str]:
     """What verify reads of the watcher: whether it runs, the DB's run, the restarts still owed."""
     inv = session.inv
@@ -207,6 +234,9 @@ def watch_probe(session: Session) -> dict[str, str]:
         "run": current_run_command(inv),
         "ready": f"sh -c {shlex.quote(ready_probe(session))} >/dev/null 2>&1",
         "owed": f"for f in {render.owed_dir(inv)}/*; do [ -f \"$f\" ] && echo \"${{f##*/}} $(cat \"$f\")\"; done; true",
+        "status": f"cat {trigger_status.status_path(inv)} 2>/dev/null; true",
+        "going": trigger_status.going_command(inv),
+        "now": "date +%s.%N",
     }
 
 
