@@ -12,7 +12,7 @@ from __future__ import annotations
 import shlex
 
 from svrchain import render
-from svrchain.plan import FileSpec, FileState, Outcome
+from svrchain.plan import FileState, Outcome
 from svrchain.remote import FILE_CMD, Host, HostError, Session
 
 # Added to the web facts' probe (one round trip); $U is the web user.
@@ -67,12 +67,6 @@ def state_dir_command(user: str, group: str) -> str:
     """Give the account its own gate state directory (it keeps its lock and counters there)."""
     return (f"P={render.STATE_PARENT} R={render.GATE_STATE} U={shlex.quote(user)} G={shlex.quote(group)} "
             f"sh -c {shlex.quote(_STATE_DIR_SCRIPT)}")
-
-
-def sudoers_spec(session: Session) -> FileSpec:
-    """The rule file: mode 440, and visudo must accept it before it is put in place."""
-    return FileSpec(render.SUDOERS, render.sudoers(session.inv), 0o440, parent_mode=0o750,
-                    validate='visudo -c -f "$1"')
 
 
 def sudoers_state(web: Host, r: dict) -> FileState:

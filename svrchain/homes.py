@@ -13,10 +13,14 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from svrchain import authkeys
-from svrchain.plan import FileChange, FileSpec, FileState, file_change
-from svrchain.remote import Host, HostError, Result
+from svrchain.errors import HostError
+from svrchain.plan import FileChange, FileSpec, FileState, Result, file_change
+
+if TYPE_CHECKING:
+    from svrchain.remote import Host
 
 # Every account's authorized_keys files, read as the account (no link followed, none another
 # account owns): "F<TAB>user<TAB>path", then "L<TAB>line" for each of its lines.
@@ -71,6 +75,8 @@ class WebFacts:
     sshdir: str  # "<mode> <owner>" of web.user's ~/.ssh, '' when missing
     unsafe: str | None  # why svrchain will not touch web.user's home (a link, a foreign owner)
     files: tuple[KeysFile, ...]  # every account's authorized_keys
+    gate: FileState  # the gate script
+    sudoers: FileState  # the sudo rule svrchain writes for a dedicated web.user
     r: dict[str, Result]
 
 

@@ -8,8 +8,9 @@ from svrchain import account, authkeys, homes, render
 from svrchain.authkeys import PublicKey
 from svrchain.errors import SvrchainError
 from svrchain.homes import WebFacts
+from svrchain.ops import web as ops_web
 from svrchain.plan import FileSpec, FileState, Outcome
-from svrchain.remote import FILE_CMD, UFILE_CMD, Host, HostError, Session, apply_changes, apply_files, as_account
+from svrchain.remote import FILE_CMD, UFILE_CMD, Host, HostError, Session, apply, apply_changes, apply_files
 
 SSH_VERSION = "ssh -V 2>&1"
 PUB_MODE = ["644", "root"]  # the public half: readable, like every .pub ssh-keygen makes
@@ -17,7 +18,7 @@ PUB_MODE = ["644", "root"]  # the public half: readable, like every .pub ssh-key
 
 def marker(session: Session) -> str:
     """The comment that names svrchain's key (and line) for this DB server and trigger."""
-    return f"svrchain:{session.inv.trigger.name}@{session.inv.db.name}"
+    return render.marker(session.inv)
 
 
 # --- gen-key ----------------------------------------------------------------------------------
@@ -143,9 +144,11 @@ def _read_web_facts(session: Session, web: Host) -> WebFacts:
     user = session.inv.web.user
     _, r = web.probe(commands=_WEB_PROBE, prelude=_web_prelude(user))
     files = tuple(homes.parse_scan(r["scan"].stdout))
+    gate, sudoers = gate_state(web, r), account.sudoers_state(web, r)
     if session.inv.web.dedicated and not r["account"].ok:  # push-key creates it
         home = account.home_of(user)
-        return WebFacts(user, home, user, FileState(f"{home}/.ssh/authorized_keys", exists=False), "", None, files, r)
+        return WebFacts(user, home, user, FileState(f"{home}/.ssh/authorized_keys", exists=False), "", None, files,
+                        gate, sudoers, r)
     if not r["account"].ok or len(r["account"].stdout.split()) != 2:
         raise HostError(
             f"{web.label}: no account {user!r} (web.user in {session.inv.source}); create it or "
@@ -155,14 +158,12 @@ def _read_web_facts(session: Session, web: Host) -> WebFacts:
     keys = web.file_state(f"{home}/.ssh/authorized_keys", r["authkeys"].code, r["authkeys"].raw)
     unsafe = homes.unsafe_reason(user, home, r["home"].stdout.strip(), r["sshdir"], keys)
     sshdir = r["sshdir"].stdout.strip() if r["sshdir"].ok else ""
-    return WebFacts(user, home, group, keys, sshdir, unsafe, files, r)
+    return WebFacts(user, home, group, keys, sshdir, unsafe, files, gate, sudoers, r)
 
 
 def expected_line(session: Session, key: PublicKey, ssh_version_text: str) -> str:
     """The authorized_keys line for ``key`` on a web server with that OpenSSH version."""
-    version = authkeys.openssh_version(ssh_version_text)
-    restrict = version is not None and version >= authkeys.RESTRICT_SINCE
-    return authkeys.restricted_line(key, session.inv.db.from_addresses, render.GATE, restrict, marker(session))
+    return ops_web.restricted_line(session.inv, key, ssh_version_text)
 
 
 def host_keys(web: Host, text: str) -> list[PublicKey]:
@@ -200,24 +201,7 @@ def push_key_step(session: Session, dry_run: bool) -> None:
             session.report(Outcome(web.name, "push-key", "would change",
                                    f"{f.keys.path}: add the line of the key gen-key creates"))
             return pins
-        line = expected_line(session, key, web.server_version())
-        text = f.keys.content.decode("utf-8", "surrogateescape")
-        spec = homes.spec(f.keys, inv.web.user, f.group,
-                          authkeys.merge_line(text, line, key.blob, marker(session)))
-        fix_dir = []
-        if f.sshdir and f.sshdir.split()[0] != "700":
-            fix_dir = [as_account(inv.web.user, f"chmod 700 -- {shlex.quote(f.home + '/.ssh')}")]
-        # The gate (and its sudo rule) first: the line's forced command must work before the line exists.
-        gate = FileSpec(render.GATE, render.gate(inv), 0o755, parent_mode=0o755)
-        specs, states = [gate], {gate.path: gate_state(web, f.r), spec.path: f.keys}
-        sudoers = account.sudoers_state(web, f.r)
-        if inv.web.dedicated:
-            specs.append(account.sudoers_spec(session))
-            states[sudoers.path] = sudoers
-        elif sudoers.exists and render.MARK.encode() in sudoers.content:  # web.user went back to root
-            fix_dir.append(f"rm -f {render.SUDOERS}")
-        apply_files(session, web, "push-key", [*specs, spec], states, dry_run, after=lambda _c: fix_dir,
-                    ok_detail=f"{render.GATE} and the line in {spec.path}")
+        apply(session, web, "push-key", ops_web.push_key(inv, key, f, web.server_version()), dry_run)
         remove_stale(session, web, f, key.blob, dry_run)
         return pins
 

@@ -14,7 +14,9 @@ from svrchain.chain import current_run_command, ready_probe
 from svrchain.dbora import detect_init, override_problem
 from svrchain.errors import SvrchainError
 from svrchain.inventory import ORACLE_READY
-from svrchain.keys import PUB_MODE, db_public_key, expected_line, gate_state, host_keys, marker, web_facts
+from svrchain.keys import PUB_MODE, db_public_key, host_keys, marker, web_facts
+from svrchain.ops import Change
+from svrchain.ops import web as ops_web
 from svrchain.plan import FileState
 from svrchain.remote import Host, HostError, Session
 
@@ -58,43 +60,60 @@ def _registration(host: str, name: str, script: bytes, tool: str, r: dict, overr
     return Check(host, f"{name} boot", False, "not registered to start in 3 4 5 and stop in 0 1 2 6")
 
 
+def planned(host: str, name: str, change: Change, path: str) -> Check:
+    """A check derived from push-key's plan: ok when push-key would not touch ``path``."""
+    c = change.paths().get(path)
+    if c is None:
+        return Check(host, name, True, path)
+    return Check(host, name, False, f"{path}: {', '.join(c.reasons)} (`fab push-key` makes it as it should be)")
+
+
 def web_checks(session: Session, web: Host, key: authkeys.PublicKey | None, db_up: bool
                ) -> tuple[list[Check], list[str]]:
-    """The web server's checks against the DB's ``key``, and its host keys as known_hosts lines."""
+    """The web server's checks against the DB's ``key`` (push-key's plan must be empty), and its host
+    keys as known_hosts lines."""
     inv = session.inv
-    user = inv.web.user
     f = web_facts(session, web)
-    checks = [_file_check(web.name, "gate", gate_state(web, f.r), render.gate(inv), 0o755)]
+    files = ops_web.gate_and_rule(inv, f)
+    checks = [planned(web.name, "gate", files, render.GATE)]
     if inv.web.dedicated:
-        checks.append(_file_check(web.name, "sudo rule", account.sudoers_state(web, f.r), render.sudoers(inv), 0o440))
+        checks.append(planned(web.name, "sudo rule", files, render.SUDOERS))
         checks.append(Check(web.name, "least privilege", *account.sudo_check(session, f.r)))
+    elif files.commands:
+        checks.append(Check(web.name, "sudo rule", False, f"{files.detail()}: `fab push-key` removes it"))
     pins = [authkeys.known_hosts_line(web.address, web.port, k) for k in host_keys(web, f.r["hostkeys"].stdout)]
-    state = f.keys
     if key is None:
         why = "the DB server has no key yet" if db_up else "cannot check: the DB server is unreachable"
         checks.append(Check(web.name, "authorized_keys", False, why))
     elif f.unsafe:
         checks.append(Check(web.name, "authorized_keys", False, f"UNSAFE: {f.unsafe}; svrchain will not touch it: "
                                                                  "check who made it and why, then remove it"))
-    elif not state.exists:
-        checks.append(Check(web.name, "authorized_keys", False, f"{state.path} missing"))
     else:
-        line = expected_line(session, key, web.server_version())
-        found = authkeys.find_lines(state.content.decode("utf-8", "replace"), key.blob, marker(session))
-        if found == [line]:
-            checks.append(Check(web.name, "authorized_keys", True, "the restricted line, once"))
-        elif not found:
-            checks.append(Check(web.name, "authorized_keys", False, "the DB server's key is not there"))
-        else:
-            checks.append(Check(web.name, "authorized_keys", False,
-                                f"{len(found)} line(s) for the key, not exactly the expected one"))
-        modes_ok = state.mode == 0o600 and state.owner == user and f.sshdir.split() == ["700", user]
-        checks.append(Check(web.name, "modes", modes_ok,
-                            f"{f.home}/.ssh 700, authorized_keys 600, owner {user}" if modes_ok else
-                            f"{f.home}/.ssh is {f.sshdir or 'missing'}, authorized_keys is "
-                            f"{state.mode:o} {state.owner}; want 700/600 {user}"))
+        checks += key_checks(web.name, f, ops_web.key_line(inv, key, f, web.server_version()), key, marker(session))
     checks += account_checks(session, web, f, key)
     return checks, pins
+
+
+def key_checks(host: str, f: homes.WebFacts, change: Change, key: authkeys.PublicKey, mark: str) -> list[Check]:
+    """The line (its content) and the modes of web.user's ~/.ssh and authorized_keys, from push-key's
+    plan for them; the detail says what is wrong."""
+    state, user = f.keys, f.user
+    reasons = set(c.reasons) if (c := change.paths().get(state.path)) else set()
+    if not state.exists:
+        line = Check(host, "authorized_keys", False, f"{state.path} missing")
+    elif "content" not in reasons:
+        line = Check(host, "authorized_keys", True, "the restricted line, once")
+    else:
+        found = authkeys.find_lines(state.content.decode("utf-8", "replace"), key.blob, mark)
+        line = Check(host, "authorized_keys", False, "the DB server's key is not there" if not found else
+                     f"{len(found)} line(s) for the key, not exactly the expected one")
+    if not state.exists:
+        return [line]
+    modes_ok = not (reasons - {"content"}) and not change.commands
+    return [line, Check(host, "modes", modes_ok,
+                        f"{f.home}/.ssh 700, authorized_keys 600, owner {user}" if modes_ok else
+                        f"{f.home}/.ssh is {f.sshdir or 'missing'}, authorized_keys is "
+                        f"{state.mode:o} {state.owner}; want 700/600 {user}")]
 
 
 def account_checks(session: Session, web: Host, f: homes.WebFacts, key: authkeys.PublicKey | None) -> list[Check]:
