@@ -8,12 +8,12 @@ from svrchain import account, authkeys, homes, render
 from svrchain.authkeys import PublicKey
 from svrchain.errors import SvrchainError
 from svrchain.homes import WebFacts
+from svrchain.ops import key as ops_key
 from svrchain.ops import web as ops_web
 from svrchain.plan import FileSpec, FileState, Outcome
 from svrchain.remote import FILE_CMD, UFILE_CMD, Host, HostError, Session, apply, apply_changes, apply_files
 
 SSH_VERSION = "ssh -V 2>&1"
-PUB_MODE = ["644", "root"]  # the public half: readable, like every .pub ssh-keygen makes
 
 
 def marker(session: Session) -> str:
@@ -24,69 +24,22 @@ def marker(session: Session) -> str:
 # --- gen-key ----------------------------------------------------------------------------------
 
 
-def keygen_script(key_type: str, bits: int) -> str:
-    size = f"-b {bits}" if key_type == "rsa" else ""
-    return (
-        'set -e; umask 077; k=$1; c=$2; d=$(dirname "$k"); mkdir -p -m 700 "$d"\n'
-        't=$(mktemp -d "$d/.svrchain-key.XXXXXX"); trap \'rm -rf "$t"\' EXIT\n'
-        f'ssh-keygen -q -t {key_type} {size} -N "" -C "$c" -f "$t/key"\n'
-        'chmod 644 "$t/key.pub"; mv -f "$t/key.pub" "$k.pub"; mv -f "$t/key" "$k"\n'
-    )
-
-
 def gen_key_step(session: Session, dry_run: bool, rotate: bool = False) -> None:
     """Make sure the DB server has the dedicated, passphrase-less key (mode 600)."""
-    inv, host = session.inv, session.db
-    path = inv.key.path
+    host, q = session.db, shlex.quote(session.inv.key.path)
     _, r = host.probe(commands={
-        "ssh": SSH_VERSION,
-        "priv": f"stat -c '%a %U' {shlex.quote(path)}",
-        "derived": f"ssh-keygen -y -P '' -f {shlex.quote(path)}",
-        "pub": f"cat {shlex.quote(path)}.pub",
-        "pubmode": f"stat -c '%a %U' {shlex.quote(path)}.pub",
+        "ssh": SSH_VERSION, "priv": f"stat -c '%a %U' {q}", "derived": f"ssh-keygen -y -P '' -f {q}",
+        "pub": f"cat {q}.pub", "pubmode": f"stat -c '%a %U' {q}.pub",
     })
-    key_type = inv.key.type
-    version = authkeys.openssh_version(r["ssh"].stdout)
-    if key_type == "ed25519" and version is not None and version < authkeys.ED25519_SINCE:
-        key_type = "rsa"  # this OpenSSH predates ed25519
-    exists = r["priv"].ok
-    if exists and not rotate:
-        if not r["derived"].ok:
-            raise HostError(
-                f"{host.label}: {path} exists but cannot be used without a passphrase; the key runs "
-                "unattended, so it must have none: replace it with `fab gen-key --rotate`"
-            )
-        derived = authkeys.parse_public_key(r["derived"].stdout)
-        fixes = []
-        if r["priv"].stdout.split() != ["600", "root"]:
-            fixes.append(f"chown -h root {shlex.quote(path)} && chmod 600 {shlex.quote(path)}")
-        pub_ok = r["pub"].ok and _same_key(r["pub"].stdout, derived)
-        if pub_ok and r["pubmode"].stdout.split() != PUB_MODE:
-            fixes.append(f"chown -h root {shlex.quote(path)}.pub && chmod 644 {shlex.quote(path)}.pub")
-        if not fixes and pub_ok:
-            session.report(Outcome(host.name, "gen-key", "ok", f"{path} {derived.type} {derived.fingerprint}"))
-            return
-        # The public half is rewritten from the private key when it is missing or does not match.
-        pub = PublicKey(derived.type, derived.blob, marker(session)).text() + "\n"
-        specs = [] if pub_ok else [FileSpec(f"{path}.pub", pub.encode(), 0o644)]
-        old = FileState(f"{path}.pub", r["pub"].ok, r["pub"].raw if r["pub"].ok else b"", 0o644, "root", "root")
-        apply_files(session, host, "gen-key", specs, {old.path: old}, dry_run, after=lambda _c: fixes)
-        return
-    what = f"{'replace' if exists else 'create'} {path} ({key_type}, no passphrase, mode 600)"
-    if dry_run:
-        session.report(Outcome(host.name, "gen-key", "would change", what))
-        return
-    host.check(keygen_script(key_type, inv.key.bits), path, marker(session), what="ssh-keygen")
-    _, r2 = host.probe(commands={"pub": f"cat {shlex.quote(path)}.pub"})
-    key = authkeys.parse_public_key(r2["pub"].stdout)
-    session.report(Outcome(host.name, "gen-key", "changed", f"{what}: {key.fingerprint}"))
-
-
-def _same_key(pub_text: str, key: PublicKey) -> bool:
+    pub = FileState(f"{session.inv.key.path}.pub", r["pub"].ok, r["pub"].raw if r["pub"].ok else b"", 0o644,
+                    "root", "root")
+    facts = ops_key.KeyFacts(r["ssh"].stdout, r["priv"].stdout if r["priv"].ok else None,
+                             r["derived"].stdout if r["derived"].ok else None, pub, r["pubmode"].stdout)
     try:
-        return authkeys.parse_public_key(pub_text).blob == key.blob
-    except SvrchainError:
-        return False
+        change = ops_key.key(session.inv, facts, rotate)
+    except SvrchainError as exc:
+        raise HostError(f"{host.label}: {exc}") from None
+    apply(session, host, "gen-key", change, dry_run)
 
 
 def run_gen_key(rotate: bool = False, dry_run: bool = False) -> None:
@@ -195,7 +148,7 @@ def push_key_step(session: Session, dry_run: bool) -> None:
         if account.ensure_account(session, web, f.r, dry_run):
             f = web_facts(session, web)  # read again: the account is new
         if f.unsafe:
-            raise homes.refusal(web, f)
+            raise homes.refusal(web.label, f)
         pins = [authkeys.known_hosts_line(web.address, web.port, k) for k in host_keys(web, f.r["hostkeys"].stdout)]
         if key is None:
             session.report(Outcome(web.name, "push-key", "would change",
@@ -219,7 +172,7 @@ def remove_stale(session: Session, web: Host, facts: WebFacts, blob: str | None,
     """Take svrchain's lines out of every account but web.user (left by an earlier web.user), each
     file rewritten as its own account; one "stale-lines" line when there were any."""
     files = homes.stale(facts, blob, marker(session), facts.user)
-    changes = homes.without_ours(web, files, blob, marker(session))
+    changes = account.without_ours(web, files, blob, marker(session))
     if changes:
         where = ", ".join(f"{c.spec.runas} ({c.spec.path})" for c in changes)
         apply_changes(session, web, "stale-lines", changes, dry_run,
