@@ -168,7 +168,7 @@ def chain_under_load(inv: Path, addresses: list[str]) -> dict:
     with Load(addresses) as load:
         time.sleep(1.0)
         t_issue = time.time()
-        run = fab(inv, "restart-chain")
+        run = fab(inv, "restart-chain", "--yes")
         time.sleep(1.0)
     st = status()
     ready = db_ready_time()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from svrchain.adopt import adopt_step
 from svrchain.dbora import install_dbora_step
-from svrchain.errors import SvrchainError
+from svrchain.errors import GapFound
 from svrchain.keys import gen_key_step, push_key_step, web_facts
 from svrchain.remote import Session
 from svrchain.trigger import install_svr_restart_step
@@ -29,4 +29,4 @@ def run_bootstrap(dry_run: bool = False, adopt: bool = False) -> None:
             return
         gaps = [c for c in verify_step(s) if not c.ok]
         if gaps:
-            raise SvrchainError(f"bootstrap: verify found {len(gaps)} gap(s)")
+            raise GapFound(f"bootstrap: verify found {len(gaps)} gap(s)")

@@ -12,6 +12,7 @@ from tabulate import tabulate
 from svrchain import render, trigger_status
 from svrchain.errors import SvrchainError
 from svrchain.remote import Host, HostError, Session, as_account
+from svrchain.runopts import confirm
 
 # Wait on the DB host, in one round trip, until the database answers; print the time it did.
 _WAIT_READY = r"""
@@ -164,12 +165,13 @@ def restart_chain_step(session: Session) -> tuple[list[WebRow], dict[str, float]
     return list(rows.values()), {"ready": ready_at - t0}
 
 
-def run_restart_chain(dry_run: bool = False) -> None:
+def run_restart_chain(dry_run: bool = False, yes: bool = False) -> None:
     """What `fab restart-chain` does (its flags and help: tasks/)."""
     with Session.open(lock=not dry_run) as s:
         if dry_run:
             print("restart-chain would:", *plan_lines(s), sep="\n  ", file=s.out)
             return
+        confirm(f"Restart the database {s.db.name} ({s.db.address}) and {len(s.webs)} web server(s)?", yes)
         rows, times = restart_chain_step(s)
         table = [(s.db.name, "db", f"service {s.inv.db.service} restart", f"ready +{times['ready']:.1f}s", "", "ok")]
         for row in rows:

@@ -12,7 +12,7 @@ from svrchain import account, authkeys, homes, render, sysv, trigger_status
 from svrchain.attacks import Row, run_attacks
 from svrchain.chain import current_run_command, ready_probe
 from svrchain.dbora import detect_init, override_problem
-from svrchain.errors import SvrchainError
+from svrchain.errors import GapFound, Unreachable
 from svrchain.keys import db_public_key, host_keys, marker, web_facts
 from svrchain.ops import Change
 from svrchain.ops import db as ops_db
@@ -323,8 +323,11 @@ def run_verify(attacks: bool = False) -> None:
         if attacks and not gaps:
             bad = [r for r in attacks_step(s) if not r.ok]
             if bad:
-                raise SvrchainError(f"verify: {len(bad)} attack(s) not refused: "
+                raise GapFound(f"verify: {len(bad)} attack(s) not refused: "
                                     + ", ".join(f"{r.attack} on {r.web}" for r in bad))
         if gaps:
-            raise SvrchainError(f"verify: {len(gaps)} gap(s) on {', '.join(sorted({g.host for g in gaps}))}")
+            # A host not reached: exit 3 (the check is incomplete: an unreachable DB server leaves the web
+            # servers' lines unchecked too); gaps on hosts all reached: exit 2.
+            cls = Unreachable if any(g.check == "reachable" for g in gaps) else GapFound
+            raise cls(f"verify: {len(gaps)} gap(s) on {', '.join(sorted({g.host for g in gaps}))}")
         print(f"verify: all {len(checks)} checks ok", file=s.out)

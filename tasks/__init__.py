@@ -1,6 +1,8 @@
 """svrchain's Fabric tasks: each a docstring, its flags and one call into the svrchain package.
 
-``fabfile.py`` loads the collection ``ns``; the code is in ``svrchain/``.
+``fabfile.py`` loads the collection ``ns``; the ``svrchain`` command has it built in (this folder is
+installed as ``svrchain.tasks``); the code is in ``svrchain/``. Every task also takes
+--inventory/-I (svr_task adds it); the tasks that can work on some web servers take --limit.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from svrchain.uninstall import run_uninstall
 from svrchain.verify import run_verify
 
 
-@svr_task
+@svr_task(limit=True)
 def trust_hosts(c: Context, yes: bool = False, dry_run: bool = False) -> None:
     """Show every host's SSH host key fingerprint and pin the new ones in connect.known_hosts.
 
@@ -53,7 +55,7 @@ def gen_key(c: Context, rotate: bool = False, dry_run: bool = False) -> None:
     run_gen_key(rotate=rotate, dry_run=dry_run)
 
 
-@svr_task
+@svr_task(limit=True)
 def push_key(c: Context, dry_run: bool = False) -> None:
     """Install the DB server's key on every web server, restricted to the restart gate.
 
@@ -94,17 +96,18 @@ def bootstrap(c: Context, dry_run: bool = False, adopt: bool = False) -> None:
 
 
 @svr_task
-def restart_chain(c: Context, dry_run: bool = False) -> None:
+def restart_chain(c: Context, dry_run: bool = False, yes: bool = False) -> None:
     """Maintenance: restart the DB and prove every web server restarted after it is ready.
 
     Restarts the DB service, waits until the DB is ready, checks that svr_restart restarted every
     web server after that (restarts directly where it did not), checks each health URL, and prints
-    a per-host table with timings. --dry-run prints the plan. Exits non-zero on any failure.
+    a per-host table with timings. --dry-run prints the plan. Exits non-zero on any failure. Asks
+    for confirmation on a terminal; --yes skips the question (needed when stdin is not a terminal).
     """
-    run_restart_chain(dry_run=dry_run)
+    run_restart_chain(dry_run=dry_run, yes=yes)
 
 
-@svr_task
+@svr_task(limit=True)
 def verify(c: Context, attacks: bool = False) -> None:
     """Read-only smoke check of the whole chain; a table per host, non-zero exit on any gap.
 
@@ -128,7 +131,7 @@ def rotate_key(c: Context, dry_run: bool = False) -> None:
     run_rotate_key(dry_run=dry_run)
 
 
-@svr_task
+@svr_task(limit=True)
 def harden_sshd(c: Context, dry_run: bool = False) -> None:
     """Web servers' sshd: public-key logins only, never locking the admin out.
 
@@ -144,7 +147,7 @@ def harden_sshd(c: Context, dry_run: bool = False) -> None:
 
 
 @svr_task
-def uninstall(c: Context, sshd: bool = False, dry_run: bool = False) -> None:
+def uninstall(c: Context, sshd: bool = False, dry_run: bool = False, yes: bool = False) -> None:
     """Remove everything svrchain installed; every other line and file stays as it was.
 
     DB server: the trigger service, svrchain's start script wrapper or unit for the DB (the site's
@@ -152,9 +155,10 @@ def uninstall(c: Context, sshd: bool = False, dry_run: bool = False) -> None:
     the pinned web host keys. Web servers: the key's line in authorized_keys (other lines byte for
     byte), the gate, its sudo rule and the account push-key created. Logs and the backups in
     /var/backups/svrchain stay. --sshd also takes out harden-sshd's setting (checked, reloaded,
-    rolled back if a fresh login fails). --dry-run shows what would go.
+    rolled back if a fresh login fails). --dry-run shows what would go. Asks for confirmation on a
+    terminal; --yes skips the question (needed when stdin is not a terminal).
     """
-    run_uninstall(sshd=sshd, dry_run=dry_run)
+    run_uninstall(sshd=sshd, dry_run=dry_run, yes=yes)
 
 
 ns = collection(

@@ -122,7 +122,7 @@ def test_boot_of_the_db_host_restarts_every_web_server(chain):
 
 
 def test_restart_chain_reports_every_host(chain):
-    r = chain.fab("restart-chain")
+    r = chain.fab("restart-chain", "--yes")
     assert r.returncode == 0, r.stdout + r.stderr
     for web in WEBS:
         row = rf"^{web}\s+web\s+restarted by the chain\s+\+[\d.]+s\s+\+[\d.]+s\s+ok$"
@@ -135,7 +135,7 @@ def test_restart_chain_reports_every_host(chain):
 def test_restart_chain_repairs_a_web_server_the_chain_missed(chain):
     chain.console("web2", "sed -i '/svrchain:/d' /root/.ssh/authorized_keys")
     before = apache_start(chain, "web2")
-    r = chain.fab("restart-chain")
+    r = chain.fab("restart-chain", "--yes")
     assert r.returncode == 0, r.stdout + r.stderr
     assert re.search(r"^web2\s+web\s+restarted directly\s.*ok$", r.stdout, re.M), r.stdout
     assert re.search(r"^web1\s+web\s+restarted by the chain\s.*ok$", r.stdout, re.M), r.stdout

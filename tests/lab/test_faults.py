@@ -60,7 +60,7 @@ def test_a_web_server_down_during_a_db_restart(chain):
     finally:
         labhosts._start(labhosts.host("web2"))
         labhosts._wait_booted(labhosts.host("web2"))
-    r = chain.fab("restart-chain")  # a later maintenance run repairs it
+    r = chain.fab("restart-chain", "--yes")  # a later maintenance run repairs it
     assert r.returncode == 0, r.stdout + r.stderr
     assert re.search(r"^web2\s+web\s+restarted by the chain\s.*ok$", r.stdout, re.M), r.stdout
 
@@ -114,7 +114,7 @@ def test_a_changed_host_key_is_refused_and_flagged(chain):
         assert "web1 (198.18.0.21): REFUSED: its host key is not the one pinned" in chain.console(
             "db", "cat /var/log/svr_restart.log").stdout
         v = chain.fab("verify")
-        assert v.returncode == 1 and re.search(r"^web1\s+reachable\s+GAP\s+.*host key CHANGED", v.stdout, re.M)
+        assert v.returncode == 3 and re.search(r"^web1\s+reachable\s+GAP\s+.*host key CHANGED", v.stdout, re.M)
     finally:
         chain.console("web1", "mv /root/hk /etc/ssh/ssh_host_ed25519_key && mv /root/hk.pub "
                               "/etc/ssh/ssh_host_ed25519_key.pub && pkill -HUP -x sshd")

@@ -3,13 +3,14 @@
 import shlex
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from svrchain import render
 from svrchain.inventory import load
 
-INV = load()
+INV = load(Path(__file__).resolve().parents[2] / "inventory" / "lab.yaml")
 
 
 def header(script: bytes) -> str:
