@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from tabulate import tabulate
 
-from svrchain import render
+from svrchain import render, trigger_status
 from svrchain.errors import SvrchainError, Unreachable
 from svrchain.plan import Outcome
 from svrchain.remote import Host, HostError, Session, as_account
@@ -24,30 +24,6 @@ until sh -c "$1" >/dev/null 2>&1; do
 done
 date +%s.%N
 """
-
-# Wait for the trigger run that began after $T0 to finish; print its status. Exit 3 when no run
-# began within $START_WAIT seconds (the chain did not fire), 4 when it did not end within $END_WAIT.
-_WAIT_TRIGGER = r"""
-S=$1; T0=$2; start_wait=$3; end_wait=$4
-t=$(date +%s)
-begun=
-while :; do
-    for f in "$S" "$S".*; do
-        [ -f "$f" ] || continue
-        s=$(awk 'NR==1 && $1=="started" {print $2}' "$f" 2>/dev/null)
-        [ -n "$s" ] || continue
-        if awk -v a="$s" -v b="$T0" 'BEGIN{exit !(a >= b)}'; then
-            begun=1
-            if [ "$f" = "$S" ]; then cat "$S"; exit 0; fi
-        fi
-    done
-    now=$(date +%s)
-    if [ -z "$begun" ] && [ $((now - t)) -ge "$start_wait" ]; then exit 3; fi
-    if [ $((now - t)) -ge "$end_wait" ]; then exit 4; fi
-    sleep 0.1
-done
-"""
-
 
 @dataclass
 class WebRow:
@@ -89,7 +65,8 @@ def restart_command(session: Session) -> str:
 def current_run_command(inv) -> str:
     """Prints the database's current run on the DB host ('none' when it does not run), as the trigger
     tells it."""
-    scripts = " ".join(render.trigger_script(inv, i) for i in ("sysv", "systemd"))
+    # (The init script: a host still in an earlier svrchain's layout, which had only that.)
+    scripts = " ".join((render.trigger_script(inv), render.trigger_init_path(inv)))
     return f'(for t in {scripts}; do [ -x "$t" ] && exec "$t" run; done; echo none)'
 
 
@@ -113,18 +90,6 @@ def plan_lines(session: Session) -> list[str]:
         f"('{inv.web.restart_command}', as {inv.web.user})",
         f"5. {webs}: GET each health URL until it answers 200 (at most {inv.web.health_timeout}s)",
     ]
-
-
-def _parse_status(text: str) -> tuple[float | None, dict[str, tuple[str, float]]]:
-    ready = None
-    webs: dict[str, tuple[str, float]] = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if parts[:1] == ["ready"] and len(parts) == 2:
-            ready = float(parts[1])
-        elif parts[:1] == ["web"] and len(parts) == 4:
-            webs[parts[1]] = (parts[2], float(parts[3]))
-    return ready, webs
 
 
 def healthy(url: str, timeout: float) -> tuple[bool, str]:
@@ -171,19 +136,19 @@ def restart_chain_step(session: Session) -> tuple[list[WebRow], dict[str, float]
             f"{db.label}: the service restart did not restart the database (the same run {before} is still "
             f"going): it runs outside {render.db_unit(inv)} / /etc/init.d/{inv.db.service}; stop it and start "
             "it through its service once, then run restart-chain again")
-    status_path = f"/var/lib/svrchain/{inv.trigger.name}.status"
-    bound = inv.trigger.retries * (inv.trigger.restart_timeout + inv.trigger.connect_timeout + 8) + 10
-    w = db.run(_WAIT_TRIGGER, status_path, f"{t0:.6f}", "15", str(inv.db.ready.timeout + bound))
+    script, args = trigger_status.wait_command(inv, t0)
+    w = db.run(script, *args)
     rows = {web.name: WebRow(web.name) for web in session.webs}
     if w.code == 0:
-        trig_ready, results = _parse_status(w.stdout)
-        for name, (state, at) in results.items():
-            if name in rows and state == "ok" and trig_ready is not None and at >= trig_ready:
+        run = trigger_status.parse(w.stdout)
+        for name, result in run.webs.items():
+            at = run.restarted(name)
+            if name in rows and at is not None:
                 rows[name].action = "restarted by the chain"
                 rows[name].restarted_at = at - t0
                 rows[name].ok = True
             elif name in rows:
-                rows[name].notes.append(f"chain: {state}")
+                rows[name].notes.append(f"chain: {result.state}")
     else:
         why = "did not start" if w.code == 3 else "did not finish in time"
         for row in rows.values():

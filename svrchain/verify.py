@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from tabulate import tabulate
 
-from svrchain import account, authkeys, homes, output, render, sysv
+from svrchain import account, authkeys, homes, output, render, sysv, trigger_status
 from svrchain.attacks import Row, run_attacks
 from svrchain.chain import current_run_command, ready_probe
 from svrchain.dbora import detect_init, override_problem
@@ -182,6 +182,7 @@ def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
     })
     init, tool = detect_init(session, db, r)
     checks = chain_checks(db.name, init, tool, (dbsvc, tsvc), states, r)
+    checks.append(runs_check(session, r))
     checks += watch_checks(session, init, tool, wsvc, states, r)
     checks.append(key_check(db.name, inv.key.path, db_public_key(session), r))
     kh = states[inv.trigger.known_hosts]
@@ -244,7 +245,30 @@ def watch_probe(session: Session) -> dict[str, str]:
         "run": current_run_command(inv),
         "ready": f"sh -c {shlex.quote(ready_probe(session))} >/dev/null 2>&1",
         "owed": f"for f in {render.owed_dir(inv)}/*; do [ -f \"$f\" ] && echo \"${{f##*/}} $(cat \"$f\")\"; done; true",
+        "status": f"cat {trigger_status.status_path(inv)} 2>/dev/null; true",
+        "going": trigger_status.going_command(inv),
+        "now": "date +%s.%N",
     }
+
+
+def runs_check(session: Session, r: dict) -> Check:
+    """The trigger's last run, and no run of it going on longer than its bound (a stuck run holds the
+    lock: no web server would be restarted)."""
+    inv, name = session.inv, session.db.name
+    limit = trigger_status.bound(inv)
+    try:
+        now: float | None = float(r["now"].stdout)
+    except ValueError:
+        now = None
+    going = [trigger_status.parse(text) for text in r["going"].stdout.split("--\n") if text.strip()]
+    stuck = [g.started for g in going if g.started is not None and now is not None and now - g.started > limit]
+    last = trigger_status.parse(r["status"].stdout)
+    detail = (f"last run {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(last.finished))}: {last.result}"
+              if last.finished is not None else "no run finished yet")
+    if stuck:
+        detail = (f"a run started at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(min(stuck)))} is still "
+                  f"going after its bound ({limit}s): see {inv.trigger.log}")
+    return Check(name, f"{inv.trigger.name} runs", not stuck, detail)
 
 
 def watch_checks(session: Session, init: str, tool: str, wsvc: ops_db.Service, states: dict[str, FileState],

@@ -14,12 +14,11 @@ lab = lab_fixture(*CORE_INITS)
 
 # What svrchain manages, per host: a second run must leave each byte-identical (and unrewritten).
 COMMON_DB = ["/usr/local/lib/svrchain/dbora", "/root/.ssh/svr_restart_key", "/root/.ssh/svr_restart_key.pub",
-             "/etc/svrchain/known_hosts"]
+             "/etc/svrchain/known_hosts", "/usr/local/lib/svrchain/svr_restart", "/etc/svrchain/svr_restart.conf"]
 INIT_FILES = {
     "sysv": ["/etc/init.d/dbora", "/etc/init.d/svr_restart"],
     "chkconfig": ["/etc/init.d/dbora", "/etc/init.d/svr_restart"],
-    "systemd": ["/etc/systemd/system/dbora.service", "/etc/systemd/system/svr-restart.service",
-                "/usr/local/lib/svrchain/svr_restart"],
+    "systemd": ["/etc/systemd/system/dbora.service", "/etc/systemd/system/svr-restart.service"],
 }
 
 

@@ -185,7 +185,7 @@ def test_two_admins_changing_at_once_take_turns(lab):
     stdout = "".join(o[0] for o in outs)
     assert stdout.count(" changed ") == 1 and stdout.count(" ok ") == 1, stdout
     final = lab.console("db", "ssh-keygen -l -f /root/.ssh/svr_restart_key.pub").stdout.split()[1]
-    assert stdout.count(final) == 2, stdout
+    assert "create /root/.ssh/svr_restart_key" in stdout and stdout.count(final) == 1, stdout  # the other found it
     assert stat(lab, "db", "/root/.ssh/svr_restart_key.pub").startswith("root:root 644")
     fab_ok(lab, "push-key")
 
