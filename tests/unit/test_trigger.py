@@ -82,7 +82,8 @@ def test_retries_back_off_1_then_2_seconds(trig: Trigger):
     assert trig.run("start").returncode == 0, trig.log
     times = [t for t, args in trig.ssh_calls("restart") if args[-2] == f"root@{WEB1}"]
     assert len(times) == 3
-    assert 0.9 <= times[1] - times[0] < 1.9 and 1.9 <= times[2] - times[1] < 2.9, times
+    # A sleep is never shorter than asked (no upper bound: a loaded machine may be slower).
+    assert times[1] - times[0] >= 0.9 and times[2] - times[1] >= 1.9, times
     assert len(trig.restarts(WEB1)) == 1 and trig.status.webs["web1"].state == "ok"
     assert "web1 (198.18.0.21): attempt 1 failed (exit 255), retrying in 1s" in trig.log
     assert "web1 (198.18.0.21): attempt 2 failed (exit 255), retrying in 2s" in trig.log
@@ -165,10 +166,9 @@ def test_a_hung_web_server_is_given_up_within_the_restart_timeout():
     t = fake_trigger.make(retries=1, restart_timeout=1)
     try:
         t.host(WEB1, "hang")
-        start = time.monotonic()
-        assert t.run("start").returncode == 1
-        assert time.monotonic() - start < 6
+        assert t.run("start", timeout=60).returncode == 1  # (a hang would never end: 60 s is only a net)
         assert t.status.webs["web1"].state == "failed" and t.owed() == ["web1"]
+        assert "FAILED after 1 attempts (exit 124)" in t.log, t.log  # timeout(1)'s exit: killed at restart_timeout
     finally:
         fake_trigger.remove(t)
 
