@@ -11,34 +11,48 @@ INIT ?= sysv
 # The web hosts: full (Apache + PHP, booted by init; the default) or light (sshd + a stand-in web server,
 # up to 200 of them: the scale bench's).
 KIND ?= full
-# Debian packages the lab and the tests need on this machine (the lab hosts get theirs by debootstrap).
+# Debian packages the lab and the tests need on this machine (the lab hosts get theirs by debootstrap);
+# only the lab's targets install them (as root). Running the tasks needs none of them.
 DEBS := debootstrap iproute2 util-linux openssh-client shellcheck curl systemd-container
 
-.PHONY: install lab-up lab-down demo test unit fuzz lint modules bench clean
+.PHONY: install lab-deps lab-up lab-down demo test unit fuzz lint modules bench lock clean
 
+# The tool, its tests' and bench's Python packages at the locked versions, in .venv: no root, no apt.
 install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+# The Debian packages of the lab and the tests (root, apt): lab-up, demo and test depend on it.
+lab-deps:
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then echo "lab-deps: run as root to install $$missing" >&2; exit 1; fi; \
 		echo "installing Debian packages: $$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-$(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,bench]'
-	touch $@
+# requirements.lock from pyproject.toml's ranges, resolved afresh in a temporary venv.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install -q -e '.[dev,bench]'
+	{ sed -n '1,3p' requirements.lock; .lock-venv/bin/pip freeze --exclude-editable | grep -v '^svrchain'; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock && rm -rf .lock-venv
 
-lab-up: install
+lab-up: lab-deps install
 	$(PY) -m lab up --web $(WEB) --init $(INIT) --kind $(KIND)
 
 lab-down:
 	$(PY) -m lab down
 
-demo: install
+demo: lab-deps install
 	$(PY) -m lab.demo --web $(WEB)
 
-test: install
+test: lab-deps install
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 

@@ -34,6 +34,9 @@ import yaml
 from tabulate import tabulate
 
 from lab import hosts as labhosts
+from svrchain import trigger_status
+from svrchain.inventory import parse
+from svrchain.trigger_status import TriggerRun
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
@@ -135,18 +138,20 @@ class Load:
             t.join()
 
 
-def status() -> dict[str, float]:
+def status() -> TriggerRun:
     """The trigger's last run on the DB host (DB host clock = this machine's clock in the lab)."""
     db = labhosts.host("db")
-    text = labhosts.run_in(db, "cat /var/lib/svrchain/svr_restart.status").stdout
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        p = line.split()
-        if p[0] == "web":
-            out[f"web:{p[1]}"] = float(p[3])
-        elif p[0] != "run":
-            out[p[0]] = float(p[1])
-    return out
+    return trigger_status.parse(labhosts.run_in(db, "cat /var/lib/svrchain/svr_restart.status; true").stdout)
+
+
+def last_web(st: TriggerRun) -> float:
+    """When the run's last web server was restarted."""
+    return max(w.at for w in st.webs.values())
+
+
+def run_deadline() -> float:
+    """How long to wait for the trigger's run to finish: a boot or a restart's detection, then its bound."""
+    return 60 + trigger_status.bound(parse(yaml.safe_dump(labhosts.inventory_data()), Path("inventory/lab.yaml")))
 
 
 def db_ready_time() -> float:
@@ -163,7 +168,7 @@ def chain_under_load(inv: Path, addresses: list[str]) -> dict:
     with Load(addresses) as load:
         time.sleep(1.0)
         t_issue = time.time()
-        run = fab(inv, "restart-chain")
+        run = fab(inv, "restart-chain", "--yes")
         time.sleep(1.0)
     st = status()
     ready = db_ready_time()
@@ -175,12 +180,12 @@ def chain_under_load(inv: Path, addresses: list[str]) -> dict:
         healthy_at.append(first_ok)
     failed_before = sum(1 for a in addresses for t, ok in load.samples[a] if t < ready and t >= t_issue and not ok)
     failed_after = sum(1 for a in addresses for t, ok in load.samples[a] if t >= ready and not ok)
-    webs_done = max(v for k, v in st.items() if k.startswith("web:"))
+    webs_done = last_web(st)
     failed_after_restart = sum(1 for a in addresses for t, ok in load.samples[a] if t >= webs_done and not ok)
     return {
         "wall_s": run["wall_s"], "peak_rss_mb": run["peak_rss_mb"],
         "ready_after_issue_s": round(ready - t_issue, 3),
-        "trigger_saw_ready_s": round(st["ready"] - ready, 3),
+        "trigger_saw_ready_s": round((st.ready or float("nan")) - ready, 3),
         "ready_to_all_healthy_s": round(max(healthy_at) - ready, 3),
         "ready_to_last_web_restarted_s": round(webs_done - ready, 3),
         "failed_before_ready": failed_before, "failed_after_ready": failed_after,
@@ -236,14 +241,13 @@ def boot_path() -> dict:
     """Power-cycle the DB host; from the trigger starting to the last web host restarted."""
     t0 = time.time()
     labhosts.boot("db")
-    deadline = time.time() + 120
+    deadline = time.time() + run_deadline()
     while time.time() < deadline:
         st = status()
-        if st.get("started", 0) >= t0 and "finished" in st:
-            webs = [v for k, v in st.items() if k.startswith("web:")]
-            return {"trigger_latency_s": round(max(webs) - st["started"], 3),
-                    "db_ready_wait_s": round(st["ready"] - st["started"], 3),
-                    "ready_to_last_web_s": round(max(webs) - st["ready"], 3)}
+        if st.started is not None and st.started >= t0 and st.done and st.ready is not None:
+            return {"trigger_latency_s": round(last_web(st) - st.started, 3),
+                    "db_ready_wait_s": round(st.ready - st.started, 3),
+                    "ready_to_last_web_s": round(last_web(st) - st.ready, 3)}
         time.sleep(0.2)
     raise SystemExit("bench: the trigger did not run after the DB host booted")
 
@@ -269,19 +273,18 @@ def dba_restart_path() -> dict:
     labhosts.run_in(db, "su postgres -s /bin/sh -c \"/usr/lib/postgresql/15/bin/pg_ctl restart -s -w -D "
                         "/var/lib/postgresql/15/main -l /var/log/postgresql/postgresql-15-main.log -o "
                         "'-c config_file=/etc/postgresql/15/main/postgresql.conf'\" >/dev/null 2>&1")
-    deadline = time.time() + 120
+    deadline = time.time() + run_deadline()
     while time.time() < deadline:
         st = status()
-        if st.get("started", 0) >= t0 and "finished" in st:
+        if st.started is not None and st.started >= t0 and st.done and st.ready is not None:
             start = labhosts.run_in(db, "pid=$(head -n 1 /var/lib/postgresql/15/main/postmaster.pid); "
                                         "set -- $(cut -d')' -f2 /proc/$pid/stat); "
                                         "echo $(awk '/^btime/ {print $2}' /proc/stat) ${20} $(getconf CLK_TCK)"
                                     ).stdout.split()
             process_start = int(start[0]) + int(start[1]) / int(start[2])
-            webs = [v for k, v in st.items() if k.startswith("web:")]
-            return {"run_start_to_trigger_s": round(st["started"] - process_start, 3),
-                    "db_ready_to_trigger_ready_s": round(st["ready"] - db_ready_time(), 3),
-                    "ready_to_last_web_s": round(max(webs) - st["ready"], 3)}
+            return {"run_start_to_trigger_s": round(st.started - process_start, 3),
+                    "db_ready_to_trigger_ready_s": round(st.ready - db_ready_time(), 3),
+                    "ready_to_last_web_s": round(last_web(st) - st.ready, 3)}
         time.sleep(0.2)
     raise SystemExit("bench: the watcher did not follow the DBA's restart")
 

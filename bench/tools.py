@@ -22,6 +22,7 @@ from pathlib import Path
 
 from lab import hosts as labhosts
 from svrchain import authkeys, inventory, render
+from svrchain.ops import db as ops_db
 
 DEPLOYS = Path(__file__).resolve().parent / "deploys"
 # sshd 9.2 on every lab host has "restrict" (OpenSSH 7.2+), as push-key finds from its banner.
@@ -36,14 +37,16 @@ def bundle(inv_path: Path) -> Path:
     (out / "files").mkdir(parents=True)
 
     marker = render.marker(inv)
-    db_files = [
-        ("dbora-impl", render.impl_path(inv), render.dbora_impl(inv)),
-        ("dbora-init", f"/etc/init.d/{inv.db.service}", render.dbora_init(inv)),
-        ("trigger", render.trigger_script(inv, "sysv"), render.svr_restart(inv)),
-        ("watcher", f"/etc/init.d/{render.watch_name(inv)}", render.watch_init(inv)),
-    ]
-    for name, _dest, content in db_files:
-        (out / "files" / name).write_bytes(content)
+    # The DB server's files as install-dbora and install-svr-restart write them on a SysV host: the
+    # start script and its init script; the trigger's settings, its script and init script; the watcher.
+    db_files = []
+    services = (("db", ops_db.dbora(inv)), ("trigger", ops_db.trigger(inv)), ("trigger", ops_db.watcher(inv)))
+    for part, service in services:
+        for spec in service.files("sysv"):
+            name = spec.path.strip("/").replace("/", "_")
+            (out / "files" / name).write_bytes(spec.content)
+            db_files.append({"src": str(out / "files" / name), "dest": spec.path, "mode": f"0{spec.mode:o}",
+                             "part": part})
     (out / "files" / "gate").write_bytes(render.gate(inv))
     # The line's options, exactly as push-key writes them; the key and its marker follow.
     options = authkeys.restricted_line(authkeys.PublicKey("ssh-ed25519", "X", ""), inv.db.from_addresses,
@@ -55,7 +58,7 @@ def bundle(inv_path: Path) -> Path:
         "key_path": inv.key.path, "marker": marker, "line_options": options,
         "known_hosts": inv.trigger.known_hosts, "gate": render.GATE,
         "db_service": inv.db.service, "trigger": inv.trigger.name, "watcher": render.watch_name(inv),
-        "db_files": [{"src": str(out / "files" / n), "dest": d} for n, d, _c in db_files],
+        "db_files": db_files,
         "gate_src": str(out / "files" / "gate"),
         "identity": str(inv.path(inv.connect.identity)), "known_hosts_local": str(inv.path(inv.connect.known_hosts)),
         "max_parallel": inv.connect.max_parallel,

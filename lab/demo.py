@@ -51,8 +51,9 @@ def show_pages(webs: list[hosts.LabHost], seconds: float, until_ok: bool = False
 
 
 def fab(*args: str) -> None:
-    print(f"$ fab {' '.join(args)}", flush=True)
-    subprocess.run([FAB, *args], cwd=REPO, check=True)
+    """Run a task on the lab's own inventory, named explicitly (svrchain has no default inventory)."""
+    print(f"$ fab {' '.join(args)} -I inventory/lab.yaml", flush=True)
+    subprocess.run([FAB, *args, "-I", str(REPO / "inventory" / "lab.yaml")], cwd=REPO, check=True)
 
 
 def main() -> int:
@@ -90,7 +91,7 @@ def main() -> int:
         show_pages(webs, 30, until_ok=True)
         print(hosts.run_in(db, "tail -n 4 /var/log/svr_restart.log").stdout, end="")
         say("a maintenance window: fab restart-chain")
-        fab("restart-chain")
+        fab("restart-chain", "--yes")
         say("fab verify")
         fab("verify")
     except subprocess.CalledProcessError as exc:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from svrchain.adopt import adopt_step
 from svrchain.dbora import install_dbora_step
-from svrchain.errors import SvrchainError
 from svrchain.keys import gen_key_step, push_key_step, web_facts
 from svrchain.remote import Session
 from svrchain.trigger import install_svr_restart_step
-from svrchain.verify import verify_step
+from svrchain.verify import conclude, verify_step
 
 STEPS = (
     ("install-dbora", install_dbora_step),
@@ -27,6 +26,4 @@ def run_bootstrap(dry_run: bool = False, adopt: bool = False) -> None:
         s.run_steps("bootstrap", [*steps, ("adopt", lambda: adopt_step(s, dry_run, adopt))])
         if dry_run:
             return
-        gaps = [c for c in verify_step(s) if not c.ok]
-        if gaps:
-            raise SvrchainError(f"bootstrap: verify found {len(gaps)} gap(s)")
+        conclude("bootstrap: verify", verify_step(s))

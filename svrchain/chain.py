@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 
 from tabulate import tabulate
 
-from svrchain import render
-from svrchain.errors import SvrchainError
+from svrchain import render, trigger_status
+from svrchain.errors import SvrchainError, Unreachable
+from svrchain.plan import Outcome
 from svrchain.remote import Host, HostError, Session, as_account
+from svrchain.runopts import confirm
 
 # Wait on the DB host, in one round trip, until the database answers; print the time it did.
 _WAIT_READY = r"""
@@ -23,30 +25,6 @@ done
 date +%s.%N
 """
 
-# Wait for the trigger run that began after $T0 to finish; print its status. Exit 3 when no run
-# began within $START_WAIT seconds (the chain did not fire), 4 when it did not end within $END_WAIT.
-_WAIT_TRIGGER = r"""
-S=$1; T0=$2; start_wait=$3; end_wait=$4
-t=$(date +%s)
-begun=
-while :; do
-    for f in "$S" "$S".*; do
-        [ -f "$f" ] || continue
-        s=$(awk 'NR==1 && $1=="started" {print $2}' "$f" 2>/dev/null)
-        [ -n "$s" ] || continue
-        if awk -v a="$s" -v b="$T0" 'BEGIN{exit !(a >= b)}'; then
-            begun=1
-            if [ "$f" = "$S" ]; then cat "$S"; exit 0; fi
-        fi
-    done
-    now=$(date +%s)
-    if [ -z "$begun" ] && [ $((now - t)) -ge "$start_wait" ]; then exit 3; fi
-    if [ $((now - t)) -ge "$end_wait" ]; then exit 4; fi
-    sleep 0.1
-done
-"""
-
-
 @dataclass
 class WebRow:
     """What happened to one web server during the chain."""
@@ -57,6 +35,19 @@ class WebRow:
     healthy_at: float | None = None
     ok: bool = False
     notes: list[str] = field(default_factory=list)
+    unreachable: bool = False
+
+
+def report_web(session: Session, row: WebRow) -> None:
+    """A web server's two lines (its restart, its health), printed as soon as it is done."""
+    restarted = row.restarted_at is not None
+    status = "changed" if restarted else "unreachable" if row.unreachable else "failed"
+    when = f" at +{row.restarted_at:.1f}s" if restarted else ": " + "; ".join(row.notes)
+    session.report(Outcome(row.name, "restart", status, row.action + when), seconds=row.restarted_at or 0.0)
+    if restarted:
+        health = "ok" if row.healthy_at is not None else "failed"
+        said = f"healthy at +{row.healthy_at:.1f}s" if row.healthy_at is not None else "; ".join(row.notes)
+        session.report(Outcome(row.name, "health", health, said), seconds=row.healthy_at or 0.0)
 
 
 def ready_probe(session: Session) -> str:
@@ -74,7 +65,8 @@ def restart_command(session: Session) -> str:
 def current_run_command(inv) -> str:
     """Prints the database's current run on the DB host ('none' when it does not run), as the trigger
     tells it."""
-    scripts = " ".join(render.trigger_script(inv, i) for i in ("sysv", "systemd"))
+    # (The init script: a host still in an earlier svrchain's layout, which had only that.)
+    scripts = " ".join((render.trigger_script(inv), render.trigger_init_path(inv)))
     return f'(for t in {scripts}; do [ -x "$t" ] && exec "$t" run; done; echo none)'
 
 
@@ -98,18 +90,6 @@ def plan_lines(session: Session) -> list[str]:
         f"('{inv.web.restart_command}', as {inv.web.user})",
         f"5. {webs}: GET each health URL until it answers 200 (at most {inv.web.health_timeout}s)",
     ]
-
-
-def _parse_status(text: str) -> tuple[float | None, dict[str, tuple[str, float]]]:
-    ready = None
-    webs: dict[str, tuple[str, float]] = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if parts[:1] == ["ready"] and len(parts) == 2:
-            ready = float(parts[1])
-        elif parts[:1] == ["web"] and len(parts) == 4:
-            webs[parts[1]] = (parts[2], float(parts[3]))
-    return ready, webs
 
 
 def healthy(url: str, timeout: float) -> tuple[bool, str]:
@@ -148,25 +128,27 @@ def restart_chain_step(session: Session) -> tuple[list[WebRow], dict[str, float]
     offset = t0 - t0_local  # DB clock minus ours, for comparing health times
     ready_at = float(db.check(_WAIT_READY, str(inv.db.ready.timeout), ready_probe(session),
                               what="waiting for the DB to be ready").stdout.split()[0])
+    session.report(Outcome(db.name, "restart", "changed", f"service {inv.db.service} restart: ready after "
+                                                          f"{ready_at - t0:.1f}s"), seconds=ready_at - t0)
     after = db.run(run).stdout.strip()
     if before != "none" and after == before:
         raise HostError(
             f"{db.label}: the service restart did not restart the database (the same run {before} is still "
             f"going): it runs outside {render.db_unit(inv)} / /etc/init.d/{inv.db.service}; stop it and start "
             "it through its service once, then run restart-chain again")
-    status_path = f"/var/lib/svrchain/{inv.trigger.name}.status"
-    bound = inv.trigger.retries * (inv.trigger.restart_timeout + inv.trigger.connect_timeout + 8) + 10
-    w = db.run(_WAIT_TRIGGER, status_path, f"{t0:.6f}", "15", str(inv.db.ready.timeout + bound))
+    script, args = trigger_status.wait_command(inv, t0)
+    w = db.run(script, *args)
     rows = {web.name: WebRow(web.name) for web in session.webs}
     if w.code == 0:
-        trig_ready, results = _parse_status(w.stdout)
-        for name, (state, at) in results.items():
-            if name in rows and state == "ok" and trig_ready is not None and at >= trig_ready:
+        run = trigger_status.parse(w.stdout)
+        for name, result in run.webs.items():
+            at = run.restarted(name)
+            if name in rows and at is not None:
                 rows[name].action = "restarted by the chain"
                 rows[name].restarted_at = at - t0
                 rows[name].ok = True
             elif name in rows:
-                rows[name].notes.append(f"chain: {state}")
+                rows[name].notes.append(f"chain: {result.state}")
     else:
         why = "did not start" if w.code == 3 else "did not finish in time"
         for row in rows.values():
@@ -185,26 +167,30 @@ def restart_chain_step(session: Session) -> tuple[list[WebRow], dict[str, float]
         if isinstance(res, HostError):
             rows[web.name].action = "FAILED to restart"
             rows[web.name].notes.append(str(res))
+            rows[web.name].unreachable = isinstance(res, Unreachable)
 
     def check_health(web: Host) -> None:
         row = rows[web.name]
-        url = next(s.health_url for s in inv.web.servers if s.name == web.name)
-        good, answer = healthy(url, inv.web.health_timeout)
-        row.healthy_at = time.time() + offset - t0 if good else None
-        if not good:
-            row.ok = False
-            row.notes.append(f"health {url}: {answer}")
+        if row.restarted_at is not None:
+            url = next(s.health_url for s in inv.web.servers if s.name == web.name)
+            good, answer = healthy(url, inv.web.health_timeout)
+            row.healthy_at = time.time() + offset - t0 if good else None
+            if not good:
+                row.ok = False
+                row.notes.append(f"health {url}: {answer}")
+        report_web(session, row)
 
     session.each(session.webs, check_health)
     return list(rows.values()), {"ready": ready_at - t0}
 
 
-def run_restart_chain(dry_run: bool = False) -> None:
+def run_restart_chain(dry_run: bool = False, yes: bool = False) -> None:
     """What `fab restart-chain` does (its flags and help: tasks/)."""
     with Session.open(lock=not dry_run) as s:
         if dry_run:
             print("restart-chain would:", *plan_lines(s), sep="\n  ", file=s.out)
             return
+        confirm(f"Restart the database {s.db.name} ({s.db.address}) and {len(s.webs)} web server(s)?", yes)
         rows, times = restart_chain_step(s)
         table = [(s.db.name, "db", f"service {s.inv.db.service} restart", f"ready +{times['ready']:.1f}s", "", "ok")]
         for row in rows:
@@ -217,4 +203,5 @@ def run_restart_chain(dry_run: bool = False) -> None:
         print(tabulate(table, headers=["host", "role", "action", "restarted", "healthy", "result"]), file=s.out)
         failed = [r.name for r in rows if not r.ok]
         if failed:
-            raise SvrchainError(f"restart-chain: {', '.join(failed)} not healthy after the DB restart")
+            kind = Unreachable if any(r.unreachable for r in rows) else SvrchainError
+            raise kind(f"restart-chain: {', '.join(failed)} not healthy after the DB restart")

@@ -6,26 +6,36 @@ import os
 import socket
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import paramiko
 
-from svrchain import inventory
-from svrchain.errors import SvrchainError
+from svrchain import inventory, remote, runopts, sshauth
+from svrchain.errors import SvrchainError, Unreachable, UsageError
+from svrchain.remote import Host, Session
+from svrchain.runopts import confirm
 
 
-def fetch_host_key(address: str, port: int, timeout: float) -> paramiko.PKey:
-    """The key a host offers in the SSH handshake (nothing is authenticated or trusted here)."""
+def fetch_host_key(address: str, port: int, timeout: float, sock: paramiko.Channel | None = None) -> paramiko.PKey:
+    """The key a host offers in the SSH handshake (nothing is authenticated or trusted here); the
+    connection, the banner and the key exchange together take at most ``timeout`` seconds. ``sock``:
+    a channel already open to it (through a jump host)."""
     try:
-        sock = socket.create_connection((address, port), timeout=timeout)
+        sock = sock or socket.create_connection((address, port), timeout=timeout)
+    except TimeoutError:
+        raise Unreachable(f"{address}:{port}: cannot connect: timed out after {timeout:g}s; is the host up and "
+                          "its address right in the inventory?") from None
     except OSError as exc:
-        raise SvrchainError(f"{address}:{port}: cannot connect: {exc.strerror or exc}") from None
+        raise Unreachable(f"{address}:{port}: cannot connect: {exc.strerror or exc}; is the host up and its "
+                          "address right in the inventory?") from None
     transport = paramiko.Transport(sock)
+    transport.banner_timeout = timeout
     try:
         transport.start_client(timeout=timeout)
         return transport.get_remote_server_key()
-    except paramiko.SSHException as exc:
-        raise SvrchainError(f"{address}:{port}: SSH handshake failed: {exc}") from None
+    except (paramiko.SSHException, EOFError, OSError) as exc:
+        raise Unreachable(f"{address}:{port}: {remote.handshake_problem(exc, timeout, transport)}") from None
     finally:
         transport.close()
 
@@ -51,52 +61,87 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
-def run_trust_hosts(yes: bool = False, dry_run: bool = False) -> None:
-    """What `fab trust-hosts` does (its flags and help: tasks/)."""
-    from dotenv import find_dotenv, load_dotenv
+def host_key(h: Host, timeout: float) -> paramiko.PKey:
+    """The key a host offers where the admin reaches it: the ssh config's HostName (connect.ssh_config),
+    through its jump host (whose own key must already be pinned: the jump's login is checked)."""
+    r = h.route
+    if r.jump is None:
+        return fetch_host_key(r.hostname, r.port, timeout)
+    return fetch_host_key(r.hostname, r.port, timeout, h.stream())
 
-    load_dotenv(find_dotenv(usecwd=True))
-    inv = inventory.load()
-    path = inv.path(inv.connect.known_hosts)
-    known = paramiko.HostKeys(str(path)) if path.exists() else paramiko.HostKeys()
-    hosts = [(inv.db.name, inv.db.address, inv.db.port or inv.connect.port)]
-    hosts += [(w.name, w.address, w.port or inv.connect.port) for w in inv.web.servers]
-    new: list[str] = []
-    errors: list[str] = []
-    for name, address, port in hosts:
+
+def _fetch_all(hosts: list[Host], timeout: float) -> list[paramiko.PKey | SvrchainError]:
+    """Every host's key, all at once: the whole check takes about one ``timeout``, not one per host."""
+    def one(h: Host) -> paramiko.PKey | SvrchainError:
         try:
-            key = fetch_host_key(address, port, inv.connect.timeout)
+            return host_key(h, timeout)
         except SvrchainError as exc:
-            errors.append(f"{name}: {exc}")
-            print(f"{name:<10} unreachable   {exc}")
+            return exc
+    with ThreadPoolExecutor(max_workers=min(32, len(hosts))) as pool:
+        return list(pool.map(one, hosts))
+
+
+def _compare(s: Session, known: paramiko.HostKeys, path: Path) -> tuple[list[str], list[SvrchainError]]:
+    """Print one line per host (ok, new, CHANGED, unreachable); return the new entries and the errors."""
+    new: list[str] = []
+    errors: list[SvrchainError] = []
+    for h, key in zip(s.hosts, _fetch_all(s.hosts, s.inv.connect.timeout), strict=True):
+        if isinstance(key, SvrchainError):
+            errors.append(Unreachable(f"{h.name}: {key}"))
+            print(f"{h.name:<10} unreachable   {key}", file=s.out)
             continue
-        entry = entry_name(address, port)
+        entry = entry_name(h.route.hostname, h.port)
         pinned = known.lookup(entry) or {}
         fp = f"{key.get_name()} {key.fingerprint}"
-        if key.get_name() in pinned:
-            if pinned[key.get_name()] == key:
-                print(f"{name:<10} ok            {entry} {fp}")
-            else:
-                errors.append(f"{name} ({entry}): host key CHANGED to {fp}; not pinned. If expected, "
-                              f"remove its line from {path} and run trust-hosts again")
-                print(f"{name:<10} CHANGED       {entry} {fp}")
-            continue
-        print(f"{name:<10} new           {entry} {fp}")
-        new.append(f"{entry} {key.get_name()} {key.get_base64()}")
+        if key.get_name() in pinned and pinned[key.get_name()] != key:
+            errors.append(Unreachable(f"{h.name} ({entry}): host key CHANGED to {fp}; not pinned. If expected, "
+                                      f"remove its line from {path} and run trust-hosts again"))
+            print(f"{h.name:<10} CHANGED       {entry} {fp}", file=s.out)
+        elif key.get_name() in pinned:
+            print(f"{h.name:<10} ok            {entry} {fp}", file=s.out)
+        else:
+            print(f"{h.name:<10} new           {entry} {fp}", file=s.out)
+            new.append(f"{entry} {key.get_name()} {key.get_base64()}")
+    return new, errors
+
+
+def _pin(path: Path, new: list[str], yes: bool) -> None:
+    """Append the new keys to known_hosts, after --yes or a 'y' at the prompt."""
+    if not yes and not sys.stdin.isatty():
+        raise UsageError(f"{len(new)} new host key(s) shown above; check the fingerprints, "
+                         "then run `fab trust-hosts --yes` to pin them")
+    confirm(f"Pin these {len(new)} key(s) in {path}?", yes)
+    old = path.read_text() if path.exists() else ""
+    if old and not old.endswith("\n"):
+        old += "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, old + "".join(x + "\n" for x in new))
+    print(f"pinned {len(new)} key(s) in {path}")
+
+
+def run_trust_hosts(yes: bool = False, dry_run: bool = False) -> None:
+    """What `fab trust-hosts` does (its flags and help: tasks/)."""
+    inv = inventory.load(*runopts.inventory_choice())
+    s = Session(inv, limit=runopts.current().limit)
+    if inv.lab:
+        runopts.check_lab(inv.source, [h.address for h in s.hosts])
+    path = inv.path(inv.connect.known_hosts)
+    known = remote.load_known_hosts(path, inv.source) if path.exists() else paramiko.HostKeys()
+    if any(h.route.jump for h in s.hosts):
+        s.auth = sshauth.load_auth(inv)  # a jump host is logged in to
+    s.announce()
+    try:
+        new, errors = _compare(s, known, path)
+    finally:
+        s.close()
     if new and dry_run:
         print(f"would pin {len(new)} key(s) in {path}")
     elif new:
-        if not yes:
-            if not sys.stdin.isatty():
-                raise SvrchainError(f"{len(new)} new host key(s) shown above; check the fingerprints, "
-                                    "then run `fab trust-hosts --yes` to pin them")
-            if input(f"Pin these {len(new)} key(s) in {path}? [y/N] ").strip().lower() not in ("y", "yes"):
-                raise SvrchainError("nothing pinned")
-        old = path.read_text() if path.exists() else ""
-        if old and not old.endswith("\n"):
-            old += "\n"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(path, old + "".join(x + "\n" for x in new))
-        print(f"pinned {len(new)} key(s) in {path}")
+        try:
+            _pin(path, new, yes)
+        except UsageError as exc:
+            if not errors:
+                raise
+            errors.append(exc)  # said after the hosts' own problems, which decide the exit code (3)
     if errors:
-        raise SvrchainError("\n".join(errors))
+        raise Unreachable("\n".join(str(e) for e in errors))

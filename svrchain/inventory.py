@@ -23,9 +23,8 @@ from pydantic import (
     model_validator,
 )
 
-from svrchain.errors import SvrchainError
+from svrchain.errors import BadInventory
 
-DEFAULT_INVENTORY = Path(__file__).resolve().parent.parent / "inventory" / "lab.yaml"
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 # An account that goes into a sudo rule (where "ALL" is a keyword) and a shell: the portable set.
 ACCOUNT_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
@@ -40,8 +39,8 @@ SUDO_WORD_RE = re.compile(r"[A-Za-z0-9_./@+=:,-]+")
 SSHD_LINE_RE = re.compile(r"[A-Za-z][A-Za-z0-9]* +[ -~]+")
 
 
-class InventoryError(SvrchainError):
-    """The inventory file is missing, unreadable or invalid."""
+class InventoryError(BadInventory):
+    """The inventory file is missing, unreadable or invalid (exit 4)."""
 
 
 def _one_word(v: str) -> str:
@@ -158,8 +157,9 @@ class Connect(Strict):
     """How the admin reaches every host."""
 
     user: Name = "root"
-    identity: str
+    identity: str | None = None  # None: the keys ssh-agent holds
     known_hosts: str
+    ssh_config: str | None = None  # the admin's ssh config: host aliases (HostName) and ProxyJump
     port: Port = 22
     timeout: Seconds = 10
     max_parallel: Parallel = DEFAULT_MAX_PARALLEL  # hosts the admin's run works on at once
@@ -364,6 +364,7 @@ class Inventory(Strict):
     key: Key = Key()
     trigger: Trigger = Trigger()
     harden: Harden = Harden()
+    lab: bool = False  # the built-in lab's inventory: runs only while the lab is up (make lab-up)
 
     # Not part of the YAML: where it was loaded from, for messages and relative paths.
     source: Path = Field(default=Path("inventory.yaml"), exclude=True)
@@ -373,6 +374,12 @@ class Inventory(Strict):
         if self.db.name in {s.name for s in self.web.servers}:
             raise ValueError(f"the DB server and a web server are both named '{self.db.name}'")
         return self
+
+    def same_as_db(self) -> int | None:
+        """The index of a web server at the DB server's address and port, if there is one."""
+        db = (self.db.address, self.db.port or self.connect.port)
+        return next((i for i, s in enumerate(self.web.servers) if (s.address, s.port or self.connect.port) == db),
+                    None)
 
     def path(self, value: str) -> Path:
         """Resolve a local path from the file: ``~`` expanded, relative to the inventory's folder."""
@@ -429,9 +436,42 @@ def _loc_text(loc: tuple[int | str, ...]) -> str:
 _PYDANTIC_TAG = re.compile(r"^[a-z][a-z-]*\[.*\]$")
 
 
+# pydantic's error types in plain words (its own wording names Python types and regexes).
+_PLAIN = {
+    "int_type": "must be a whole number", "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_type": "must be a number", "float_parsing": "must be a number",
+    "bool_type": "must be true or false", "bool_parsing": "must be true or false",
+    "string_type": "must be text", "list_type": "must be a list (lines starting with '- ')",
+    "model_type": "must be a mapping ('key: value' lines indented under it)",
+    "dict_type": "must be a mapping ('key: value' lines indented under it)",
+    "model_attributes_type": "must be a mapping ('key: value' lines indented under it)",
+    "greater_than_equal": "must be at least {ge}", "less_than_equal": "must be at most {le}",
+    "greater_than": "must be more than {gt}", "less_than": "must be less than {lt}",
+    "literal_error": "must be one of {expected}", "too_short": "must list at least {min_length}",
+    "too_long": "must list at most {max_length}",
+}
+# What a key that must match a pattern should look like.
+_PATTERN_HINT = {
+    "health_url": "must be an http:// or https:// URL without spaces (e.g. http://web1.example.com/health)",
+    "unit": "must be a systemd service unit's name, ending in .service (e.g. oracle.service)",
+}
+
+
+def _plain(err: dict, loc: tuple[int | str, ...]) -> str:
+    """pydantic's message for one error, in plain words (no type names, no regexes)."""
+    etype = err["type"]
+    if etype == "string_pattern_mismatch":
+        key = str(loc[-1]) if loc else ""
+        return _PATTERN_HINT.get(key, "is not in the expected form (see inventory/example.yaml)")
+    if etype in _PLAIN:
+        return _PLAIN[etype].format(**{k: str(v) for k, v in (err.get("ctx") or {}).items()})
+    return err["msg"].removeprefix("Value error, ")
+
+
 def _describe(err: dict) -> str:
     """One human sentence (problem and fix) for one pydantic error."""
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and _PYDANTIC_TAG.match(p)))
+    loc = _clean_loc(err["loc"])
     etype = err["type"]
     where = _loc_text(loc)
     if etype == "extra_forbidden" and loc:
@@ -442,17 +482,38 @@ def _describe(err: dict) -> str:
         return f"{where}: unknown key; {hint}"
     if etype == "missing":
         return f"{where}: missing; add it (every key is described in inventory/example.yaml)"
-    msg = err["msg"]
-    msg = msg.removeprefix("Value error, ")
     got = err.get("input")
     shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
-    return f"{where}: {msg}{shown}"
+    return f"{where}: {_plain(err, loc)}{shown}"
+
+
+def _clean_loc(loc: tuple) -> tuple[int | str, ...]:
+    return tuple(p for p in loc if not (isinstance(p, str) and _PYDANTIC_TAG.match(p)))
+
+
+def _line(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+    """The YAML line (1-based) of the deepest key of ``loc`` found in the document."""
+    node, line = root, (root.start_mark.line + 1 if root is not None else None)
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            pair = next(((k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == part), None)
+            if pair is None:
+                break
+            line, node = pair[0].start_mark.line + 1, pair[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
 
 
 def parse(text: str, source: Path) -> Inventory:
-    """Parse and validate inventory text; raise :class:`InventoryError` with one line per problem."""
+    """Parse and validate inventory text; raise :class:`InventoryError` with one line per problem,
+    each naming the file and, where there is one, the YAML line."""
     try:
         data = yaml.safe_load(text)
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
@@ -461,30 +522,37 @@ def parse(text: str, source: Path) -> Inventory:
     if not isinstance(data, dict):
         raise InventoryError(f"{source}: expected a mapping of settings (connect, db, web, ...)")
     try:
-        return Inventory.model_validate({**data, "source": source})
+        inv = Inventory.model_validate({**data, "source": source})
     except ValidationError as exc:
-        lines = [f"{source}: {_describe(e)}" for e in exc.errors()]
+        lines = []
+        for e in exc.errors():
+            line = _line(root, _clean_loc(e["loc"]))
+            lines.append(f"{source}{f':{line}' if line else ''}: {_describe(e)}")
         raise InventoryError("\n".join(lines)) from None
     except (TypeError, ValueError) as exc:  # e.g. non-string keys in a mapping
         raise InventoryError(f"{source}: {exc}") from None
+    i = inv.same_as_db()
+    if i is not None:
+        web = inv.web.servers[i]
+        raise InventoryError(
+            f"{source}:{_line(root, ('web', 'servers', i, 'address'))}: web.servers[{i}].address: {web.name} has "
+            f"the DB server's address {web.address}; the DB server cannot be one of its own web servers: give "
+            f"{web.name}'s own address")
+    return inv
 
 
-def inventory_path(env: dict[str, str] | None = None) -> Path:
-    """Which inventory file this run uses: ``$INVENTORY`` (or from ``.env``), else the lab's."""
-    env = os.environ if env is None else env
-    value = env.get("INVENTORY")
-    return Path(value) if value else DEFAULT_INVENTORY
-
-
-def load(path: Path | None = None) -> Inventory:
-    """Read and validate the inventory file."""
-    path = path or inventory_path()
+def load(path: Path, how: str = "") -> Inventory:
+    """Read and validate the inventory file; ``how`` says what chose it (for the message when it is missing)."""
     try:
         text = path.read_text()
     except FileNotFoundError:
+        given = f" (given by {how})" if how else ""
         raise InventoryError(
-            f"{path}: no such inventory file; set INVENTORY=path/to/file.yaml (see inventory/example.yaml)"
+            f"{path}: no such inventory file{given}; check the path (every key is explained in "
+            "inventory/example.yaml)"
         ) from None
+    except IsADirectoryError:
+        raise InventoryError(f"{path}: is a directory, not an inventory file") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise InventoryError(f"{path}: cannot read the inventory: {exc}") from None
+        raise InventoryError(f"{path}: cannot read the inventory: {getattr(exc, 'strerror', None) or exc}") from None
     return parse(text, path)

@@ -182,13 +182,13 @@ def remove_stale(session: Session, web: Host, facts: WebFacts, blob: str | None,
 def pin_host_keys(session: Session, pinned: dict[str, list[str]], dry_run: bool) -> None:
     """Write the trigger's known_hosts on the DB server: the web servers' keys, read from themselves.
 
-    Lines of web servers that could not be read this run are kept as they were.
+    Lines of web servers that could not be read this run (or not in --limit) are kept as they were.
     """
     path = session.inv.trigger.known_hosts
     states, _ = session.db.probe([path])
     old = states[path].content.decode() if states[path].exists else ""
     lines: list[str] = []
-    for web in session.webs:
+    for web in session.all_webs:
         if web.name in pinned:
             lines += pinned[web.name]
         else:

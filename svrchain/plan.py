@@ -101,10 +101,10 @@ class Outcome:
 
     host: str
     step: str
-    status: str  # "ok", "changed", "would change", "failed"
+    status: str  # "ok", "changed", "would change", "failed", "unreachable", "skipped"
     detail: str = ""
     diffs: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
-        return self.status == "failed"
+        return self.status in ("failed", "unreachable")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import shlex
 import socket
-import sys
 import tarfile
 import threading
 from collections.abc import Callable, Iterable
@@ -20,19 +20,71 @@ from pathlib import Path
 from typing import TypeVar
 
 import paramiko
-from dotenv import find_dotenv, load_dotenv
 from fabric import Config, Connection
 
-from svrchain import inventory
-from svrchain.errors import HostError, SvrchainError
+from svrchain import inventory, output, runopts, sshauth
+from svrchain.errors import BadInventory, HostError, HostUnreachable, SvrchainError, Unreachable
 from svrchain.ops import Change, files_change
 from svrchain.plan import FileChange, FileSpec, FileState, Outcome, Result
 from svrchain.render import RUN_DIR, as_account
 
-__all__ = ["HostError", "Result", "as_account"]  # (defined in errors, plan, render; imported from here too)
+# (defined in errors, plan, render; imported from here too)
+__all__ = ["HostError", "HostUnreachable", "Result", "as_account"]
 
 T = TypeVar("T")
 BACKUP_DIR = "/var/backups/svrchain"
+# paramiko's transport thread logs a failed handshake as a traceback; svrchain says it in one line.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+
+
+def handshake_problem(exc: BaseException, timeout: float, transport: paramiko.Transport | None = None) -> str:
+    """One line (what happened and what to check) for an SSH handshake or login that failed; with the
+    transport, a handshake that never got the server's banner is told apart from one dropped later."""
+    text = str(exc)
+    no_banner = transport is not None and not transport.remote_version
+    if "protocol banner" in text or no_banner:
+        return (f"no SSH banner within {timeout:g}s: something accepts TCP on that port but does not speak "
+                "SSH (or sshd is overloaded); check the address and port in the inventory")
+    if "No existing session" in text:
+        return ("the server closed the SSH session before the login (sshd dropped it: see its log on the host, "
+                "e.g. MaxStartups or AllowUsers); check connect.user and connect.identity in the inventory")
+    if isinstance(exc, EOFError) or "reset" in text.lower() or not text:
+        return ("the server closed the connection during the SSH handshake; is it an SSH server, and what "
+                "does its log say?")
+    return f"SSH failed: {text.splitlines()[0]}"
+
+
+def load_known_hosts(path: Path, source: Path) -> paramiko.HostKeys:
+    """The pinned host keys; a damaged line is one error naming the file and the line."""
+    keys = paramiko.HostKeys()
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInventory(f"{source}: connect.known_hosts: cannot read {path}: "
+                           f"{getattr(exc, 'strerror', None) or exc}") from None
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            paramiko.hostkeys.HostKeyEntry.from_line(line.strip(), lineno)
+        except paramiko.hostkeys.InvalidHostKey:
+            raise BadInventory(f"{path}:{lineno}: a damaged host key line (its key is not valid base64); "
+                               "delete that line, then run `fab trust-hosts` to pin the host again") from None
+        except (paramiko.SSHException, ValueError):
+            continue
+    keys.load(str(path))
+    return keys
+
+
+def sudo_problem(label: str, user: str, stderr: str, source: Path) -> str | None:
+    """One line for sudo missing or asking for a password, or None when it is neither."""
+    if "sudo" in stderr and "not found" in stderr:
+        return (f"{label}: {user} is not root and the host has no sudo; install sudo with a NOPASSWD rule for "
+                f"{user}, or set connect.user: root in {source}")
+    if "sudo:" in stderr and "password" in stderr:
+        return (f"{label}: {user} needs passwordless sudo (sudo -n) for svrchain; add a NOPASSWD rule or "
+                "connect as root")
+    return None
 
 
 # Run a command as an account (never as root through a path that account controls).
@@ -42,7 +94,6 @@ as() {
     if [ "$u" = root ]; then "$@"; else setpriv --reuid="$u" --regid="$(id -g -- "$u")" --init-groups -- "$@"; fi
 }
 """
-
 
 
 # The atomic write, run on the host with the content on stdin: temp file in the same directory,
@@ -168,6 +219,7 @@ class Host:
         self.address = address
         self.port = port
         self.user = user
+        self.route = sshauth.route(session.ssh_config, name, address, port, user, session.inv.source)
         self._conn: Connection | None = None
         self._error: HostError | None = None  # a failed connect is not retried within a run
         self._lock = threading.Lock()
@@ -177,7 +229,9 @@ class Host:
 
     @property
     def label(self) -> str:
-        return f"{self.name} ({self.address}:{self.port})"
+        r = self.route
+        via = f" via {r.jump}" if r.jump else ""
+        return f"{self.name} ({r.hostname}:{self.port}{via})"
 
     # -- connection ------------------------------------------------------------------------
 
@@ -194,65 +248,28 @@ class Host:
                     raise
             return self._conn
 
-    def _socket(self) -> socket.socket:
-        """The TCP connection, with Nagle off: SSH's small packets must not wait for delayed ACKs
-        (without this every remote command costs about 40 ms more)."""
-        s = self.session
-        try:
-            sock = socket.create_connection((self.address, self.port), timeout=s.inv.connect.timeout)
-        except ConnectionRefusedError:
-            raise HostError(
-                f"{self.label}: connection refused; is sshd running and is the port right in {s.inv.source}?"
-            ) from None
-        except TimeoutError:
-            raise HostError(
-                f"{self.label}: cannot connect: timed out after {s.inv.connect.timeout}s; is the "
-                f"host up and its address right in {s.inv.source}?"
-            ) from None
-        except OSError as exc:
-            raise HostError(
-                f"{self.label}: cannot connect: {exc.strerror or exc}; is the host up and its "
-                f"address right in {s.inv.source}?"
-            ) from None
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock
+    def stream(self) -> socket.socket | paramiko.Channel:
+        """The byte stream to the host's sshd: a TCP connection with Nagle off (SSH's small packets
+        must not wait for delayed ACKs: without this every remote command costs about 40 ms more), or
+        a channel through the jump host's (pinned, authenticated) connection."""
+        r, s = self.route, self.session
+        if r.jump is not None:
+            if s.known_hosts is None or not s.known_hosts.is_file():
+                raise HostUnreachable(f"{self.name}: jump host {r.jump}: no known_hosts to check its key against")
+            try:
+                transport = s.jump(r.jump).client.get_transport()
+            except HostUnreachable as exc:
+                raise HostUnreachable(f"{self.name}: {exc}") from None
+            try:
+                return transport.open_channel("direct-tcpip", (r.hostname, r.port), ("", 0),
+                                              timeout=s.inv.connect.timeout)
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                raise HostUnreachable(f"{self.label}: the jump host {r.jump} cannot reach {r.hostname}:{r.port} "
+                                      f"({exc}); check ProxyJump in {s.inv.connect.ssh_config}") from None
+        return tcp_socket(self.label, r.hostname, r.port, s.inv)
 
     def _open(self) -> Connection:
-        s = self.session
-        conn = Connection(
-            # A Config per connection: invoke's Config is not safe to share between threads.
-            self.address, user=self.user, port=self.port, config=Config(overrides={"load_ssh_configs": False}),
-            connect_timeout=s.inv.connect.timeout,
-            connect_kwargs={"key_filename": [str(s.identity)], "look_for_keys": False,
-                            "allow_agent": False, "sock": self._socket()},
-        )
-        conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
-        conn.client.load_host_keys(str(s.known_hosts))
-        kh = s.inv.connect.known_hosts
-        try:
-            conn.open()
-        except paramiko.BadHostKeyException as exc:
-            raise HostError(
-                f"{self.label}: host key CHANGED: it offers {exc.key.get_name()} "
-                f"{exc.key.fingerprint}, not the key pinned in {kh}; if the change is expected, "
-                f"remove its line from {kh} and run `fab trust-hosts`"
-            ) from None
-        except paramiko.AuthenticationException:
-            raise HostError(
-                f"{self.label}: authentication as {self.user} with {s.inv.connect.identity} failed; "
-                "check connect.user/identity in the inventory and the host's authorized_keys"
-            ) from None
-        except TimeoutError:
-            raise HostError(f"{self.label}: the SSH handshake timed out") from None
-        except paramiko.SSHException as exc:
-            if "not found in known_hosts" in str(exc):
-                raise HostError(
-                    f"{self.label}: host key unknown: it is not pinned in {kh}; check it and pin "
-                    "it with `fab trust-hosts`"
-                ) from None
-            raise HostError(f"{self.label}: SSH failed: {exc}") from None
-        except OSError as exc:
-            raise HostError(f"{self.label}: the SSH connection failed: {exc.strerror or exc}") from None
+        conn = login(self.session, self.label, self.route, self.stream())
         if self.locks:
             self._take_host_lock(conn)
         return conn
@@ -273,6 +290,9 @@ class Host:
         if said.strip() != b"locked":
             err = chan.makefile_stderr("rb").read().decode(errors="replace").strip()
             conn.close()
+            sudo = sudo_problem(self.label, self.user, err, self.session.inv.source)
+            if sudo:
+                raise HostError(sudo)
             why = err.splitlines()[-1] if err else (
                 f"another svrchain run still holds {RUN_DIR}/admin.lock after {LOCK_WAIT}s; let it finish, "
                 "then run again")
@@ -315,11 +335,9 @@ class Host:
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise HostError(f"{self.label}: the SSH connection failed: {exc}") from None
         result = Result(code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), out)
-        if code != 0 and "sudo:" in result.stderr and "password" in result.stderr:
-            raise HostError(
-                f"{self.label}: {self.user} needs passwordless sudo (sudo -n) for svrchain; add a "
-                "NOPASSWD rule or connect as root"
-            )
+        sudo = sudo_problem(self.label, self.user, result.stderr, self.session.inv.source) if code else None
+        if sudo and self.user != "root":
+            raise HostError(sudo)
         return result
 
     def check(self, script: str, *args: str, what: str, stdin: bytes = b"") -> Result:
@@ -402,38 +420,63 @@ class Host:
 class Session:
     """One run: the inventory, its hosts, one connection each, and the outcome report."""
 
-    def __init__(self, inv: inventory.Inventory, out=None, lock: bool = False):
+    def __init__(self, inv: inventory.Inventory, out=None, lock: bool = False, limit: tuple[str, ...] = (),
+                 auth: sshauth.Auth | None = None):
         self.inv = inv
-        self.out = out or sys.stdout
-        self.identity = inv.path(inv.connect.identity)
+        self.results = output.current()
+        self.out = out or self.results.human
+        self.auth = auth or sshauth.Auth()
+        self.ssh_config = sshauth.load_ssh_config(inv)
         self.known_hosts = inv.path(inv.connect.known_hosts)
+        self._jumps: dict[sshauth.Route, Future] = {}
         self.outcomes: list[Outcome] = []
+        self.unreachable: set[str] = set()  # hosts this run could not connect to (exit 3 if only they failed)
         self._facts: dict[str, Future] = {}  # facts read once per run, by key ("what:host")
         self._facts_lock = threading.Lock()
         self._print_lock = threading.Lock()
         self._prefetcher: ThreadPoolExecutor | None = None
         c = inv.connect
         self.db = Host(self, inv.db.name, "db", inv.db.address, inv.db.port or c.port, inv.db.user or c.user, lock)
-        self.webs = [Host(self, s.name, "web", s.address, s.port or c.port, s.user or c.user, lock)
-                     for s in inv.web.servers]
+        # Every web server of the inventory, and those this run works on (all, or --limit's).
+        self.all_webs = [Host(self, s.name, "web", s.address, s.port or c.port, s.user or c.user, lock)
+                         for s in inv.web.servers]
+        chosen = runopts.limited([w.name for w in self.all_webs], inv.db.name, limit, inv.source)
+        self.webs = [w for w in self.all_webs if w.name in chosen]
+        for h in self.hosts:
+            self.results.host(h.name, h.role, h.address)
 
     @classmethod
     def open(cls, path: Path | None = None, lock: bool = False) -> Session:
-        """Load ``.env`` and the inventory, check the local files it names, and start a session;
-        with ``lock``, each host is locked against other changing runs while connected."""
-        load_dotenv(find_dotenv(usecwd=True))
-        inv = inventory.load(path)
-        s = cls(inv, lock=lock)
-        if not s.identity.is_file():
+        """Load the run's inventory (or ``path``), check the local files it names, and start a session
+        on its hosts (``--limit``'s web servers); with ``lock``, each host is locked against other
+        changing runs while connected. The first line printed names the inventory and the hosts."""
+        inv = inventory.load(*((path, "") if path else runopts.inventory_choice()))
+        s = cls(inv, lock=lock, limit=runopts.current().limit if path is None else ())
+        if inv.lab:
+            runopts.check_lab(inv.source, [h.address for h in s.hosts])
+        s.check_files()
+        s.announce()
+        return s
+
+    def check_files(self) -> None:
+        """The admin's key (or ssh-agent) and the pinned host keys: present, readable, not damaged."""
+        inv = self.inv
+        self.auth = sshauth.load_auth(inv)
+        if not self.known_hosts.is_file():
             raise inventory.InventoryError(
-                f"{inv.source}: connect.identity: {s.identity} does not exist; point it at the admin's private key"
-            )
-        if not s.known_hosts.is_file():
-            raise inventory.InventoryError(
-                f"{inv.source}: connect.known_hosts: {s.known_hosts} does not exist; create it with "
+                f"{inv.source}: connect.known_hosts: {self.known_hosts} does not exist; create it with "
                 "`fab trust-hosts`"
             )
-        return s
+        load_known_hosts(self.known_hosts, inv.source)
+
+    def announce(self) -> None:
+        """Say which inventory and which hosts this run works on (its first line)."""
+        hosts = ", ".join(f"{h.name} {h.address}" for h in self.hosts)
+        limit = ""
+        if self.webs != self.all_webs:
+            limit = f" (--limit: {len(self.webs)} of {len(self.all_webs)} web servers)"
+        print(f"svrchain: inventory {self.inv.source}{' (the lab)' if self.inv.lab else ''}: {hosts}{limit}",
+              file=self.out, flush=True)
 
     @property
     def hosts(self) -> list[Host]:
@@ -467,11 +510,29 @@ class Session:
             for key in [k for k in self._facts if k.endswith(f":{host.name}")]:
                 del self._facts[key]
 
+    def jump(self, r: sshauth.Route) -> Connection:
+        """The (one, shared) connection to a jump host, opened on first use: pinned like any host."""
+        with self._facts_lock:
+            future = self._jumps.get(r)
+            mine = future is None
+            if mine:
+                future = self._jumps[r] = Future()
+        if mine:
+            label = f"jump host {r}"
+            try:
+                future.set_result(login(self, label, r, tcp_socket(label, r.hostname, r.port, self.inv)))
+            except BaseException as exc:
+                future.set_exception(exc)
+        return future.result()
+
     def close(self) -> None:
         if self._prefetcher is not None:
             self._prefetcher.shutdown(wait=True)
         for h in self.hosts:
             h.close()
+        for future in self._jumps.values():
+            if future.done() and future.exception() is None:
+                future.result().close()
 
     def __enter__(self) -> Session:
         return self
@@ -497,11 +558,17 @@ class Session:
         with ThreadPoolExecutor(max_workers=self.parallel(len(hosts))) as pool:
             return list(pool.map(guarded, hosts))
 
-    def report(self, outcome: Outcome, show_diff: bool = False) -> Outcome:
-        """Print one ``host step status detail`` line (and its diffs in a dry run)."""
+    def report(self, outcome: Outcome, show_diff: bool = False, seconds: float | None = None) -> Outcome:
+        """Print one ``host step status detail`` line (and its diffs in a dry run), as it happens;
+        record it for the recap, --json and --junit (``seconds``: how long it took; by default the
+        time since the host's previous line)."""
         with self._print_lock:
             self.outcomes.append(outcome)
-            line = f"{outcome.host:<10} {outcome.step:<20} {outcome.status:<13} {outcome.detail}"
+            status = outcome.status.replace(" ", "-")
+            took = self.results.since_last(outcome.host) if seconds is None else round(seconds, 3)
+            self.results.add(outcome.host, output.Item("step", outcome.step, status, outcome.detail, took))
+            word = output.paint(f"{outcome.status:<13}", status, self.results.colour)
+            line = f"{outcome.host:<10} {outcome.step:<20} {word} {outcome.detail}"
             print(line.rstrip(), file=self.out, flush=True)
             if show_diff:
                 for d in outcome.diffs:
@@ -509,7 +576,11 @@ class Session:
         return outcome
 
     def fail(self, host: str, step: str, error: Exception) -> Outcome:
-        return self.report(Outcome(host, step, "failed", str(error)))
+        status = "failed"
+        if isinstance(error, Unreachable):
+            self.unreachable.add(host)
+            status = "unreachable"
+        return self.report(Outcome(host, step, status, str(error)))
 
     def run_steps(self, what: str, steps: Iterable[tuple[str, Callable[[], object]]]) -> None:
         """Run steps in order: a step's error goes on its own line and stops the steps after it;
@@ -523,11 +594,75 @@ class Session:
         self.finish(what)
 
     def finish(self, what: str) -> None:
-        """Raise a non-zero exit when any outcome of this run failed."""
+        """Raise a non-zero exit when any outcome of this run failed (exit 3 when only unreachable
+        hosts failed, else 1)."""
         failed = [o for o in self.outcomes if o.failed]
         if failed:
-            names = ", ".join(sorted({o.host for o in failed}))
-            raise SvrchainError(f"{what}: failed on {names} (see above)")
+            hosts = {o.host for o in failed}
+            cls = Unreachable if hosts <= self.unreachable else SvrchainError
+            raise cls(f"{what}: failed on {', '.join(sorted(hosts))} (see above)")
+
+
+def tcp_socket(label: str, hostname: str, port: int, inv: inventory.Inventory) -> socket.socket:
+    """A TCP connection to ``hostname:port`` with Nagle off; a failure is one line naming ``label``."""
+    try:
+        sock = socket.create_connection((hostname, port), timeout=inv.connect.timeout)
+    except ConnectionRefusedError:
+        raise HostUnreachable(
+            f"{label}: connection refused; is sshd running and is the port right in {inv.source}?") from None
+    except TimeoutError:
+        raise HostUnreachable(f"{label}: cannot connect: timed out after {inv.connect.timeout}s; is the "
+                              f"host up and its address right in {inv.source}?") from None
+    except OSError as exc:
+        raise HostUnreachable(f"{label}: cannot connect: {exc.strerror or exc}; is the host up and its "
+                              f"address right in {inv.source}?") from None
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def login(session: Session, label: str, r: sshauth.Route, sock: socket.socket | paramiko.Channel) -> Connection:
+    """An SSH connection over ``sock`` to ``r``: the host key checked against connect.known_hosts
+    (unknown or changed is refused), logged in with the admin's key or ssh-agent."""
+    kwargs, agent = session.auth.connect_kwargs()
+    conn = Connection(
+        # A Config per connection: invoke's Config is not safe to share between threads.
+        r.hostname, user=r.user, port=r.port, config=Config(overrides={"load_ssh_configs": False}),
+        connect_timeout=session.inv.connect.timeout,
+        connect_kwargs={**kwargs, "sock": sock, "banner_timeout": session.inv.connect.timeout,
+                        "auth_timeout": session.inv.connect.timeout},
+    )
+    conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    conn.client.load_host_keys(str(session.known_hosts))  # checked for damaged lines by Session.check_files
+    try:
+        conn.open()
+    except (paramiko.SSHException, OSError, EOFError) as exc:
+        sock.close()
+        raise HostUnreachable(_login_failure(session, label, r, exc, conn.client.get_transport())) from None
+    finally:
+        if agent is not None:
+            agent.close()
+    return conn
+
+
+def _login_failure(session: Session, label: str, r: sshauth.Route, exc: Exception,
+                   transport: paramiko.Transport | None = None) -> str:
+    """One line for a failed SSH login, naming the host and the fix."""
+    kh = session.inv.connect.known_hosts
+    if isinstance(exc, paramiko.BadHostKeyException):
+        return (f"{label}: host key CHANGED: it offers {exc.key.get_name()} {exc.key.fingerprint}, not the key "
+                f"pinned in {kh}; if the change is expected, remove its line from {kh} and run `fab trust-hosts`")
+    if isinstance(exc, paramiko.AuthenticationException):
+        return (f"{label}: authentication as {r.user} with {session.auth.what or 'the admin key'} failed; "
+                "check connect.user/identity in the inventory and the host's authorized_keys")
+    if isinstance(exc, TimeoutError):
+        return f"{label}: the SSH handshake timed out"
+    if "not found in known_hosts" in str(exc):
+        return f"{label}: host key unknown: it is not pinned in {kh}; check it and pin it with `fab trust-hosts`"
+    if isinstance(exc, paramiko.SSHException):
+        return f"{label}: {handshake_problem(exc, session.inv.connect.timeout, transport)}"
+    if isinstance(exc, EOFError):
+        return f"{label}: {handshake_problem(exc, session.inv.connect.timeout)}"
+    return f"{label}: the SSH connection failed: {getattr(exc, 'strerror', None) or exc}"
 
 
 def _quietly(fn: Callable[[], object]) -> None:

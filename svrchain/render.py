@@ -7,6 +7,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from svrchain import trigger_status
 from svrchain.errors import SvrchainError
 from svrchain.inventory import Inventory
 
@@ -89,9 +90,29 @@ def trigger_unit(inv: Inventory) -> str:
     return inv.trigger.name.replace("_", "-") + ".service"
 
 
-def trigger_script(inv: Inventory, init: str) -> str:
-    """Where the trigger script lives: an init script on SysV, a plain script beside the units on systemd."""
-    return f"/etc/init.d/{inv.trigger.name}" if init == "sysv" else f"{IMPL_DIR}/{inv.trigger.name}"
+def trigger_script(inv: Inventory) -> str:
+    """Where the trigger itself lives (the static script, the same on every host); the SysV init
+    script and the systemd units only run it."""
+    return f"{IMPL_DIR}/{inv.trigger.name}"
+
+
+def trigger_init_path(inv: Inventory) -> str:
+    """The trigger's SysV init script (a wrapper with the boot order's header)."""
+    return f"/etc/init.d/{inv.trigger.name}"
+
+
+def trigger_config_path(inv: Inventory) -> str:
+    """The trigger's settings and web servers, rendered from the inventory (the script finds them by its name)."""
+    return f"/etc/svrchain/{inv.trigger.name}.conf"
+
+
+# The trigger: one static, shellchecked script, installed verbatim.
+TRIGGER_SOURCE = Path(__file__).resolve().parent / "files" / "svr_restart.sh"
+
+
+def trigger_program() -> bytes:
+    """The trigger script, byte for byte as it is installed."""
+    return TRIGGER_SOURCE.read_bytes()
 
 
 def watch_name(inv: Inventory) -> str:
@@ -107,14 +128,14 @@ def watch_unit(inv: Inventory) -> str:
 def watch_init(inv: Inventory) -> bytes:
     """``/etc/init.d/<trigger>_watch``: runs the trigger's ``watch`` loop as a daemon."""
     return _env.get_template("svr-watch.sh.j2").render(
-        name=watch_name(inv), db_service=inv.db.service, trigger=trigger_script(inv, "sysv"),
+        name=watch_name(inv), db_service=inv.db.service, trigger=trigger_script(inv),
         pidfile=watch_pidfile(inv)).encode()
 
 
 def watch_service(inv: Inventory) -> bytes:
     """``<trigger>-watch.service``: the same loop under systemd."""
     return _env.get_template("svr-watch.service.j2").render(
-        name=watch_name(inv), trigger=trigger_script(inv, "systemd")).encode()
+        name=watch_name(inv), trigger=trigger_script(inv)).encode()
 
 
 def owed_dir(inv: Inventory) -> str:
@@ -131,17 +152,11 @@ def dbora_service(inv: Inventory) -> bytes:
     return _env.get_template("dbora.service.j2").render(service=inv.db.service, impl=impl_path(inv)).encode()
 
 
-def trigger_bound(inv: Inventory) -> int:
-    """The longest a trigger run can take: the readiness wait, then every retry of a web restart."""
-    t = inv.trigger
-    return inv.db.ready.timeout + t.retries * (t.connect_timeout + t.restart_timeout + 2 ** t.retries) + 30
-
-
 def svr_restart_service(inv: Inventory) -> bytes:
     """``svr-restart.service``: after the DB's unit, part of it, wanted by it."""
     return _env.get_template("svr-restart.service.j2").render(
-        name=inv.trigger.name, db_unit=db_unit(inv), script=trigger_script(inv, "systemd"),
-        bound=trigger_bound(inv),
+        name=inv.trigger.name, db_unit=db_unit(inv), script=trigger_script(inv),
+        timeout=trigger_status.unit_timeout(inv),
     ).encode()
 
 
@@ -220,16 +235,43 @@ def ready_check(inv: Inventory) -> str:
     return f"timeout 2 bash -c {quote(f'exec 3<>/dev/tcp/{r.host}/{r.port}')}"
 
 
-def svr_restart(inv: Inventory) -> bytes:
-    """``/etc/init.d/svr_restart``: wait for the DB, then restart every web server over SSH."""
-    webs = [
-        {"name": s.name, "address": s.address, "port": s.port or inv.connect.port, "user": inv.web.user}
-        for s in inv.web.servers
-    ]
-    t = inv.trigger
+def trigger_init(inv: Inventory) -> bytes:
+    """``/etc/init.d/svr_restart``: the boot order's header (after the DB), then the trigger itself."""
     return _env.get_template("svr_restart.sh.j2").render(
-        name=t.name, db_service=inv.db.service, key=inv.key.path, known_hosts=t.known_hosts,
-        log=t.log, ready=inv.db.ready, ready_check=ready_check(inv), connect_timeout=t.connect_timeout,
-        retries=t.retries, restart_timeout=t.restart_timeout, max_parallel=t.max_parallel, webs=webs, run_dir=RUN_DIR,
-        ssh_options=ssh_options(inv), run=inv.db.run, watch_pidfile=watch_pidfile(inv), owed=owed_dir(inv),
-    ).encode()
+        name=inv.trigger.name, db_service=inv.db.service, script=trigger_script(inv),
+        config=trigger_config_path(inv)).encode()
+
+
+def _seconds(value: float) -> str:
+    """A number of seconds as the trigger reads it (digits, maybe a fraction; never an exponent)."""
+    return str(value) if isinstance(value, int) else f"{value:.6f}".rstrip("0").rstrip(".")
+
+
+def trigger_settings(inv: Inventory) -> list[tuple[str, str]]:
+    """The trigger's settings, in the order of its config file: (key, value), ``web`` once per web server."""
+    t, ready, run = inv.trigger, inv.db.ready, inv.db.run
+    settings = [
+        ("key", inv.key.path), ("known_hosts", t.known_hosts), ("log", t.log),
+        ("ready_command", ready_check(inv)), ("ready_timeout", str(ready.timeout)),
+        ("ready_interval", _seconds(ready.interval)), ("ready_successes", str(ready.successes)),
+        ("connect_timeout", str(t.connect_timeout)), ("retries", str(t.retries)),
+        ("restart_timeout", str(t.restart_timeout)), ("max_parallel", str(t.max_parallel)),
+        ("bound", str(trigger_status.bound(inv))),
+        ("run_interval", _seconds(run.interval)),
+        ("run_command", run.command) if run.command else ("run_process", run.process or ""),
+    ]
+    port = inv.connect.port
+    settings += [("web", f"{s.name} {s.address} {s.port or port} {inv.web.user}") for s in inv.web.servers]
+    return settings
+
+
+def trigger_config(inv: Inventory) -> bytes:
+    """``/etc/svrchain/svr_restart.conf``: the trigger's settings, as data (the trigger never runs it)."""
+    lines = [f"# {MARK} (fab install-svr-restart). Edit the inventory, not this file.",
+             f"# The settings of {trigger_script(inv)}: key=value, one a line, read as data (never run);",
+             "# 'web' is one web server: name address port user."]
+    for key, value in trigger_settings(inv):
+        if "\n" in value or "\r" in value:  # the inventory allows neither; one line per setting
+            raise SvrchainError(f"{inv.source}: the trigger's {key} holds a line break")
+        lines.append(f"{key}={value}")
+    return ("\n".join(lines) + "\n").encode()

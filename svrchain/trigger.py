@@ -1,4 +1,12 @@
-"""install-svr-restart: the trigger service on the DB server, ordered after the DB."""
+"""install-svr-restart: the trigger service on the DB server, ordered after the DB.
+
+The trigger is one static script (``svrchain/files/svr_restart.sh``, installed verbatim) and its
+settings file, rendered from the inventory; the SysV init script and the systemd unit only run it
+(their files: ``svrchain.ops.db.trigger``).
+A host set up by an earlier svrchain (the whole trigger rendered into the init script) is brought to
+this layout by the same step: the settings and the script are written before the wrapper replaces
+the old script, and nothing is started but the watcher (which finds the current run followed).
+"""
 
 from __future__ import annotations
 

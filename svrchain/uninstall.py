@@ -20,6 +20,7 @@ from svrchain.keys import db_public_key, marker, web_facts
 from svrchain.ops import db as ops_db
 from svrchain.plan import FileChange, FileSpec, Outcome
 from svrchain.remote import BACKUP_DIR, Host, HostError, Session
+from svrchain.runopts import confirm
 
 # $1: a path. Prints the first backup svrchain kept of it, if that backup is not svrchain's own
 # file: the site's file that svrchain replaced.
@@ -229,9 +230,12 @@ def uninstall_step(session: Session, dry_run: bool, with_sshd: bool) -> None:
     session.each(session.hosts, one)
 
 
-def run_uninstall(sshd: bool = False, dry_run: bool = False) -> None:
+def run_uninstall(sshd: bool = False, dry_run: bool = False, yes: bool = False) -> None:
     """What `fab uninstall` does (its flags and help: tasks/)."""
     with Session.open(lock=not dry_run) as s:
+        if not dry_run:
+            also = " (and harden-sshd's setting)" if sshd else ""
+            confirm(f"Remove svrchain from the DB server {s.db.name} and {len(s.webs)} web server(s){also}?", yes)
         s.prefetch([s.db])
         s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
         uninstall_step(s, dry_run, sshd)

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 from tabulate import tabulate
 
-from svrchain import account, authkeys, homes, render, sysv
+from svrchain import account, authkeys, homes, output, render, sysv, trigger_status
 from svrchain.attacks import Row, run_attacks
 from svrchain.chain import current_run_command, ready_probe
 from svrchain.dbora import detect_init, override_problem
-from svrchain.errors import SvrchainError
+from svrchain.errors import GapFound, Unreachable
 from svrchain.keys import db_public_key, host_keys, marker, web_facts
 from svrchain.ops import Change
 from svrchain.ops import db as ops_db
@@ -20,6 +20,7 @@ from svrchain.ops import web as ops_web
 from svrchain.ops.key import PUB_MODE
 from svrchain.plan import FileState, file_change
 from svrchain.remote import Host, HostError, Session
+from svrchain.rotate import proof_command
 
 
 @dataclass
@@ -30,6 +31,26 @@ class Check:
     check: str
     ok: bool
     detail: str
+    unreachable: bool = False  # the host could not be reached or logged in to
+    skipped: bool = False  # not checked: what it needs is on a host that could not be reached
+
+    @property
+    def status(self) -> str:
+        return "unreachable" if self.unreachable else "skipped" if self.skipped else "ok" if self.ok else "gap"
+
+
+def unreachable_check(host: str, exc: HostError) -> Check:
+    """The row of a host that could not be checked: unreachable, or a gap when a command failed there."""
+    return Check(host, "reachable", False, str(exc), isinstance(exc, Unreachable))
+
+
+def record(session: Session, host: str, checks: list[Check], started: float) -> list[Check]:
+    """Record a host's checks for the recap, --json and --junit, and print its live line now."""
+    r = session.results
+    seconds = round(r.elapsed() - started, 3)
+    items = [r.add(host, output.Item("check", c.check, c.status, c.detail, seconds)) for c in checks]
+    r.host_line(host, items, seconds)
+    return checks
 
 
 def _registration(host: str, name: str, script: bytes, tool: str, r: dict, override: FileState) -> Check:
@@ -75,7 +96,7 @@ def web_checks(session: Session, web: Host, key: authkeys.PublicKey | None, db_u
     pins = [authkeys.known_hosts_line(web.address, web.port, k) for k in host_keys(web, f.r["hostkeys"].stdout)]
     if key is None:
         why = "the DB server has no key yet" if db_up else "cannot check: the DB server is unreachable"
-        checks.append(Check(web.name, "authorized_keys", False, why))
+        checks.append(Check(web.name, "authorized_keys", False, why, skipped=not db_up))
     elif f.unsafe:
         checks.append(Check(web.name, "authorized_keys", False, f"UNSAFE: {f.unsafe}; svrchain will not touch it: "
                                                                  "check who made it and why, then remove it"))
@@ -161,6 +182,7 @@ def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
     })
     init, tool = detect_init(session, db, r)
     checks = chain_checks(db.name, init, tool, (dbsvc, tsvc), states, r)
+    checks.append(runs_check(session, r))
     checks += watch_checks(session, init, tool, wsvc, states, r)
     checks.append(key_check(db.name, inv.key.path, db_public_key(session), r))
     kh = states[inv.trigger.known_hosts]
@@ -223,7 +245,30 @@ def watch_probe(session: Session) -> dict[str, str]:
         "run": current_run_command(inv),
         "ready": f"sh -c {shlex.quote(ready_probe(session))} >/dev/null 2>&1",
         "owed": f"for f in {render.owed_dir(inv)}/*; do [ -f \"$f\" ] && echo \"${{f##*/}} $(cat \"$f\")\"; done; true",
+        "status": f"cat {trigger_status.status_path(inv)} 2>/dev/null; true",
+        "going": trigger_status.going_command(inv),
+        "now": "date +%s.%N",
     }
+
+
+def runs_check(session: Session, r: dict) -> Check:
+    """The trigger's last run, and no run of it going on longer than its bound (a stuck run holds the
+    lock: no web server would be restarted)."""
+    inv, name = session.inv, session.db.name
+    limit = trigger_status.bound(inv)
+    try:
+        now: float | None = float(r["now"].stdout)
+    except ValueError:
+        now = None
+    going = [trigger_status.parse(text) for text in r["going"].stdout.split("--\n") if text.strip()]
+    stuck = [g.started for g in going if g.started is not None and now is not None and now - g.started > limit]
+    last = trigger_status.parse(r["status"].stdout)
+    detail = (f"last run {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(last.finished))}: {last.result}"
+              if last.finished is not None else "no run finished yet")
+    if stuck:
+        detail = (f"a run started at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(min(stuck)))} is still "
+                  f"going after its bound ({limit}s): see {inv.trigger.log}")
+    return Check(name, f"{inv.trigger.name} runs", not stuck, detail)
 
 
 def watch_checks(session: Session, init: str, tool: str, wsvc: ops_db.Service, states: dict[str, FileState],
@@ -253,30 +298,36 @@ def watch_checks(session: Session, init: str, tool: str, wsvc: ops_db.Service, s
     return checks
 
 
-def verify_step(session: Session) -> list[Check]:
-    """Run every check; print the table; return the checks."""
+def verify_step(session: Session, extra=None) -> list[Check]:
+    """Run every check (and ``extra(web, key)``'s on each reachable web server); print each host's
+    line as soon as its checks are in, then the table; return the checks."""
+    t0 = session.results.elapsed()
     checks: list[Check] = []
     try:
         key, db_up = db_public_key(session), True
     except HostError as exc:
         key, db_up = None, False
-        checks.append(Check(session.db.name, "reachable", False, str(exc)))
-    results = session.each(session.webs, lambda w: web_checks(session, w, key, db_up))
-    pins: dict[str, list[str]] = {}
-    web_rows: list[Check] = []
-    for web, res in zip(session.webs, results, strict=True):
-        if isinstance(res, HostError):
-            web_rows.append(Check(web.name, "reachable", False, str(res)))
-        else:
-            web_rows += res[0]
-            pins[web.name] = res[1]
+        checks = record(session, session.db.name, [unreachable_check(session.db.name, exc)], t0)
+
+    def one_web(web: Host) -> tuple[list[Check], list[str] | None]:
+        try:
+            found, pins = web_checks(session, web, key, db_up)
+            found += extra(web, key) if extra else []
+        except HostError as exc:
+            found, pins = [unreachable_check(web.name, exc)], None
+        return record(session, web.name, found, t0), pins
+
+    web_results = session.each(session.webs, one_web)
+    pins = {w.name: res[1] for w, res in zip(session.webs, web_results, strict=True) if res[1] is not None}
     if db_up:
         try:
-            checks += db_checks(session, pins)
+            found = db_checks(session, pins)
         except HostError as exc:
-            checks.append(Check(session.db.name, "reachable", False, str(exc)))
-    checks += web_rows
-    rows = [(c.host, c.check, "ok" if c.ok else "GAP", c.detail) for c in checks]
+            found = [unreachable_check(session.db.name, exc)]
+        checks = record(session, session.db.name, found, t0)
+    checks += [c for res in web_results for c in res[0]]
+    rows = [(c.host, c.check, output.paint("ok" if c.ok else c.status.upper(), c.status, session.results.colour),
+             c.detail) for c in checks]
     print(tabulate(rows, headers=["host", "check", "result", "detail"]), file=session.out, flush=True)
     return checks
 
@@ -284,9 +335,22 @@ def verify_step(session: Session) -> list[Check]:
 def attacks_step(session: Session) -> list[Row]:
     """The attack matrix against every web server (one after another: they share local ports)."""
     rows = [row for web in session.webs for row in run_attacks(session, web)]
+    for r in rows:
+        session.results.add(r.web, output.Item("check", f"attack: {r.attack}", "ok" if r.ok else "gap",
+                                               f"expected {r.expected}; seen {r.seen}"))
     table = [(r.web, r.attack, r.expected, r.seen, "refused" if r.ok else "NOT REFUSED") for r in rows]
     print(tabulate(table, headers=["web", "attack", "expected", "seen", "result"]), file=session.out, flush=True)
     return rows
+
+
+def conclude(what: str, checks: list[Check]) -> None:
+    """Exit 3 when a host could not be reached (the check is incomplete), else 2 on any gap found."""
+    down = sorted({c.host for c in checks if c.unreachable})
+    if down:
+        raise Unreachable(f"{what}: cannot reach {', '.join(down)} (see above)")
+    gaps = [c for c in checks if not c.ok and not c.skipped]
+    if gaps:
+        raise GapFound(f"{what}: {len(gaps)} gap(s) on {', '.join(sorted({g.host for g in gaps}))}")
 
 
 def run_verify(attacks: bool = False) -> None:
@@ -295,12 +359,36 @@ def run_verify(attacks: bool = False) -> None:
         s.prefetch([s.db])
         s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
         checks = verify_step(s)
-        gaps = [c for c in checks if not c.ok]
-        if attacks and not gaps:
+        conclude("verify", checks)
+        if attacks:
             bad = [r for r in attacks_step(s) if not r.ok]
             if bad:
-                raise SvrchainError(f"verify: {len(bad)} attack(s) not refused: "
-                                    + ", ".join(f"{r.attack} on {r.web}" for r in bad))
-        if gaps:
-            raise SvrchainError(f"verify: {len(gaps)} gap(s) on {', '.join(sorted({g.host for g in gaps}))}")
+                raise GapFound(f"verify: {len(bad)} attack(s) not refused: "
+                               + ", ".join(f"{r.attack} on {r.web}" for r in bad))
         print(f"verify: all {len(checks)} checks ok", file=s.out)
+
+
+def chain_path_check(session: Session, web: Host, key: authkeys.PublicKey | None) -> list[Check]:
+    """From the DB server, with the restricted key and the trigger's own ssh options, ask ``web``'s
+    gate for ``status``: the chain's path end to end, restarting nothing."""
+    if key is None:
+        db_down = session.results.hosts[session.db.name].status == "unreachable"
+        return [Check(web.name, "chain path", False, "not tried: the DB server " +
+                      ("cannot be reached" if db_down else "has no key; run `fab bootstrap`"), skipped=db_down)]
+    inv = session.inv
+    r = session.db.run(proof_command(inv, web.address, web.port, inv.key.path), timeout=60)
+    said = (r.stdout.strip() or r.stderr.strip() or f"exit {r.code}").splitlines()
+    if r.ok:
+        return [Check(web.name, "chain path", True, f"{session.db.name} -> {web.name} gate status: {said[0][:150]}")]
+    return [Check(web.name, "chain path", False, f"{session.db.name} -> {web.name} with {inv.key.path}: "
+                  f"{said[-1][:200]} (exit {r.code}); run `fab bootstrap` and check {inv.trigger.known_hosts}")]
+
+
+def run_smoke() -> None:
+    """What `fab smoke` does (its flags and help: tasks/): verify's checks and the chain's path."""
+    with Session.open() as s:
+        s.prefetch([s.db])
+        s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
+        checks = verify_step(s, extra=lambda web, key: chain_path_check(s, web, key))
+        conclude("smoke", checks)
+        print(f"smoke: all {len(checks)} checks ok, the chain's path works to every web server", file=s.out)

@@ -1,6 +1,8 @@
 """svrchain's Fabric tasks: each a docstring, its flags and one call into the svrchain package.
 
-``fabfile.py`` loads the collection ``ns``; the code is in ``svrchain/``.
+``fabfile.py`` loads the collection ``ns``; the ``svrchain`` command has it built in (this folder is
+installed as ``svrchain.tasks``); the code is in ``svrchain/``. Every task also takes
+--inventory/-I (svr_task adds it); the tasks that can work on some web servers take --limit.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from svrchain.keys import run_gen_key, run_push_key
 from svrchain.rotate import run_rotate_key
 from svrchain.trigger import run_install_svr_restart
 from svrchain.uninstall import run_uninstall
-from svrchain.verify import run_verify
+from svrchain.verify import run_smoke, run_verify
 
 
-@svr_task
+@svr_task(limit=True)
 def trust_hosts(c: Context, yes: bool = False, dry_run: bool = False) -> None:
     """Show every host's SSH host key fingerprint and pin the new ones in connect.known_hosts.
 
@@ -53,7 +55,7 @@ def gen_key(c: Context, rotate: bool = False, dry_run: bool = False) -> None:
     run_gen_key(rotate=rotate, dry_run=dry_run)
 
 
-@svr_task
+@svr_task(limit=True)
 def push_key(c: Context, dry_run: bool = False) -> None:
     """Install the DB server's key on every web server, restricted to the restart gate.
 
@@ -82,38 +84,57 @@ def install_svr_restart(c: Context, dry_run: bool = False) -> None:
 
 
 @svr_task
-def bootstrap(c: Context, dry_run: bool = False, adopt: bool = False) -> None:
+def bootstrap(c: Context, dry_run: bool = False, adopt: bool = False, json: bool = False, junit: str = "") -> None:
     """Set up the whole chain: install-dbora, gen-key, push-key, install-svr-restart, then verify.
 
     Prints changed/ok per host and step; a second run changes nothing. --dry-run shows every
     change (with diffs) and touches nothing. Older key lines that restart the web server from the
     DB server around the gate (a chain set up by hand) are reported; --adopt retires them once
     svrchain's own key is proved on that web server (backed up; the old private key is named).
+    --json prints one JSON document on stdout, --junit FILE writes a JUnit report (docs/output.md);
+    exit 0 ok, 1 a step failed, 2 a gap found by the final verify, 3 a host unreachable, 4 bad inventory.
     """
     run_bootstrap(dry_run=dry_run, adopt=adopt)
 
 
 @svr_task
-def restart_chain(c: Context, dry_run: bool = False) -> None:
+def restart_chain(c: Context, dry_run: bool = False, yes: bool = False, json: bool = False, junit: str = "") -> None:
     """Maintenance: restart the DB and prove every web server restarted after it is ready.
 
     Restarts the DB service, waits until the DB is ready, checks that svr_restart restarted every
     web server after that (restarts directly where it did not), checks each health URL, and prints
-    a per-host table with timings. --dry-run prints the plan. Exits non-zero on any failure.
+    a per-host table with timings. --dry-run prints the plan. Exits non-zero on any failure (3 when
+    only unreachable hosts failed). Asks for confirmation on a terminal; --yes skips the question
+    (needed when stdin is not a terminal). --json and --junit FILE report per host and step
+    (docs/output.md).
     """
-    run_restart_chain(dry_run=dry_run)
+    run_restart_chain(dry_run=dry_run, yes=yes)
 
 
-@svr_task
-def verify(c: Context, attacks: bool = False) -> None:
+@svr_task(limit=True)
+def verify(c: Context, attacks: bool = False, json: bool = False, junit: str = "") -> None:
     """Read-only smoke check of the whole chain; a table per host, non-zero exit on any gap.
 
     Checks the scripts, their boot registration and order, the key and its modes, the exact line on
     every web server, and the pinned host keys. --attacks also tries, from the DB server, what the
     restricted key must refuse (commands, injection, pty, forwarding, sftp/scp, environment, another
-    user) without restarting anything, and prints the matrix.
+    user) without restarting anything, and prints the matrix. Each host's line is printed as soon as
+    its checks are in. --json and --junit FILE report per host and check (docs/output.md); exit 0 ok,
+    2 a gap (or an attack not refused), 3 a host unreachable, 4 bad inventory.
     """
     run_verify(attacks=attacks)
+
+
+@svr_task(limit=True)
+def smoke(c: Context, json: bool = False, junit: str = "") -> None:
+    """Read-only check for CI: verify's checks plus the chain's path end to end, restarting nothing.
+
+    Besides every check of verify, the DB server asks each web server's gate for 'status' with the
+    restricted key and the trigger's own ssh options (pinned known_hosts, BatchMode): the path a DB
+    restart takes, proved without restarting anything. --json and --junit FILE report per host and
+    check (docs/output.md); exit 0 ok, 2 a gap, 3 a host unreachable, 4 bad inventory.
+    """
+    run_smoke()
 
 
 @svr_task
@@ -128,7 +149,7 @@ def rotate_key(c: Context, dry_run: bool = False) -> None:
     run_rotate_key(dry_run=dry_run)
 
 
-@svr_task
+@svr_task(limit=True)
 def harden_sshd(c: Context, dry_run: bool = False) -> None:
     """Web servers' sshd: public-key logins only, never locking the admin out.
 
@@ -144,7 +165,7 @@ def harden_sshd(c: Context, dry_run: bool = False) -> None:
 
 
 @svr_task
-def uninstall(c: Context, sshd: bool = False, dry_run: bool = False) -> None:
+def uninstall(c: Context, sshd: bool = False, dry_run: bool = False, yes: bool = False) -> None:
     """Remove everything svrchain installed; every other line and file stays as it was.
 
     DB server: the trigger service, svrchain's start script wrapper or unit for the DB (the site's
@@ -152,12 +173,13 @@ def uninstall(c: Context, sshd: bool = False, dry_run: bool = False) -> None:
     the pinned web host keys. Web servers: the key's line in authorized_keys (other lines byte for
     byte), the gate, its sudo rule and the account push-key created. Logs and the backups in
     /var/backups/svrchain stay. --sshd also takes out harden-sshd's setting (checked, reloaded,
-    rolled back if a fresh login fails). --dry-run shows what would go.
+    rolled back if a fresh login fails). --dry-run shows what would go. Asks for confirmation on a
+    terminal; --yes skips the question (needed when stdin is not a terminal).
     """
-    run_uninstall(sshd=sshd, dry_run=dry_run)
+    run_uninstall(sshd=sshd, dry_run=dry_run, yes=yes)
 
 
 ns = collection(
     trust_hosts, install_dbora, gen_key, push_key, install_svr_restart, bootstrap, restart_chain,
-    verify, rotate_key, harden_sshd, uninstall,
+    verify, smoke, rotate_key, harden_sshd, uninstall,
 )

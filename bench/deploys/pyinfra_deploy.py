@@ -31,8 +31,9 @@ def _register(service: str) -> str:
     return f"ls /etc/rc3.d/S??{service} >/dev/null 2>&1 || update-rc.d {service} defaults"
 
 
-def _put(src: str, dest: str) -> object:
-    return files.put(name=f"install {dest}", src=src, dest=dest, mode="755", user="root", group="root")
+def _put(src: str, dest: str, mode: str = "755") -> object:
+    return files.put(name=f"install {dest}", src=src, dest=dest, mode=mode.lstrip("0") or "0", user="root",
+                     group="root")
 
 
 def stage1() -> None:
@@ -41,8 +42,9 @@ def stage1() -> None:
         _put(V["gate_src"], V["gate"])
         return
     files.directory(name="svrchain's lib directory", path="/usr/local/lib/svrchain", mode="755")
-    for f in V["db_files"][:2]:
-        _put(f["src"], f["dest"])
+    for f in V["db_files"]:
+        if f["part"] == "db":
+            _put(f["src"], f["dest"], f["mode"])
     server.shell(name="register the DB's service", commands=[_register(V["db_service"])])
     server.shell(name="the DB server's key", commands=[
         f"test -f {KEY} || (umask 077; ssh-keygen -q -t ed25519 -N '' -C '{V['marker']}' -f {KEY} && "
@@ -73,7 +75,7 @@ def stage3() -> None:
     files.directory(name="svrchain's /etc directory", path=os.path.dirname(V["known_hosts"]), mode="755")
     files.put(name="pin the web servers' host keys", src=StringIO(text), dest=V["known_hosts"], mode="644",
               user="root", group="root")
-    changed = [_put(f["src"], f["dest"]).did_change() for f in V["db_files"][2:]]
+    changed = [_put(f["src"], f["dest"], f["mode"]).did_change() for f in V["db_files"] if f["part"] == "trigger"]
     server.shell(name="register the trigger", commands=[_register(V["trigger"])])
     server.shell(name="register the watcher", commands=[_register(V["watcher"])])
     watcher = f"/etc/init.d/{V['watcher']}"

@@ -69,13 +69,17 @@ def dbora(inv: Inventory) -> Service:
 
 
 def trigger(inv: Inventory) -> Service:
-    """The trigger: an init script on SysV; a script and a unit bound to the database's on systemd."""
-    name, script, tunit = inv.trigger.name, render.svr_restart(inv), render.trigger_unit(inv)
-    return Service(name, tunit,
-                   ((f"{name} script", FileSpec(render.trigger_script(inv, "sysv"), script, 0o755)),),
-                   ((f"{name} script", FileSpec(render.trigger_script(inv, "systemd"), script, 0o755,
-                                                parent_mode=0o755)),
-                    (tunit, FileSpec(f"/etc/systemd/system/{tunit}", render.svr_restart_service(inv), 0o644))))
+    """The trigger: its settings (root's alone: a ready command may hold a password) and the static
+    script, installed verbatim, in this order (the script reads the settings on its next start);
+    then what runs it: an init script on SysV, a unit bound to the database's on systemd."""
+    name, tunit = inv.trigger.name, render.trigger_unit(inv)
+    common = ((f"{name} settings", FileSpec(render.trigger_config_path(inv), render.trigger_config(inv), 0o600,
+                                            parent_mode=0o755)),
+              (f"{name} script", FileSpec(render.trigger_script(inv), render.trigger_program(), 0o755,
+                                          parent_mode=0o755)))
+    init = (f"{name} init script", FileSpec(render.trigger_init_path(inv), render.trigger_init(inv), 0o755))
+    unit = (tunit, FileSpec(f"/etc/systemd/system/{tunit}", render.svr_restart_service(inv), 0o644))
+    return Service(name, tunit, (*common, init), (*common, unit))
 
 
 def watcher(inv: Inventory) -> Service:

@@ -14,12 +14,11 @@ lab = lab_fixture(*CORE_INITS)
 
 # What svrchain manages, per host: a second run must leave each byte-identical (and unrewritten).
 COMMON_DB = ["/usr/local/lib/svrchain/dbora", "/root/.ssh/svr_restart_key", "/root/.ssh/svr_restart_key.pub",
-             "/etc/svrchain/known_hosts"]
+             "/etc/svrchain/known_hosts", "/usr/local/lib/svrchain/svr_restart", "/etc/svrchain/svr_restart.conf"]
 INIT_FILES = {
     "sysv": ["/etc/init.d/dbora", "/etc/init.d/svr_restart"],
     "chkconfig": ["/etc/init.d/dbora", "/etc/init.d/svr_restart"],
-    "systemd": ["/etc/systemd/system/dbora.service", "/etc/systemd/system/svr-restart.service",
-                "/usr/local/lib/svrchain/svr_restart"],
+    "systemd": ["/etc/systemd/system/dbora.service", "/etc/systemd/system/svr-restart.service"],
 }
 
 
@@ -150,7 +149,7 @@ def test_drift_is_shown_by_dry_run_and_repaired(lab):
     web2 = lab.host("web2")
     lab.console("web2", "sed -i '/svrchain:/d' /root/.ssh/authorized_keys; chmod 644 /root/.ssh/authorized_keys")
     v = lab.fab("verify")
-    assert v.returncode == 1 and "GAP" in v.stdout and "svrchain: verify:" in v.stderr
+    assert v.returncode == 2 and "GAP" in v.stdout and "svrchain: verify:" in v.stderr
     drifted = web2.file("/root/.ssh/authorized_keys").content
     r = lab.fab("push-key", "--dry-run")
     assert r.returncode == 0 and re.search(r"^web2\s+push-key\s+would change", r.stdout, re.M)
@@ -198,7 +197,7 @@ def test_chkconfig_reregisters_a_changed_header(lab):
     lab.console("db", f"sed -i '{lsb}' /etc/init.d/dbora && chkconfig --del dbora && chkconfig --add dbora")
     assert rc_links(lab)["2"] == "K01svr_restart S20dbora"
     v = lab.fab("verify")
-    assert v.returncode == 1
+    assert v.returncode == 2
     assert re.search(r"^db\s+dbora boot\s+GAP\s+rc0.d has K80dbora, want K11dbora; .*"
                      r"rc2.d has S20dbora, want K11dbora; rc3.d has S20dbora, want S98dbora", v.stdout, re.M), v.stdout
     r = lab.fab("install-dbora")
@@ -230,7 +229,7 @@ def test_a_chkconfig_override_is_refused_in_one_line_and_flagged(lab):
                      r"remove it", r.stdout, re.M), r.stdout
     assert "Traceback" not in r.stderr and rc_links(lab) == links
     v = lab.fab("verify")
-    assert v.returncode == 1
+    assert v.returncode == 2
     assert re.search(r"^db\s+dbora boot\s+GAP\s+rc2.d has S98dbora, want K11dbora; /etc/chkconfig.d/dbora overrides",
                      v.stdout, re.M), v.stdout
     lab.console("db", "rm -r /etc/chkconfig.d")

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from svrchain.trigger_status import TriggerRun, parse
 from tests.lab.conftest import CORE_INITS, lab_fixture
 
 pytestmark = pytest.mark.lab
@@ -22,36 +23,31 @@ def apache_start(lab, web: str) -> tuple[str, float]:
     return pid, float(started)
 
 
-def last_run(lab) -> dict[str, float]:
-    """The trigger's last status file on the DB host: started/ready/finished and per-web times."""
-    text = lab.host("db").file("/var/lib/svrchain/svr_restart.status").content_string
-    out = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if parts[0] == "web":
-            out[parts[1]] = float(parts[3]) if parts[2] == "ok" else -1.0
-        elif parts[0] != "run":
-            out[parts[0]] = float(parts[1])
-    return out
+STATUS = "/var/lib/svrchain/svr_restart.status"
 
 
-def wait_for_run_after(lab, t: float, timeout: float = 60) -> dict[str, float]:
+def last_run(lab) -> TriggerRun:
+    """The trigger's last status file on the DB host."""
+    return parse(lab.host("db").file(STATUS).content_string)
+
+
+def wait_for_run_after(lab, t: float, timeout: float = 60) -> TriggerRun:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        if lab.host("db").file("/var/lib/svrchain/svr_restart.status").exists:
+        if lab.host("db").file(STATUS).exists:
             run = last_run(lab)
-            if run.get("started", 0) >= t and "finished" in run:
+            if (run.started or 0) >= t and run.done:
                 return run
         time.sleep(0.3)
     raise AssertionError("the trigger did not run")
 
 
-def assert_restarted_after_ready(lab, before: dict[str, tuple[str, float]], run: dict[str, float]) -> None:
+def assert_restarted_after_ready(lab, before: dict[str, tuple[str, float]], run: TriggerRun) -> None:
     for web in WEBS:
         pid, started = apache_start(lab, web)
         assert pid != before[web][0], f"{web}: Apache was not restarted"
-        assert started >= run["ready"], f"{web}: Apache started before the DB was ready"
-        assert run[web] > 0
+        assert run.ready is not None and started >= run.ready, f"{web}: Apache started before the DB was ready"
+        assert run.restarted(web) is not None, run
 
 
 @pytest.fixture
@@ -117,7 +113,7 @@ def test_boot_of_the_db_host_restarts_every_web_server(chain):
     assert_restarted_after_ready(chain, before, run)
     db_start = chain.host("db").check_output(
         "su postgres -c \"psql -tAc 'select extract(epoch from pg_postmaster_start_time())'\"")
-    assert float(db_start) <= run["ready"]
+    assert run.ready is not None and float(db_start) <= run.ready
     for web in WEBS:
         assert chain.wait_page(web, 200)[0] == 200
     log = chain.host("db").file("/var/log/svr_restart.log").content_string
@@ -126,7 +122,7 @@ def test_boot_of_the_db_host_restarts_every_web_server(chain):
 
 
 def test_restart_chain_reports_every_host(chain):
-    r = chain.fab("restart-chain")
+    r = chain.fab("restart-chain", "--yes")
     assert r.returncode == 0, r.stdout + r.stderr
     for web in WEBS:
         row = rf"^{web}\s+web\s+restarted by the chain\s+\+[\d.]+s\s+\+[\d.]+s\s+ok$"
@@ -139,7 +135,7 @@ def test_restart_chain_reports_every_host(chain):
 def test_restart_chain_repairs_a_web_server_the_chain_missed(chain):
     chain.console("web2", "sed -i '/svrchain:/d' /root/.ssh/authorized_keys")
     before = apache_start(chain, "web2")
-    r = chain.fab("restart-chain")
+    r = chain.fab("restart-chain", "--yes")
     assert r.returncode == 0, r.stdout + r.stderr
     assert re.search(r"^web2\s+web\s+restarted directly\s.*ok$", r.stdout, re.M), r.stdout
     assert re.search(r"^web1\s+web\s+restarted by the chain\s.*ok$", r.stdout, re.M), r.stdout

@@ -117,7 +117,7 @@ def test_the_chain_and_its_restrictions_hold_on_hardened_hosts(lab):
     assert r.returncode == 0, r.stdout + r.stderr
     lab.db_under_service()
     before = lab.host("web1").check_output("cat /var/run/apache2/apache2.pid")
-    chain = lab.fab("restart-chain")
+    chain = lab.fab("restart-chain", "--yes")
     assert chain.returncode == 0, chain.stdout + chain.stderr
     assert lab.host("web1").check_output("cat /var/run/apache2/apache2.pid") != before
     attacks = lab.fab("verify", "--attacks")
@@ -161,14 +161,14 @@ def test_a_sudo_admin_leaves_root_only_forced_commands(lab, tmp_path):
     assert "ROOT LOGIN REFUSED FROM 198.18.0.1" in lab.console("web1", "cat /var/log/auth.log").stdout
     # The DB server's key logs in as root with its forced command: the chain still works.
     before = lab.console("web1", "cat /var/run/apache2/apache2.pid").stdout
-    chain = lab.fab("restart-chain", inventory=inv)
+    chain = lab.fab("restart-chain", "--yes", inventory=inv)
     assert chain.returncode == 0, chain.stdout + chain.stderr
     assert lab.console("web1", "cat /var/run/apache2/apache2.pid").stdout != before
 
 
 def test_uninstall_sshd_takes_the_setting_out_safely(lab, tmp_path):
     inv = inventory(tmp_path, "sudo-admin", connect__user=labhosts.ADMIN_USER)
-    r = lab.fab("uninstall", "--sshd", inventory=inv)
+    r = lab.fab("uninstall", "--yes", "--sshd", inventory=inv)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.count(f"remove {DROPIN}: sshd -t ok, reloaded, a fresh login works") == 1  # web1
     assert "remove svrchain's block from /etc/ssh/sshd_config: sshd -t ok" in r.stdout  # web2, no Include

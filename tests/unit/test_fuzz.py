@@ -10,10 +10,11 @@ from hypothesis import strategies as st
 
 from svrchain import authkeys
 from svrchain.authkeys import KeyError_
-from svrchain.inventory import DEFAULT_INVENTORY, InventoryError, parse
+from svrchain.inventory import InventoryError, parse
 from tests.unit.test_authkeys import KEY, MARK
 
 SRC = Path("inventory/fuzz.yaml")
+DEFAULT_INVENTORY = Path(__file__).resolve().parents[2] / "inventory" / "lab.yaml"
 LAB = yaml.safe_load(DEFAULT_INVENTORY.read_text())
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -17,7 +17,7 @@ import pytest
 from svrchain import render
 from svrchain.inventory import load
 
-INV = load()
+INV = load(Path(__file__).resolve().parents[2] / "inventory" / "lab.yaml")
 CRAFTED = "a[$(touch {pwned})]"
 
 

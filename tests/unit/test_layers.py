@@ -14,18 +14,23 @@ ROOT = Path(__file__).resolve().parents[2]
 PICTURE = ROOT / "docs" / "modules.md"
 # Bottom to top. A module may import from its own layer and the layers below.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("core (pure)", {"errors", "plan", "sysv", "sshd", "authkeys", "inventory", "render"}),
+    ("core (pure)", {"errors", "plan", "sysv", "sshd", "authkeys", "inventory", "trigger_status", "render",
+                     "output"}),
     ("facts and operations (pure)", {"homes", "ops", "ops.db", "ops.key", "ops.web"}),
-    ("remote I/O", {"remote"}),
+    ("remote and local I/O", {"remote", "runopts", "sshauth"}),
     ("steps", {"account", "attacks", "chain", "dbora", "keys", "trigger", "harden", "hosts", "rotate", "adopt",
                "verify", "uninstall", "bootstrap"}),
     ("command line", {"cli"}),
+    ("task declarations (tasks/, installed as svrchain.tasks)", {"tasks"}),
+    ("the svrchain command", {"program"}),
 ]
 PURE = 2  # the first two layers: no SSH, no CLI
 IO_LIBRARIES = {"fabric", "paramiko", "invoke"}
 
 
 def module_name(path: Path) -> str:
+    if path == ROOT / "tasks" / "__init__.py":
+        return "tasks"  # installed as svrchain.tasks
     parts = path.relative_to(ROOT / "svrchain").with_suffix("").parts
     return ".".join(p for p in parts if p != "__init__") or "svrchain"
 
@@ -56,8 +61,8 @@ def imports(path: Path) -> set[str]:
 
 
 def graph() -> dict[str, set[str]]:
-    return {module_name(p): imports(p) for p in sorted((ROOT / "svrchain").rglob("*.py"))
-            if module_name(p) != "svrchain"}
+    files = [*sorted((ROOT / "svrchain").rglob("*.py")), ROOT / "tasks" / "__init__.py"]
+    return {module_name(p): imports(p) for p in files if module_name(p) != "svrchain"}
 
 
 def layer_of(module: str) -> int:

@@ -3,13 +3,14 @@
 import shlex
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from svrchain import render
 from svrchain.inventory import load
 
-INV = load()
+INV = load(Path(__file__).resolve().parents[2] / "inventory" / "lab.yaml")
 
 
 def header(script: bytes) -> str:
@@ -25,23 +26,29 @@ def test_dbora_header_orders_it_for_chkconfig_and_insserv():
 
 
 def test_trigger_header_orders_it_after_the_db():
-    h = header(render.svr_restart(INV))
+    init = render.trigger_init(INV).decode()
+    h = header(init.encode())
     assert "# chkconfig: 345 99 1" in h
     assert "# Required-Start:    dbora $network" in h
     assert "# Provides:          svr_restart" in h
+    # A thin wrapper: the trigger itself is the static script.
+    assert init.endswith("\nexec '/usr/local/lib/svrchain/svr_restart' \"$@\"\n")
 
 
-def test_trigger_lists_every_web_server_and_polls_readiness():
-    text = render.svr_restart(INV).decode()
-    assert "'web1 198.18.0.21 22 root'" in text and "'web2 198.18.0.22 22 root'" in text
-    assert "sh -c 'pg_isready -q -h 127.0.0.1' >/dev/null 2>&1" in text
-    assert "'-o' 'StrictHostKeyChecking=yes' '-o' 'UserKnownHostsFile=/etc/svrchain/known_hosts'" in text
+def test_trigger_config_lists_every_web_server_and_the_readiness_check():
+    lines = render.trigger_config(INV).decode().splitlines()
+    assert lines[0].startswith("# Written by svrchain")
+    assert "web=web1 198.18.0.21 22 root" in lines and "web=web2 198.18.0.22 22 root" in lines
+    assert "ready_command=pg_isready -q -h 127.0.0.1" in lines
+    assert "ready_interval=0.1" in lines and "run_interval=0.5" in lines
+    assert "run_process=^/usr/lib/postgresql/[0-9]+/bin/postgres" in lines
+    assert "bound=457" in lines  # 60 + 1 + 3 + 3 * 2 * 60 + 3 + 30 (inventory/lab.yaml)
 
 
 def test_tcp_readiness_probe():
     inv = INV.model_copy(update={"db": INV.db.model_copy(update={"ready": INV.db.ready.model_copy(
         update={"command": None, "port": 1521})})})
-    assert "exec 3<>/dev/tcp/127.0.0.1/1521" in render.svr_restart(inv).decode()
+    assert "ready_command=timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/1521'\n" in render.trigger_config(inv).decode()
 
 
 def test_oracle_template_runs_dbstart_as_the_owner():
@@ -57,7 +64,8 @@ def test_scripts_are_shellcheck_clean(tmp_path):
     from svrchain.inventory import parse
 
     oracle = parse((render.TEMPLATES.parent.parent / "inventory" / "example.yaml").read_text(), INV.source)
-    files = {"dbora": render.dbora_init(INV), "svr_restart": render.svr_restart(INV),
+    files = {"dbora": render.dbora_init(INV), "svr_restart": render.trigger_init(INV),
+             "trigger": render.trigger_program(), "watch": render.watch_init(INV),
              "oracle": render.dbora_impl(oracle), "gate": render.gate(INV), "gate-sudo": render.gate(DEDICATED)}
     for name, content in files.items():
         (tmp_path / name).write_bytes(content)
@@ -132,12 +140,9 @@ def test_every_connection_of_the_key_uses_the_same_ssh_options():
                  ["-o", "UserKnownHostsFile=/etc/svrchain/known_hosts"], ["-o", "GlobalKnownHostsFile=/dev/null"],
                  ["-o", "IdentitiesOnly=yes"], ["-o", "IdentityAgent=none"]):
         assert contains(options, must), must
-    trigger = next(ln for ln in render.svr_restart(INV).decode().splitlines() if ln.startswith("SSH_OPTIONS=("))
-    assert bash_words(trigger, '"${SSH_OPTIONS[@]}"') == options
     assert contains(shlex.split(rotate.proof_command(INV, "198.18.0.21", 22, "/root/k.new")), options)
     assert contains(bash_words(attacks.prelude(INV, "198.18.0.21", 22), "$S"), options)
-    assert '"${SSH[@]}"' in render.svr_restart(INV).decode() and 'SSH=(ssh -n -T -i "$KEY" -p "$3" -S "$CONTROL/$1" ' \
-        '"${SSH_OPTIONS[@]}"' in render.svr_restart(INV).decode()
+    # The trigger's own: tests/unit/test_trigger.py reads them from its ssh calls.
 
 
 EXAMPLE = render.TEMPLATES.parent.parent / "inventory" / "example.yaml"
@@ -163,10 +168,10 @@ def test_the_example_inventory_and_its_oracle_ready_command_render_clean(tmp_pat
     text, command = example_with_ready_command()
     assert "sqlplus" in command and "'" in command
     for name, inv in (("default", parse(EXAMPLE.read_text(), EXAMPLE)), ("command", parse(text, EXAMPLE))):
-        script = render.svr_restart(inv).decode()
-        probe = ready_probe(SimpleNamespace(inv=inv))  # restart-chain runs it as sh -c "$1"
-        assert f"    sh -c {render.quote(probe)} >/dev/null 2>&1\n" in script
-        (tmp_path / name).write_text(script)
+        config = render.trigger_config(inv).decode()
+        probe = ready_probe(SimpleNamespace(inv=inv))  # restart-chain runs it as sh -c "$1"; the trigger too
+        assert f"\nready_command={probe}\n" in config
+        (tmp_path / name).write_bytes(render.trigger_init(inv))
     assert parse(EXAMPLE.read_text(), EXAMPLE).db.ready.command == "/usr/local/lib/svrchain/oracle-ready"
     assert parse(text, EXAMPLE).db.ready.command == command
     r = subprocess.run(["shellcheck", str(tmp_path / "default"), str(tmp_path / "command")],
@@ -175,32 +180,28 @@ def test_the_example_inventory_and_its_oracle_ready_command_render_clean(tmp_pat
 
 
 def test_the_trigger_keeps_its_lock_and_sockets_where_only_root_writes():
-    text = render.svr_restart(INV).decode()
-    assert ("RUN_DIR='/run/svrchain'\nLOCK='/run/svrchain/svr_restart.lock'\n"
-            "CONTROL='/run/svrchain/svr_restart'\n") in text
+    text = render.trigger_program().decode()
+    assert "RUN_DIR=$ROOT/run/svrchain\nLOCK=$RUN_DIR/$NAME.lock\nCONTROL=$RUN_DIR/$NAME\n" in text
+    # The tests' other root is honoured only when the script does not run as root.
+    assert 'ROOT=\nif [ "$EUID" -ne 0 ]; then\n    ROOT=${SVRCHAIN_TRIGGER_ROOT:-}\nfi\n' in text
     assert "/var/lock" not in text and "run_dir_ok || return 1" in text
 
 
-def _bounded_program(inv, body: str) -> str:
-    """The trigger's own ``bounded`` (and ``nap``) functions, cut from the rendered script, with its
-    settings, and ``body`` after them: a real bash program."""
-    text = render.svr_restart(inv).decode()
-    setting = next(line for line in text.splitlines() if line.startswith("MAX_PARALLEL="))
-    start = text.index("WEB_SERVERS=(")
-    servers = text[start:text.index("\n)\n", start) + 3]
+def _bounded_program(count: int, max_parallel: int, body: str) -> str:
+    """The trigger's own ``bounded`` (and ``nap``) functions, cut from the static script, with
+    MAX_PARALLEL and ``count`` web servers, and ``body`` after them: a real bash program."""
+    text = (Path(render.__file__).parent / "files" / "svr_restart.sh").read_text()
     funcs = text[text.index("nap() {"):text.index("# connect_one NAME")]
-    return "\n".join([setting, servers, funcs, body])
+    servers = " ".join(f"'web{i} 198.18.0.{20 + i} 22 root'" for i in range(1, count + 1))
+    return "\n".join([f"MAX_PARALLEL={max_parallel}", f"WEB_SERVERS=({servers})", funcs, body])
 
 
 def test_trigger_fan_out_is_bounded_by_max_parallel(tmp_path):
-    servers = [{"name": f"web{i}", "address": f"198.18.0.{20 + i}", "health_url": f"http://198.18.0.{20 + i}/"}
-               for i in range(1, 13)]
-    inv = INV.model_copy(update={
-        "trigger": INV.trigger.model_copy(update={"max_parallel": 3}),
-        "web": INV.web.model_copy(update={"servers": [type(INV.web.servers[0])(**s) for s in servers]})})
-    text = render.svr_restart(inv).decode()
-    assert "MAX_PARALLEL='3'\n" in text
-    assert "(bounded restart_one \"$ready_at\") 9>&-" in text and "setsid \"$0\" connect \"$RUN_STATUS\"" in text
+    inv = INV.model_copy(update={"trigger": INV.trigger.model_copy(update={"max_parallel": 3})})
+    assert ("max_parallel", "3") in render.trigger_settings(inv)
+    assert ("max_parallel", "32") in render.trigger_settings(INV)  # the default
+    text = (Path(render.__file__).parent / "files" / "svr_restart.sh").read_text()
+    assert '(bounded restart_one "$1") 9>&-' in text and 'setsid "$0" connect "$RUN_STATUS"' in text
     # Each job marks itself running, notes how many run, and leaves: never more than 3 at once, every
     # web server once, the first three first.
     log = tmp_path / "log"
@@ -214,10 +215,13 @@ job() {{
 }}
 (bounded job)
 """
-    r = subprocess.run(["bash", "-c", _bounded_program(inv, body)], capture_output=True, text=True, timeout=30)
+    r = subprocess.run(["bash", "-c", _bounded_program(12, 3, body)], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     counts = [int(x) for x in log.read_text().split()]
     assert len(counts) == 12 and max(counts) <= 3
     order = (tmp_path / "log.order").read_text().split("\n")
     assert set(order[:3]) == {"start web1", "start web2", "start web3"}  # the first three, at once
     assert not list(tmp_path.glob("run.*"))
+    assert render.watch_pidfile(INV) == "/run/svrchain/svr_restart_watch.pid"
+    assert render.owed_dir(INV) == "/var/lib/svrchain/svr_restart.owed"
+    assert "WATCH_PIDFILE=$RUN_DIR/${NAME}_watch.pid" in text and "OWED=$STATE_DIR/$NAME.owed" in text

@@ -2,7 +2,10 @@
 stays one quoted value. hypothesis generates valid inventories (names, IPv4/IPv6 addresses, ports,
 paths, accounts, commands, a ready port or command, 1-4 web servers); every shell template is rendered
 from them, shellcheck must pass, and every line must have as many lines and shell words as the same
-template rendered from a plain inventory of the same shape.
+template rendered from a plain inventory of the same shape. The trigger is a static script that
+reads its settings as data: the rendered settings file must hold each value on its own line, the
+real script must accept every valid inventory's values and read them back byte for byte, and run
+the ready check and the run command as exactly one ``sh -c`` argument each.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from hypothesis import strategies as st
 
 from svrchain import render
 from svrchain.inventory import Inventory, parse
+from tests.unit import fake_trigger
 
 SRC = Path("inventory/generated.yaml")
 # No shrinking: it renders and compares hundreds of inventories (minutes); a failure shows the
@@ -118,7 +122,7 @@ def plain(data: dict) -> dict:
 
 
 def scripts(inv: Inventory) -> dict[str, str]:
-    return {"svr_restart": render.svr_restart(inv).decode(), "dbora": render.dbora_init(inv).decode(),
+    return {"svr_restart": render.trigger_init(inv).decode(), "dbora": render.dbora_init(inv).decode(),
             "oracle": render.dbora_impl(inv).decode(), "gate": render.gate(inv).decode(),
             "oracle_ready": render.oracle_ready(inv).decode(), "watch": render.watch_init(inv).decode()}
 
@@ -147,10 +151,12 @@ def test_no_inventory_value_changes_the_shape_of_a_shell_line(tmp_path_factory, 
     for name, text in rendered.items():
         assert text.count("\n") == baseline[name].count("\n"), name
         assert words_per_line(text) == words_per_line(baseline[name]), (name, data)
+    config = render.trigger_config(inv).decode()
+    assert config.count("\n") == render.trigger_config(base).decode().count("\n")
     for s in data["web"]["servers"]:  # addresses rendered in canonical form, whatever was written
         address = str(ipaddress.ip_address(s["address"])) if _is_ip(s["address"]) else s["address"]
-        entry = render.quote(f"{s['name']} {address} {s['port']} {inv.web.user}")
-        assert f"    {entry}\n" in rendered["svr_restart"]
+        assert f"\nweb={s['name']} {address} {s['port']} {inv.web.user}\n" in config
+    trigger_reads_it_as_written(inv)
     folder = tmp_path_factory.mktemp("scripts")
     for name, text in rendered.items():
         (folder / name).write_text(text)
@@ -160,10 +166,51 @@ def test_no_inventory_value_changes_the_shape_of_a_shell_line(tmp_path_factory, 
 
 def test_the_comparison_sees_a_value_that_is_not_quoted():
     """The check is meaningful: an unquoted command line changes its line's words."""
-    quoted = render.svr_restart(parse(yaml.safe_dump(plain(LAB)), SRC)).decode()
-    unquoted = quoted.replace("sh -c 'true' ", "sh -c true; id ")
+    quoted = render.gate(parse(yaml.safe_dump(plain(LAB)), SRC)).decode()
+    unquoted = quoted.replace("RESTART_COMMAND='/x'", "RESTART_COMMAND=/x; id")
     assert words_per_line(quoted) != words_per_line(unquoted)
-    assert sum(c or 0 for c in words_per_line(quoted)) > 500
+    assert sum(c or 0 for c in words_per_line(quoted)) > 300
+
+
+# A stand-in sh for the trigger: records each call's arguments (NUL-separated, one call a line), says nothing.
+FAKE_SH = """#!/bin/bash
+printf '%s\\0' "$@" >>@ROOT@/sh.calls
+printf '\\n' >>@ROOT@/sh.calls
+"""
+
+
+def sh_calls(root) -> list[list[str]]:
+    f = root / "sh.calls"
+    return [call.split("\0") for call in f.read_text().split("\0\n") if call] if f.exists() else []
+
+
+def trigger_reads_it_as_written(inv: Inventory) -> None:
+    """The real trigger accepts the settings rendered from ``inv``, reads back each value byte for byte
+    (its config verb), and runs the ready check and the run command as one ``sh -c`` argument each."""
+    t = fake_trigger.make()
+    try:
+        t.configure(inv)
+        r = t.run("config")
+        assert r.returncode == 0, (r.stderr, render.trigger_config(inv).decode())
+        assert r.stdout.splitlines() == [f"{k}={v}" for k, v in render.trigger_settings(inv)]
+        # A start: the same command lines, with the files it writes and its pace under the test's root.
+        ready = inv.db.ready.model_copy(update={"successes": 1, "interval": 0.01})
+        trig = inv.trigger.model_copy(update={"log": f"{t.root}/trigger.log", "known_hosts": f"{t.root}/kh"})
+        quick = inv.model_copy(update={"db": inv.db.model_copy(update={"ready": ready}), "trigger": trig,
+                                       "key": inv.key.model_copy(update={"path": f"{t.root}/key"})})
+        t.configure(quick)
+        (t.root / "bin" / "sh").write_text(FAKE_SH.replace("@ROOT@", str(t.root)))
+        (t.root / "bin" / "sh").chmod(0o755)
+        r = t.run("start")
+        assert r.returncode == 0, (r.stderr, t.log)
+        calls = sh_calls(t.root)
+        assert ["-c", render.ready_check(inv)] in calls
+        if inv.db.run.command:
+            assert ["-c", inv.db.run.command] in calls
+        assert {c[1][-2] for c in t.ssh_calls("restart")} == {
+            f"{inv.web.user}@{s.address}" for s in inv.web.servers}
+    finally:
+        fake_trigger.remove(t)
 
 
 LAB = {"connect": {"user": "root", "identity": "k", "known_hosts": "kh"}, "db": {"ready": {"command": "x"}},

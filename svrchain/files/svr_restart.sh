@@ -1,0 +1,617 @@
+#!/bin/bash
+#
+# svrchain's trigger: after each run of the database becomes ready, every web server restarts its
+# web server, over SSH with a key that can do nothing else.
+#
+# Written by svrchain (fab install-svr-restart). Edit the inventory, not this file.
+#
+# Installed verbatim as /usr/local/lib/svrchain/<name> (e.g. svr_restart); the init script
+# /etc/init.d/<name> and the systemd units only run it. Its settings and the web servers are in
+# /etc/svrchain/<name>.conf, rendered from the inventory: read as data (key=value lines), never run
+# as shell code, and every value is checked here before anything is done with it.
+#
+#   start   wait until the database is ready, then restart every web server (each run once)
+#   watch   notice every new run of the database and start the trigger for it (the watcher)
+#   retry   restart the web servers still owed a restart
+#   run     print the database's current run ('none' when it does not run)
+#   config  print the settings as this script reads them
+#   status  print the last run's status
+#   stop    nothing (SysV)
+
+NAME=${0##*/}
+# Tests only: the fixed paths below under another root, honoured only when this script does NOT run
+# as root. Root's runs (init, systemd, the watcher, an admin's shell, sudo) always use the real
+# paths, whatever their environment holds; a user who sets it gets only what that user could do
+# anyway: the settings must then be that user's own file, and the key that user's to read.
+ROOT=
+if [ "$EUID" -ne 0 ]; then
+    ROOT=${SVRCHAIN_TRIGGER_ROOT:-}
+fi
+CONF=$ROOT/etc/svrchain/$NAME.conf
+STATE_DIR=$ROOT/var/lib/svrchain
+STATUS=$STATE_DIR/$NAME.status
+# Every run of the database is followed once: the run it was last followed for, and the web
+# servers still owed a restart (one file each: "<run> <ready time>"), retried until they answer.
+HANDLED=$STATE_DIR/$NAME.run
+OWED=$STATE_DIR/$NAME.owed
+# The lock and the SSH connections opened while the database starts live in a directory only root
+# can write: a local user must not be able to hold the lock (no web server would be restarted) or
+# plant a file or socket there.
+RUN_DIR=$ROOT/run/svrchain
+LOCK=$RUN_DIR/$NAME.lock
+CONTROL=$RUN_DIR/$NAME
+WATCH_PIDFILE=$RUN_DIR/${NAME}_watch.pid
+LOG=
+
+log() {
+    logger -t "$NAME" -p daemon.notice -- "$*" 2>/dev/null
+    [ -z "$LOG" ] || printf '%s %s\n' "$(date '+%Y-%m-%dT%H:%M:%S%z')" "$*" >>"$LOG"
+}
+
+# refuse WHY: the settings cannot be used; said on stderr and in syslog, nothing is restarted.
+refuse() {
+    log "REFUSED: $CONF: $*; web servers NOT restarted"
+    echo "$NAME: REFUSED: $CONF: $*" >&2
+    return 1
+}
+
+now() { date +%s.%N; }
+
+# --- The settings -------------------------------------------------------------------------------
+
+# matches VALUE REGEX: VALUE is entirely REGEX, read byte by byte (C locale).
+matches() {
+    local LC_ALL=C
+    [[ $1 =~ $2 ]]
+}
+
+# What each kind of value may be: as the inventory checks it (defence in depth).
+is_path() { matches "$1" '^/[A-Za-z0-9_./@+-]*$' && [[ "$1/" != */../* ]]; }
+is_count() { matches "$1" '^[1-9][0-9]{0,5}$'; }
+is_seconds() { matches "$1" '^[0-9]{1,4}(\.[0-9]{1,9})?$' && matches "$1" '[1-9]'; }
+# One shell command line (run with sh -c) or regex: not blank, no control character.
+is_line() {
+    local LC_ALL=C
+    [[ $1 == *[![:space:]]* && $1 != *[[:cntrl:]]* ]]
+}
+# A web server: "name address port user".
+is_web() {
+    local name address port user extra
+    read -r name address port user extra <<<"$1"
+    [ "$1" = "$name $address $port $user" ] && [ -z "$extra" ] &&
+        matches "$name" '^[A-Za-z0-9][A-Za-z0-9_.-]*$' &&
+        matches "$address" '^[A-Za-z0-9:][A-Za-z0-9.:-]*$' &&
+        matches "$port" '^[1-9][0-9]{0,4}$' && [ "$port" -le 65535 ] &&
+        matches "$user" '^[a-z_][a-z0-9_-]{0,31}$'
+}
+
+# setting KEY VALUE: take one setting, checked; 1 when the key is unknown or the value invalid.
+setting() {
+    case $1 in
+        key | known_hosts | log) is_path "$2" ;;
+        ready_command | run_command | run_process) is_line "$2" ;;
+        ready_timeout | ready_successes | connect_timeout | retries | restart_timeout | bound | max_parallel)
+            is_count "$2" ;;
+        ready_interval | run_interval) is_seconds "$2" ;;
+        web) is_web "$2" && [ -z "${WEB_NAMES[${2%% *}]:-}" ] || return 1
+            WEB_NAMES[${2%% *}]=1
+            WEB_SERVERS+=("$2")
+            return 0 ;;
+        *) return 1 ;;
+    esac || return 1
+    [ -z "${SETTINGS[$1]+set}" ] || return 1  # each setting once
+    SETTINGS[$1]=$2
+}
+
+# The settings file must be root's own (the running user's, in tests), a regular file no one else
+# can write, in a directory no one else can write.
+config_file_ok() {
+    local dir=${CONF%/*} f d
+    f=$(stat -c '%u %a %F' -- "$CONF" 2>/dev/null) || { refuse "missing or unreadable"; return 1; }
+    d=$(stat -L -c '%u %a' -- "$dir" 2>/dev/null)
+    if [ -L "$CONF" ] || [ "${f#* * }" != "regular file" ] || { [ "${f%% *}" != 0 ] && [ "${f%% *}" != "$EUID" ]; }; then
+        refuse "not a regular file of root's"
+    elif [ "${f#* }" != "600 regular file" ] && [ "${f#* }" != "644 regular file" ]; then
+        refuse "mode ${f#* }; want 600 or 644"
+    elif [ -z "$d" ] || { [ "${d%% *}" != 0 ] && [ "${d%% *}" != "$EUID" ]; } || ((8#${d##* } & 8#022)); then
+        refuse "$dir may be written by others"
+    fi
+}
+
+declare -A SETTINGS WEB_NAMES
+WEB_SERVERS=()  # "name address port user", one per web server
+
+# read_config: every setting from CONF, checked; 1 (refused, logged) when anything is amiss.
+read_config() {
+    local line n=0 k
+    config_file_ok || return 1
+    while IFS= read -r line || [ -n "$line" ]; do
+        n=$((n + 1))
+        case $line in '' | '#'*) continue ;; esac
+        if [[ $line != *=* ]] || ! setting "${line%%=*}" "${line#*=}"; then
+            refuse "line $n: $(printf '%q' "${line:0:200}") is not a valid setting"
+            return 1
+        fi
+    done <"$CONF" || { refuse "cannot read it"; return 1; }
+    for k in key known_hosts log ready_command ready_timeout ready_interval ready_successes connect_timeout \
+        retries restart_timeout bound run_interval; do
+        [ -n "${SETTINGS[$k]+set}" ] || { refuse "no $k"; return 1; }
+    done
+    [ "${SETTINGS[run_command]+1}${SETTINGS[run_process]+1}" = 1 ] || { refuse "not exactly one of run_command, run_process"; return 1; }
+    [ "${#WEB_SERVERS[@]}" -gt 0 ] || { refuse "no web server"; return 1; }
+    KEY=${SETTINGS[key]} KNOWN_HOSTS=${SETTINGS[known_hosts]} LOG=${SETTINGS[log]}
+    READY_COMMAND=${SETTINGS[ready_command]} READY_TIMEOUT=${SETTINGS[ready_timeout]}
+    READY_INTERVAL=${SETTINGS[ready_interval]} READY_SUCCESSES=${SETTINGS[ready_successes]}
+    CONNECT_TIMEOUT=${SETTINGS[connect_timeout]} RETRIES=${SETTINGS[retries]}
+    RESTART_TIMEOUT=${SETTINGS[restart_timeout]} BOUND=${SETTINGS[bound]} WATCH_INTERVAL=${SETTINGS[run_interval]}
+    RUN_COMMAND=${SETTINGS[run_command]:-} RUN_PROCESS=${SETTINGS[run_process]:-}
+    # At most this many web servers connected to, or restarted, at once (optional: 32).
+    MAX_PARALLEL=${SETTINGS[max_parallel]:-32}
+}
+
+# The settings as read, in the file's own form (the config verb).
+show_config() {
+    local k w
+    for k in key known_hosts log ready_command ready_timeout ready_interval ready_successes connect_timeout \
+        retries restart_timeout max_parallel bound run_interval run_command run_process; do
+        [ -z "${SETTINGS[$k]+set}" ] || printf '%s=%s\n' "$k" "${SETTINGS[$k]}"
+    done
+    for w in "${WEB_SERVERS[@]}"; do
+        printf 'web=%s\n' "$w"
+    done
+}
+
+# --- The database: ready, and its run -----------------------------------------------------------
+
+# The readiness check, run as restart-chain runs it: sh -c with the inventory's command line.
+db_ready() {
+    sh -c "$READY_COMMAND" >/dev/null 2>&1
+}
+
+# Ready once the check succeeds READY_SUCCESSES times in a row, within READY_TIMEOUT.
+wait_ready() {
+    local deadline=$((SECONDS + READY_TIMEOUT)) ok=0
+    while :; do
+        if db_ready; then
+            ok=$((ok + 1))
+            [ "$ok" -lt "$READY_SUCCESSES" ] || return 0
+        else
+            ok=0
+        fi
+        [ "$SECONDS" -lt "$deadline" ] || return 1
+        sleep "$READY_INTERVAL"
+    done
+}
+
+# proc_start PID: set START to the process's start time (clock ticks since boot); fails if it is gone.
+proc_start() {
+    local st
+    START=
+    read -r st 2>/dev/null </proc/"$1"/stat || return 1
+    st=${st##*) }
+    # shellcheck disable=SC2086  # the fields of /proc/PID/stat after the command name, on purpose
+    set -- $st
+    START=${20}
+}
+
+# run_id: set RUN to the identity of the database's current run ('' while it does not run). It
+# changes only when the database really restarted, however that happened: what run_command prints,
+# or the main process (run_process) and that process's start time (/proc is scanned only when it is gone).
+RUN_PID=
+RUN=
+run_id() {
+    if [ -n "$RUN_COMMAND" ]; then
+        RUN=$(sh -c "$RUN_COMMAND" 2>/dev/null | head -n 1)
+        return 0
+    fi
+    if [ -n "$RUN_PID" ] && proc_start "$RUN_PID" && [ "$RUN" = "$RUN_PID.$START" ]; then
+        return 0
+    fi
+    RUN=
+    RUN_PID=$(pgrep -o -f -- "$RUN_PROCESS" 2>/dev/null) || { RUN_PID=; return 0; }
+    proc_start "$RUN_PID" && RUN="$RUN_PID.$START"
+    return 0
+}
+
+handled_run() {
+    local run _
+    read -r run _ 2>/dev/null <"$HANDLED" || run=
+    echo "$run"
+}
+
+# write_file FILE TEXT: replace FILE atomically (root's own state directory).
+write_file() {
+    local tmp
+    tmp=$(mktemp "$1.XXXXXX") && printf '%s\n' "$2" >"$tmp" && mv -f "$tmp" "$1"
+}
+
+# --- SSH to the web servers ---------------------------------------------------------------------
+
+# ssh_setup: the options of every connection this key makes (also rotate-key's proof and verify
+# --attacks; svrchain.render.ssh_options): -F /dev/null, so no ssh_config of root's or the system's
+# can change what runs or where. The handshake's CPU matters when every web server is restarted at
+# once: curve25519 is strong for this connection (it carries no secret, only the word "restart")
+# and several times cheaper than OpenSSH 9's post-quantum default. Used where this OpenSSH has it.
+ssh_setup() {
+    SSH_OPTIONS=(-F /dev/null -o BatchMode=yes -o IdentitiesOnly=yes -o IdentityAgent=none
+        -o GSSAPIAuthentication=no -o StrictHostKeyChecking=yes -o "UserKnownHostsFile=$KNOWN_HOSTS"
+        -o GlobalKnownHostsFile=/dev/null -o "ConnectTimeout=$CONNECT_TIMEOUT")
+    KEX=()
+    if ssh -Q kex 2>/dev/null | grep -qx curve25519-sha256; then
+        KEX=(-o "KexAlgorithms=curve25519-sha256,curve25519-sha256@libssh.org")
+    fi
+}
+
+# ssh_to NAME ADDRESS PORT USER: set SSH (the command, with the restricted key, through the
+# connection opened in advance when there is one, else directly) and DEST for one web server.
+ssh_to() {
+    SSH=(ssh -n -T -i "$KEY" -p "$3" -S "$CONTROL/$1" "${SSH_OPTIONS[@]}"
+        -o ServerAliveInterval=5 -o ServerAliveCountMax=2 -o LogLevel=ERROR "${KEX[@]}")
+    DEST="$4@$2"
+}
+
+# A sleep without a process: read from a pipe nobody writes to, with a timeout (the waits below
+# run once per web server; a fork each would cost the DB server's CPU when it is busiest).
+nap() {
+    [ -n "${NAP_FD:-}" ] || exec {NAP_FD}<> <(:)
+    read -r -t "$1" -u "$NAP_FD" _ || :
+}
+
+# bounded FUNC [ARG...]: run FUNC NAME ADDRESS PORT USER [ARG...] for every web server, in inventory
+# order, at most MAX_PARALLEL at once; return when all are done. Run it in a subshell of its own, so
+# that the jobs it waits for are only its own.
+bounded() {
+    local fn=$1 w running=0 pids=()
+    shift
+    for w in "${WEB_SERVERS[@]}"; do
+        if [ "$running" -ge "$MAX_PARALLEL" ]; then
+            if ((BASH_VERSINFO[0] * 100 + BASH_VERSINFO[1] >= 403)); then
+                wait -n
+            else
+                wait "${pids[0]}"  # bash before 4.3: the oldest job frees the slot
+                pids=("${pids[@]:1}")
+            fi
+            running=$((running - 1))
+        fi
+        # shellcheck disable=SC2086  # the entry is four words on purpose
+        "$fn" $w "$@" &
+        pids+=($!)
+        running=$((running + 1))
+    done
+    wait
+}
+
+# connect_one NAME ADDRESS PORT USER: open the connection to one web server (authenticated, no
+# command yet) and leave a mark that it was tried, whatever came of it. (--foreground: in the
+# connector's process group, so that ending the group ends it too.)
+connect_one() {
+    ssh_to "$@"
+    timeout --foreground $((CONNECT_TIMEOUT + 5)) "${SSH[@]}" -f -N -o ControlMaster=yes "$DEST" >/dev/null 2>&1
+    : >"$CONTROL/$1.tried"
+}
+
+# While the database starts, open one connection per web server (at most MAX_PARALLEL handshakes at
+# once), so that the restarts go out the moment it is ready. Failures here only cost that head start.
+# The connector is this script's "connect" verb in a process group of its own, so that the end of
+# the run ends it and every connection it is still opening. (9>&-: the connections, which outlive
+# this run's lock, must not hold it.)
+CONNECTOR=
+connect_all() {
+    [ -d "$CONTROL" ] || mkdir -m 700 "$CONTROL"
+    rm -f "$CONTROL"/*.tried
+    setsid "$0" connect "$RUN_STATUS" </dev/null >/dev/null 2>&1 9>&- &
+    CONNECTOR=$!
+}
+
+# connector STATUS: the connect verb; when the last connection was tried goes to the run's status
+# (the connect phase).
+connector() {
+    RUN_STATUS=$1
+    bounded connect_one
+    [ ! -e "$RUN_STATUS" ] || echo "connected $(now)" >>"$RUN_STATUS"
+}
+
+# Wait for the connection to NAME to have been tried (the connections are opened in the order the
+# restarts go out), rather than open a second one beside it.
+await_connection() {
+    [ -n "$CONNECTOR" ] || return 0
+    while [ ! -e "$CONTROL/$1.tried" ] && kill -0 "$CONNECTOR" 2>/dev/null; do
+        nap 0.01
+    done
+}
+
+disconnect_all() {
+    local w
+    # First the connector and every connection it is still opening (its process group), then each
+    # open connection told to exit, then any left: no process of this run outlives it.
+    [ -z "$CONNECTOR" ] || kill -TERM -- "-$CONNECTOR" 2>/dev/null
+    for w in "${WEB_SERVERS[@]}"; do
+        # shellcheck disable=SC2086
+        ssh_to $w
+        "${SSH[@]}" -O exit "$DEST" >/dev/null 2>&1
+    done
+    pkill -f -- "-S $CONTROL/" 2>/dev/null
+    rm -f "$CONTROL"/*.tried
+    return 0
+}
+
+# restart_one NAME ADDRESS PORT USER READY: one web server, with retries and backoff. Before a retry
+# it asks the gate: a restart that succeeded after READY but whose answer was lost is not repeated.
+restart_one() {
+    local name=$1 address=$2 attempt=1 delay=1 out rc
+    ssh_to "$@"
+    await_connection "$name"
+    while :; do
+        out=$(timeout "$RESTART_TIMEOUT" "${SSH[@]}" -o ControlMaster=no "$DEST" restart 2>&1 >/dev/null 9>&-)
+        rc=$?
+        if [ "$rc" -ne 0 ] && fresh_since "$@"; then
+            log "$name ($address): its answer was lost (exit $rc), but its gate restarted it after the database was ready"
+            rc=0
+        fi
+        if [ "$rc" -eq 0 ]; then
+            log "$name ($address): web server restarted"
+            echo "web $name ok $(now)" >>"$RUN_STATUS"
+            return 0
+        fi
+        case "$out" in
+            *"Host key verification failed"* | *"HOST IDENTIFICATION HAS CHANGED"*)
+                log "$name ($address): REFUSED: its host key is not the one pinned in $KNOWN_HOSTS; not retrying"
+                echo "web $name hostkey $(now)" >>"$RUN_STATUS"
+                return 1
+                ;;
+        esac
+        if [ "$attempt" -ge "$RETRIES" ]; then
+            log "$name ($address): FAILED after $attempt attempts (exit $rc): ${out//$'\n'/ }"
+            echo "web $name failed $(now)" >>"$RUN_STATUS"
+            return 1
+        fi
+        log "$name ($address): attempt $attempt failed (exit $rc), retrying in ${delay}s"
+        sleep "$delay"
+        attempt=$((attempt + 1))
+        delay=$((delay * 2))
+    done
+}
+
+# fresh_since NAME ADDRESS PORT USER READY: 0 when the web server's web server was restarted (with
+# success), or the host booted, after READY (then nothing is owed), 1 when not, 2 when it does not
+# answer: from the gate's "status".
+fresh_since() {
+    local out last booted
+    ssh_to "$1" "$2" "$3" "$4"
+    out=$(timeout "$RESTART_TIMEOUT" "${SSH[@]}" -o ControlMaster=no "$DEST" status 2>/dev/null) || return 2
+    last=$(echo "$out" | sed -n 's/^last restart: \([0-9.]*\), exit 0$/\1/p')
+    booted=$(echo "$out" | sed -n 's/^booted: \([0-9.]*\)$/\1/p')
+    awk -v r="$5" -v a="${last:-0}" -v b="${booted:-0}" 'BEGIN {exit !(a >= r || b >= r)}'
+}
+
+# --- A run --------------------------------------------------------------------------------------
+
+# RUN_DIR must be a real directory of root's (the running user's, in tests) that no one else can
+# write; made here when missing.
+run_dir_ok() {
+    local perm
+    [ -e "$RUN_DIR" ] || [ -L "$RUN_DIR" ] || mkdir -m 700 "$RUN_DIR" 2>/dev/null
+    perm=$(stat -c '%u %a' "$RUN_DIR" 2>/dev/null)
+    if [ -L "$RUN_DIR" ] || [ ! -d "$RUN_DIR" ] || [ "${perm%% *}" != "$EUID" ] || ((8#${perm##* } & 8#022)); then
+        log "REFUSED: $RUN_DIR is not a directory of root's that only root can write; web servers NOT restarted"
+        return 1
+    fi
+}
+
+# lock FLOCK-OPTION...: hold the run lock (fd 9): 0 when held, 1 when another run holds it, 2 when
+# it cannot be opened.
+lock() {
+    if ! exec 9>"$LOCK"; then
+        log "cannot open the lock $LOCK; web servers NOT restarted"
+        return 2
+    fi
+    flock "$@" 9 || return 1
+}
+
+# settle_owed RUN READY: after a run's restarts, every web server that was not restarted is owed one
+# (for that run); the watcher retries it until it answers.
+settle_owed() {
+    local w name state
+    for w in "${WEB_SERVERS[@]}"; do
+        name=${w%% *}
+        state=$(awk -v n="$name" '$1 == "web" && $2 == n {s = $3} END {print s}' "$RUN_STATUS")
+        if [ "$state" = ok ]; then
+            rm -f "$OWED/$name"
+        else
+            write_file "$OWED/$name" "$1 $2"
+        fi
+    done
+}
+
+# restart_all READY: every web server, at most MAX_PARALLEL at once (each writes its result to
+# RUN_STATUS); 0 when each was restarted.
+restart_all() {
+    local failed restarted
+    (bounded restart_one "$1") 9>&-
+    restarted=$(awk '$1 == "web" && $3 == "ok" {n++} END {print n + 0}' "$RUN_STATUS")
+    failed=$((${#WEB_SERVERS[@]} - restarted))
+    write_file "$HANDLED" "${RUN:-unknown} $1"
+    settle_owed "${RUN:-unknown}" "$1"
+    if [ "$failed" -eq 0 ]; then
+        log "all ${#WEB_SERVERS[@]} web server(s) restarted"
+        echo "finished $(now) ok" >>"$RUN_STATUS"
+    else
+        log "$failed of ${#WEB_SERVERS[@]} web server(s) NOT restarted: owed a restart, retried until they answer"
+        echo "finished $(now) failed" >>"$RUN_STATUS"
+    fi
+    mv -f "$RUN_STATUS" "$STATUS"
+    [ "$failed" -eq 0 ]
+}
+
+# start: follow the database's current run (the status file: svrchain.trigger_status reads it).
+start() {
+    mkdir -p "$STATE_DIR" "$OWED"
+    run_dir_ok || return 1
+    # At most one run at a time: another one ends within the bound.
+    lock -w "$BOUND"
+    case $? in
+        1) log "another run is still going; giving up"; return 1 ;;
+        2) return 1 ;;
+    esac
+    rm -f "$STATUS".??????  # the status of a run that died (a power cut) before it finished
+    RUN_STATUS=$(mktemp "$STATUS.XXXXXX")
+    echo "started $(now)" >>"$RUN_STATUS"
+    log "database (re)started: waiting up to ${READY_TIMEOUT}s for it to be ready"
+    ssh_setup
+    trap disconnect_all EXIT
+    connect_all
+    if ! wait_ready; then
+        log "database not ready after ${READY_TIMEOUT}s: web servers NOT restarted"
+        echo "finished $(now) notready" >>"$RUN_STATUS"
+        mv -f "$RUN_STATUS" "$STATUS"
+        return 1
+    fi
+    local ready_at
+    ready_at=$(now)
+    run_id
+    if [ -n "$RUN" ] && [ "$RUN" = "$(handled_run)" ]; then
+        # The service's own start and the watcher both notice a restart: one of them follows it.
+        log "database ready: its run $RUN was already followed; nothing to do"
+        rm -f "$RUN_STATUS"
+        return 0
+    fi
+    [ -n "$RUN" ] || log "cannot tell the database's run (db.run matches no process): restarting anyway"
+    echo "ready $ready_at" >>"$RUN_STATUS"
+    echo "run ${RUN:-unknown}" >>"$RUN_STATUS"
+    log "database ready (run ${RUN:-unknown}): restarting ${#WEB_SERVERS[@]} web server(s)"
+    restart_all "$ready_at"
+}
+
+# web_entry NAME: set WEB to NAME's entry ("name address port user"); 1 when it is no longer a web
+# server of this chain.
+web_entry() {
+    local w
+    WEB=
+    for w in "${WEB_SERVERS[@]}"; do
+        [ "${w%% *}" != "$1" ] || WEB=$w
+    done
+    [ -n "$WEB" ]
+}
+
+# retry: restart the web servers still owed one (a new run of the database covers them too).
+retry() {
+    local f name run ready
+    run_dir_ok || return 1
+    lock -n
+    case $? in
+        1) return 0 ;;  # a run is going: it restarts every web server anyway
+        2) return 1 ;;
+    esac
+    RUN_STATUS=/dev/null
+    ssh_setup
+    for f in "$OWED"/*; do
+        [ -f "$f" ] || continue
+        name=${f##*/}
+        read -r run ready <"$f" || continue
+        web_entry "$name" || { rm -f "$f"; continue; }
+        # shellcheck disable=SC2086  # the entry is four words on purpose
+        set -- $WEB
+        fresh_since "$@" "$ready"
+        case $? in
+            0)
+                log "$name: restarted or booted after the database's run $run was ready: no restart owed"
+                rm -f "$f"
+                ;;
+            1)
+                if restart_one "$@" "$ready"; then
+                    log "$name: the restart owed since the database's run $run is done"
+                    rm -f "$f"
+                fi
+                ;;
+        esac  # 2: it still does not answer; the next try is later
+    done
+}
+
+# --- The watcher --------------------------------------------------------------------------------
+
+owed_any() {
+    local f
+    for f in "$OWED"/*; do
+        [ -f "$f" ] && return 0
+    done
+    return 1
+}
+
+busy() {
+    ! flock -n "$LOCK" true 2>/dev/null
+}
+
+# watch: notice each new run of the database within WATCH_INTERVAL, whatever started it (a DBA's own
+# restart, a crash and a manual start, srvctl, the service), and start the trigger for it once;
+# retry the web servers still owed a restart, backing off to 5 minutes.
+watch() {
+    local fired='' next_fire=0 fire_wait=5 next_owed=0 owed_wait=5 handled
+    mkdir -p "$OWED"
+    run_dir_ok || exit 1
+    echo "$$" >"$WATCH_PIDFILE"
+    trap 'rm -f "$WATCH_PIDFILE"; exit 0' TERM INT
+    log "watching the database's runs every ${WATCH_INTERVAL}s"
+    if [ ! -f "$HANDLED" ]; then
+        # Just installed: the run going now is not a new one (installing restarts no web server).
+        run_id
+        [ -z "$RUN" ] || write_file "$HANDLED" "$RUN 0"
+    fi
+    while :; do
+        run_id
+        handled=
+        read -r handled _ 2>/dev/null <"$HANDLED"  # (no subshell: this loop runs every interval)
+        if [ -n "$RUN" ] && [ "$RUN" != "$handled" ] && ! busy &&
+            { [ "$RUN" != "$fired" ] || [ "$SECONDS" -ge "$next_fire" ]; }; then
+            if [ "$RUN" = "$fired" ]; then
+                fire_wait=$((fire_wait < 150 ? fire_wait * 2 : 300))  # it never became ready
+            else
+                fire_wait=5
+                log "new run of the database ($RUN): starting the trigger"
+            fi
+            setsid "$0" start </dev/null >/dev/null 2>&1 &
+            fired=$RUN
+            next_fire=$((SECONDS + fire_wait))
+        fi
+        if ! owed_any; then
+            owed_wait=5
+        elif [ "$SECONDS" -ge "$next_owed" ] && ! busy; then
+            setsid "$0" retry </dev/null >/dev/null 2>&1 &
+            next_owed=$((SECONDS + owed_wait))
+            owed_wait=$((owed_wait < 150 ? owed_wait * 2 : 300))
+        fi
+        sleep "$WATCH_INTERVAL"
+    done
+}
+
+# --- Main ---------------------------------------------------------------------------------------
+
+case "${1:-}" in
+    status)
+        cat "$STATUS" 2>/dev/null
+        exit
+        ;;
+    stop)
+        exit 0
+        ;;
+    start | watch | retry | run | config | connect) ;;
+    *)
+        echo "Usage: $0 {start|stop|status|watch|retry|run|config}" >&2
+        exit 2
+        ;;
+esac
+if ! matches "$NAME" '^[A-Za-z0-9][A-Za-z0-9_.@-]*$'; then
+    echo "$0: not a trigger's name: $(printf '%q' "$NAME")" >&2
+    exit 2
+fi
+read_config || exit 1
+case "$1" in
+    start) start ;;
+    watch) watch ;;
+    retry) retry ;;
+    run)
+        run_id
+        echo "${RUN:-none}"
+        ;;
+    config) show_config ;;
+    connect) connector "$2" ;;  # (start's own: the run's connections)
+esac

@@ -1,0 +1,232 @@
+"""What a run reports, and how: live per-host lines, an end-of-run recap, JSON and JUnit for CI.
+
+Every task run by :func:`svrchain.cli.svr_task` has one :class:`Results`: steps (bootstrap's
+changed/ok lines) and checks (verify's rows) are recorded per host as they happen, printed as human
+lines on ``human`` (stdout, or stderr with ``--json`` so that stdout holds the JSON document alone),
+and at the end summed up in a recap like Ansible's PLAY RECAP. The JSON document's schema is
+``docs/output.schema.json``; the formats and exit codes are described in ``docs/output.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+SCHEMA = "svrchain-results/1"
+# Every status an item (a step or a check) can have, best first.
+STATUSES = ("ok", "skipped", "changed", "would-change", "gap", "failed", "unreachable")
+# The recap's columns: always these, and the others when a host has any.
+RECAP_ALWAYS = ("ok", "changed", "failed", "unreachable")
+_COLOURS = {"ok": "32", "changed": "33", "would-change": "33", "skipped": "36", "gap": "31", "failed": "31",
+            "unreachable": "35"}
+# What a run ended with, by exit code (docs/output.md).
+RESULTS = {0: "ok", 1: "failed", 2: "gap", 3: "unreachable", 4: "bad-inventory"}
+
+
+@dataclass
+class Item:
+    """One step or check on one host: what it found or did, and how long it took."""
+
+    kind: str  # "step" or "check"
+    name: str
+    status: str  # one of STATUSES
+    detail: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class HostRecord:
+    """A host of the run and its items."""
+
+    name: str
+    role: str
+    address: str
+    items: list[Item] = field(default_factory=list)
+    seconds: float = 0.0  # since the run started, when the host's last item came in
+
+    @property
+    def status(self) -> str:
+        """The host's worst status (ok when it has no item)."""
+        return max((i.status for i in self.items), key=STATUSES.index, default="ok")
+
+    def counts(self) -> dict[str, int]:
+        return {s: sum(1 for i in self.items if i.status == s) for s in STATUSES}
+
+
+def use_colour(stream: TextIO) -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set (no-color.org)."""
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty()) and not os.environ.get("NO_COLOR")
+
+
+def paint(text: str, status: str, colour: bool) -> str:
+    """``text`` in the colour of ``status`` (unchanged without colour)."""
+    code = _COLOURS.get(status)
+    return f"\033[{code}m{text}\033[0m" if colour and code else text
+
+
+class Results:
+    """Everything one run reports."""
+
+    def __init__(self, task: str, json_out: bool = False, junit: str | None = None, human: TextIO | None = None):
+        self.task = task
+        self.json_out = json_out
+        self.junit = junit
+        self.human = human or (sys.stderr if json_out else sys.stdout)
+        self.colour = use_colour(self.human)
+        self.started = datetime.now(UTC)
+        self._t0 = time.monotonic()
+        self.hosts: dict[str, HostRecord] = {}
+        self._lock = threading.Lock()
+
+    def elapsed(self) -> float:
+        return round(time.monotonic() - self._t0, 3)
+
+    def host(self, name: str, role: str, address: str) -> HostRecord:
+        """The host's record, made on first mention (the inventory's order is kept)."""
+        with self._lock:
+            if name not in self.hosts:
+                self.hosts[name] = HostRecord(name, role, address)
+            return self.hosts[name]
+
+    def add(self, host: str, item: Item) -> Item:
+        """Record one item for ``host`` (a host not yet mentioned is added with an unknown role)."""
+        rec = self.host(host, "", "")
+        with self._lock:
+            rec.items.append(item)
+            rec.seconds = self.elapsed()
+        return item
+
+    def since_last(self, host: str) -> float:
+        """Seconds since the host's previous item (or the run's start): how long its latest step took."""
+        rec = self.hosts.get(host)
+        return round(self.elapsed() - (rec.seconds if rec and rec.items else 0.0), 3)
+
+    def say(self, line: str) -> None:
+        """Print one human line (thread-safe, flushed at once)."""
+        with self._lock:
+            print(line, file=self.human, flush=True)
+
+    def host_line(self, host: str, items: list[Item], seconds: float) -> None:
+        """The live line printed as soon as a host's checks are in: its worst status and what is wrong."""
+        worst = max((i.status for i in items), key=STATUSES.index, default="ok")
+        bad = [i for i in items if i.status in ("gap", "failed", "unreachable")]
+        if worst == "unreachable":
+            what = next(i.detail for i in bad if i.status == "unreachable")
+        elif bad:
+            what = f"{len(bad)} of {len(items)} checks: " + ", ".join(i.name for i in bad)
+        else:
+            what = f"{len(items)} checks"
+        word = paint(f"{worst.upper() if worst != 'ok' else 'ok':<13}", worst, self.colour)
+        self.say(f"{host:<10} {word} {what} ({seconds:.2f}s)")
+
+    def recap_lines(self) -> list[str]:
+        """PLAY RECAP-style lines: per host, the count of each status."""
+        hosts = [h for h in self.hosts.values() if h.items]
+        if not hosts:
+            return []
+        cols = [s for s in STATUSES if s in RECAP_ALWAYS or any(h.counts()[s] for h in hosts)]
+        lines = [f"RECAP {self.task} ({self.elapsed():.1f}s)"]
+        for h in hosts:
+            counts = h.counts()
+            cells = [paint(f"{s}={counts[s]}", s, self.colour and counts[s] > 0 and s != "ok") for s in cols]
+            lines.append(f"{paint(f'{h.name:<10}', h.status, self.colour)} : " + "  ".join(cells))
+        return lines
+
+    def document(self, exit_code: int, error: str | None) -> dict:
+        """The JSON document (docs/output.schema.json)."""
+        totals = {s: sum(h.counts()[s] for h in self.hosts.values()) for s in STATUSES}
+        return {
+            "schema": SCHEMA,
+            "task": self.task,
+            "started": self.started.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "seconds": self.elapsed(),
+            "exit_code": exit_code,
+            "result": RESULTS.get(exit_code, "failed"),
+            "error": error,
+            "hosts": [{"name": h.name, "role": h.role, "address": h.address, "status": h.status,
+                       "seconds": h.seconds, "counts": h.counts(), "items": [asdict(i) for i in h.items]}
+                      for h in self.hosts.values()],
+            "totals": totals,
+        }
+
+    def junit_xml(self, exit_code: int, error: str | None) -> bytes:
+        """A JUnit XML report: one testsuite per host, one testcase per step or check; a gap or a
+        failed step is a failure, an unreachable host an error."""
+        root = ET.Element("testsuites", name=f"svrchain {self.task}", time=f"{self.elapsed():.3f}")
+        suites = [(h.name, h.items) for h in self.hosts.values() if h.items]
+        explained = any(i.status in ("gap", "failed", "unreachable") for _, items in suites for i in items)
+        if error and not explained:
+            suites.append(("run", [Item("run", self.task, RESULTS.get(exit_code, "failed"), error)]))
+        for host, items in suites:
+            _junit_suite(root, self.task, host, items, self.started)
+        for attr in ("tests", "failures", "errors"):
+            root.set(attr, str(sum(int(s.get(attr, "0")) for s in root)))
+        ET.indent(root)
+        return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+
+    def finish(self, exit_code: int, error: str | None) -> None:
+        """End of run: the recap (human), the JSON document (stdout) and the JUnit file, as asked."""
+        for line in self.recap_lines():
+            self.say(line)
+        if self.junit:
+            path = Path(self.junit)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(self.junit_xml(exit_code, error))
+        if self.json_out:
+            json.dump(self.document(exit_code, error), sys.stdout, indent=2)
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+
+
+def _junit_suite(root: ET.Element, task: str, host: str, items: list[Item], started: datetime) -> None:
+    """One host's testsuite."""
+    suite = ET.SubElement(root, "testsuite", name=f"svrchain.{task}.{host}", hostname=host,
+                          timestamp=started.isoformat(timespec="seconds").replace("+00:00", ""))
+    failures = errors = 0
+    for i in items:
+        case = ET.SubElement(suite, "testcase", classname=f"svrchain.{task}.{host}", name=f"{i.kind} {i.name}",
+                             time=f"{i.seconds:.3f}")
+        if i.status in ("gap", "failed"):
+            failures += 1
+            ET.SubElement(case, "failure", type=i.status, message=i.detail[:500]).text = i.detail
+        elif i.status in ("unreachable", "bad-inventory"):
+            errors += 1
+            ET.SubElement(case, "error", type=i.status, message=i.detail[:500]).text = i.detail
+        elif i.status == "skipped":
+            ET.SubElement(case, "skipped", message=i.detail[:500])
+        elif i.detail:
+            ET.SubElement(case, "system-out").text = f"{i.status}: {i.detail}"
+    suite.set("tests", str(len(items)))
+    suite.set("failures", str(failures))
+    suite.set("errors", str(errors))
+    suite.set("skipped", str(sum(1 for i in items if i.status == "skipped")))
+    suite.set("time", f"{sum(i.seconds for i in items):.3f}")
+
+
+# One task runs per process (fab); its results, for the Session it opens (a plain global, not a
+# context variable: the worker threads that check hosts must see it too).
+_current: Results | None = None
+
+
+def start(task: str, json_out: bool = False, junit: str | None = None) -> Results:
+    """Begin a run's results; :func:`current` returns them until the next start."""
+    global _current
+    _current = Results(task, json_out, junit)
+    return _current
+
+
+def current() -> Results:
+    """The running task's results (a plain one on stdout when no task started any, e.g. in a test)."""
+    global _current
+    if _current is None:
+        _current = Results("svrchain")
+    return _current

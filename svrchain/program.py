@@ -1,0 +1,45 @@
+"""The ``svrchain`` command: Fabric's command line with svrchain's tasks built in.
+
+``svrchain bootstrap -I prod.yaml`` works from any directory (no fabfile is looked for);
+``svrchain --version`` names svrchain's version, then Fabric's, Paramiko's and Invoke's.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from fabric import Config, Executor
+from fabric.main import Fab
+
+
+def svrchain_version() -> str:
+    """The installed distribution's version (the checkout's pyproject when run from source)."""
+    try:
+        return version("svrchain")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+class Svrchain(Fab):
+    """Fabric's program with svrchain's name, version and collection."""
+
+    def print_version(self) -> None:
+        from fabric import __version__ as fabric
+        from invoke import __version__ as invoke
+        from paramiko import __version__ as paramiko
+
+        print(f"svrchain {self.version}")
+        print(f"Fabric {fabric}, Invoke {invoke}, Paramiko {paramiko}")
+
+
+def make_program() -> Svrchain:
+    """The program, its namespace the task collection declared in tasks/ (installed as svrchain.tasks)."""
+    from svrchain.tasks import ns
+
+    return Svrchain(name="svrchain", binary="svrchain", binary_names=["svrchain"], version=svrchain_version(),
+                    namespace=ns, executor_class=Executor, config_class=Config)
+
+
+def main() -> None:
+    """Entry point of the ``svrchain`` console script."""
+    make_program().run()

@@ -1,0 +1,145 @@
+"""What one run works on: which inventory (always chosen explicitly), which web servers (--limit),
+and the built-in lab's guard (its inventory never sends a packet out of this machine).
+
+The inventory is, in this order: ``--inventory``/``-I``, ``$INVENTORY``, ``INVENTORY=`` in a ``.env``
+in the current directory (or a parent), ``INVENTORY=`` in a ``.env`` next to the fabfile. There is no
+default: without one of them a task stops with one line saying how to choose.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import dotenv_values, find_dotenv
+
+from svrchain.errors import BadInventory, UsageError
+
+# The bridge the built-in lab's hosts hang off (lab/hosts.py: BRIDGE); an inventory with ``lab: true``
+# runs only when the route to each of its hosts goes through it.
+LAB_BRIDGE = "svrlab0"
+HOW_TO_CHOOSE = ("pass --inventory FILE (-I FILE), set INVENTORY=FILE, or write INVENTORY=FILE in a .env "
+                 "here or next to the fabfile (see inventory/example.yaml)")
+
+
+@dataclass
+class RunOptions:
+    """The command line's choices for this run (set by svr_task before the task's body runs)."""
+
+    inventory: str | None = None  # --inventory / -I
+    limit: tuple[str, ...] = ()  # --limit: web server names, empty for all
+    project_dir: Path | None = None  # where the fabfile was found (its .env counts)
+    env: dict[str, str] | None = field(default=None, repr=False)  # os.environ unless a test gives one
+
+
+_current = RunOptions()
+
+
+def use(options: RunOptions) -> None:
+    """Make ``options`` this process's run options (one run per process)."""
+    global _current
+    _current = options
+
+
+def current() -> RunOptions:
+    return _current
+
+
+def _from_dotenv(path: str | Path | None) -> Path | None:
+    """INVENTORY from a .env file, relative to the .env's own directory."""
+    if not path or not Path(path).is_file():
+        return None
+    value = dotenv_values(path).get("INVENTORY")
+    if not value:
+        return None
+    p = Path(os.path.expanduser(value))
+    return p if p.is_absolute() else Path(path).parent / p
+
+
+def inventory_choice(options: RunOptions | None = None) -> tuple[Path, str]:
+    """The inventory this run uses and what chose it; :class:`BadInventory` when nothing did."""
+    o = options or _current
+    env = os.environ if o.env is None else o.env
+    if o.inventory:
+        return Path(os.path.expanduser(o.inventory)), "--inventory"
+    if env.get("INVENTORY"):
+        return Path(os.path.expanduser(env["INVENTORY"])), "INVENTORY"
+    for dotenv in (find_dotenv(".env", usecwd=True), o.project_dir and o.project_dir / ".env"):
+        found = _from_dotenv(dotenv)
+        if found is not None:
+            return found, f"INVENTORY in {dotenv}"
+    raise BadInventory(f"no inventory chosen: {HOW_TO_CHOOSE}")
+
+
+def inventory_path(options: RunOptions | None = None) -> Path:
+    """The inventory this run uses (see :func:`inventory_choice`)."""
+    return inventory_choice(options)[0]
+
+
+def parse_limit(text: str | None) -> tuple[str, ...]:
+    """``--limit web1,web3`` as a tuple of names (empty: every web server)."""
+    names = tuple(n.strip() for n in (text or "").split(",") if n.strip())
+    if text is not None and text.strip() and not names:
+        raise UsageError("--limit: give web server names separated by commas, e.g. --limit web1,web3")
+    return names
+
+
+def limited(names: list[str], db_name: str, limit: tuple[str, ...], source: Path) -> list[str]:
+    """The web servers a run works on: all, or those named by --limit (each must exist)."""
+    if not limit:
+        return names
+    for n in limit:
+        if n == db_name:
+            raise UsageError(f"--limit {n}: that is the DB server, which every task uses anyway; --limit "
+                             f"names web servers ({', '.join(names)})")
+        if n not in names:
+            raise UsageError(f"--limit {n}: no web server of that name in {source}; its web servers are "
+                             f"{', '.join(names)}")
+    return [n for n in names if n in limit]
+
+
+_DEV = re.compile(r"\bdev (\S+)")
+
+
+def route_device(address: str) -> str | None:
+    """The network interface this machine would send a packet for ``address`` through."""
+    ip = shutil.which("ip") or "/usr/sbin/ip"
+    try:
+        out = subprocess.run([ip, "-o", "route", "get", address], capture_output=True, text=True,
+                             timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = _DEV.search(out)
+    return m.group(1) if m else None
+
+
+def check_lab(source: Path, addresses: list[str]) -> None:
+    """An inventory marked ``lab: true`` runs only while the lab is up: every host is routed through
+    the lab's bridge, so no packet meant for the lab ever leaves this machine."""
+    for address in addresses:
+        dev = route_device(address)
+        if dev != LAB_BRIDGE:
+            raise BadInventory(
+                f"{source} is the built-in lab's inventory (lab: true) and the lab is not up ({address} "
+                f"would go {'through ' + dev if dev else 'nowhere'}, not the lab's bridge {LAB_BRIDGE}): "
+                "run `make lab-up` first"
+            )
+
+
+def confirm(question: str, yes: bool) -> None:
+    """Go on with --yes, or after 'y' at a prompt on a terminal; otherwise stop (exit 4)."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(f"{question.rstrip('?')}: confirm with --yes (stdin is not a terminal)")
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        answer = ""
+    if answer.strip().lower() not in ("y", "yes"):
+        raise UsageError("not confirmed; nothing was changed")

@@ -1,0 +1,146 @@
+"""The trigger's run, as the rest of svrchain sees it: its status file and its bound.
+
+The trigger (``svrchain/files/svr_restart.sh``) writes the status of each run, one line per event,
+to a temporary file beside :func:`status_path` while it runs, and renames it into place when it
+finishes::
+
+    started <epoch>                      the run holds the lock
+    ready <epoch>                        the database was ready (absent when it never was)
+    run <identity>                       the database's run it follows ('unknown' when it cannot tell)
+    web <name> <ok|hostkey|failed> <epoch>   one web server's result
+    finished <epoch> <ok|failed|notready>
+
+:func:`parse` is the one reader of that format (restart-chain, verify, the bench and the tests use
+it), and :func:`bound` the one answer to "how long may a trigger run take" (the trigger's lock
+wait, its systemd unit's TimeoutStartSec, restart-chain's wait, verify's stuck-run check, the bench).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from svrchain.inventory import Inventory
+
+STATE_DIR = "/var/lib/svrchain"
+# How long restart-chain waits for the trigger run that its database restart starts to begin.
+START_WAIT = 15
+
+
+def status_path(inv: Inventory) -> str:
+    """The last finished run's status on the DB host (the run going writes ``<it>.XXXXXX``)."""
+    return f"{STATE_DIR}/{inv.trigger.name}.status"
+
+
+@dataclass(frozen=True)
+class WebResult:
+    """One web server's result in a run."""
+
+    state: str  # ok, hostkey (its host key is not the pinned one: not retried) or failed
+    at: float
+
+
+@dataclass
+class TriggerRun:
+    """One trigger run, as its status file tells it (``None`` for what it does not say yet)."""
+
+    started: float | None = None
+    ready: float | None = None
+    run: str | None = None
+    webs: dict[str, WebResult] = field(default_factory=dict)
+    finished: float | None = None
+    result: str | None = None  # ok, failed or notready
+
+    @property
+    def done(self) -> bool:
+        """The run has finished (its status file is complete)."""
+        return self.finished is not None
+
+    def restarted(self, web: str) -> float | None:
+        """When ``web`` was restarted by this run after the database was ready; None if it was not."""
+        w = self.webs.get(web)
+        if w is None or w.state != "ok" or self.ready is None or w.at < self.ready:
+            return None
+        return w.at
+
+
+def _float(word: str) -> float | None:
+    try:
+        value = float(word)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def parse(text: str) -> TriggerRun:
+    """A status file's text as a :class:`TriggerRun`; lines it does not know, or cannot read, are skipped."""
+    run = TriggerRun()
+    for line in text.splitlines():
+        p = line.split()
+        if len(p) == 2 and p[0] in ("started", "ready") and _float(p[1]) is not None:
+            setattr(run, p[0], _float(p[1]))
+        elif len(p) == 2 and p[0] == "run":
+            run.run = p[1]
+        elif len(p) == 4 and p[0] == "web" and _float(p[3]) is not None:
+            run.webs[p[1]] = WebResult(p[2], _float(p[3]) or 0.0)
+        elif len(p) == 3 and p[0] == "finished" and _float(p[1]) is not None:
+            run.finished, run.result = _float(p[1]), p[2]
+    return run
+
+
+def bound(inv: Inventory) -> int:
+    """The longest one trigger run takes, in whole seconds, once it holds the lock: the readiness
+    wait (its timeout and one more interval); then, every web server at once, the wait for its
+    connection opened in advance, and each attempt (the restart, then the gate's ``status`` that
+    tells whether it restarted after all, each within restart_timeout) with the backoff sleeps
+    between them (1, 2, 4 ... s); and a margin for the rest (state files, closing connections).
+
+    A second run waits at most this long for the lock; restart-chain waits for its run to begin,
+    then at most this long; systemd gives the unit's start twice this (the lock wait, then the run).
+    """
+    t, ready = inv.trigger, inv.db.ready
+    backoff = 2 ** (t.retries - 1) - 1
+    return (ready.timeout + math.ceil(ready.interval) + t.connect_timeout
+            + t.retries * 2 * t.restart_timeout + backoff + 30)
+
+
+def unit_timeout(inv: Inventory) -> int:
+    """The trigger unit's TimeoutStartSec: it may wait for another run's lock, then run itself."""
+    return 2 * bound(inv)
+
+
+# On the DB host: wait for the trigger run that began at or after $2 to finish, and print its status.
+# Exit 3 when no run began within $3 seconds (the chain did not fire), 4 when none finished within $4.
+# $1 is the status path; a run going writes "$1".XXXXXX, whose first line is "started <epoch>".
+_WAIT = r"""
+S=$1; T0=$2; start_wait=$3; end_wait=$4
+t=$(date +%s)
+begun=
+while :; do
+    for f in "$S" "$S".*; do
+        [ -f "$f" ] || continue
+        s=$(awk 'NR==1 && $1=="started" {print $2}' "$f" 2>/dev/null)
+        [ -n "$s" ] || continue
+        if awk -v a="$s" -v b="$T0" 'BEGIN{exit !(a >= b)}'; then
+            begun=1
+            if [ "$f" = "$S" ]; then cat "$S"; exit 0; fi
+        fi
+    done
+    now=$(date +%s)
+    if [ -z "$begun" ] && [ $((now - t)) -ge "$start_wait" ]; then exit 3; fi
+    if [ $((now - t)) -ge "$end_wait" ]; then exit 4; fi
+    sleep 0.1
+done
+"""
+
+
+def wait_command(inv: Inventory, since: float) -> tuple[str, list[str]]:
+    """(script, arguments) that wait on the DB host for the run that began at or after ``since`` to
+    finish (it begins within START_WAIT, then ends within the bound), printing its status."""
+    return _WAIT, [status_path(inv), f"{since:.6f}", str(START_WAIT), str(START_WAIT + bound(inv))]
+
+
+# On the DB host: the status of every run going ("<path>.XXXXXX"), one after another.
+def going_command(inv: Inventory) -> str:
+    """Prints the status of each run still going (or left by a run that died), separated by '--'."""
+    return f'for f in {status_path(inv)}.??????; do [ -f "$f" ] && cat "$f" && echo --; done; true'

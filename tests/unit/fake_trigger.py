@@ -1,0 +1,218 @@
+"""The trigger as the real bash program it is, run locally against stand-ins.
+
+A temporary root holds what the trigger uses on a DB host (``etc/svrchain/<name>.conf``,
+``var/lib/svrchain``, ``run/svrchain``) and the stand-ins on PATH:
+
+- ``ssh`` records every call (one line: time, then its arguments, shell-quoted) and answers for each
+  web server from ``hosts/<address>/mode``: ``ok`` (the default), ``fail N`` (unreachable for its
+  first N restarts), ``down`` (unreachable), ``hostkey`` (a changed host key), ``hang``, ``lost``
+  (restarts, but the answer is lost) or ``slow S``; its gate's ``status`` reports the last restart it
+  recorded (``hosts/<address>/restarts``) and ``hosts/<address>/booted`` (default 0);
+- the readiness probe (``bin/probe``): ready from its Kth call on (``probe/ready``: K), or never;
+- ``logger``, which appends each message to ``syslog``.
+
+The trigger reads its fixed paths under that root through SVRCHAIN_TRIGGER_ROOT, which it honours
+only when it does not run as root: when the tests run as root they run it as ``nobody``, owner of
+the temporary root.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from svrchain import render, trigger_status
+from svrchain.inventory import Inventory, parse
+
+NOBODY = 65534
+AS_ROOT = os.geteuid() == 0
+
+FAKE_SSH = r"""#!/bin/bash
+H=@ROOT@/hosts
+line="$(date +%s.%N)"
+for a in "$@"; do line+=" $(printf '%q' "$a")"; done
+printf '%s\n' "$line" >>"$H/ssh.log"
+case " $* " in
+    *" -Q kex "*) printf 'curve25519-sha256\ncurve25519-sha256@libssh.org\n'; exit 0 ;;
+    *" -O exit "* | *" -N "*) exit 0 ;;
+esac
+verb=${*: -1}
+dest=${*: -2:1}
+d=$H/${dest#*@}
+mkdir -p "$d"
+read -r mode arg 2>/dev/null <"$d/mode" || mode=ok
+refused() { echo "ssh: connect to host ${dest#*@} port 22: Connection refused" >&2; exit 255; }
+case $mode in
+    hostkey) echo "Host key verification failed." >&2; exit 255 ;;
+    down) refused ;;
+    hang) sleep 1000 ;;
+    slow) sleep "$arg" ;;
+    fail)
+        if [ "$verb" = restart ]; then
+            n=$(cat "$d/failed" 2>/dev/null || echo 0)
+            echo $((n + 1)) >"$d/failed"
+            [ "$n" -ge "$arg" ] || refused
+        else
+            [ "$(cat "$d/failed" 2>/dev/null || echo 0)" -gt "$arg" ] || refused
+        fi ;;
+esac
+if [ "$verb" = status ]; then
+    last=$(tail -n 1 "$d/restarts" 2>/dev/null)
+    echo "last restart: ${last:-never}, exit 0"
+    echo "booted: $(cat "$d/booted" 2>/dev/null || echo 0)"
+    exit 0
+fi
+date +%s.%N >>"$d/restarts"
+[ "$mode" != lost ] || exit 255
+exit 0
+"""
+
+FAKE_PROBE = r"""#!/bin/sh
+P=@ROOT@/probe
+echo x >>"$P/calls"
+read -r k <"$P/ready" || exit 1
+[ "$k" != never ] && [ "$(wc -l <"$P/calls")" -ge "$k" ]
+"""
+
+FAKE_LOGGER = """#!/bin/sh
+printf '%s\\n' "$*" >>@ROOT@/syslog
+"""
+
+
+def inventory(root: Path, webs: int = 2, **trigger: int) -> Inventory:
+    """An inventory whose trigger uses the stand-ins under ``root``: quick timeouts, ``webs`` web servers."""
+    data = {
+        "connect": {"user": "root", "identity": "k", "known_hosts": "kh"},
+        "db": {"name": "db", "address": "198.18.0.10", "script": "dbora",
+               "ready": {"command": f"{root}/bin/probe", "timeout": 2, "interval": 0.05},
+               "run": {"command": f"cat {root}/runid", "interval": 0.1}},
+        "web": {"user": "root", "restart_command": "/etc/init.d/apache2 restart",
+                "servers": [{"name": f"web{i}", "address": f"198.18.0.{20 + i}", "health_url": "http://x/"}
+                            for i in range(1, webs + 1)]},
+        "key": {"path": f"{root}/key"},
+        "trigger": {"known_hosts": f"{root}/known_hosts", "log": f"{root}/trigger.log",
+                    "connect_timeout": 1, "retries": 3, "restart_timeout": 5, **trigger},
+    }
+    return parse(yaml.safe_dump(data), Path("inventory/test.yaml"))
+
+
+@dataclass
+class Trigger:
+    """The trigger installed under a temporary root, and what its stand-ins saw."""
+
+    root: Path
+    inv: Inventory
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def script(self) -> Path:
+        return self.root / "lib" / self.inv.trigger.name
+
+    @property
+    def config(self) -> Path:
+        return self.root / "etc" / "svrchain" / f"{self.inv.trigger.name}.conf"
+
+    def configure(self, inv: Inventory | None = None, text: bytes | None = None, mode: int = 0o600) -> None:
+        """Write the settings (rendered from ``inv``, or ``text`` as given), owned by the trigger's user."""
+        if inv is not None:
+            self.inv = inv
+        if not self.script.exists():  # the trigger finds its settings by its own name
+            shutil.copyfile(render.TRIGGER_SOURCE, self.script)
+            self.script.chmod(0o755)  # as installed: the watcher starts "$0 start"
+        self.config.write_bytes(render.trigger_config(self.inv) if text is None else text)
+        self.config.chmod(mode)
+        self.own(self.config)
+
+    def own(self, path: Path) -> None:
+        if AS_ROOT:
+            os.chown(path, NOBODY, NOBODY)
+
+    def command(self, *args: str) -> list[str]:
+        drop = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"] if AS_ROOT else []
+        return [*drop, "bash", str(self.script), *args]
+
+    def run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run(self.command(*args), env=self.env, capture_output=True, text=True, timeout=timeout)
+
+    def popen(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen(self.command(*args), env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+
+    def host(self, address: str, mode: str | None = None, booted: float | None = None) -> Path:
+        """A web server's stand-in directory; set its mode and boot time when given."""
+        d = self.root / "hosts" / address
+        d.mkdir(exist_ok=True)
+        self.own(d)
+        if mode is not None:
+            (d / "mode").write_text(mode + "\n")
+        if booted is not None:
+            (d / "booted").write_text(f"{booted}\n")
+        return d
+
+    def restarts(self, address: str) -> list[float]:
+        f = self.root / "hosts" / address / "restarts"
+        return [float(x) for x in f.read_text().split()] if f.exists() else []
+
+    def ssh_calls(self, verb: str | None = None) -> list[tuple[float, list[str]]]:
+        """Every ssh call: (time, arguments); only those ending in ``verb`` when given."""
+        f = self.root / "hosts" / "ssh.log"
+        calls = []
+        for line in f.read_text().splitlines() if f.exists() else []:
+            t, *args = shlex.split(line)
+            if verb is None or args[-1:] == [verb]:
+                calls.append((float(t), args))
+        return calls
+
+    def probe(self, ready: int | str) -> None:
+        """The readiness probe: ready from its ``ready``th call on, or ``never``."""
+        (self.root / "probe" / "ready").write_text(f"{ready}\n")
+
+    def set_run(self, run: str) -> None:
+        (self.root / "runid").write_text(run + "\n")
+
+    @property
+    def status(self) -> trigger_status.TriggerRun:
+        f = self.root / "var" / "lib" / "svrchain" / f"{self.inv.trigger.name}.status"
+        return trigger_status.parse(f.read_text() if f.exists() else "")
+
+    @property
+    def log(self) -> str:
+        f = self.root / "syslog"
+        return f.read_text() if f.exists() else ""
+
+    def owed(self) -> list[str]:
+        d = self.root / "var" / "lib" / "svrchain" / f"{self.inv.trigger.name}.owed"
+        return sorted(p.name for p in d.iterdir()) if d.exists() else []
+
+
+def make(webs: int = 2, **trigger: int) -> Trigger:
+    """A fresh trigger under a new temporary root (reachable by ``nobody`` when the tests run as root)."""
+    root = Path(tempfile.mkdtemp(prefix="svrchain-trigger-", dir="/tmp"))
+    for d in ("bin", "lib", "etc/svrchain", "var/lib", "run", "hosts", "probe"):
+        (root / d).mkdir(parents=True)
+    for name, text in (("ssh", FAKE_SSH), ("probe", FAKE_PROBE), ("logger", FAKE_LOGGER)):
+        (root / "bin" / name).write_text(text.replace("@ROOT@", str(root)))
+        (root / "bin" / name).chmod(0o755)
+    t = Trigger(root, inventory(root, webs, **trigger))
+    t.probe(1)
+    t.set_run("1234.5678")
+    root.chmod(0o755)
+    if AS_ROOT:
+        for p in [root, *root.rglob("*")]:
+            os.chown(p, NOBODY, NOBODY)
+    t.configure()
+    t.env = {"PATH": f"{root / 'bin'}:{os.environ['PATH']}", "SVRCHAIN_TRIGGER_ROOT": str(root),
+             "LANG": "C.UTF-8"}
+    return t
+
+
+def remove(t: Trigger) -> None:
+    """Remove the trigger's root (every run of it has ended: each test waits for its own)."""
+    shutil.rmtree(t.root, ignore_errors=True)

@@ -1,0 +1,312 @@
+"""The command line without real hosts: how the inventory is chosen, Fabric's flags (honoured or
+refused in one line), --limit, --yes, exit codes, and the one-line errors of SSH handshakes that fail
+(against listeners on loopback addresses that accept TCP and never send an SSH banner)."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import selectors
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import fabric.main
+import paramiko
+import pytest
+import yaml
+from invoke import Config, Context
+
+import tasks
+from svrchain import remote, runopts
+from svrchain.errors import BadInventory, UsageError
+from svrchain.program import make_program
+from svrchain.runopts import confirm
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def run(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None, stdin: str = "",
+        tool: str = "svrchain") -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if k != "INVENTORY"}
+    return subprocess.run([str(BIN / tool), *args], cwd=cwd, env={**base, **(env or {})}, text=True,
+                          input=stdin, capture_output=True, timeout=60)
+
+
+class Silent(list):
+    """Four loopback listeners that accept TCP connections and never say a word; ``most_open`` is how
+    many of their connections were open at once (a client that checks hosts one after another never
+    has more than one)."""
+
+    def __init__(self) -> None:
+        self.socks = []
+        for i in range(4):
+            s = socket.socket()
+            s.bind((f"127.0.0.{10 + i}", 0))
+            s.listen(16)
+            self.socks.append(s)
+        super().__init__(s.getsockname() for s in self.socks)
+        self.most_open, self.done = 0, False
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        sel = selectors.DefaultSelector()
+        for s in self.socks:
+            sel.register(s, selectors.EVENT_READ, "listen")
+        open_ = 0
+        while not self.done:
+            for key, _ in sel.select(timeout=0.1):
+                if key.data == "listen":
+                    conn, _ = key.fileobj.accept()
+                    sel.register(conn, selectors.EVENT_READ, "conn")
+                    open_ += 1
+                    self.most_open = max(self.most_open, open_)
+                elif not key.fileobj.recv(4096):  # the client hung up
+                    sel.unregister(key.fileobj)
+                    key.fileobj.close()
+                    open_ -= 1
+
+    def close(self) -> None:
+        self.done = True
+        self.thread.join()
+        for s in self.socks:
+            s.close()
+
+
+@pytest.fixture
+def silent() -> Iterator[Silent]:
+    listeners = Silent()
+    yield listeners
+    listeners.close()
+
+
+def write_inventory(tmp_path: Path, hosts: list[tuple[str, int]], known: str = "", timeout: int = 2) -> Path:
+    """An inventory of loopback hosts (the first is the DB server), with its key and known_hosts files."""
+    if not (tmp_path / "admin_key").exists():  # a real key: the admin's key is read before any host
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "admin_key")], check=True)
+    (tmp_path / "known_hosts").write_text(known)
+    (db_addr, db_port), *webs = hosts
+    data = {
+        "connect": {"identity": "admin_key", "known_hosts": "known_hosts", "timeout": timeout},
+        "db": {"name": "db", "address": db_addr, "port": db_port, "script": "/bin/true",
+               "ready": {"port": 5432}, "run": {"process": "postgres"}},
+        "web": {"servers": [{"name": f"web{i}", "address": a, "port": p, "health_url": f"http://{a}/"}
+                            for i, (a, p) in enumerate(webs, 1)]},
+    }
+    path = tmp_path / "inv.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+# Flags svrchain cannot honour: refused in one line, exit 4, before any inventory is read.
+REFUSED = [
+    (["-H", "web1"], "-H/--hosts: not supported; svrchain takes its hosts from the inventory"),
+    (["-i", "/tmp/k"], "-i/--identity: not supported; svrchain logs in with the inventory's connect.identity"),
+    (["-S", "/dev/null"], "-S/--ssh-config: not supported; set connect.ssh_config in the inventory"),
+    (["-t", "5"], "-t/--connect-timeout: not supported; set connect.timeout in the inventory"),
+    (["-T", "5"], "-T/--command-timeout: not supported; svrchain's waits are in the inventory"),
+    (["-e"], "-e/--echo: not supported"),
+    (["-w"], "-w/--warn-only: not supported"),
+    (["-p"], "-p/--pty: not supported"),
+    (["--hide", "both"], "--hide: not supported"),
+    (["--prompt-for-login-password"], "--prompt-for-login-password: not supported"),
+    (["--prompt-for-passphrase"], "--prompt-for-passphrase: not supported"),
+    (["--prompt-for-sudo-password"], "--prompt-for-sudo-password: not supported; svrchain needs passwordless sudo"),
+]
+
+
+def in_process(tool: str, argv: list[str], monkeypatch, capsys) -> tuple[int, str]:
+    """Run the svrchain or fab program in this process (faster than a subprocess): exit code, stderr."""
+    monkeypatch.setattr(getpass, "getpass", lambda prompt="": "secret")
+    monkeypatch.chdir(REPO)  # fab finds fabfile.py here
+    program = make_program() if tool == "svrchain" else fabric.main.make_program()
+    with pytest.raises(SystemExit) as info:
+        program.run([tool, *argv])
+    return info.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("flags", "line"), REFUSED, ids=[f[0] for f, _ in REFUSED])
+def test_flags_svrchain_cannot_honour_are_refused(flags, line, tmp_path, monkeypatch, capsys):
+    code, err = in_process("svrchain", [*flags, "verify", "-I", str(tmp_path / "never-read.yaml")], monkeypatch, capsys)
+    assert code == 4, err
+    assert err.strip().splitlines()[-1].startswith(f"svrchain: {line}"), err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(("flags", "line"), REFUSED[:3], ids=[f[0] for f, _ in REFUSED[:3]])
+def test_fab_refuses_them_too(flags, line, tmp_path):
+    r = run(*flags, "verify", "-I", str(tmp_path / "never-read.yaml"), tool="fab")
+    assert r.returncode == 4 and r.stderr.strip().startswith(f"svrchain: {line}"), r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+# (command line after the inventory, exit code, the line on stderr)
+USAGE = [
+    (["verify", "--limit", "web9"], 4, "svrchain: --limit web9: no web server of that name in"),
+    (["verify", "--limit", "db"], 4, "svrchain: --limit db: that is the DB server"),
+    (["verify", "--limit", ","], 4, "svrchain: --limit: give web server names separated by commas"),
+    (["restart-chain"], 4, "svrchain: Restart the database db (127.0.0.1) and 1 web server(s): confirm with --yes"),
+    (["uninstall"], 4, "svrchain: Remove svrchain from the DB server db and 1 web server(s): confirm with --yes"),
+]
+
+
+@pytest.mark.parametrize(("args", "code", "line"), USAGE, ids=[" ".join(a) for a, _, _ in USAGE])
+def test_usage_errors(args, code, line, tmp_path):
+    inv = write_inventory(tmp_path, [("127.0.0.1", 1), ("127.0.0.2", 1)])
+    r = run(*args, "-I", str(inv))
+    assert r.returncode == code, r.stdout + r.stderr
+    assert r.stderr.strip().startswith(line), r.stderr
+
+
+CHANGING = ["trust-hosts", "install-dbora", "gen-key", "push-key", "install-svr-restart", "bootstrap",
+            "restart-chain", "rotate-key", "harden-sshd", "uninstall"]
+
+
+@pytest.mark.parametrize("name", [*CHANGING, "verify"])
+def test_fabric_dry_is_the_tasks_dry_run(name, monkeypatch):
+    """--dry (and -R, its short form) reaches every changing task as --dry-run; verify ignores it."""
+    seen: dict = {}
+    monkeypatch.setattr(tasks, f"run_{name.replace('-', '_')}", lambda **kw: seen.update(kw))
+    c = Context(Config(overrides={"run": {"dry": True}}))
+    tasks.ns[name](c)
+    assert seen.get("dry_run") is (True if name in CHANGING else None), seen
+
+
+def test_dry_gen_key_connects_nowhere_it_would_change(silent, tmp_path):
+    """fab --dry gen-key is a dry run: it fails here only because the host is silent (exit 3)."""
+    inv = write_inventory(tmp_path, silent[:2], timeout=1)
+    r = run("--dry", "gen-key", "-I", str(inv), tool="fab")
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert r.stdout.splitlines()[0].startswith(f"svrchain: inventory {inv}: db 127.0.0.10, web1 127.0.0.11")
+
+
+def test_no_inventory_anywhere_is_one_line(tmp_path):
+    (tmp_path / "fabric.yaml").write_text("inventory: prod.yaml\n")  # not a way to choose it
+    r = run("-r", str(REPO), "bootstrap", cwd=tmp_path, tool="fab")
+    assert r.returncode == 4
+    assert r.stderr.strip() == f"svrchain: no inventory chosen: {runopts.HOW_TO_CHOOSE}"
+
+
+def test_dotenv_next_to_the_fabfile(tmp_path):
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    (project / "fabfile.py").write_text("from svrchain.tasks import ns  # noqa: F401\n")
+    (project / ".env").write_text("INVENTORY=inventory/prod.yaml\n")
+    r = run("-r", str(project), "verify", cwd=elsewhere, tool="fab")
+    assert r.returncode == 4
+    assert r.stderr.strip() == (f"svrchain: {project / 'inventory/prod.yaml'}: no such inventory file (given by "
+                                f"INVENTORY in {project / '.env'}); check the path (every key is explained in "
+                                "inventory/example.yaml)")
+
+
+def test_first_line_names_the_inventory_and_the_limited_hosts(silent, tmp_path):
+    inv = write_inventory(tmp_path, silent[:3], timeout=1)
+    r = run("verify", "-I", str(inv), "--limit", "web2")
+    assert r.stdout.splitlines()[0] == (f"svrchain: inventory {inv}: db 127.0.0.10, web2 127.0.0.12 "
+                                        "(--limit: 1 of 2 web servers)"), r.stdout
+
+
+def test_banner_less_hosts_in_trust_hosts_one_line_each_in_one_timeout(silent, tmp_path):
+    inv = write_inventory(tmp_path, silent, timeout=2)
+    r = run("trust-hosts", "-I", str(inv))
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert silent.most_open == 4, "the hosts were not checked in parallel"
+    errors = r.stderr.strip().splitlines()
+    assert len(errors) == 4 and "Traceback" not in r.stderr, r.stderr
+    for line in errors:
+        assert "no SSH banner within 2s: something accepts TCP on that port but does not speak SSH" in line
+
+
+def test_banner_less_host_in_a_task(silent, tmp_path):
+    inv = write_inventory(tmp_path, silent[:2], timeout=1)
+    r = run("push-key", "-I", str(inv))
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert f"db (127.0.0.10:{silent[0][1]}): no SSH banner within 1s" in r.stdout
+    assert "Traceback" not in r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("line", ["198.18.0.10 ssh-ed25519 AAAAB", "web1 ssh-rsa AAAA!!!!x"])
+def test_a_damaged_known_hosts_line_is_named(line, tmp_path):
+    inv = write_inventory(tmp_path, [("127.0.0.1", 1), ("127.0.0.2", 1)], known=f"# pinned\n{line}\n")
+    r = run("verify", "-I", str(inv))
+    assert r.returncode == 4
+    assert r.stderr.strip() == (f"svrchain: {tmp_path / 'known_hosts'}:2: a damaged host key line (its key is "
+                                "not valid base64); delete that line, then run `fab trust-hosts` to pin the host again")
+
+
+HANDSHAKES = [
+    (paramiko.SSHException("Error reading SSH protocol banner"), "no SSH banner within 5s"),
+    (paramiko.SSHException("No existing session"), "the server closed the SSH session before the login"),
+    (EOFError(), "the server closed the connection during the SSH handshake"),
+    (paramiko.SSHException("Incompatible ssh peer (no acceptable kex algorithm)"),
+     "SSH failed: Incompatible ssh peer (no acceptable kex algorithm)"),
+]
+
+
+@pytest.mark.parametrize(("exc", "text"), HANDSHAKES, ids=[str(e) or "EOF" for e, _ in HANDSHAKES])
+def test_handshake_problems_in_plain_words(exc, text):
+    said = remote.handshake_problem(exc, 5)
+    assert said.startswith(text) and "\n" not in said
+
+
+def test_no_existing_session_without_a_banner_is_a_silent_port():
+    """paramiko says "No existing session" when the handshake's time ran out before any banner came."""
+    class NoBanner:
+        remote_version = ""
+    said = remote.handshake_problem(paramiko.SSHException("No existing session"), 5, NoBanner())
+    assert said.startswith("no SSH banner within 5s")
+
+
+SUDO = [
+    ("sh: 1: sudo: not found", "web1: admin is not root and the host has no sudo; install sudo with a NOPASSWD"),
+    ("sudo: a password is required", "web1: admin needs passwordless sudo (sudo -n) for svrchain"),
+    ("cat: /x: No such file or directory", None),
+]
+
+
+@pytest.mark.parametrize(("stderr", "text"), SUDO)
+def test_sudo_problems_in_plain_words(stderr, text):
+    said = remote.sudo_problem("web1", "admin", stderr, Path("inv.yaml"))
+    assert (said or None) == text or (said and text and said.startswith(text))
+
+
+def test_the_lab_inventory_refuses_to_run_while_the_lab_is_down(monkeypatch):
+    monkeypatch.setattr(runopts, "route_device", lambda address: "eth0")
+    with pytest.raises(BadInventory, match=r"inventory/lab.yaml is the built-in lab's inventory \(lab: true\) and "
+                                           r"the lab is not up \(198.18.0.10 would go through eth0, not the lab's "
+                                           r"bridge svrlab0\): run `make lab-up` first"):
+        runopts.check_lab(Path("inventory/lab.yaml"), ["198.18.0.10"])
+    monkeypatch.setattr(runopts, "route_device", lambda address: "svrlab0")
+    runopts.check_lab(Path("inventory/lab.yaml"), ["198.18.0.10"])
+
+
+def test_route_device_reads_the_kernels_route():
+    assert runopts.route_device("127.0.0.1") == "lo"
+
+
+def test_confirmation(monkeypatch):
+    """No terminal: --yes or exit 4; on a terminal: only 'y' or 'yes' goes on."""
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: False)
+    with pytest.raises(UsageError, match=r"^Restart: confirm with --yes \(stdin is not a terminal\)$"):
+        confirm("Restart?", yes=False)
+    confirm("Restart?", yes=True)
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    for answer, goes_on in [("y", True), ("yes", True), ("", False), ("n", False), ("Y ", True)]:
+        monkeypatch.setattr("builtins.input", lambda prompt, a=answer: a)
+        if goes_on:
+            confirm("Restart?", yes=False)
+        else:
+            with pytest.raises(UsageError, match="not confirmed; nothing was changed"):
+                confirm("Restart?", yes=False)
+
+
+def test_the_lab_bridge_is_the_labs():
+    from lab import hosts
+
+    assert hosts.BRIDGE == runopts.LAB_BRIDGE

@@ -1,0 +1,293 @@
+"""The trigger (svrchain/files/svr_restart.sh) as the real bash program, against a stand-in ssh and
+readiness probe (tests/unit/fake_trigger.py): readiness, backoff, a refused host key, serialized
+runs, an owed restart, a lost answer, and settings it refuses. Expected values are written here."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from svrchain import render
+from tests.unit import fake_trigger
+from tests.unit.fake_trigger import Trigger
+
+WEB1, WEB2 = "198.18.0.21", "198.18.0.22"
+
+
+@pytest.fixture
+def trig():
+    t = fake_trigger.make()
+    yield t
+    fake_trigger.remove(t)
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is installed by make install")
+def test_the_trigger_is_shellcheck_clean():
+    r = subprocess.run(["shellcheck", str(render.TRIGGER_SOURCE)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+
+
+def test_ready_restarts_every_web_server_once_and_says_so(trig: Trigger):
+    r = trig.run("start")
+    assert r.returncode == 0, (r.stderr, trig.log)
+    st = trig.status
+    assert st.result == "ok" and st.run == "1234.5678"
+    assert set(st.webs) == {"web1", "web2"}
+    for web, address in (("web1", WEB1), ("web2", WEB2)):
+        assert len(trig.restarts(address)) == 1
+        assert st.restarted(web) is not None and st.restarted(web) >= st.ready
+    assert trig.owed() == []
+    assert "database ready (run 1234.5678): restarting 2 web server(s)" in trig.log
+    assert (trig.root / "var/lib/svrchain/svr_restart.run").read_text().split()[0] == "1234.5678"
+
+
+def test_every_call_uses_the_pinned_options_the_restricted_key_and_curve25519(trig: Trigger):
+    assert trig.run("start").returncode == 0
+    calls = trig.ssh_calls("restart")
+    assert len(calls) == 2
+    args = calls[0][1]
+    options = render.ssh_options(trig.inv)
+    assert any(args[i:i + len(options)] == options for i in range(len(args)))
+    assert args[:4] == ["-n", "-T", "-i", f"{trig.root}/key"]
+    assert args[-6:-4] == ["-o", "KexAlgorithms=curve25519-sha256,curve25519-sha256@libssh.org"]
+    assert args[-4:-2] == ["-o", "ControlMaster=no"]
+    assert sorted(c[1][-2] for c in calls) == [f"root@{WEB1}", f"root@{WEB2}"]
+    # The connections opened in advance, while the database starts (the head start), and closed after.
+    assert len([c for c in trig.ssh_calls() if "-N" in c[1] and "ControlMaster=yes" in c[1]]) == 2
+    assert len([c for c in trig.ssh_calls() if "-O" in c[1]]) == 2
+
+
+def test_not_ready_restarts_nothing_and_the_status_says_notready(trig: Trigger):
+    trig.probe("never")
+    r = trig.run("start")
+    assert r.returncode == 1
+    assert trig.status.result == "notready" and trig.status.ready is None
+    assert trig.ssh_calls("restart") == [] and trig.restarts(WEB1) == []
+    assert "database not ready after 2s: web servers NOT restarted" in trig.log
+
+
+def test_ready_only_after_consecutive_successes(trig: Trigger):
+    trig.probe(4)  # fails 3 times, then answers
+    assert trig.run("start").returncode == 0
+    calls = len((trig.root / "probe" / "calls").read_text().split())
+    assert calls == 4
+    assert len(trig.restarts(WEB1)) == 1
+
+
+def test_retries_back_off_1_then_2_seconds(trig: Trigger):
+    trig.host(WEB1, "fail 2")
+    assert trig.run("start").returncode == 0, trig.log
+    times = [t for t, args in trig.ssh_calls("restart") if args[-2] == f"root@{WEB1}"]
+    assert len(times) == 3
+    # A sleep is never shorter than asked (no upper bound: a loaded machine may be slower).
+    assert times[1] - times[0] >= 0.9 and times[2] - times[1] >= 1.9, times
+    assert len(trig.restarts(WEB1)) == 1 and trig.status.webs["web1"].state == "ok"
+    assert "web1 (198.18.0.21): attempt 1 failed (exit 255), retrying in 1s" in trig.log
+    assert "web1 (198.18.0.21): attempt 2 failed (exit 255), retrying in 2s" in trig.log
+
+
+def test_a_refused_host_key_is_not_retried_and_is_owed(trig: Trigger):
+    trig.host(WEB1, "hostkey")
+    r = trig.run("start")
+    assert r.returncode == 1
+    assert len([c for c in trig.ssh_calls("restart") if c[1][-2] == f"root@{WEB1}"]) == 1
+    assert trig.status.webs["web1"].state == "hostkey" and trig.status.webs["web2"].state == "ok"
+    assert trig.status.result == "failed"
+    assert "REFUSED: its host key is not the one pinned" in trig.log
+    assert trig.owed() == ["web1"]
+
+
+def test_two_starts_at_once_are_serialized_and_the_run_is_followed_once(trig: Trigger):
+    trig.host(WEB1, "slow 1")
+    first = trig.popen("start")
+    time.sleep(0.3)
+    second = trig.popen("start")
+    assert first.wait(30) == 0 and second.wait(30) == 0
+    assert len(trig.restarts(WEB1)) == 1 and len(trig.restarts(WEB2)) == 1
+    assert trig.log.count("restarting 2 web server(s)") == 1
+    assert "its run 1234.5678 was already followed; nothing to do" in trig.log
+
+
+def test_a_new_run_is_followed_again(trig: Trigger):
+    assert trig.run("start").returncode == 0
+    assert trig.run("start").returncode == 0  # the same run: nothing
+    trig.set_run("1300.42")
+    assert trig.run("start").returncode == 0
+    assert len(trig.restarts(WEB1)) == 2 and trig.status.run == "1300.42"
+
+
+@pytest.fixture
+def once():
+    """A trigger that tries each web server once (no backoff to wait through)."""
+    t = fake_trigger.make(retries=1)
+    yield t
+    fake_trigger.remove(t)
+
+
+def test_a_lost_web_server_is_owed_then_restarted_by_retry_when_it_answers(once: Trigger):
+    trig = once
+    trig.host(WEB2, "down")
+    assert trig.run("start").returncode == 1
+    assert trig.owed() == ["web2"] and trig.restarts(WEB2) == []
+    owed = (trig.root / "var/lib/svrchain/svr_restart.owed/web2").read_text().split()
+    assert owed[0] == "1234.5678" and float(owed[1]) == pytest.approx(trig.status.ready)
+    assert trig.run("retry").returncode == 0  # still away: still owed
+    assert trig.owed() == ["web2"]
+    trig.host(WEB2, "ok")
+    assert trig.run("retry").returncode == 0
+    assert trig.owed() == [] and len(trig.restarts(WEB2)) == 1
+    assert len(trig.restarts(WEB1)) == 1  # the others are not restarted again
+    assert "web2: the restart owed since the database's run 1234.5678 is done" in trig.log
+
+
+def test_a_web_server_booted_since_is_owed_nothing(once: Trigger):
+    trig = once
+    trig.host(WEB2, "down")
+    trig.run("start")
+    trig.host(WEB2, "ok", booted=time.time() + 1)
+    assert trig.run("retry").returncode == 0
+    assert trig.owed() == [] and trig.restarts(WEB2) == []
+    assert "web2: restarted or booted after the database's run 1234.5678 was ready: no restart owed" in trig.log
+
+
+def test_a_restart_whose_answer_was_lost_is_not_repeated(trig: Trigger):
+    trig.host(WEB1, "lost")
+    assert trig.run("start").returncode == 0, trig.log
+    assert len(trig.restarts(WEB1)) == 1
+    assert [a[-1] for _, a in trig.ssh_calls() if a[-2:-1] == [f"root@{WEB1}"]] == ["restart", "status"]
+    assert trig.status.webs["web1"].state == "ok" and trig.owed() == []
+    assert "its answer was lost (exit 255), but its gate restarted it after the database was ready" in trig.log
+
+
+def test_a_hung_web_server_is_given_up_within_the_restart_timeout():
+    t = fake_trigger.make(retries=1, restart_timeout=1)
+    try:
+        t.host(WEB1, "hang")
+        assert t.run("start", timeout=60).returncode == 1  # (a hang would never end: 60 s is only a net)
+        assert t.status.webs["web1"].state == "failed" and t.owed() == ["web1"]
+        assert "FAILED after 1 attempts (exit 124)" in t.log, t.log  # timeout(1)'s exit: killed at restart_timeout
+    finally:
+        fake_trigger.remove(t)
+
+
+def test_the_ready_check_and_the_run_command_are_run_as_written(trig: Trigger):
+    out = trig.root / "out"
+    pwned = f"{out}.pwned"
+    hostile = " ".join([
+        f"""a='x; touch {pwned}'; [ "$(printf '%s|' "$a" `echo b` \\$c)" = "x; touch {pwned}|b|\\$c|" ]""",
+        f"""&& echo "ran $((6 * 7)) 'q' \\"d\\"" > {out} # $(touch {pwned})"""])
+    inv = trig.inv.model_copy(update={"db": trig.inv.db.model_copy(update={
+        "ready": trig.inv.db.ready.model_copy(update={"command": hostile}),
+        "run": trig.inv.db.run.model_copy(update={"command": "echo 'run;$(id)' | tr ';' _ # \"x\""})})})
+    trig.configure(inv)
+    assert trig.run("run").stdout == "run_$(id)\n"
+    assert trig.run("start").returncode == 0, trig.log
+    assert out.read_text() == "ran 42 'q' \"d\"\n"
+    assert not (trig.root / "out.pwned").exists()
+    assert trig.status.run == "run_$(id)"
+
+
+@pytest.mark.parametrize("setting", [
+    "retries=3; touch /tmp/x", "retries=08", "retries=", "ready_timeout=1e3", "connect_timeout=-1",
+    "ready_interval=.5", "key=relative/key", "log=/var/log/../../etc/passwd", "known_hosts=/a b",
+    "web=web1 198.18.0.21 22 root extra", "web=web1 -oProxyCommand=x 22 root", "web=web1 198.18.0.21 99999 root",
+    "web=web1 198.18.0.21 22 Root", "web=w/1 198.18.0.21 22 root", "ready_command=  ", "ready_command=a\rb",
+    "unknown=1", "no equals sign", "run_process=^x",
+])
+def test_a_bad_setting_is_refused_and_nothing_restarted(trig: Trigger, setting: str):
+    key = setting.split("=", 1)[0]
+    lines = [ln for ln in render.trigger_config(trig.inv).decode().splitlines()
+             if not (key in ("retries", "ready_timeout", "connect_timeout", "ready_interval", "key", "log",
+                             "known_hosts", "ready_command") and ln.startswith(key + "="))]
+    trig.configure(text=("\n".join([*lines, setting]) + "\n").encode())
+    r = trig.run("start")
+    assert r.returncode == 1
+    assert "REFUSED" in r.stderr and "web servers NOT restarted" in trig.log
+    assert trig.ssh_calls() == [] and trig.status.started is None
+
+
+@pytest.mark.parametrize("mode", [0o666, 0o620, 0o700])
+def test_settings_others_could_write_are_refused(trig: Trigger, mode: int):
+    trig.configure(mode=mode)
+    r = trig.run("start")
+    assert r.returncode == 1 and "REFUSED" in r.stderr and trig.ssh_calls() == []
+    trig.configure(mode=0o644)
+    assert trig.run("config").returncode == 0
+
+
+def test_settings_through_a_link_or_missing_are_refused(trig: Trigger):
+    real = trig.root / "real.conf"
+    trig.config.rename(real)
+    trig.config.symlink_to(real)
+    r = trig.run("start")
+    assert r.returncode == 1 and "not a regular file of root's" in r.stderr
+    trig.config.unlink()
+    r = trig.run("start")
+    assert r.returncode == 1 and "missing or unreadable" in r.stderr and trig.ssh_calls() == []
+
+
+def test_a_duplicate_setting_or_web_server_is_refused(trig: Trigger):
+    text = render.trigger_config(trig.inv).decode()
+    for extra in ("retries=2\n", "web=web1 198.18.0.99 22 root\n"):
+        trig.configure(text=(text + extra).encode())
+        assert trig.run("start").returncode == 1 and trig.ssh_calls() == []
+
+
+def test_the_config_verb_shows_the_settings_as_read(trig: Trigger):
+    r = trig.run("config")
+    assert r.returncode == 0
+    assert r.stdout.splitlines() == [f"{k}={v}" for k, v in render.trigger_settings(trig.inv)]
+    assert "web=web2 198.18.0.22 22 root" in r.stdout and "bound=" in r.stdout
+
+
+def test_the_status_verb_prints_the_last_run(trig: Trigger):
+    assert trig.run("status").returncode == 1  # no run yet
+    trig.run("start")
+    words = [ln.split()[0] for ln in trig.run("status").stdout.splitlines()]
+    assert words[:3] == ["started", "ready", "run"] and words[-1] == "finished" and words.count("web") == 2
+
+
+def test_a_run_dir_others_can_write_is_refused(trig: Trigger):
+    (trig.root / "run" / "svrchain").mkdir(mode=0o777)
+    (trig.root / "run" / "svrchain").chmod(0o777)
+    trig.own(trig.root / "run" / "svrchain")
+    assert trig.run("start").returncode == 1
+    assert "is not a directory of root's that only root can write" in trig.log
+    assert trig.ssh_calls("restart") == []
+
+
+def test_the_watcher_starts_the_trigger_for_a_new_run_once():
+    t = fake_trigger.make()
+    watcher = t.popen("watch")
+    try:
+        time.sleep(0.5)  # installing restarts nothing: the run going now counts as followed
+        assert t.restarts(WEB1) == []
+        t.set_run("2000.1")
+        end = time.monotonic() + 10
+        while len(t.restarts(WEB2)) < 1 and time.monotonic() < end:
+            time.sleep(0.1)
+        time.sleep(1)
+        assert len(t.restarts(WEB1)) == 1 and len(t.restarts(WEB2)) == 1
+        assert t.log.count("new run of the database (2000.1): starting the trigger") == 1
+    finally:
+        watcher.terminate()
+        watcher.wait(10)
+        fake_trigger.remove(t)
+
+
+def test_root_never_takes_the_test_root(tmp_path):
+    """As root, SVRCHAIN_TRIGGER_ROOT is ignored: the real settings path is read."""
+    if not fake_trigger.AS_ROOT:
+        pytest.skip("needs root")
+    script = tmp_path / "svrchain-test-no-such-trigger"
+    shutil.copyfile(render.TRIGGER_SOURCE, script)
+    (tmp_path / "etc/svrchain").mkdir(parents=True)
+    (tmp_path / "etc/svrchain" / f"{script.name}.conf").write_bytes(b"")
+    r = subprocess.run(["bash", str(script), "config"], capture_output=True, text=True,
+                       env={"PATH": "/usr/bin:/bin", "SVRCHAIN_TRIGGER_ROOT": str(tmp_path)})
+    assert r.returncode == 1
+    assert f"/etc/svrchain/{script.name}.conf: missing or unreadable" in r.stderr
+    assert str(tmp_path) not in r.stderr
