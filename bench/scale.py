@@ -294,7 +294,7 @@ def tool_runs(tool: str, inv: Path, n: int, runs: int) -> dict:
     svrchain's verify must pass on what it set up."""
     from bench import tools
 
-    fab(inv, "uninstall")
+    fab(inv, "uninstall", "--yes")
     argv, env = tools.command(tool, inv, TOOLS_VENV)
     res = bootstrap_runs(inv, runs, argv=argv, env=env)
     res["verify"] = "ok" if subprocess.run([FAB, "verify"], cwd=REPO, env={**os.environ, "INVENTORY": str(inv)},

@@ -307,6 +307,7 @@ connect_all() {
 # (the connect phase).
 connector() {
     RUN_STATUS=$1
+    ssh_setup  # the same pinned options as every connection of the key
     bounded connect_one
     [ ! -e "$RUN_STATUS" ] || echo "connected $(now)" >>"$RUN_STATUS"
 }
