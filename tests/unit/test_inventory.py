@@ -5,10 +5,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from svrchain.inventory import DEFAULT_INVENTORY, ORACLE_READY, Inventory, InventoryError, parse
+from svrchain.inventory import DEFAULT_INVENTORY, Inventory, InventoryError, parse
 
 LAB = yaml.safe_load(DEFAULT_INVENTORY.read_text())
 SRC = Path("inventory/test.yaml")
+ORACLE_READY = "/usr/local/lib/svrchain/oracle-ready"  # where svrchain installs its Oracle check
 
 
 def load(data: dict):
