@@ -146,7 +146,7 @@ def legacy(facts: WebFacts, blob: str | None, marker: str, program: str, db_addr
     return found
 
 
-def read_files(web: Host, files: list[KeysFile]) -> dict[str, FileState]:
+def read_files(web: Host, files: list[KeysFile]) -> dict[str, FileState]:  # pragma: no mutate block (I/O)
     """The exact bytes of some accounts' authorized_keys, each read as its account (one round trip)."""
     commands = {f.path: f"U={shlex.quote(f.user)}; F={shlex.quote(f.path)}; ufile \"$U\" \"$F\"" for f in files}
     _, r = web.probe(commands=commands)
@@ -158,7 +158,8 @@ def read_files(web: Host, files: list[KeysFile]) -> dict[str, FileState]:
     return states
 
 
-def without_lines(web: Host, files: list[KeysFile], drop: Callable[[str, str], bool]) -> list[FileChange]:
+def without_lines(web: Host, files: list[KeysFile],
+                  drop: Callable[[str, str], bool]) -> list[FileChange]:  # pragma: no mutate block (I/O)
     """The edits that take out of ``files`` each line for which ``drop(path, line)`` holds (every
     other byte kept), each file read and written as its own account."""
     states = read_files(web, files) if files else {}
@@ -173,6 +174,7 @@ def without_lines(web: Host, files: list[KeysFile], drop: Callable[[str, str], b
     return changes
 
 
-def without_ours(web: Host, files: list[KeysFile], blob: str | None, marker: str) -> list[FileChange]:
+def without_ours(web: Host, files: list[KeysFile], blob: str | None,
+                 marker: str) -> list[FileChange]:  # pragma: no mutate block (I/O)
     """The edits that take svrchain's lines out of ``files``, each written as its own account."""
     return without_lines(web, files, lambda _path, line: authkeys.is_ours(line, blob or "", marker))
