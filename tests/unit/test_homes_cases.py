@@ -24,6 +24,7 @@ def facts(*files: KeysFile, unsafe: str | None = None) -> WebFacts:
 @pytest.mark.parametrize(("text", "files"), [
     ("F\tu\t/h/a\tb\nL\tssh-ed25519 AAAA a  \r\nL\t\n\n", [KeysFile("u", "/h/a\tb", ("ssh-ed25519 AAAA a  ", ""))]),
     ("L\tbefore any file\nF\tu\t/h/k\n", [KeysFile("u", "/h/k", ())]),
+    ("F\tu\t/h/k\nL\tssh-ed25519 AAAA X\r\n", [KeysFile("u", "/h/k", ("ssh-ed25519 AAAA X",))]),
     ("", []),
     ("F\troot\t/root/k\nF\ttoor\t/root/k\nL\tx\n", [KeysFile("root", "/root/k", ())]),
 ])

@@ -75,7 +75,9 @@ def test_several_problems_are_one_line_each():
     ]
 
 
-def test_which_file_is_used():
+def test_which_file_is_used(monkeypatch):
+    monkeypatch.setenv("INVENTORY", "/srv/from-env.yaml")
+    assert inventory_path() == Path("/srv/from-env.yaml")
     assert inventory_path({"INVENTORY": "/srv/prod.yaml"}) == Path("/srv/prod.yaml")
     assert inventory_path({"INVENTORY": ""}) == REPO / "inventory" / "lab.yaml"
     assert inventory_path({}) == REPO / "inventory" / "lab.yaml"

@@ -75,6 +75,7 @@ def test_ssh_options_in_order():
     ("/usr/sbin/apachectl", '/usr/sbin/apachectl ""'),
     ("/usr/bin/systemctl restart --job-mode=fail a:b,c", "/usr/bin/systemctl restart --job-mode\\=fail a\\:b\\,c"),
     ("/usr/bin/x a\\b", "/usr/bin/x a\\\\b"),  # (the inventory refuses backslashes; escaped all the same)
+    ("/usr/bin/X11/xrestart Xvfb", "/usr/bin/X11/xrestart Xvfb"),
 ])
 def test_the_sudo_rule_escapes_what_sudoers_reads(command, rule):
     inv = with_changes(INV, "web", user="svr-restart", restart_command=command)
