@@ -74,6 +74,11 @@ def test_runs_program(case):
     assert authkeys.runs_program(case["command"], "/etc/init.d/httpd") is case["runs"]
 
 
+def test_a_program_named_without_its_path():
+    assert authkeys.runs_program("sudo -n httpd -k graceful", "httpd")
+    assert not authkeys.runs_program("sudo -n httpd2", "httpd")
+
+
 @pytest.mark.parametrize("case", cases("authkeys/legacy.yaml"))
 def test_legacy_reason(case):
     assert authkeys.legacy_reason(case["line"], "/etc/init.d/httpd", ["198.18.0.10"]) == case["reason"]

@@ -101,3 +101,4 @@ def test_load_names_the_file_and_the_fix(tmp_path):
     inv = load(good)
     assert inv.source == good and inv.path("keys/admin") == tmp_path / "keys" / "admin"
     assert inv.path("/etc/k") == Path("/etc/k")
+    assert inv.path("/etc/../k") == Path("/etc/../k")  # an absolute path is taken as written

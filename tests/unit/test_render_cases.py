@@ -112,7 +112,8 @@ def test_the_sysv_scripts_name_their_parts():
     assert "# description: svr_restart_watch: notices every new run of the database dbora, however it" in watch
     trigger = lines(render.svr_restart(INV))
     for line in ("KEY='/root/.ssh/svr_restart_key'", "KNOWN_HOSTS='/etc/svrchain/known_hosts'",
-                 "LOG='/var/log/svr_restart.log'"):
+                 "LOG='/var/log/svr_restart.log'", "CONNECT_TIMEOUT='3'", "RETRIES='3'", "RESTART_TIMEOUT='60'",
+                 "WATCH_PIDFILE='/run/svrchain/svr_restart_watch.pid'", "OWED='/var/lib/svrchain/svr_restart.owed'"):
         assert line in trigger
 
 
