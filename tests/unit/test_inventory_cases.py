@@ -56,6 +56,8 @@ def test_valid_changes_load(case):
     ("connect:\n  user: root\n bad: [\n",
      "inventory/test.yaml:3:2: not valid YAML: expected <block end>, but found '<block mapping start>'"),
     ("a: b: c\n", "inventory/test.yaml:1:5: not valid YAML: mapping values are not allowed here"),
+    ("a: \x07\n", "inventory/test.yaml: not valid YAML: unacceptable character #x0007: special characters are not "
+                  "allowed"),
     ("- just\n- a list\n", "inventory/test.yaml: expected a mapping of settings (connect, db, web, ...)"),
     ("", "inventory/test.yaml: expected a mapping of settings (connect, db, web, ...)"),
 ])
