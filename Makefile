@@ -10,7 +10,7 @@ INIT ?= sysv
 # Debian packages the lab and the tests need on this machine (the lab hosts get theirs by debootstrap).
 DEBS := debootstrap iproute2 util-linux openssh-client shellcheck curl systemd-container
 
-.PHONY: install lab-up lab-down demo test unit fuzz mutation lint bench clean
+.PHONY: install lab-up lab-down demo test unit fuzz mutation lint modules bench clean
 
 install: $(VENV)/.installed
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -56,6 +56,10 @@ mutation: install
 
 bench: install
 	$(PY) -m bench.run $(if $(N),--n $(N))
+
+# Redraw docs/modules.md (the layers and imports) from the code.
+modules: install
+	$(PY) -m tests.unit.test_layers
 
 lint: install
 	$(PY) -m ruff check .

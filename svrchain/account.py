@@ -10,9 +10,11 @@ as root. push-key creates the account when it is missing (a system account with 
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 
-from svrchain import render
-from svrchain.plan import FileSpec, FileState, Outcome
+from svrchain import authkeys, homes, render
+from svrchain.homes import KeysFile
+from svrchain.plan import FileChange, FileState, Outcome, file_change
 from svrchain.remote import FILE_CMD, Host, HostError, Session
 
 # Added to the web facts' probe (one round trip); $U is the web user.
@@ -67,12 +69,6 @@ def state_dir_command(user: str, group: str) -> str:
     """Give the account its own gate state directory (it keeps its lock and counters there)."""
     return (f"P={render.STATE_PARENT} R={render.GATE_STATE} U={shlex.quote(user)} G={shlex.quote(group)} "
             f"sh -c {shlex.quote(_STATE_DIR_SCRIPT)}")
-
-
-def sudoers_spec(session: Session) -> FileSpec:
-    """The rule file: mode 440, and visudo must accept it before it is put in place."""
-    return FileSpec(render.SUDOERS, render.sudoers(session.inv), 0o440, parent_mode=0o750,
-                    validate='visudo -c -f "$1"')
 
 
 def sudoers_state(web: Host, r: dict) -> FileState:
@@ -133,3 +129,38 @@ def sudo_check(session: Session, r: dict) -> tuple[bool, str]:
     if not rules:
         return False, f"{user} may not run the restart command through sudo (is {render.SUDOERS} included?)"
     return False, f"{user} may run: {'; '.join(rules)[:200]} (want only '(root) NOPASSWD: {want}')"
+
+
+# --- editing accounts' authorized_keys, each as its own account -----------------------------
+
+
+def read_files(web: Host, files: list[KeysFile]) -> dict[str, FileState]:
+    """The exact bytes of some accounts' authorized_keys, each read as its account (one round trip)."""
+    commands = {f.path: f"U={shlex.quote(f.user)}; F={shlex.quote(f.path)}; ufile \"$U\" \"$F\"" for f in files}
+    _, r = web.probe(commands=commands)
+    states = {path: web.file_state(path, res.code, res.raw) for path, res in r.items()}
+    for path, state in states.items():
+        if state.unsafe:
+            raise HostError(f"{web.label}: {path} {state.unsafe}; svrchain will not touch it: check who made "
+                            "it and why, remove it, then run again")
+    return states
+
+
+def without_lines(web: Host, files: list[KeysFile], drop: Callable[[str, str], bool]) -> list[FileChange]:
+    """The edits that take out of ``files`` each line for which ``drop(path, line)`` holds (every
+    other byte kept), each file read and written as its own account."""
+    states = read_files(web, files) if files else {}
+    changes = []
+    for kf in files:
+        state = states[kf.path]
+        text = state.content.decode("utf-8", "surrogateescape")
+        kept = "".join(ln for ln in text.splitlines(keepends=True) if not drop(kf.path, ln))
+        change = file_change(homes.spec(state, kf.user, state.group or kf.user, kept), state)
+        if change is not None:
+            changes.append(change)
+    return changes
+
+
+def without_ours(web: Host, files: list[KeysFile], blob: str | None, marker: str) -> list[FileChange]:
+    """The edits that take svrchain's lines out of ``files``, each written as its own account."""
+    return without_lines(web, files, lambda _path, line: authkeys.is_ours(line, blob or "", marker))

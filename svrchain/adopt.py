@@ -10,7 +10,7 @@ account) and names the old key's private half on the DB server, which it leaves 
 
 from __future__ import annotations
 
-from svrchain import authkeys, homes
+from svrchain import account, authkeys, homes
 from svrchain.homes import Legacy
 from svrchain.keys import db_public_key, marker, web_facts
 from svrchain.plan import FileChange, Outcome
@@ -55,7 +55,7 @@ def retire_changes(web: Host, old: list[Legacy]) -> list[FileChange]:
     """The edits that take the ``old`` lines out, byte for byte otherwise, each as its own account."""
     files = [homes.KeysFile(u, p, ()) for u, p in sorted({(x.user, x.path) for x in old})]
     drop = {(x.path, x.line) for x in old}
-    return homes.without_lines(web, files, lambda path, line: (path, line.rstrip("\r\n")) in drop)
+    return account.without_lines(web, files, lambda path, line: (path, line.rstrip("\r\n")) in drop)
 
 
 def adopt_step(session: Session, dry_run: bool, adopt: bool) -> None:

@@ -7,10 +7,10 @@ script, enabled (or the site's own unit, named by ``db.unit``).
 
 from __future__ import annotations
 
-from svrchain import render, sysv
-from svrchain.inventory import ORACLE_READY
-from svrchain.plan import FileChange, FileSpec, FileState, Outcome
-from svrchain.remote import Host, HostError, Session, apply_files
+from svrchain import sysv
+from svrchain.ops import db as ops_db
+from svrchain.plan import FileState, Outcome
+from svrchain.remote import Host, HostError, Session, apply
 
 
 def detect_init(session: Session, host: Host, results: dict) -> tuple[str, str]:
@@ -46,60 +46,31 @@ def check_override(host: Host, name: str, script: bytes, override: FileState) ->
         raise HostError(f"{host.label}: {why}")
 
 
-def install_service(session: Session, step: str, name: str, unit: str, sysv_specs: list[FileSpec],
-                    systemd_specs: list[FileSpec], dry_run: bool, running: bool = False,
+def install_service(session: Session, step: str, svc: ops_db.Service, dry_run: bool, running: bool = False,
                     restart: bool = False) -> Outcome:
-    """Write a service's files on the DB host for its init system, and register/enable it. With
-    ``running`` the service must also run: started when it does not, restarted when its files (or,
-    with ``restart``, files it runs) changed."""
-    host = session.db
+    """Read a service's state on the DB host, then apply ``ops_db.install``'s plan for it."""
+    host, name, unit = session.db, svc.name, svc.unit
     override = f"{sysv.OVERRIDES}/{name}"
-    paths = sorted({s.path for s in sysv_specs + systemd_specs} | {override})
+    paths = sorted({s.path for init in ("sysv", "systemd") for s in svc.files(init)} | {override})
     up = {"up": f"if [ -d /run/systemd/system ]; then systemctl is-active {unit}; else /etc/init.d/{name} status; fi"}
     states, r = host.probe(paths, {**sysv.PROBE, "enabled": f"systemctl is-enabled {unit}", **(up if running else {})})
     init, tool = detect_init(session, host, r)
-
-    def run_it(changes: list[FileChange]) -> list[str]:
-        if not running or (not (changes or restart) and r["up"].ok):
-            return []
-        verb = "restart" if changes or restart else "start"
-        return [f"/etc/init.d/{name} {verb}" if init == "sysv" else f"systemctl {verb} {unit}"]
-
-    if init == "sysv":
-        links = sysv.parse_links(r["links"].stdout).get(name, {})
-        script = f"/etc/init.d/{name}"
-        if tool == "chkconfig":
-            check_override(host, name, next(s.content for s in sysv_specs if s.path == script), states[override])
-
-        def register(changes: list[FileChange]) -> list[str]:
-            changed = any(c.spec.path == script and {"content", "create"} & set(c.reasons) for c in changes)
-            return sysv.register_commands(tool, name, links, changed) + run_it(changes)
-
-        return apply_files(session, host, step, sysv_specs, states, dry_run, after=register,
-                           ok_detail=f"{script} in place, registered for 3 4 5 ({tool})" + (", running" * running))
     enabled = r["enabled"].stdout.strip()
-    if not systemd_specs and (enabled in ("", "not-found") or "No such file" in enabled):
+    if init == "sysv" and tool == "chkconfig":
+        check_override(host, name, next(s.content for s in svc.files("sysv") if s.path == svc.init_script),
+                       states[override])
+    if init == "systemd" and not svc.files("systemd") and (
+            enabled in ("", "not-found") or "No such file" in enabled):
         raise HostError(f"{host.label}: the unit {unit} does not exist; check db.unit in {session.inv.source}")
-
-    def enable(changes: list[FileChange]) -> list[str]:
-        cmds = ["systemctl daemon-reload"] if changes else []
-        return cmds + ([f"systemctl enable {unit}"] if enabled != "enabled" else []) + run_it(changes)
-
-    return apply_files(session, host, step, systemd_specs, states, dry_run, after=enable,
-                       ok_detail=f"{unit} in place, enabled (systemd)" + (", running" * running))
+    facts = ops_db.ServiceFacts(init, tool, states, sysv.parse_links(r["links"].stdout).get(name, {}), enabled,
+                                running and r["up"].ok)
+    return apply(session, host, step, ops_db.install(svc, facts, running, restart), dry_run)
 
 
 def install_dbora_step(session: Session, dry_run: bool) -> None:
     """Install the site's start script and its init script or unit; register it for 3, 4, 5."""
-    inv = session.inv
-    service = inv.db.service
-    impl = [] if inv.db.unit else [FileSpec(render.impl_path(inv), render.dbora_impl(inv), 0o755, parent_mode=0o755)]
-    if inv.db.oracle:  # the readiness check the trigger runs (instance OPEN, READ WRITE, service READY)
-        impl.append(FileSpec(ORACLE_READY, render.oracle_ready(inv), 0o755, parent_mode=0o755))
-    sysv_specs = [*impl, FileSpec(f"/etc/init.d/{service}", render.dbora_init(inv), 0o755)] if not inv.db.unit else []
-    systemd_specs = [] if inv.db.unit else [
-        *impl, FileSpec(f"/etc/systemd/system/{service}.service", render.dbora_service(inv), 0o644)]
-    install_service(session, "install-dbora", service, render.db_unit(inv), sysv_specs, systemd_specs, dry_run)
+    svc = ops_db.dbora(session.inv)
+    install_service(session, "install-dbora", svc, dry_run)
 
 
 def run_install_dbora(dry_run: bool = False) -> None:

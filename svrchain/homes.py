@@ -10,13 +10,11 @@ lines a hand-made setup left that restart the web server around the gate (see ``
 
 from __future__ import annotations
 
-import shlex
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from svrchain import authkeys
-from svrchain.plan import FileChange, FileSpec, FileState, file_change
-from svrchain.remote import Host, HostError, Result
+from svrchain.errors import HostError
+from svrchain.plan import FileSpec, FileState, Result
 
 # Every account's authorized_keys files, read as the account (no link followed, none another
 # account owns): "F<TAB>user<TAB>path", then "L<TAB>line" for each of its lines.
@@ -71,6 +69,8 @@ class WebFacts:
     sshdir: str  # "<mode> <owner>" of web.user's ~/.ssh, '' when missing
     unsafe: str | None  # why svrchain will not touch web.user's home (a link, a foreign owner)
     files: tuple[KeysFile, ...]  # every account's authorized_keys
+    gate: FileState  # the gate script
+    sudoers: FileState  # the sudo rule svrchain writes for a dedicated web.user
     r: dict[str, Result]
 
 
@@ -85,10 +85,10 @@ def unsafe_reason(user: str, home: str, home_owner: str, sshdir: Result, keys: F
     return None
 
 
-def refusal(web: Host, facts: WebFacts) -> HostError:
-    """The one line that says push-key will not act in web.user's home, and what to do."""
+def refusal(label: str, facts: WebFacts) -> HostError:
+    """The one line that says push-key will not act in ``label``'s web.user's home, and what to do."""
     return HostError(
-        f"{web.label}: {facts.unsafe}; svrchain never follows a link or acts through another account's "
+        f"{label}: {facts.unsafe}; svrchain never follows a link or acts through another account's "
         f"file in {facts.user}'s home (it could make root touch a file the account must not reach): check who "
         "made it and why, remove it, then run push-key again"
     )
@@ -144,37 +144,3 @@ def legacy(facts: WebFacts, blob: str | None, marker: str, program: str, db_addr
             if why:
                 found.append(Legacy(f.user, f.path, n, line, why))
     return found
-
-
-def read_files(web: Host, files: list[KeysFile]) -> dict[str, FileState]:  # pragma: no mutate block (I/O)
-    """The exact bytes of some accounts' authorized_keys, each read as its account (one round trip)."""
-    commands = {f.path: f"U={shlex.quote(f.user)}; F={shlex.quote(f.path)}; ufile \"$U\" \"$F\"" for f in files}
-    _, r = web.probe(commands=commands)
-    states = {path: web.file_state(path, res.code, res.raw) for path, res in r.items()}
-    for path, state in states.items():
-        if state.unsafe:
-            raise HostError(f"{web.label}: {path} {state.unsafe}; svrchain will not touch it: check who made "
-                            "it and why, remove it, then run again")
-    return states
-
-
-def without_lines(web: Host, files: list[KeysFile],
-                  drop: Callable[[str, str], bool]) -> list[FileChange]:  # pragma: no mutate block (I/O)
-    """The edits that take out of ``files`` each line for which ``drop(path, line)`` holds (every
-    other byte kept), each file read and written as its own account."""
-    states = read_files(web, files) if files else {}
-    changes = []
-    for kf in files:
-        state = states[kf.path]
-        text = state.content.decode("utf-8", "surrogateescape")
-        kept = "".join(ln for ln in text.splitlines(keepends=True) if not drop(kf.path, ln))
-        change = file_change(spec(state, kf.user, state.group or kf.user, kept), state)
-        if change is not None:
-            changes.append(change)
-    return changes
-
-
-def without_ours(web: Host, files: list[KeysFile], blob: str | None,
-                 marker: str) -> list[FileChange]:  # pragma: no mutate block (I/O)
-    """The edits that take svrchain's lines out of ``files``, each written as its own account."""
-    return without_lines(web, files, lambda _path, line: authkeys.is_ours(line, blob or "", marker))

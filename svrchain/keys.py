@@ -8,84 +8,38 @@ from svrchain import account, authkeys, homes, render
 from svrchain.authkeys import PublicKey
 from svrchain.errors import SvrchainError
 from svrchain.homes import WebFacts
+from svrchain.ops import key as ops_key
+from svrchain.ops import web as ops_web
 from svrchain.plan import FileSpec, FileState, Outcome
-from svrchain.remote import FILE_CMD, UFILE_CMD, Host, HostError, Session, apply_changes, apply_files, as_account
+from svrchain.remote import FILE_CMD, UFILE_CMD, Host, HostError, Session, apply, apply_changes, apply_files
 
 SSH_VERSION = "ssh -V 2>&1"
-PUB_MODE = ["644", "root"]  # the public half: readable, like every .pub ssh-keygen makes
 
 
 def marker(session: Session) -> str:
     """The comment that names svrchain's key (and line) for this DB server and trigger."""
-    return f"svrchain:{session.inv.trigger.name}@{session.inv.db.name}"
+    return render.marker(session.inv)
 
 
 # --- gen-key ----------------------------------------------------------------------------------
 
 
-def keygen_script(key_type: str, bits: int) -> str:
-    size = f"-b {bits}" if key_type == "rsa" else ""
-    return (
-        'set -e; umask 077; k=$1; c=$2; d=$(dirname "$k"); mkdir -p -m 700 "$d"\n'
-        't=$(mktemp -d "$d/.svrchain-key.XXXXXX"); trap \'rm -rf "$t"\' EXIT\n'
-        f'ssh-keygen -q -t {key_type} {size} -N "" -C "$c" -f "$t/key"\n'
-        'chmod 644 "$t/key.pub"; mv -f "$t/key.pub" "$k.pub"; mv -f "$t/key" "$k"\n'
-    )
-
-
 def gen_key_step(session: Session, dry_run: bool, rotate: bool = False) -> None:
     """Make sure the DB server has the dedicated, passphrase-less key (mode 600)."""
-    inv, host = session.inv, session.db
-    path = inv.key.path
+    host, q = session.db, shlex.quote(session.inv.key.path)
     _, r = host.probe(commands={
-        "ssh": SSH_VERSION,
-        "priv": f"stat -c '%a %U' {shlex.quote(path)}",
-        "derived": f"ssh-keygen -y -P '' -f {shlex.quote(path)}",
-        "pub": f"cat {shlex.quote(path)}.pub",
-        "pubmode": f"stat -c '%a %U' {shlex.quote(path)}.pub",
+        "ssh": SSH_VERSION, "priv": f"stat -c '%a %U' {q}", "derived": f"ssh-keygen -y -P '' -f {q}",
+        "pub": f"cat {q}.pub", "pubmode": f"stat -c '%a %U' {q}.pub",
     })
-    key_type = inv.key.type
-    version = authkeys.openssh_version(r["ssh"].stdout)
-    if key_type == "ed25519" and version is not None and version < authkeys.ED25519_SINCE:
-        key_type = "rsa"  # this OpenSSH predates ed25519
-    exists = r["priv"].ok
-    if exists and not rotate:
-        if not r["derived"].ok:
-            raise HostError(
-                f"{host.label}: {path} exists but cannot be used without a passphrase; the key runs "
-                "unattended, so it must have none: replace it with `fab gen-key --rotate`"
-            )
-        derived = authkeys.parse_public_key(r["derived"].stdout)
-        fixes = []
-        if r["priv"].stdout.split() != ["600", "root"]:
-            fixes.append(f"chown -h root {shlex.quote(path)} && chmod 600 {shlex.quote(path)}")
-        pub_ok = r["pub"].ok and _same_key(r["pub"].stdout, derived)
-        if pub_ok and r["pubmode"].stdout.split() != PUB_MODE:
-            fixes.append(f"chown -h root {shlex.quote(path)}.pub && chmod 644 {shlex.quote(path)}.pub")
-        if not fixes and pub_ok:
-            session.report(Outcome(host.name, "gen-key", "ok", f"{path} {derived.type} {derived.fingerprint}"))
-            return
-        # The public half is rewritten from the private key when it is missing or does not match.
-        pub = PublicKey(derived.type, derived.blob, marker(session)).text() + "\n"
-        specs = [] if pub_ok else [FileSpec(f"{path}.pub", pub.encode(), 0o644)]
-        old = FileState(f"{path}.pub", r["pub"].ok, r["pub"].raw if r["pub"].ok else b"", 0o644, "root", "root")
-        apply_files(session, host, "gen-key", specs, {old.path: old}, dry_run, after=lambda _c: fixes)
-        return
-    what = f"{'replace' if exists else 'create'} {path} ({key_type}, no passphrase, mode 600)"
-    if dry_run:
-        session.report(Outcome(host.name, "gen-key", "would change", what))
-        return
-    host.check(keygen_script(key_type, inv.key.bits), path, marker(session), what="ssh-keygen")
-    _, r2 = host.probe(commands={"pub": f"cat {shlex.quote(path)}.pub"})
-    key = authkeys.parse_public_key(r2["pub"].stdout)
-    session.report(Outcome(host.name, "gen-key", "changed", f"{what}: {key.fingerprint}"))
-
-
-def _same_key(pub_text: str, key: PublicKey) -> bool:
+    pub = FileState(f"{session.inv.key.path}.pub", r["pub"].ok, r["pub"].raw if r["pub"].ok else b"", 0o644,
+                    "root", "root")
+    facts = ops_key.KeyFacts(r["ssh"].stdout, r["priv"].stdout if r["priv"].ok else None,
+                             r["derived"].stdout if r["derived"].ok else None, pub, r["pubmode"].stdout)
     try:
-        return authkeys.parse_public_key(pub_text).blob == key.blob
-    except SvrchainError:
-        return False
+        change = ops_key.key(session.inv, facts, rotate)
+    except SvrchainError as exc:
+        raise HostError(f"{host.label}: {exc}") from None
+    apply(session, host, "gen-key", change, dry_run)
 
 
 def run_gen_key(rotate: bool = False, dry_run: bool = False) -> None:
@@ -143,9 +97,11 @@ def _read_web_facts(session: Session, web: Host) -> WebFacts:
     user = session.inv.web.user
     _, r = web.probe(commands=_WEB_PROBE, prelude=_web_prelude(user))
     files = tuple(homes.parse_scan(r["scan"].stdout))
+    gate, sudoers = gate_state(web, r), account.sudoers_state(web, r)
     if session.inv.web.dedicated and not r["account"].ok:  # push-key creates it
         home = account.home_of(user)
-        return WebFacts(user, home, user, FileState(f"{home}/.ssh/authorized_keys", exists=False), "", None, files, r)
+        return WebFacts(user, home, user, FileState(f"{home}/.ssh/authorized_keys", exists=False), "", None, files,
+                        gate, sudoers, r)
     if not r["account"].ok or len(r["account"].stdout.split()) != 2:
         raise HostError(
             f"{web.label}: no account {user!r} (web.user in {session.inv.source}); create it or "
@@ -155,14 +111,12 @@ def _read_web_facts(session: Session, web: Host) -> WebFacts:
     keys = web.file_state(f"{home}/.ssh/authorized_keys", r["authkeys"].code, r["authkeys"].raw)
     unsafe = homes.unsafe_reason(user, home, r["home"].stdout.strip(), r["sshdir"], keys)
     sshdir = r["sshdir"].stdout.strip() if r["sshdir"].ok else ""
-    return WebFacts(user, home, group, keys, sshdir, unsafe, files, r)
+    return WebFacts(user, home, group, keys, sshdir, unsafe, files, gate, sudoers, r)
 
 
 def expected_line(session: Session, key: PublicKey, ssh_version_text: str) -> str:
     """The authorized_keys line for ``key`` on a web server with that OpenSSH version."""
-    version = authkeys.openssh_version(ssh_version_text)
-    restrict = version is not None and version >= authkeys.RESTRICT_SINCE
-    return authkeys.restricted_line(key, session.inv.db.from_addresses, render.GATE, restrict, marker(session))
+    return ops_web.restricted_line(session.inv, key, ssh_version_text)
 
 
 def host_keys(web: Host, text: str) -> list[PublicKey]:
@@ -194,30 +148,13 @@ def push_key_step(session: Session, dry_run: bool) -> None:
         if account.ensure_account(session, web, f.r, dry_run):
             f = web_facts(session, web)  # read again: the account is new
         if f.unsafe:
-            raise homes.refusal(web, f)
+            raise homes.refusal(web.label, f)
         pins = [authkeys.known_hosts_line(web.address, web.port, k) for k in host_keys(web, f.r["hostkeys"].stdout)]
         if key is None:
             session.report(Outcome(web.name, "push-key", "would change",
                                    f"{f.keys.path}: add the line of the key gen-key creates"))
             return pins
-        line = expected_line(session, key, web.server_version())
-        text = f.keys.content.decode("utf-8", "surrogateescape")
-        spec = homes.spec(f.keys, inv.web.user, f.group,
-                          authkeys.merge_line(text, line, key.blob, marker(session)))
-        fix_dir = []
-        if f.sshdir and f.sshdir.split()[0] != "700":
-            fix_dir = [as_account(inv.web.user, f"chmod 700 -- {shlex.quote(f.home + '/.ssh')}")]
-        # The gate (and its sudo rule) first: the line's forced command must work before the line exists.
-        gate = FileSpec(render.GATE, render.gate(inv), 0o755, parent_mode=0o755)
-        specs, states = [gate], {gate.path: gate_state(web, f.r), spec.path: f.keys}
-        sudoers = account.sudoers_state(web, f.r)
-        if inv.web.dedicated:
-            specs.append(account.sudoers_spec(session))
-            states[sudoers.path] = sudoers
-        elif sudoers.exists and render.MARK.encode() in sudoers.content:  # web.user went back to root
-            fix_dir.append(f"rm -f {render.SUDOERS}")
-        apply_files(session, web, "push-key", [*specs, spec], states, dry_run, after=lambda _c: fix_dir,
-                    ok_detail=f"{render.GATE} and the line in {spec.path}")
+        apply(session, web, "push-key", ops_web.push_key(inv, key, f, web.server_version()), dry_run)
         remove_stale(session, web, f, key.blob, dry_run)
         return pins
 
@@ -235,7 +172,7 @@ def remove_stale(session: Session, web: Host, facts: WebFacts, blob: str | None,
     """Take svrchain's lines out of every account but web.user (left by an earlier web.user), each
     file rewritten as its own account; one "stale-lines" line when there were any."""
     files = homes.stale(facts, blob, marker(session), facts.user)
-    changes = homes.without_ours(web, files, blob, marker(session))
+    changes = account.without_ours(web, files, blob, marker(session))
     if changes:
         where = ", ".join(f"{c.spec.runas} ({c.spec.path})" for c in changes)
         apply_changes(session, web, "stale-lines", changes, dry_run,

@@ -12,6 +12,20 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
+class Result:
+    """What a remote command did."""
+
+    code: int
+    stdout: str
+    stderr: str
+    raw: bytes = b""
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 0
+
+
+@dataclass(frozen=True)
 class FileState:
     """A file as found on a host."""
 

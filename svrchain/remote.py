@@ -16,7 +16,6 @@ import tarfile
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -25,30 +24,15 @@ from dotenv import find_dotenv, load_dotenv
 from fabric import Config, Connection
 
 from svrchain import inventory
-from svrchain.errors import SvrchainError
-from svrchain.plan import FileChange, FileSpec, FileState, Outcome, file_change
-from svrchain.render import RUN_DIR
+from svrchain.errors import HostError, SvrchainError
+from svrchain.ops import Change, files_change
+from svrchain.plan import FileChange, FileSpec, FileState, Outcome, Result
+from svrchain.render import RUN_DIR, as_account
+
+__all__ = ["HostError", "Result", "as_account"]  # (defined in errors, plan, render; imported from here too)
 
 T = TypeVar("T")
 BACKUP_DIR = "/var/backups/svrchain"
-
-
-@dataclass(frozen=True)
-class Result:
-    """What a remote command did."""
-
-    code: int
-    stdout: str
-    stderr: str
-    raw: bytes = b""
-
-    @property
-    def ok(self) -> bool:
-        return self.code == 0
-
-
-class HostError(SvrchainError):
-    """Something failed on one host; the message names the host."""
 
 
 # Run a command as an account (never as root through a path that account controls).
@@ -60,12 +44,6 @@ as() {
 """
 
 
-def as_account(user: str, command: str) -> str:
-    """``command`` (shell words, already quoted) run as ``user`` rather than root."""
-    if user == "root":
-        return command
-    u = shlex.quote(user)
-    return f'setpriv --reuid={u} --regid="$(id -g -- {u})" --init-groups -- {command}'
 
 # The atomic write, run on the host with the content on stdin: temp file in the same directory,
 # checksum checked (a cut connection never yields a half-written file), owner and mode set, the
@@ -562,13 +540,19 @@ def apply_files(session: Session, host: Host, step: str, specs: list[FileSpec],
                 states: dict[str, FileState], dry_run: bool,
                 after: Callable[[list[FileChange]], list[str]] | None = None,
                 ok_detail: str = "") -> Outcome:
-    """Compare, then (unless dry) write each differing file; report one line for the step."""
-    changes = [c for c in (file_change(s, states[s.path]) for s in specs) if c is not None]
-    commands = after(changes) if after else []
-    if not changes and not commands:
-        return session.report(Outcome(host.name, step, "ok", ok_detail))
-    detail = ", ".join([f"{c.spec.path} ({', '.join(c.reasons)})" for c in changes] + commands)
-    return apply_changes(session, host, step, changes, dry_run, detail, commands)
+    """Compare, then (unless dry) write each differing file and run what ``after`` says; one line."""
+    change = files_change(specs, states, noop=ok_detail)
+    if after:
+        change = Change(change.files, tuple(after(list(change.files))), ok_detail)
+    return apply(session, host, step, change, dry_run)
+
+
+def apply(session: Session, host: Host, step: str, change: Change, dry_run: bool) -> Outcome:
+    """The one place a change takes effect: "ok" (with why) when it is empty, else shown (dry run:
+    the diffs, nothing touched) or applied ("changed"); one line for the step either way."""
+    if change.empty:
+        return session.report(Outcome(host.name, step, "ok", change.noop))
+    return apply_changes(session, host, step, list(change.files), dry_run, change.detail(), change.commands)
 
 
 def apply_changes(session: Session, host: Host, step: str, changes: list[FileChange], dry_run: bool,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -20,6 +21,19 @@ _env = Environment(
     comment_start_string="<#",  # '{#' is bash's ${#array[@]}
     comment_end_string="#>",
 )
+
+
+def as_account(user: str, command: str) -> str:
+    """``command`` (shell words, already quoted) run as ``user`` rather than root."""
+    if user == "root":
+        return command
+    u = shlex.quote(user)
+    return f'setpriv --reuid={u} --regid="$(id -g -- {u})" --init-groups -- {command}'
+
+
+def marker(inv: Inventory) -> str:
+    """The comment that names svrchain's key (and line) for this DB server and trigger."""
+    return f"svrchain:{inv.trigger.name}@{inv.db.name}"
 
 
 def quote(value: object) -> str:

@@ -6,7 +6,8 @@ import shlex
 
 from svrchain import authkeys, homes, render
 from svrchain.inventory import Inventory
-from svrchain.keys import db_public_key, expected_line, keygen_script, marker, web_facts
+from svrchain.keys import db_public_key, expected_line, marker, web_facts
+from svrchain.ops.key import keygen_script
 from svrchain.plan import Outcome
 from svrchain.remote import Host, HostError, Session, apply_files
 
@@ -15,7 +16,7 @@ def _set_line(session: Session, web: Host, step: str, edit) -> None:
     """Rewrite ``web``'s authorized_keys with ``edit(text) -> text`` (as web.user, atomic, backed up)."""
     f = web_facts(session, web)
     if f.unsafe:
-        raise homes.refusal(web, f)
+        raise homes.refusal(web.label, f)
     spec = homes.spec(f.keys, session.inv.web.user, f.group, edit(f.keys.content.decode("utf-8", "surrogateescape")))
     apply_files(session, web, step, [spec], {spec.path: f.keys}, False, ok_detail=f.keys.path)
 

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 from svrchain import account, authkeys, harden, homes, render, sshd, sysv
 from svrchain.dbora import detect_init
-from svrchain.inventory import ORACLE_READY
+from svrchain.inventory import Inventory
 from svrchain.keys import db_public_key, marker, web_facts
+from svrchain.ops import db as ops_db
 from svrchain.plan import FileChange, FileSpec, Outcome
 from svrchain.remote import BACKUP_DIR, Host, HostError, Session
 
@@ -32,25 +33,13 @@ orig() {
 """
 
 
-def db_paths(session: Session) -> dict[str, str]:
-    """Every file svrchain may have put on the DB server, by role."""
-    inv = session.inv
+def db_paths(inv: Inventory) -> dict[str, str]:
+    """Every file svrchain may have put on the DB server: the services' (as install declares them, for
+    either init system) by path, and the key's and known_hosts by role."""
     key = inv.key.path
-    paths = {
-        "trigger-init": f"/etc/init.d/{inv.trigger.name}",
-        "trigger-script": render.trigger_script(inv, "systemd"),
-        "trigger-unit": f"/etc/systemd/system/{render.trigger_unit(inv)}",
-        "key": key, "key-pub": f"{key}.pub", "key-new": f"{key}.new", "key-new-pub": f"{key}.new.pub",
-        "known-hosts": inv.trigger.known_hosts,
-        "watch-init": f"/etc/init.d/{render.watch_name(inv)}",
-        "watch-unit": f"/etc/systemd/system/{render.watch_unit(inv)}",
-    }
-    if inv.db.oracle:
-        paths["oracle-ready"] = ORACLE_READY
-    if not inv.db.unit:
-        paths |= {"db-impl": render.impl_path(inv), "db-init": f"/etc/init.d/{inv.db.service}",
-                  "db-unit": f"/etc/systemd/system/{inv.db.service}.service"}
-    return paths
+    return {**{p: p for p in ops_db.every_path(inv)},
+            "key": key, "key-pub": f"{key}.pub", "key-new": f"{key}.new", "key-new-pub": f"{key}.new.pub",
+            "known-hosts": inv.trigger.known_hosts}
 
 
 @dataclass(frozen=True)
@@ -62,70 +51,85 @@ class Action:
     command: str = ""
 
 
+@dataclass(frozen=True)
+class DbFacts:
+    """What uninstall reads of the DB server."""
+
+    init: str
+    tool: str  # SysV registration tool ('' on systemd)
+    present: frozenset[str]  # which of db_paths exist
+    ours: frozenset[str]  # which of them hold svrchain's mark
+    links: dict[str, dict[str, str]]  # the services' rc links
+    original: str  # the site's own init script svrchain replaced (its first backup), or ''
+    state_dirs: tuple[str, ...]  # svrchain's state directories that exist
+
+
 def db_plan(session: Session) -> list[Action]:
     """What uninstall does on the DB server, from one probe."""
     inv, db = session.inv, session.db
-    paths = db_paths(session)
-    quoted = " ".join(shlex.quote(p) for p in paths.values())
+    quoted = " ".join(shlex.quote(p) for p in db_paths(inv).values())
     _, r = db.probe(commands={
         **sysv.PROBE,
         "present": f"for f in {quoted}; do [ -e \"$f\" ] && echo \"$f\"; done; true",
         "ours": f"grep -l {shlex.quote(render.MARK)} {quoted} 2>/dev/null; true",
-        "orig-init": f"orig {shlex.quote(paths.get('db-init', '-'))}",
+        "orig-init": f"orig {shlex.quote(ops_db.dbora(inv).init_script or '-')}",
         # (/run/<trigger> held the SSH control sockets before they moved to RUN_DIR, which housekeeping removes.)
         "state": f"ls -d {render.STATE_PARENT} /run/{shlex.quote(inv.trigger.name)} 2>/dev/null; true",
     }, prelude=f"B={BACKUP_DIR}; M={shlex.quote(render.MARK)}\n{_ORIGINAL}")
     init, tool = detect_init(session, db, r)
-    present = set(r["present"].stdout.split())
-    ours = set(r["ours"].stdout.split())
-    links = sysv.parse_links(r["links"].stdout)
+    facts = DbFacts(init, tool, frozenset(r["present"].stdout.split()), frozenset(r["ours"].stdout.split()),
+                    sysv.parse_links(r["links"].stdout), r["orig-init"].stdout.strip(),
+                    tuple(r["state"].stdout.split()))
+    return db_actions(inv, facts, db_paths(inv))
+
+
+def db_actions(inv: Inventory, f: DbFacts, paths: dict[str, str]) -> list[Action]:
+    """What uninstall does on the DB server (pure): the services stopped (the watcher only), unregistered,
+    disabled and removed (the site's own init script put back), the key and svrchain's state removed."""
+    dbsvc, tsvc, wsvc = ops_db.services(inv)
     actions: list[Action] = []
+    if {wsvc.init_script, wsvc.unit_file} & f.ours:  # svrchain's own daemon stops; the database does not
+        stop = f"systemctl stop {wsvc.unit}" if f.init == "systemd" else f"/etc/init.d/{wsvc.name} stop"
+        actions.append(Action(f"stop {wsvc.name}", command=f"{stop} 2>/dev/null; true"))
+    for svc in (wsvc, tsvc, dbsvc):
+        actions += service_actions(svc, f, f.original if svc is dbsvc else "")
+    others = [p for svc in (tsvc, dbsvc) for p in svc.other_files()] + ["key-pub", "key-new-pub", "known-hosts"]
+    actions += [Action(f"remove {paths[k]}", (paths[k],)) for k in others if paths[k] in f.present]
+    # A private key is never copied anywhere: a backup of it would still work.
+    actions += [Action(f"remove {paths[k]} (a private key: not backed up)", command=f"rm -f -- {shlex.quote(paths[k])}")
+                for k in ("key", "key-new") if paths[k] in f.present]
+    actions += [Action(f"remove {d}", command=f"rm -rf {shlex.quote(d)}") for d in f.state_dirs]
+    if not actions:
+        return []
+    if f.init == "systemd":
+        # The empty .wants directory that enabling the trigger left behind.
+        actions += [Action("", command="systemctl daemon-reload"),
+                    Action("", command=f"rmdir /etc/systemd/system/{dbsvc.unit}.wants 2>/dev/null; true")]
+    dirs = " ".join(shlex.quote(d) for d in (render.IMPL_DIR, inv.trigger.known_hosts.rsplit("/", 1)[0]))
+    return [*actions, Action("", command=f"rmdir {dirs} 2>/dev/null; true"),
+            Action("", command=f"rm -rf {render.RUN_DIR}")]  # the locks of svrchain's runs
 
-    def service(name: str, script: str | None, unit_file: str | None, unit: str, original: str) -> None:
-        """Unregister and remove a service's files, or put back the site's script svrchain replaced."""
-        if script in ours and original:
-            tmp = shlex.quote(f"{script}.svrchain-tmp")
-            actions.append(Action(f"put back the site's {script} (from {original})",
-                                  command=f"cp -p {shlex.quote(original)} {tmp} && mv -f {tmp} {shlex.quote(script)}"))
-            if name in links:  # registered again from its own header, as it was before svrchain
-                actions.extend(Action("", command=c) for c in sysv.reregister_commands(tool, name))
-        elif script in ours:
-            if name in links:
-                actions.append(Action("", command=f"update-rc.d -f {name} remove" if tool == "update-rc.d"
-                                      else f"chkconfig --del {name}"))
-            actions.append(Action(f"remove {script}" + (" (unregistered)" if name in links else ""), (script,)))
-        if unit_file in ours:
-            # Disabled, never stopped: removing svrchain must not stop the database.
-            if init == "systemd":
-                actions.append(Action("", command=f"systemctl disable {unit} 2>/dev/null || true"))
-            actions.append(Action(f"remove {unit_file} (disabled)", (unit_file,)))
 
-    watch = render.watch_name(inv)
-    if {paths["watch-init"], paths["watch-unit"]} & ours:  # svrchain's own daemon stops; the database does not
-        stop = f"systemctl stop {render.watch_unit(inv)}" if init == "systemd" else f"/etc/init.d/{watch} stop"
-        actions.append(Action(f"stop {watch}", command=f"{stop} 2>/dev/null; true"))
-    service(watch, paths["watch-init"], paths["watch-unit"], render.watch_unit(inv), "")
-    service(inv.trigger.name, paths["trigger-init"], paths["trigger-unit"], render.trigger_unit(inv), "")
-    if not inv.db.unit:
-        service(inv.db.service, paths["db-init"], paths["db-unit"], render.db_unit(inv), r["orig-init"].stdout.strip())
-    for k in ("trigger-script", "db-impl", "oracle-ready", "key-pub", "key-new-pub", "known-hosts"):
-        if paths.get(k) in present:
-            actions.append(Action(f"remove {paths[k]}", (paths[k],)))
-    for k in ("key", "key-new"):  # a private key is never copied anywhere: a backup of it would still work
-        if paths[k] in present:
-            actions.append(Action(f"remove {paths[k]} (a private key: not backed up)",
-                                  command=f"rm -f -- {shlex.quote(paths[k])}"))
-    for d in r["state"].stdout.split():
-        actions.append(Action(f"remove {d}", command=f"rm -rf {shlex.quote(d)}"))
-    if actions:
-        if init == "systemd":
-            actions.append(Action("", command="systemctl daemon-reload"))
-            # The empty .wants directory that enabling the trigger left behind.
-            wants = f"/etc/systemd/system/{render.db_unit(inv)}.wants"
-            actions.append(Action("", command=f"rmdir {wants} 2>/dev/null; true"))
-        dirs = " ".join(shlex.quote(d) for d in (render.IMPL_DIR, inv.trigger.known_hosts.rsplit("/", 1)[0]))
-        actions.append(Action("", command=f"rmdir {dirs} 2>/dev/null; true"))
-        actions.append(Action("", command=f"rm -rf {render.RUN_DIR}"))  # the locks of svrchain's runs
+def service_actions(svc: ops_db.Service, f: DbFacts, original: str) -> list[Action]:
+    """Unregister and remove a service's files, or put back the site's script svrchain replaced; its
+    unit is disabled, never stopped (removing svrchain must not stop the database)."""
+    name, script, unit_file = svc.name, svc.init_script, svc.unit_file
+    actions: list[Action] = []
+    if script in f.ours and original:
+        tmp = shlex.quote(f"{script}.svrchain-tmp")
+        actions.append(Action(f"put back the site's {script} (from {original})",
+                              command=f"cp -p {shlex.quote(original)} {tmp} && mv -f {tmp} {shlex.quote(script)}"))
+        if name in f.links:  # registered again from its own header, as it was before svrchain
+            actions += [Action("", command=c) for c in sysv.reregister_commands(f.tool, name)]
+    elif script in f.ours:
+        if name in f.links:
+            actions.append(Action("", command=f"update-rc.d -f {name} remove" if f.tool == "update-rc.d"
+                                  else f"chkconfig --del {name}"))
+        actions.append(Action(f"remove {script}" + (" (unregistered)" if name in f.links else ""), (script,)))
+    if unit_file in f.ours:
+        if f.init == "systemd":
+            actions.append(Action("", command=f"systemctl disable {svc.unit} 2>/dev/null || true"))
+        actions.append(Action(f"remove {unit_file} (disabled)", (unit_file,)))
     return actions
 
 
@@ -142,7 +146,7 @@ def web_plan(session: Session, web: Host, key: authkeys.PublicKey | None) -> tup
     # svrchain's line in every account (web.user's too, unless its home goes with it).
     blob = key.blob if key else None
     files = homes.stale(f, blob, marker(session), inv.web.user if created else None)
-    edits = homes.without_ours(web, files, blob, marker(session))
+    edits = account.without_ours(web, files, blob, marker(session))
     sudoers = account.sudoers_state(web, f.r)
     if sudoers.exists and render.MARK.encode() in sudoers.content:
         actions.append(Action(f"remove {render.SUDOERS}", (render.SUDOERS,)))

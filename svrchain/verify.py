@@ -13,9 +13,12 @@ from svrchain.attacks import Row, run_attacks
 from svrchain.chain import current_run_command, ready_probe
 from svrchain.dbora import detect_init, override_problem
 from svrchain.errors import SvrchainError
-from svrchain.inventory import ORACLE_READY
-from svrchain.keys import PUB_MODE, db_public_key, expected_line, gate_state, host_keys, marker, web_facts
-from svrchain.plan import FileState
+from svrchain.keys import db_public_key, host_keys, marker, web_facts
+from svrchain.ops import Change
+from svrchain.ops import db as ops_db
+from svrchain.ops import web as ops_web
+from svrchain.ops.key import PUB_MODE
+from svrchain.plan import FileState, file_change
 from svrchain.remote import Host, HostError, Session
 
 
@@ -27,16 +30,6 @@ class Check:
     check: str
     ok: bool
     detail: str
-
-
-def _file_check(host: str, name: str, state: FileState, content: bytes, mode: int) -> Check:
-    if not state.exists:
-        return Check(host, name, False, f"{state.path} missing")
-    if state.content != content:
-        return Check(host, name, False, f"{state.path} differs from what svrchain installs")
-    if state.mode != mode or state.owner != "root":
-        return Check(host, name, False, f"{state.path} is {state.mode:o} {state.owner}, want {mode:o} root")
-    return Check(host, name, True, state.path)
 
 
 def _registration(host: str, name: str, script: bytes, tool: str, r: dict, override: FileState) -> Check:
@@ -58,43 +51,60 @@ def _registration(host: str, name: str, script: bytes, tool: str, r: dict, overr
     return Check(host, f"{name} boot", False, "not registered to start in 3 4 5 and stop in 0 1 2 6")
 
 
+def planned(host: str, name: str, change: Change, path: str) -> Check:
+    """A check derived from push-key's plan: ok when push-key would not touch ``path``."""
+    c = change.paths().get(path)
+    if c is None:
+        return Check(host, name, True, path)
+    return Check(host, name, False, f"{path}: {', '.join(c.reasons)} (`fab push-key` makes it as it should be)")
+
+
 def web_checks(session: Session, web: Host, key: authkeys.PublicKey | None, db_up: bool
                ) -> tuple[list[Check], list[str]]:
-    """The web server's checks against the DB's ``key``, and its host keys as known_hosts lines."""
+    """The web server's checks against the DB's ``key`` (push-key's plan must be empty), and its host
+    keys as known_hosts lines."""
     inv = session.inv
-    user = inv.web.user
     f = web_facts(session, web)
-    checks = [_file_check(web.name, "gate", gate_state(web, f.r), render.gate(inv), 0o755)]
+    files = ops_web.gate_and_rule(inv, f)
+    checks = [planned(web.name, "gate", files, render.GATE)]
     if inv.web.dedicated:
-        checks.append(_file_check(web.name, "sudo rule", account.sudoers_state(web, f.r), render.sudoers(inv), 0o440))
+        checks.append(planned(web.name, "sudo rule", files, render.SUDOERS))
         checks.append(Check(web.name, "least privilege", *account.sudo_check(session, f.r)))
+    elif files.commands:
+        checks.append(Check(web.name, "sudo rule", False, f"{files.detail()}: `fab push-key` removes it"))
     pins = [authkeys.known_hosts_line(web.address, web.port, k) for k in host_keys(web, f.r["hostkeys"].stdout)]
-    state = f.keys
     if key is None:
         why = "the DB server has no key yet" if db_up else "cannot check: the DB server is unreachable"
         checks.append(Check(web.name, "authorized_keys", False, why))
     elif f.unsafe:
         checks.append(Check(web.name, "authorized_keys", False, f"UNSAFE: {f.unsafe}; svrchain will not touch it: "
                                                                  "check who made it and why, then remove it"))
-    elif not state.exists:
-        checks.append(Check(web.name, "authorized_keys", False, f"{state.path} missing"))
     else:
-        line = expected_line(session, key, web.server_version())
-        found = authkeys.find_lines(state.content.decode("utf-8", "replace"), key.blob, marker(session))
-        if found == [line]:
-            checks.append(Check(web.name, "authorized_keys", True, "the restricted line, once"))
-        elif not found:
-            checks.append(Check(web.name, "authorized_keys", False, "the DB server's key is not there"))
-        else:
-            checks.append(Check(web.name, "authorized_keys", False,
-                                f"{len(found)} line(s) for the key, not exactly the expected one"))
-        modes_ok = state.mode == 0o600 and state.owner == user and f.sshdir.split() == ["700", user]
-        checks.append(Check(web.name, "modes", modes_ok,
-                            f"{f.home}/.ssh 700, authorized_keys 600, owner {user}" if modes_ok else
-                            f"{f.home}/.ssh is {f.sshdir or 'missing'}, authorized_keys is "
-                            f"{state.mode:o} {state.owner}; want 700/600 {user}"))
+        checks += key_checks(web.name, f, ops_web.key_line(inv, key, f, web.server_version()), key, marker(session))
     checks += account_checks(session, web, f, key)
     return checks, pins
+
+
+def key_checks(host: str, f: homes.WebFacts, change: Change, key: authkeys.PublicKey, mark: str) -> list[Check]:
+    """The line (its content) and the modes of web.user's ~/.ssh and authorized_keys, from push-key's
+    plan for them; the detail says what is wrong."""
+    state, user = f.keys, f.user
+    reasons = set(c.reasons) if (c := change.paths().get(state.path)) else set()
+    if not state.exists:
+        line = Check(host, "authorized_keys", False, f"{state.path} missing")
+    elif "content" not in reasons:
+        line = Check(host, "authorized_keys", True, "the restricted line, once")
+    else:
+        found = authkeys.find_lines(state.content.decode("utf-8", "replace"), key.blob, mark)
+        line = Check(host, "authorized_keys", False, "the DB server's key is not there" if not found else
+                     f"{len(found)} line(s) for the key, not exactly the expected one")
+    if not state.exists:
+        return [line]
+    modes_ok = not (reasons - {"content"}) and not change.commands
+    return [line, Check(host, "modes", modes_ok,
+                        f"{f.home}/.ssh 700, authorized_keys 600, owner {user}" if modes_ok else
+                        f"{f.home}/.ssh is {f.sshdir or 'missing'}, authorized_keys is "
+                        f"{state.mode:o} {state.owner}; want 700/600 {user}")]
 
 
 def account_checks(session: Session, web: Host, f: homes.WebFacts, key: authkeys.PublicKey | None) -> list[Check]:
@@ -116,85 +126,91 @@ def account_checks(session: Session, web: Host, f: homes.WebFacts, key: authkeys
     ]
 
 
+def file_checks(host: str, svc: ops_db.Service, init: str, states: dict[str, FileState]) -> list[Check]:
+    """A service's files: each as install-dbora / install-svr-restart would leave it (their plan is empty)."""
+    checks = []
+    for label, spec in svc.named(init):
+        c = file_change(spec, states[spec.path])
+        checks.append(Check(host, label, c is None, spec.path if c is None else
+                            f"{spec.path}: {', '.join(c.reasons)} (not as svrchain installs it)"))
+    return checks
+
+
+def registration(host: str, svc: ops_db.Service, tool: str, r: dict, states: dict[str, FileState]) -> Check:
+    """A SysV service's boot registration, as its init script (as svrchain writes it) asks for."""
+    script = next(spec.content for spec in svc.files("sysv") if spec.path == svc.init_script)
+    return _registration(host, svc.name, script, tool, r, states[f"{sysv.OVERRIDES}/{svc.name}"])
+
+
 def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
-    """The DB server's checks."""
+    """The DB server's checks: its services (files, boot registration and order), the watcher, the
+    key, and the web servers' host keys pinned for the trigger."""
     inv, db = session.inv, session.db
-    svc, trig = inv.db.service, inv.trigger.name
-    unit, tunit = render.db_unit(inv), render.trigger_unit(inv)
-    files = {
-        "impl": render.impl_path(inv), "init": f"/etc/init.d/{svc}", "tinit": f"/etc/init.d/{trig}",
-        "unit": f"/etc/systemd/system/{unit}", "tscript": render.trigger_script(inv, "systemd"),
-        "tunit": f"/etc/systemd/system/{tunit}", "kh": inv.trigger.known_hosts,
-        "winit": f"/etc/init.d/{render.watch_name(inv)}", "wunit": f"/etc/systemd/system/{render.watch_unit(inv)}",
-        "override": f"{sysv.OVERRIDES}/{svc}", "toverride": f"{sysv.OVERRIDES}/{trig}",
-        "woverride": f"{sysv.OVERRIDES}/{render.watch_name(inv)}",
-    }
+    dbsvc, tsvc, wsvc = ops_db.services(inv)
+    unit, tunit = dbsvc.unit, tsvc.unit
+    overrides = [f"{sysv.OVERRIDES}/{s.name}" for s in (dbsvc, tsvc, wsvc)]
     kp = shlex.quote(inv.key.path)
-    states, r = db.probe([*files.values(), ORACLE_READY], {
+    names = " ".join(shlex.quote(s.name) for s in (dbsvc, tsvc, wsvc))
+    states, r = db.probe([*ops_db.every_path(inv), *overrides, inv.trigger.known_hosts], {
         **sysv.PROBE, "priv": f"stat -c '%a %U' {kp}", "derived": f"ssh-keygen -y -P '' -f {kp}",
         "pubmode": f"stat -c '%a %U' {kp}.pub",
         "enabled": f"systemctl is-enabled {unit} {tunit}",
         "order": f"systemctl show -p After -p PartOf {tunit}; systemctl show -p Wants {unit}",
         **watch_probe(session),
-        "chklist": f"command -v chkconfig >/dev/null && for s in {shlex.quote(svc)} {shlex.quote(trig)} "
-                   f"{shlex.quote(render.watch_name(inv))}; do chkconfig --list \"$s\" 2>&1; done; true",
+        "chklist": f"command -v chkconfig >/dev/null && for s in {names}; do chkconfig --list \"$s\" 2>&1; done; true",
     })
-    f = {k: states[v] for k, v in files.items()}
-    name = db.name
     init, tool = detect_init(session, db, r)
-    checks = []
-    if not inv.db.unit:
-        checks.append(_file_check(name, f"{svc} start script", f["impl"], render.dbora_impl(inv), 0o755))
-    if inv.db.oracle:
-        checks.append(_file_check(name, "oracle readiness", states[ORACLE_READY], render.oracle_ready(inv), 0o755))
-    if init == "sysv":
-        links = sysv.parse_links(r["links"].stdout)
-        checks += [
-            _file_check(name, f"{svc} init script", f["init"], render.dbora_init(inv), 0o755),
-            _registration(name, svc, render.dbora_init(inv), tool, r, f["override"]),
-            _file_check(name, f"{trig} script", f["tinit"], render.svr_restart(inv), 0o755),
-            _registration(name, trig, render.svr_restart(inv), tool, r, f["toverride"]),
-        ]
-        bad = sysv.starts_after(links.get(svc, {}), links.get(trig, {}))
-        checks.append(Check(name, "boot order", not bad, f"{trig} starts after {svc}" if not bad else
-                            f"{trig} does not start after {svc} in runlevel(s) {' '.join(bad)}"))
-    else:
-        if not inv.db.unit:
-            checks.append(_file_check(name, f"{unit}", f["unit"], render.dbora_service(inv), 0o644))
-        checks += [
-            _file_check(name, f"{trig} script", f["tscript"], render.svr_restart(inv), 0o755),
-            _file_check(name, tunit, f["tunit"], render.svr_restart_service(inv), 0o644),
-        ]
-        enabled = r["enabled"].stdout.split()
-        checks.append(Check(name, "enabled", enabled == ["enabled", "enabled"],
-                            f"{unit} {tunit}: {' '.join(enabled) or 'unknown'}"))
-        props = dict(line.split("=", 1) for line in r["order"].stdout.splitlines() if "=" in line)
-        ordered = (unit in props.get("After", "").split() and unit in props.get("PartOf", "").split()
-                   and tunit in props.get("Wants", "").split())
-        checks.append(Check(name, "boot order", ordered,
-                            f"{tunit}: After= and PartOf= {unit}, wanted by it" if ordered else
-                            f"{tunit} is not ordered after, part of and wanted by {unit}"))
-    checks += watch_checks(session, init, tool, f, r)
-    key = db_public_key(session)
-    if key is None or not r["priv"].ok:
-        checks.append(Check(name, "key", False, f"{inv.key.path} missing; run `fab gen-key`"))
-    elif not r["derived"].ok:
-        checks.append(Check(name, "key", False, f"{inv.key.path} needs a passphrase; it must have none"))
-    elif authkeys.parse_public_key(r["derived"].stdout).blob != key.blob:
-        checks.append(Check(name, "key", False, f"{inv.key.path}.pub does not match the private key"))
-    elif r["priv"].stdout.split() != ["600", "root"]:
-        checks.append(Check(name, "key", False, f"{inv.key.path} is {r['priv'].stdout.strip()}, want 600 root"))
-    elif r["pubmode"].stdout.split() != PUB_MODE:
-        checks.append(Check(name, "key", False, f"{inv.key.path}.pub is {r['pubmode'].stdout.strip()}, want 644 root"))
-    else:
-        checks.append(Check(name, "key", True, f"{inv.key.path} {key.type} {key.fingerprint}, 600 (.pub 644)"))
-    kh = f["kh"]
+    checks = chain_checks(db.name, init, tool, (dbsvc, tsvc), states, r)
+    checks += watch_checks(session, init, tool, wsvc, states, r)
+    checks.append(key_check(db.name, inv.key.path, db_public_key(session), r))
+    kh = states[inv.trigger.known_hosts]
     have = set(kh.content.decode(errors="replace").splitlines()) if kh.exists else set()
     missing = [w for w, lines in pins.items() if not set(lines) <= have]
-    checks.append(Check(name, "pinned host keys", kh.exists and not missing,
+    checks.append(Check(db.name, "pinned host keys", kh.exists and not missing,
                         f"{inv.trigger.known_hosts}: all {len(pins)} web server(s)" if kh.exists and not missing
                         else f"{inv.trigger.known_hosts}: missing or stale for {', '.join(missing) or 'all'}"))
     return checks
+
+
+def chain_checks(host: str, init: str, tool: str, svcs: tuple[ops_db.Service, ops_db.Service],
+                 states: dict[str, FileState], r: dict) -> list[Check]:
+    """The database's service and the trigger: their files, their boot registration, and the trigger
+    starting after the database (SysV) or bound to its unit (systemd)."""
+    dbsvc, tsvc = svcs
+    checks = file_checks(host, dbsvc, init, states)
+    if init == "sysv":
+        links = sysv.parse_links(r["links"].stdout)
+        if dbsvc.init_script:
+            checks.append(registration(host, dbsvc, tool, r, states))
+        checks += [*file_checks(host, tsvc, init, states), registration(host, tsvc, tool, r, states)]
+        bad = sysv.starts_after(links.get(dbsvc.name, {}), links.get(tsvc.name, {}))
+        return [*checks, Check(host, "boot order", not bad, f"{tsvc.name} starts after {dbsvc.name}" if not bad else
+                               f"{tsvc.name} does not start after {dbsvc.name} in runlevel(s) {' '.join(bad)}")]
+    unit, tunit = dbsvc.unit, tsvc.unit
+    enabled = r["enabled"].stdout.split()
+    props = dict(line.split("=", 1) for line in r["order"].stdout.splitlines() if "=" in line)
+    ordered = (unit in props.get("After", "").split() and unit in props.get("PartOf", "").split()
+               and tunit in props.get("Wants", "").split())
+    return [*checks, *file_checks(host, tsvc, init, states),
+            Check(host, "enabled", enabled == ["enabled", "enabled"],
+                  f"{unit} {tunit}: {' '.join(enabled) or 'unknown'}"),
+            Check(host, "boot order", ordered, f"{tunit}: After= and PartOf= {unit}, wanted by it" if ordered else
+                  f"{tunit} is not ordered after, part of and wanted by {unit}")]
+
+
+def key_check(host: str, path: str, key: authkeys.PublicKey | None, r: dict) -> Check:
+    """The DB server's key: there, without a passphrase, matching its .pub, 600 root (.pub 644)."""
+    if key is None or not r["priv"].ok:
+        return Check(host, "key", False, f"{path} missing; run `fab gen-key`")
+    if not r["derived"].ok:
+        return Check(host, "key", False, f"{path} needs a passphrase; it must have none")
+    if authkeys.parse_public_key(r["derived"].stdout).blob != key.blob:
+        return Check(host, "key", False, f"{path}.pub does not match the private key")
+    if r["priv"].stdout.split() != ["600", "root"]:
+        return Check(host, "key", False, f"{path} is {r['priv'].stdout.strip()}, want 600 root")
+    if r["pubmode"].stdout.split() != PUB_MODE:
+        return Check(host, "key", False, f"{path}.pub is {r['pubmode'].stdout.strip()}, want 644 root")
+    return Check(host, "key", True, f"{path} {key.type} {key.fingerprint}, 600 (.pub 644)")
 
 
 def watch_probe(session: Session) -> dict[str, str]:
@@ -210,17 +226,17 @@ def watch_probe(session: Session) -> dict[str, str]:
     }
 
 
-def watch_checks(session: Session, init: str, tool: str, f: dict[str, FileState], r: dict) -> list[Check]:
+def watch_checks(session: Session, init: str, tool: str, wsvc: ops_db.Service, states: dict[str, FileState],
+                 r: dict) -> list[Check]:
     """The watcher is installed, registered and running; it can tell the DB's run; nothing is owed."""
     inv, name = session.inv, session.db.name
-    wname, wunit = render.watch_name(inv), render.watch_unit(inv)
+    checks = file_checks(name, wsvc, init, states)
     if init == "sysv":
-        checks = [_file_check(name, f"{wname} script", f["winit"], render.watch_init(inv), 0o755),
-                  _registration(name, wname, render.watch_init(inv), tool, r, f["woverride"])]
+        checks.append(registration(name, wsvc, tool, r, states))
     else:
         enabled = r["wenabled"].stdout.strip()
-        checks = [_file_check(name, wunit, f["wunit"], render.watch_service(inv), 0o644),
-                  Check(name, f"{wunit} enabled", enabled == "enabled", f"{wunit}: {enabled or 'unknown'}")]
+        checks.append(Check(name, f"{wsvc.unit} enabled", enabled == "enabled", f"{wsvc.unit}: {enabled or 'unknown'}"))
+    wname = wsvc.name
     checks.append(Check(name, "watcher", r["wup"].ok,
                         "running: every new run of the database is followed, however it starts" if r["wup"].ok
                         else f"{wname} is not running: no restart outside the service is followed; run "

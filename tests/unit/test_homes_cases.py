@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
 from svrchain import homes
 from svrchain.homes import KeysFile, Legacy, WebFacts
-from svrchain.plan import FileState
-from svrchain.remote import Result
+from svrchain.plan import FileState, Result
 from tests.unit.cases import BLOBS
 
 MARK = "svrchain:svr_restart@db"
@@ -18,7 +15,9 @@ RESTART = "/etc/init.d/httpd"
 
 
 def facts(*files: KeysFile, unsafe: str | None = None) -> WebFacts:
-    return WebFacts("u", "/h", "u", FileState("/h/.ssh/authorized_keys", False), "700 u", unsafe, files, {})
+    return WebFacts("u", "/h", "u", FileState("/h/.ssh/authorized_keys", False), "700 u", unsafe, files,
+                    FileState("/usr/local/sbin/svr-restart-gate", False), FileState("/etc/sudoers.d/svrchain", False),
+                    {})
 
 
 @pytest.mark.parametrize(("text", "files"), [
@@ -47,8 +46,7 @@ def test_unsafe_reasons():
 
 
 def test_refusal_names_the_host_the_reason_and_the_fix():
-    web = SimpleNamespace(label="web1 (198.18.0.21:22)")
-    err = homes.refusal(web, facts(unsafe="/h/.ssh is a symbolic link"))
+    err = homes.refusal("web1 (198.18.0.21:22)", facts(unsafe="/h/.ssh is a symbolic link"))
     assert str(err) == (
         "web1 (198.18.0.21:22): /h/.ssh is a symbolic link; svrchain never follows a link or acts through another "
         "account's file in u's home (it could make root touch a file the account must not reach): check who made "

@@ -1,0 +1,129 @@
+"""The DB server's services, declared once (pure): what install-dbora and install-svr-restart write,
+what verify checks and what uninstall removes all come from here.
+
+Three services: the database's own (``db.service``: svrchain's wrapper around the site's script),
+the trigger (``trigger.name``) and the watcher that follows every run of the database. Each has its
+files for a SysV host and for a systemd host; each file carries the name verify shows for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from svrchain import render, sysv
+from svrchain.inventory import ORACLE_READY, Inventory
+from svrchain.ops import Change, files_change
+from svrchain.plan import FileSpec, FileState
+
+
+@dataclass(frozen=True)
+class Service:
+    """A service svrchain installs on the DB server, with its files per init system."""
+
+    name: str  # the SysV service name (/etc/init.d/<name>)
+    unit: str  # its systemd unit
+    sysv: tuple[tuple[str, FileSpec], ...]  # (the name verify shows, the file)
+    systemd: tuple[tuple[str, FileSpec], ...]
+
+    def files(self, init: str) -> list[FileSpec]:
+        """Its files on a host with that init system."""
+        return [spec for _, spec in self.named(init)]
+
+    def named(self, init: str) -> tuple[tuple[str, FileSpec], ...]:
+        return self.sysv if init == "sysv" else self.systemd
+
+    @property
+    def init_script(self) -> str | None:
+        """Its /etc/init.d script (registered with the runlevels), if svrchain writes one."""
+        path = f"/etc/init.d/{self.name}"
+        return path if any(spec.path == path for spec in self.files("sysv")) else None
+
+    @property
+    def unit_file(self) -> str | None:
+        """Its unit file (enabled), if svrchain writes one."""
+        path = f"/etc/systemd/system/{self.unit}"
+        return path if any(spec.path == path for spec in self.files("systemd")) else None
+
+    def other_files(self) -> list[str]:
+        """Its files that are neither the init script nor the unit (scripts they run)."""
+        paths = [spec.path for init in ("sysv", "systemd") for spec in self.files(init)]
+        return [p for p in dict.fromkeys(paths) if p not in (self.init_script, self.unit_file)]
+
+
+def dbora(inv: Inventory) -> Service:
+    """The database's service: the site's start script (unless db.unit names the site's own unit),
+    Oracle's readiness check, and the init script or unit that runs it."""
+    svc = inv.db.service
+    common: list[tuple[str, FileSpec]] = []
+    if not inv.db.unit:
+        common.append((f"{svc} start script", FileSpec(render.impl_path(inv), render.dbora_impl(inv), 0o755,
+                                                       parent_mode=0o755)))
+    if inv.db.oracle:  # the readiness check the trigger runs (instance OPEN, READ WRITE, service READY)
+        common.append(("oracle readiness", FileSpec(ORACLE_READY, render.oracle_ready(inv), 0o755, parent_mode=0o755)))
+    if inv.db.unit:
+        return Service(svc, render.db_unit(inv), (), tuple(common))
+    init = (f"{svc} init script", FileSpec(f"/etc/init.d/{svc}", render.dbora_init(inv), 0o755))
+    unit = (render.db_unit(inv), FileSpec(f"/etc/systemd/system/{render.db_unit(inv)}", render.dbora_service(inv),
+                                          0o644))
+    return Service(svc, render.db_unit(inv), (*common, init), (*common, unit))
+
+
+def trigger(inv: Inventory) -> Service:
+    """The trigger: an init script on SysV; a script and a unit bound to the database's on systemd."""
+    name, script, tunit = inv.trigger.name, render.svr_restart(inv), render.trigger_unit(inv)
+    return Service(name, tunit,
+                   ((f"{name} script", FileSpec(render.trigger_script(inv, "sysv"), script, 0o755)),),
+                   ((f"{name} script", FileSpec(render.trigger_script(inv, "systemd"), script, 0o755,
+                                                parent_mode=0o755)),
+                    (tunit, FileSpec(f"/etc/systemd/system/{tunit}", render.svr_restart_service(inv), 0o644))))
+
+
+def watcher(inv: Inventory) -> Service:
+    """The watcher: runs the trigger's own "watch" loop as a daemon."""
+    name, unit = render.watch_name(inv), render.watch_unit(inv)
+    return Service(name, unit, ((f"{name} script", FileSpec(f"/etc/init.d/{name}", render.watch_init(inv), 0o755)),),
+                   ((unit, FileSpec(f"/etc/systemd/system/{unit}", render.watch_service(inv), 0o644)),))
+
+
+def services(inv: Inventory) -> list[Service]:
+    """The DB server's services, in the order they start."""
+    return [dbora(inv), trigger(inv), watcher(inv)]
+
+
+def every_path(inv: Inventory) -> list[str]:
+    """Every file the services may have on the DB server, whatever its init system (for uninstall)."""
+    paths = [spec.path for s in services(inv) for init in ("sysv", "systemd") for spec in s.files(init)]
+    return list(dict.fromkeys(paths))
+
+
+@dataclass(frozen=True)
+class ServiceFacts:
+    """What install reads of a service on the DB server."""
+
+    init: str  # "sysv" or "systemd"
+    tool: str  # SysV registration tool ('' on systemd)
+    states: dict[str, FileState]  # its files as found
+    links: dict[str, str]  # its rc links by runlevel (SysV)
+    enabled: str  # what `systemctl is-enabled` says of its unit (systemd)
+    up: bool  # whether it runs now
+
+
+def install(svc: Service, facts: ServiceFacts, running: bool = False, restart: bool = False) -> Change:
+    """A service's files for the host's init system, registered for runlevels 3 4 5 (SysV) or enabled
+    (systemd). With ``running`` it must also run: started when it does not, restarted when its
+    files (or, with ``restart``, files it runs) change."""
+    files = files_change(svc.files(facts.init), facts.states)
+    changed = bool(files.files)
+    run: list[str] = []
+    if running and (changed or restart or not facts.up):
+        verb = "restart" if changed or restart else "start"
+        run = [f"/etc/init.d/{svc.name} {verb}" if facts.init == "sysv" else f"systemctl {verb} {svc.unit}"]
+    if facts.init == "sysv":
+        script = any(c.spec.path == svc.init_script and {"content", "create"} & set(c.reasons) for c in files.files)
+        commands = sysv.register_commands(facts.tool, svc.name, facts.links, script)
+        noop = f"/etc/init.d/{svc.name} in place, registered for 3 4 5 ({facts.tool})"
+    else:
+        commands = (["systemctl daemon-reload"] if changed else []) + (
+            [f"systemctl enable {svc.unit}"] if facts.enabled != "enabled" else [])
+        noop = f"{svc.unit} in place, enabled (systemd)"
+    return Change(files.files, tuple(commands + run), noop + ", running" * running)
