@@ -29,7 +29,7 @@ def equivalent_names(path: Path = EQUIVALENT) -> set[str]:
 
 def summary(mutants: Path, equivalent: set[str]) -> tuple[list[str], float]:
     rows, total = [], Counter()
-    for meta in sorted((mutants / "svrchain").glob("*.py.meta")):
+    for meta in sorted((mutants / "svrchain").rglob("*.py.meta")):
         counts: Counter[str] = Counter()
         for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
             status = status_by_exit_code[code]
@@ -42,13 +42,13 @@ def summary(mutants: Path, equivalent: set[str]) -> tuple[list[str], float]:
             else:  # survived, no tests, suspicious, skipped
                 counts["survived"] += 1
         total += counts
-        rows.append((meta.name.removesuffix(".py.meta"), counts))
+        rows.append((str(meta.relative_to(mutants / "svrchain")).removesuffix(".py.meta"), counts))
     rows.append(("TOTAL", total))
-    lines = [f"{'module':<12}{'mutants':>9}{'killed':>8}{'survived':>10}{'equivalent':>12}{'kill rate':>11}"]
+    lines = [f"{'module':<16}{'mutants':>9}{'killed':>8}{'survived':>10}{'equivalent':>12}{'kill rate':>11}"]
     for module, c in rows:
         counted = c["killed"] + c["survived"] + c["not checked"]
         rate = 100.0 * c["killed"] / counted if counted else 100.0
-        lines.append(f"{module:<12}{counted + c['equivalent']:>9}{c['killed']:>8}{c['survived']:>10}"
+        lines.append(f"{module:<16}{counted + c['equivalent']:>9}{c['killed']:>8}{c['survived']:>10}"
                      f"{c['equivalent']:>12}{rate:>10.1f}%")
     if total["not checked"]:
         lines.append(f"({total['not checked']} mutant(s) not checked yet: run make mutation to the end)")
