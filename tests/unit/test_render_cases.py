@@ -134,3 +134,18 @@ def test_the_oracle_check_names_the_instance():
     text = lines(render.oracle_ready(inv))
     assert "ORACLE_HOME='/u01/app/oracle'" in text and "ORACLE_SID='ORCL'" in text
     assert "OWNER='oracle'" in text and "PDB='APP'" in text
+
+
+@pytest.mark.parametrize(("user", "command", "line"), [
+    ("root", "cat -- '/root/.ssh/authorized_keys'", "cat -- '/root/.ssh/authorized_keys'"),
+    ("svr-restart", "cat -- x",
+     'setpriv --reuid=svr-restart --regid="$(id -g -- svr-restart)" --init-groups -- cat -- x'),
+    ("a b", "true", "setpriv --reuid='a b' --regid=\"$(id -g -- 'a b')\" --init-groups -- true"),
+])
+def test_a_command_as_an_account(user, command, line):
+    assert render.as_account(user, command) == line
+
+
+def test_the_marker_names_the_trigger_and_the_db():
+    assert render.marker(INV) == "svrchain:svr_restart@db"
+    assert render.marker(RENAMED) == "svrchain:chain_go@db"
