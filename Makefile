@@ -15,7 +15,7 @@ KIND ?= full
 # only the lab's targets install them (as root). Running the tasks needs none of them.
 DEBS := debootstrap iproute2 util-linux openssh-client shellcheck curl systemd-container
 
-.PHONY: install lab-deps lab-up lab-down demo test unit fuzz lint modules bench lock clean
+.PHONY: install lab-deps lab-up lab-down demo test unit fuzz mutation lint modules bench lock clean
 
 # The tool, its tests' and bench's Python packages at the locked versions, in .venv: no root, no apt.
 install: $(VENV)/.installed
@@ -63,6 +63,15 @@ unit: install
 fuzz: install
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -m "not lab" tests/unit/test_fuzz.py tests/unit/test_shell_values.py
 
+# Mutation testing of the pure modules (mutmut, set up in pyproject.toml) with the unit tests only; not part
+# of make test. Results are kept in mutants/ (a later run checks only what changed); the summary, per
+# module, goes to mutants/summary.txt, and the target fails under MUTATION_MIN percent killed.
+MUTATION_JOBS ?= $(shell nproc)
+MUTATION_MIN ?= 90
+mutation: install
+	$(VENV)/bin/mutmut run --max-children $(MUTATION_JOBS) >mutants.log 2>&1 || { tail -n 40 mutants.log; exit 1; }
+	$(PY) tests/mutation_summary.py --min $(MUTATION_MIN) --out mutants/summary.txt
+
 # make bench: full lab hosts, N = 1 4 8 16. make bench SCALE=1: 1 DB + N light web hosts (N = 1 10 50
 # 100 200), with the same bootstrap as a pyinfra deploy and an Ansible playbook from .venv-tools.
 bench: install $(if $(SCALE),$(TOOLS)/.installed)
@@ -83,4 +92,4 @@ lint: install
 	$(PY) -m ruff check .
 
 clean: lab-down
-	rm -rf $(VENV) $(TOOLS) .lab
+	rm -rf $(VENV) $(TOOLS) .lab mutants mutants.log

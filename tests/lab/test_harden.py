@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,25 @@ def snapshot(lab) -> dict[str, bytes]:
     return {w: lab.host(w).check_output("cat /etc/ssh/sshd_config /etc/ssh/sshd_config.d/*") for w in WEBS}
 
 
+def listener(lab, web: str) -> str:
+    """sshd's listening sockets (their inodes): a reload re-executes sshd in the same PID, but it closes
+    them and opens new ones, so these tell whether sshd was reloaded."""
+    return lab.console(web, "ls -l /proc/$(cat /run/sshd.pid)/fd 2>/dev/null | grep -o 'socket:\\[[0-9]*\\]' "
+                            "| sort | tr '\\n' ' '", check=False).stdout.strip()
+
+
+def sighups(lab, web: str) -> int:
+    return lab.host(web).file("/var/log/auth.log").content_string.count("Received SIGHUP")
+
+
+def wait_reloaded(lab, web: str, old: str, timeout: float = 30) -> None:
+    """Wait until sshd on ``web`` listens on new sockets (it has reloaded since ``old`` was read)."""
+    end = time.monotonic() + timeout
+    while listener(lab, web) in (old, ""):
+        assert time.monotonic() < end, f"{web}: sshd did not reload"
+        time.sleep(0.2)
+
+
 def test_stock_sshd_takes_passwords_and_weak_algorithms(lab):
     assert effective(lab, "web1")["passwordauthentication"] == "yes"
     assert password_offered("web1").endswith("Permission denied (publickey,password).")
@@ -69,21 +89,27 @@ def test_stock_sshd_takes_passwords_and_weak_algorithms(lab):
 
 def test_a_setting_sshd_rejects_is_rolled_back_before_any_reload(lab, tmp_path):
     before = snapshot(lab)
-    pid = lab.host("web1").check_output("cat /run/sshd.pid")
+    listening, reloads = listener(lab, "web1"), sighups(lab, "web1")
+    assert listening.startswith("socket:[")
     r = lab.fab("harden-sshd", inventory=inventory(tmp_path, "bad", harden__extra=["MaxAuthTries lots"]))
     assert r.returncode == 1
     assert f"{DROPIN}: sshd -t rejects it: {DROPIN} line 13: MaxAuthTries integer value invalid; put back " \
            "as it was, sshd not reloaded" in r.stdout, r.stdout
     assert "web2       harden-sshd          skipped       not tried: it failed on web1" in r.stdout
     assert snapshot(lab) == before
-    assert "Received SIGHUP" not in lab.host("web1").file("/var/log/auth.log").content_string
-    assert lab.host("web1").check_output("cat /run/sshd.pid") == pid
+    assert sighups(lab, "web1") == reloads and listener(lab, "web1") == listening  # never reloaded
 
 
 def test_a_setting_that_locks_the_admin_out_is_rolled_back(lab, tmp_path):
     before = snapshot(lab)
+    listening, reloads = listener(lab, "web1"), sighups(lab, "web1")
     r = lab.fab("harden-sshd", inventory=inventory(tmp_path, "lock", harden__extra=["AllowUsers nobody"]))
     assert r.returncode == 1
+    # Reloaded with the new setting, then again with the old: what the test above sees when it is not.
+    end = time.monotonic() + 10  # syslog writes the lines a moment later
+    while sighups(lab, "web1") < reloads + 2 and time.monotonic() < end:
+        time.sleep(0.2)
+    assert sighups(lab, "web1") == reloads + 2 and listener(lab, "web1") not in (listening, "")
     assert "a fresh login failed after the reload" in r.stdout and "was put back and sshd reloaded: the admin " \
            "can log in again" in r.stdout, r.stdout
     assert snapshot(lab) == before
@@ -138,7 +164,9 @@ def test_a_setting_read_before_svrchains_is_flagged(lab):
 def test_without_include_the_settings_go_first_in_sshd_config(lab):
     web2 = lab.host("web2")
     web2.check_output(f"rm {DROPIN} && sed -i 's|^Include /etc/ssh/sshd_config.d/\\*.conf|#&|' /etc/ssh/sshd_config")
-    lab.console("web2", "kill -HUP $(cat /run/sshd.pid); sleep 1")  # back to stock settings
+    listening = listener(lab, "web2")
+    lab.console("web2", "kill -HUP $(cat /run/sshd.pid)")  # back to stock settings
+    wait_reloaded(lab, "web2", listening)
     original = web2.file("/etc/ssh/sshd_config").content
     r = lab.fab("harden-sshd")
     assert r.returncode == 0, r.stdout

@@ -34,8 +34,10 @@ def test_a_local_user_cannot_hold_or_plant_the_trigger_lock(chain):
     pid = chain.console("db", f"setsid runuser -u mallory -- flock -n {OLD_LOCK} sleep 300 "
                         "</dev/null >/dev/null 2>&1 & echo $!").stdout.strip()
     try:
-        time.sleep(0.5)
-        assert as_mallory(chain, f"flock -n {OLD_LOCK} true").returncode != 0  # mallory holds it
+        end = time.monotonic() + 10
+        while as_mallory(chain, f"flock -n {OLD_LOCK} true").returncode == 0:  # until mallory's flock holds it
+            assert time.monotonic() < end, "mallory's flock never took the old lock"
+            time.sleep(0.1)
         # ... where it is now, no one but root can even reach it.
         assert as_mallory(chain, f"flock -n {LOCK} true").returncode != 0
         assert as_mallory(chain, "mkdir -p /run/svrchain && touch /run/svrchain/x").returncode != 0

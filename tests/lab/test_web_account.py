@@ -171,7 +171,8 @@ def test_two_admins_changing_at_once_take_turns(lab):
     one creates the key and the other finds it."""
     lab.console("db", "rm -f /root/.ssh/svr_restart_key /root/.ssh/svr_restart_key.pub")
     lab.console("db", "mkdir -p -m 700 /run/svrchain && "
-                      "(flock /run/svrchain/admin.lock sleep 3 </dev/null >/dev/null 2>&1 &) && sleep 0.2")
+                      "(flock /run/svrchain/admin.lock sleep 3 </dev/null >/dev/null 2>&1 &) && "
+                      "timeout 10 sh -c 'until ! flock -n /run/svrchain/admin.lock true; do sleep 0.05; done'")  # held
     env = {**os.environ, "INVENTORY": str(REPO / "inventory" / "lab.yaml")}
     runs = [subprocess.Popen([*FAB, "gen-key"], cwd=REPO, env=env, text=True, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE) for _ in range(2)]

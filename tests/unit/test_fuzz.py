@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from svrchain import authkeys
 from svrchain.authkeys import KeyError_
 from svrchain.inventory import InventoryError, parse
-from tests.unit.test_authkeys import KEY, MARK
+from tests.unit.test_authkeys import KEY, MARK, OTHER
 
 SRC = Path("inventory/fuzz.yaml")
 DEFAULT_INVENTORY = Path(__file__).resolve().parents[2] / "inventory" / "lab.yaml"
@@ -69,20 +69,57 @@ def test_one_changed_value_is_an_inventory_or_a_clear_error(path, value):
     check_parse(yaml.safe_dump(data))
 
 
-key_lines = st.sampled_from([
-    KEY.text(), f"no-pty {KEY.text()}", f'command="x" {KEY.blob}', f"ssh-ed25519 {KEY.blob} {MARK}",
-    "ssh-rsa AAAAB3NzaC1yc2E= other", '# comment "quoted', 'from="a b",no-pty ssh-ed25519 AAAA c', "", " ", "\t",
-])
-files = st.lists(st.one_of(key_lines, st.text(max_size=40).filter(lambda s: "\n" not in s and "\r" not in s)),
+# Sample lines, each labelled by hand: svrchain's (our key, or our marker as the comment) or not. The
+# merge property checks against these labels, not against the recogniser the merge itself uses.
+KEY_LINES = [
+    (KEY.text(), True), (f"no-pty {KEY.text()}", True), (f"ssh-ed25519 {KEY.blob} {MARK}", True),
+    (f"  ssh-ed25519 {KEY.blob}", True), (f"ssh-ed25519 {OTHER.blob} {MARK}", True),
+    (f'command="x" {KEY.blob}', False), (f"# {KEY.text()}", False), (f"ssh-ed25519 {OTHER.blob} {MARK}-old", False),
+    ("ssh-rsa AAAAB3NzaC1yc2E= other", False), ('# comment "quoted', False),
+    ('from="a b",no-pty ssh-ed25519 AAAA c', False), ("", False), (" ", False), ("\t", False),
+]
+# Other text: one line each (nothing str.splitlines would split), never naming svrchain.
+other_lines = st.text(max_size=40).filter(lambda s: len((s + "\n").splitlines()) == 1 and "svrchain" not in s)
+files = st.lists(st.one_of(st.sampled_from(KEY_LINES), other_lines.map(lambda s: (s, False))),
                  max_size=8).flatmap(
     lambda lines: st.tuples(st.just(lines), st.lists(st.sampled_from(["\n", "\r\n"]), min_size=len(lines),
                                                      max_size=len(lines)), st.booleans()))
 
 
-def as_text(parts) -> str:
+def entries(parts) -> list[tuple[str, str, bool]]:
+    """(line, its ending, whether it is svrchain's) for each line of the file; the last without its
+    ending when the file has no final newline (and gone if it was empty)."""
     lines, endings, final = parts
-    text = "".join(a + b for a, b in zip(lines, endings, strict=True))
-    return text if final or not text else text[: -len(endings[-1])]
+    out = [(line, end, ours) for (line, ours), end in zip(lines, endings, strict=True)]
+    if out and not final:
+        line, _, ours = out.pop()
+        if line:
+            out.append((line, "", ours))
+    return out
+
+
+def as_text(parts) -> str:
+    return "".join(line + end for line, end, _ in entries(parts))
+
+
+def expected_merge(parts, line: str) -> str:
+    """What merging ``line`` must give: it replaces the first of svrchain's lines (keeping its ending),
+    the others go, every other line stays; with none, it goes last, or first if the last line has no
+    newline."""
+    out, placed = [], False
+    for text, end, ours in entries(parts):
+        if ours:
+            if not placed:
+                out.append(line + (end or "\n"))
+                placed = True
+        else:
+            out.append(text + end)
+    if not placed:
+        if out and not out[-1].endswith("\n"):
+            out.insert(0, line + "\n")
+        else:
+            out.append(line + "\n")
+    return "".join(out)
 
 
 LINE = authkeys.restricted_line(KEY, ["198.18.0.10"], "/usr/local/sbin/svr-restart-gate", True, MARK)
@@ -93,10 +130,10 @@ LINE = authkeys.restricted_line(KEY, ["198.18.0.10"], "/usr/local/sbin/svr-resta
 def test_merge_keeps_every_other_line_and_is_idempotent(parts):
     text = as_text(parts)
     merged = authkeys.merge_line(text, LINE, KEY.blob, MARK)
+    assert merged == expected_merge(parts, LINE)
+    assert authkeys.remove_lines(text, KEY.blob, MARK) == "".join(
+        line + end for line, end, ours in entries(parts) if not ours)
     assert authkeys.find_lines(merged, KEY.blob, MARK) == [LINE]
-    others = authkeys.remove_lines(text, KEY.blob, MARK)
-    kept = authkeys.remove_lines(merged, KEY.blob, MARK)
-    assert kept == others  # byte for byte, final newline or not
     assert authkeys.merge_line(merged, LINE, KEY.blob, MARK) == merged
 
 

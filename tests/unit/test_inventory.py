@@ -6,11 +6,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from svrchain.inventory import ORACLE_READY, Inventory, InventoryError, parse
+from svrchain.inventory import Inventory, InventoryError, parse
 
 DEFAULT_INVENTORY = Path(__file__).resolve().parents[2] / "inventory" / "lab.yaml"
 LAB = yaml.safe_load(DEFAULT_INVENTORY.read_text())
 SRC = Path("inventory/test.yaml")
+ORACLE_READY = "/usr/local/lib/svrchain/oracle-ready"  # where svrchain installs its Oracle check
 
 
 def load(data: dict):
