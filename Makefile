@@ -2,11 +2,15 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
+TOOLS := .venv-tools
 PY := $(VENV)/bin/python
 FAB := $(VENV)/bin/fab
 WEB ?= 2
 # How the lab hosts boot: sysv (Debian, insserv), chkconfig (RHEL-like SysV, chkconfig 1.33), systemd.
 INIT ?= sysv
+# The web hosts: full (Apache + PHP, booted by init; the default) or light (sshd + a stand-in web server,
+# up to 200 of them: the scale bench's).
+KIND ?= full
 # Debian packages the lab and the tests need on this machine (the lab hosts get theirs by debootstrap);
 # only the lab's targets install them (as root). Running the tasks needs none of them.
 DEBS := debootstrap iproute2 util-linux openssh-client shellcheck curl systemd-container
@@ -40,7 +44,7 @@ lock:
 	mv requirements.lock.new requirements.lock && rm -rf .lock-venv
 
 lab-up: lab-deps install
-	$(PY) -m lab up --web $(WEB) --init $(INIT)
+	$(PY) -m lab up --web $(WEB) --init $(INIT) --kind $(KIND)
 
 lab-down:
 	$(PY) -m lab down
@@ -68,8 +72,17 @@ mutation: install
 	$(VENV)/bin/mutmut run --max-children $(MUTATION_JOBS) >mutants.log 2>&1 || { tail -n 40 mutants.log; exit 1; }
 	$(PY) tests/mutation_summary.py --min $(MUTATION_MIN) --out mutants/summary.txt
 
-bench: install
-	$(PY) -m bench.run $(if $(N),--n $(N))
+# make bench: full lab hosts, N = 1 4 8 16. make bench SCALE=1: 1 DB + N light web hosts (N = 1 10 50
+# 100 200), with the same bootstrap as a pyinfra deploy and an Ansible playbook from .venv-tools.
+bench: install $(if $(SCALE),$(TOOLS)/.installed)
+	$(PY) -m bench.$(if $(SCALE),scale,run) $(if $(N),--n $(N))
+
+# The tools the scale bench compares with, pinned, in their own environment (not svrchain's).
+$(TOOLS)/.installed: bench/requirements-tools.txt
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install -q --upgrade pip
+	$(TOOLS)/bin/python -m pip install -q -r bench/requirements-tools.txt
+	touch $@
 
 # Redraw docs/modules.md (the layers and imports) from the code.
 modules: install
@@ -79,4 +92,4 @@ lint: install
 	$(PY) -m ruff check .
 
 clean: lab-down
-	rm -rf $(VENV) .lab mutants mutants.log
+	rm -rf $(VENV) $(TOOLS) .lab mutants mutants.log

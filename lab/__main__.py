@@ -18,6 +18,11 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--web", type=int, default=int(os.environ.get("WEB", "2")), help="web hosts (2)")
     up.add_argument("--init", choices=hosts.INITS, default=os.environ.get("INIT", "sysv"),
                     help="how the hosts boot: sysv (Debian, insserv), chkconfig (RHEL-like), systemd (sysv)")
+    up.add_argument("--kind", choices=hosts.KINDS, default=os.environ.get("KIND", "full"),
+                    help="web hosts: full (Apache + PHP, booted by init) or light (sshd + a stand-in web "
+                         "server; up to 200, for the scale bench) (full)")
+    up.add_argument("--python", action="store_true",
+                    help="bind this machine's Python into every host at /usr/bin/python3 (for Ansible)")
     sub.add_parser("down", help="tear the lab down, leaving nothing behind")
     boot = sub.add_parser("boot", help="power-cycle a host: it boots again as SysV init does")
     boot.add_argument("host")
@@ -31,9 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.verb == "up":
         t0 = time.monotonic()
-        up_hosts = hosts.up(args.web, args.init)
-        names = ", ".join(f"{h.name} {h.address}" for h in up_hosts)
-        print(f"lab: up in {time.monotonic() - t0:.1f}s: {names}")
+        up_hosts = hosts.up(args.web, args.init, args.kind, args.python)
+        names = ", ".join(f"{h.name} {h.address}" for h in up_hosts[:6]) + (", ..." if len(up_hosts) > 6 else "")
+        print(f"lab: up in {time.monotonic() - t0:.1f}s ({len(up_hosts) - 1} {args.kind} web hosts): {names}")
     elif args.verb == "down":
         hosts.down()
         print("lab: down")
@@ -48,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         for h in hosts.current():
             state = "running" if hosts.init_pid(h) else "stopped"
-            print(f"{h.name:8} {h.role:4} {h.address:14} {h.init:8} {state}")
+            print(f"{h.name:8} {h.role:4} {h.address:14} {h.init:8} {h.kind:5} {state}")
     return 0
 
 

@@ -6,6 +6,10 @@ PID 1 running ``lab-init``, which boots the host as SysV init does (``/etc/init.
 Apache with PHP on web hosts, PostgreSQL (through its dbora script) on the DB host. ``chkconfig``
 hosts boot the same way but are RHEL-like: chkconfig 1.33 is the only registration tool and the rc
 directories live under ``/etc/rc.d``. ``systemd`` hosts boot under ``systemd-nspawn -b``. Run as root.
+
+Light web hosts (``kind="light"``, for the scale bench: up to 200 of them on this machine) run only
+sshd and a stand-in web server (``php -S`` serving a page that reports the DB run it was started
+against; its ``restart`` takes a known, short time), with no init scripts, syslog or Apache.
 """
 
 from __future__ import annotations
@@ -33,6 +37,14 @@ GATEWAY = f"{SUBNET}.1"
 DB_ADDRESS = f"{SUBNET}.10"
 NETNS_PREFIX = "svrlab-"
 INITS = ("sysv", "chkconfig", "systemd")  # Debian SysV (insserv), RHEL-like SysV (chkconfig), systemd
+KINDS = ("full", "light")  # web hosts: Apache + PHP booted by init (default), or sshd + a stand-in server
+MAX_WEB = {"full": 60, "light": 200}
+# The light hosts' stand-in web server: its control script, its restart command and its delay file.
+LAB_WEB = "/usr/local/sbin/lab-web"
+LIGHT_RESTART_COMMAND = f"{LAB_WEB} restart"
+LIGHT_RESTART_DELAY = 0.1  # seconds a stand-in restart waits between stop and start (a known, short time)
+# This machine's Debian Python, bound read-only into the hosts when asked (Ansible's modules need one).
+MACHINE_PYTHON = Path("/usr/bin/python3.11")
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,8 @@ class LabHost:
     role: str  # "db" or "web"
     address: str
     init: str = "sysv"  # how the host boots: "sysv" or "chkconfig" (rc 3 under tini), "systemd" (nspawn -b)
+    kind: str = "full"  # "full" (its role's real services) or "light" (web only: sshd + a stand-in server)
+    python: bool = False  # this machine's Python bound in at /usr/bin/python3 (for Ansible)
 
     @property
     def netns(self) -> str:
@@ -61,14 +75,21 @@ class LabHost:
         return self.disk / "merged"
 
 
-def plan(web_count: int, init: str = "sysv") -> list[LabHost]:
-    """The hosts of a lab with ``web_count`` web servers, booting with ``init``."""
-    if not 1 <= web_count <= 60:
-        raise SystemExit("lab: the number of web hosts must be between 1 and 60")
+def plan(web_count: int, init: str = "sysv", kind: str = "full", python: bool = False) -> list[LabHost]:
+    """The hosts of a lab with ``web_count`` web servers of ``kind``, booting with ``init`` (the DB
+    host is always a full host); addresses are allocated in order (web N is .20+N)."""
+    if kind not in KINDS:
+        raise SystemExit(f"lab: the kind of web host must be one of {', '.join(KINDS)}")
+    if not 1 <= web_count <= MAX_WEB[kind]:
+        raise SystemExit(f"lab: the number of {kind} web hosts must be between 1 and {MAX_WEB[kind]}")
     if init not in INITS:
         raise SystemExit(f"lab: INIT must be one of {', '.join(INITS)}")
-    hosts = [LabHost("db", "db", DB_ADDRESS, init)]
-    hosts += [LabHost(f"web{i}", "web", f"{SUBNET}.{20 + i}", init) for i in range(1, web_count + 1)]
+    if kind == "light" and init != "sysv":
+        raise SystemExit("lab: light web hosts have no init system; use them with INIT=sysv")
+    if python and not MACHINE_PYTHON.exists():
+        raise SystemExit(f"lab: {MACHINE_PYTHON} is missing on this machine (apt-get install python3.11)")
+    hosts = [LabHost("db", "db", DB_ADDRESS, init, python=python)]
+    hosts += [LabHost(f"web{i}", "web", f"{SUBNET}.{20 + i}", init, kind, python) for i in range(1, web_count + 1)]
     return hosts
 
 
@@ -145,15 +166,9 @@ def _write(root: Path, rel: str, text: str, mode: int = 0o644) -> None:
     path.chmod(mode)
 
 
-def _provision(h: LabHost, hosts: list[LabHost], admin_key: str) -> None:
-    """First boot only: give the host its identity, keys, services and application."""
+def _provision_sshd(h: LabHost, admin_key: str) -> None:
+    """sshd: the host key the lab pins, public keys only, no PAM; the admin key for root."""
     r = h.root
-    _write(r, "/etc/hostname", h.name + "\n")
-    _write(r, "/etc/hosts", "127.0.0.1 localhost\n" + "".join(f"{x.address} {x.name}\n" for x in hosts))
-    _write(r, "/etc/init.d/.legacy-bootordering", "")  # rc runs S scripts one by one, in order
-    conf = (r / "etc/rsyslog.conf").read_text().replace('module(load="imklog")', "# imklog: no kernel log in the lab")
-    _write(r, "/etc/rsyslog.conf", conf)
-    # sshd: the host key the lab pins, public keys only, no PAM (none is set up in the lab).
     key = STATE / "hostkeys" / h.name / "ssh_host_ed25519_key"
     _keypair(key, f"root@{h.name}")
     shutil.copy(key, r / "etc/ssh/ssh_host_ed25519_key")
@@ -164,6 +179,35 @@ def _provision(h: LabHost, hosts: list[LabHost], admin_key: str) -> None:
            "HostKey /etc/ssh/ssh_host_ed25519_key\nUsePAM no\nUseDNS no\nLogLevel VERBOSE\n")
     (r / "root/.ssh").mkdir(mode=0o700, exist_ok=True)
     _write(r, "/root/.ssh/authorized_keys", admin_key + "\n", 0o600)
+
+
+def _provision_light(h: LabHost, hosts_text: str, admin_key: str) -> None:
+    """A light web host: sshd, the stand-in web server and its page; nothing started by init, no
+    syslog (sshd logs to /var/log/auth.log itself), no second admin account."""
+    r = h.root
+    _write(r, "/etc/hostname", h.name + "\n")
+    _write(r, "/etc/hosts", hosts_text)
+    _provision_sshd(h, admin_key)
+    _write(r, "/usr/local/sbin/lab-init", (FILES / "lab-light-init").read_text(), 0o755)
+    _write(r, LAB_WEB, (FILES / "lab-web").read_text(), 0o755)
+    _write(r, "/etc/lab-web.delay", f"{LIGHT_RESTART_DELAY}\n")
+    _write(r, "/var/www/lab-web/index.php", (FILES / "lab-web.php").read_text())
+
+
+def _provision(h: LabHost, hosts: list[LabHost], admin_key: str) -> None:
+    """First boot only: give the host its identity, keys, services and application."""
+    r = h.root
+    hosts_text = "127.0.0.1 localhost\n" + "".join(f"{x.address} {x.name}\n" for x in hosts)
+    if h.kind == "light":
+        _provision_light(h, hosts_text, admin_key)
+        return
+    _write(r, "/etc/hostname", h.name + "\n")
+    _write(r, "/etc/hosts", hosts_text)
+    _write(r, "/etc/init.d/.legacy-bootordering", "")  # rc runs S scripts one by one, in order
+    conf = (r / "etc/rsyslog.conf").read_text().replace('module(load="imklog")', "# imklog: no kernel log in the lab")
+    _write(r, "/etc/rsyslog.conf", conf)
+    # sshd: the host key the lab pins, public keys only, no PAM (none is set up in the lab).
+    _provision_sshd(h, admin_key)
     # A second way in for the admin, as many sites have it: the user "admin" with passwordless sudo.
     sh("chroot", str(r), "useradd", "--create-home", "--shell", "/bin/bash", "-p", "*", ADMIN_USER)
     (r / f"home/{ADMIN_USER}/.ssh").mkdir(mode=0o700)
@@ -187,6 +231,11 @@ def _provision(h: LabHost, hosts: list[LabHost], admin_key: str) -> None:
             f.write("listen_addresses = '*'\n")
         with (pgconf / "pg_hba.conf").open("a") as f:
             f.write(f"host app app {SUBNET}.0/24 scram-sha-256\n")
+        if any(x.kind == "light" for x in hosts):
+            # Each light web host's stand-in asks the database for its run when it starts: up to 200
+            # of them at once while the lab boots.
+            with (pgconf / "postgresql.conf").open("a") as f:
+                f.write("max_connections = 300\n")
     else:
         _write(r, "/var/www/html/index.php", (FILES / "index.php").read_text())
         (r / "var/www/html/index.html").unlink(missing_ok=True)
@@ -296,10 +345,22 @@ def _find_init(netns: str) -> int | None:
     return None
 
 
+def _child_init(pid: int) -> int | None:
+    """PID 1 of the namespace ``unshare --fork`` (PID ``pid``, exec'd by ``ip netns exec``) made: its
+    only child, once that child runs tini (without scanning every process of this machine)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if len(children) == 1 and Path(f"/proc/{children[0]}/comm").read_text().strip() == "tini":
+            return int(children[0])
+    except OSError:
+        pass
+    return None
+
+
 # Run inside the new mount/PID/UTS namespaces, before chroot: the host's /dev, /run and hostname.
 _BOOT = r"""
 set -e
-R=$1; NAME=$2; ROLE=$3
+R=$1; NAME=$2; ROLE=$3; PY=$4
 hostname "$NAME"
 mount -t tmpfs -o mode=755,size=8m tmpfs "$R/dev"
 for d in null zero full random urandom tty; do
@@ -310,6 +371,14 @@ mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts "$R/dev/pts"
 ln -sf pts/ptmx "$R/dev/ptmx"
 mount -t tmpfs -o mode=1777 tmpfs "$R/dev/shm"
 mount -t tmpfs -o mode=755,size=64m tmpfs "$R/run"
+if [ "$PY" = 1 ]; then
+    # This machine's Debian Python, read-only (Ansible's modules run with it).
+    [ -e "$R/usr/bin/python3" ] || touch "$R/usr/bin/python3"
+    mkdir -p "$R/usr/lib/python3.11"
+    mount --bind /usr/bin/python3.11 "$R/usr/bin/python3"
+    mount --bind /usr/lib/python3.11 "$R/usr/lib/python3.11"
+    mount -o remount,bind,ro "$R/usr/lib/python3.11"
+fi
 exec chroot "$R" /usr/bin/tini -s -- /usr/local/sbin/lab-init "$ROLE"
 """
 
@@ -325,14 +394,15 @@ def _start(h: LabHost) -> None:
     else:
         argv = ["ip", "netns", "exec", h.netns, "unshare", "--mount", "--pid", "--uts", "--fork",
                 "--propagation", "private", f"--mount-proc={h.root}/proc",
-                "sh", "-c", _BOOT, "boot", str(h.root), h.name, h.role]
+                "sh", "-c", _BOOT, "boot", str(h.root), h.name, h.role, "1" if h.python else "0"]
     # systemd in the container gets the cgroup v2 (unified) hierarchy, where it can kill a service's
     # processes on restart; under the machine's v1 hierarchy it cannot ("Input/output error").
     env = {**os.environ, "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"}
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, env=env)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        pid = _find_init(h.netns)
+        pid = _child_init(proc.pid) if h.init != "systemd" else None
+        pid = pid or _find_init(h.netns)
         if pid is not None:
             _pidfile(h).write_text(str(pid))
             return
@@ -456,11 +526,12 @@ def host(name: str) -> LabHost:
 # --- the verbs --------------------------------------------------------------------------------
 
 
-def up(web_count: int = 2, init: str = "sysv") -> list[LabHost]:
-    """Bring up a fresh lab (anything left of an earlier one is torn down first)."""
+def up(web_count: int = 2, init: str = "sysv", kind: str = "full", python: bool = False) -> list[LabHost]:
+    """Bring up a fresh lab (anything left of an earlier one is torn down first): ``kind`` of web
+    hosts, and with ``python`` this machine's Python in every host."""
+    hosts = plan(web_count, init, kind, python)
     down()
     lower = ensure_rootfs()
-    hosts = plan(web_count, init)
     admin = admin_pubkey()
     _bridge_up()
     for h in hosts:
@@ -497,8 +568,9 @@ def down() -> None:
         names |= {p.name for p in VAR.iterdir() if p.is_dir()}
     for name in sorted(names):
         h = LabHost(name, "web", "")
+        known = init_pid(h) is not None
         _stop(h)
-        pid = _find_init(h.netns) if Path(f"/run/netns/{h.netns}").exists() else None
+        pid = _find_init(h.netns) if not known and Path(f"/run/netns/{h.netns}").exists() else None
         if pid is not None:
             os.kill(pid, signal.SIGKILL)
         if _mounted(h.root):

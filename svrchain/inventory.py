@@ -140,6 +140,11 @@ Service = Annotated[str, AfterValidator(_service)]
 SshdLine = Annotated[str, AfterValidator(_sshd_line)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Seconds = Annotated[int, Field(ge=1, le=3600)]
+# How many hosts are worked on at once (SSH handshakes in flight, commands running): enough to keep
+# two cores busy with handshakes, few enough that a 500-host fan-out neither exhausts the
+# connecting side's CPU and memory nor trips a MaxStartups or connection-rate limit on the way.
+Parallel = Annotated[int, Field(ge=1, le=1000)]
+DEFAULT_MAX_PARALLEL = 32
 
 
 class Strict(BaseModel):
@@ -157,6 +162,7 @@ class Connect(Strict):
     ssh_config: str | None = None  # the admin's ssh config: host aliases (HostName) and ProxyJump
     port: Port = 22
     timeout: Seconds = 10
+    max_parallel: Parallel = DEFAULT_MAX_PARALLEL  # hosts the admin's run works on at once
 
 
 class Ready(Strict):
@@ -286,6 +292,7 @@ class Trigger(Strict):
     connect_timeout: Seconds = 5
     retries: Annotated[int, Field(ge=1, le=10)] = 3
     restart_timeout: Seconds = 120
+    max_parallel: Parallel = DEFAULT_MAX_PARALLEL  # web servers connected to / restarted at once
 
 
 class WebServer(Strict):

@@ -486,7 +486,7 @@ class Session:
         """Start connecting (and reading ``facts``) in the background, overlapping other work."""
         hosts = self.hosts if hosts is None else hosts
         if self._prefetcher is None:
-            self._prefetcher = ThreadPoolExecutor(max_workers=min(32, len(hosts)))
+            self._prefetcher = ThreadPoolExecutor(max_workers=self.parallel(len(hosts)))
         for h in hosts:
             self._prefetcher.submit(_quietly, (lambda h=h: facts(h)) if facts else h.connection)
 
@@ -542,6 +542,10 @@ class Session:
 
     # -- parallelism and reporting ---------------------------------------------------------
 
+    def parallel(self, count: int) -> int:
+        """Threads for work on ``count`` hosts: at most ``connect.max_parallel`` at once."""
+        return max(1, min(self.inv.connect.max_parallel, count))
+
     def each(self, hosts: list[Host], fn: Callable[[Host], T]) -> list[T | HostError]:
         """Run ``fn`` on every host in parallel; a host's error is returned, not raised."""
         def guarded(h: Host) -> T | HostError:
@@ -551,7 +555,7 @@ class Session:
                 return exc
         if len(hosts) == 1:
             return [guarded(hosts[0])]
-        with ThreadPoolExecutor(max_workers=min(32, len(hosts))) as pool:
+        with ThreadPoolExecutor(max_workers=self.parallel(len(hosts))) as pool:
             return list(pool.map(guarded, hosts))
 
     def report(self, outcome: Outcome, show_diff: bool = False, seconds: float | None = None) -> Outcome:

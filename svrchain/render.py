@@ -255,7 +255,8 @@ def trigger_settings(inv: Inventory) -> list[tuple[str, str]]:
         ("ready_command", ready_check(inv)), ("ready_timeout", str(ready.timeout)),
         ("ready_interval", _seconds(ready.interval)), ("ready_successes", str(ready.successes)),
         ("connect_timeout", str(t.connect_timeout)), ("retries", str(t.retries)),
-        ("restart_timeout", str(t.restart_timeout)), ("bound", str(trigger_status.bound(inv))),
+        ("restart_timeout", str(t.restart_timeout)), ("max_parallel", str(t.max_parallel)),
+        ("bound", str(trigger_status.bound(inv))),
         ("run_interval", _seconds(run.interval)),
         ("run_command", run.command) if run.command else ("run_process", run.process or ""),
     ]

@@ -90,7 +90,8 @@ setting() {
     case $1 in
         key | known_hosts | log) is_path "$2" ;;
         ready_command | run_command | run_process) is_line "$2" ;;
-        ready_timeout | ready_successes | connect_timeout | retries | restart_timeout | bound) is_count "$2" ;;
+        ready_timeout | ready_successes | connect_timeout | retries | restart_timeout | bound | max_parallel)
+            is_count "$2" ;;
         ready_interval | run_interval) is_seconds "$2" ;;
         web) is_web "$2" && [ -z "${WEB_NAMES[${2%% *}]:-}" ] || return 1
             WEB_NAMES[${2%% *}]=1
@@ -144,13 +145,15 @@ read_config() {
     CONNECT_TIMEOUT=${SETTINGS[connect_timeout]} RETRIES=${SETTINGS[retries]}
     RESTART_TIMEOUT=${SETTINGS[restart_timeout]} BOUND=${SETTINGS[bound]} WATCH_INTERVAL=${SETTINGS[run_interval]}
     RUN_COMMAND=${SETTINGS[run_command]:-} RUN_PROCESS=${SETTINGS[run_process]:-}
+    # At most this many web servers connected to, or restarted, at once (optional: 32).
+    MAX_PARALLEL=${SETTINGS[max_parallel]:-32}
 }
 
 # The settings as read, in the file's own form (the config verb).
 show_config() {
     local k w
     for k in key known_hosts log ready_command ready_timeout ready_interval ready_successes connect_timeout \
-        retries restart_timeout bound run_interval run_command run_process; do
+        retries restart_timeout max_parallel bound run_interval run_command run_process; do
         [ -z "${SETTINGS[$k]+set}" ] || printf '%s=%s\n' "$k" "${SETTINGS[$k]}"
     done
     for w in "${WEB_SERVERS[@]}"; do
@@ -247,42 +250,89 @@ ssh_to() {
     DEST="$4@$2"
 }
 
-# While the database starts, open one connection per web server (authenticated, no command yet),
-# so that the restarts go out the moment it is ready. Failures here only cost that head start.
-declare -A CONNECTING  # web server name -> PID of its connection still being opened
-connect_all() {
-    local w
-    [ -d "$CONTROL" ] || mkdir -m 700 "$CONTROL"
-    for w in "${WEB_SERVERS[@]}"; do
-        # shellcheck disable=SC2086  # the entry is four words on purpose
-        ssh_to $w
-        # (9>&-: the connection, which outlives this call, must not hold the run lock.)
-        timeout $((CONNECT_TIMEOUT + 5)) "${SSH[@]}" -f -N -o ControlMaster=yes "$DEST" >/dev/null 2>&1 9>&- &
-        CONNECTING[${w%% *}]=$!
-    done
+# A sleep without a process: read from a pipe nobody writes to, with a timeout (the waits below
+# run once per web server; a fork each would cost the DB server's CPU when it is busiest).
+nap() {
+    [ -n "${NAP_FD:-}" ] || exec {NAP_FD}<> <(:)
+    read -r -t "$1" -u "$NAP_FD" _ || :
 }
 
-# Wait (within the connect timeout) for a connection to NAME that is still being opened, rather
-# than open a second one beside it.
+# bounded FUNC [ARG...]: run FUNC NAME ADDRESS PORT USER [ARG...] for every web server, in inventory
+# order, at most MAX_PARALLEL at once; return when all are done. Run it in a subshell of its own, so
+# that the jobs it waits for are only its own.
+bounded() {
+    local fn=$1 w running=0 pids=()
+    shift
+    for w in "${WEB_SERVERS[@]}"; do
+        if [ "$running" -ge "$MAX_PARALLEL" ]; then
+            if ((BASH_VERSINFO[0] * 100 + BASH_VERSINFO[1] >= 403)); then
+                wait -n
+            else
+                wait "${pids[0]}"  # bash before 4.3: the oldest job frees the slot
+                pids=("${pids[@]:1}")
+            fi
+            running=$((running - 1))
+        fi
+        # shellcheck disable=SC2086  # the entry is four words on purpose
+        "$fn" $w "$@" &
+        pids+=($!)
+        running=$((running + 1))
+    done
+    wait
+}
+
+# connect_one NAME ADDRESS PORT USER: open the connection to one web server (authenticated, no
+# command yet) and leave a mark that it was tried, whatever came of it. (--foreground: in the
+# connector's process group, so that ending the group ends it too.)
+connect_one() {
+    ssh_to "$@"
+    timeout --foreground $((CONNECT_TIMEOUT + 5)) "${SSH[@]}" -f -N -o ControlMaster=yes "$DEST" >/dev/null 2>&1
+    : >"$CONTROL/$1.tried"
+}
+
+# While the database starts, open one connection per web server (at most MAX_PARALLEL handshakes at
+# once), so that the restarts go out the moment it is ready. Failures here only cost that head start.
+# The connector is this script's "connect" verb in a process group of its own, so that the end of
+# the run ends it and every connection it is still opening. (9>&-: the connections, which outlive
+# this run's lock, must not hold it.)
+CONNECTOR=
+connect_all() {
+    [ -d "$CONTROL" ] || mkdir -m 700 "$CONTROL"
+    rm -f "$CONTROL"/*.tried
+    setsid "$0" connect "$RUN_STATUS" </dev/null >/dev/null 2>&1 9>&- &
+    CONNECTOR=$!
+}
+
+# connector STATUS: the connect verb; when the last connection was tried goes to the run's status
+# (the connect phase).
+connector() {
+    RUN_STATUS=$1
+    ssh_setup  # the same pinned options as every connection of the key
+    bounded connect_one
+    [ ! -e "$RUN_STATUS" ] || echo "connected $(now)" >>"$RUN_STATUS"
+}
+
+# Wait for the connection to NAME to have been tried (the connections are opened in the order the
+# restarts go out), rather than open a second one beside it.
 await_connection() {
-    local pid=${CONNECTING[$1]:-} i
-    [ -n "$pid" ] || return 0
-    for ((i = 0; i < CONNECT_TIMEOUT * 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.02
+    [ -n "$CONNECTOR" ] || return 0
+    while [ ! -e "$CONTROL/$1.tried" ] && kill -0 "$CONNECTOR" 2>/dev/null; do
+        nap 0.01
     done
 }
 
 disconnect_all() {
     local w
+    # First the connector and every connection it is still opening (its process group), then each
+    # open connection told to exit, then any left: no process of this run outlives it.
+    [ -z "$CONNECTOR" ] || kill -TERM -- "-$CONNECTOR" 2>/dev/null
     for w in "${WEB_SERVERS[@]}"; do
         # shellcheck disable=SC2086
         ssh_to $w
         "${SSH[@]}" -O exit "$DEST" >/dev/null 2>&1
     done
-    # A connection that was still being opened has no socket to be told to exit: end it too, so
-    # that no process of this run outlives it.
     pkill -f -- "-S $CONTROL/" 2>/dev/null
+    rm -f "$CONTROL"/*.tried
     return 0
 }
 
@@ -374,17 +424,13 @@ settle_owed() {
     done
 }
 
-# restart_all READY: every web server at once; 0 when each was restarted.
+# restart_all READY: every web server, at most MAX_PARALLEL at once (each writes its result to
+# RUN_STATUS); 0 when each was restarted.
 restart_all() {
-    local pids=() failed=0 w
-    for w in "${WEB_SERVERS[@]}"; do
-        # shellcheck disable=SC2086  # the entry is four words on purpose
-        restart_one $w "$1" &
-        pids+=($!)
-    done
-    for w in "${pids[@]}"; do
-        wait "$w" || failed=$((failed + 1))
-    done
+    local failed restarted
+    (bounded restart_one "$1") 9>&-
+    restarted=$(awk '$1 == "web" && $3 == "ok" {n++} END {print n + 0}' "$RUN_STATUS")
+    failed=$((${#WEB_SERVERS[@]} - restarted))
     write_file "$HANDLED" "${RUN:-unknown} $1"
     settle_owed "${RUN:-unknown}" "$1"
     if [ "$failed" -eq 0 ]; then
@@ -548,7 +594,7 @@ case "${1:-}" in
     stop)
         exit 0
         ;;
-    start | watch | retry | run | config) ;;
+    start | watch | retry | run | config | connect) ;;
     *)
         echo "Usage: $0 {start|stop|status|watch|retry|run|config}" >&2
         exit 2
@@ -568,4 +614,5 @@ case "$1" in
         echo "${RUN:-none}"
         ;;
     config) show_config ;;
+    connect) connector "$2" ;;  # (start's own: the run's connections)
 esac

@@ -273,3 +273,16 @@ def test_ready_command_is_one_shell_line_with_quotes_allowed():
 def test_restart_command_is_one_line():
     for bad in ["/etc/init.d/apache2 restart\n", "/etc/init.d/apache2\trestart", "/x\x1b"]:
         assert "web.restart_command: must be one line" in error_of(changed("web.restart_command", bad))
+
+
+def test_max_parallel_defaults_and_bounds():
+    inv = load(LAB)
+    assert inv.connect.max_parallel == 32 and inv.trigger.max_parallel == 32
+    assert load(changed("trigger.max_parallel", 500)).trigger.max_parallel == 500
+    assert load(changed("connect.max_parallel", 1)).connect.max_parallel == 1
+    for section in ("connect", "trigger"):
+        for bad in (0, -3, 1001):
+            err = error_of(changed(f"{section}.max_parallel", bad))
+            assert f"{SRC}" in err and f"{section}.max_parallel: " in err and len(err.splitlines()) == 1
+        err = error_of(changed(f"{section}.max_parallel", "many"))
+        assert f"{section}.max_parallel: " in err and len(err.splitlines()) == 1

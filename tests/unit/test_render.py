@@ -185,6 +185,43 @@ def test_the_trigger_keeps_its_lock_and_sockets_where_only_root_writes():
     # The tests' other root is honoured only when the script does not run as root.
     assert 'ROOT=\nif [ "$EUID" -ne 0 ]; then\n    ROOT=${SVRCHAIN_TRIGGER_ROOT:-}\nfi\n' in text
     assert "/var/lock" not in text and "run_dir_ok || return 1" in text
+
+
+def _bounded_program(count: int, max_parallel: int, body: str) -> str:
+    """The trigger's own ``bounded`` (and ``nap``) functions, cut from the static script, with
+    MAX_PARALLEL and ``count`` web servers, and ``body`` after them: a real bash program."""
+    text = (Path(render.__file__).parent / "files" / "svr_restart.sh").read_text()
+    funcs = text[text.index("nap() {"):text.index("# connect_one NAME")]
+    servers = " ".join(f"'web{i} 198.18.0.{20 + i} 22 root'" for i in range(1, count + 1))
+    return "\n".join([f"MAX_PARALLEL={max_parallel}", f"WEB_SERVERS=({servers})", funcs, body])
+
+
+def test_trigger_fan_out_is_bounded_by_max_parallel(tmp_path):
+    inv = INV.model_copy(update={"trigger": INV.trigger.model_copy(update={"max_parallel": 3})})
+    assert ("max_parallel", "3") in render.trigger_settings(inv)
+    assert ("max_parallel", "32") in render.trigger_settings(INV)  # the default
+    text = (Path(render.__file__).parent / "files" / "svr_restart.sh").read_text()
+    assert '(bounded restart_one "$1") 9>&-' in text and 'setsid "$0" connect "$RUN_STATUS"' in text
+    # Each job marks itself running, notes how many run, and leaves: never more than 3 at once, every
+    # web server once, the first three first.
+    log = tmp_path / "log"
+    body = f"""
+job() {{
+    mkdir "{tmp_path}/run.$1"
+    ls -d "{tmp_path}"/run.* | wc -l >>"{log}"
+    echo "start $1" >>"{log}.order"
+    nap 0.05
+    rmdir "{tmp_path}/run.$1"
+}}
+(bounded job)
+"""
+    r = subprocess.run(["bash", "-c", _bounded_program(12, 3, body)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    counts = [int(x) for x in log.read_text().split()]
+    assert len(counts) == 12 and max(counts) <= 3
+    order = (tmp_path / "log.order").read_text().split("\n")
+    assert set(order[:3]) == {"start web1", "start web2", "start web3"}  # the first three, at once
+    assert not list(tmp_path.glob("run.*"))
     assert render.watch_pidfile(INV) == "/run/svrchain/svr_restart_watch.pid"
     assert render.owed_dir(INV) == "/var/lib/svrchain/svr_restart.owed"
     assert "WATCH_PIDFILE=$RUN_DIR/${NAME}_watch.pid" in text and "OWED=$STATE_DIR/$NAME.owed" in text

@@ -57,6 +57,9 @@ def test_every_call_uses_the_pinned_options_the_restricted_key_and_curve25519(tr
     assert sorted(c[1][-2] for c in calls) == [f"root@{WEB1}", f"root@{WEB2}"]
     # The connections opened in advance, while the database starts (the head start), and closed after.
     assert len([c for c in trig.ssh_calls() if "-N" in c[1] and "ControlMaster=yes" in c[1]]) == 2
+    # Every call, the connections opened in advance (by the connector, a process of its own) too.
+    assert all(any(c[1][i:i + len(options)] == options for i in range(len(c[1])))
+               for c in trig.ssh_calls() if "-Q" not in c[1])  # (ssh -Q kex: a question to ssh itself)
     assert len([c for c in trig.ssh_calls() if "-O" in c[1]]) == 2
 
 
