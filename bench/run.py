@@ -33,6 +33,7 @@ from pathlib import Path
 import yaml
 from tabulate import tabulate
 
+from lab import LabError
 from lab import hosts as labhosts
 from svrchain import trigger_status
 from svrchain.inventory import parse
@@ -45,7 +46,7 @@ FULL = "/etc/init.d/apache2 restart"
 GRACEFUL = "/usr/sbin/apache2ctl graceful"
 
 
-def inventory(n: int, restart_command: str) -> Path:
+def inventory(n: int, restart_command: str, prefix: str = "bench") -> Path:
     """The lab inventory for N web hosts, with the given restart command."""
     data = labhosts.inventory_data()
     data["web"]["restart_command"] = restart_command
@@ -53,23 +54,29 @@ def inventory(n: int, restart_command: str) -> Path:
         {"name": h.name, "address": h.address, "health_url": f"http://{h.address}/"}
         for h in labhosts.current() if h.role == "web"
     ][:n]
-    path = labhosts.STATE / f"bench-{n}.yaml"
+    path = labhosts.STATE / f"{prefix}-{n}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 
 
-def fab(inv: Path, *args: str) -> dict:
-    """Run fab; return wall time, the process's peak RSS and its output."""
-    env = {**os.environ, "INVENTORY": str(inv)}
+def measure(argv: list[str], env: dict | None = None) -> dict:
+    """Run a command from the repository; its wall time, the peak RSS of the largest process of its
+    tree that was waited for (its controller), and its output. A failure ends the bench."""
     t0 = time.monotonic()
-    p = subprocess.Popen([FAB, *args], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    p = subprocess.Popen(argv, cwd=REPO, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
     out = p.stdout.read() if p.stdout else ""
     _, status, usage = os.wait4(p.pid, 0)
     wall = time.monotonic() - t0
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
-        raise SystemExit(f"bench: fab {' '.join(args)} failed ({code}):\n{out}")
+        raise LabError(f"bench: {' '.join(str(a) for a in argv[:3])} failed ({code}):\n{out[-4000:]}")
     return {"wall_s": round(wall, 3), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "output": out}
+
+
+def fab(inv: Path, *args: str) -> dict:
+    """Run fab; return wall time, the process's peak RSS and its output."""
+    return measure([FAB, *args], {"INVENTORY": str(inv)})
 
 
 def sshd_counts() -> dict[str, tuple[int, int]]:
@@ -249,7 +256,7 @@ def boot_path() -> dict:
                     "db_ready_wait_s": round(st.ready - st.started, 3),
                     "ready_to_last_web_s": round(last_web(st) - st.ready, 3)}
         time.sleep(0.2)
-    raise SystemExit("bench: the trigger did not run after the DB host booted")
+    raise LabError("bench: the trigger did not run after the DB host booted")
 
 
 def watcher_cpu(seconds: float = 20) -> dict:
@@ -286,7 +293,7 @@ def dba_restart_path() -> dict:
                     "db_ready_to_trigger_ready_s": round(st.ready - db_ready_time(), 3),
                     "ready_to_last_web_s": round(last_web(st) - st.ready, 3)}
         time.sleep(0.2)
-    raise SystemExit("bench: the watcher did not follow the DBA's restart")
+    raise LabError("bench: the watcher did not follow the DBA's restart")
 
 
 def bench_n(n: int) -> dict:
@@ -396,4 +403,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except LabError as exc:  # one line, no traceback
+        sys.exit(str(exc))

@@ -35,10 +35,11 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import yaml
 from tabulate import tabulate
 
-from bench.run import FAB, REPO, RESULTS, fab
+from bench.run import FAB, REPO, RESULTS, fab, measure
+from bench.run import inventory as bench_inventory
+from lab import LabError
 from lab import hosts as labhosts
 
 TOOLS_VENV = REPO / ".venv-tools"
@@ -50,15 +51,7 @@ SIZES = [1, 10, 50, 100, 200]
 
 def inventory(n: int) -> Path:
     """The lab inventory for the N light web hosts (their stand-in's restart command)."""
-    data = labhosts.inventory_data()
-    data["web"]["restart_command"] = labhosts.LIGHT_RESTART_COMMAND
-    data["web"]["servers"] = [
-        {"name": h.name, "address": h.address, "health_url": f"http://{h.address}/"}
-        for h in labhosts.current() if h.role == "web"
-    ][:n]
-    path = labhosts.STATE / f"scale-{n}.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
+    return bench_inventory(n, labhosts.LIGHT_RESTART_COMMAND, "scale")
 
 
 def accepted() -> dict[str, int]:
@@ -90,17 +83,8 @@ def measured(inv: Path, *args: str, env: dict | None = None, argv: list[str] | N
 
 def command(argv: list[str], env: dict | None = None) -> dict:
     """Run a tool; wall time and peak RSS of its whole process tree (largest single process)."""
-    t0 = time.monotonic()
-    p = subprocess.Popen(argv, cwd=REPO, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True)
-    out = p.stdout.read() if p.stdout else ""
-    _, status, usage = os.wait4(p.pid, 0)
-    wall = time.monotonic() - t0
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        raise SystemExit(f"bench: {' '.join(argv[:3])} failed ({code}):\n{out[-4000:]}")
-    # wait4's max RSS: the largest process of the tool's tree that was waited for (its controller).
-    return {"wall_s": round(wall, 3), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+    result = measure(argv, env)
+    return {"wall_s": result["wall_s"], "peak_rss_mb": result["peak_rss_mb"]}
 
 
 def bootstrap_runs(inv: Path, runs: int, *, argv: list[str] | None = None, env: dict | None = None) -> dict:
@@ -250,6 +234,7 @@ def restart_floor(webs: list[labhosts.LabHost]) -> dict:
 
 _FLOOR = r"""
 import socket, sys, threading, paramiko
+from lab import LabError
 hosts, key, known = sys.argv[1].split(","), sys.argv[2], sys.argv[3]
 def one(addr):
     s = socket.create_connection((addr, 22)); s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -465,4 +450,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except LabError as exc:  # one line, no traceback
+        sys.exit(str(exc))

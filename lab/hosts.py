@@ -24,6 +24,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from lab import LabError
 from lab.rootfs import CHKCONFIG_BIN, ensure_rootfs
 
 REPO = Path(__file__).resolve().parent.parent
@@ -79,15 +80,15 @@ def plan(web_count: int, init: str = "sysv", kind: str = "full", python: bool = 
     """The hosts of a lab with ``web_count`` web servers of ``kind``, booting with ``init`` (the DB
     host is always a full host); addresses are allocated in order (web N is .20+N)."""
     if kind not in KINDS:
-        raise SystemExit(f"lab: the kind of web host must be one of {', '.join(KINDS)}")
+        raise LabError(f"lab: the kind of web host must be one of {', '.join(KINDS)}")
     if not 1 <= web_count <= MAX_WEB[kind]:
-        raise SystemExit(f"lab: the number of {kind} web hosts must be between 1 and {MAX_WEB[kind]}")
+        raise LabError(f"lab: the number of {kind} web hosts must be between 1 and {MAX_WEB[kind]}")
     if init not in INITS:
-        raise SystemExit(f"lab: INIT must be one of {', '.join(INITS)}")
+        raise LabError(f"lab: INIT must be one of {', '.join(INITS)}")
     if kind == "light" and init != "sysv":
-        raise SystemExit("lab: light web hosts have no init system; use them with INIT=sysv")
+        raise LabError("lab: light web hosts have no init system; use them with INIT=sysv")
     if python and not MACHINE_PYTHON.exists():
-        raise SystemExit(f"lab: {MACHINE_PYTHON} is missing on this machine (apt-get install python3.11)")
+        raise LabError(f"lab: {MACHINE_PYTHON} is missing on this machine (apt-get install python3.11)")
     hosts = [LabHost("db", "db", DB_ADDRESS, init, python=python)]
     hosts += [LabHost(f"web{i}", "web", f"{SUBNET}.{20 + i}", init, kind, python) for i in range(1, web_count + 1)]
     return hosts
@@ -409,7 +410,7 @@ def _start(h: LabHost) -> None:
         if proc.poll() is not None:
             break
         time.sleep(0.02)
-    raise SystemExit(f"lab: {h.name} did not start; see {h.disk / 'console.log'}")
+    raise LabError(f"lab: {h.name} did not start; see {h.disk / 'console.log'}")
 
 
 def _stop(h: LabHost) -> None:
@@ -428,7 +429,7 @@ def run_in(h: LabHost, command: str, check: bool = True, timeout: float = 120) -
     """Run a shell command inside a lab host, as its root (the lab's console, not SSH)."""
     pid = init_pid(h)
     if pid is None:
-        raise SystemExit(f"lab: {h.name} is not running")
+        raise LabError(f"lab: {h.name} is not running")
     return subprocess.run(
         ["nsenter", "-t", str(pid), "-m", "-u", "-n", "-p", "-r", "-w", "/bin/sh", "-c", command],
         text=True, capture_output=True, check=check, timeout=timeout,
@@ -445,7 +446,7 @@ def _wait_booted(h: LabHost, timeout: float = 90) -> None:
         if init_pid(h) is None:
             break
         time.sleep(0.05)
-    raise SystemExit(f"lab: {h.name} did not boot within {timeout:.0f}s; see {h.disk}/console.log "
+    raise LabError(f"lab: {h.name} did not boot within {timeout:.0f}s; see {h.disk}/console.log "
                      f"and {h.root}/var/log/boot.log")
 
 
@@ -464,7 +465,7 @@ def _wait_db(h: LabHost, timeout: float = 60) -> None:
         if run_in(h, "pg_isready -q -h 127.0.0.1", check=False).returncode == 0:
             return
         time.sleep(0.2)
-    raise SystemExit(f"lab: PostgreSQL on {h.name} did not become ready within {timeout:.0f}s")
+    raise LabError(f"lab: PostgreSQL on {h.name} did not become ready within {timeout:.0f}s")
 
 
 def _app_db(h: LabHost) -> None:
@@ -520,7 +521,7 @@ def host(name: str) -> LabHost:
     for h in current():
         if h.name == name:
             return h
-    raise SystemExit(f"lab: no host named {name!r} in the current lab")
+    raise LabError(f"lab: no host named {name!r} in the current lab")
 
 
 # --- the verbs --------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from lab import LabError
+
 SUITE = "bookworm"
 CACHE = Path("/var/cache/svrchain-lab")
 PACKAGES = (
@@ -44,7 +46,7 @@ def mirror() -> str:
         )
         if m:
             return m.group(1)
-    raise SystemExit("lab: no Debian mirror found in /etc/apt/sources.list(.d); cannot debootstrap")
+    raise LabError("lab: no Debian mirror found in /etc/apt/sources.list(.d); cannot debootstrap")
 
 
 def recipe_key() -> str:
@@ -64,7 +66,7 @@ def ensure_rootfs(log: bool = True) -> Path:
     if (root / ".svrchain-complete").exists():
         return root
     if shutil.which("debootstrap") is None:
-        raise SystemExit("lab: debootstrap is not installed; run `make install` first")
+        raise LabError("lab: debootstrap is not installed; run `make install` first")
     source = chkconfig_source()
     tmp = root.with_name(root.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -95,10 +97,10 @@ def _prepare(root: Path) -> None:
 def chkconfig_source() -> Path:
     """The vendored chkconfig 1.33 source, checked against its pinned checksum (no network fetch)."""
     if not CHKCONFIG_SOURCE.is_file():
-        raise SystemExit(f"lab: {CHKCONFIG_SOURCE} is missing; put a copy of shared/ beside the repository")
+        raise LabError(f"lab: {CHKCONFIG_SOURCE} is missing; put a copy of shared/ beside the repository")
     digest = hashlib.sha256(CHKCONFIG_SOURCE.read_bytes()).hexdigest()
     if digest != CHKCONFIG_SHA256:
-        raise SystemExit(f"lab: {CHKCONFIG_SOURCE} has sha256 {digest}, want {CHKCONFIG_SHA256}")
+        raise LabError(f"lab: {CHKCONFIG_SOURCE} has sha256 {digest}, want {CHKCONFIG_SHA256}")
     return CHKCONFIG_SOURCE
 
 
@@ -113,7 +115,7 @@ def build_chkconfig(root: Path, source: Path) -> None:
         built = subprocess.run(["chroot", str(root), "/usr/bin/env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
                                 "make", "-C", tree, "chkconfig"], stdout=out, stderr=subprocess.STDOUT)
     if built.returncode != 0 or not (root / tree.lstrip("/") / "chkconfig").exists():
-        raise SystemExit(f"lab: building chkconfig from {source.name} failed (see {log}); the lab root needs "
+        raise LabError(f"lab: building chkconfig from {source.name} failed (see {log}); the lab root needs "
                          f"{' '.join(BUILD_PACKAGES)} (lab/rootfs.py BUILD_PACKAGES)")
     dest = root / CHKCONFIG_BIN.lstrip("/")
     dest.parent.mkdir(parents=True, exist_ok=True)

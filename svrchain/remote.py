@@ -492,11 +492,15 @@ class Session:
 
     def fact(self, key: str, read: Callable[[], T]) -> T:
         """``read()`` once per run and key; concurrent callers wait for the one reading."""
+        return self._once(self._facts, key, read)
+
+    def _once(self, table: dict, key: object, read: Callable[[], T]) -> T:
+        """``read()`` once per key of ``table``; concurrent callers wait for the one reading."""
         with self._facts_lock:
-            future = self._facts.get(key)
+            future = table.get(key)
             mine = future is None
             if mine:
-                future = self._facts[key] = Future()
+                future = table[key] = Future()
         if mine:
             try:
                 future.set_result(read())
@@ -512,18 +516,9 @@ class Session:
 
     def jump(self, r: sshauth.Route) -> Connection:
         """The (one, shared) connection to a jump host, opened on first use: pinned like any host."""
-        with self._facts_lock:
-            future = self._jumps.get(r)
-            mine = future is None
-            if mine:
-                future = self._jumps[r] = Future()
-        if mine:
-            label = f"jump host {r}"
-            try:
-                future.set_result(login(self, label, r, tcp_socket(label, r.hostname, r.port, self.inv)))
-            except BaseException as exc:
-                future.set_exception(exc)
-        return future.result()
+        label = f"jump host {r}"
+        return self._once(self._jumps, r, lambda: login(self, label, r, tcp_socket(label, r.hostname, r.port,
+                                                                                      self.inv)))
 
     def close(self) -> None:
         if self._prefetcher is not None:

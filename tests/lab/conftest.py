@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import testinfra
 
+from lab import LabError
 from lab import hosts as labhosts
 
 REPO = Path(__file__).resolve().parents[2]
@@ -151,7 +152,7 @@ def bring_up(init: str) -> Lab:
     _need_root()
     try:
         labhosts.up(2, init)
-    except (SystemExit, subprocess.CalledProcessError, OSError) as exc:
+    except (LabError, subprocess.CalledProcessError, OSError) as exc:
         labhosts.down()
         if init == "systemd":
             pytest.skip(f"the systemd lab cannot boot on this machine: {exc}")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from lab import hosts
+from lab import LabError, hosts
 
 
 def test_full_hosts_stay_the_default():
@@ -23,6 +23,6 @@ def test_two_hundred_light_web_hosts_fit_the_subnet_in_order():
 @pytest.mark.parametrize(("count", "kind", "init"), [(201, "light", "sysv"), (61, "full", "sysv"), (0, "light", "sysv"),
                                                      (2, "light", "systemd"), (2, "tiny", "sysv")])
 def test_what_the_lab_cannot_do_is_one_line(count, kind, init):
-    with pytest.raises(SystemExit) as exc:
+    with pytest.raises(LabError) as exc:
         hosts.plan(count, init, kind)
     assert str(exc.value).startswith("lab: ") and "\n" not in str(exc.value)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import rootfs
+from lab import LabError, rootfs
 
 
 def test_the_recipe_key_covers_the_chkconfig_build(monkeypatch):
@@ -21,10 +21,10 @@ def test_the_recipe_key_covers_the_chkconfig_build(monkeypatch):
 
 def test_a_missing_or_different_source_is_one_clear_line(monkeypatch, tmp_path):
     monkeypatch.setattr(rootfs, "CHKCONFIG_SOURCE", tmp_path / "chkconfig-1.33.tar.gz")
-    with pytest.raises(SystemExit, match=r"chkconfig-1.33.tar.gz is missing; put a copy of shared/ beside"):
+    with pytest.raises(LabError, match=r"chkconfig-1.33.tar.gz is missing; put a copy of shared/ beside"):
         rootfs.chkconfig_source()
     (tmp_path / "chkconfig-1.33.tar.gz").write_bytes(b"not the release")
-    with pytest.raises(SystemExit, match=r"has sha256 [0-9a-f]{64}, want e37743d4"):
+    with pytest.raises(LabError, match=r"has sha256 [0-9a-f]{64}, want e37743d4"):
         rootfs.chkconfig_source()
 
 
@@ -40,7 +40,7 @@ def test_a_root_without_the_build_tools_fails_in_one_line_naming_them(monkeypatc
     monkeypatch.setattr(rootfs, "CACHE", tmp_path)
     root = tmp_path / "root"
     (root / "usr/src").mkdir(parents=True)  # no compiler, no make, not even env
-    with pytest.raises(SystemExit) as exc:
+    with pytest.raises(LabError) as exc:
         rootfs.build_chkconfig(root, rootfs.CHKCONFIG_SOURCE)
     msg = str(exc.value)
     assert "\n" not in msg and msg.startswith("lab: building chkconfig from chkconfig-1.33.tar.gz failed (see ")
