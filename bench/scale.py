@@ -234,7 +234,6 @@ def restart_floor(webs: list[labhosts.LabHost]) -> dict:
 
 _FLOOR = r"""
 import socket, sys, threading, paramiko
-from lab import LabError
 hosts, key, known = sys.argv[1].split(","), sys.argv[2], sys.argv[3]
 def one(addr):
     s = socket.create_connection((addr, 22)); s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
