@@ -113,19 +113,27 @@ def healthy(url: str, timeout: float) -> tuple[bool, str]:
 
 def restart_chain_step(session: Session) -> tuple[list[WebRow], dict[str, float]]:
     """Restart the DB, follow the chain, repair where it did not reach, check health."""
-    inv, db = session.inv, session.db
     opened = session.each(session.hosts, lambda h: h.connection())
     for h, res in zip(session.hosts, opened, strict=True):
         if isinstance(res, HostError):
-            if h is db:
+            if h is session.db:
                 raise res
             print(f"warning: {res}", file=session.out)
+    t0, offset, ready_at = restart_db(session)
+    rows = followed(session, t0)
+    repair_and_check(session, rows, t0, offset)
+    return list(rows.values()), {"ready": ready_at - t0}
+
+
+def restart_db(session: Session) -> tuple[float, float, float]:
+    """Restart the DB through its service and wait until it is ready; (start, the DB's clock minus
+    ours, ready), in the DB's clock. A restart that did not give the database a new run is an error."""
+    inv, db = session.inv, session.db
     t0_local = time.time()
     run = current_run_command(inv)
     r = db.check(f"date +%s.%N; {run}; {restart_command(session)} >/dev/null </dev/null",
                  what=f"service {inv.db.service} restart")
     t0, before = float(r.stdout.split()[0]), r.stdout.split()[1]
-    offset = t0 - t0_local  # DB clock minus ours, for comparing health times
     ready_at = float(db.check(_WAIT_READY, str(inv.db.ready.timeout), ready_probe(session),
                               what="waiting for the DB to be ready").stdout.split()[0])
     session.report(Outcome(db.name, "restart", "changed", f"service {inv.db.service} restart: ready after "
@@ -136,23 +144,36 @@ def restart_chain_step(session: Session) -> tuple[list[WebRow], dict[str, float]
             f"{db.label}: the service restart did not restart the database (the same run {before} is still "
             f"going): it runs outside {render.db_unit(inv)} / /etc/init.d/{inv.db.service}; stop it and start "
             "it through its service once, then run restart-chain again")
+    return t0, t0 - t0_local, ready_at
+
+
+def followed(session: Session, t0: float) -> dict[str, WebRow]:
+    """Each web server's row from the trigger's run that started after ``t0`` (waited for within its bound)."""
+    inv = session.inv
     script, args = trigger_status.wait_command(inv, t0)
-    w = db.run(script, *args)
+    w = session.db.run(script, *args)
     rows = {web.name: WebRow(web.name) for web in session.webs}
-    if w.code == 0:
-        run = trigger_status.parse(w.stdout)
-        for name, result in run.webs.items():
-            at = run.restarted(name)
-            if name in rows and at is not None:
-                rows[name].action = "restarted by the chain"
-                rows[name].restarted_at = at - t0
-                rows[name].ok = True
-            elif name in rows:
-                rows[name].notes.append(f"chain: {result.state}")
-    else:
+    if w.code != 0:
         why = "did not start" if w.code == 3 else "did not finish in time"
         for row in rows.values():
             row.notes.append(f"{inv.trigger.name} {why}")
+        return rows
+    run = trigger_status.parse(w.stdout)
+    for name, result in run.webs.items():
+        at = run.restarted(name)
+        if name in rows and at is not None:
+            rows[name].action = "restarted by the chain"
+            rows[name].restarted_at = at - t0
+            rows[name].ok = True
+        elif name in rows:
+            rows[name].notes.append(f"chain: {result.state}")
+    return rows
+
+
+def repair_and_check(session: Session, rows: dict[str, WebRow], t0: float, offset: float) -> None:
+    """Restart through its gate each web server the chain did not reach; then check every health URL
+    (times in the DB's clock, from ``t0``) and report each web server's line as it finishes."""
+    inv = session.inv
 
     def repair(web: Host) -> None:
         row = rows[web.name]
@@ -181,7 +202,6 @@ def restart_chain_step(session: Session) -> tuple[list[WebRow], dict[str, float]
         report_web(session, row)
 
     session.each(session.webs, check_health)
-    return list(rows.values()), {"ready": ready_at - t0}
 
 
 def run_restart_chain(dry_run: bool = False, yes: bool = False) -> None:
