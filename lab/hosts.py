@@ -384,7 +384,7 @@ exec chroot "$R" /usr/bin/tini -s -- /usr/local/sbin/lab-init "$ROLE"
 """
 
 
-def _start(h: LabHost) -> None:
+def start_host(h: LabHost) -> None:
     """Boot the host: a fresh PID namespace whose PID 1 is tini running lab-init (SysV), or
     systemd under systemd-nspawn."""
     log = (h.disk / "console.log").open("ab")
@@ -413,7 +413,7 @@ def _start(h: LabHost) -> None:
     raise LabError(f"lab: {h.name} did not start; see {h.disk / 'console.log'}")
 
 
-def _stop(h: LabHost) -> None:
+def stop_host(h: LabHost) -> None:
     """Power the host off: killing its PID 1 ends every process in its PID namespace."""
     pid = init_pid(h)
     if pid is None:
@@ -436,7 +436,7 @@ def run_in(h: LabHost, command: str, check: bool = True, timeout: float = 120) -
     )
 
 
-def _wait_booted(h: LabHost, timeout: float = 90) -> None:
+def wait_booted(h: LabHost, timeout: float = 90) -> None:
     booted = ("test -e /run/lab-booted" if h.init != "systemd" else
               "case $(systemctl is-system-running) in running|degraded) true;; *) false;; esac")
     deadline = time.monotonic() + timeout
@@ -543,23 +543,23 @@ def up(web_count: int = 2, init: str = "sysv", kind: str = "full", python: bool 
     # The order svrchain exists to keep: the database first, then the web servers (whose workers
     # would otherwise hold no valid session, as in the seed's failure).
     db, webs = hosts[0], hosts[1:]
-    _start(db)
-    _wait_booted(db)
+    start_host(db)
+    wait_booted(db)
     _wait_db(db)
     _app_db(db)
     for h in webs:
-        _start(h)
+        start_host(h)
     for h in webs:
-        _wait_booted(h)
+        wait_booted(h)
     return hosts
 
 
 def boot(name: str) -> None:
     """Power-cycle one host: everything in it is killed, its disk is kept, and it boots again."""
     h = host(name)
-    _stop(h)
-    _start(h)
-    _wait_booted(h)
+    stop_host(h)
+    start_host(h)
+    wait_booted(h)
 
 
 def down() -> None:
@@ -570,7 +570,7 @@ def down() -> None:
     for name in sorted(names):
         h = LabHost(name, "web", "")
         known = init_pid(h) is not None
-        _stop(h)
+        stop_host(h)
         pid = _find_init(h.netns) if not known and Path(f"/run/netns/{h.netns}").exists() else None
         if pid is not None:
             os.kill(pid, signal.SIGKILL)

@@ -102,7 +102,7 @@ as() {
 # With an account ($8), the file is in that account's home: a symbolic link or another owner on the
 # way is refused before anything changes, and every step that touches the home runs as the account
 # itself, so nothing the account plants (a link, a swapped temp file) can make root act elsewhere.
-_WRITE = _AS + r"""
+WRITE_SCRIPT = _AS + r"""
 set -eu
 f=$1; mode=$2; owner=$3; sum=$4; backups=$5; pmode=$6; validate=${7:--}; runas=${8:--}
 d=$(dirname -- "$f")
@@ -394,7 +394,7 @@ class Host:
         """Write one file atomically (temp + checksum + rename), keeping a backup of the old one."""
         spec = change.spec
         parent = f"{spec.parent_mode:o}" if spec.parent_mode else "-"
-        self.check(_WRITE, spec.path, f"{spec.mode:o}", f"{spec.owner}:{spec.group}", spec.sha256,
+        self.check(WRITE_SCRIPT, spec.path, f"{spec.mode:o}", f"{spec.owner}:{spec.group}", spec.sha256,
                    BACKUP_DIR, parent, spec.validate or "-", spec.runas or "-", stdin=spec.content,
                    what=f"writing {spec.path}")
 

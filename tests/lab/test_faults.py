@@ -12,7 +12,7 @@ import yaml
 
 from lab import hosts as labhosts
 from svrchain.plan import FileSpec
-from svrchain.remote import _WRITE, HostError, Session
+from svrchain.remote import WRITE_SCRIPT, HostError, Session
 from svrchain.trigger_status import TriggerRun, parse
 from tests.lab.conftest import lab_of
 
@@ -59,7 +59,7 @@ def db_now(lab) -> float:
 
 
 def test_a_web_server_down_during_a_db_restart(chain):
-    labhosts._stop(labhosts.host("web2"))  # powered off
+    labhosts.stop_host(labhosts.host("web2"))  # powered off
     try:
         t0 = db_now(chain)
         before = apache_pid(chain, "web1")
@@ -71,8 +71,8 @@ def test_a_web_server_down_during_a_db_restart(chain):
         log = chain.console("db", "cat /var/log/svr_restart.log").stdout
         assert "web2 (198.18.0.22): FAILED after 3 attempts" in log
     finally:
-        labhosts._start(labhosts.host("web2"))
-        labhosts._wait_booted(labhosts.host("web2"))
+        labhosts.start_host(labhosts.host("web2"))
+        labhosts.wait_booted(labhosts.host("web2"))
     r = chain.fab("restart-chain", "--yes")  # a later maintenance run repairs it
     assert r.returncode == 0, r.stdout + r.stderr
     assert re.search(r"^web2\s+web\s+restarted by the chain\s.*ok$", r.stdout, re.M), r.stdout
@@ -140,7 +140,7 @@ def test_an_incomplete_transfer_leaves_the_file_as_it_was(chain):
     spec = FileSpec("/root/.ssh/authorized_keys", before + b"# more\n", 0o600)
     with Session.open(LAB_INV) as s, pytest.raises(HostError, match="arrived incomplete"):
         # As if the connection dropped mid-transfer: the host gets fewer bytes than the checksum covers.
-        s.webs[0].check(_WRITE, spec.path, "600", "root:root", spec.sha256, "/var/backups/svrchain", "-", "-",
+        s.webs[0].check(WRITE_SCRIPT, spec.path, "600", "root:root", spec.sha256, "/var/backups/svrchain", "-", "-",
                         stdin=spec.content[:-5], what="writing")
     assert chain.host("web1").file("/root/.ssh/authorized_keys").content == before
     assert chain.host("web1").run("ls /root/.ssh/.svrchain.* 2>/dev/null").stdout == ""  # no temp file left
