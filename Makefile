@@ -56,8 +56,9 @@ test: lab-deps install
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
+# The fast loop: every test that needs neither the lab nor a fresh install (make test runs them all).
 unit: install
-	$(PY) -m pytest -m "not lab"
+	$(PY) -m pytest -m "not lab and not install"
 
 # The property tests with new random examples (make test draws the same ones every run).
 fuzz: install

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.install
 REPO = Path(__file__).resolve().parents[2]
 PIP = [sys.executable, "-m", "pip"]
 SKIP = (".git", ".venv", ".lab", ".hypothesis", ".pytest_cache", ".ruff_cache", "build", "dist", "*.egg-info",
