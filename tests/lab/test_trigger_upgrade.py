@@ -75,7 +75,7 @@ def test_bootstrap_upgrades_the_earlier_trigger_without_restarting_anything(lab)
     followed_once(lab, restarts, run)
     # uninstall removes either layout: the earlier one again, then everything is as before bootstrap.
     stage_before(lab)
-    r = lab.fab("uninstall")
+    r = lab.fab("uninstall", "--yes")
     assert r.returncode == 0, r.stdout + r.stderr
     assert lab.manifest("db") == before
     assert all(lab.wait_page(w, 200)[0] == 200 for w in WEBS)
