@@ -52,14 +52,9 @@ lab-down:
 demo: lab-deps install
 	$(PY) -m lab.demo --web $(WEB)
 
-# Every test. The unit tests (CPU) run beside the lab tests (mostly waiting on the lab's hosts), their
-# output kept in a file and shown after the lab's; the target fails if either fails.
 test: lab-deps install
 	$(PY) -m ruff check .
-	@log=$$(mktemp); $(PY) -m pytest -m "not lab" -p no:cacheprovider >"$$log" 2>&1 & unit=$$!; \
-	$(PY) -m pytest -m lab; lab=$$?; \
-	wait $$unit; rc=$$?; echo "=== the unit tests (run beside the lab tests) ==="; cat "$$log"; rm -f "$$log"; \
-	[ $$lab -eq 0 ] && [ $$rc -eq 0 ]
+	$(PY) -m pytest
 
 # The fast loop: every test that needs neither the lab nor a fresh install (make test runs them all).
 unit: install

@@ -22,6 +22,8 @@ import testinfra
 
 from lab import LabError
 from lab import hosts as labhosts
+from svrchain.inventory import load
+from svrchain.trigger_status import bound
 
 REPO = Path(__file__).resolve().parents[2]
 # Path, type, mode, owner and link target of everything under the trees svrchain touches, and the
@@ -106,10 +108,10 @@ class Lab:
         return self.console("db", "$(ls /etc/init.d/svr_restart /usr/local/lib/svrchain/svr_restart 2>/dev/null "
                                   "| head -n 1) run").stdout.strip()
 
-    def settled(self, timeout: float = 60) -> str:
+    def settled(self, timeout: float | None = None) -> str:
         """Wait until the chain has followed the database's current run and no trigger run is going;
-        return that run."""
-        end = time.monotonic() + timeout
+        return that run. Waits at most a trigger run's bound (the trigger's own limit)."""
+        end = time.monotonic() + (timeout or bound(load(REPO / "inventory" / "lab.yaml")))
         while time.monotonic() < end:
             run = self.current_run()
             handled = self.console("db", "cat /var/lib/svrchain/svr_restart.run 2>/dev/null; true").stdout.split()

@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from svrchain.trigger_status import TriggerRun, parse
-from tests.lab.conftest import CORE_INITS, lab_fixture
+from svrchain.inventory import load
+from svrchain.trigger_status import TriggerRun, bound, parse
+from tests.lab.conftest import CORE_INITS, REPO, lab_fixture
 
 pytestmark = pytest.mark.lab
 lab = lab_fixture(*CORE_INITS)
@@ -31,7 +32,11 @@ def last_run(lab) -> TriggerRun:
     return parse(lab.host("db").file(STATUS).content_string)
 
 
-def wait_for_run_after(lab, t: float, timeout: float = 60) -> TriggerRun:
+# A trigger run ends within its bound (ready wait, connection, retries, backoff): wait that long.
+BOUND = bound(load(REPO / "inventory" / "lab.yaml"))
+
+
+def wait_for_run_after(lab, t: float, timeout: float = BOUND) -> TriggerRun:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if lab.host("db").file(STATUS).exists:
