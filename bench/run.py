@@ -33,7 +33,7 @@ from pathlib import Path
 import yaml
 from tabulate import tabulate
 
-from lab import LabError
+from lab import LabError, entry
 from lab import hosts as labhosts
 from svrchain import trigger_status
 from svrchain.inventory import parse
@@ -403,7 +403,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except LabError as exc:  # one line, no traceback
-        sys.exit(str(exc))
+    entry(main)

@@ -39,7 +39,7 @@ from tabulate import tabulate
 
 from bench.run import FAB, REPO, RESULTS, fab, measure
 from bench.run import inventory as bench_inventory
-from lab import LabError
+from lab import entry
 from lab import hosts as labhosts
 
 TOOLS_VENV = REPO / ".venv-tools"
@@ -449,7 +449,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except LabError as exc:  # one line, no traceback
-        sys.exit(str(exc))
+    entry(main)

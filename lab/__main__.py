@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from lab import LabError, hosts
+from lab import entry, hosts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,14 +57,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run(argv: list[str] | None = None) -> int:
-    """main(), with the lab's errors as one line on stderr and exit 1."""
-    try:
-        return main(argv)
-    except LabError as exc:
-        print(exc, file=sys.stderr)
-        return 1
-
-
 if __name__ == "__main__":
-    sys.exit(run())
+    entry(main)

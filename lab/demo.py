@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from lab import LabError, hosts
+from lab import entry, hosts
 
 REPO = Path(__file__).resolve().parent.parent
 FAB = str(Path(sys.executable).parent / "fab")
@@ -105,7 +105,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except LabError as exc:  # one line, no traceback
-        sys.exit(str(exc))
+    entry(main)
