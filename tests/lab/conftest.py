@@ -24,8 +24,11 @@ from lab import LabError
 from lab import hosts as labhosts
 from svrchain.inventory import load
 from svrchain.trigger_status import bound
+from tests.paths import LAB_INVENTORY
 
 REPO = Path(__file__).resolve().parents[2]
+# A trigger run ends within its bound (ready wait, connection, retries, backoff): the longest wait for one.
+TRIGGER_BOUND = bound(load(LAB_INVENTORY))
 # Path, type, mode, owner and link target of everything under the trees svrchain touches, and the
 # checksum of every file.
 MANIFEST = (
@@ -50,7 +53,7 @@ class Lab:
 
     def fab(self, *args: str, inventory: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
         """Run ``fab`` as an admin would, from the repository."""
-        env = {**os.environ, "INVENTORY": str(inventory or REPO / "inventory" / "lab.yaml")}
+        env = {**os.environ, "INVENTORY": str(inventory or LAB_INVENTORY)}
         return subprocess.run([*FAB, *args], cwd=REPO, env=env, text=True, capture_output=True, timeout=timeout)
 
     def console(self, name: str, command: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -111,7 +114,7 @@ class Lab:
     def settled(self, timeout: float | None = None) -> str:
         """Wait until the chain has followed the database's current run and no trigger run is going;
         return that run. Waits at most a trigger run's bound (the trigger's own limit)."""
-        end = time.monotonic() + (timeout or bound(load(REPO / "inventory" / "lab.yaml")))
+        end = time.monotonic() + (timeout or TRIGGER_BOUND)
         while time.monotonic() < end:
             run = self.current_run()
             handled = self.console("db", "cat /var/lib/svrchain/svr_restart.run 2>/dev/null; true").stdout.split()

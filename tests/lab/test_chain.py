@@ -8,9 +8,8 @@ import time
 
 import pytest
 
-from svrchain.inventory import load
-from svrchain.trigger_status import TriggerRun, bound, parse
-from tests.lab.conftest import CORE_INITS, REPO, lab_fixture
+from svrchain.trigger_status import TriggerRun, parse
+from tests.lab.conftest import CORE_INITS, TRIGGER_BOUND, lab_fixture
 
 pytestmark = pytest.mark.lab
 lab = lab_fixture(*CORE_INITS)
@@ -32,11 +31,7 @@ def last_run(lab) -> TriggerRun:
     return parse(lab.host("db").file(STATUS).content_string)
 
 
-# A trigger run ends within its bound (ready wait, connection, retries, backoff): wait that long.
-BOUND = bound(load(REPO / "inventory" / "lab.yaml"))
-
-
-def wait_for_run_after(lab, t: float, timeout: float = BOUND) -> TriggerRun:
+def wait_for_run_after(lab, t: float, timeout: float = TRIGGER_BOUND) -> TriggerRun:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if lab.host("db").file(STATUS).exists:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import yaml
@@ -15,9 +14,9 @@ from svrchain.plan import FileSpec
 from svrchain.remote import WRITE_SCRIPT, HostError, Session
 from svrchain.trigger_status import TriggerRun, parse
 from tests.lab.conftest import lab_of
+from tests.paths import LAB_INVENTORY
 
 pytestmark = pytest.mark.lab
-LAB_INV = Path(__file__).resolve().parents[2] / "inventory" / "lab.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +137,7 @@ def test_a_changed_host_key_is_refused_and_flagged(chain):
 def test_an_incomplete_transfer_leaves_the_file_as_it_was(chain):
     before = chain.host("web1").file("/root/.ssh/authorized_keys").content
     spec = FileSpec("/root/.ssh/authorized_keys", before + b"# more\n", 0o600)
-    with Session.open(LAB_INV) as s, pytest.raises(HostError, match="arrived incomplete"):
+    with Session.open(LAB_INVENTORY) as s, pytest.raises(HostError, match="arrived incomplete"):
         # As if the connection dropped mid-transfer: the host gets fewer bytes than the checksum covers.
         s.webs[0].check(WRITE_SCRIPT, spec.path, "600", "root:root", spec.sha256, "/var/backups/svrchain", "-", "-",
                         stdin=spec.content[:-5], what="writing")

@@ -22,6 +22,7 @@ import yaml
 
 from lab import hosts as labhosts
 from tests.lab.conftest import FAB, REPO, lab_of
+from tests.paths import LAB_INVENTORY
 from tests.unit.test_output import agent, ssh_add  # noqa: F401  (agent is a fixture)
 
 pytestmark = pytest.mark.lab
@@ -116,7 +117,7 @@ def test_verify_prints_each_host_when_it_is_done(chain):
     """web2's sshd is stopped (SIGSTOP: it accepts but does not answer): web1's line is printed while
     web2 still hangs; then web2 is let go and verify ends ok. (The DB's line comes after the web
     servers': its "pinned host keys" check compares their keys.)"""
-    env = {**os.environ, "INVENTORY": str(REPO / "inventory" / "lab.yaml")}
+    env = {**os.environ, "INVENTORY": str(LAB_INVENTORY)}
     chain.console("web2", "pkill -STOP -x sshd")
     # whatever happens, web2's sshd goes on after 8 s (a blocked read then ends too)
     let_go = threading.Timer(8, lambda: chain.console("web2", "pkill -CONT -x sshd"))

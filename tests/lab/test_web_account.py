@@ -14,6 +14,7 @@ import subprocess
 import pytest
 
 from tests.lab.conftest import FAB, REPO, dedicated_inventory, lab_of
+from tests.paths import LAB_INVENTORY
 
 pytestmark = pytest.mark.lab
 USER = "svr-restart"
@@ -173,7 +174,7 @@ def test_two_admins_changing_at_once_take_turns(lab):
     lab.console("db", "mkdir -p -m 700 /run/svrchain && "
                       "(flock /run/svrchain/admin.lock sleep 3 </dev/null >/dev/null 2>&1 &) && "
                       "timeout 10 sh -c 'until ! flock -n /run/svrchain/admin.lock true; do sleep 0.05; done'")  # held
-    env = {**os.environ, "INVENTORY": str(REPO / "inventory" / "lab.yaml")}
+    env = {**os.environ, "INVENTORY": str(LAB_INVENTORY)}
     runs = [subprocess.Popen([*FAB, "gen-key"], cwd=REPO, env=env, text=True, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE) for _ in range(2)]
     while True:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.paths import LAB_INVENTORY
+
 REPO = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).parent / "fab")
 
@@ -64,7 +66,7 @@ def test_inventory_from_dotenv(tmp_path):
 
 
 def test_missing_identity_file(tmp_path):
-    text = (REPO / "inventory" / "lab.yaml").read_text().replace("../.lab/admin_key", str(tmp_path / "nokey"))
+    text = (LAB_INVENTORY).read_text().replace("../.lab/admin_key", str(tmp_path / "nokey"))
     text = text.replace("lab: true", "lab: false")  # not the lab's own: the lab need not be up
     inv = tmp_path / "inv.yaml"
     inv.write_text(text)

@@ -11,11 +11,11 @@ from hypothesis import strategies as st
 from svrchain import authkeys
 from svrchain.authkeys import KeyError_
 from svrchain.inventory import InventoryError, parse
+from tests.paths import LAB_INVENTORY
 from tests.unit.test_authkeys import KEY, MARK, OTHER
 
 SRC = Path("inventory/fuzz.yaml")
-DEFAULT_INVENTORY = Path(__file__).resolve().parents[2] / "inventory" / "lab.yaml"
-LAB = yaml.safe_load(DEFAULT_INVENTORY.read_text())
+LAB = yaml.safe_load(LAB_INVENTORY.read_text())
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=30))

@@ -16,8 +16,9 @@ import pytest
 
 from svrchain import render
 from svrchain.inventory import load
+from tests.paths import LAB_INVENTORY
 
-INV = load(Path(__file__).resolve().parents[2] / "inventory" / "lab.yaml")
+INV = load(LAB_INVENTORY)
 CRAFTED = "a[$(touch {pwned})]"
 
 

@@ -7,9 +7,9 @@ import pytest
 import yaml
 
 from svrchain.inventory import Inventory, InventoryError, parse
+from tests.paths import LAB_INVENTORY
 
-DEFAULT_INVENTORY = Path(__file__).resolve().parents[2] / "inventory" / "lab.yaml"
-LAB = yaml.safe_load(DEFAULT_INVENTORY.read_text())
+LAB = yaml.safe_load(LAB_INVENTORY.read_text())
 SRC = Path("inventory/test.yaml")
 ORACLE_READY = "/usr/local/lib/svrchain/oracle-ready"  # where svrchain installs its Oracle check
 
@@ -49,7 +49,7 @@ def test_lab_inventory_loads():
 
 
 def test_example_inventory_loads():
-    inv = parse((DEFAULT_INVENTORY.parent / "example.yaml").read_text(), SRC)
+    inv = parse((LAB_INVENTORY.parent / "example.yaml").read_text(), SRC)
     assert inv.db.oracle is not None
 
 

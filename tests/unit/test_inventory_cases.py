@@ -10,10 +10,11 @@ import pytest
 import yaml
 
 from svrchain.inventory import InventoryError, load, parse
+from tests.paths import LAB_INVENTORY
 from tests.unit.cases import cases
 
 REPO = Path(__file__).resolve().parents[2]
-LAB = yaml.safe_load((REPO / "inventory" / "lab.yaml").read_text())
+LAB = yaml.safe_load((LAB_INVENTORY).read_text())
 SRC = Path("inventory/test.yaml")
 
 

@@ -19,9 +19,9 @@ from svrchain.ops import db as ops_db
 from svrchain.ops import key as ops_key
 from svrchain.ops import web as ops_web
 from svrchain.plan import FileState
+from tests.paths import LAB_INVENTORY
 
 FIXTURES = Path(__file__).parent / "fixtures"
-LAB = Path(__file__).resolve().parents[2] / "inventory" / "lab.yaml"
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG91cnN4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4 root@db"
 
 
@@ -37,7 +37,7 @@ def merged(base: dict, patch: dict) -> dict:
 
 
 def inventory(patch: dict) -> Inventory:
-    return parse(yaml.safe_dump(merged(yaml.safe_load(LAB.read_text()), patch)), LAB)
+    return parse(yaml.safe_dump(merged(yaml.safe_load(LAB_INVENTORY.read_text()), patch)), LAB_INVENTORY)
 
 
 def state(path: str, fact: dict | str, installed: bytes, owner: str = "root") -> FileState:

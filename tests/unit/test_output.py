@@ -19,6 +19,7 @@ import yaml
 
 from svrchain import errors, output
 from svrchain.inventory import InventoryError
+from tests.paths import LAB_INVENTORY
 
 REPO = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).parent / "fab")
@@ -149,7 +150,7 @@ def closed_port() -> int:
 
 def loopback_inventory(tmp_path: Path, identity: Path | None) -> Path:
     """An inventory whose three hosts are loopback ports nobody listens on."""
-    data = yaml.safe_load((REPO / "inventory" / "lab.yaml").read_text())
+    data = yaml.safe_load((LAB_INVENTORY).read_text())
     data.pop("lab", None)  # not the lab: loopback addresses
     port = closed_port()
     (tmp_path / "known_hosts").write_text("")

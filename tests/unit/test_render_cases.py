@@ -9,8 +9,9 @@ import pytest
 from svrchain import render
 from svrchain.errors import SvrchainError
 from svrchain.inventory import load
+from tests.paths import LAB_INVENTORY
 
-INV = load(Path(__file__).resolve().parents[2] / "inventory" / "lab.yaml")
+INV = load(LAB_INVENTORY)
 EXPECTED = Path(__file__).resolve().parent / "fixtures" / "render" / "lab"
 
 

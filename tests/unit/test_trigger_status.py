@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from svrchain import render, trigger_status
 from svrchain.inventory import load
+from tests.paths import LAB_INVENTORY
 
 # inventory/lab.yaml: ready.timeout 60, interval 0.1; connect 3, retries 3, restart 60
-INV = load(Path(__file__).resolve().parents[2] / "inventory" / "lab.yaml")
+INV = load(LAB_INVENTORY)
 
 STATUS = """started 1000.25
 ready 1004.5
