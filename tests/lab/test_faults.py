@@ -10,8 +10,10 @@ import pytest
 import yaml
 
 from lab import hosts as labhosts
+from svrchain.errors import HostError
 from svrchain.plan import FileSpec
-from svrchain.remote import WRITE_SCRIPT, HostError, Session
+from svrchain.remote.files import WRITE_SCRIPT
+from svrchain.remote.group import Session
 from svrchain.trigger_status import TriggerRun, parse
 from tests.lab.conftest import lab_of
 from tests.paths import LAB_INVENTORY

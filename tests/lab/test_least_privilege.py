@@ -10,9 +10,11 @@ import pytest
 import yaml
 
 from svrchain import render
+from svrchain.errors import HostError
 from svrchain.inventory import parse
 from svrchain.plan import FileSpec, file_change
-from svrchain.remote import HostError, Session
+from svrchain.remote.files import probe, write
+from svrchain.remote.group import Session
 from tests.lab.conftest import dedicated_inventory
 
 pytestmark = pytest.mark.lab
@@ -112,12 +114,12 @@ def test_a_rule_visudo_rejects_never_takes_effect(dedicated, inventory, monkeypa
     before = dedicated.host("web1").file(path).content
     with Session.open() as s:
         web = s.webs[0]
-        states, _ = web.probe([path])
+        states, _ = probe(web, [path])
         bad = FileSpec(path, f"{USER} ALL=(root) NOPASSWD /bin/true\n".encode(), 0o440,
                        validate='visudo -c -f "$1"')
         with pytest.raises(HostError, match=r"writing /etc/sudoers.d/svrchain failed: the new content was "
                                             r"rejected \(.*syntax error\); /etc/sudoers.d/svrchain was left as it was"):
-            web.write(file_change(bad, states[path]))
+            write(web, file_change(bad, states[path]))
     assert dedicated.host("web1").file(path).content == before
     assert ".svrchain." not in dedicated.host("web1").check_output("ls -a /etc/sudoers.d")
 
