@@ -57,7 +57,8 @@ def imports(path: Path) -> set[str]:
                     package = n.module.removeprefix("svrchain").lstrip(".")
                     for a in n.names:
                         sub = f"{package}.{a.name}".lstrip(".")
-                        is_module = (ROOT / "svrchain" / Path(*sub.split("."))).with_suffix(".py").exists()
+                        where = ROOT / "svrchain" / Path(*sub.split("."))
+                        is_module = where.with_suffix(".py").exists() or (where / "__init__.py").exists()
                         found.add(sub if is_module else package)
                 elif base == "svrchain":
                     found.add(n.module.removeprefix("svrchain."))
@@ -77,6 +78,13 @@ def layer_of(module: str) -> int:
 
 def test_every_module_has_a_layer():
     assert set(graph()) == set().union(*(mods for _, mods in LAYERS))
+
+
+def test_an_import_names_the_module_not_its_package(tmp_path):
+    code = tmp_path / "m.py"
+    code.write_text("from svrchain import remote, render\nfrom svrchain.remote import files\n"
+                    "from svrchain.remote.group import Session\nfrom svrchain.ops import Change\n")
+    assert imports(code) == {"remote", "render", "remote.files", "remote.group", "ops"}
 
 
 def test_no_upward_arrow():
