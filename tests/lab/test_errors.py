@@ -1,21 +1,32 @@
-"""Unreachable hosts, unknown and changed host keys: one clear line per host, non-zero exit,
-the other hosts still served. trust-hosts pins keys only after showing them."""
+"""Unreachable hosts, unknown and changed host keys, a port that does not speak SSH: one clear line per
+host, non-zero exit, the other hosts still served, nothing changed; trust-hosts pins keys only after
+showing them. A table of cases (tests/lab/scenarios.py reads them), each from the module's baseline."""
 
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
-import yaml
 
 from lab import hosts as labhosts
 from tests.lab.conftest import lab_of
+from tests.lab.scenarios import (
+    HOSTS,
+    KNOWN_HOSTS,
+    Call,
+    Case,
+    Console,
+    Ctx,
+    Fab,
+    KnownHostsFile,
+    Manifest,
+    Silent,
+    run_case,
+    take_baseline,
+)
 
 pytestmark = pytest.mark.lab
+NOTHING_CHANGED = tuple(Manifest(h) for h in HOSTS)
 
 
 @pytest.fixture(scope="module")
@@ -24,99 +35,95 @@ def lab():
     yield from lab_of("sysv")
 
 
-def inventory(tmp_path: Path, known_hosts: Path | None = None, **web2: str) -> Path:
-    """The lab inventory with absolute paths, another known_hosts, or web2 changed."""
-    data = labhosts.inventory_data()
-    if known_hosts:
-        data["connect"]["known_hosts"] = str(known_hosts)
-    data["web"]["servers"][1].update(web2)
-    path = tmp_path / "inv.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+@pytest.fixture(scope="module")
+def baseline(chain):
+    return take_baseline(chain)
 
 
-def test_unreachable_web_server(chain, tmp_path):
-    r = chain.fab("push-key", inventory=inventory(tmp_path, address="198.18.0.99"))
-    assert r.returncode == 3
-    line = next(ln for ln in r.stdout.splitlines() if ln.startswith("web2"))
-    assert re.match(r"web2\s+push-key\s+unreachable\s+web2 \(198\.18\.0\.99:22\): cannot connect: ", line), line
-    assert "is the host up and its address right in" in line
-    assert r.stderr.strip() == "svrchain: push-key: failed on web2 (see above)"
-    assert "Traceback" not in r.stdout + r.stderr
+def fingerprints_shown(lab, ctx: Ctx) -> None:
+    """trust-hosts --yes showed each host's own key (read on the host) and pinned exactly the lab's keys."""
+    shown = ctx.results[-1].stdout
+    for name in HOSTS:
+        fp = lab.host(name).check_output("ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub").split()[1]
+        assert re.search(rf"^{name}\s+new\s+\S+ ssh-ed25519 {re.escape(fp)}$", shown, re.M), shown
+    assert sorted(ctx.known.read_text().splitlines()) == sorted(
+        (labhosts.STATE / "known_hosts").read_text().splitlines())
 
 
-def test_unreachable_db_server_in_verify(chain, tmp_path):
-    chain.console("db", "pkill -x sshd")
-    try:
-        r = chain.fab("verify")
-        assert r.returncode == 3  # only a host unreachable: exit 3, not a gap (2)
-        row = r"^db\s+reachable\s+UNREACHABLE\s+db \(198\.18\.0\.10:22\): connection refused"
-        assert re.search(row, r.stdout, re.M), r.stdout
-    finally:
-        chain.console("db", "/usr/sbin/sshd")
+def nothing_pinned(lab, ctx: Ctx) -> None:
+    assert ctx.known.read_text() == ""
 
 
-def test_unknown_and_changed_host_keys_are_refused(chain, tmp_path):
-    known = tmp_path / "known_hosts"
-    pinned = (labhosts.STATE / "known_hosts").read_text().splitlines()
-    other = pinned[0].split()[2]  # the DB host's key, not web1's
-    # db: pinned; web1: a different key under its address; web2: not pinned at all.
-    known.write_text(f"{pinned[0]}\n198.18.0.21 ssh-ed25519 {other}\n")
-    inv = inventory(tmp_path, known_hosts=known)
-    r = chain.fab("push-key", inventory=inv)
-    assert r.returncode == 3
-    assert re.search(r"^web1 .* host key CHANGED: it offers ssh-ed25519 SHA256:\S+, not the key pinned in", r.stdout,
-                     re.M), r.stdout
-    assert re.search(r"^web2 .* host key unknown: it is not pinned in .*`fab trust-hosts`", r.stdout, re.M), r.stdout
-    t = chain.fab("trust-hosts", inventory=inv)
-    assert t.returncode == 3  # a changed key: not connected to; the new one waits for --yes
-    assert re.search(r"^web1\s+CHANGED", t.stdout, re.M) and re.search(r"^web2\s+new\s", t.stdout, re.M)
-    assert "--yes" in t.stderr and "CHANGED" not in known.read_text()
-    assert "198.18.0.22" not in known.read_text()  # nothing pinned without --yes
+def one_changed_one_unpinned(pinned: list[str]) -> str:
+    """db: pinned; web1: a different key (the DB host's) under its address; web2: not pinned at all."""
+    return f"{pinned[0]}\n198.18.0.21 ssh-ed25519 {pinned[0].split()[2]}\n"
 
 
-def test_trust_hosts_pins_after_showing_fingerprints(chain, tmp_path):
-    known = tmp_path / "known_hosts"
-    known.write_text("")
-    inv = inventory(tmp_path, known_hosts=known)
-    dry = chain.fab("trust-hosts", "--dry-run", inventory=inv)
-    assert dry.returncode == 0 and "would pin 3 key(s)" in dry.stdout and known.read_text() == ""
-    r = chain.fab("trust-hosts", "--yes", inventory=inv)
-    assert r.returncode == 0, r.stdout + r.stderr
-    for name in ("db", "web1", "web2"):
-        fp = chain.host(name).check_output("ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub").split()[1]
-        assert re.search(rf"^{name}\s+new\s+\S+ ssh-ed25519 {re.escape(fp)}$", r.stdout, re.M), r.stdout
-    assert sorted(known.read_text().splitlines()) == sorted((labhosts.STATE / "known_hosts").read_text().splitlines())
-    again = chain.fab("trust-hosts", inventory=inv)
-    assert again.returncode == 0 and len(re.findall(r"^\S+\s+ok\s", again.stdout, re.M)) == 3
+CASES = [
+    Case(
+        "unreachable-web",
+        inventory={"web.servers.1.address": "198.18.0.99"},
+        steps=(Fab(("push-key",), 3,
+                   out=(r"^web2\s+push-key\s+unreachable\s+web2 \(198\.18\.0\.99:22\): cannot connect: .*"
+                        r"is the host up and its address right in",),
+                   err=(r"\Asvrchain: push-key: failed on web2 \(see above\)\s*\Z",)),),
+        unchanged=NOTHING_CHANGED,
+    ),
+    Case(
+        "unreachable-db-in-verify",
+        stage=(Console("db", "pkill -x sshd", "/usr/sbin/sshd"),),
+        # only a host unreachable: exit 3, not a gap (2)
+        steps=(Fab(("verify",), 3, lab=True,
+                   out=(r"^db\s+reachable\s+UNREACHABLE\s+db \(198\.18\.0\.10:22\): connection refused",)),),
+        unchanged=NOTHING_CHANGED,
+    ),
+    Case(
+        "unknown-and-changed-host-keys",
+        known_hosts=one_changed_one_unpinned,
+        inventory={"connect.known_hosts": KNOWN_HOSTS},
+        steps=(
+            Fab(("push-key",), 3,
+                out=(r"^web1 .* host key CHANGED: it offers ssh-ed25519 SHA256:\S+, not the key pinned in",
+                     r"^web2 .* host key unknown: it is not pinned in .*`fab trust-hosts`")),
+            # a changed key: not connected to; the new one waits for --yes
+            Fab(("trust-hosts",), 3, out=(r"^web1\s+CHANGED", r"^web2\s+new\s"), err=(r"--yes",)),
+        ),
+        unchanged=(*NOTHING_CHANGED, KnownHostsFile()),  # nothing pinned without --yes
+    ),
+    Case(
+        "trust-hosts-pins-after-showing",
+        known_hosts=lambda pinned: "",
+        inventory={"connect.known_hosts": KNOWN_HOSTS},
+        steps=(
+            Fab(("trust-hosts", "--dry-run"), 0, out=(r"would pin 3 key\(s\)",)),
+            Call(nothing_pinned),
+            Fab(("trust-hosts", "--yes"), 0),
+            Call(fingerprints_shown),
+            Fab(("trust-hosts",), 0, count=((r"^\S+\s+ok\s", 3),)),
+        ),
+        unchanged=NOTHING_CHANGED,
+    ),
+    # web2's port 2222 accepts TCP in web2's own namespace and sends no SSH banner: push-key and
+    # trust-hosts say so in one line (exit 3); verify --limit web1 checks web1 only. (That trust-hosts
+    # checks such hosts at once, in one timeout, is tests/unit/test_cli_flags.py's, counted there.)
+    Case(
+        "banner-less-port",
+        stage=(Silent("web2", 2222),),
+        inventory={"web.servers.1.port": 2222},
+        steps=(
+            Fab(("push-key",), 3,
+                out=(r"^web2\s+push-key\s+unreachable\s+web2 \(198\.18\.0\.22:2222\): no SSH banner within 5s: "
+                     r"something accepts TCP on that port but does not speak SSH",)),
+            Fab(("trust-hosts",), 3, err=(r"\A\s*svrchain: web2: 198\.18\.0\.22:2222: no SSH banner within 5s",)),
+            Fab(("verify", "--limit", "web1"), 0, lab=True,
+                out=(r"\A[^\n]*db 198\.18\.0\.10, web1 198\.18\.0\.21 \(--limit: 1 of 2 web servers\)$",),
+                not_out=(r"^web2\s",)),
+        ),
+        unchanged=NOTHING_CHANGED,
+    ),
+]
 
 
-# Accepts TCP connections on web2's address, port 2222, and never says a word (not an SSH server).
-SILENT = ("import socket, time; s = socket.socket(); s.bind(('198.18.0.22', 2222)); s.listen(16); "
-          "print('listening', flush=True); time.sleep(600)")
-
-
-def test_banner_less_port_is_one_line_and_limit_leaves_it_alone(chain, tmp_path):
-    """web2's port 2222 accepts TCP in web2's own namespace and sends no SSH banner: push-key and
-    trust-hosts say so in one line (exit 3, no traceback); verify --limit web1 checks web1 only."""
-    listener = subprocess.Popen(["ip", "netns", "exec", labhosts.host("web2").netns, sys.executable, "-c", SILENT],
-                                stdout=subprocess.PIPE, text=True)
-    try:
-        assert listener.stdout.readline().strip() == "listening"
-        inv = inventory(tmp_path, port=2222)
-        r = chain.fab("push-key", inventory=inv)
-        assert r.returncode == 3, r.stdout + r.stderr
-        assert re.search(r"^web2\s+push-key\s+unreachable\s+web2 \(198\.18\.0\.22:2222\): no SSH banner within 5s: "
-                         r"something accepts TCP on that port but does not speak SSH", r.stdout, re.M), r.stdout
-        t0 = time.monotonic()
-        t = chain.fab("trust-hosts", inventory=inv)
-        assert t.returncode == 3 and time.monotonic() - t0 < 12, t.stdout + t.stderr
-        assert t.stderr.strip().startswith("svrchain: web2: 198.18.0.22:2222: no SSH banner within 5s"), t.stderr
-        assert "Traceback" not in r.stdout + r.stderr + t.stdout + t.stderr
-        v = chain.fab("verify", "--limit", "web1")
-        assert v.returncode == 0, v.stdout + v.stderr
-        assert v.stdout.splitlines()[0].endswith("db 198.18.0.10, web1 198.18.0.21 (--limit: 1 of 2 web servers)")
-        assert not re.search(r"^web2\s", v.stdout, re.M)
-    finally:
-        listener.kill()
-        listener.wait()
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_error(chain, baseline, case, tmp_path):
+    run_case(chain, baseline, case, tmp_path)
