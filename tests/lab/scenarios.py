@@ -135,12 +135,25 @@ class Install:
 
 @dataclass(frozen=True)
 class Manifest:
-    """Every file, link and directory svrchain touches on the host, with modes, owners, checksums."""
+    """Every file, link and directory svrchain touches on the host, with modes, owners, checksums
+    (less the paths under ``ignore``)."""
 
     host: str
+    ignore: tuple[str, ...] = ()
 
     def read(self, lab: Lab, ctx: Ctx) -> object:
-        return lab.manifest(self.host)
+        return without(lab.manifest(self.host), self.ignore)
+
+
+def without(manifest: list[str], ignore: tuple[str, ...]) -> list[str]:
+    """A manifest less the lines of paths under ``ignore`` (find's lines and sha256sum's)."""
+    def path(line: str) -> str:
+        digest, sep, rest = line.partition("  ")
+        if sep and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest):
+            return rest
+        return line.split(" ", 1)[0]
+
+    return [x for x in manifest if not any(path(x) == p or path(x).startswith(p + "/") for p in ignore)]
 
 
 @dataclass(frozen=True)
@@ -151,7 +164,8 @@ class Bytes:
     path: str
 
     def read(self, lab: Lab, ctx: Ctx) -> object:
-        return labhosts.run_in(labhosts.host(self.host), f"base64 -w0 {self.path}").stdout
+        # cat first on its own: a missing file fails the read (a pipe would hide it)
+        return lab.console(self.host, f"cat {self.path} >/dev/null && cat {self.path} | base64 -w0").stdout
 
 
 @dataclass(frozen=True)
@@ -311,19 +325,29 @@ class Baseline:
     manifests: dict[str, list[str]]
     inventory: Path | None = None
     chain: bool = True
+    ignore: tuple[str, ...] = ()  # paths left out of the manifests
 
 
-def take_baseline(lab: Lab, inventory: Path | None = None, chain: bool = True) -> Baseline:
-    """The module's baseline. With the chain: right after the module's bootstrap and one run of the chain
-    (so the gates' and the trigger's state files exist, as after any case that restarts), settled,
-    ``fab verify`` clean."""
+def take_baseline(lab: Lab, inventory: Path | None = None, chain: bool = True, warm: bool = True,
+                  ignore: tuple[str, ...] = ()) -> Baseline:
+    """The module's baseline. With the chain: right after the module's bootstrap, settled, ``fab verify``
+    clean; ``warm``: after one run of the chain too (so the gates' and the trigger's state files exist,
+    as after any case that restarts a web server)."""
     if chain:
-        r = lab.fab("restart-chain", "--yes", inventory=inventory)
-        assert r.returncode == 0, r.stdout + r.stderr
+        if warm:
+            r = lab.fab("restart-chain", "--yes", inventory=inventory)
+            assert r.returncode == 0, r.stdout + r.stderr
         lab.settled()
         v = lab.fab("verify", inventory=inventory)
         assert v.returncode == 0, v.stdout + v.stderr
-    return Baseline(manifests(lab), inventory, chain)
+    return Baseline({h: without(m, ignore) for h, m in manifests(lab).items()}, inventory, chain, ignore)
+
+
+def difference(old: object, new: object) -> object:
+    """What differs between two reads of a probe: the lines in only one of them, for manifests."""
+    if isinstance(old, list) and isinstance(new, list):
+        return sorted(set(old) ^ set(new))[:20]
+    return (old, new)
 
 
 def manifests(lab: Lab) -> dict[str, list[str]]:
@@ -337,8 +361,9 @@ def drift(lab: Lab, baseline: Baseline) -> dict[str, list[str]]:
     not answer."""
     out = {h: ["sshd does not answer"] for h in HOSTS if not sshd_answers(h)}
     for h, now in manifests(lab).items():
+        now = without(now, baseline.ignore)
         if now != baseline.manifests[h]:
-            out[h] = sorted(set(now) ^ set(baseline.manifests[h]))[:20]
+            out[h] = difference(baseline.manifests[h], now)
     return out
 
 
@@ -397,7 +422,8 @@ def run_case(lab: Lab, baseline: Baseline, case: Case, tmp: Path) -> None:
         for step in case.steps:
             step.run(lab, ctx)
         for p in case.unchanged:
-            assert p.read(lab, ctx) == before[p], f"{p} changed"
+            now = p.read(lab, ctx)
+            assert now == before[p], f"{p} changed: {difference(before[p], now)}"
         for p in case.changed:
             assert p.read(lab, ctx) != before[p], f"{p} did not change"
         for p, n in case.grows:
