@@ -133,7 +133,7 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def baseline(dedicated, inventory):
-    return take_baseline(dedicated, inventory)
+    return take_baseline(dedicated, inventory, warm=False)  # no case restarts a web server
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
