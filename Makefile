@@ -56,9 +56,11 @@ test: lab-deps install
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
-# The fast loop: every test that needs neither the lab nor a fresh install (make test runs them all).
+# The fast loop: every test that needs neither the lab nor a fresh install (make test runs them all), on
+# UNIT_JOBS processes (pytest-xdist; UNIT_JOBS=0: in this one).
+UNIT_JOBS ?= 2
 unit: install
-	$(PY) -m pytest -m "not lab and not install"
+	$(PY) -m pytest -n $(UNIT_JOBS) -m "not lab and not install"
 
 # The property tests with new random examples (make test draws the same ones every run).
 fuzz: install

@@ -1,4 +1,6 @@
-"""The fab command line without hosts: task list, help, and bad inventories as one clear line."""
+"""The fab command line without hosts: task list, help, and bad inventories as one clear line. The
+runs are in this process (the ``program`` fixture, tests/unit/conftest.py), except the one that runs
+the installed ``fab`` itself."""
 
 from __future__ import annotations
 
@@ -15,14 +17,20 @@ REPO = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).parent / "fab")
 
 
-def fab(*args: str, inventory: Path | str | None = None) -> subprocess.CompletedProcess:
+def environment(inventory: Path | str | None = None) -> dict[str, str]:
     env = {**os.environ}
     if inventory is not None:
         env["INVENTORY"] = str(inventory)
-    return subprocess.run([FAB, *args], cwd=REPO, env=env, text=True, capture_output=True, timeout=60)
+    return env
 
 
-def test_every_task_is_listed_with_its_docstring():
+@pytest.fixture
+def fab(program):
+    """``fab(*args, inventory=None)``: fab in the checkout, in this process, INVENTORY set when given."""
+    return lambda *args, inventory=None: program("fab", *args, env=environment(inventory))
+
+
+def test_every_task_is_listed_with_its_docstring(fab):
     r = fab("--list")
     assert r.returncode == 0
     for name in ("bootstrap", "install-dbora", "gen-key", "push-key", "install-svr-restart",
@@ -39,7 +47,7 @@ def test_every_task_is_listed_with_its_docstring():
         ("connect: [\n", "not valid YAML"),
     ],
 )
-def test_bad_inventory_is_one_line_and_exit_4(tmp_path, text, expected):
+def test_bad_inventory_is_one_line_and_exit_4(fab, tmp_path, text, expected):
     inv = tmp_path / "bad.yaml"
     inv.write_text(text)
     r = fab("verify", inventory=inv)
@@ -50,22 +58,23 @@ def test_bad_inventory_is_one_line_and_exit_4(tmp_path, text, expected):
 
 
 def test_missing_inventory_file(tmp_path):
-    r = fab("bootstrap", inventory=tmp_path / "nope.yaml")
+    """The installed fab itself, in a process of its own: exactly one line on stderr, and nothing else."""
+    r = subprocess.run([FAB, "bootstrap"], cwd=REPO, env=environment(tmp_path / "nope.yaml"), text=True,
+                       capture_output=True, timeout=60)
     assert r.returncode == 4
     assert r.stderr.strip() == f"svrchain: {tmp_path / 'nope.yaml'}: no such inventory file (given by " \
         "INVENTORY); check the path (every key is explained in inventory/example.yaml)"
 
 
-def test_inventory_from_dotenv(tmp_path):
+def test_inventory_from_dotenv(program, tmp_path):
     (tmp_path / ".env").write_text(f"INVENTORY={tmp_path / 'from-dotenv.yaml'}\n")
     env = {k: v for k, v in os.environ.items() if k != "INVENTORY"}
-    r = subprocess.run([FAB, "-r", str(REPO), "verify"], cwd=tmp_path, env=env, text=True,
-                       capture_output=True, timeout=60)
+    r = program("fab", "-r", str(REPO), "verify", cwd=tmp_path, env=env)
     assert r.returncode == 4
     assert "from-dotenv.yaml: no such inventory file" in r.stderr
 
 
-def test_missing_identity_file(tmp_path):
+def test_missing_identity_file(fab, tmp_path):
     text = (LAB_INVENTORY).read_text().replace("../.lab/admin_key", str(tmp_path / "nokey"))
     text = text.replace("lab: true", "lab: false")  # not the lab's own: the lab need not be up
     inv = tmp_path / "inv.yaml"

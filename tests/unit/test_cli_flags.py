@@ -1,6 +1,8 @@
 """The command line without real hosts: how the inventory is chosen, Fabric's flags (honoured or
 refused in one line), --limit, --yes, exit codes, and the one-line errors of SSH handshakes that fail
-(against listeners on loopback addresses that accept TCP and never send an SSH banner)."""
+(against listeners on loopback addresses that accept TCP and never send an SSH banner). The command
+lines run in this process (the ``program`` fixture, tests/unit/conftest.py), except the ones that run
+the installed ``fab`` and ``svrchain`` themselves (``run``)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,6 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import fabric.main
 import paramiko
 import pytest
 import yaml
@@ -23,18 +24,31 @@ from invoke import Config, Context
 import tasks
 from svrchain import remote, runopts
 from svrchain.errors import BadInventory, UsageError
-from svrchain.program import make_program
 from svrchain.runopts import confirm
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
+def environment(env: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without INVENTORY, plus ``env``."""
+    return {**{k: v for k, v in os.environ.items() if k != "INVENTORY"}, **(env or {})}
+
+
 def run(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None, stdin: str = "",
         tool: str = "svrchain") -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if k != "INVENTORY"}
-    return subprocess.run([str(BIN / tool), *args], cwd=cwd, env={**base, **(env or {})}, text=True,
+    """The installed program, in a process of its own."""
+    return subprocess.run([str(BIN / tool), *args], cwd=cwd, env=environment(env), text=True,
                           input=stdin, capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def cli(program):
+    """Like ``run``, in this process."""
+    def run_here(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None, stdin: str = "",
+                 tool: str = "svrchain") -> subprocess.CompletedProcess:
+        return program(tool, *args, cwd=cwd, env=environment(env), stdin=stdin)
+    return run_here
 
 
 class Silent(list):
@@ -120,27 +134,19 @@ REFUSED = [
 ]
 
 
-def in_process(tool: str, argv: list[str], monkeypatch, capsys) -> tuple[int, str]:
-    """Run the svrchain or fab program in this process (faster than a subprocess): exit code, stderr."""
-    monkeypatch.setattr(getpass, "getpass", lambda prompt="": "secret")
-    monkeypatch.chdir(REPO)  # fab finds fabfile.py here
-    program = make_program() if tool == "svrchain" else fabric.main.make_program()
-    with pytest.raises(SystemExit) as info:
-        program.run([tool, *argv])
-    return info.value.code, capsys.readouterr().err
-
-
 @pytest.mark.parametrize(("flags", "line"), REFUSED, ids=[f[0] for f, _ in REFUSED])
-def test_flags_svrchain_cannot_honour_are_refused(flags, line, tmp_path, monkeypatch, capsys):
-    code, err = in_process("svrchain", [*flags, "verify", "-I", str(tmp_path / "never-read.yaml")], monkeypatch, capsys)
+def test_flags_svrchain_cannot_honour_are_refused(flags, line, tmp_path, monkeypatch, program):
+    monkeypatch.setattr(getpass, "getpass", lambda prompt="": "secret")  # --prompt-for-*: Fabric asks first
+    r = program("svrchain", *flags, "verify", "-I", str(tmp_path / "never-read.yaml"))
+    code, err = r.returncode, r.stderr
     assert code == 4, err
     assert err.strip().splitlines()[-1].startswith(f"svrchain: {line}"), err
     assert "Traceback" not in err
 
 
 @pytest.mark.parametrize(("flags", "line"), REFUSED[:3], ids=[f[0] for f, _ in REFUSED[:3]])
-def test_fab_refuses_them_too(flags, line, tmp_path):
-    r = run(*flags, "verify", "-I", str(tmp_path / "never-read.yaml"), tool="fab")
+def test_fab_refuses_them_too(flags, line, tmp_path, cli):
+    r = cli(*flags, "verify", "-I", str(tmp_path / "never-read.yaml"), tool="fab")
     assert r.returncode == 4 and r.stderr.strip().startswith(f"svrchain: {line}"), r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
 
@@ -156,9 +162,9 @@ USAGE = [
 
 
 @pytest.mark.parametrize(("args", "code", "line"), USAGE, ids=[" ".join(a) for a, _, _ in USAGE])
-def test_usage_errors(args, code, line, tmp_path):
+def test_usage_errors(args, code, line, tmp_path, cli):
     inv = write_inventory(tmp_path, [("127.0.0.1", 1), ("127.0.0.2", 1)])
-    r = run(*args, "-I", str(inv))
+    r = cli(*args, "-I", str(inv))
     assert r.returncode == code, r.stdout + r.stderr
     assert r.stderr.strip().startswith(line), r.stderr
 
@@ -177,10 +183,10 @@ def test_fabric_dry_is_the_tasks_dry_run(name, monkeypatch):
     assert seen.get("dry_run") is (True if name in CHANGING else None), seen
 
 
-def test_dry_gen_key_connects_nowhere_it_would_change(silent, tmp_path):
+def test_dry_gen_key_connects_nowhere_it_would_change(silent, tmp_path, cli):
     """fab --dry gen-key is a dry run: it fails here only because the host is silent (exit 3)."""
     inv = write_inventory(tmp_path, silent[:2], timeout=1)
-    r = run("--dry", "gen-key", "-I", str(inv), tool="fab")
+    r = cli("--dry", "gen-key", "-I", str(inv), tool="fab")
     assert r.returncode == 3, r.stdout + r.stderr
     assert r.stdout.splitlines()[0].startswith(f"svrchain: inventory {inv}: db 127.0.0.10, web1 127.0.0.11")
 
@@ -192,29 +198,29 @@ def test_no_inventory_anywhere_is_one_line(tmp_path):
     assert r.stderr.strip() == f"svrchain: no inventory chosen: {runopts.HOW_TO_CHOOSE}"
 
 
-def test_dotenv_next_to_the_fabfile(tmp_path):
+def test_dotenv_next_to_the_fabfile(tmp_path, cli):
     project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
     project.mkdir()
     elsewhere.mkdir()
     (project / "fabfile.py").write_text("from svrchain.tasks import ns  # noqa: F401\n")
     (project / ".env").write_text("INVENTORY=inventory/prod.yaml\n")
-    r = run("-r", str(project), "verify", cwd=elsewhere, tool="fab")
+    r = cli("-r", str(project), "verify", cwd=elsewhere, tool="fab")
     assert r.returncode == 4
     assert r.stderr.strip() == (f"svrchain: {project / 'inventory/prod.yaml'}: no such inventory file (given by "
                                 f"INVENTORY in {project / '.env'}); check the path (every key is explained in "
                                 "inventory/example.yaml)")
 
 
-def test_first_line_names_the_inventory_and_the_limited_hosts(silent, tmp_path):
+def test_first_line_names_the_inventory_and_the_limited_hosts(silent, tmp_path, cli):
     inv = write_inventory(tmp_path, silent[:3], timeout=1)
-    r = run("verify", "-I", str(inv), "--limit", "web2")
+    r = cli("verify", "-I", str(inv), "--limit", "web2")
     assert r.stdout.splitlines()[0] == (f"svrchain: inventory {inv}: db 127.0.0.10, web2 127.0.0.12 "
                                         "(--limit: 1 of 2 web servers)"), r.stdout
 
 
-def test_banner_less_hosts_in_trust_hosts_one_line_each_in_one_timeout(silent, tmp_path):
+def test_banner_less_hosts_in_trust_hosts_one_line_each_in_one_timeout(silent, tmp_path, cli):
     inv = write_inventory(tmp_path, silent, timeout=2)
-    r = run("trust-hosts", "-I", str(inv))
+    r = cli("trust-hosts", "-I", str(inv))
     assert r.returncode == 3, r.stdout + r.stderr
     assert silent.most_open == 4, "the hosts were not checked in parallel"
     errors = r.stderr.strip().splitlines()
@@ -223,9 +229,9 @@ def test_banner_less_hosts_in_trust_hosts_one_line_each_in_one_timeout(silent, t
         assert "no SSH banner within 2s: something accepts TCP on that port but does not speak SSH" in line
 
 
-def test_banner_less_host_in_a_task(silent, tmp_path):
+def test_banner_less_host_in_a_task(silent, tmp_path, cli):
     inv = write_inventory(tmp_path, silent[:2], timeout=1)
-    r = run("push-key", "-I", str(inv))
+    r = cli("push-key", "-I", str(inv))
     assert r.returncode == 3, r.stdout + r.stderr
     assert f"db (127.0.0.10:{silent[0][1]}): no SSH banner within 1s" in r.stdout
     assert "Traceback" not in r.stdout + r.stderr

@@ -1,6 +1,7 @@
 """Results for people and for CI, without hosts: live lines, the recap, colour, the JSON document
 (validated against docs/output.schema.json), the JUnit file (parsed), the exit codes, and the CLI's
---json/--junit flags end to end against hosts that do not answer (loopback ports nobody listens on)."""
+--json/--junit flags end to end against hosts that do not answer (loopback ports nobody listens on),
+fab run in this process (the ``program`` fixture, tests/unit/conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -22,7 +22,6 @@ from svrchain.inventory import InventoryError
 from tests.paths import LAB_INVENTORY
 
 REPO = Path(__file__).resolve().parents[2]
-FAB = str(Path(sys.executable).parent / "fab")
 SCHEMA = json.loads((REPO / "docs" / "output.schema.json").read_text())
 
 
@@ -123,12 +122,15 @@ def test_junit_one_testcase_per_host_and_check():
     assert err.get("type") == "unreachable" and "connection refused" in err.text
 
 
-def _fab(*args: str, env: dict | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run([FAB, *args], cwd=cwd, env={**os.environ, **(env or {})}, text=True,
-                          capture_output=True, timeout=60)
+@pytest.fixture
+def _fab(program):
+    """``_fab(*args, env=None, cwd=REPO)``: fab with this process's environment plus ``env``."""
+    def run(*args: str, env: dict | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess:
+        return program("fab", *args, cwd=cwd, env={**os.environ, **(env or {})})
+    return run
 
 
-def test_bad_inventory_json_and_junit(tmp_path):
+def test_bad_inventory_json_and_junit(tmp_path, _fab):
     inv = tmp_path / "bad.yaml"
     inv.write_text("db:\n  adress: 1\n")
     junit = tmp_path / "out" / "verify.xml"
@@ -171,7 +173,7 @@ def keypair(tmp_path: Path, passphrase: str = "") -> Path:
     return key
 
 
-def test_unreachable_hosts_exit_3_with_json_on_stdout_and_lines_on_stderr(tmp_path):
+def test_unreachable_hosts_exit_3_with_json_on_stdout_and_lines_on_stderr(tmp_path, _fab):
     inv = loopback_inventory(tmp_path, keypair(tmp_path))
     junit = tmp_path / "smoke.xml"
     r = _fab("smoke", "--json", "--junit", str(junit), env={"INVENTORY": str(inv), "NO_COLOR": ""})
@@ -190,28 +192,25 @@ def test_unreachable_hosts_exit_3_with_json_on_stdout_and_lines_on_stderr(tmp_pa
     assert root.get("errors") == "3" and root.get("failures") == "0"
 
 
-def test_passphrase_protected_key_without_agent_is_one_clear_line(tmp_path):
+def test_passphrase_protected_key_without_agent_is_one_clear_line(tmp_path, program):
     key = keypair(tmp_path, "sesame")
     inv = loopback_inventory(tmp_path, key)
     env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
-    r = subprocess.run([FAB, "verify"], cwd=REPO, env={**env, "INVENTORY": str(inv)}, text=True,
-                       capture_output=True, timeout=60)
+    r = program("fab", "verify", env={**env, "INVENTORY": str(inv)})
     assert r.returncode == 4
     assert r.stderr.strip() == (f"svrchain: key {key} is passphrase-protected; add it to ssh-agent (ssh-add {key}) "
                                 "and run again with SSH_AUTH_SOCK set, or set connect.identity to a key without "
                                 "a passphrase")
     # the same without its .pub: the public half is read from the key's own header
     Path(f"{key}.pub").unlink()
-    again = subprocess.run([FAB, "verify"], cwd=REPO, env={**env, "INVENTORY": str(inv)}, text=True,
-                           capture_output=True, timeout=60)
+    again = program("fab", "verify", env={**env, "INVENTORY": str(inv)})
     assert again.returncode == 4 and "passphrase-protected" in again.stderr
 
 
-def test_no_identity_and_no_agent(tmp_path):
+def test_no_identity_and_no_agent(tmp_path, program):
     inv = loopback_inventory(tmp_path, None)
     env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
-    r = subprocess.run([FAB, "verify"], cwd=REPO, env={**env, "INVENTORY": str(inv)}, text=True,
-                       capture_output=True, timeout=60)
+    r = program("fab", "verify", env={**env, "INVENTORY": str(inv)})
     assert r.returncode == 4
     assert "connect.identity is not set and no ssh-agent holds a key" in r.stderr
 
@@ -236,7 +235,7 @@ def ssh_add(key: Path, passphrase: str, env: dict, tmp_path: Path) -> None:
                         "DISPLAY": ":0"})
 
 
-def test_passphrase_protected_key_held_by_the_agent_is_used(tmp_path, agent):
+def test_passphrase_protected_key_held_by_the_agent_is_used(tmp_path, agent, _fab):
     key = keypair(tmp_path, "sesame")
     ssh_add(key, "sesame", agent, tmp_path)
     inv = loopback_inventory(tmp_path, key)

@@ -77,16 +77,13 @@ def test_public_blob_from_pub_or_from_the_key_header(tmp_path: Path):
     assert from_pub is not None and public_blob(key) == from_pub
 
 
-def test_fabric_ssh_config_flag_points_at_the_inventory_setting(tmp_path: Path):
+def test_fabric_ssh_config_flag_points_at_the_inventory_setting(tmp_path: Path, program):
+    """fab in this process (the ``program`` fixture, tests/unit/conftest.py), in the checkout."""
     import os
-    import subprocess
-    import sys
 
-    fab = str(Path(sys.executable).parent / "fab")
-    repo = Path(__file__).resolve().parents[2]
     (tmp_path / "cfg").write_text("Host web1\n  ProxyJump bastion\n")
-    r = subprocess.run([fab, "-S", str(tmp_path / "cfg"), "verify"], cwd=repo, text=True, capture_output=True,
-                       timeout=60, env={**os.environ, "INVENTORY": str(tmp_path / "none.yaml")})
+    r = program("fab", "-S", str(tmp_path / "cfg"), "verify",
+                env={**os.environ, "INVENTORY": str(tmp_path / "none.yaml")})
     assert r.returncode == 4
     assert r.stderr.strip() == ("svrchain: -S/--ssh-config: not supported; set connect.ssh_config in the inventory "
                                 "(e.g. ~/.ssh/config: host aliases and ProxyJump), so that every run on this site "
