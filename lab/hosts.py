@@ -301,14 +301,21 @@ def _provision_systemd(h: LabHost, drop: list[str]) -> None:
     links += [f"timers.target.wants/{t.name}" for t in (wants / "timers.target.wants").glob("*")]
     for link in links:
         (wants / link).unlink(missing_ok=True)
+    # A bound on any stop that would otherwise wait for a cgroup to empty (see Apache's below); the
+    # lab's services all stop within a second or two.
+    _write(r, "/etc/systemd/system.conf.d/lab.conf", "[Manager]\nDefaultTimeoutStopSec=15s\n")
     if h.role == "web":
         # On this machine systemd inside the container cannot kill a unit's cgroup ("Input/output
-        # error"), so a stop would not wait for Apache's processes: stop it and wait, as the cgroup
-        # kill would have.
+        # error"), and a stop that has to SIGKILL the processes left in Apache's cgroup (Debian's
+        # KillMode=mixed, when the main process is gone before "apachectl stop" returns) sometimes
+        # never sees the cgroup empty: it waits its whole stop timeout (90 s), then "Processes still
+        # around after SIGKILL. Ignoring." So systemd signals only the main process (KillMode=process)
+        # and the lab does the cgroup kill's work: Apache's processes are waited for, and any left
+        # after 5 s are killed and waited for.
+        wait = "for i in $(seq 100); do pidof apache2 >/dev/null || exit 0; sleep 0.05; done"
         _write(r, "/etc/systemd/system/apache2.service.d/lab.conf",
-               "[Service]\nExecStop=\nExecStop=/usr/sbin/apachectl stop\n"
-               "ExecStopPost=/bin/sh -c 'for i in $(seq 200); do pidof apache2 >/dev/null || exit 0; "
-               "sleep 0.05; done'\n")
+               "[Service]\nExecStop=\nExecStop=/usr/sbin/apachectl stop\nKillMode=process\n"
+               f"ExecStopPost=/bin/sh -c '{wait}; pkill -KILL -x apache2; {wait}'\n")
     if h.role == "db":
         _write(r, "/etc/systemd/system/lab-db.service", _LAB_DB_UNIT)
         (wants / "multi-user.target.wants/lab-db.service").symlink_to("/etc/systemd/system/lab-db.service")

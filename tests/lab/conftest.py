@@ -39,6 +39,8 @@ MANIFEST = (
 # Files the system's own tools rewrite (useradd/userdel keep their previous copy as <file>-).
 TOOLS_BACKUPS = ("/etc/passwd-", "/etc/group-", "/etc/shadow-", "/etc/gshadow-", "/etc/subuid-", "/etc/subgid-")
 FAB = [str(Path(sys.executable).parent / "fab")]
+# On the DB host: the database's current run as the trigger tells it ('none' when it does not run).
+CURRENT_RUN = "$(ls /etc/init.d/svr_restart /usr/local/lib/svrchain/svr_restart 2>/dev/null | head -n 1) run"
 
 
 @dataclass
@@ -108,20 +110,23 @@ class Lab:
 
     def current_run(self) -> str:
         """The database's current run as the trigger tells it on the DB host ('none' when it does not run)."""
-        return self.console("db", "$(ls /etc/init.d/svr_restart /usr/local/lib/svrchain/svr_restart 2>/dev/null "
-                                  "| head -n 1) run").stdout.strip()
+        return self.console("db", CURRENT_RUN).stdout.strip()
 
     def settled(self, timeout: float | None = None) -> str:
         """Wait until the chain has followed the database's current run and no trigger run is going;
         return that run. Waits at most a trigger run's bound (the trigger's own limit)."""
         end = time.monotonic() + (timeout or TRIGGER_BOUND)
+        # One look through the console per poll: the current run, the run last handled, and whether a
+        # trigger run is going.
+        look = (f'run=$({CURRENT_RUN}) || exit; echo "$run"; '
+                "pgrep -f 'svr_restart (start|retry)' >/dev/null && echo busy || echo idle; "
+                "cat /var/lib/svrchain/svr_restart.run 2>/dev/null; true")
         while time.monotonic() < end:
-            run = self.current_run()
-            handled = self.console("db", "cat /var/lib/svrchain/svr_restart.run 2>/dev/null; true").stdout.split()
-            busy = self.console("db", "pgrep -f 'svr_restart (start|retry)'", check=False).returncode == 0
+            run, state, *handled = self.console("db", look).stdout.split()
+            busy = state == "busy"
             if run != "none" and handled[:1] == [run] and not busy:
                 return run
-            time.sleep(0.3)
+            time.sleep(0.1)
         log = self.console("db", "tail -5 /var/log/svr_restart.log").stdout
         raise AssertionError(f"the chain did not follow the database's run: {log}")
 

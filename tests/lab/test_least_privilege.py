@@ -16,6 +16,7 @@ from svrchain.plan import FileSpec, file_change
 from svrchain.remote.files import probe, write
 from svrchain.remote.group import Session
 from tests.lab.conftest import dedicated_inventory
+from tests.lab.scenarios import Bytes, Call, Case, Console, Fab, Manifest, run_case, take_baseline
 
 pytestmark = pytest.mark.lab
 USER = "svr-restart"
@@ -99,20 +100,10 @@ def test_the_attack_matrix_holds_for_the_account(dedicated, inventory):
     assert "the key for another user" in r.stdout and "root@198.18.0.21: Permission denied" in r.stdout
 
 
-def test_verify_flags_a_wider_sudo_rule(dedicated, inventory):
-    wide = "/etc/sudoers.d/zz-wide"
-    with dedicated.fault("web1", f"echo '{USER} ALL=(ALL) NOPASSWD: ALL' >{wide} && chmod 440 {wide}", f"rm -f {wide}"):
-        r = dedicated.fab("verify", inventory=inventory)
-    assert r.returncode == 2
-    assert re.search(r"^web1 +least privilege +GAP +svr-restart may run: \(root\) NOPASSWD: /etc/init.d/apache2 "
-                     r"restart; \(ALL\) NOPASSWD: ALL", r.stdout, re.M), r.stdout
-
-
-def test_a_rule_visudo_rejects_never_takes_effect(dedicated, inventory, monkeypatch):
-    monkeypatch.setenv("INVENTORY", str(inventory))
+def visudo_rejects(lab, ctx) -> None:
+    """A rule visudo rejects, written through svrchain's own session: refused, the old rule left in place."""
     path = "/etc/sudoers.d/svrchain"
-    before = dedicated.host("web1").file(path).content
-    with Session.open() as s:
+    with Session.open(ctx.base) as s:
         web = s.webs[0]
         states, _ = probe(web, [path])
         bad = FileSpec(path, f"{USER} ALL=(root) NOPASSWD /bin/true\n".encode(), 0o440,
@@ -120,8 +111,36 @@ def test_a_rule_visudo_rejects_never_takes_effect(dedicated, inventory, monkeypa
         with pytest.raises(HostError, match=r"writing /etc/sudoers.d/svrchain failed: the new content was "
                                             r"rejected \(.*syntax error\); /etc/sudoers.d/svrchain was left as it was"):
             write(web, file_change(bad, states[path]))
-    assert dedicated.host("web1").file(path).content == before
-    assert ".svrchain." not in dedicated.host("web1").check_output("ls -a /etc/sudoers.d")
+    assert ".svrchain." not in lab.host("web1").check_output("ls -a /etc/sudoers.d")
+
+
+WIDE = "/etc/sudoers.d/zz-wide"
+# Faults of the dedicated account's sudo rules: flagged or refused, nothing else changed.
+CASES = [
+    Case(
+        "verify-flags-a-wider-sudo-rule",
+        stage=(Console("web1", f"echo '{USER} ALL=(ALL) NOPASSWD: ALL' >{WIDE} && chmod 440 {WIDE}", f"rm -f {WIDE}"),),
+        steps=(Fab(("verify",), 2, lab=True, out=(
+            r"^web1 +least privilege +GAP +svr-restart may run: \(root\) NOPASSWD: /etc/init.d/apache2 "
+            r"restart; \(ALL\) NOPASSWD: ALL",)),),
+        unchanged=tuple(Manifest(h) for h in ("db", *WEBS)),
+    ),
+    Case(
+        "a-rule-visudo-rejects-never-takes-effect",
+        steps=(Call(visudo_rejects),),
+        unchanged=(Bytes("web1", "/etc/sudoers.d/svrchain"), Manifest("web1")),
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def baseline(dedicated, inventory):
+    return take_baseline(dedicated, inventory, warm=False)  # no case restarts a web server
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_sudo_rule_fault(dedicated, baseline, case, tmp_path):
+    run_case(dedicated, baseline, case, tmp_path)
 
 
 def test_uninstall_removes_the_account_and_its_rule(dedicated, inventory):
