@@ -13,9 +13,12 @@ import shlex
 from collections.abc import Callable
 
 from svrchain import authkeys, homes, render
+from svrchain.errors import HostError
 from svrchain.homes import KeysFile
 from svrchain.plan import FileChange, FileState, Outcome, file_change
-from svrchain.remote import FILE_CMD, Host, HostError, Session
+from svrchain.remote.connection import Host
+from svrchain.remote.files import FILE_CMD, file_state, probe
+from svrchain.remote.group import Session
 
 # Added to the web facts' probe (one round trip); $U is the web user.
 PROBE = {
@@ -72,7 +75,7 @@ def state_dir_command(user: str, group: str) -> str:
 
 
 def sudoers_state(web: Host, r: dict) -> FileState:
-    return web.file_state(render.SUDOERS, r["sudoers"].code, r["sudoers"].raw)
+    return file_state(web.label, render.SUDOERS, r["sudoers"].code, r["sudoers"].raw)
 
 
 def ensure_account(session: Session, web: Host, r: dict, dry_run: bool) -> bool:
@@ -137,8 +140,8 @@ def sudo_check(session: Session, r: dict) -> tuple[bool, str]:
 def read_files(web: Host, files: list[KeysFile]) -> dict[str, FileState]:
     """The exact bytes of some accounts' authorized_keys, each read as its account (one round trip)."""
     commands = {f.path: f"U={shlex.quote(f.user)}; F={shlex.quote(f.path)}; ufile \"$U\" \"$F\"" for f in files}
-    _, r = web.probe(commands=commands)
-    states = {path: web.file_state(path, res.code, res.raw) for path, res in r.items()}
+    _, r = probe(web, commands=commands)
+    states = {path: file_state(web.label, path, res.code, res.raw) for path, res in r.items()}
     for path, state in states.items():
         if state.unsafe:
             raise HostError(f"{web.label}: {path} {state.unsafe}; svrchain will not touch it: check who made "

@@ -11,10 +11,14 @@ account) and names the old key's private half on the DB server, which it leaves 
 from __future__ import annotations
 
 from svrchain import account, authkeys, homes
+from svrchain.errors import HostError
 from svrchain.homes import Legacy
 from svrchain.keys import db_public_key, marker, web_facts
 from svrchain.plan import FileChange, Outcome
-from svrchain.remote import Host, HostError, Session, apply_changes
+from svrchain.remote.apply import apply_changes
+from svrchain.remote.connection import Host
+from svrchain.remote.files import probe
+from svrchain.remote.group import Session
 from svrchain.rotate import key_works
 
 # Every account's public keys on the DB server, read as the account: "<path><TAB><key line>".
@@ -38,7 +42,7 @@ def legacy_lines(session: Session, web: Host) -> list[Legacy]:
 def private_keys(session: Session) -> dict[str, str]:
     """{key blob: private key path} of the public keys found in the DB server's accounts."""
     def read() -> dict[str, str]:
-        _, r = session.db.probe(commands={"pubs": _DB_PUBS})
+        _, r = probe(session.db, commands={"pubs": _DB_PUBS})
         found = {}
         for line in r["pubs"].stdout.splitlines():
             path, _, text = line.partition("\t")

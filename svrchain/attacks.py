@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from svrchain import render
 from svrchain.inventory import Inventory
-from svrchain.remote import Host, Session
+from svrchain.remote.connection import Host
+from svrchain.remote.group import Session
 
 # $O is the options of every connection of the key (render.ssh_options, as the trigger uses them;
 # word-split on purpose: the inventory allows no spaces in them); $S is ssh with the key and them;

@@ -5,7 +5,7 @@ from __future__ import annotations
 from svrchain.adopt import adopt_step
 from svrchain.dbora import install_dbora_step
 from svrchain.keys import gen_key_step, push_key_step, web_facts
-from svrchain.remote import Session
+from svrchain.remote.group import Session
 from svrchain.trigger import install_svr_restart_step
 from svrchain.verify import conclude, verify_step
 

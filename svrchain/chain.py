@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 from tabulate import tabulate
 
 from svrchain import render, trigger_status
-from svrchain.errors import SvrchainError, Unreachable
+from svrchain.errors import HostError, SvrchainError, Unreachable
 from svrchain.plan import Outcome
-from svrchain.remote import Host, HostError, Session, as_account
+from svrchain.remote.connection import Host
+from svrchain.remote.group import Session
+from svrchain.render import as_account
 from svrchain.runopts import confirm
 
 # Wait on the DB host, in one round trip, until the database answers; print the time it did.

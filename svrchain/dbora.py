@@ -8,9 +8,13 @@ script, enabled (or the site's own unit, named by ``db.unit``).
 from __future__ import annotations
 
 from svrchain import sysv
+from svrchain.errors import HostError
 from svrchain.ops import db as ops_db
 from svrchain.plan import FileState, Outcome
-from svrchain.remote import Host, HostError, Session, apply
+from svrchain.remote.apply import apply
+from svrchain.remote.connection import Host
+from svrchain.remote.files import probe
+from svrchain.remote.group import Session
 
 
 def detect_init(session: Session, host: Host, results: dict) -> tuple[str, str]:
@@ -53,7 +57,7 @@ def install_service(session: Session, step: str, svc: ops_db.Service, dry_run: b
     override = f"{sysv.OVERRIDES}/{name}"
     paths = sorted({s.path for init in ("sysv", "systemd") for s in svc.files(init)} | {override})
     up = {"up": f"if [ -d /run/systemd/system ]; then systemctl is-active {unit}; else /etc/init.d/{name} status; fi"}
-    states, r = host.probe(paths, {**sysv.PROBE, "enabled": f"systemctl is-enabled {unit}", **(up if running else {})})
+    states, r = probe(host, paths, {**sysv.PROBE, "enabled": f"systemctl is-enabled {unit}", **(up if running else {})})
     init, tool = detect_init(session, host, r)
     enabled = r["enabled"].stdout.strip()
     if init == "sysv" and tool == "chkconfig":

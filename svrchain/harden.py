@@ -12,8 +12,11 @@ import time
 from collections.abc import Callable
 
 from svrchain import authkeys, sshd
+from svrchain.errors import HostError
 from svrchain.plan import FileChange, FileSpec, Outcome, file_change
-from svrchain.remote import Host, HostError, Session
+from svrchain.remote.connection import Host
+from svrchain.remote.files import probe, restore, write
+from svrchain.remote.group import Session
 
 SSHD = "$(command -v sshd || echo /usr/sbin/sshd)"
 
@@ -53,7 +56,7 @@ def _supported(text: str) -> dict[str, set[str]]:
 def plan(session: Session, web: Host) -> tuple[FileChange | None, sshd.Settings, dict[str, str]]:
     """What harden-sshd would change on ``web``: (the file change or None, svrchain's own settings,
     sshd's effective settings now)."""
-    states, r = web.probe([sshd.MAIN, sshd.DROPIN], _PROBE)
+    states, r = probe(web, [sshd.MAIN, sshd.DROPIN], _PROBE)
     if not r["effective"].ok:
         raise HostError(f"{web.label}: sshd -T fails with the current settings ({_first(r['effective'].stdout)}); "
                         "fix sshd's configuration first")
@@ -108,7 +111,7 @@ def safe_apply(web: Host, change: FileChange, own: sshd.Settings, pidfile: str,
     """Write ``change`` (or ``put`` it another way, e.g. a removal), check it, reload, prove a fresh
     login; put the old file back on any failure."""
     path = change.spec.path
-    (put or (lambda: web.write(change)))()
+    (put or (lambda: write(web, change)))()
     check = web.run(f"{SSHD} -t && {SSHD} -T")
     problem = None
     if not check.ok:
@@ -118,13 +121,13 @@ def safe_apply(web: Host, change: FileChange, own: sshd.Settings, pidfile: str,
         if bad:
             problem = f"sshd would not use it {_overridden(bad)}"
     if problem:
-        web.restore(change.state)
+        restore(web, change.state)
         raise HostError(f"{web.label}: {path}: {problem}; put back as it was, sshd not reloaded")
     reload(web, pidfile)
     try:
         fresh_login(web)
     except HostError as exc:
-        web.restore(change.state)
+        restore(web, change.state)
         reload(web, pidfile)
         try:
             fresh_login(web)

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import paramiko
 
-from svrchain import inventory, remote, runopts, sshauth
+from svrchain import inventory, runopts, sshauth
 from svrchain.errors import SvrchainError, Unreachable, UsageError
-from svrchain.remote import Host, Session
+from svrchain.remote.connection import Host, handshake_problem, load_known_hosts
+from svrchain.remote.group import Session
 from svrchain.runopts import confirm
 
 
@@ -35,7 +36,7 @@ def fetch_host_key(address: str, port: int, timeout: float, sock: paramiko.Chann
         transport.start_client(timeout=timeout)
         return transport.get_remote_server_key()
     except (paramiko.SSHException, EOFError, OSError) as exc:
-        raise Unreachable(f"{address}:{port}: {remote.handshake_problem(exc, timeout, transport)}") from None
+        raise Unreachable(f"{address}:{port}: {handshake_problem(exc, timeout, transport)}") from None
     finally:
         transport.close()
 
@@ -126,9 +127,9 @@ def run_trust_hosts(yes: bool = False, dry_run: bool = False) -> None:
     if inv.lab:
         runopts.check_lab(inv.source, [h.address for h in s.hosts])
     path = inv.path(inv.connect.known_hosts)
-    known = remote.load_known_hosts(path, inv.source) if path.exists() else paramiko.HostKeys()
+    known = load_known_hosts(path, inv.source) if path.exists() else paramiko.HostKeys()
     if any(h.route.jump for h in s.hosts):
-        s.auth = sshauth.load_auth(inv)  # a jump host is logged in to
+        s.dialer.auth = sshauth.load_auth(inv)  # a jump host is logged in to
     s.announce()
     try:
         new, errors = _compare(s, known, path)

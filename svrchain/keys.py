@@ -6,12 +6,15 @@ import shlex
 
 from svrchain import account, authkeys, homes, render
 from svrchain.authkeys import PublicKey
-from svrchain.errors import SvrchainError
+from svrchain.errors import HostError, SvrchainError
 from svrchain.homes import WebFacts
 from svrchain.ops import key as ops_key
 from svrchain.ops import web as ops_web
 from svrchain.plan import FileSpec, FileState, Outcome
-from svrchain.remote import FILE_CMD, UFILE_CMD, Host, HostError, Session, apply, apply_changes, apply_files
+from svrchain.remote.apply import apply, apply_changes, apply_files
+from svrchain.remote.connection import Host
+from svrchain.remote.files import FILE_CMD, UFILE_CMD, file_state, probe
+from svrchain.remote.group import Session
 
 SSH_VERSION = "ssh -V 2>&1"
 
@@ -27,7 +30,7 @@ def marker(session: Session) -> str:
 def gen_key_step(session: Session, dry_run: bool, rotate: bool = False) -> None:
     """Make sure the DB server has the dedicated, passphrase-less key (mode 600)."""
     host, q = session.db, shlex.quote(session.inv.key.path)
-    _, r = host.probe(commands={
+    _, r = probe(host, commands={
         "ssh": SSH_VERSION, "priv": f"stat -c '%a %U' {q}", "derived": f"ssh-keygen -y -P '' -f {q}",
         "pub": f"cat {q}.pub", "pubmode": f"stat -c '%a %U' {q}.pub",
     })
@@ -68,7 +71,7 @@ def db_public_key(session: Session) -> PublicKey | None:
     """The DB server's public key, read over SSH once per run (None when it does not exist yet)."""
     def read() -> PublicKey | None:
         path = session.inv.key.path + ".pub"
-        _, r = session.db.probe(commands={"pub": f"cat {shlex.quote(path)}"})
+        _, r = probe(session.db, commands={"pub": f"cat {shlex.quote(path)}"})
         return authkeys.parse_public_key(r["pub"].stdout) if r["pub"].ok else None
 
     return session.fact(f"db-key:{session.db.name}", read)
@@ -81,7 +84,7 @@ def _web_prelude(user: str) -> str:
 
 def gate_state(web: Host, r: dict) -> FileState:
     """The gate script's state on a web server, from its web facts."""
-    return web.file_state(render.GATE, r["gate"].code, r["gate"].raw)
+    return file_state(web.label, render.GATE, r["gate"].code, r["gate"].raw)
 
 
 def web_facts(session: Session, web: Host) -> WebFacts:
@@ -95,7 +98,7 @@ def web_facts(session: Session, web: Host) -> WebFacts:
 
 def _read_web_facts(session: Session, web: Host) -> WebFacts:
     user = session.inv.web.user
-    _, r = web.probe(commands=_WEB_PROBE, prelude=_web_prelude(user))
+    _, r = probe(web, commands=_WEB_PROBE, prelude=_web_prelude(user))
     files = tuple(homes.parse_scan(r["scan"].stdout))
     gate, sudoers = gate_state(web, r), account.sudoers_state(web, r)
     if session.inv.web.dedicated and not r["account"].ok:  # push-key creates it
@@ -108,7 +111,7 @@ def _read_web_facts(session: Session, web: Host) -> WebFacts:
             "change web.user"
         )
     home, group = r["account"].stdout.split()
-    keys = web.file_state(f"{home}/.ssh/authorized_keys", r["authkeys"].code, r["authkeys"].raw)
+    keys = file_state(web.label, f"{home}/.ssh/authorized_keys", r["authkeys"].code, r["authkeys"].raw)
     unsafe = homes.unsafe_reason(user, home, r["home"].stdout.strip(), r["sshdir"], keys)
     sshdir = r["sshdir"].stdout.strip() if r["sshdir"].ok else ""
     return WebFacts(user, home, group, keys, sshdir, unsafe, files, gate, sudoers, r)
@@ -185,7 +188,7 @@ def pin_host_keys(session: Session, pinned: dict[str, list[str]], dry_run: bool)
     Lines of web servers that could not be read this run (or not in --limit) are kept as they were.
     """
     path = session.inv.trigger.known_hosts
-    states, _ = session.db.probe([path])
+    states, _ = probe(session.db, [path])
     old = states[path].content.decode() if states[path].exists else ""
     lines: list[str] = []
     for web in session.all_webs:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import shlex
 
 from svrchain import authkeys, homes, render
+from svrchain.errors import HostError
 from svrchain.inventory import Inventory
 from svrchain.keys import db_public_key, expected_line, marker, web_facts
 from svrchain.ops.key import keygen_script
 from svrchain.plan import Outcome
-from svrchain.remote import Host, HostError, Session, apply_files
+from svrchain.remote.apply import apply_files
+from svrchain.remote.connection import Host
+from svrchain.remote.group import Session
 
 
 def _set_line(session: Session, web: Host, step: str, edit) -> None:

@@ -1,7 +1,7 @@
 """The admin's own SSH: which key logs in (a key file, or ssh-agent), and how each host is reached
 (the admin's ``~/.ssh/config``: host aliases and ProxyJump).
 
-Nothing here connects to a host; :mod:`svrchain.remote` opens the connections. Host keys stay pinned
+Nothing here connects to a host; :mod:`svrchain.remote.connection` opens the connections. Host keys stay pinned
 whatever the ssh config says: its ``StrictHostKeyChecking``, ``UserKnownHostsFile`` and the like are
 not read, every hop (the jump host too) is checked against ``connect.known_hosts``.
 """

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from svrchain.dbora import install_service
 from svrchain.ops import db as ops_db
-from svrchain.remote import Session
+from svrchain.remote.group import Session
 
 
 def install_svr_restart_step(session: Session, dry_run: bool) -> None:

@@ -15,11 +15,14 @@ from dataclasses import dataclass
 
 from svrchain import account, authkeys, harden, homes, render, sshd, sysv
 from svrchain.dbora import detect_init
+from svrchain.errors import HostError
 from svrchain.inventory import Inventory
 from svrchain.keys import db_public_key, marker, web_facts
 from svrchain.ops import db as ops_db
 from svrchain.plan import FileChange, FileSpec, Outcome
-from svrchain.remote import BACKUP_DIR, Host, HostError, Session
+from svrchain.remote.connection import Host
+from svrchain.remote.files import BACKUP_DIR, probe, remove, write
+from svrchain.remote.group import Session
 from svrchain.runopts import confirm
 
 # $1: a path. Prints the first backup svrchain kept of it, if that backup is not svrchain's own
@@ -69,7 +72,7 @@ def db_plan(session: Session) -> list[Action]:
     """What uninstall does on the DB server, from one probe."""
     inv, db = session.inv, session.db
     quoted = " ".join(shlex.quote(p) for p in db_paths(inv).values())
-    _, r = db.probe(commands={
+    _, r = probe(db, commands={
         **sysv.PROBE,
         "present": f"for f in {quoted}; do [ -e \"$f\" ] && echo \"$f\"; done; true",
         "ours": f"grep -l {shlex.quote(render.MARK)} {quoted} 2>/dev/null; true",
@@ -173,10 +176,10 @@ def _apply(session: Session, host: Host, actions: list[Action], edits: list[File
         return
     try:
         for e in edits:
-            host.write(e)
+            write(host, e)
         for a in actions:
             if a.remove:
-                host.remove(*a.remove)
+                remove(host, *a.remove)
             else:
                 host.check(a.command, what=a.command.split(" 2>")[0])
     finally:
@@ -186,7 +189,7 @@ def _apply(session: Session, host: Host, actions: list[Action], edits: list[File
 
 def uninstall_sshd(session: Session, web: Host, dry_run: bool) -> None:
     """Take harden-sshd's setting out again, with the same checks and rollback as putting it in."""
-    states, r = web.probe([sshd.MAIN, sshd.DROPIN], {"effective": f"{harden.SSHD} -T"})
+    states, r = probe(web, [sshd.MAIN, sshd.DROPIN], {"effective": f"{harden.SSHD} -T"})
     main, dropin = states[sshd.MAIN], states[sshd.DROPIN]
     pidfile = sshd.pidfile(sshd.effective(r["effective"].stdout))
     if dropin.exists:
@@ -201,7 +204,7 @@ def uninstall_sshd(session: Session, web: Host, dry_run: bool) -> None:
         return
     if old is dropin:
         change = FileChange(FileSpec(sshd.DROPIN, b"", 0o644), dropin, ("remove",))
-        done = harden.safe_apply(web, change, [], pidfile, put=lambda: web.remove(sshd.DROPIN))
+        done = harden.safe_apply(web, change, [], pidfile, put=lambda: remove(web, sshd.DROPIN))
     else:
         text = sshd.without_block(main.content.decode("utf-8", "surrogateescape"))
         spec = FileSpec(sshd.MAIN, text.encode("utf-8", "surrogateescape"), main.mode or 0o644,

@@ -12,14 +12,16 @@ from svrchain import account, authkeys, homes, output, render, sysv, trigger_sta
 from svrchain.attacks import Row, run_attacks
 from svrchain.chain import current_run_command, ready_probe
 from svrchain.dbora import detect_init, override_problem
-from svrchain.errors import GapFound, Unreachable
+from svrchain.errors import GapFound, HostError, Unreachable
 from svrchain.keys import db_public_key, host_keys, marker, web_facts
 from svrchain.ops import Change
 from svrchain.ops import db as ops_db
 from svrchain.ops import web as ops_web
 from svrchain.ops.key import PUB_MODE
 from svrchain.plan import FileState, file_change
-from svrchain.remote import Host, HostError, Session
+from svrchain.remote.connection import Host
+from svrchain.remote.files import probe
+from svrchain.remote.group import Session
 from svrchain.rotate import proof_command
 
 
@@ -172,7 +174,7 @@ def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
     overrides = [f"{sysv.OVERRIDES}/{s.name}" for s in (dbsvc, tsvc, wsvc)]
     kp = shlex.quote(inv.key.path)
     names = " ".join(shlex.quote(s.name) for s in (dbsvc, tsvc, wsvc))
-    states, r = db.probe([*ops_db.every_path(inv), *overrides, inv.trigger.known_hosts], {
+    states, r = probe(db, [*ops_db.every_path(inv), *overrides, inv.trigger.known_hosts], {
         **sysv.PROBE, "priv": f"stat -c '%a %U' {kp}", "derived": f"ssh-keygen -y -P '' -f {kp}",
         "pubmode": f"stat -c '%a %U' {kp}.pub",
         "enabled": f"systemctl is-enabled {unit} {tunit}",

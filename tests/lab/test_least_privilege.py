@@ -10,9 +10,11 @@ import pytest
 import yaml
 
 from svrchain import render
+from svrchain.errors import HostError
 from svrchain.inventory import parse
 from svrchain.plan import FileSpec, file_change
-from svrchain.remote import HostError, Session
+from svrchain.remote.files import probe, write
+from svrchain.remote.group import Session
 from tests.lab.conftest import dedicated_inventory
 from tests.lab.scenarios import Bytes, Call, Case, Console, Fab, Manifest, run_case, take_baseline
 
@@ -103,12 +105,12 @@ def visudo_rejects(lab, ctx) -> None:
     path = "/etc/sudoers.d/svrchain"
     with Session.open(ctx.base) as s:
         web = s.webs[0]
-        states, _ = web.probe([path])
+        states, _ = probe(web, [path])
         bad = FileSpec(path, f"{USER} ALL=(root) NOPASSWD /bin/true\n".encode(), 0o440,
                        validate='visudo -c -f "$1"')
         with pytest.raises(HostError, match=r"writing /etc/sudoers.d/svrchain failed: the new content was "
                                             r"rejected \(.*syntax error\); /etc/sudoers.d/svrchain was left as it was"):
-            web.write(file_change(bad, states[path]))
+            write(web, file_change(bad, states[path]))
     assert ".svrchain." not in lab.host("web1").check_output("ls -a /etc/sudoers.d")
 
 

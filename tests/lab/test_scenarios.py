@@ -13,8 +13,10 @@ import re
 import pytest
 
 from lab import hosts as labhosts
+from svrchain.errors import HostError
 from svrchain.plan import FileSpec
-from svrchain.remote import WRITE_SCRIPT, HostError, Session
+from svrchain.remote.files import WRITE_SCRIPT
+from svrchain.remote.group import Session
 from tests.lab.conftest import lab_of
 from tests.lab.scenarios import (
     HOSTS,

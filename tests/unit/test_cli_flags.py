@@ -22,8 +22,9 @@ import yaml
 from invoke import Config, Context
 
 import tasks
-from svrchain import remote, runopts
+from svrchain import runopts
 from svrchain.errors import BadInventory, UsageError
+from svrchain.remote.connection import handshake_problem, sudo_problem
 from svrchain.runopts import confirm
 
 REPO = Path(__file__).resolve().parents[2]
@@ -257,7 +258,7 @@ HANDSHAKES = [
 
 @pytest.mark.parametrize(("exc", "text"), HANDSHAKES, ids=[str(e) or "EOF" for e, _ in HANDSHAKES])
 def test_handshake_problems_in_plain_words(exc, text):
-    said = remote.handshake_problem(exc, 5)
+    said = handshake_problem(exc, 5)
     assert said.startswith(text) and "\n" not in said
 
 
@@ -265,7 +266,7 @@ def test_no_existing_session_without_a_banner_is_a_silent_port():
     """paramiko says "No existing session" when the handshake's time ran out before any banner came."""
     class NoBanner:
         remote_version = ""
-    said = remote.handshake_problem(paramiko.SSHException("No existing session"), 5, NoBanner())
+    said = handshake_problem(paramiko.SSHException("No existing session"), 5, NoBanner())
     assert said.startswith("no SSH banner within 5s")
 
 
@@ -278,7 +279,7 @@ SUDO = [
 
 @pytest.mark.parametrize(("stderr", "text"), SUDO)
 def test_sudo_problems_in_plain_words(stderr, text):
-    said = remote.sudo_problem("web1", "admin", stderr, Path("inv.yaml"))
+    said = sudo_problem("web1", "admin", stderr, Path("inv.yaml"))
     assert (said or None) == text or (said and text and said.startswith(text))
 
 

@@ -6,9 +6,17 @@ import pytest
 from invoke import Context, Exit
 
 from svrchain.cli import svr_task
-from svrchain.errors import BadInventory, GapFound, SvrchainError, Unreachable, UsageError, exit_code
+from svrchain.errors import (
+    BadInventory,
+    GapFound,
+    HostError,
+    HostUnreachable,
+    SvrchainError,
+    Unreachable,
+    UsageError,
+    exit_code,
+)
 from svrchain.inventory import InventoryError
-from svrchain.remote import HostError, HostUnreachable
 
 CODES = [
     (SvrchainError("restart-chain: web1 not healthy"), 1),

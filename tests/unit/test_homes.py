@@ -90,7 +90,7 @@ def test_ours_in_another_account_is_stale_by_marker_or_by_key():
 def test_unsafe_homes_are_named():
     ok = FileState("/h/.ssh/authorized_keys", True, b"", 0o600, "u", "u")
     link = FileState("/h/.ssh/authorized_keys", True, unsafe="is a symbolic link")
-    from svrchain.remote import Result
+    from svrchain.plan import Result
 
     fine, bad_dir = Result(0, "700 u", ""), Result(45, "is owned by mallory, not u\n", "")
     assert homes.unsafe_reason("u", "/h", "u", fine, ok) is None

@@ -17,7 +17,8 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("core (pure)", {"errors", "plan", "sysv", "sshd", "authkeys", "inventory", "trigger_status", "render",
                      "output"}),
     ("facts and operations (pure)", {"homes", "ops", "ops.db", "ops.key", "ops.web"}),
-    ("remote and local I/O", {"remote", "runopts", "sshauth"}),
+    ("remote and local I/O", {"remote", "remote.connection", "remote.files", "remote.group", "remote.apply",
+                              "runopts", "sshauth"}),
     ("steps", {"account", "attacks", "chain", "dbora", "keys", "trigger", "harden", "hosts", "rotate", "adopt",
                "verify", "uninstall", "bootstrap"}),
     ("command line", {"cli"}),
@@ -35,6 +36,11 @@ def module_name(path: Path) -> str:
     return ".".join(p for p in parts if p != "__init__") or "svrchain"
 
 
+def is_package(module: str) -> bool:
+    """Whether ``module`` (``svrchain``, ``svrchain.ops``, ...) is a package of svrchain's."""
+    return module.split(".")[0] == "svrchain" and (ROOT / Path(*module.split("."))).is_dir()
+
+
 def imports(path: Path) -> set[str]:
     """The svrchain modules and I/O libraries a module imports when it runs (not for type checking)."""
     found: set[str] = set()
@@ -47,11 +53,12 @@ def imports(path: Path) -> set[str]:
                 base = n.module.split(".")[0]
                 if base in IO_LIBRARIES:
                     found.add(base)
-                elif n.module in ("svrchain", "svrchain.ops"):  # a module, or a name, of a package
+                elif is_package(n.module):  # a module, or a name, of a package
                     package = n.module.removeprefix("svrchain").lstrip(".")
                     for a in n.names:
                         sub = f"{package}.{a.name}".lstrip(".")
-                        is_module = (ROOT / "svrchain" / Path(*sub.split("."))).with_suffix(".py").exists()
+                        where = ROOT / "svrchain" / Path(*sub.split("."))
+                        is_module = where.with_suffix(".py").exists() or (where / "__init__.py").exists()
                         found.add(sub if is_module else package)
                 elif base == "svrchain":
                     found.add(n.module.removeprefix("svrchain."))
@@ -71,6 +78,13 @@ def layer_of(module: str) -> int:
 
 def test_every_module_has_a_layer():
     assert set(graph()) == set().union(*(mods for _, mods in LAYERS))
+
+
+def test_an_import_names_the_module_not_its_package(tmp_path):
+    code = tmp_path / "m.py"
+    code.write_text("from svrchain import remote, render\nfrom svrchain.remote import files\n"
+                    "from svrchain.remote.group import Session\nfrom svrchain.ops import Change\n")
+    assert imports(code) == {"remote", "render", "remote.files", "remote.group", "ops"}
 
 
 def test_no_upward_arrow():

@@ -53,7 +53,7 @@ def test_exit_codes_are_distinct_and_documented():
     assert errors.exit_code(errors.Unreachable("x")) == 3
     assert errors.exit_code(errors.BadInventory("x")) == 4
     assert errors.exit_code(InventoryError("x")) == 4
-    from svrchain.remote import HostUnreachable
+    from svrchain.errors import HostUnreachable
     assert errors.exit_code(HostUnreachable("x")) == 3
     doc = (REPO / "docs" / "output.md").read_text()
     for code in ("| 0 |", "| 1 |", "| 2 |", "| 3 |", "| 4 |"):

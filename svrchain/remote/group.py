@@ -1,0 +1,188 @@
+"""One run on the inventory's hosts: which hosts (``--limit``), work on them in parallel, facts read
+once per run, and the report: one line per host and step as it happens, the exit code at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from svrchain import inventory, output, runopts, sshauth
+from svrchain.errors import HostError, SvrchainError, Unreachable
+from svrchain.plan import Outcome
+from svrchain.remote.connection import Dialer, Host, Once, load_known_hosts
+
+T = TypeVar("T")
+
+
+class Session:
+    """One run: the inventory, its hosts, one connection each, and the outcome report."""
+
+    def __init__(self, inv: inventory.Inventory, out=None, lock: bool = False, limit: tuple[str, ...] = (),
+                 auth: sshauth.Auth | None = None):
+        self.inv = inv
+        self.results = output.current()
+        self.out = out or self.results.human
+        self.dialer = Dialer(inv, auth)
+        self.outcomes: list[Outcome] = []
+        self.unreachable: set[str] = set()  # hosts this run could not connect to (exit 3 if only they failed)
+        self._facts = Once()  # facts read once per run, by key ("what:host")
+        self._print_lock = threading.Lock()
+        self._prefetcher: ThreadPoolExecutor | None = None
+        c, d = inv.connect, self.dialer
+        self.db = Host(d, inv.db.name, "db", inv.db.address, inv.db.port or c.port, inv.db.user or c.user, lock)
+        # Every web server of the inventory, and those this run works on (all, or --limit's).
+        self.all_webs = [Host(d, s.name, "web", s.address, s.port or c.port, s.user or c.user, lock)
+                         for s in inv.web.servers]
+        chosen = runopts.limited([w.name for w in self.all_webs], inv.db.name, limit, inv.source)
+        self.webs = [w for w in self.all_webs if w.name in chosen]
+        for h in self.hosts:
+            self.results.host(h.name, h.role, h.address)
+
+    @classmethod
+    def open(cls, path: Path | None = None, lock: bool = False) -> Session:
+        """Load the run's inventory (or ``path``), check the local files it names, and start a session
+        on its hosts (``--limit``'s web servers); with ``lock``, each host is locked against other
+        changing runs while connected. The first line printed names the inventory and the hosts."""
+        inv = inventory.load(*((path, "") if path else runopts.inventory_choice()))
+        s = cls(inv, lock=lock, limit=runopts.current().limit if path is None else ())
+        if inv.lab:
+            runopts.check_lab(inv.source, [h.address for h in s.hosts])
+        s.check_files()
+        s.announce()
+        return s
+
+    def check_files(self) -> None:
+        """The admin's key (or ssh-agent) and the pinned host keys: present, readable, not damaged."""
+        inv, d = self.inv, self.dialer
+        d.auth = sshauth.load_auth(inv)
+        if not d.known_hosts.is_file():
+            raise inventory.InventoryError(
+                f"{inv.source}: connect.known_hosts: {d.known_hosts} does not exist; create it with "
+                "`fab trust-hosts`"
+            )
+        load_known_hosts(d.known_hosts, inv.source)
+
+    def announce(self) -> None:
+        """Say which inventory and which hosts this run works on (its first line)."""
+        hosts = ", ".join(f"{h.name} {h.address}" for h in self.hosts)
+        limit = ""
+        if self.webs != self.all_webs:
+            limit = f" (--limit: {len(self.webs)} of {len(self.all_webs)} web servers)"
+        print(f"svrchain: inventory {self.inv.source}{' (the lab)' if self.inv.lab else ''}: {hosts}{limit}",
+              file=self.out, flush=True)
+
+    @property
+    def hosts(self) -> list[Host]:
+        """The DB server, then the web servers this run works on."""
+        return [self.db, *self.webs]
+
+    def close(self) -> None:
+        """Wait for the background work, then close every connection."""
+        if self._prefetcher is not None:
+            self._prefetcher.shutdown(wait=True)
+        for h in self.hosts:
+            h.close()
+        self.dialer.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- facts: read once per run -----------------------------------------------------------
+
+    def prefetch(self, hosts: list[Host] | None = None, facts: Callable[[Host], object] | None = None) -> None:
+        """Start connecting (and reading ``facts``) in the background, overlapping other work."""
+        hosts = self.hosts if hosts is None else hosts
+        if self._prefetcher is None:
+            self._prefetcher = ThreadPoolExecutor(max_workers=self.parallel(len(hosts)))
+        for h in hosts:
+            self._prefetcher.submit(_quietly, (lambda h=h: facts(h)) if facts else h.connection)
+
+    def fact(self, key: str, read: Callable[[], T]) -> T:
+        """``read()`` once per run and key; concurrent callers wait for the one reading."""
+        return self._facts.get(key, read)
+
+    def forget(self, host: Host) -> None:
+        """Drop the facts read from ``host``: this run is about to change it."""
+        self._facts.forget(lambda key: key.endswith(f":{host.name}"))
+
+    # -- parallelism and reporting ---------------------------------------------------------
+
+    def parallel(self, count: int) -> int:
+        """Threads for work on ``count`` hosts: at most ``connect.max_parallel`` at once."""
+        return max(1, min(self.inv.connect.max_parallel, count))
+
+    def each(self, hosts: list[Host], fn: Callable[[Host], T]) -> list[T | HostError]:
+        """Run ``fn`` on every host in parallel; a host's error is returned, not raised."""
+        def guarded(h: Host) -> T | HostError:
+            try:
+                return fn(h)
+            except HostError as exc:
+                return exc
+        if len(hosts) == 1:
+            return [guarded(hosts[0])]
+        with ThreadPoolExecutor(max_workers=self.parallel(len(hosts))) as pool:
+            return list(pool.map(guarded, hosts))
+
+    def report(self, outcome: Outcome, show_diff: bool = False, seconds: float | None = None) -> Outcome:
+        """Print one ``host step status detail`` line (and its diffs in a dry run), as it happens;
+        record it for the recap, --json and --junit (``seconds``: how long it took; by default the
+        time since the host's previous line)."""
+        with self._print_lock:
+            self.outcomes.append(outcome)
+            status = outcome.status.replace(" ", "-")
+            took = self.results.since_last(outcome.host) if seconds is None else round(seconds, 3)
+            self.results.add(outcome.host, output.Item("step", outcome.step, status, outcome.detail, took))
+            word = output.paint(f"{outcome.status:<13}", status, self.results.colour)
+            line = f"{outcome.host:<10} {outcome.step:<20} {word} {outcome.detail}"
+            print(line.rstrip(), file=self.out, flush=True)
+            if show_diff:
+                for d in outcome.diffs:
+                    print(_indent(d), file=self.out, end="", flush=True)
+        return outcome
+
+    def fail(self, host: str, step: str, error: Exception) -> Outcome:
+        """Report ``error`` as the step's outcome on ``host`` (unreachable when it could not connect)."""
+        status = "failed"
+        if isinstance(error, Unreachable):
+            self.unreachable.add(host)
+            status = "unreachable"
+        return self.report(Outcome(host, step, status, str(error)))
+
+    def run_steps(self, what: str, steps: Iterable[tuple[str, Callable[[], object]]]) -> None:
+        """Run steps in order: a step's error goes on its own line and stops the steps after it;
+        the task then exits non-zero if anything failed."""
+        for name, step in steps:
+            try:
+                step()
+            except SvrchainError as exc:
+                self.fail(self.db.name, name, exc)
+                break
+        self.finish(what)
+
+    def finish(self, what: str) -> None:
+        """Raise a non-zero exit when any outcome of this run failed (exit 3 when only unreachable
+        hosts failed, else 1)."""
+        failed = [o for o in self.outcomes if o.failed]
+        if failed:
+            hosts = {o.host for o in failed}
+            cls = Unreachable if hosts <= self.unreachable else SvrchainError
+            raise cls(f"{what}: failed on {', '.join(sorted(hosts))} (see above)")
+
+
+def _quietly(fn: Callable[[], object]) -> None:
+    """Run ``fn``, dropping a HostError: the host remembers it and raises it on first real use."""
+    with contextlib.suppress(HostError):
+        fn()
+
+
+def _indent(text: str) -> str:
+    """``text`` indented by four spaces (a diff under its report line)."""
+    return "".join("    " + line for line in text.splitlines(keepends=True))
