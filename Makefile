@@ -52,9 +52,13 @@ lab-down:
 demo: lab-deps install
 	$(PY) -m lab.demo --web $(WEB)
 
+# The tests without the lab on UNIT_JOBS processes, then the lab's one at a time (its hosts are
+# machine-wide); the lab's run even when a test before them failed, and either failing fails make test.
 test: lab-deps install
 	$(PY) -m ruff check .
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(UNIT_JOBS) -m "not lab"; unit=$$?; \
+	$(PY) -m pytest -m lab; lab=$$?; \
+	test $$unit = 0 -a $$lab = 0
 
 # The fast loop: every test that needs neither the lab nor a fresh install (make test runs them all), on
 # UNIT_JOBS processes (pytest-xdist; UNIT_JOBS=0: in this one).
