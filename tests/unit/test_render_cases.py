@@ -91,8 +91,10 @@ def test_the_sudo_rule_escapes_what_sudoers_reads(command, rule):
     (lambda: render.dbora_service(INV), "dbora.service"),
     (lambda: render.svr_restart_service(INV), "svr-restart.service"),
     (lambda: render.watch_service(INV), "svr-restart-watch.service"),
-], ids=["dbora.service", "svr-restart.service", "svr-restart-watch.service"])
-def test_systemd_units(render_it, expected):
+    (lambda: render.trigger_init(INV), "svr_restart"),
+    (lambda: render.trigger_config(INV), "svr_restart.conf"),
+], ids=["dbora.service", "svr-restart.service", "svr-restart-watch.service", "svr_restart", "svr_restart.conf"])
+def test_rendered_files(render_it, expected):
     assert render_it().decode() == (EXPECTED / expected).read_text()
 
 
@@ -149,3 +151,19 @@ def test_a_command_as_an_account(user, command, line):
 def test_the_marker_names_the_trigger_and_the_db():
     assert render.marker(INV) == "svrchain:svr_restart@db"
     assert render.marker(RENAMED) == "svrchain:chain_go@db"
+
+
+@pytest.mark.parametrize(("interval", "written"), [
+    (1, "1"), (2.0, "2"), (0.5, "0.5"), (1.25, "1.25"), (10.1, "10.1"), (0.000001, "0.000001"), (60, "60"),
+])
+def test_the_trigger_reads_seconds_as_plain_digits(interval, written):
+    inv = with_changes(INV, "db", ready=INV.db.ready.model_copy(update={"interval": interval}))
+    assert ("ready_interval", written) in render.trigger_settings(inv)
+
+
+@pytest.mark.parametrize("brk", ["\n", "\r"])
+def test_a_setting_with_a_line_break_is_refused(brk):
+    inv = with_changes(INV, "db", ready=INV.db.ready.model_copy(update={"command": f"pg_isready{brk}reboot"}))
+    with pytest.raises(SvrchainError) as exc:
+        render.trigger_config(inv)
+    assert str(exc.value) == f"{INV.source}: the trigger's ready_command holds a line break"
