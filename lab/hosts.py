@@ -448,7 +448,7 @@ def wait_booted(h: LabHost, timeout: float = 90) -> None:
               "case $(systemctl is-system-running) in running|degraded) true;; *) false;; esac")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if _ssh_answers(h.address) and run_in(h, booted, check=False).returncode == 0:
+        if ssh_answers(h.address) and run_in(h, booted, check=False).returncode == 0:
             return
         if init_pid(h) is None:
             break
@@ -457,10 +457,11 @@ def wait_booted(h: LabHost, timeout: float = 90) -> None:
                      f"and {h.root}/var/log/boot.log")
 
 
-def _ssh_answers(address: str) -> bool:
+def ssh_answers(address: str, connect_timeout: float = 0.5, read_timeout: float = 1) -> bool:
+    """sshd at the address sends its banner now."""
     try:
-        with socket.create_connection((address, 22), timeout=0.5) as s:
-            s.settimeout(1)
+        with socket.create_connection((address, 22), timeout=connect_timeout) as s:
+            s.settimeout(read_timeout)
             return s.recv(4).startswith(b"SSH-")
     except OSError:
         return False

@@ -15,7 +15,6 @@ back with ``fab bootstrap`` first, saying so; it never relies on what the previo
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -371,17 +370,11 @@ def sshd_answers(name: str, timeout: float = 10) -> bool:
     """sshd on the host sends its banner (waited for: an sshd just started may not listen yet)."""
     address = labhosts.host(name).address
     end = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection((address, 22), timeout=2) as s:
-                s.settimeout(2)
-                if s.recv(4).startswith(b"SSH-"):
-                    return True
-        except OSError:
-            pass
+    while not labhosts.ssh_answers(address, connect_timeout=2, read_timeout=2):
         if time.monotonic() > end:
             return False
         time.sleep(0.1)
+    return True
 
 
 def at_baseline(lab: Lab, baseline: Baseline) -> None:
