@@ -35,7 +35,7 @@ def apply_files(session: Session, host: Host, step: str, specs: list[FileSpec],
 def apply_changes(session: Session, host: Host, step: str, changes: list[FileChange], dry_run: bool,
                   detail: str, commands: Iterable[str] = ()) -> Outcome:
     """Show (dry run) or write ``changes`` and run ``commands``; report one line for the step."""
-    diffs = [c.diff() for c in changes if c.diff()]
+    diffs = [d for d in (c.diff() for c in changes) if d]
     if dry_run:
         return session.report(Outcome(host.name, step, "would change", detail, diffs), show_diff=True)
     try:
