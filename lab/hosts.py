@@ -31,12 +31,17 @@ REPO = Path(__file__).resolve().parent.parent
 FILES = Path(__file__).resolve().parent / "files"
 STATE = REPO / ".lab"  # admin key, pinned host keys, ssh_config: what inventory/lab.yaml uses
 ADMIN_USER = "admin"  # on every host, besides root: the admin key, passwordless sudo
-VAR = Path("/var/lib/svrchain-lab")  # per-host disks (overlay upper layers)
+# SVRCHAIN_LAB_SLOT=N (developers only: several labs at once on one machine) gives this lab its own
+# host namespaces, disks and machine names; the command must then run inside a network namespace of
+# its own (``nsenter --net=/run/netns/<ns>``), where its bridge and the lab's addresses live. Unset:
+# the one lab, on this machine's own network (make demo, make test, CI).
+SLOT = os.environ.get("SVRCHAIN_LAB_SLOT", "")
+VAR = Path(f"/var/lib/svrchain-lab{SLOT}")  # per-host disks (overlay upper layers)
 BRIDGE = "svrlab0"
 SUBNET = "198.18.0"
 GATEWAY = f"{SUBNET}.1"
 DB_ADDRESS = f"{SUBNET}.10"
-NETNS_PREFIX = "svrlab-"
+NETNS_PREFIX = f"svrlab{SLOT}-"
 INITS = ("sysv", "chkconfig", "systemd")  # Debian SysV (insserv), RHEL-like SysV (chkconfig), systemd
 KINDS = ("full", "light")  # web hosts: Apache + PHP booted by init (default), or sshd + a stand-in server
 MAX_WEB = {"full": 60, "light": 200}
@@ -396,7 +401,8 @@ def start_host(h: LabHost) -> None:
     systemd under systemd-nspawn."""
     log = (h.disk / "console.log").open("ab")
     if h.init == "systemd":
-        argv = ["systemd-nspawn", "--quiet", "--boot", "--directory", str(h.root), "--machine", h.name,
+        argv = ["systemd-nspawn", "--quiet", "--boot", "--directory", str(h.root), "--machine", SLOT + h.name,
+                "--hostname", h.name,
                 f"--network-namespace-path=/run/netns/{h.netns}", "--register=no", "--keep-unit", "--console=passive",
                 "--link-journal=no", "--resolv-conf=off", "--timezone=off"]
     else:

@@ -1,8 +1,9 @@
 """Build (once) and cache the Debian root filesystem the lab hosts boot from.
 
 The root is made by debootstrap from the Debian mirror this machine's apt already uses, with the
-packages every lab host needs, and chkconfig 1.33 built inside it from the vendored source
-(``../shared/vendor`` beside the repository; Debian has no chkconfig package). The binary waits at
+packages every lab host needs, and chkconfig 1.33 built inside it from the source vendored in this
+repository (``lab/vendor``: its origin, checksum and GPL-2.0 licence are there; Debian has no
+chkconfig package). The binary waits at
 ``CHKCONFIG_BIN``, outside the PATH: only ``INIT=chkconfig`` hosts install it. The root is cached
 under ``/var/cache/svrchain-lab`` keyed by a hash of the recipe, so a second ``lab up`` reuses it;
 each host only ever sees it as the read-only lower layer of its own overlayfs.
@@ -28,7 +29,7 @@ PACKAGES = (
 # What building chkconfig needs (the vendor README's list; libc6-dev is only a recommendation of gcc's).
 BUILD_PACKAGES = ("gcc", "make", "libc6-dev", "libpopt-dev", "libselinux1-dev", "libsepol-dev")
 RECIPE_VERSION = "2"
-VENDOR = Path(__file__).resolve().parent.parent.parent / "shared" / "vendor"
+VENDOR = Path(__file__).resolve().parent / "vendor"
 CHKCONFIG_SOURCE = VENDOR / "chkconfig-1.33.tar.gz"
 CHKCONFIG_SHA256 = "e37743d48be453b1059c401534c588a9bb0d69d59178bcc484ee4b9f7e29461c"
 CHKCONFIG_BIN = "/usr/lib/svrchain-lab/chkconfig"  # inside the root
@@ -97,7 +98,8 @@ def _prepare(root: Path) -> None:
 def chkconfig_source() -> Path:
     """The vendored chkconfig 1.33 source, checked against its pinned checksum (no network fetch)."""
     if not CHKCONFIG_SOURCE.is_file():
-        raise LabError(f"lab: {CHKCONFIG_SOURCE} is missing; put a copy of shared/ beside the repository")
+        raise LabError(f"lab: {CHKCONFIG_SOURCE} is missing from the checkout; "
+                       "restore it with `git checkout -- lab/vendor`")
     digest = hashlib.sha256(CHKCONFIG_SOURCE.read_bytes()).hexdigest()
     if digest != CHKCONFIG_SHA256:
         raise LabError(f"lab: {CHKCONFIG_SOURCE} has sha256 {digest}, want {CHKCONFIG_SHA256}")

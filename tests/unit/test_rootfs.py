@@ -21,21 +21,20 @@ def test_the_recipe_key_covers_the_chkconfig_build(monkeypatch):
 
 def test_a_missing_or_different_source_is_one_clear_line(monkeypatch, tmp_path):
     monkeypatch.setattr(rootfs, "CHKCONFIG_SOURCE", tmp_path / "chkconfig-1.33.tar.gz")
-    with pytest.raises(LabError, match=r"chkconfig-1.33.tar.gz is missing; put a copy of shared/ beside"):
+    with pytest.raises(LabError, match=r"chkconfig-1.33.tar.gz is missing from the checkout; restore it with `git"):
         rootfs.chkconfig_source()
     (tmp_path / "chkconfig-1.33.tar.gz").write_bytes(b"not the release")
     with pytest.raises(LabError, match=r"has sha256 [0-9a-f]{64}, want e37743d4"):
         rootfs.chkconfig_source()
 
 
-def test_the_vendored_source_is_beside_the_repository():
-    beside = Path(__file__).resolve().parents[3] / "shared/vendor/chkconfig-1.33.tar.gz"  # ../shared of the repo
-    assert beside == rootfs.CHKCONFIG_SOURCE
-    if rootfs.CHKCONFIG_SOURCE.exists():
-        assert rootfs.chkconfig_source() == rootfs.CHKCONFIG_SOURCE
+def test_the_vendored_source_is_inside_the_repository():
+    repo = Path(__file__).resolve().parents[2]
+    assert repo / "lab/vendor/chkconfig-1.33.tar.gz" == rootfs.CHKCONFIG_SOURCE
+    assert rootfs.chkconfig_source() == rootfs.CHKCONFIG_SOURCE  # present and at its pinned checksum
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not rootfs.CHKCONFIG_SOURCE.exists(), reason="chroot needs root")
+@pytest.mark.skipif(os.geteuid() != 0, reason="chroot needs root")
 def test_a_root_without_the_build_tools_fails_in_one_line_naming_them(monkeypatch, tmp_path):
     monkeypatch.setattr(rootfs, "CACHE", tmp_path)
     root = tmp_path / "root"
