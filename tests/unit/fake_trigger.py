@@ -87,8 +87,9 @@ printf '%s\\n' "$*" >>@ROOT@/syslog
 """
 
 
-def inventory(root: Path, webs: int = 2, **trigger: int) -> Inventory:
-    """An inventory whose trigger uses the stand-ins under ``root``: quick timeouts, ``webs`` web servers."""
+def inventory(root: Path, webs: int = 2, db: dict | None = None, **trigger: int) -> Inventory:
+    """An inventory whose trigger uses the stand-ins under ``root``: quick timeouts, ``webs`` web servers;
+    ``db`` replaces keys of the DB's section (a key given None is left out)."""
     data = {
         "connect": {"user": "root", "identity": "k", "known_hosts": "kh"},
         "db": {"name": "db", "address": "198.18.0.10", "script": "dbora",
@@ -101,6 +102,7 @@ def inventory(root: Path, webs: int = 2, **trigger: int) -> Inventory:
         "trigger": {"known_hosts": f"{root}/known_hosts", "log": f"{root}/trigger.log",
                     "connect_timeout": 1, "retries": 3, "restart_timeout": 5, **trigger},
     }
+    data["db"] = {k: v for k, v in {**data["db"], **(db or {})}.items() if v is not None}
     return parse(yaml.safe_dump(data), Path("inventory/test.yaml"))
 
 

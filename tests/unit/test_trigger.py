@@ -198,7 +198,7 @@ def test_the_ready_check_and_the_run_command_are_run_as_written(trig: Trigger):
     "ready_interval=.5", "key=relative/key", "log=/var/log/../../etc/passwd", "known_hosts=/a b",
     "web=web1 198.18.0.21 22 root extra", "web=web1 -oProxyCommand=x 22 root", "web=web1 198.18.0.21 99999 root",
     "web=web1 198.18.0.21 22 Root", "web=w/1 198.18.0.21 22 root", "ready_command=  ", "ready_command=a\rb",
-    "unknown=1", "no equals sign", "run_process=^x",
+    "unknown=1", "no equals sign", "run_process=^x", "run_user=postgres", "run_executable=/x",
 ])
 def test_a_bad_setting_is_refused_and_nothing_restarted(trig: Trigger, setting: str):
     key = setting.split("=", 1)[0]
@@ -237,6 +237,19 @@ def test_a_duplicate_setting_or_web_server_is_refused(trig: Trigger):
     for extra in ("retries=2\n", "web=web1 198.18.0.99 22 root\n"):
         trig.configure(text=(text + extra).encode())
         assert trig.run("start").returncode == 1 and trig.ssh_calls() == []
+
+
+@pytest.mark.parametrize(("settings", "said"), [
+    ("run_process=^x", "no run_user (the account the database's main process runs as)"),
+    ("run_process=^x\nrun_user=no-such-account-svr", "run_user no-such-account-svr: no such account on this host"),
+    ("run_process=^x\nrun_user=Root", "is not a valid setting"),
+])
+def test_a_run_process_without_its_owner_is_refused(trig: Trigger, settings: str, said: str):
+    lines = [ln for ln in render.trigger_config(trig.inv).decode().splitlines() if not ln.startswith("run_command=")]
+    trig.configure(text=("\n".join([*lines, settings]) + "\n").encode())
+    r = trig.run("start")
+    assert r.returncode == 1 and said in r.stderr, r.stderr
+    assert trig.ssh_calls() == [] and trig.status.started is None
 
 
 def test_the_config_verb_shows_the_settings_as_read(trig: Trigger):
@@ -298,3 +311,39 @@ def test_root_never_takes_the_test_root(tmp_path):
     assert r.returncode == 1
     assert f"/etc/svrchain/{script.name}.conf: missing or unreadable" in r.stderr
     assert str(tmp_path) not in r.stderr
+
+
+def spawn_as(uid: int, name: str) -> subprocess.Popen:
+    """A process of account ``uid`` whose whole command line is ``name`` (perl's $0, as an attacker's
+    look-alike would do it), for the tests of whose process a run is."""
+    return subprocess.Popen(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--",
+                             "perl", "-e", f'$0 = "{name}"; sleep 60'])
+
+
+@pytest.mark.skipif(not fake_trigger.AS_ROOT, reason="needs root: processes of two accounts")
+def test_an_oracle_pmon_lookalike_of_another_account_is_never_the_run(trig: Trigger):
+    """Issue 19 item 1: an Oracle-shaped inventory (a run is ora_pmon_<SID>, the owner's). The
+    attacker (uid 1, daemon) starts ora_pmon_<SID> first, so it is the oldest; the owner's is the run."""
+    sid = f"T{trig.root.name[-6:].replace('_', 'X')}"
+    owner = "nobody"  # (oracle.owner: the trigger's tests run as nobody, which owns the real pmon here)
+    inv = fake_trigger.inventory(trig.root, db={"script": None, "run": None,
+                                                "oracle": {"home": "/u01/app/oracle", "owner": owner, "sid": sid}})
+    assert inv.db.run.process == f"^ora_pmon_{sid}$" and inv.db.run.user == owner
+    trig.configure(inv)
+    attacker = spawn_as(1, f"ora_pmon_{sid}")
+    time.sleep(0.3)
+    pmon = spawn_as(fake_trigger.NOBODY, f"ora_pmon_{sid}")
+    try:
+        time.sleep(0.3)
+        run = trig.run("run").stdout.strip()
+        assert run.startswith(f"{fake_trigger.NOBODY}:{pmon.pid}."), (run, attacker.pid, pmon.pid)
+        assert trig.run("start").returncode == 0, trig.log
+        assert trig.status.run == run and len(trig.restarts(WEB1)) == 1
+        # The instance goes down: the attacker's pmon is still there, and is not a run.
+        pmon.kill()
+        pmon.wait()
+        assert trig.run("run").stdout.strip() == "none"
+    finally:
+        for p in (attacker, pmon):
+            p.kill()
+            p.wait()
