@@ -202,6 +202,10 @@ class Run(Strict):
     its start time, is a new run), or a command that prints the run's identity."""
 
     process: ShellLine | None = None  # extended regex matched against full command lines (pgrep -f)
+    # With process: the account the DB's main process runs as (a process of any other account is never
+    # a run; derived from oracle.owner with oracle), and the program it runs (/proc/PID/exe), if given.
+    user: Account | None = None
+    executable: AbsPath | None = None
     command: ShellLine | None = None
     interval: Annotated[float, Field(ge=0.1, le=60, strict=False)] = 1
 
@@ -210,6 +214,11 @@ class Run(Strict):
         if (self.process is None) == (self.command is None):
             raise ValueError("set exactly one of 'process' (the DB's main process, e.g. '^ora_pmon_ORCL$') "
                              "or 'command'")
+        if self.process is not None and self.user is None:
+            raise ValueError("'process' needs 'user': the account the DB's main process runs as (e.g. postgres); "
+                             "a look-alike process of any other account must never count as a run")
+        if self.command is not None and (self.user or self.executable):
+            raise ValueError("'user' and 'executable' go with 'process' only")
         return self
 
 
@@ -241,7 +250,10 @@ class Db(Strict):
             if isinstance(ready, dict) and "command" not in ready and "port" not in ready:
                 data["ready"] = {"command": ORACLE_READY, "successes": 3, **ready}
             sid = data["oracle"].get("sid")  # a missing or bad sid is reported on its own key
+            owner = data["oracle"].get("owner", "oracle")
             data.setdefault("run", {"process": f"^ora_pmon_{sid if isinstance(sid, str) else 'SID'}$"})
+            if isinstance(data["run"], dict) and "process" in data["run"]:
+                data["run"] = {"user": owner, **data["run"]}  # pmon is the owner's (oracle.owner)
         return data
 
     @model_validator(mode="after")

@@ -129,7 +129,7 @@ def watch_init(inv: Inventory) -> bytes:
     """``/etc/init.d/<trigger>_watch``: runs the trigger's ``watch`` loop as a daemon."""
     return _env.get_template("svr-watch.sh.j2").render(
         name=watch_name(inv), db_service=inv.db.service, trigger=trigger_script(inv),
-        pidfile=watch_pidfile(inv)).encode()
+        pidfile=watch_pidfile(inv), supervisor=supervise_pidfile(inv)).encode()
 
 
 def watch_service(inv: Inventory) -> bytes:
@@ -144,7 +144,18 @@ def owed_dir(inv: Inventory) -> str:
 
 
 def watch_pidfile(inv: Inventory) -> str:
+    """The watcher's PID file (the watcher writes it)."""
     return f"{RUN_DIR}/{watch_name(inv)}.pid"
+
+
+def supervise_pidfile(inv: Inventory) -> str:
+    """The PID file of the watcher's supervisor on SysV hosts (it runs the watcher again when it ends)."""
+    return f"{RUN_DIR}/{inv.trigger.name}_supervise.pid"
+
+
+def watch_tick(inv: Inventory) -> str:
+    """The watcher's tick: "<epoch> <run>", written each time it looks at the database."""
+    return f"{RUN_DIR}/{watch_name(inv)}.tick"
 
 
 def dbora_service(inv: Inventory) -> bytes:
@@ -258,7 +269,9 @@ def trigger_settings(inv: Inventory) -> list[tuple[str, str]]:
         ("restart_timeout", str(t.restart_timeout)), ("max_parallel", str(t.max_parallel)),
         ("bound", str(trigger_status.bound(inv))),
         ("run_interval", _seconds(run.interval)),
-        ("run_command", run.command) if run.command else ("run_process", run.process or ""),
+        *([("run_command", run.command)] if run.command else [("run_process", run.process or ""),
+                                                               ("run_user", run.user or "")]),
+        *([("run_executable", run.executable)] if run.executable else []),
     ]
     port = inv.connect.port
     settings += [("web", f"{s.name} {s.address} {s.port or port} {inv.web.user}") for s in inv.web.servers]

@@ -17,7 +17,9 @@ wait, its systemd unit's TimeoutStartSec, restart-chain's wait, verify's stuck-r
 
 from __future__ import annotations
 
+import base64
 import math
+import shlex
 from dataclasses import dataclass, field
 
 from svrchain.inventory import Inventory
@@ -144,3 +146,74 @@ def wait_command(inv: Inventory, since: float) -> tuple[str, list[str]]:
 def going_command(inv: Inventory) -> str:
     """Prints the status of each run still going (or left by a run that died), separated by '--'."""
     return f'for f in {status_path(inv)}.??????; do [ -f "$f" ] && cat "$f" && echo --; done; true'
+
+
+# --- The database's main process, as verify sees it (the trigger's run, checked from outside) ------
+
+# On the DB host: every process whose command line matches db.run.process, of ANY account, one a
+# line: "<pid> <uid> <user> <start ticks> <exe>" (exe '-' when it cannot be read). The regex comes
+# base64-encoded ($1), so that no command line of this probe's own matches it.
+PROCESSES = r"""
+re=$(printf '%s' "$1" | base64 -d) || exit 1
+for p in $(pgrep -f -- "$re"); do
+    [ "$p" != "$$" ] || continue
+    st=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null) || continue
+    set -- $st
+    [ -n "${20:-}" ] || continue
+    printf '%s %s %s\n' "$p" "$(stat -c '%u %U' "/proc/$p" 2>/dev/null)" "${20}"
+    readlink "/proc/$p/exe" 2>/dev/null || echo -
+done | paste -d ' ' - -
+"""
+
+
+def processes_command(inv: Inventory) -> str:
+    """The command line that runs :data:`PROCESSES` for the inventory's db.run.process."""
+    regex = base64.b64encode((inv.db.run.process or "").encode()).decode()
+    return f"sh -c {shlex.quote(PROCESSES)} sh {regex}"
+
+
+@dataclass(frozen=True)
+class Process:
+    """A process whose command line matches db.run.process."""
+
+    pid: int
+    uid: int
+    user: str
+    start: int  # clock ticks since boot
+    exe: str
+
+    @property
+    def run(self) -> str:
+        """Its identity as the trigger writes a run: <uid>:<pid>.<start>."""
+        return f"{self.uid}:{self.pid}.{self.start}"
+
+
+def parse_processes(text: str) -> list[Process]:
+    """:data:`PROCESSES`' output; lines it cannot read are skipped."""
+    found = []
+    for line in text.splitlines():
+        p = line.split(maxsplit=4)
+        if len(p) == 5 and p[0].isdigit() and p[1].isdigit() and p[3].isdigit():
+            found.append(Process(int(p[0]), int(p[1]), p[2], int(p[3]), p[4].removesuffix(" (deleted)")))
+    return found
+
+
+def the_database(procs: list[Process], uid: int, exe: str | None) -> tuple[Process | None, list[Process]]:
+    """(the database's main process, the look-alikes): the oldest process of the owner ``uid`` running
+    ``exe`` (when the inventory names it) is the run, as the trigger tells it; every matching process
+    of another account, or of another program, is a look-alike."""
+    own = [p for p in procs if p.uid == uid and (exe is None or p.exe == exe)]
+    main = min(own, key=lambda p: p.start) if own else None
+    return main, [p for p in procs if p not in own]
+
+
+def parse_tick(text: str) -> tuple[float, str] | None:
+    """The watcher's tick file ("<epoch> <run>"): when it last looked, and the run it saw."""
+    p = text.split()
+    value = _float(p[0]) if len(p) == 2 else None
+    return (value, p[1]) if value is not None else None
+
+
+def tick_limit(inv: Inventory) -> float:
+    """A watcher whose last look is older than this (a few of its intervals, at least 10 s) is stuck."""
+    return max(5 * inv.db.run.interval, 10.0)

@@ -250,6 +250,9 @@ def watch_probe(session: Session) -> dict[str, str]:
         "status": f"cat {trigger_status.status_path(inv)} 2>/dev/null; true",
         "going": trigger_status.going_command(inv),
         "now": "date +%s.%N",
+        "tick": f"cat {render.watch_tick(inv)} 2>/dev/null; true",
+        "procs": trigger_status.processes_command(inv) if inv.db.run.process else "true",
+        "owner": f"id -u -- {shlex.quote(inv.db.run.user or 'root')}",
     }
 
 
@@ -283,13 +286,11 @@ def watch_checks(session: Session, init: str, tool: str, wsvc: ops_db.Service, s
     else:
         enabled = r["wenabled"].stdout.strip()
         checks.append(Check(name, f"{wsvc.unit} enabled", enabled == "enabled", f"{wsvc.unit}: {enabled or 'unknown'}"))
-    wname = wsvc.name
-    checks.append(Check(name, "watcher", r["wup"].ok,
-                        "running: every new run of the database is followed, however it starts" if r["wup"].ok
-                        else f"{wname} is not running: no restart outside the service is followed; run "
-                             "`fab install-svr-restart` to start it"))
+    checks.append(watcher_check(session, wsvc.name, r))
     run = r["run"].stdout.strip() or "none"
-    if r["ready"].ok:
+    if inv.db.run.process:
+        checks.append(run_owner_check(session, run, r))
+    elif r["ready"].ok:
         checks.append(Check(name, "database run", run != "none",
                             f"current run {run}" if run != "none" else
                             f"the database is ready but db.run matches no process in {inv.source}: fix it"))
@@ -298,6 +299,57 @@ def watch_checks(session: Session, init: str, tool: str, wsvc: ops_db.Service, s
         f"{w} since the run that was ready at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(float(t)))}"
         for w, _run, t in owed) + " (the watcher retries each until it answers)"))
     return checks
+
+
+def watcher_view(r: dict) -> tuple[float | None, str | None]:
+    """(how long ago the watcher last looked at the database, the run it saw), from its tick."""
+    tick = trigger_status.parse_tick(r["tick"].stdout)
+    try:
+        return (float(r["now"].stdout) - tick[0], tick[1]) if tick else (None, None)
+    except ValueError:
+        return None, None
+
+
+def watcher_check(session: Session, wname: str, r: dict) -> Check:
+    """The watcher runs, and it still looks at the database: its tick is no older than a few intervals."""
+    inv, name = session.inv, session.db.name
+    if not r["wup"].ok:
+        return Check(name, "watcher", False, f"{wname} is not running: no restart outside the service is "
+                                             "followed; run `fab install-svr-restart` to start it")
+    age, _ = watcher_view(r)
+    if age is None:
+        return Check(name, "watcher", False, f"{wname} runs but has not told when it last looked at the database "
+                                             f"({render.watch_tick(inv)}): run `fab install-svr-restart`")
+    if age > trigger_status.tick_limit(inv):
+        return Check(name, "watcher", False, f"{wname} runs but last looked at the database {age:.0f}s ago "
+                                             f"(every {inv.db.run.interval:g}s): it is stuck; see {inv.trigger.log}")
+    return Check(name, "watcher", True, "running: every new run of the database is followed, however it starts")
+
+
+def run_owner_check(session: Session, run: str, r: dict) -> Check:
+    """The trigger's run is the database's real main process (its owner's, its program, its start time),
+    and no process of another account (or program) looks like it."""
+    inv, name = session.inv, session.db.name
+    user, exe = inv.db.run.user, inv.db.run.executable
+    if not r["owner"].ok or not r["owner"].stdout.strip().isdigit():
+        return Check(name, "database run", False, f"db.run.user {user} is not an account of {name}: fix {inv.source}")
+    main, fakes = trigger_status.the_database(trigger_status.parse_processes(r["procs"].stdout),
+                                              int(r["owner"].stdout), exe)
+    if fakes:
+        return Check(name, "database run", False, "look-alike of the database's main process: " + "; ".join(
+            f"PID {p.pid} of {p.user} ({p.exe})" for p in fakes[:5]) + f"; not a run (not {user}'s"
+            + (f" {exe}" if exe else "") + "): find who started it")
+    if main is None:
+        why = f"no process of {user} matches db.run in {inv.source}: fix it"
+        return Check(name, "database run", not r["ready"].ok, "the database is ready but " + why
+                     if r["ready"].ok else "the database does not run")
+    age, seen = watcher_view(r)
+    if age is not None and age <= trigger_status.tick_limit(inv) and r["wup"].ok and seen != run:
+        run = f"{run} (the watcher's: {seen})"
+    if run != main.run:
+        return Check(name, "database run", False, f"the chain follows {run}, not the database's main process "
+                                                  f"{main.run} (PID {main.pid} of {user}): see {inv.trigger.log}")
+    return Check(name, "database run", True, f"current run {run}: PID {main.pid} of {user} ({main.exe})")
 
 
 def verify_step(session: Session, extra=None) -> list[Check]:

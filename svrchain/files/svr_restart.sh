@@ -12,6 +12,7 @@
 #
 #   start   wait until the database is ready, then restart every web server (each run once)
 #   watch   notice every new run of the database and start the trigger for it (the watcher)
+#   supervise  run the watcher, and run it again whenever it ends (SysV: its init script runs this)
 #   retry   restart the web servers still owed a restart
 #   run     print the database's current run ('none' when it does not run)
 #   config  print the settings as this script reads them
@@ -41,6 +42,10 @@ RUN_DIR=$ROOT/run/svrchain
 LOCK=$RUN_DIR/$NAME.lock
 CONTROL=$RUN_DIR/$NAME
 WATCH_PIDFILE=$RUN_DIR/${NAME}_watch.pid
+SUPERVISE_PIDFILE=$RUN_DIR/${NAME}_supervise.pid
+# The watcher's tick: "<epoch> <run>" each time it looked at the database (verify reads it: a watcher
+# that runs but no longer looks is a gap).
+WATCH_TICK=$RUN_DIR/${NAME}_watch.tick
 LOG=
 
 log() {
@@ -88,7 +93,8 @@ is_web() {
 # setting KEY VALUE: take one setting, checked; 1 when the key is unknown or the value invalid.
 setting() {
     case $1 in
-        key | known_hosts | log) is_path "$2" ;;
+        key | known_hosts | log | run_executable) is_path "$2" ;;
+        run_user) matches "$2" '^[a-z_][a-z0-9_-]{0,31}$' ;;
         ready_command | run_command | run_process) is_line "$2" ;;
         ready_timeout | ready_successes | connect_timeout | retries | restart_timeout | bound | max_parallel)
             is_count "$2" ;;
@@ -138,6 +144,7 @@ read_config() {
         [ -n "${SETTINGS[$k]+set}" ] || { refuse "no $k"; return 1; }
     done
     [ "${SETTINGS[run_command]+1}${SETTINGS[run_process]+1}" = 1 ] || { refuse "not exactly one of run_command, run_process"; return 1; }
+    run_owner || return 1
     [ "${#WEB_SERVERS[@]}" -gt 0 ] || { refuse "no web server"; return 1; }
     KEY=${SETTINGS[key]} KNOWN_HOSTS=${SETTINGS[known_hosts]} LOG=${SETTINGS[log]}
     READY_COMMAND=${SETTINGS[ready_command]} READY_TIMEOUT=${SETTINGS[ready_timeout]}
@@ -145,15 +152,27 @@ read_config() {
     CONNECT_TIMEOUT=${SETTINGS[connect_timeout]} RETRIES=${SETTINGS[retries]}
     RESTART_TIMEOUT=${SETTINGS[restart_timeout]} BOUND=${SETTINGS[bound]} WATCH_INTERVAL=${SETTINGS[run_interval]}
     RUN_COMMAND=${SETTINGS[run_command]:-} RUN_PROCESS=${SETTINGS[run_process]:-}
+    RUN_USER=${SETTINGS[run_user]:-} RUN_EXECUTABLE=${SETTINGS[run_executable]:-}
     # At most this many web servers connected to, or restarted, at once (optional: 32).
     MAX_PARALLEL=${SETTINGS[max_parallel]:-32}
+}
+
+# run_owner: with run_process, the database's owner (run_user) is required: a process of any other
+# account is never a run of the database.
+run_owner() {
+    if [ -z "${SETTINGS[run_process]+set}" ]; then
+        [ -z "${SETTINGS[run_user]+set}${SETTINGS[run_executable]+set}" ] ||
+            { refuse "run_user and run_executable go with run_process only"; return 1; }
+        return 0
+    fi
+    [ -n "${SETTINGS[run_user]+set}" ] || { refuse "no run_user (the account the database's main process runs as)"; return 1; }
 }
 
 # The settings as read, in the file's own form (the config verb).
 show_config() {
     local k w
     for k in key known_hosts log ready_command ready_timeout ready_interval ready_successes connect_timeout \
-        retries restart_timeout max_parallel bound run_interval run_command run_process; do
+        retries restart_timeout max_parallel bound run_interval run_command run_process run_user run_executable; do
         [ -z "${SETTINGS[$k]+set}" ] || printf '%s=%s\n' "$k" "${SETTINGS[$k]}"
     done
     for w in "${WEB_SERVERS[@]}"; do
@@ -194,22 +213,63 @@ proc_start() {
     START=${20}
 }
 
+# owner_uid: RUN_UID, the uid of the database's owner (looked up once); 1 (said once) when run_user is
+# no account of this host: then no process at all is the database's run.
+RUN_UID=
+OWNER_SAID=
+owner_uid() {
+    [ -z "$RUN_UID" ] || return 0
+    if ! RUN_UID=$(id -u -- "$RUN_USER" 2>/dev/null) || ! matches "$RUN_UID" '^[0-9]+$'; then
+        RUN_UID=''
+        [ -n "$OWNER_SAID" ] || log "run_user $RUN_USER is no account of this host: no process is the database's run; fix db.run.user"
+        OWNER_SAID=1
+        return 1
+    fi
+}
+
+# owned PID: 0 when the process runs as the database's owner (its real and effective uid are RUN_UID).
+owned() {
+    local key real effective _
+    while read -r key real effective _; do
+        [ "$key" != Uid: ] || { [ "$real" = "$RUN_UID" ] && [ "$effective" = "$RUN_UID" ]; return; }
+    done 2>/dev/null </proc/"$1"/status
+    return 1
+}
+
+# the_executable PID: 0 when the process runs db.run.executable (when the inventory names one; a
+# binary replaced on disk since it started shows as "<path> (deleted)").
+the_executable() {
+    local exe
+    [ -n "$RUN_EXECUTABLE" ] || return 0
+    exe=$(readlink -- "/proc/$1/exe" 2>/dev/null) || return 1
+    [ "$exe" = "$RUN_EXECUTABLE" ] || [ "$exe" = "$RUN_EXECUTABLE (deleted)" ]
+}
+
 # run_id: set RUN to the identity of the database's current run ('' while it does not run). It
 # changes only when the database really restarted, however that happened: what run_command prints,
-# or the main process (run_process) and that process's start time (/proc is scanned only when it is gone).
+# or the main process (run_process): the oldest process of the database's owner (run_user) whose
+# command line matches and which runs run_executable, as "<uid>:<pid>.<start time>". A process of
+# any other account is never even considered. (/proc is scanned only when the run's process is gone.)
 RUN_PID=
 RUN=
 run_id() {
+    local pid oldest=
     if [ -n "$RUN_COMMAND" ]; then
         RUN=$(sh -c "$RUN_COMMAND" 2>/dev/null | head -n 1)
         return 0
     fi
-    if [ -n "$RUN_PID" ] && proc_start "$RUN_PID" && [ "$RUN" = "$RUN_PID.$START" ]; then
+    owner_uid || { RUN='' RUN_PID=''; return 0; }
+    if [ -n "$RUN_PID" ] && proc_start "$RUN_PID" && [ "$RUN" = "$RUN_UID:$RUN_PID.$START" ] && owned "$RUN_PID"; then
         return 0
     fi
-    RUN=
-    RUN_PID=$(pgrep -o -f -- "$RUN_PROCESS" 2>/dev/null) || { RUN_PID=; return 0; }
-    proc_start "$RUN_PID" && RUN="$RUN_PID.$START"
+    RUN='' RUN_PID=''
+    for pid in $(pgrep -u "$RUN_UID" -f -- "$RUN_PROCESS" 2>/dev/null); do
+        { owned "$pid" && the_executable "$pid" && proc_start "$pid"; } || continue
+        if [ -z "$oldest" ] || [ "$START" -lt "$oldest" ]; then
+            oldest=$START RUN_PID=$pid
+        fi
+    done
+    [ -z "$RUN_PID" ] || RUN="$RUN_UID:$RUN_PID.$oldest"
     return 0
 }
 
@@ -444,9 +504,21 @@ restart_all() {
     [ "$failed" -eq 0 ]
 }
 
+# revive_watcher: each start of the database (the service's) also starts a SysV host's watcher when
+# it does not run (its supervisor ended too); systemd restarts it by itself.
+revive_watcher() {
+    local init=/etc/init.d/${NAME}_watch
+    if [ "$EUID" -ne 0 ] || [ -d /run/systemd/system ] || [ ! -x "$init" ] || "$init" status >/dev/null 2>&1; then
+        return 0
+    fi
+    log "the watcher was not running: starting it ($init start)"
+    "$init" start </dev/null >/dev/null 2>&1 9>&-
+}
+
 # start: follow the database's current run (the status file: svrchain.trigger_status reads it).
 start() {
     mkdir -p "$STATE_DIR" "$OWED"
+    revive_watcher
     run_dir_ok || return 1
     # At most one run at a time: another one ends within the bound.
     lock -w "$BOUND"
@@ -542,6 +614,23 @@ busy() {
     ! flock -n "$LOCK" true 2>/dev/null
 }
 
+# tick: the watcher looked at the database now, and saw RUN (written whole: verify reads it).
+tick() {
+    printf '%(%s)T %s\n' -1 "${RUN:-none}" >"$WATCH_TICK.new" && mv -f "$WATCH_TICK.new" "$WATCH_TICK"
+}
+
+# upgrade_handled: a run followed by an earlier trigger is "<pid>.<start>", without its uid; when it
+# is the current run's own process (the same PID and start time: the same process, so the same
+# owner), it is followed already. Any other (nobody's look-alike, say) is not the database's run.
+upgrade_handled() {
+    local run ready
+    read -r run ready 2>/dev/null <"$HANDLED" || return 0
+    if [ -n "$RUN_PROCESS" ] && [[ $run != *:* ]] && run_id && [ -n "$RUN" ] && [ "${RUN#*:}" = "$run" ]; then
+        write_file "$HANDLED" "$RUN ${ready:-0}"
+        log "the run $run followed by an earlier svrchain is the database's own ($RUN)"
+    fi
+}
+
 # watch: notice each new run of the database within WATCH_INTERVAL, whatever started it (a DBA's own
 # restart, a crash and a manual start, srvctl, the service), and start the trigger for it once;
 # retry the web servers still owed a restart, backing off to 5 minutes.
@@ -552,13 +641,16 @@ watch() {
     echo "$$" >"$WATCH_PIDFILE"
     trap 'rm -f "$WATCH_PIDFILE"; exit 0' TERM INT
     log "watching the database's runs every ${WATCH_INTERVAL}s"
+    tick
     if [ ! -f "$HANDLED" ]; then
         # Just installed: the run going now is not a new one (installing restarts no web server).
         run_id
         [ -z "$RUN" ] || write_file "$HANDLED" "$RUN 0"
     fi
+    upgrade_handled
     while :; do
         run_id
+        tick
         handled=
         read -r handled _ 2>/dev/null <"$HANDLED"  # (no subshell: this loop runs every interval)
         if [ -n "$RUN" ] && [ "$RUN" != "$handled" ] && ! busy &&
@@ -584,6 +676,35 @@ watch() {
     done
 }
 
+stop_supervising() {
+    local job
+    for job in $(jobs -p); do
+        kill -TERM "$job" 2>/dev/null
+    done
+    wait
+    rm -f "$SUPERVISE_PIDFILE"
+    exit 0
+}
+
+# supervise: the watcher, started again whenever it ends (a kill -9, a crash): SysV hosts have no
+# respawn of their own for it (systemd restarts it: Restart=always). TERM ends the watcher, then this.
+supervise() {
+    local child began delay=1
+    run_dir_ok || exit 1
+    echo "$$" >"$SUPERVISE_PIDFILE"
+    trap stop_supervising TERM INT
+    while :; do
+        began=$SECONDS
+        "$0" watch </dev/null >/dev/null 2>&1 &
+        child=$!
+        wait "$child"
+        log "the watcher (pid $child) ended (exit $?): starting it again in ${delay}s"
+        # One that keeps ending at once (settings refused) is started again less and less often.
+        if [ $((SECONDS - began)) -ge 30 ]; then delay=1; else delay=$((delay < 30 ? delay * 2 : 60)); fi
+        sleep "$delay" & wait $!
+    done
+}
+
 # --- Main ---------------------------------------------------------------------------------------
 
 case "${1:-}" in
@@ -594,9 +715,9 @@ case "${1:-}" in
     stop)
         exit 0
         ;;
-    start | watch | retry | run | config | connect) ;;
+    start | watch | supervise | retry | run | config | connect) ;;
     *)
-        echo "Usage: $0 {start|stop|status|watch|retry|run|config}" >&2
+        echo "Usage: $0 {start|stop|status|watch|supervise|retry|run|config}" >&2
         exit 2
         ;;
 esac
@@ -608,6 +729,7 @@ read_config || exit 1
 case "$1" in
     start) start ;;
     watch) watch ;;
+    supervise) supervise ;;
     retry) retry ;;
     run)
         run_id

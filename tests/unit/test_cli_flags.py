@@ -109,7 +109,7 @@ def write_inventory(tmp_path: Path, hosts: list[tuple[str, int]], known: str = "
     data = {
         "connect": {"identity": "admin_key", "known_hosts": "known_hosts", "timeout": timeout},
         "db": {"name": "db", "address": db_addr, "port": db_port, "script": "/bin/true",
-               "ready": {"port": 5432}, "run": {"process": "postgres"}},
+               "ready": {"port": 5432}, "run": {"process": "postgres", "user": "postgres"}},
         "web": {"servers": [{"name": f"web{i}", "address": a, "port": p, "health_url": f"http://{a}/"}
                             for i, (a, p) in enumerate(webs, 1)]},
     }

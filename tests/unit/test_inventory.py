@@ -139,6 +139,10 @@ def test_oracle_is_ready_by_sql_and_a_run_is_a_pmon_process():
     inv = Inventory.model_validate(oracle_data())
     assert (inv.db.ready.command, inv.db.ready.successes, inv.db.ready.port) == (ORACLE_READY, 3, None)
     assert inv.db.run.process == "^ora_pmon_ORCL$"
+    assert inv.db.run.user == "oracle"  # pmon is oracle.owner's: nobody else's ora_pmon_ORCL is a run
+    owned = Inventory.model_validate(oracle_data(oracle={"home": "/u01", "sid": "ORCL", "owner": "ora19"},
+                                                 run={"process": "^ora_pmon_ORCL$", "interval": 2}))
+    assert (owned.db.run.user, owned.db.run.interval) == ("ora19", 2)
     tuned = Inventory.model_validate(oracle_data(ready={"timeout": 900}, run={"command": "echo 1"}))
     assert (tuned.db.ready.command, tuned.db.ready.timeout, tuned.db.run.command) == (ORACLE_READY, 900, "echo 1")
 
@@ -158,7 +162,11 @@ def test_oracle_needs_its_sid():
 @pytest.mark.parametrize(("run", "expected"), [
     ({}, "set exactly one of 'process'"),
     ({"process": "^x$", "command": "echo"}, "set exactly one of 'process'"),
-    ({"process": "a\nb"}, "must be one shell command line"),
+    ({"process": "a\nb", "user": "postgres"}, "must be one shell command line"),
+    ({"process": "^/usr/bin/postgres"}, "'process' needs 'user': the account the DB's main process runs as"),
+    ({"process": "^x$", "user": "Bad user"}, "db.run.user: must not contain spaces"),
+    ({"process": "^x$", "user": "postgres", "executable": "bin/postgres"}, "db.run.executable: must be an absolute"),
+    ({"command": "echo", "user": "postgres"}, "'user' and 'executable' go with 'process' only"),
     ({"command": "echo", "interval": 0}, "must be at least 0.1"),
 ])
 def test_run_settings(run, expected):

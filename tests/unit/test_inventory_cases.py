@@ -75,8 +75,8 @@ def test_several_problems_are_one_line_each():
     with pytest.raises(InventoryError) as exc:
         parse(yaml.safe_dump(data), SRC)
     assert str(exc.value).splitlines() == [
-        "inventory/test.yaml:34: web.servers[0].name: use letters, digits, '.', '_' or '-' (e.g. web1) (got '-x')",
-        "inventory/test.yaml:27: trigger.retries: must be at least 1 (got 0)",
+        "inventory/test.yaml:36: web.servers[0].name: use letters, digits, '.', '_' or '-' (e.g. web1) (got '-x')",
+        "inventory/test.yaml:29: trigger.retries: must be at least 1 (got 0)",
     ]
 
 

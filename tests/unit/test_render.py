@@ -43,6 +43,7 @@ def test_trigger_config_lists_every_web_server_and_the_readiness_check():
     assert "ready_command=pg_isready -q -h 127.0.0.1" in lines
     assert "ready_interval=0.1" in lines and "run_interval=0.5" in lines
     assert "run_process=^/usr/lib/postgresql/[0-9]+/bin/postgres" in lines
+    assert "run_user=postgres" in lines and "run_executable=/usr/lib/postgresql/15/bin/postgres" in lines
     assert "bound=457" in lines  # 60 + 1 + 3 + 3 * 2 * 60 + 3 + 30 (inventory/lab.yaml)
 
 

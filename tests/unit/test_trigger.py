@@ -241,7 +241,6 @@ def test_a_duplicate_setting_or_web_server_is_refused(trig: Trigger):
 
 @pytest.mark.parametrize(("settings", "said"), [
     ("run_process=^x", "no run_user (the account the database's main process runs as)"),
-    ("run_process=^x\nrun_user=no-such-account-svr", "run_user no-such-account-svr: no such account on this host"),
     ("run_process=^x\nrun_user=Root", "is not a valid setting"),
 ])
 def test_a_run_process_without_its_owner_is_refused(trig: Trigger, settings: str, said: str):
@@ -250,6 +249,14 @@ def test_a_run_process_without_its_owner_is_refused(trig: Trigger, settings: str
     r = trig.run("start")
     assert r.returncode == 1 and said in r.stderr, r.stderr
     assert trig.ssh_calls() == [] and trig.status.started is None
+
+
+def test_a_run_user_that_is_no_account_means_no_run(trig: Trigger):
+    lines = [ln for ln in render.trigger_config(trig.inv).decode().splitlines() if not ln.startswith("run_command=")]
+    trig.configure(text=("\n".join([*lines, "run_process=.", "run_user=no-such-account-svr"]) + "\n").encode())
+    r = trig.run("run")
+    assert (r.returncode, r.stdout) == (0, "none\n")
+    assert "run_user no-such-account-svr is no account of this host: no process is the database's run" in trig.log
 
 
 def test_the_config_verb_shows_the_settings_as_read(trig: Trigger):
