@@ -354,3 +354,37 @@ def test_an_oracle_pmon_lookalike_of_another_account_is_never_the_run(trig: Trig
         for p in (attacker, pmon):
             p.kill()
             p.wait()
+
+
+def test_a_killed_watcher_is_run_again_by_its_supervisor_and_ticks():
+    """SysV hosts: the init script runs the supervisor, which runs the watcher again after a kill -9;
+    the watcher writes its tick ("<epoch> <run>") each time it looks (verify reads it)."""
+    t = fake_trigger.make()
+    supervisor = t.popen("supervise")
+    pidfile = t.root / "run" / "svrchain" / "svr_restart_watch.pid"
+    tick = t.root / "run" / "svrchain" / "svr_restart_watch.tick"
+
+    def watcher_pid(not_this: str = "") -> str:
+        end = time.monotonic() + 30  # (a net: it comes back within a few seconds)
+        while True:
+            pid = pidfile.read_text().strip() if pidfile.exists() else ""
+            if pid and pid != not_this:
+                return pid
+            assert time.monotonic() < end, t.log
+            time.sleep(0.1)
+
+    try:
+        first = watcher_pid()
+        time.sleep(0.5)
+        when, run = tick.read_text().split()
+        assert run == "1234.5678" and abs(float(when) - time.time()) < 60
+        subprocess.run(["kill", "-9", first], check=True)
+        second = watcher_pid(first)
+        assert f"the watcher (pid {first}) ended (exit 137): starting it again" in t.log
+        supervisor.terminate()
+        assert supervisor.wait(10) == 0
+        assert subprocess.run(["kill", "-0", second], capture_output=True).returncode != 0  # ended with it
+    finally:
+        supervisor.kill()
+        supervisor.wait(10)
+        fake_trigger.remove(t)

@@ -52,3 +52,24 @@ def test_one_bound_for_every_wait():
     assert args == ["/var/lib/svrchain/svr_restart.status", "1700000000.500000", "15", str(15 + 457)]
     program = render.trigger_program().decode()
     assert 'flock "$@" 9' in program and 'lock -w "$BOUND"' in program  # the lock waits one bound
+
+
+def test_the_database_is_the_oldest_process_of_its_owner_and_program_the_rest_are_lookalikes():
+    procs = trigger_status.parse_processes(
+        "900 65534 nobody 100 /usr/bin/sleep\n"  # the attacker's: older than the database's
+        "1200 105 postgres 300 /usr/lib/postgresql/15/bin/postgres\n"
+        "1300 105 postgres 400 /usr/lib/postgresql/15/bin/postgres (deleted)\n"  # (a child, upgraded binary)
+        "1400 105 postgres 50 /usr/bin/perl\n"  # the owner's, but another program
+        "garbage line\n")
+    main, fakes = trigger_status.the_database(procs, 105, "/usr/lib/postgresql/15/bin/postgres")
+    assert main is not None and (main.pid, main.run) == (1200, "105:1200.300")
+    assert [(p.pid, p.user) for p in fakes] == [(900, "nobody"), (1400, "postgres")]
+    main, fakes = trigger_status.the_database(procs, 105, None)
+    assert main is not None and main.pid == 1400 and [p.pid for p in fakes] == [900]
+    assert trigger_status.the_database(procs, 0, None) == (None, procs)
+
+
+def test_the_watchers_tick():
+    assert trigger_status.parse_tick("1764634000 105:1200.300\n") == (1764634000.0, "105:1200.300")
+    assert trigger_status.parse_tick("") is None and trigger_status.parse_tick("nan x") is None
+    assert trigger_status.parse_tick("12 a b") is None
