@@ -131,3 +131,20 @@ def test_verify_reports_a_watcher_that_runs_but_no_longer_ticks(chain):
         chain.console("db", f"kill -CONT {pid}")
     time.sleep(2)
     assert chain.fab("verify").returncode == 0
+
+
+def test_a_service_restart_with_the_watcher_and_its_supervisor_gone_restarts_all_and_starts_it(chain):
+    """The service's own start does not rely on the watcher: it restarts every web server itself, and
+    on SysV hosts starts a watcher that does not run (systemd restarts it by itself)."""
+    if chain.init == "systemd":
+        pytest.skip("systemd restarts the watcher itself (Restart=always: the kill -9 test)")
+    old, before = chain.settled(), gate_restarts(chain)
+    chain.console("db", "kill -9 $(cat /run/svrchain/svr_restart_supervise.pid /run/svrchain/svr_restart_watch.pid)")
+    assert chain.console("db", "/etc/init.d/svr_restart_watch status", check=False).returncode == 3
+    service_restart(chain)
+    followed_once(chain, before, old)
+    end = time.monotonic() + 60
+    while chain.console("db", "/etc/init.d/svr_restart_watch status", check=False).returncode != 0:
+        assert time.monotonic() < end, chain.console("db", "tail -5 /var/log/svr_restart.log").stdout
+        time.sleep(0.3)
+    assert "the watcher was not running: starting it" in chain.console("db", "cat /var/log/svr_restart.log").stdout
