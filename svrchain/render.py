@@ -273,6 +273,9 @@ def trigger_settings(inv: Inventory) -> list[tuple[str, str]]:
                                                                ("run_user", run.user or "")]),
         *([("run_executable", run.executable)] if run.executable else []),
     ]
+    if t.hooks:
+        settings.append(("hook_timeout", str(t.hook_timeout)))
+    settings += [(k, v) for k, v in (("on_failure", t.on_failure), ("on_success", t.on_success)) if v]
     port = inv.connect.port
     settings += [("web", f"{s.name} {s.address} {s.port or port} {inv.web.user}") for s in inv.web.servers]
     return settings
