@@ -233,7 +233,7 @@ HELD_SCAN = r"""held() {
     case $2 in
     *.pub) k=$(uread "$1" "$2" | head -n 1) ;;
     *) as "$1" timeout 10 head -c 64 -- "$2" 2>/dev/null | grep -q 'PRIVATE KEY' || return
-       k=$(as "$1" sh -c 'timeout 10 head -c 1048576 -- "$1" | timeout 10 ssh-keygen -y -P "" -f /dev/stdin' \
+       k=$(as "$1" sh -c 'timeout 10 head -c 1048576 -- "$1" | timeout 10 ssh-keygen -y -P "" -f /proc/self/fd/0' \
            held "$2" 2>/dev/null) ||
        { [ -e "$2.pub" ] || printf 'U\t%s\t%s\n' "$2" "a private key with a passphrase and no .pub"; return; } ;;
     esac
