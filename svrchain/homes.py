@@ -52,7 +52,9 @@ getent passwd | while IFS=: read -r u _ i _ _ h _; do
         sed 's/^/L\t/' -- "$d/scan.k"
         echo
     done
-done"""
+done
+rm -f -- "$d/scan.k"
+"""
 
 
 @dataclass(frozen=True)
