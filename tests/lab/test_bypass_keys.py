@@ -80,6 +80,30 @@ def test_the_admins_own_line_admitting_the_dbs_subnet_survives_adopt(lab):
         fab_ok(lab, "verify")  # the admin still logs in
 
 
+def test_the_admins_own_key_copied_to_the_db_is_reported_loudly_never_retired(lab):
+    """A copy of the admin's private key on the DB server makes its line a key held there: it is a gap
+    ("YOUR OWN KEY"), and --adopt keeps it (retiring it would lock the admin out)."""
+    save, undo = restore(ROOT_KEYS)
+    blob = admin_blob()
+    key = (REPO / ".lab" / "admin_key").read_text()
+    copy = "/home/admin/.ssh/id_copy"
+    lab.console("db", f"cat >{copy} <<'EOF'\n{key}EOF\nchown admin {copy} && chmod 600 {copy}")
+    stage = f"{save} && sed -i 's|^ssh-ed25519 {blob}|from=\"198.18.0.0/24\" ssh-ed25519 {blob}|' {ROOT_KEYS}"
+    try:
+        with lab.fault("web1", stage, undo):
+            before = lab.host("web1").file(ROOT_KEYS).content_string
+            v = fab(lab, "verify")
+            assert v.returncode == 2, v.stdout + v.stderr
+            assert re.search(rf"^web1 +legacy keys +GAP +YOUR OWN KEY {ROOT_KEYS}:\d+ .*held on db \({copy}\)",
+                             v.stdout, re.M), v.stdout
+            r = fab(lab, "bootstrap", "--adopt")
+            assert re.search(r"^web1 +adopt +ok +YOUR OWN KEY", r.stdout, re.M), r.stdout
+            assert lab.host("web1").file(ROOT_KEYS).content_string == before
+            assert fab(lab, "verify").returncode == 2  # still logs in: a gap, not unreachable
+    finally:
+        lab.console("db", f"rm -f {copy}")
+
+
 def test_a_monitoring_key_is_neither_flagged_nor_removed(lab):
     mon = lab.console("web1", "rm -f /tmp/mon && ssh-keygen -q -t ed25519 -N '' -C monitoring -f /tmp/mon && "
                               "cat /tmp/mon.pub && rm -f /tmp/mon /tmp/mon.pub").stdout.strip()
