@@ -21,7 +21,6 @@ ABOUT = {
     "output": "the output formats (--json, --junit) and the exit codes",
     "schema": "the JSON schema of --json's document",
 }
-EXAMPLE = "inventory/example.yaml"
 # The checkout's folders, as installed: svrchain.docs and svrchain.example (pyproject.toml).
 INSTALLED_AS = {"docs": "docs", "inventory": "example"}
 
@@ -36,7 +35,7 @@ def shipped(relative: str) -> Path:
 
 def example_text() -> bytes:
     """The commented example inventory, as shipped."""
-    return shipped(EXAMPLE).read_bytes()
+    return shipped(tell.EXAMPLE).read_bytes()
 
 
 def run_init(file: str, force: bool = False) -> str:

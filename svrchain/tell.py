@@ -9,6 +9,7 @@ checkout's files. The task wrapper (:mod:`svrchain.cli`) sets the program at the
 from __future__ import annotations
 
 PROGRAMS = ("fab", "svrchain")
+EXAMPLE = "inventory/example.yaml"  # the commented example inventory, in the checkout
 # The docs a message may point to: the name ``svrchain docs NAME`` takes, and the checkout's file.
 DOCS = {"output": "docs/output.md", "schema": "docs/output.schema.json"}
 
@@ -35,7 +36,7 @@ def command(args: str) -> str:
 
 def example() -> str:
     """Where the commented example inventory (every key explained) is for this run's user."""
-    return "inventory/example.yaml" if _program == "fab" else "the example inventory `svrchain init FILE` writes"
+    return EXAMPLE if _program == "fab" else "the example inventory `svrchain init FILE` writes"
 
 
 def doc(name: str) -> str:
