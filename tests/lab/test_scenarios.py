@@ -9,6 +9,8 @@ a later run repairs it."""
 from __future__ import annotations
 
 import re
+import shlex
+from dataclasses import dataclass
 
 import pytest
 
@@ -37,6 +39,7 @@ from tests.lab.scenarios import (
     Silent,
     run_case,
     take_baseline,
+    wait_host_key,
 )
 from tests.paths import LAB_INVENTORY
 
@@ -82,7 +85,36 @@ def one_changed_one_unpinned(pinned: list[str]) -> str:
     return f"{pinned[0]}\n198.18.0.21 ssh-ed25519 {pinned[0].split()[2]}\n"
 
 
+@dataclass(frozen=True)
+class CloneKey(KeyChange):
+    """The host offers ``source``'s ed25519 host key, as a clone of one image does (its own is kept in
+    /root/hk and put back by KeyChange's undo)."""
+
+    source: str = "web1"
+
+    def stage(self, lab, ctx: Ctx) -> None:
+        key = lab.console(self.source, "cat /etc/ssh/ssh_host_ed25519_key").stdout
+        pub = lab.console(self.source, "cat /etc/ssh/ssh_host_ed25519_key.pub").stdout
+        hk = "/etc/ssh/ssh_host_ed25519_key"
+        lab.console(self.host, f"cp -a {hk} /root/hk && cp -a {hk}.pub /root/hk.pub && "
+                               f"printf %s {shlex.quote(key)} > {hk} && printf %s {shlex.quote(pub)} > {hk}.pub && "
+                               "pkill -HUP -x sshd")
+        wait_host_key(lab, self.host)
+
+
 ERRORS = [
+    Case(
+        "cloned-host-key",
+        stage=(CloneKey("web2", "web1"),),
+        known_hosts=lambda pinned: "".join(line + "\n" for line in pinned),
+        inventory={"connect.known_hosts": KNOWN_HOSTS},
+        # web2 now offers web1's key: CHANGED for web2, and the warning names both
+        steps=(Fab(("trust-hosts",), 3, out=(
+            r"^web2\s+CHANGED\s",
+            r"^warning: web1, web2 present the same host key \(ssh-ed25519 SHA256:\S+\): cloned from one image\?",
+        )),),
+        unchanged=(*NOTHING_CHANGED, KnownHostsFile()),
+    ),
     Case(
         "unreachable-web",
         inventory={"web.servers.1.address": "198.18.0.99"},
