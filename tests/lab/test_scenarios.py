@@ -11,8 +11,10 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+import yaml
 
 from lab import hosts as labhosts
 from svrchain.errors import HostError
@@ -336,3 +338,29 @@ def test_verbose_shows_each_remote_command_and_the_log_keeps_the_run(chain, base
     assert said[0] == f"run: verify --log {log} --verbose"
     assert said[1:-1] == r.stdout.splitlines() and said[-1].startswith("exit 0 (ok, ")
     assert "$ sh -c" not in chain.fab("verify").stdout  # without -v: no command lines
+
+
+def site_inventory(tmp_path, web2: str = "") -> Path:
+    """The lab as a site keeps it: its hosts in an Ansible INI inventory, svrchain's settings beside it."""
+    data = labhosts.inventory_data()
+    db, web = data["db"], data["web"]
+    (tmp_path / "hosts.ini").write_text(
+        f"[dbservers]\n{db.pop('name')} ansible_host={db.pop('address')}\n\n[webservers]\n"
+        + "".join(f"{s['name']} ansible_host={s['address']}{web2 if s['name'] == 'web2' else ''}\n"
+                  for s in web.pop("servers"))
+        + "\n[all:vars]\nansible_user=root\nansible_port=22\n")
+    data["ansible"] = {"inventory": "hosts.ini", "db_group": "dbservers", "web_group": "webservers"}
+    path = tmp_path / "svrchain.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_the_site_ansible_inventory_names_the_hosts_of_a_real_run(chain, baseline, tmp_path):
+    """verify with the hosts from an Ansible inventory: the same hosts, every check ok; its ansible_port
+    is where svrchain connects (web2 on a port nothing listens on: unreachable, named)."""
+    r = chain.fab("verify", inventory=site_inventory(tmp_path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.splitlines()[0].endswith(": db 198.18.0.10, web1 198.18.0.21, web2 198.18.0.22")
+    r = chain.fab("verify", inventory=site_inventory(tmp_path, " ansible_port=2299"))
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert re.search(r"^web2\s+reachable\s+UNREACHABLE\s+web2 \(198\.18\.0\.22:2299\): ", r.stdout, re.M), r.stdout
