@@ -10,6 +10,8 @@ wrote. Where SELinux is off or absent, both do nothing.
 
 from __future__ import annotations
 
+from svrchain import tell
+
 # Sourced by the atomic write (remote.files.WRITE_SCRIPT) after its rename: $f the file, $made the
 # directory it created ('' when none); run() runs as the file's account. Exit 7 when restorecon fails.
 RESTORECON = r"""
@@ -50,4 +52,5 @@ def check_detail(paths: list[str], wrong: list[str]) -> tuple[bool, str]:
     """verify's SELinux check: (ok, detail)."""
     if not wrong:
         return True, f"the default context on all {len(paths)} file(s) svrchain wrote"
-    return False, "; ".join(wrong) + " (run restorecon -v on it, or `fab bootstrap` rewrites it with restorecon)"
+    fix = f"run restorecon -v on it, or {tell.command('bootstrap')} rewrites it with restorecon"
+    return False, "; ".join(wrong) + f" ({fix})"
