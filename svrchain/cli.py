@@ -111,16 +111,16 @@ def svr_task(*args: Any, limit: bool = False, **kwargs: Any) -> Any:
 
         @functools.wraps(fn)
         def wrapper(c: Any, *a: Any, inventory: str | None = None, limit: str | None = None, **kw: Any) -> Any:
-            results = output.start(fn.__name__.replace("_", "-"), json_out=bool(kw.pop("json", False)),
-                                   junit=kw.pop("junit", None) or None)
-
             def body() -> None:
                 runopts.use(_options(c, inventory, limit))
                 if dry_aware and c.config.run.dry:
                     kw["dry_run"] = True
                 fn(c, *a, **kw)
 
-            _run(body, results)
+            with output.shown_streams():  # what hosts say is shown escaped
+                results = output.start(fn.__name__.replace("_", "-"), json_out=bool(kw.pop("json", False)),
+                                       junit=kw.pop("junit", None) or None)
+                _run(body, results)
 
         wrapper.__signature__ = _signature(fn, limit)  # type: ignore[attr-defined]
         helps = {**HELP, **(RESULT_HELP if _has_result_flags(fn) else {}), **kwargs.pop("help", {})}
@@ -147,7 +147,7 @@ def _run(body: Callable[[], None], results: output.Results) -> None:
         code = code or 1
         error = error or f"cannot write the JUnit report {results.junit}: {exc.strerror or exc}"
     if code:
-        raise Exit(f"svrchain: {error}", code=code)
+        raise Exit(f"svrchain: {output.shown(error)}", code=code)
 
 
 def _has_result_flags(fn: Callable[..., Any]) -> bool:

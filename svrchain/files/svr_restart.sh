@@ -43,9 +43,25 @@ CONTROL=$RUN_DIR/$NAME
 WATCH_PIDFILE=$RUN_DIR/${NAME}_watch.pid
 LOG=
 
+# inert TEXT: set SHOWN to TEXT with every byte that is not printable ASCII (a line break, CR, ESC,
+# any control character) written as \xNN: what a host or a client says can neither forge a log line
+# nor hide one, nor drive the terminal of whoever reads the log.
+inert() {
+    local s=$1 c LC_ALL=C
+    SHOWN=
+    while [[ $s =~ ^([[:print:]]*)([^[:print:]])(.*)$ ]]; do
+        printf -v c '\\x%02x' "'${BASH_REMATCH[2]}"
+        SHOWN+=${BASH_REMATCH[1]}$c
+        s=${BASH_REMATCH[3]}
+    done
+    SHOWN+=$s
+}
+
 log() {
-    logger -t "$NAME" -p daemon.notice -- "$*" 2>/dev/null
-    [ -z "$LOG" ] || printf '%s %s\n' "$(date '+%Y-%m-%dT%H:%M:%S%z')" "$*" >>"$LOG"
+    local SHOWN
+    inert "$*"
+    logger -t "$NAME" -p daemon.notice -- "$SHOWN" 2>/dev/null
+    [ -z "$LOG" ] || printf '%s %s\n' "$(date '+%Y-%m-%dT%H:%M:%S%z')" "$SHOWN" >>"$LOG"
 }
 
 # refuse WHY: the settings cannot be used; said on stderr and in syslog, nothing is restarted.
