@@ -17,10 +17,13 @@ from svrchain.remote.group import Session
 from svrchain.render import as_account
 from svrchain.runopts import confirm
 
-# Wait on the DB host, in one round trip, until the database answers; print the time it did.
+# Wait on the DB host, in one round trip, until the database answers; print the time it did. The
+# readiness check comes on stdin and is run by sh from there, as the trigger runs it: it may hold a
+# password, and every account sees every command line (ps).
 _WAIT_READY = r"""
-end=$(( $(date +%s) + $1 )); shift
-until sh -c "$1" >/dev/null 2>&1; do
+end=$(( $(date +%s) + $1 ))
+check=$(cat)
+until printf '%s\n' "$check" | sh >/dev/null 2>&1; do
     [ "$(date +%s)" -lt "$end" ] || { echo "not ready after the bound" >&2; exit 1; }
     sleep 0.2
 done
@@ -53,7 +56,7 @@ def report_web(session: Session, row: WebRow) -> None:
 
 
 def ready_probe(session: Session) -> str:
-    """The shell check that succeeds once the DB is ready (run with sh -c, as the trigger runs it)."""
+    """The shell check that succeeds once the DB is ready (fed to sh on stdin, as the trigger runs it)."""
     return render.ready_check(session.inv)
 
 
@@ -136,7 +139,7 @@ def restart_db(session: Session) -> tuple[float, float, float]:
     r = db.check(f"date +%s.%N; {run}; {restart_command(session)} >/dev/null </dev/null",
                  what=f"service {inv.db.service} restart")
     t0, before = float(r.stdout.split()[0]), r.stdout.split()[1]
-    ready_at = float(db.check(_WAIT_READY, str(inv.db.ready.timeout), ready_probe(session),
+    ready_at = float(db.check(_WAIT_READY, str(inv.db.ready.timeout), stdin=ready_probe(session).encode(),
                               what="waiting for the DB to be ready").stdout.split()[0])
     session.report(Outcome(db.name, "restart", "changed", f"service {inv.db.service} restart: ready after "
                                                           f"{ready_at - t0:.1f}s"), seconds=ready_at - t0)

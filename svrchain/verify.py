@@ -181,7 +181,7 @@ def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
         "order": f"systemctl show -p After -p PartOf {tunit}; systemctl show -p Wants {unit}",
         **watch_probe(session),
         "chklist": f"command -v chkconfig >/dev/null && for s in {names}; do chkconfig --list \"$s\" 2>&1; done; true",
-    })
+    }, prelude="READY=$(cat)", stdin=ready_probe(session).encode())  # (never on a command line: ps shows those)
     init, tool = detect_init(session, db, r)
     checks = chain_checks(db.name, init, tool, (dbsvc, tsvc), states, r)
     checks.append(runs_check(session, r))
@@ -245,7 +245,7 @@ def watch_probe(session: Session) -> dict[str, str]:
                f"else /etc/init.d/{render.watch_name(inv)} status; fi",
         "wenabled": f"systemctl is-enabled {render.watch_unit(inv)}",
         "run": current_run_command(inv),
-        "ready": f"sh -c {shlex.quote(ready_probe(session))} >/dev/null 2>&1",
+        "ready": """printf '%s\\n' "$READY" | sh >/dev/null 2>&1""",  # READY: from stdin (see db_checks)
         "owed": f"for f in {render.owed_dir(inv)}/*; do [ -f \"$f\" ] && echo \"${{f##*/}} $(cat \"$f\")\"; done; true",
         "status": f"cat {trigger_status.status_path(inv)} 2>/dev/null; true",
         "going": trigger_status.going_command(inv),
