@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from tabulate import tabulate
 
-from svrchain import render, trigger_status
+from svrchain import output, render, trigger_status
 from svrchain.errors import HostError, SvrchainError, Unreachable
 from svrchain.plan import Outcome
 from svrchain.remote.connection import Host
@@ -97,13 +97,18 @@ def plan_lines(session: Session) -> list[str]:
     ]
 
 
+# Health checks go straight to the web server, never through http_proxy/https_proxy (a proxy would
+# see them, or answer for a server that is down; and the lab's must never leave this machine).
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def healthy(url: str, timeout: float) -> tuple[bool, str]:
     """GET ``url`` until it answers 200 or ``timeout`` passes; (ok, last answer)."""
     end = time.monotonic() + timeout
     last = ""
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=3) as resp:
+            with _DIRECT.open(url, timeout=3) as resp:
                 if resp.status == 200:
                     return True, "200"
                 last = str(resp.status)
@@ -223,7 +228,7 @@ def run_restart_chain(dry_run: bool = False, yes: bool = False) -> None:
                 row.name, "web", row.action,
                 f"+{row.restarted_at:.1f}s" if row.restarted_at is not None else "-",
                 f"+{row.healthy_at:.1f}s" if row.healthy_at is not None else "-",
-                "ok" if row.ok else "FAILED: " + "; ".join(row.notes),
+                "ok" if row.ok else "FAILED: " + output.shown("; ".join(row.notes), keep=""),
             ))
         print(tabulate(table, headers=["host", "role", "action", "restarted", "healthy", "result"]), file=s.out)
         failed = [r.name for r in rows if not r.ok]

@@ -141,9 +141,11 @@ def _pin(path: Path, new: list[str], yes: bool) -> None:
 def run_trust_hosts(yes: bool = False, dry_run: bool = False) -> None:
     """What `fab trust-hosts` does (its flags and help: tasks/)."""
     inv = inventory.load(*runopts.inventory_choice())
+    if inv.lab:
+        runopts.check_lab_inventory(inv)  # before the ssh config is read: it could lead elsewhere
     s = Session(inv, limit=runopts.current().limit)
     if inv.lab:
-        runopts.check_lab(inv.source, [h.address for h in s.hosts])
+        s.check_lab_routes()
     path = inv.path(inv.connect.known_hosts)
     known = load_known_hosts(path, inv.source) if path.exists() else paramiko.HostKeys()
     if any(h.route.jump for h in s.hosts):

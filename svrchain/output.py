@@ -72,14 +72,14 @@ def _escaped(c: str) -> str:
     return f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}"
 
 
-def shown(text: str) -> str:
+def shown(text: str, keep: str = "\n\t") -> str:
     """``text`` (what a host said: a file's line, a command's output) made inert for a terminal, a
     log or XML: every character that is not printable (ESC, CR, BEL, DEL, C1 controls, bidi overrides,
-    line separators, lone surrogates, ...) written as ``\\xNN``/``\\uNNNN``; printable Unicode, line
-    breaks and tabs kept."""
+    line separators, lone surrogates, ...) written as ``\\xNN``/``\\uNNNN``; printable Unicode kept,
+    and the line breaks and tabs (``keep``: "" for text that must stay on one line, a table's cell)."""
     if text.isprintable():
         return text
-    return "".join(c if c.isprintable() or c in "\n\t" else _escaped(c) for c in text)
+    return "".join(c if c.isprintable() or c in keep else _escaped(c) for c in text)
 
 
 class ShownStream:
@@ -175,7 +175,7 @@ class Results:
         else:
             what = f"{len(items)} checks"
         word = paint(f"{worst.upper() if worst != 'ok' else 'ok':<13}", worst, self.colour)
-        self.say(f"{host:<10} {word} {what} ({seconds:.2f}s)")
+        self.say(f"{host:<10} {word} {shown(what, keep='')} ({seconds:.2f}s)")
 
     def recap_lines(self) -> list[str]:
         """PLAY RECAP-style lines: per host, the count of each status."""

@@ -329,7 +329,7 @@ def verify_step(session: Session, extra=None) -> list[Check]:
         checks = record(session, session.db.name, found, t0)
     checks += [c for res in web_results for c in res[0]]
     rows = [(c.host, c.check, output.paint("ok" if c.ok else c.status.upper(), c.status, session.results.colour),
-             c.detail) for c in checks]
+             output.shown(c.detail, keep="")) for c in checks]  # one line per cell, whatever a host said
     print(tabulate(rows, headers=["host", "check", "result", "detail"]), file=session.out, flush=True)
     return checks
 
@@ -340,7 +340,8 @@ def attacks_step(session: Session) -> list[Row]:
     for r in rows:
         session.results.add(r.web, output.Item("check", f"attack: {r.attack}", "ok" if r.ok else "gap",
                                                f"expected {r.expected}; seen {r.seen}"))
-    table = [(r.web, r.attack, r.expected, r.seen, "refused" if r.ok else "NOT REFUSED") for r in rows]
+    table = [(r.web, r.attack, r.expected, output.shown(r.seen, keep=""), "refused" if r.ok else "NOT REFUSED")
+             for r in rows]
     print(tabulate(table, headers=["web", "attack", "expected", "seen", "result"]), file=session.out, flush=True)
     return rows
 
