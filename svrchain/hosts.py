@@ -144,6 +144,7 @@ def run_trust_hosts(yes: bool = False, dry_run: bool = False) -> None:
     if inv.lab:
         runopts.check_lab_inventory(inv)  # before the ssh config is read: it could lead elsewhere
     s = Session(inv, limit=runopts.current().limit)
+    s.open_log()
     if inv.lab:
         s.check_lab_routes()
     path = inv.path(inv.connect.known_hosts)

@@ -52,6 +52,7 @@ class Session:
         if inv.lab:
             runopts.check_lab_inventory(inv)  # before the ssh config is read: it could lead elsewhere
         s = cls(inv, lock=lock, limit=runopts.current().limit if path is None else ())
+        s.open_log()
         if inv.lab:
             s.check_lab_routes()
         s.check_files()
@@ -62,6 +63,12 @@ class Session:
         """The lab's guard on where the ssh config leads: every HostName and ProxyJump through the lab."""
         routes = [r for h in [*self.all_webs, self.db] for r in (h.route, h.route.jump) if r is not None]
         runopts.check_lab(self.inv.source, [r.hostname for r in routes])
+
+
+    def open_log(self) -> None:
+        """The inventory's run log (``log``), unless --log chose one."""
+        if self.inv.log and self.results.runlog.path is None:
+            self.results.log_to(self.inv.path(self.inv.log), f"{self.inv.source}: log")
 
     def check_files(self) -> None:
         """The admin's key (or ssh-agent) and the pinned host keys: present, readable, not damaged."""
