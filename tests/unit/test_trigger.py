@@ -331,7 +331,7 @@ def test_the_ready_check_and_the_run_command_never_show_on_a_command_line(trig: 
     # user who reads every process's command line while they run never sees it.
     inv = trig.inv.model_copy(update={"db": trig.inv.db.model_copy(update={
         "ready": trig.inv.db.ready.model_copy(update={
-            "command": f"PW=Ready-Hunter2; sleep 0.5; {trig.root}/bin/probe"}),
+            "command": f"PW=Ready-Hunter2; sleep 0.5; {trig.root}/bin/probe", "timeout": 30}),
         "run": trig.inv.db.run.model_copy(update={"command": f"PW=Run-Hunter2; sleep 0.5; cat {trig.root}/runid"})})})
     trig.configure(inv)
     trig.probe(3)
