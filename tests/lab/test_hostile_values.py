@@ -27,14 +27,16 @@ def lab():
 
 
 def test_an_accounts_terminal_escapes_reach_the_admin_escaped(chain, tmp_path):
-    # The web account's own authorized_keys: an old line that restarts Apache from the DB server
-    # (verify reports it, with its command), its command full of escapes that would clear the
+    # The web account's own authorized_keys: an old line of a key held on the DB server that restarts
+    # Apache (verify reports it, with its command), its command full of escapes that would clear the
     # admin's screen and print over the report.
-    blob = chain.console("db", "cut -d' ' -f2 /root/.ssh/svr_restart_key.pub").stdout.strip()
+    chain.console("db", "rm -f /root/.ssh/old_key* && ssh-keygen -q -t ed25519 -N '' -f /root/.ssh/old_key")
+    blob = chain.console("db", "cut -d' ' -f2 /root/.ssh/old_key.pub").stdout.strip()
     hostile = ('command="/etc/init.d/apache2 restart \\033[2J\\033[H\\rlegacy keys ok\\007" '
-               f"ssh-ed25519 {blob[:-8]}AAAAAAAA old")
+               f"ssh-ed25519 {blob} old")
     junit = tmp_path / "verify.xml"
-    with chain.fault("web1", f"cp -a {AK} /root/ak && printf '{hostile}\\n' >>{AK}", f"mv /root/ak {AK}"):
+    with chain.fault("db", "true", "rm -f /root/.ssh/old_key /root/.ssh/old_key.pub"), \
+            chain.fault("web1", f"cp -a {AK} /root/ak && printf '{hostile}\\n' >>{AK}", f"mv /root/ak {AK}"):
         assert "\x1b[2J" in chain.console("web1", f"cat {AK}").stdout
         r = chain.fab("verify", "--junit", str(junit))
         j = chain.fab("verify", "--json")
