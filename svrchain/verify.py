@@ -8,11 +8,12 @@ from dataclasses import dataclass
 
 from tabulate import tabulate
 
-from svrchain import account, authkeys, homes, output, render, sysv, tell, trigger_status
+from svrchain import account, authkeys, homes, output, render, selinux, sysv, tell, trigger_status
 from svrchain.attacks import Row, run_attacks
 from svrchain.chain import current_run_command, ready_probe
 from svrchain.dbora import detect_init, override_problem
 from svrchain.errors import GapFound, HostError, Unreachable
+from svrchain.inventory import Inventory
 from svrchain.keys import bypasses, db_public_key, host_keys, marker, web_facts
 from svrchain.ops import Change
 from svrchain.ops import db as ops_db
@@ -106,7 +107,15 @@ def web_checks(session: Session, web: Host, key: authkeys.PublicKey | None, db_u
     else:
         checks += key_checks(web.name, f, ops_web.key_line(inv, key, f, web.server_version()), key, marker(session))
     checks += account_checks(session, web, f, key, db_up)
+    paths = [render.GATE, *([render.SUDOERS] if inv.web.dedicated else []), f"{f.home}/.ssh", f.keys.path]
+    checks += selinux_checks(web.name, paths, web.run(selinux.CHECK, *paths).stdout)
     return checks, pins
+
+
+def selinux_checks(host: str, paths: list[str], said: str) -> list[Check]:
+    """The SELinux contexts of the files svrchain wrote (no check where SELinux is off)."""
+    wrong = selinux.wrong_contexts(said)
+    return [] if wrong is None else [Check(host, "selinux contexts", *selinux.check_detail(paths, wrong))]
 
 
 def key_checks(host: str, f: homes.WebFacts, change: Change, key: authkeys.PublicKey, mark: str) -> list[Check]:
@@ -202,13 +211,15 @@ def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
         "enabled": f"systemctl is-enabled {unit} {tunit}",
         "order": f"systemctl show -p After -p PartOf {tunit}; systemctl show -p Wants {unit}",
         **watch_probe(session),
+        "selinux": f"set -- {' '.join(shlex.quote(p) for p in selinux_paths(inv))}\n{selinux.CHECK}",
         "chklist": f"command -v chkconfig >/dev/null && for s in {names}; do chkconfig --list \"$s\" 2>&1; done; true",
-    })
+    }, prelude="READY=$(cat)", stdin=ready_probe(session).encode())  # (never on a command line: ps shows those)
     init, tool = detect_init(session, db, r)
     checks = chain_checks(db.name, init, tool, (dbsvc, tsvc), states, r)
     checks.append(runs_check(session, r))
     checks += watch_checks(session, init, tool, wsvc, states, r)
     checks.append(key_check(db.name, inv.key.path, db_public_key(session), r))
+    checks += selinux_checks(db.name, selinux_paths(inv), r["selinux"].stdout)
     kh = states[inv.trigger.known_hosts]
     have = set(kh.content.decode(errors="replace").splitlines()) if kh.exists else set()
     missing = [w for w, lines in pins.items() if not set(lines) <= have]
@@ -216,6 +227,12 @@ def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
                         f"{inv.trigger.known_hosts}: all {len(pins)} web server(s)" if kh.exists and not missing
                         else f"{inv.trigger.known_hosts}: missing or stale for {', '.join(missing) or 'all'}"))
     return checks
+
+
+def selinux_paths(inv: Inventory) -> list[str]:
+    """The DB server's files svrchain writes whose SELinux context matters (services, trigger, key)."""
+    key_dir = inv.key.path.rsplit("/", 1)[0]
+    return [*ops_db.every_path(inv), inv.trigger.known_hosts, key_dir, inv.key.path, inv.key.path + ".pub"]
 
 
 def chain_checks(host: str, init: str, tool: str, svcs: tuple[ops_db.Service, ops_db.Service],
@@ -267,7 +284,7 @@ def watch_probe(session: Session) -> dict[str, str]:
                f"else /etc/init.d/{render.watch_name(inv)} status; fi",
         "wenabled": f"systemctl is-enabled {render.watch_unit(inv)}",
         "run": current_run_command(inv),
-        "ready": f"sh -c {shlex.quote(ready_probe(session))} >/dev/null 2>&1",
+        "ready": """printf '%s\\n' "$READY" | sh >/dev/null 2>&1""",  # READY: from stdin (see db_checks)
         "owed": f"for f in {render.owed_dir(inv)}/*; do [ -f \"$f\" ] && echo \"${{f##*/}} $(cat \"$f\")\"; done; true",
         "status": f"cat {trigger_status.status_path(inv)} 2>/dev/null; true",
         "going": trigger_status.going_command(inv),
@@ -351,7 +368,7 @@ def verify_step(session: Session, extra=None) -> list[Check]:
         checks = record(session, session.db.name, found, t0)
     checks += [c for res in web_results for c in res[0]]
     rows = [(c.host, c.check, output.paint("ok" if c.ok else c.status.upper(), c.status, session.results.colour),
-             c.detail) for c in checks]
+             output.shown(c.detail, keep="")) for c in checks]  # one line per cell, whatever a host said
     print(tabulate(rows, headers=["host", "check", "result", "detail"]), file=session.out, flush=True)
     return checks
 
@@ -362,7 +379,8 @@ def attacks_step(session: Session) -> list[Row]:
     for r in rows:
         session.results.add(r.web, output.Item("check", f"attack: {r.attack}", "ok" if r.ok else "gap",
                                                f"expected {r.expected}; seen {r.seen}"))
-    table = [(r.web, r.attack, r.expected, r.seen, "refused" if r.ok else "NOT REFUSED") for r in rows]
+    table = [(r.web, r.attack, r.expected, output.shown(r.seen, keep=""), "refused" if r.ok else "NOT REFUSED")
+             for r in rows]
     print(tabulate(table, headers=["web", "attack", "expected", "seen", "result"]), file=session.out, flush=True)
     return rows
 

@@ -12,6 +12,7 @@ import shlex
 import tarfile
 from collections.abc import Iterable
 
+from svrchain import selinux
 from svrchain.errors import HostError
 from svrchain.plan import FileChange, FileSpec, FileState, Result
 from svrchain.remote.connection import Host
@@ -60,8 +61,10 @@ else
         exit 6
     fi
 fi
+made=
 if [ ! -d "$d" ]; then
     [ "$pmode" != - ] || { echo "directory $d does not exist" >&2; exit 3; }
+    made=$d
     if [ "$runas" = - ]; then
         mkdir -p -m "$pmode" -- "$d"
         chown -h "$owner" "$d"
@@ -92,7 +95,7 @@ if [ -e "$f" ]; then
 fi
 run mv -f -- "$tmp" "$f"
 trap - EXIT
-"""
+""" + selinux.RESTORECON
 
 # Remove files, keeping a copy of each in the backup directory first.
 _REMOVE = r"""
@@ -186,13 +189,13 @@ def parse_probe(label: str, r: Result, files: list[str], commands: list[str]
     return states, results
 
 
-def probe(host: Host, files: Iterable[str] = (), commands: dict[str, str] | None = None, prelude: str = ""
-          ) -> tuple[dict[str, FileState], dict[str, Result]]:
+def probe(host: Host, files: Iterable[str] = (), commands: dict[str, str] | None = None, prelude: str = "",
+          stdin: bytes = b"") -> tuple[dict[str, FileState], dict[str, Result]]:
     """Read files and run read-only commands in one round trip (``prelude`` sets shell variables
-    the commands share)."""
+    the commands share, and may read ``stdin``: a secret never goes on a command line)."""
     files = list(files)
     commands = commands or {}
-    r = host.run(probe_script(files, list(commands.values()), prelude))
+    r = host.run(probe_script(files, list(commands.values()), prelude), stdin=stdin)
     return parse_probe(host.label, r, files, list(commands))
 
 
