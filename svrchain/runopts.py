@@ -18,7 +18,7 @@ from pathlib import Path
 
 from dotenv import dotenv_values, find_dotenv
 
-from svrchain.errors import BadInventory, UsageError
+from svrchain.errors import BadInventory, Declined, UsageError
 
 # The bridge the built-in lab's hosts hang off (lab/hosts.py: BRIDGE); an inventory with ``lab: true``
 # runs only when the route to each of its hosts goes through it.
@@ -132,14 +132,14 @@ def check_lab(source: Path, addresses: list[str]) -> None:
 
 
 def confirm(question: str, yes: bool) -> None:
-    """Go on with --yes, or after 'y' at a prompt on a terminal; otherwise stop (exit 4)."""
+    """Go on with --yes, or after 'y' at a prompt on a terminal; otherwise stop: :class:`Declined` (exit 5)."""
     if yes:
         return
     if not sys.stdin.isatty():
-        raise UsageError(f"{question.rstrip('?')}: confirm with --yes (stdin is not a terminal)")
+        raise Declined(f"{question.rstrip('?')}: confirm with --yes (stdin is not a terminal)")
     try:
         answer = input(f"{question} [y/N] ")
     except EOFError:
         answer = ""
     if answer.strip().lower() not in ("y", "yes"):
-        raise UsageError("not confirmed; nothing was changed")
+        raise Declined("not confirmed; nothing was changed")
