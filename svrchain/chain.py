@@ -90,7 +90,9 @@ def service_problem(inv, text: str) -> str | None:
         return None if words[1:] == ["active"] else f"{unit} is {' '.join(words[1:]) or 'unknown'}"
     if words[:1] != ["pid"] or len(words) < 2:
         return None
-    groups = [line.rsplit(":", 1)[-1] for line in text.splitlines()[1:] if line.strip()]
+    lines = [line.split(":", 2) for line in text.splitlines()[1:] if line.count(":") >= 2]
+    # systemd's own: cgroup v2's one line (0::), or v1's name=systemd hierarchy
+    groups = [g for _, ctl, g in lines if ctl in ("", "name=systemd")] or [g for *_, g in lines]
     if any(g.rstrip("/").split("/")[-1] == unit or f"/{unit}/" in g for g in groups):
         return None
     return f"its process {words[1]} is in {', '.join(groups) or 'no cgroup'}, not {unit}"

@@ -203,3 +203,27 @@ def test_restart_chain_with_the_db_down_ends_with_its_recap(tmp_path, program):
     doc = json.loads(r.stdout)
     validate(doc)
     assert doc["hosts"][0]["items"][0]["name"] == "restart" and doc["hosts"][0]["status"] == "unreachable"
+
+
+# -- verify: a database that runs outside its service ------------------------------------------------
+
+def test_service_problem_reads_the_cgroup_of_the_databases_process():
+    """service_probe's output on a systemd host: the DB's main process and its cgroup (cgroup v2 and
+    v1), or, with db.run.command, whether the unit is active (tested on the lab: test_bootstrap.py)."""
+    from svrchain.chain import service_problem
+    from svrchain.inventory import parse
+    from tests.paths import LAB_INVENTORY
+
+    inv = parse(LAB_INVENTORY.read_text(), LAB_INVENTORY)
+    assert service_problem(inv, "pid 42\n0::/system.slice/dbora.service\n") is None
+    assert service_problem(inv, "pid 42\n1:name=systemd:/system.slice/dbora.service/x\n") is None
+    assert service_problem(inv, "pid 42\n0::/system.slice/lab-db.service\n") == \
+        "its process 42 is in /system.slice/lab-db.service, not dbora.service"
+    assert service_problem(inv, "pid 42\n0::/user.slice/user-0.slice/session-1.scope\n").startswith("its process 42")
+    v1 = "pid 51\n12:cpu,cpuacct:/\n4:memory:/\n1:name=systemd:/system.slice/lab-db.service\n"
+    assert service_problem(inv, v1) == "its process 51 is in /system.slice/lab-db.service, not dbora.service"
+    assert service_problem(inv, v1.replace("lab-db", "dbora")) is None
+    assert service_problem(inv, "pid 42\n0::/system.slice/dbora.service.old\n") is not None
+    assert service_problem(inv, "") is None  # SysV host, or no process: nothing to tell
+    assert service_problem(inv, "active active\n") is None
+    assert service_problem(inv, "active inactive\n") == "dbora.service is inactive"
