@@ -91,8 +91,9 @@ def service_problem(inv, text: str) -> str | None:
     if words[:1] != ["pid"] or len(words) < 2:
         return None
     lines = [line.split(":", 2) for line in text.splitlines()[1:] if line.count(":") >= 2]
-    # systemd's own: cgroup v2's one line (0::), or v1's name=systemd hierarchy
-    groups = [g for _, ctl, g in lines if ctl in ("", "name=systemd")] or [g for *_, g in lines]
+    # systemd's own hierarchy: v1's (and the hybrid layout's) name=systemd, else cgroup v2's one line (0::)
+    groups = ([g for _, ctl, g in lines if ctl == "name=systemd"] or [g for h, ctl, g in lines if (h, ctl) == ("0", "")]
+              or [g for *_, g in lines])
     if any(g.rstrip("/").split("/")[-1] == unit or f"/{unit}/" in g for g in groups):
         return None
     return f"its process {words[1]} is in {', '.join(groups) or 'no cgroup'}, not {unit}"
