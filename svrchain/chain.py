@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import time
 import urllib.error
@@ -90,13 +91,14 @@ def service_problem(inv, text: str) -> str | None:
         return None if words[1:] == ["active"] else f"{unit} is {' '.join(words[1:]) or 'unknown'}"
     if words[:1] != ["pid"] or len(words) < 2:
         return None
-    lines = [line.split(":", 2) for line in text.splitlines()[1:] if line.count(":") >= 2]
-    # systemd's own hierarchy: v1's (and the hybrid layout's) name=systemd, else cgroup v2's one line (0::)
-    groups = ([g for _, ctl, g in lines if ctl == "name=systemd"] or [g for h, ctl, g in lines if (h, ctl) == ("0", "")]
-              or [g for *_, g in lines])
-    if any(g.rstrip("/").split("/")[-1] == unit or f"/{unit}/" in g for g in groups):
+    groups = [line.split(":", 2)[2] for line in text.splitlines()[1:] if line.count(":") >= 2]
+    # Its unit is a component of its cgroup path in systemd's hierarchy, whichever that is here (v2's
+    # 0::, v1's name=systemd, a container's prefix such as /payload); none of the lines names it: outside.
+    if any(unit in g.split("/") for g in groups):
         return None
-    return f"its process {words[1]} is in {', '.join(groups) or 'no cgroup'}, not {unit}"
+    units = sorted({g for g in groups if re.search(r"\.(service|scope)(/|$)", g)})
+    where = ", ".join(units) or max(groups, key=len, default="no cgroup")
+    return f"its process {words[1]} is in {where}, not {unit}"
 
 
 def current_run_command(inv) -> str:

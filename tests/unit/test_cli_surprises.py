@@ -223,8 +223,13 @@ def test_service_problem_reads_the_cgroup_of_the_databases_process():
     v1 = "pid 51\n12:cpu,cpuacct:/\n4:memory:/\n1:name=systemd:/system.slice/lab-db.service\n"
     assert service_problem(inv, v1) == "its process 51 is in /system.slice/lab-db.service, not dbora.service"
     assert service_problem(inv, v1.replace("lab-db", "dbora")) is None
-    hybrid = "pid 52\n0::/\n1:name=systemd:/system.slice/lab-db.service\n"  # the systemd lab's hosts
+    hybrid = "pid 52\n0::/\n1:name=systemd:/system.slice/lab-db.service\n"
     assert service_problem(inv, hybrid) == "its process 52 is in /system.slice/lab-db.service, not dbora.service"
+    # the systemd lab's hosts (a container: systemd's tree under /payload, in the unified hierarchy)
+    lab = "pid 51\n9:name=systemd:/payload\n4:memory:/process_api/fe\n1:cpu:/\n0::/payload/system.slice/{}\n"
+    assert service_problem(inv, lab.format("lab-db.service")) == \
+        "its process 51 is in /payload/system.slice/lab-db.service, not dbora.service"
+    assert service_problem(inv, lab.format("dbora.service")) is None
     assert service_problem(inv, "pid 42\n0::/system.slice/dbora.service.old\n") is not None
     assert service_problem(inv, "") is None  # SysV host, or no process: nothing to tell
     assert service_problem(inv, "active active\n") is None
