@@ -192,11 +192,31 @@ class Signalled(KeyboardInterrupt):
         self.signum = signum
 
 
+# Taken by whoever writes an interrupted run's reports: the main thread, or the watchdog.
+_reporting = threading.Lock()
+WATCHDOG_SECONDS = 2.0
+
+
 def _on_signal(signum: int, frame: Any) -> None:
     """The first SIGINT or SIGTERM stops the run; any later one is ignored while the reports are written."""
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, signal.SIG_IGN)
+    _watchdog(signum, output.current())
     raise Signalled(signum)
+
+
+def _watchdog(signum: int, results: output.Results) -> None:
+    """Should the interrupt raised in the main thread be lost (raised while a finalizer runs there,
+    where Python only prints it), end the run from another thread a moment later, reports written."""
+    def later() -> None:
+        if _reporting.acquire(blocking=False):
+            stop = Interrupted(signum)
+            code, error = results.finish(stop.code, str(stop))
+            results.release(code, error)
+            _exit_now(code, f"svrchain: {error}")
+    timer = threading.Timer(WATCHDOG_SECONDS, later)
+    timer.daemon = True
+    timer.start()
 
 
 @contextlib.contextmanager
@@ -237,6 +257,7 @@ def _run(body: Callable[[], None], results: output.Results) -> None:
         except SvrchainError as exc:
             code, error = exit_code(exc), str(exc)
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Signalled)
+            _reporting.acquire()  # (held by the watchdog: it ends the process)
             stop = Interrupted(getattr(exc, "signum", signal.SIGINT))
             code, error = stop.code, str(stop)
         code, error = results.finish(code, error)

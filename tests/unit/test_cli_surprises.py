@@ -127,7 +127,10 @@ def test_a_signal_stops_the_run_at_once_and_the_reports_say_interrupted(signum, 
             time.sleep(0.05)
         p.send_signal(signum)
         # Far less than the connect timeout (120 s): the run does not wait for its hanging connections.
-        out, _ = p.communicate(timeout=30)
+        try:
+            out, _ = p.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running 30 s after the signal:\n{err.read_text()}")
     finally:
         p.kill()
     stderr = err.read_text()
