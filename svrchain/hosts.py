@@ -10,7 +10,7 @@ from pathlib import Path
 
 import paramiko
 
-from svrchain import inventory, output, runopts, sshauth
+from svrchain import inventory, output, runopts, sshauth, tell
 from svrchain.errors import Declined, SvrchainError, Unreachable
 from svrchain.remote.connection import Host, handshake_problem, load_known_hosts
 from svrchain.remote.group import Session, parallel_map
@@ -115,7 +115,7 @@ def _pin(s: Session, path: Path, new: dict[str, str], yes: bool) -> None:
     """Append the new keys to known_hosts, after --yes or a 'y' at the prompt."""
     if not yes and not sys.stdin.isatty():
         raise Declined(f"{len(new)} new host key(s) shown above, not pinned (stdin is not a terminal); check "
-                       "the fingerprints, then run `fab trust-hosts --yes` to pin them")
+                       f"the fingerprints, then run {tell.command('trust-hosts --yes')} to pin them")
     confirm(f"Pin these {len(new)} key(s) in {path}?", yes)
     old = path.read_text() if path.exists() else ""
     if old and not old.endswith("\n"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 
-from svrchain import account, authkeys, homes, render, sshauth
+from svrchain import account, authkeys, homes, render, sshauth, tell
 from svrchain.authkeys import PublicKey
 from svrchain.errors import HostError, SvrchainError
 from svrchain.homes import WebFacts
@@ -123,6 +123,10 @@ def web_facts(session: Session, web: Host) -> WebFacts:
 def _read_web_facts(session: Session, web: Host) -> WebFacts:
     user = session.inv.web.user
     _, r = probe(web, commands=_WEB_PROBE, prelude=_web_prelude(user))
+    if not r["scan"].ok:
+        said = r["scan"].stdout.strip()[-200:]
+        raise HostError(f"{web.label}: reading the accounts' authorized_keys failed: {said}; install what it "
+                        "names (awk, setpriv, timeout) and run again")
     files = tuple(homes.parse_scan(r["scan"].stdout))
     command = homes.scan_settings(r["scan"].stdout)[1]
     gate, sudoers = gate_state(web, r), account.sudoers_state(web, r)
@@ -169,7 +173,7 @@ def push_key_step(session: Session, dry_run: bool) -> None:
     inv = session.inv
     key = db_public_key(session)
     if key is None and not dry_run:
-        raise HostError(f"{session.db.label}: {inv.key.path}.pub does not exist; run `fab gen-key` first")
+        raise HostError(f"{session.db.label}: {inv.key.path}.pub does not exist; run {tell.command('gen-key')} first")
 
     def one(web: Host) -> list[str]:
         f = web_facts(session, web)
