@@ -80,12 +80,32 @@ def _fetch_all(hosts: list[Host], timeout: float) -> list[paramiko.PKey | Svrcha
     return parallel_map(one, hosts, 32)
 
 
+def shared_keys(hosts: list[tuple[str, str, paramiko.PKey | SvrchainError]]) -> list[str]:
+    """One warning per host key that hosts at different addresses present: (name, address, key) each.
+    Clones of one image keep its host keys; then one server can stand in for another unnoticed."""
+    by_key: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for name, address, key in hosts:
+        if not isinstance(key, SvrchainError):
+            by_key.setdefault((key.get_name(), key.get_base64()), []).append((name, address))
+    warnings = []
+    for named in by_key.values():
+        if len({address for _, address in named}) > 1:
+            key = next(k for n, _, k in hosts if n == named[0][0])
+            assert not isinstance(key, SvrchainError)
+            warnings.append(
+                f"warning: {', '.join(n for n, _ in named)} present the same host key ({key.get_name()} "
+                f"{key.fingerprint}): cloned from one image? Any of them could pose as the others; give each its "
+                "own (on each: rm /etc/ssh/ssh_host_*; ssh-keygen -A; restart sshd), then trust-hosts again")
+    return warnings
+
+
 def _compare(s: Session, known: paramiko.HostKeys, path: Path) -> tuple[dict[str, str], list[SvrchainError]]:
     """Print one line per host (ok, new, CHANGED, unreachable) and record it for the recap (a new key
     as would-change until it is pinned); return the new entries by host and the errors."""
     new: dict[str, str] = {}
     errors: list[SvrchainError] = []
-    for h, key in zip(s.hosts, _fetch_all(s.hosts, s.inv.connect.timeout), strict=True):
+    keys = _fetch_all(s.hosts, s.inv.connect.timeout)
+    for h, key in zip(s.hosts, keys, strict=True):
         if isinstance(key, SvrchainError):
             errors.append(Unreachable(f"{h.name}: {key}"))
             _said(s, h.name, "unreachable", "unreachable", str(key))
@@ -102,6 +122,8 @@ def _compare(s: Session, known: paramiko.HostKeys, path: Path) -> tuple[dict[str
         else:
             _said(s, h.name, "new", "would-change", f"{entry} {fp}")
             new[h.name] = f"{entry} {key.get_name()} {key.get_base64()}"
+    for warning in shared_keys([(h.name, h.route.hostname, k) for h, k in zip(s.hosts, keys, strict=True)]):
+        print(warning, file=s.out)
     return new, errors
 
 
