@@ -15,7 +15,7 @@ from typing import TypeVar
 from svrchain import inventory, output, runopts, sshauth, tell
 from svrchain.errors import HostError, SvrchainError, Unreachable
 from svrchain.plan import Outcome
-from svrchain.remote.connection import Dialer, Host, Once, load_known_hosts
+from svrchain.remote.connection import WAKE, Dialer, Host, Once, load_known_hosts
 
 T = TypeVar("T")
 
@@ -61,7 +61,8 @@ def parallel_map(fn: Callable[[T], object], items: list[T], count: int) -> list:
     pool = Workers(min(count, len(items)))
     try:
         futures = [pool.submit(lambda x=x: fn(x)) for x in items]
-        wait(futures)
+        while wait(futures, timeout=WAKE).not_done:  # short steps: see connection.WAKE
+            pass
         return [f.result() for f in futures]
     finally:
         pool.shutdown()
