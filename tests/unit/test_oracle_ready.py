@@ -8,8 +8,10 @@ as it runs on a DB server: only "clients can use it" is ready.
 from __future__ import annotations
 
 import getpass
+import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -79,3 +81,33 @@ def test_the_check_is_shellcheck_clean(tmp_path):
     script.write_bytes(render.oracle_ready(parse(text, EXAMPLE)))
     r = subprocess.run(["shellcheck", "-s", "sh", str(script)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("su") is None, reason="root runs the check, the tools as another account")
+def test_root_runs_the_tools_as_the_owner_with_their_own_options():
+    # As the trigger runs it: root, so sqlplus and lsnrctl run as the owner through su. su takes options
+    # anywhere on its command line: sqlplus's own -s and -L must reach sqlplus, not su (they did not:
+    # "su: failed to execute -L", and the database was never ready).
+    base = Path(tempfile.mkdtemp(prefix="svrchain-oracle-", dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        seen = base / "seen"
+        seen.mkdir(mode=0o777)
+        seen.chmod(0o777)
+        home = base / "oracle"
+        (home / "bin").mkdir(parents=True)
+        (home / "bin" / "sqlplus").write_text(
+            f"#!/bin/sh\nprintf '%s|' \"$(id -un)\" \"$@\" >{seen}/args\ncat >/dev/null\n"
+            "printf 'STATE OPEN READ WRITE\\n'\n")
+        (home / "bin" / "lsnrctl").write_text(f"#!/bin/sh\ncat <<'EOF'\n{LSNR_READY}EOF\n")
+        for tool in ("sqlplus", "lsnrctl"):
+            (home / "bin" / tool).chmod(0o755)
+        text = EXAMPLE.read_text().replace("/u01/app/oracle/product/19.0.0/dbhome_1", str(home))
+        text = text.replace("owner: oracle ", "owner: nobody ")
+        script = base / "oracle-ready"
+        script.write_bytes(render.oracle_ready(parse(text, EXAMPLE)))
+        r = subprocess.run(["sh", str(script)], capture_output=True, text=True, timeout=20)
+        assert r.returncode == 0, r.stderr
+        assert (seen / "args").read_text() == "nobody|-s|-L|/ as sysdba|"
+    finally:
+        shutil.rmtree(base)
