@@ -382,8 +382,10 @@ useradd --create-home -u 54321 -g oinstall -G dba -s /bin/bash -p '*' oracle
 install -m 755 /usr/bin/cat "$OH/bin/oracle"
 touch "$LAB/phases.log" "$LAB/pdb_saved_state"
 chown -R oracle:oinstall /u01
-su oracle -s /bin/sh -c "/usr/lib/postgresql/15/bin/initdb -D $LAB/pgdata --auth-local=peer --auth-host=scram-sha-256 >$LAB/initdb.log 2>&1"
-printf "listen_addresses = '127.0.0.1'\nport = 5432\nunix_socket_directories = '%s'\n" "$LAB" >>"$LAB/pgdata/postgresql.conf"
+su oracle -s /bin/sh -c "/usr/lib/postgresql/15/bin/initdb -D $LAB/pgdata --auth-local=peer \
+    --auth-host=scram-sha-256 >$LAB/initdb.log 2>&1"
+printf "listen_addresses = '127.0.0.1'\nport = 5432\nunix_socket_directories = '%s'\n" "$LAB" \
+    >>"$LAB/pgdata/postgresql.conf"
 """
 
 _ORACLE_PROFILE = f"""# The Oracle software owner's environment (lab)

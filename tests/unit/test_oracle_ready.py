@@ -83,7 +83,8 @@ def test_the_check_is_shellcheck_clean(tmp_path):
     assert r.returncode == 0, r.stdout
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("su") is None, reason="root runs the check, the tools as another account")
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("su") is None,
+                    reason="root runs the check, the tools as another account")
 def test_root_runs_the_tools_as_the_owner_with_their_own_options():
     # As the trigger runs it: root, so sqlplus and lsnrctl run as the owner through su. su takes options
     # anywhere on its command line: sqlplus's own -s and -L must reach sqlplus, not su (they did not:

@@ -27,6 +27,12 @@ MOUNT=3 OPEN=3 PDB=2 REGISTER=3 CLOSE=1 PG_SID=ORCL PDB_NAME=APPPDB SERVICE=app
 us() { echo "${EPOCHREALTIME/./}"; }
 to_us() { awk -v s="$1" 'BEGIN { printf "%d", s * 1000000 }'; }
 
+# detached COMMAND...: a process that outlives its caller, with none of the caller's open files (a
+# console's or a trigger's pipe, a lock) beyond stdin, stdout and stderr (sent to LOG).
+detached() {
+    setsid "$@" </dev/null >>"$LAB/${DETACHED_LOG:-instance.log}" 2>&1 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
+}
+
 # phase SID EVENT [DETAIL]: one line of the phase log.
 phase() { printf '%s %s\n' "$EPOCHREALTIME" "$*" >>"$PHASES_LOG"; }
 
