@@ -70,9 +70,9 @@ def watch(db: hosts.LabHost, webs: list[hosts.LabHost], seconds: float, until_ok
           after_ready: float | None = None) -> None:
     """Print the database's phase and every web host's page (with Apache's PID) whenever either
     changes, until ``seconds`` pass, or every page is OK (``until_ok``), or ``after_ready`` seconds
-    after the service became READY."""
+    after the service became READY again (after it was not)."""
     t0 = time.monotonic()
-    last, ready_at = None, None
+    last, ready_at, was_down = None, None, False
     while time.monotonic() - t0 < seconds:
         phase = oracle_phase(db)
         answers = [(w.name, hosts.run_in(w, "cat /var/run/apache2/apache2.pid 2>/dev/null", check=False).stdout.strip(),
@@ -83,7 +83,9 @@ def watch(db: hosts.LabHost, webs: list[hosts.LabHost], seconds: float, until_ok
             for name, pid, answer in answers:
                 print(f"           {name} apache={pid or '-':>5}  {answer[:100]}")
             last = now
-        if "service app READY" in phase and ready_at is None:
+        ready = phase.startswith("OPEN READ WRITE, PDB APPPDB READ WRITE, service app READY")
+        was_down = was_down or not ready
+        if was_down and ready and ready_at is None:
             ready_at = time.monotonic()
         if until_ok and all(a.startswith("200") for _, _, a in answers):
             return
@@ -132,7 +134,8 @@ def oracle_story(args: argparse.Namespace) -> None:
     time.sleep(0.5)
     watch(db, webs, 90, until_ok=True)
     window(db, webs)
-    print(hosts.run_in(db, "tail -n 4 /var/log/svr_restart.log").stdout, end="")
+    time.sleep(1)
+    print(hosts.run_in(db, "tail -n 5 /var/log/svr_restart.log").stdout, end="")
     say("fab verify")
     fab("verify", inventory="lab-oracle.yaml")
 
