@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ __all__ = ["collection", "confirm", "svr_task"]
 HELP = {
     "inventory": "the inventory file (else $INVENTORY, or INVENTORY= in .env); there is no default",
     "limit": "only these web servers, by name, comma-separated (e.g. web1,web3); the DB server is always used",
+    "log": "append this run's lines, with timestamps, to FILE (else the inventory's log: key, if any)",
+    "verbose": "show each remote command (as run on the host) and its exit code",
 }
 # The help of the result flags, for the tasks that declare them (verify, smoke, bootstrap, restart-chain).
 RESULT_HELP = {
@@ -69,33 +72,42 @@ def refused_flags(c: Any) -> list[str]:
     return [flag for flag, present in found.items() if present]
 
 
-def _options(c: Any, inventory: str | None, limit: str | None) -> runopts.RunOptions:
+def _options(c: Any, inventory: str | None, limit: str | None, log: str | None = None,
+             verbose: bool = False) -> runopts.RunOptions:
     """This run's choices from the command line and the config (Fabric's --dry is read by the caller)."""
     flags = refused_flags(c)
     if flags:
         raise UsageError(f"{flags[0]}: not supported; {REFUSED[flags[0]]}")
     prefix = getattr(c.config, "_project_prefix", None)
     return runopts.RunOptions(inventory=inventory, limit=runopts.parse_limit(limit),
-                              project_dir=Path(prefix) if prefix else None)
+                              project_dir=Path(prefix) if prefix else None, log=log or None, verbose=verbose)
 
 
 def _signature(fn: Callable[..., Any], limit: bool) -> inspect.Signature:
-    """``fn``'s signature plus --inventory (and --limit): every task takes them, none declares them."""
+    """``fn``'s signature plus --inventory, --log and --verbose (and --limit): every task takes them, none
+    declares them."""
     sig = inspect.signature(fn)
-    extra = [inspect.Parameter("inventory", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=str | None)]
+    kw = inspect.Parameter.KEYWORD_ONLY
+    extra = [inspect.Parameter("inventory", kw, default=None, annotation=str | None)]
     if limit:
-        extra.append(inspect.Parameter("limit", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=str | None))
+        extra.append(inspect.Parameter("limit", kw, default=None, annotation=str | None))
+    extra += [inspect.Parameter("log", kw, default=None, annotation=str | None),
+              inspect.Parameter("verbose", kw, default=False, annotation=bool)]
     return sig.replace(parameters=[*sig.parameters.values(), *extra])
 
 
+# The short flags every task's own options get, whatever the task declares (-i is Fabric's --identity;
+# --log has none: -l is --limit).
+SHORT = {"inventory": ("inventory", "I"), "verbose": ("verbose", "v"), "log": ("log",)}
+
+
 class SvrTask(Task):
-    """A task whose --inventory has the short flag -I (-i is Fabric's --identity)."""
+    """A task whose --inventory has the short flag -I and --verbose -v."""
 
     def get_arguments(self, ignore_unknown_help: bool | None = None) -> list:
         args = super().get_arguments(ignore_unknown_help)
         for a in args:
-            if a.name == "inventory":
-                a.names = ("inventory", "I")
+            a.names = SHORT.get(a.name, a.names)
         return args
 
 
@@ -110,12 +122,18 @@ def svr_task(*args: Any, limit: bool = False, **kwargs: Any) -> Any:
         dry_aware = "dry_run" in inspect.signature(fn).parameters
 
         @functools.wraps(fn)
-        def wrapper(c: Any, *a: Any, inventory: str | None = None, limit: str | None = None, **kw: Any) -> Any:
+        def wrapper(c: Any, *a: Any, inventory: str | None = None, limit: str | None = None, log: str | None = None,
+                    verbose: bool = False, **kw: Any) -> Any:
             results = output.start(fn.__name__.replace("_", "-"), json_out=bool(kw.pop("json", False)),
                                    junit=kw.pop("junit", None) or None)
 
+            given = {"inventory": inventory, "limit": limit, "log": log, "verbose": verbose, **kw}
+            results.runlog.line(f"run: {fn.__name__.replace('_', '-')} {_shown_options(given)}".rstrip())
+
             def body() -> None:
-                runopts.use(_options(c, inventory, limit))
+                runopts.use(_options(c, inventory, limit, log, verbose))
+                if log:
+                    results.log_to(Path(log).expanduser(), "--log")
                 if dry_aware and c.config.run.dry:
                     kw["dry_run"] = True
                 fn(c, *a, **kw)
@@ -133,19 +151,35 @@ def svr_task(*args: Any, limit: bool = False, **kwargs: Any) -> Any:
     return decorate
 
 
+def _shown_options(given: dict[str, Any]) -> str:
+    """A task's options as the run log's first line names them (those given, as flags)."""
+    words: list[str] = []
+    for name, value in given.items():
+        flag = "--" + name.replace("_", "-")
+        if value is True:
+            words.append(flag)
+        elif value not in (None, False, ""):
+            words += [flag, str(value)]
+    return shlex.join(words)
+
+
 def _run(body: Callable[[], None], results: output.Results) -> None:
     """Run a task's body; report its results (recap, JSON, JUnit), also when it fails; then exit with
     its error's line and code."""
     code, error = 0, None
+    results.capture()
     try:
-        body()
-    except SvrchainError as exc:
-        code, error = exit_code(exc), str(exc)
-    try:
-        results.finish(code, error)
-    except OSError as exc:
-        code = code or 1
-        error = error or f"cannot write the JUnit report {results.junit}: {exc.strerror or exc}"
+        try:
+            body()
+        except SvrchainError as exc:
+            code, error = exit_code(exc), str(exc)
+        try:
+            results.finish(code, error)
+        except OSError as exc:
+            code = code or 1
+            error = error or f"cannot write the JUnit report {results.junit}: {exc.strerror or exc}"
+    finally:
+        results.release(code, error)
     if code:
         raise Exit(f"svrchain: {error}", code=code)
 

@@ -124,6 +124,7 @@ def run_trust_hosts(yes: bool = False, dry_run: bool = False) -> None:
     """What `fab trust-hosts` does (its flags and help: tasks/)."""
     inv = inventory.load(*runopts.inventory_choice())
     s = Session(inv, limit=runopts.current().limit)
+    s.open_log()
     if inv.lab:
         runopts.check_lab(inv.source, [h.address for h in s.hosts])
     path = inv.path(inv.connect.known_hosts)

@@ -293,6 +293,15 @@ class Trigger(Strict):
     retries: Annotated[int, Field(ge=1, le=10)] = 3
     restart_timeout: Seconds = 120
     max_parallel: Parallel = DEFAULT_MAX_PARALLEL  # web servers connected to / restarted at once
+    # The on-call hooks: shell command lines run on the DB server after a run (sh, as root).
+    on_failure: ShellLine | None = None  # a run left web servers unrestarted, or the DB never became ready
+    on_success: ShellLine | None = None  # every web server was restarted
+    hook_timeout: Seconds = 30  # each hook is stopped after this long
+
+    @property
+    def hooks(self) -> bool:
+        """Whether a hook is set (a run then lasts up to hook_timeout longer)."""
+        return self.on_failure is not None or self.on_success is not None
 
 
 class WebServer(Strict):
@@ -365,6 +374,7 @@ class Inventory(Strict):
     trigger: Trigger = Trigger()
     harden: Harden = Harden()
     lab: bool = False  # the built-in lab's inventory: runs only while the lab is up (make lab-up)
+    log: str | None = None  # the admin side's run log (a local file; --log FILE wins)
 
     # Not part of the YAML: where it was loaded from, for messages and relative paths.
     source: Path = Field(default=Path("inventory.yaml"), exclude=True)

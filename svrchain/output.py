@@ -9,8 +9,10 @@ and at the end summed up in a recap like Ansible's PLAY RECAP. The JSON document
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -19,6 +21,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
+
+from svrchain.errors import UsageError
 
 SCHEMA = "svrchain-results/1"
 # Every status an item (a step or a check) can have, best first.
@@ -73,6 +77,84 @@ def paint(text: str, status: str, colour: bool) -> str:
     return f"\033[{code}m{text}\033[0m" if colour and code else text
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class RunLog:
+    """The admin side's run log: every line the run prints, each with a timestamp, the task and the
+    process id, appended to a file (``--log FILE``, else the inventory's ``log``). Lines printed before
+    the file is known (before the inventory is read) are kept and written when it is opened."""
+
+    def __init__(self, task: str):
+        self.task = task
+        self.path: Path | None = None
+        self._fd: int | None = None
+        self._pending: list[str] = []
+        self._lock = threading.Lock()
+
+    def _stamp(self, text: str) -> bytes:
+        now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        clean = "".join(ch if ch.isprintable() else " " for ch in _ANSI.sub("", text))
+        return f"{now} {self.task}[{os.getpid()}] {clean}\n".encode()
+
+    def line(self, text: str) -> None:
+        """Log one line (kept until the file is open)."""
+        with self._lock:
+            if self._fd is None:
+                self._pending.append(text)
+            else:
+                os.write(self._fd, self._stamp(text))
+
+    def open(self, path: Path) -> None:
+        """Append to ``path`` from now on (made mode 600 when new); OSError when it cannot be."""
+        with self._lock:
+            if self._fd is not None:
+                return
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self.path = path
+            os.write(self._fd, b"".join(self._stamp(t) for t in self._pending))
+            self._pending = []
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+
+class Tee(io.TextIOBase):
+    """A text stream that writes through to ``stream`` and hands every whole line to ``log``."""
+
+    def __init__(self, stream: TextIO, log: RunLog):
+        self.stream, self.log, self._part = stream, log, ""
+
+    def write(self, text: str) -> int:
+        self.stream.write(text)
+        *lines, self._part = (self._part + text).split("\n")
+        for ln in lines:
+            self.log.line(ln)
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.stream, "encoding", "utf-8")
+
+    def end(self) -> None:
+        """Log a last line without its line break."""
+        if self._part:
+            self.log.line(self._part)
+            self._part = ""
+
+
 class Results:
     """Everything one run reports."""
 
@@ -86,6 +168,38 @@ class Results:
         self._t0 = time.monotonic()
         self.hosts: dict[str, HostRecord] = {}
         self._lock = threading.Lock()
+        self.runlog = RunLog(task)
+        self._tees: list[tuple[str, Tee]] = []
+
+    def capture(self) -> None:
+        """From now on every human line (stdout, and stderr) also goes to the run log."""
+        for name in ("stdout", "stderr") if not self.json_out else ("stderr",):
+            tee = Tee(getattr(sys, name), self.runlog)
+            setattr(sys, name, tee)
+            self._tees.append((name, tee))
+            if self.human is tee.stream:
+                self.human = tee
+
+    def release(self, exit_code: int, error: str | None) -> None:
+        """Stop capturing; log the run's error and its exit code; close the run log."""
+        for name, tee in reversed(self._tees):
+            tee.end()
+            setattr(sys, name, tee.stream)
+            if self.human is tee:
+                self.human = tee.stream
+        self._tees = []
+        if error:
+            self.runlog.line(f"svrchain: {error}")
+        self.runlog.line(f"exit {exit_code} ({RESULTS.get(exit_code, 'failed')}, {self.elapsed():.1f}s)")
+        self.runlog.close()
+
+    def log_to(self, path: Path, how: str) -> None:
+        """Append this run's lines to ``path`` (the first call wins: --log before the inventory's)."""
+        try:
+            self.runlog.open(path)
+        except OSError as exc:
+            raise UsageError(f"{how}: cannot append to the run log {path}: {exc.strerror or exc}; "
+                             "fix the path or its directory's permissions") from None
 
     def elapsed(self) -> float:
         return round(time.monotonic() - self._t0, 3)

@@ -260,6 +260,9 @@ def trigger_settings(inv: Inventory) -> list[tuple[str, str]]:
         ("run_interval", _seconds(run.interval)),
         ("run_command", run.command) if run.command else ("run_process", run.process or ""),
     ]
+    if t.hooks:
+        settings.append(("hook_timeout", str(t.hook_timeout)))
+    settings += [(k, v) for k, v in (("on_failure", t.on_failure), ("on_success", t.on_success)) if v]
     port = inv.connect.port
     settings += [("web", f"{s.name} {s.address} {s.port or port} {inv.web.user}") for s in inv.web.servers]
     return settings

@@ -35,6 +35,8 @@ class RunOptions:
     limit: tuple[str, ...] = ()  # --limit: web server names, empty for all
     project_dir: Path | None = None  # where the fabfile was found (its .env counts)
     env: dict[str, str] | None = field(default=None, repr=False)  # os.environ unless a test gives one
+    log: str | None = None  # --log FILE: the run log (else the inventory's log, else none)
+    verbose: bool = False  # -v/--verbose: show each remote command and its exit
 
 
 _current = RunOptions()

@@ -93,7 +93,8 @@ def bound(inv: Inventory) -> int:
     wait (its timeout and one more interval); then, every web server at once, the wait for its
     connection opened in advance, and each attempt (the restart, then the gate's ``status`` that
     tells whether it restarted after all, each within restart_timeout) with the backoff sleeps
-    between them (1, 2, 4 ... s); and a margin for the rest (state files, closing connections).
+    between them (1, 2, 4 ... s); the on-call hook, when one is set (its hook_timeout and the 5 s
+    before it is killed); and a margin for the rest (state files, closing connections).
 
     A second run waits at most this long for the lock; restart-chain waits for its run to begin,
     then at most this long; systemd gives the unit's start twice this (the lock wait, then the run).
@@ -101,7 +102,7 @@ def bound(inv: Inventory) -> int:
     t, ready = inv.trigger, inv.db.ready
     backoff = 2 ** (t.retries - 1) - 1
     return (ready.timeout + math.ceil(ready.interval) + t.connect_timeout
-            + t.retries * 2 * t.restart_timeout + backoff + 30)
+            + t.retries * 2 * t.restart_timeout + backoff + 30 + (t.hook_timeout + 5 if t.hooks else 0))
 
 
 def unit_timeout(inv: Inventory) -> int:

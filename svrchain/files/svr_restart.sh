@@ -89,8 +89,9 @@ is_web() {
 setting() {
     case $1 in
         key | known_hosts | log) is_path "$2" ;;
-        ready_command | run_command | run_process) is_line "$2" ;;
-        ready_timeout | ready_successes | connect_timeout | retries | restart_timeout | bound | max_parallel)
+        ready_command | run_command | run_process | on_failure | on_success) is_line "$2" ;;
+        ready_timeout | ready_successes | connect_timeout | retries | restart_timeout | bound | max_parallel | \
+            hook_timeout)
             is_count "$2" ;;
         ready_interval | run_interval) is_seconds "$2" ;;
         web) is_web "$2" && [ -z "${WEB_NAMES[${2%% *}]:-}" ] || return 1
@@ -147,13 +148,16 @@ read_config() {
     RUN_COMMAND=${SETTINGS[run_command]:-} RUN_PROCESS=${SETTINGS[run_process]:-}
     # At most this many web servers connected to, or restarted, at once (optional: 32).
     MAX_PARALLEL=${SETTINGS[max_parallel]:-32}
+    # The on-call hooks (optional): run after a run that failed, or succeeded, within HOOK_TIMEOUT.
+    ON_FAILURE=${SETTINGS[on_failure]:-} ON_SUCCESS=${SETTINGS[on_success]:-} HOOK_TIMEOUT=${SETTINGS[hook_timeout]:-30}
 }
 
 # The settings as read, in the file's own form (the config verb).
 show_config() {
     local k w
     for k in key known_hosts log ready_command ready_timeout ready_interval ready_successes connect_timeout \
-        retries restart_timeout max_parallel bound run_interval run_command run_process; do
+        retries restart_timeout max_parallel bound run_interval run_command run_process hook_timeout on_failure \
+        on_success; do
         [ -z "${SETTINGS[$k]+set}" ] || printf '%s=%s\n' "$k" "${SETTINGS[$k]}"
     done
     for w in "${WEB_SERVERS[@]}"; do
@@ -298,7 +302,7 @@ connect_one() {
 CONNECTOR=
 connect_all() {
     [ -d "$CONTROL" ] || mkdir -m 700 "$CONTROL"
-    rm -f "$CONTROL"/*.tried
+    rm -f "$CONTROL"/*.tried "$CONTROL"/*.why
     setsid "$0" connect "$RUN_STATUS" </dev/null >/dev/null 2>&1 9>&- &
     CONNECTOR=$!
 }
@@ -332,7 +336,7 @@ disconnect_all() {
         "${SSH[@]}" -O exit "$DEST" >/dev/null 2>&1
     done
     pkill -f -- "-S $CONTROL/" 2>/dev/null
-    rm -f "$CONTROL"/*.tried
+    rm -f "$CONTROL"/*.tried "$CONTROL"/*.why
     return 0
 }
 
@@ -358,12 +362,14 @@ restart_one() {
             *"Host key verification failed"* | *"HOST IDENTIFICATION HAS CHANGED"*)
                 log "$name ($address): REFUSED: its host key is not the one pinned in $KNOWN_HOSTS; not retrying"
                 echo "web $name hostkey $(now)" >>"$RUN_STATUS"
+                why "$name" "its host key is not the one pinned in $KNOWN_HOSTS"
                 return 1
                 ;;
         esac
         if [ "$attempt" -ge "$RETRIES" ]; then
             log "$name ($address): FAILED after $attempt attempts (exit $rc): ${out//$'\n'/ }"
             echo "web $name failed $(now)" >>"$RUN_STATUS"
+            why "$name" "no restart after $attempt attempts (exit $rc): ${out//$'\n'/ }"
             return 1
         fi
         log "$name ($address): attempt $attempt failed (exit $rc), retrying in ${delay}s"
@@ -383,6 +389,66 @@ fresh_since() {
     last=$(echo "$out" | sed -n 's/^last restart: \([0-9.]*\), exit 0$/\1/p')
     booted=$(echo "$out" | sed -n 's/^booted: \([0-9.]*\)$/\1/p')
     awk -v r="$5" -v a="${last:-0}" -v b="${booted:-0}" 'BEGIN {exit !(a >= r || b >= r)}'
+}
+
+# --- The on-call hooks --------------------------------------------------------------------------
+
+# why NAME TEXT: why NAME was not restarted in this run, for the on_failure hook (a file in the run's
+# own directory; none outside a run).
+why() {
+    [ "$RUN_STATUS" = /dev/null ] || [ ! -d "$CONTROL" ] || printf '%s\n' "${2:0:300}" >"$CONTROL/$1.why" 2>/dev/null
+    return 0
+}
+
+# not_restarted: set FAILED (the web servers this run did not restart, by name, in inventory order)
+# and REASONS ("name: why; ...") from the run's status.
+not_restarted() {
+    local w name state reason
+    FAILED='' REASONS=''
+    for w in "${WEB_SERVERS[@]}"; do
+        name=${w%% *}
+        state=$(awk -v n="$name" '$1 == "web" && $2 == n {s = $3} END {print s}' "$RUN_STATUS")
+        [ "$state" != ok ] || continue
+        reason=$(cat "$CONTROL/$name.why" 2>/dev/null)
+        FAILED+="${FAILED:+ }$name" REASONS+="${REASONS:+; }$name: ${reason:-no result}"
+    done
+}
+
+# hook EVENT RESULT FAILED REASONS: run the inventory's on_failure (EVENT failure) or on_success
+# (success) command line on this host, as root, with the run in SVRCHAIN_* environment variables,
+# at most HOOK_TIMEOUT seconds (then stopped, its whole process group, and killed 5 s later). The
+# line reaches sh in the environment, not in its arguments (ps shows no webhook address of the
+# line itself). Its output's start and its exit are logged; it never changes the run's result.
+hook() {
+    local event=$1 cmd=$ON_SUCCESS out rc text
+    [ "$event" = success ] || cmd=$ON_FAILURE
+    [ -n "$cmd" ] || return 0
+    out=$(mktemp "$STATE_DIR/$NAME.hook.XXXXXX" 2>/dev/null) || out=/dev/null
+    (
+        export SVRCHAIN_LINE=$cmd SVRCHAIN_EVENT=$event SVRCHAIN_RESULT=$2 SVRCHAIN_FAILED=$3 SVRCHAIN_REASONS=$4 \
+            SVRCHAIN_RUN=${RUN:-unknown} SVRCHAIN_TRIGGER=$NAME SVRCHAIN_HOST=${HOSTNAME:-} \
+            SVRCHAIN_WEB_COUNT=${#WEB_SERVERS[@]}
+        # shellcheck disable=SC2016  # expanded by that sh, from its environment
+        exec timeout -k 5 "$HOOK_TIMEOUT" sh -c 'c=$SVRCHAIN_LINE; unset SVRCHAIN_LINE; eval "$c"'
+    ) </dev/null >"$out" 2>&1 9>&-
+    rc=$?
+    text=$(head -c 300 "$out" 2>/dev/null | LC_ALL=C tr -c '[:print:]' ' ')
+    [ "$out" = /dev/null ] || rm -f "$out"
+    case $rc in
+        0) log "on_$event: done (exit 0)" ;;
+        124 | 137) log "on_$event: FAILED: stopped after ${HOOK_TIMEOUT}s (hook_timeout)${text:+; its output: $text}" ;;
+        *) log "on_$event: FAILED (exit $rc)${text:+; its output: $text}" ;;
+    esac
+    return 0
+}
+
+# not_ready_hook: on_failure when the database never became ready (no web server was restarted).
+not_ready_hook() {
+    local w names=
+    for w in "${WEB_SERVERS[@]}"; do
+        names+="${names:+ }${w%% *}"
+    done
+    hook failure notready "$names" "the database was not ready after ${READY_TIMEOUT}s: no web server restarted"
 }
 
 # --- A run --------------------------------------------------------------------------------------
@@ -440,8 +506,14 @@ restart_all() {
         log "$failed of ${#WEB_SERVERS[@]} web server(s) NOT restarted: owed a restart, retried until they answer"
         echo "finished $(now) failed" >>"$RUN_STATUS"
     fi
+    [ "$failed" -eq 0 ] || not_restarted
     mv -f "$RUN_STATUS" "$STATUS"
-    [ "$failed" -eq 0 ]
+    if [ "$failed" -eq 0 ]; then
+        hook success ok "" ""
+        return 0
+    fi
+    hook failure failed "$FAILED" "$REASONS"
+    return 1
 }
 
 # start: follow the database's current run (the status file: svrchain.trigger_status reads it).
@@ -465,6 +537,7 @@ start() {
         log "database not ready after ${READY_TIMEOUT}s: web servers NOT restarted"
         echo "finished $(now) notready" >>"$RUN_STATUS"
         mv -f "$RUN_STATUS" "$STATUS"
+        not_ready_hook
         return 1
     fi
     local ready_at

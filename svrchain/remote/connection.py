@@ -19,7 +19,7 @@ from typing import TypeVar
 import paramiko
 from fabric import Config, Connection
 
-from svrchain import inventory, sshauth
+from svrchain import inventory, output, runopts, sshauth
 from svrchain.errors import BadInventory, HostError, HostUnreachable
 from svrchain.plan import Result
 from svrchain.render import RUN_DIR
@@ -221,6 +221,18 @@ def as_root(user: str, script: str, *args: str) -> str:
     return command if user == "root" else "sudo -n " + command
 
 
+def shown_command(user: str, script: str, args: tuple[str, ...], stdin: bytes) -> str:
+    """A remote command as -v shows it on one line: how it runs (sudo for a non-root admin), the
+    script's first line and how many more, its arguments (each at most 200 characters), stdin's size."""
+    lines = [ln for ln in script.strip().splitlines() if ln.strip()]
+    head = lines[0].strip() if lines else ""
+    more = f" [+{len(lines) - 1} lines]" if len(lines) > 1 else ""
+    words = " ".join(shlex.quote(a if len(a) <= 200 else a[:200] + "...") for a in args)
+    sudo = "sudo -n " if user != "root" else ""
+    feed = f" < {len(stdin)} bytes" if stdin else ""
+    return f"{sudo}sh -c {shlex.quote(head + more)}{' ' + words if words else ''}{feed}".replace("\n", " ")
+
+
 def take_host_lock(conn: Connection, label: str, user: str, source: Path) -> paramiko.Channel:
     """Take svrchain's lock on the host (one more channel), held until the connection closes; the
     channel is returned to be kept. On failure the connection is closed."""
@@ -326,7 +338,17 @@ class Host:
             self._conn = None
 
     def run(self, script: str, *args: str, stdin: bytes = b"", timeout: float = 300) -> Result:
-        """Run a POSIX sh script (as root: sudo -n for a non-root admin) with positional args."""
+        """Run a POSIX sh script (as root: sudo -n for a non-root admin) with positional args; with
+        -v/--verbose, the command and its exit code are shown."""
+        verbose = runopts.current().verbose
+        if verbose:
+            output.current().say(f"{self.name:<10} $ {shown_command(self.user, script, args, stdin)}")
+        result = self._run(script, *args, stdin=stdin, timeout=timeout)
+        if verbose:
+            output.current().say(f"{self.name:<10} exit {result.code}")
+        return result
+
+    def _run(self, script: str, *args: str, stdin: bytes = b"", timeout: float = 300) -> Result:
         transport = self.connection().client.get_transport()
         if transport is None or not transport.is_active():
             raise HostError(f"{self.label}: the SSH connection was lost")

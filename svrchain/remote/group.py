@@ -50,11 +50,17 @@ class Session:
         changing runs while connected. The first line printed names the inventory and the hosts."""
         inv = inventory.load(*((path, "") if path else runopts.inventory_choice()))
         s = cls(inv, lock=lock, limit=runopts.current().limit if path is None else ())
+        s.open_log()
         if inv.lab:
             runopts.check_lab(inv.source, [h.address for h in s.hosts])
         s.check_files()
         s.announce()
         return s
+
+    def open_log(self) -> None:
+        """The inventory's run log (``log``), unless --log chose one."""
+        if self.inv.log and self.results.runlog.path is None:
+            self.results.log_to(self.inv.path(self.inv.log), f"{self.inv.source}: log")
 
     def check_files(self) -> None:
         """The admin's key (or ssh-agent) and the pinned host keys: present, readable, not damaged."""

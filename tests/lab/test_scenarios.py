@@ -182,7 +182,47 @@ FULL = ("cp -a /root/.ssh /root/ssh.keep && mount -t tmpfs -o size=16k tmpfs /ro
         "cp -a /root/ssh.keep/. /root/.ssh/ && chmod 700 /root/.ssh && "
         "dd if=/dev/zero of=/root/.ssh/filler bs=1k count=64 2>/dev/null; true")
 
+# The on-call hook on the DB host: it writes what it was told to a file, which the case reads and removes.
+HOOK_OUT = "/var/tmp/svrchain-oncall"
+ON_CALL = {"trigger.on_failure": f"env | grep ^SVRCHAIN_ | sort > {HOOK_OUT}",
+           "trigger.on_success": f"echo success >> {HOOK_OUT}.success"}
+
+
+def hook_told(**want: str) -> Call:
+    """A step: the hook ran once on the DB host, as root, with these SVRCHAIN_* values (a prefix for
+    REASONS), and on_success did not run."""
+
+    def check(lab, ctx: Ctx) -> None:
+        out = lab.console("db", f"cat {HOOK_OUT}; rm -f {HOOK_OUT}; test ! -e {HOOK_OUT}.success").stdout
+        told = dict(line.split("=", 1) for line in out.splitlines())
+        for key, value in want.items():
+            name = f"SVRCHAIN_{key.upper()}"
+            assert told.get(name, "").startswith(value) if key == "reasons" else told.get(name) == value, told
+
+    return Call(check)
+
+
 FAULTS = [
+    Case(
+        "web-down-during-db-restart-tells-on-call",
+        inventory=ON_CALL,
+        stage=(Install(("install-svr-restart",), undo=("install-svr-restart",)), PowerOff("web2")),
+        steps=(DbRestart("failed", {"web1": "ok", "web2": "failed"}, log=(r"on_failure: done \(exit 0\)",)),
+               hook_told(event="failure", result="failed", failed="web2", trigger="svr_restart",
+                         reasons="web2: no restart after 3 attempts (exit 255)")),
+        changed=(ApachePid("web1"),),
+        repair=(Fab(("restart-chain", "--yes"), 0, lab=True,
+                    out=(r"^web2\s+web\s+restarted by the chain\s.*ok$",)),),
+    ),
+    Case(
+        "db-never-ready-tells-on-call",
+        inventory={"db.ready": {"command": "false", "timeout": 3, "interval": 0.5}, **ON_CALL},
+        stage=(Install(("install-svr-restart",), undo=("install-svr-restart",)),),
+        steps=(DbRestart("notready", log=(r"on_failure: done \(exit 0\)",)),
+               hook_told(event="failure", result="notready", failed="web1 web2",
+                         reasons="the database was not ready after 3s: no web server restarted")),
+        unchanged=(ApachePid("web1"), ApachePid("web2")),
+    ),
     Case(
         "web-down-during-db-restart",
         stage=(PowerOff("web2"),),
@@ -247,3 +287,20 @@ def test_error(chain, baseline, case, tmp_path):
 @pytest.mark.parametrize("case", FAULTS, ids=str)
 def test_fault(chain, baseline, case, tmp_path):
     run_case(chain, baseline, case, tmp_path)
+
+
+def test_verbose_shows_each_remote_command_and_the_log_keeps_the_run(chain, baseline, tmp_path):
+    """-v on real hosts: each host's commands and exits; --log: the same lines, timestamped."""
+    log = tmp_path / "runs.log"
+    r = chain.fab("verify", "-v", "--log", str(log))
+    assert r.returncode == 0, r.stdout + r.stderr
+    for host in HOSTS:
+        assert re.search(rf"^{host}\s+\$ sh -c ", r.stdout, re.M), r.stdout
+        assert re.search(rf"^{host}\s+exit 0$", r.stdout, re.M), r.stdout
+    lines = log.read_text().splitlines()
+    stamp = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z verify\[\d+\] "
+    assert all(re.match(stamp, ln) for ln in lines)
+    said = [re.sub(stamp, "", ln) for ln in lines]
+    assert said[0] == f"run: verify --log {log} --verbose"
+    assert said[1:-1] == r.stdout.splitlines() and said[-1].startswith("exit 0 (ok, ")
+    assert "$ sh -c" not in chain.fab("verify").stdout  # without -v: no command lines

@@ -87,7 +87,7 @@ printf '%s\\n' "$*" >>@ROOT@/syslog
 """
 
 
-def inventory(root: Path, webs: int = 2, **trigger: int) -> Inventory:
+def inventory(root: Path, webs: int = 2, **trigger: int | str) -> Inventory:
     """An inventory whose trigger uses the stand-ins under ``root``: quick timeouts, ``webs`` web servers."""
     data = {
         "connect": {"user": "root", "identity": "k", "known_hosts": "kh"},
@@ -193,7 +193,7 @@ class Trigger:
         return sorted(p.name for p in d.iterdir()) if d.exists() else []
 
 
-def make(webs: int = 2, **trigger: int) -> Trigger:
+def make(webs: int = 2, **trigger: int | str) -> Trigger:
     """A fresh trigger under a new temporary root (reachable by ``nobody`` when the tests run as root)."""
     root = Path(tempfile.mkdtemp(prefix="svrchain-trigger-", dir="/tmp"))
     for d in ("bin", "lib", "etc/svrchain", "var/lib", "run", "hosts", "probe"):

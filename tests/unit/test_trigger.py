@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -198,7 +199,7 @@ def test_the_ready_check_and_the_run_command_are_run_as_written(trig: Trigger):
     "ready_interval=.5", "key=relative/key", "log=/var/log/../../etc/passwd", "known_hosts=/a b",
     "web=web1 198.18.0.21 22 root extra", "web=web1 -oProxyCommand=x 22 root", "web=web1 198.18.0.21 99999 root",
     "web=web1 198.18.0.21 22 Root", "web=w/1 198.18.0.21 22 root", "ready_command=  ", "ready_command=a\rb",
-    "unknown=1", "no equals sign", "run_process=^x",
+    "unknown=1", "no equals sign", "run_process=^x", "hook_timeout=0", "on_failure=", "on_success=a\tb",
 ])
 def test_a_bad_setting_is_refused_and_nothing_restarted(trig: Trigger, setting: str):
     key = setting.split("=", 1)[0]
@@ -298,3 +299,124 @@ def test_root_never_takes_the_test_root(tmp_path):
     assert r.returncode == 1
     assert f"/etc/svrchain/{script.name}.conf: missing or unreadable" in r.stderr
     assert str(tmp_path) not in r.stderr
+
+
+# -- the on-call hooks (on_failure, on_success) ------------------------------------------------------
+
+ENV = ("SVRCHAIN_EVENT", "SVRCHAIN_RESULT", "SVRCHAIN_RUN", "SVRCHAIN_FAILED", "SVRCHAIN_REASONS",
+       "SVRCHAIN_TRIGGER", "SVRCHAIN_WEB_COUNT", "SVRCHAIN_LINE")
+
+
+def hooked(**trigger: int | str) -> Trigger:
+    """A trigger trying each web server once, whose hooks write their environment to hook.<event>."""
+    dump = "; ".join(f'printf "%s=%s\\n" {v} "${{{v}-(unset)}}"' for v in ENV)
+    return fake_trigger.make(retries=1, **{
+        "on_failure": f"{{ {dump}; }} >>@/hook.failure", "on_success": f"{{ {dump}; }} >>@/hook.success", **trigger})
+
+
+def hook_env(t: Trigger, event: str) -> dict[str, str] | None:
+    f = t.root / f"hook.{event}"
+    return dict(line.split("=", 1) for line in f.read_text().splitlines()) if f.exists() else None
+
+
+@pytest.fixture
+def hk():
+    t = hooked()
+    t.configure(t.inv.model_copy(update={"trigger": t.inv.trigger.model_copy(update={
+        k: getattr(t.inv.trigger, k).replace("@", str(t.root)) for k in ("on_failure", "on_success")})}))
+    yield t
+    fake_trigger.remove(t)
+
+
+def test_on_failure_names_the_web_server_left_unrestarted_and_why(hk: Trigger):
+    hk.host(WEB2, "down")
+    r = hk.run("start")
+    assert r.returncode == 1  # the run's result, whatever the hook did
+    env = hook_env(hk, "failure")
+    assert env == {
+        "SVRCHAIN_EVENT": "failure", "SVRCHAIN_RESULT": "failed", "SVRCHAIN_RUN": "1234.5678",
+        "SVRCHAIN_FAILED": "web2", "SVRCHAIN_TRIGGER": "svr_restart", "SVRCHAIN_WEB_COUNT": "2",
+        "SVRCHAIN_REASONS": "web2: no restart after 1 attempts (exit 255): ssh: connect to host 198.18.0.22 "
+                            "port 22: Connection refused",
+        "SVRCHAIN_LINE": "(unset)",  # the hook's own line is not handed on to what it runs
+    }
+    assert hook_env(hk, "success") is None
+    assert "on_failure: done (exit 0)" in hk.log
+
+
+def test_on_failure_names_a_refused_host_key_and_every_server_left(hk: Trigger):
+    hk.host(WEB1, "hostkey")
+    hk.host(WEB2, "down")
+    assert hk.run("start").returncode == 1
+    env = hook_env(hk, "failure")
+    assert env is not None and env["SVRCHAIN_FAILED"] == "web1 web2"
+    assert env["SVRCHAIN_REASONS"].startswith(f"web1: its host key is not the one pinned in {hk.root}/known_hosts; "
+                                              "web2: no restart after 1 attempts (exit 255)")
+
+
+def test_on_failure_when_the_database_never_became_ready(hk: Trigger):
+    hk.probe("never")
+    assert hk.run("start").returncode == 1
+    env = hook_env(hk, "failure")
+    assert env is not None and env["SVRCHAIN_RESULT"] == "notready" and env["SVRCHAIN_FAILED"] == "web1 web2"
+    assert env["SVRCHAIN_REASONS"] == "the database was not ready after 2s: no web server restarted"
+    assert hk.ssh_calls("restart") == []
+
+
+def test_on_success_after_a_run_that_restarted_every_web_server(hk: Trigger):
+    assert hk.run("start").returncode == 0
+    env = hook_env(hk, "success")
+    assert env is not None and env["SVRCHAIN_RESULT"] == "ok" and env["SVRCHAIN_FAILED"] == ""
+    assert hook_env(hk, "failure") is None
+    assert hk.run("start").returncode == 0  # the same run again: followed already, no hook
+    assert len((hk.root / "hook.success").read_text().splitlines()) == len(ENV)
+
+
+def test_a_failing_hook_is_logged_and_changes_nothing():
+    t = fake_trigger.make(retries=1, on_success="echo 'no route to the mail relay'; printf 'x\\033[2Jy' >&2; exit 3")
+    try:
+        assert t.run("start").returncode == 0
+        assert t.status.result == "ok" and t.owed() == []
+        assert "on_success: FAILED (exit 3); its output: no route to the mail relay x [2Jy" in t.log, t.log
+        assert "\033" not in t.log
+    finally:
+        fake_trigger.remove(t)
+
+
+def test_a_hung_hook_is_stopped_with_what_it_started(tmp_path):
+    t = fake_trigger.make(retries=1, hook_timeout=1)
+    try:
+        pids = t.root / "pids"
+        t.configure(t.inv.model_copy(update={"trigger": t.inv.trigger.model_copy(update={
+            "on_success": f"sleep 300 & echo $! > {pids}; sleep 300"})}))
+        r = t.run("start", timeout=60)  # (only a net: the hook is stopped after 1 s)
+        assert r.returncode == 0 and t.status.result == "ok"
+        assert "on_success: FAILED: stopped after 1s (hook_timeout)" in t.log, t.log
+        child = int(pids.read_text())
+        end = time.monotonic() + 10
+        while Path(f"/proc/{child}").exists() and time.monotonic() < end:
+            time.sleep(0.1)
+        assert not Path(f"/proc/{child}").exists()  # its background child went with it
+    finally:
+        fake_trigger.remove(t)
+
+
+def test_the_hook_line_shows_in_no_process_list():
+    """A webhook's address in the hook line (a secret) is not in any process's arguments."""
+    t = fake_trigger.make(retries=1)
+    try:
+        out = t.root / "ps"
+        t.configure(t.inv.model_copy(update={"trigger": t.inv.trigger.model_copy(update={
+            "on_success": f"cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' ' > {out} # token=S3CRET-hook"})}))
+        assert t.run("start").returncode == 0
+        seen = out.read_text()
+        assert "/proc/" in seen  # it read the process list (cat's own arguments are there)
+        assert "S3CRET" not in seen
+    finally:
+        fake_trigger.remove(t)
+
+
+def test_the_config_verb_shows_the_hooks(hk: Trigger):
+    r = hk.run("config")
+    assert r.stdout.splitlines() == [f"{k}={v}" for k, v in render.trigger_settings(hk.inv)]
+    assert "hook_timeout=30" in r.stdout and "on_failure={ " in r.stdout
