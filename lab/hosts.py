@@ -252,28 +252,41 @@ def _provision(h: LabHost, hosts: list[LabHost], admin_key: str, phases: dict[st
     if h.role == "db" and h.db == "oracle":
         _provision_oracle(h, phases)
     elif h.role == "db":
-        _write(r, "/usr/local/sbin/lab-dbora", (FILES / "dbora").read_text(), 0o755)
-        pgconf = r / "etc/postgresql/15/main"
-        with (pgconf / "postgresql.conf").open("a") as f:
-            f.write("listen_addresses = '*'\n")
-        with (pgconf / "pg_hba.conf").open("a") as f:
-            f.write(f"host app app {SUBNET}.0/24 scram-sha-256\n")
-        if any(x.kind == "light" for x in hosts):
-            # Each light web host's stand-in asks the database for its run when it starts: up to 200
-            # of them at once while the lab boots.
-            with (pgconf / "postgresql.conf").open("a") as f:
-                f.write("max_connections = 300\n")
+        _provision_postgres(h, hosts)
     else:
-        page = (FILES / "index.php").read_text()
-        if h.db == "oracle":  # the page connects through the Oracle-shaped host's listener
-            page = page.replace(_PAGE_DB_LINE, "$lab = ['port' => 1521, 'oracle' => true];")
-        _write(r, "/var/www/html/index.php", page)
-        (r / "var/www/html/index.html").unlink(missing_ok=True)
-        # A steady pool of workers: no new (fresh) worker appears by itself after a DB restart, so
-        # the page fails until Apache restarts, as the seed describes.
-        _write(r, "/etc/apache2/conf-enabled/lab.conf",
-               f"ServerName {h.name}\n<IfModule mpm_prefork_module>\n  StartServers 5\n  MinSpareServers 1\n"
-               "  MaxSpareServers 10\n</IfModule>\n")
+        _provision_web(h)
+
+
+def _provision_postgres(h: LabHost, hosts: list[LabHost]) -> None:
+    """The PostgreSQL DB host: the lab's dbora, PostgreSQL reachable from the lab's subnet."""
+    r = h.root
+    _write(r, "/usr/local/sbin/lab-dbora", (FILES / "dbora").read_text(), 0o755)
+    pgconf = r / "etc/postgresql/15/main"
+    with (pgconf / "postgresql.conf").open("a") as f:
+        f.write("listen_addresses = '*'\n")
+    with (pgconf / "pg_hba.conf").open("a") as f:
+        f.write(f"host app app {SUBNET}.0/24 scram-sha-256\n")
+    if any(x.kind == "light" for x in hosts):
+        # Each light web host's stand-in asks the database for its run when it starts: up to 200
+        # of them at once while the lab boots.
+        with (pgconf / "postgresql.conf").open("a") as f:
+            f.write("max_connections = 300\n")
+
+
+def _provision_web(h: LabHost) -> None:
+    """A full web host's application: the PHP page (through the Oracle-shaped host's listener when
+    the lab has one) and Apache's steady pool of workers."""
+    r = h.root
+    page = (FILES / "index.php").read_text()
+    if h.db == "oracle":
+        page = page.replace(_PAGE_DB_LINE, "$lab = ['port' => 1521, 'oracle' => true];")
+    _write(r, "/var/www/html/index.php", page)
+    (r / "var/www/html/index.html").unlink(missing_ok=True)
+    # A steady pool of workers: no new (fresh) worker appears by itself after a DB restart, so
+    # the page fails until Apache restarts, as the seed describes.
+    _write(r, "/etc/apache2/conf-enabled/lab.conf",
+           f"ServerName {h.name}\n<IfModule mpm_prefork_module>\n  StartServers 5\n  MinSpareServers 1\n"
+           "  MaxSpareServers 10\n</IfModule>\n")
 
 
 # A RHEL-like SysV host: the rc directories under /etc/rc.d (with /etc/init.d and /etc/rcN.d
