@@ -16,46 +16,92 @@ from svrchain import authkeys
 from svrchain.errors import HostError
 from svrchain.plan import FileSpec, FileState, Result
 
-# Every account's authorized_keys files, read as the account (no link followed, none another
-# account owns): "F<TAB>user<TAB>path", then "L<TAB>line" for each of its lines.
-SCAN = r"""getent passwd | while IFS=: read -r u _ _ _ _ h _; do
+# Every account's authorized_keys files where sshd reads them (``sshd -T``'s AuthorizedKeysFile, its
+# %h %u %U %% tokens expanded, relative paths in the home), each read as the account itself, as sshd
+# does: its type checked before it is opened (a FIFO, device or socket is never opened), at most
+# $MAXB bytes, in bounded time. "P<TAB>patterns" and "C<TAB>AuthorizedKeysCommand" first; then
+# "F<TAB>user<TAB>path" and "L<TAB>line" for each line read ("N<TAB>note" for a link), or
+# "X<TAB>user<TAB>path" and "N<TAB>why" for a file that is there but was not read. Needs ufile's helpers.
+SCAN = r"""set -f
+T=$("$(command -v sshd || echo /usr/sbin/sshd)" -T 2>/dev/null)
+P=$(printf '%s\n' "$T" | sed -n 's/^authorizedkeysfile //p')
+[ -n "$P" ] || P=".ssh/authorized_keys .ssh/authorized_keys2"
+printf 'P\t%s\nC\t%s\n' "$P" "$(printf '%s\n' "$T" | sed -n 's/^authorizedkeyscommand //p')"
+kpath() {
+    KP=$1 KU=$2 KI=$3 KH=$4 awk 'BEGIN { p = ENVIRON["KP"]; o = ""
+        while ((i = index(p, "%")) > 0) {
+            c = substr(p, i + 1, 1); o = o substr(p, 1, i - 1); p = substr(p, i + 2)
+            if (c == "h") o = o ENVIRON["KH"]; else if (c == "u") o = o ENVIRON["KU"]
+            else if (c == "U") o = o ENVIRON["KI"]; else o = o "%" c
+        }
+        o = o p; if (substr(o, 1, 1) != "/") o = ENVIRON["KH"] "/" o; print o }'
+}
+getent passwd | while IFS=: read -r u _ i _ _ h _; do
     case $h in /*) ;; *) continue ;; esac
-    for f in "$h/.ssh/authorized_keys" "$h/.ssh/authorized_keys2"; do
-        upath "$u" "$f" >/dev/null 2>&1 || continue
+    for p in $P; do
+        [ "$p" != none ] || continue
+        f=$(kpath "$p" "$u" "$i" "$h")
+        { [ -e "$f" ] || [ -L "$f" ]; } && as "$u" test -e "$f" 2>/dev/null || continue
+        why=$(uregular "$u" "$f") || { printf 'X\t%s\t%s\nN\t%s\n' "$u" "$f" "$why"; continue; }
+        as "$u" test -r "$f" || continue
+        if ! uread "$u" "$f" >"$d/scan.k" 2>/dev/null; then
+            printf 'X\t%s\t%s\nN\t%s\n' "$u" "$f" "could not be read within 10 s"; continue
+        fi
         printf 'F\t%s\t%s\n' "$u" "$f"
-        as "$u" sed 's/^/L\t/' -- "$f" 2>/dev/null
+        [ ! -L "$f" ] || printf 'N\ta symbolic link\n'
+        sed 's/^/L\t/' -- "$d/scan.k"
         echo
     done
-done"""
+done
+rm -f -- "$d/scan.k"
+"""
 
 
 @dataclass(frozen=True)
 class KeysFile:
-    """One account's authorized_keys file, as the account itself read it."""
+    """One account's authorized_keys file, as the account itself read it (``unread``: why it was not)."""
 
     user: str
     path: str
     lines: tuple[str, ...]
+    note: str = ""  # "a symbolic link": sshd follows it, and so did the read (as the account)
+    unread: str = ""
 
 
 def parse_scan(text: str) -> list[KeysFile]:
     """The files SCAN printed (each path once)."""
     files: list[KeysFile] = []
-    current: tuple[str, str] | None = None
-    lines: list[str] = []
+    current: list | None = None  # [user, path, lines, note, unread?]
     for raw in text.split("\n"):
         tag, _, rest = raw.partition("\t")
-        if tag == "F":
+        if tag in ("F", "X"):
             if current:
-                files.append(KeysFile(*current, tuple(lines)))
+                files.append(_keys_file(current))
             user, _, path = rest.partition("\t")
-            current, lines = (user, path), []
-        elif tag == "L" and current:
-            lines.append(rest.rstrip("\r"))
+            current = [user, path, [], "", tag == "X"]
+        elif tag == "L" and current and not current[4]:
+            current[2].append(rest.rstrip("\r"))
+        elif tag == "N" and current:
+            current[3] = rest
     if current:
-        files.append(KeysFile(*current, tuple(lines)))
+        files.append(_keys_file(current))
     seen: set[str] = set()
     return [f for f in files if not (f.path in seen or seen.add(f.path))]
+
+
+def _keys_file(c: list) -> KeysFile:
+    user, path, lines, note, unread = c
+    return KeysFile(user, path, tuple(lines), "" if unread else note, note or "not read" if unread else "")
+
+
+def scan_settings(text: str) -> tuple[str, str]:
+    """(AuthorizedKeysFile, AuthorizedKeysCommand) as SCAN found them in ``sshd -T`` ('' when none)."""
+    found = {"P": "", "C": ""}
+    for raw in text.split("\n"):
+        tag, _, rest = raw.partition("\t")
+        if tag in found and not found[tag]:
+            found[tag] = rest.strip()
+    return found["P"], "" if found["C"] == "none" else found["C"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +118,7 @@ class WebFacts:
     gate: FileState  # the gate script
     sudoers: FileState  # the sudo rule svrchain writes for a dedicated web.user
     r: dict[str, Result]
+    keys_command: str = ""  # sshd's AuthorizedKeysCommand ('' when none): not inspected
 
 
 def unsafe_reason(user: str, home: str, home_owner: str, sshdir: Result, keys: FileState) -> str | None:
@@ -108,13 +155,14 @@ def stale(facts: WebFacts, blob: str | None, marker: str, keep_user: str | None)
 
 @dataclass(frozen=True)
 class Legacy:
-    """A line that is not svrchain's but lets the DB server restart the web server around the gate."""
+    """A line that is not svrchain's whose key is held on the DB server (or that looks like one)."""
 
     user: str
     path: str
     number: int  # 1-based line number
     line: str
     reason: str
+    note: str = ""  # "a symbolic link" when the file is one
 
     @property
     def blob(self) -> str:
@@ -128,19 +176,106 @@ class Legacy:
             return "(damaged key)"
 
     def where(self) -> str:
-        return f"{self.path}:{self.number} ({self.user}, key {self.fingerprint}) {self.reason}"
+        note = f", {self.note}" if self.note else ""
+        return f"{self.path}:{self.number} ({self.user}{note}, key {self.fingerprint}) {self.reason}"
 
 
-def legacy(facts: WebFacts, blob: str | None, marker: str, program: str, db_addresses: list[str]) -> list[Legacy]:
-    """Every line, in every account, that is not svrchain's and can restart the web server from the
-    DB server outside the gate (its forced command runs the restart program, or it admits the DB's
-    address)."""
-    found = []
+@dataclass(frozen=True)
+class Bypasses:
+    """The lines on a web server that the DB server's keys open, other than svrchain's own line.
+
+    ``proved``: the key is held on the DB server (what ``--adopt`` retires); ``own``: the admin's own
+    key, held there too (never retired: reported loudly); ``unproved``: lines that look like one (a
+    forced command naming the restart program, a ``from=`` admitting the DB) but whose key was not
+    found there (kept, reported); ``unread``: files sshd reads that could not be inspected.
+    """
+
+    proved: list[Legacy]
+    own: list[Legacy]
+    unproved: list[Legacy]
+    unread: list[KeysFile]
+
+
+def bypasses(facts: WebFacts, ours: tuple[str | None, str], held: dict[str, str], own: frozenset[str],
+             shape: tuple[str, list[str]], db_name: str) -> Bypasses:
+    """Sort every line, in every account, that is not svrchain's (``ours``: its key's blob and marker):
+    by whether its key is in ``held`` ({blob: where on the DB server}) and the admin's ``own`` keys;
+    ``shape`` (restart program, DB addresses) only describes a line, it never proves one."""
+    out = Bypasses([], [], [], [f for f in facts.files if f.unread])
     for f in facts.files:
         for n, line in enumerate(f.lines, 1):
-            if authkeys.is_ours(line, blob or "", marker):
+            blob = authkeys.line_blob(line)
+            if blob is None or authkeys.is_ours(line, ours[0] or "", ours[1]):
                 continue
-            why = authkeys.legacy_reason(line, program, db_addresses)
-            if why:
-                found.append(Legacy(f.user, f.path, n, line, why))
-    return found
+            looks = authkeys.legacy_reason(line, *shape)
+            if blob in held:
+                why = f"its key is held on {db_name} ({held[blob]})" + (f", {looks}" if looks else "")
+                group = out.own if blob in own else out.proved
+                group.append(Legacy(f.user, f.path, n, line, why, f.note))
+            elif looks and blob not in own:
+                out.unproved.append(Legacy(f.user, f.path, n, line, f"{looks}; its key was not found on {db_name}",
+                                           f.note))
+    return out
+
+
+def unread_where(files: list[KeysFile]) -> str:
+    """The files that could not be inspected, and why."""
+    return "; ".join(f"{f.path} ({f.user}) not inspected: {f.unread}" for f in files)
+
+
+# The public keys held on the DB server: every account's ~/.ssh and /etc/svrchain, each file read as its
+# account (root for /etc/svrchain), links never followed, regular files of at most $MAXB bytes only,
+# each read bounded in time: "K<TAB>path<TAB>public key" for a .pub or a private key without passphrase
+# (its public half derived there: no private key leaves the host), "U<TAB>path<TAB>why" for a file that
+# could not tell. At most 200 files a directory. Needs ufile's helpers.
+HELD_SCAN = r"""held() {
+    case ${2##*/} in authorized_keys*|known_hosts*|config|environment|rc) return ;; esac
+    [ ! -L "$2" ] || { printf 'U\t%s\t%s\n' "$2" "a symbolic link: not followed"; return; }
+    why=$(uregular "$1" "$2") || { printf 'U\t%s\t%s\n' "$2" "$why"; return; }
+    case $2 in
+    *.pub) k=$(uread "$1" "$2" | head -n 1) ;;
+    *) as "$1" timeout 10 head -c 64 -- "$2" 2>/dev/null | grep -q 'PRIVATE KEY' || return
+       k=$(as "$1" sh -c 'timeout 10 head -c 1048576 -- "$1" | timeout 10 ssh-keygen -y -P "" -f /proc/self/fd/0' \
+           held "$2" 2>/dev/null) ||
+       { [ -e "$2.pub" ] || printf 'U\t%s\t%s\n' "$2" "a private key with a passphrase and no .pub"; return; } ;;
+    esac
+    printf 'K\t%s\t%s\n' "$2" "$k"
+}
+heldir() {
+    n=0
+    for f in "$2"/* "$2"/.[!.]*; do
+        [ -e "$f" ] || [ -L "$f" ] || continue
+        n=$((n + 1)); [ $n -le 200 ] || { printf 'U\t%s\t%s\n' "$2" "more than 200 files: the rest not read"; break; }
+        held "$1" "$f"
+    done
+}
+getent passwd | while IFS=: read -r u _ _ _ _ h _; do
+    case $h in /*) ;; *) continue ;; esac
+    [ -d "$h/.ssh" ] && [ ! -L "$h/.ssh" ] && heldir "$u" "$h/.ssh"
+done
+[ -d /etc/svrchain ] && [ ! -L /etc/svrchain ] && heldir root /etc/svrchain
+true"""
+
+
+@dataclass(frozen=True)
+class HeldKeys:
+    """The public keys held on the DB server ({blob: first path}), and the files that could not tell."""
+
+    keys: dict[str, str]
+    unread: list[str]
+
+
+def parse_held(text: str) -> HeldKeys:
+    """HELD_SCAN's output as keys by blob (a private key's path preferred to its .pub's)."""
+    keys: dict[str, str] = {}
+    unread: list[str] = []
+    for raw in text.splitlines():
+        tag, _, rest = raw.partition("\t")
+        path, _, value = rest.partition("\t")
+        if tag == "U":
+            unread.append(f"{path}: {value}")
+        elif tag == "K":
+            blob = authkeys.line_blob(value)
+            if blob and (blob not in keys or (keys[blob].endswith(".pub") and not path.endswith(".pub"))):
+                keys[blob] = path
+    return HeldKeys(keys, unread)

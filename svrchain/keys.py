@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 
-from svrchain import account, authkeys, homes, render
+from svrchain import account, authkeys, homes, render, sshauth
 from svrchain.authkeys import PublicKey
 from svrchain.errors import HostError, SvrchainError
 from svrchain.homes import WebFacts
@@ -77,6 +77,30 @@ def db_public_key(session: Session) -> PublicKey | None:
     return session.fact(f"db-key:{session.db.name}", read)
 
 
+def held_keys(session: Session) -> homes.HeldKeys:
+    """The public keys held on the DB server (its accounts' ~/.ssh, /etc/svrchain), read once per run."""
+    def read() -> homes.HeldKeys:
+        _, r = probe(session.db, commands={"held": homes.HELD_SCAN})
+        if not r["held"].ok:
+            raise HostError(f"{session.db.label}: reading the keys held there failed: {r['held'].stdout.strip()[:200]}")
+        return homes.parse_held(r["held"].stdout)
+
+    return session.fact(f"db-held:{session.db.name}", read)
+
+
+def own_keys(session: Session) -> frozenset[str]:
+    """The admin's own keys (connect.identity's, and every key the agent offers), as blobs."""
+    return session.fact("own-keys", lambda: sshauth.own_blobs(session.dialer.auth))
+
+
+def bypasses(session: Session, web: Host) -> homes.Bypasses:
+    """The lines on ``web`` that the DB server's keys open around the gate (see homes.bypasses)."""
+    inv, key = session.inv, db_public_key(session)
+    return homes.bypasses(web_facts(session, web), (key.blob if key else None, marker(session)),
+                          held_keys(session).keys, own_keys(session),
+                          (inv.web.restart_command.split()[0], inv.db.from_addresses), session.db.name)
+
+
 def _web_prelude(user: str) -> str:
     return (f'U={shlex.quote(user)}; IFS=: read -r _ _ _ _ _ H _ <<EOF\n$(getent passwd "$U")\nEOF\n'
             'G=$(id -gn "$U" 2>/dev/null)')
@@ -100,11 +124,12 @@ def _read_web_facts(session: Session, web: Host) -> WebFacts:
     user = session.inv.web.user
     _, r = probe(web, commands=_WEB_PROBE, prelude=_web_prelude(user))
     files = tuple(homes.parse_scan(r["scan"].stdout))
+    command = homes.scan_settings(r["scan"].stdout)[1]
     gate, sudoers = gate_state(web, r), account.sudoers_state(web, r)
     if session.inv.web.dedicated and not r["account"].ok:  # push-key creates it
         home = account.home_of(user)
         return WebFacts(user, home, user, FileState(f"{home}/.ssh/authorized_keys", exists=False), "", None, files,
-                        gate, sudoers, r)
+                        gate, sudoers, r, command)
     if not r["account"].ok or len(r["account"].stdout.split()) != 2:
         raise HostError(
             f"{web.label}: no account {user!r} (web.user in {session.inv.source}); create it or "
@@ -114,7 +139,7 @@ def _read_web_facts(session: Session, web: Host) -> WebFacts:
     keys = file_state(web.label, f"{home}/.ssh/authorized_keys", r["authkeys"].code, r["authkeys"].raw)
     unsafe = homes.unsafe_reason(user, home, r["home"].stdout.strip(), r["sshdir"], keys)
     sshdir = r["sshdir"].stdout.strip() if r["sshdir"].ok else ""
-    return WebFacts(user, home, group, keys, sshdir, unsafe, files, gate, sudoers, r)
+    return WebFacts(user, home, group, keys, sshdir, unsafe, files, gate, sudoers, r, command)
 
 
 def expected_line(session: Session, key: PublicKey, ssh_version_text: str) -> str:

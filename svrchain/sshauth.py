@@ -82,6 +82,14 @@ def agent_blobs() -> list[bytes]:
         agent.close()
 
 
+def own_blobs(auth: Auth) -> frozenset[str]:
+    """The admin's own public keys as base64 blobs: connect.identity's and every key ssh-agent offers
+    (svrchain never retires a line of theirs)."""
+    raw = [*agent_blobs(), *([auth.pkey.asbytes()] if auth.pkey else []),
+           *([auth.agent_blob] if auth.agent_blob else [])]
+    return frozenset(base64.b64encode(b).decode() for b in raw)
+
+
 def load_auth(inv: Inventory) -> Auth:
     """Decide how to log in, before connecting anywhere: a bad setup is one line (exit 4)."""
     c = inv.connect

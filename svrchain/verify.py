@@ -13,7 +13,7 @@ from svrchain.attacks import Row, run_attacks
 from svrchain.chain import current_run_command, ready_probe
 from svrchain.dbora import detect_init, override_problem
 from svrchain.errors import GapFound, HostError, Unreachable
-from svrchain.keys import db_public_key, host_keys, marker, web_facts
+from svrchain.keys import bypasses, db_public_key, host_keys, marker, web_facts
 from svrchain.ops import Change
 from svrchain.ops import db as ops_db
 from svrchain.ops import web as ops_web
@@ -104,7 +104,7 @@ def web_checks(session: Session, web: Host, key: authkeys.PublicKey | None, db_u
                                                                  "check who made it and why, then remove it"))
     else:
         checks += key_checks(web.name, f, ops_web.key_line(inv, key, f, web.server_version()), key, marker(session))
-    checks += account_checks(session, web, f, key)
+    checks += account_checks(session, web, f, key, db_up)
     return checks, pins
 
 
@@ -130,23 +130,43 @@ def key_checks(host: str, f: homes.WebFacts, change: Change, key: authkeys.Publi
                         f"{state.mode:o} {state.owner}; want 700/600 {user}")]
 
 
-def account_checks(session: Session, web: Host, f: homes.WebFacts, key: authkeys.PublicKey | None) -> list[Check]:
-    """No line of svrchain's in any other account; no other line that restarts the web server from
-    the DB server around the gate."""
+def account_checks(session: Session, web: Host, f: homes.WebFacts, key: authkeys.PublicKey | None,
+                   db_up: bool = True) -> list[Check]:
+    """No line of svrchain's in any other account; no line whose key is held on the DB server (a bypass
+    of the gate) and no file sshd reads that could not be inspected; sshd's AuthorizedKeysCommand, if
+    any, reported as not inspected."""
     inv = session.inv
     blob = key.blob if key else None
     stale = homes.stale(f, blob, marker(session), inv.web.user)
-    old = homes.legacy(f, blob, marker(session), inv.web.restart_command.split()[0], inv.db.from_addresses)
-    return [
-        Check(web.name, "other accounts", not stale,
-              f"no line of svrchain's outside {inv.web.user}" if not stale else
-              f"svrchain's line is also in {', '.join(f'{s.user} ({s.path})' for s in stale)}, which is not "
-              f"web.user ({inv.web.user}): run `fab push-key` to remove it"),
-        Check(web.name, "legacy keys", not old,
-              "no other line restarts the web server from the DB server" if not old else
-              "; ".join(x.where() for x in old)[:400] + ": it bypasses the gate; retire it with "
-              "`fab bootstrap --adopt`"),
-    ]
+    checks = [Check(web.name, "other accounts", not stale,
+                    f"no line of svrchain's outside {inv.web.user}" if not stale else
+                    f"svrchain's line is also in {', '.join(f'{s.user} ({s.path})' for s in stale)}, which is not "
+                    f"web.user ({inv.web.user}): run `fab push-key` to remove it")]
+    if not db_up:
+        checks.append(Check(web.name, "legacy keys", False, "cannot check: the DB server is unreachable", skipped=True))
+    else:
+        checks.append(bypass_check(session, web))
+    if f.keys_command:
+        checks.append(Check(web.name, "keys command", False, f"AuthorizedKeysCommand {f.keys_command}: not "
+                            "inspected (the keys it returns may bypass the gate)", skipped=True))
+    return checks
+
+
+def bypass_check(session: Session, web: Host) -> Check:
+    """The lines whose key is held on the DB server (a gap: they bypass the gate), the admin's own key
+    held there (a gap), the files sshd reads that could not be inspected (a gap); lines that only look
+    like a bypass are named in the detail."""
+    found = bypasses(session, web)
+    db = session.db.name
+    bad = [f"{x.where()}: it bypasses the gate; retire it with `fab bootstrap --adopt`" for x in found.proved]
+    bad += [f"YOUR OWN KEY {x.where()}: anyone root on {db} can log in with it; move it off {db}" for x in found.own]
+    bad += [homes.unread_where(found.unread) + ": check who made it and why"] if found.unread else []
+    if bad:
+        return Check(web.name, "legacy keys", False, "; ".join(bad)[:600])
+    detail = f"no line's key is held on {db}"
+    if found.unproved:
+        detail += "; not proved held, kept: " + "; ".join(x.where() for x in found.unproved)
+    return Check(web.name, "legacy keys", True, detail[:600])
 
 
 def file_checks(host: str, svc: ops_db.Service, init: str, states: dict[str, FileState]) -> list[Check]:

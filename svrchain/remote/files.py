@@ -54,6 +54,11 @@ else
             exit 6
         fi
     done
+    if [ -e "$f" ] && ! run test -f "$f"; then
+        echo "$f is not a regular file (a FIFO, device or socket?); svrchain never opens one in $runas's" \
+            "home: remove it (after checking who made it and why), then run again" >&2
+        exit 6
+    fi
 fi
 if [ ! -d "$d" ]; then
     [ "$pmode" != - ] || { echo "directory $d does not exist" >&2; exit 3; }
@@ -83,7 +88,7 @@ sync "$tmp" 2>/dev/null || sync
 if [ -e "$f" ]; then
     mkdir -p -m 700 "$backups"
     b="$backups/$(echo "$f" | tr / %).$(date +%Y%m%dT%H%M%S.%N)"
-    if [ "$runas" = - ]; then cp -p -- "$f" "$b"; else (umask 077; run cat -- "$f" >"$b"); fi
+    if [ "$runas" = - ]; then cp -p -- "$f" "$b"; else (umask 077; run timeout 10 cat -- "$f" >"$b"); fi
 fi
 run mv -f -- "$tmp" "$f"
 trap - EXIT
@@ -115,7 +120,15 @@ upath() {
     [ -e "$2" ] || return 44
     o=$(stat -c %U -- "$2") && [ "$o" = "$1" ] || { echo "is owned by $o, not $1"; return 45; }
 }
-ufile() { upath "$@" || return; stat -c '%a %U %G' -- "$2" && as "$1" cat -- "$2"; }
+# The file must be a regular one of at most $MAXB bytes, its type checked as the account before it is
+# opened (opening a FIFO blocks), and the read is bounded in bytes and time (it may be swapped meanwhile).
+ufile() { upath "$@" || return; uregular "$1" "$2" || return; stat -c '%a %U %G' -- "$2" && uread "$1" "$2"; }
+MAXB=1048576
+uregular() {
+    as "$1" test -f "$2" || { echo "is not a regular file (a FIFO, device or socket?)"; return 45; }
+    [ "$(as "$1" stat -L -c %s -- "$2")" -le $MAXB ] || { echo "is larger than 1 MiB"; return 45; }
+}
+uread() { as "$1" timeout 10 head -c $MAXB -- "$2"; }
 """
 _PROBE_TAIL = 'cd "$d" && tar cf - .'
 

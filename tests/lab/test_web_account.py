@@ -146,8 +146,9 @@ def test_a_hand_made_chain_is_flagged_and_retired_only_with_adopt(lab):
 
     v = lab.fab("verify")
     assert v.returncode == 2
-    assert re.search(r"^web1 +legacy keys +GAP +/root/.ssh/authorized_keys:\d+ \(root, key SHA256:\S+\) runs "
-                     r"'/etc/init.d/apache2 restart' and admits the DB server's address: it bypasses the gate; "
+    assert re.search(r"^web1 +legacy keys +GAP +/root/.ssh/authorized_keys:\d+ \(root, key SHA256:\S+\) its key is "
+                     r"held on db \(/root/.ssh/id_legacy\), runs '/etc/init.d/apache2 restart' and admits the DB "
+                     r"server's address: it bypasses the gate; "
                      r"retire it with `fab bootstrap --adopt`", v.stdout, re.M), v.stdout
     plain = lab.fab("bootstrap")
     assert plain.returncode == 2 and "run again with --adopt to retire it" in plain.stdout, plain.stdout
@@ -156,8 +157,8 @@ def test_a_hand_made_chain_is_flagged_and_retired_only_with_adopt(lab):
     dry = fab_ok(lab, "bootstrap", "--adopt", "--dry-run")
     assert "-" + line in dry.stdout and lab.host("web1").file("/root/.ssh/authorized_keys").content_string == before
     r = fab_ok(lab, "bootstrap", "--adopt")
-    assert re.search(rf"^web1 +adopt +changed +retire /root/.ssh/authorized_keys:\d+ .*; its private key on db: "
-                     rf"{LEGACY_KEY} \(delete it once nothing else uses it\)", r.stdout, re.M), r.stdout
+    assert re.search(rf"^web1 +adopt +changed +retire /root/.ssh/authorized_keys:\d+ .* held on db \({LEGACY_KEY}\).* "
+                     r"\(delete the private key on db once nothing else uses it\)", r.stdout, re.M), r.stdout
     after = lab.host("web1").file("/root/.ssh/authorized_keys").content_string
     assert after == before.replace(line + "\n", "")
     backups = lab.console("web1", "cat /var/backups/svrchain/%root%.ssh%authorized_keys.*").stdout

@@ -59,21 +59,25 @@ def test_forced_commands_that_run_the_restart_program(command, runs):
     assert authkeys.runs_program(command, RESTART) is runs
 
 
-def test_a_hand_made_chain_is_legacy_and_ours_is_not():
+def test_a_hand_made_chain_held_on_the_db_is_a_bypass_and_ours_is_not():
     f = facts(KeysFile("root", "/root/.ssh/authorized_keys",
                        ("# ops", OURS, HAND_MADE, f"ssh-ed25519 {OTHER.blob} admin@ws")))
-    found = homes.legacy(f, KEY.blob, MARK, RESTART, DB)
-    assert [(x.user, x.path, x.number) for x in found] == [("root", "/root/.ssh/authorized_keys", 3)]
-    assert found[0].reason == "runs '/etc/init.d/httpd restart' and admits the DB server's address"
+    found = homes.bypasses(f, (KEY.blob, MARK), {OTHER.blob: "/root/.ssh/id_legacy", KEY.blob: "/k"}, frozenset(),
+                           (RESTART, DB), "db").proved
+    assert [(x.user, x.path, x.number) for x in found] == [("root", "/root/.ssh/authorized_keys", 3),
+                                                          ("root", "/root/.ssh/authorized_keys", 4)]
     assert found[0].fingerprint == OTHER.fingerprint
-    assert found[0].where() == (f"/root/.ssh/authorized_keys:3 (root, key {OTHER.fingerprint}) runs "
-                                "'/etc/init.d/httpd restart' and admits the DB server's address")
+    assert found[0].where() == (f"/root/.ssh/authorized_keys:3 (root, key {OTHER.fingerprint}) its key is held on "
+                                "db (/root/.ssh/id_legacy), runs '/etc/init.d/httpd restart' and admits the DB "
+                                "server's address")
 
 
-def test_an_unrestricted_key_from_the_db_is_legacy():
+def test_an_unrestricted_key_from_the_db_not_held_there_is_only_reported():
     line = f'from="198.18.0.10" ssh-ed25519 {OTHER.blob} x'
-    found = homes.legacy(facts(KeysFile("www", "/var/www/.ssh/authorized_keys", (line,))), None, MARK, RESTART, DB)
-    assert [x.reason for x in found] == ["admits the DB server's address"]
+    f = facts(KeysFile("www", "/var/www/.ssh/authorized_keys", (line,)))
+    found = homes.bypasses(f, (None, MARK), {}, frozenset(), (RESTART, DB), "db")
+    assert found.proved == [] and [x.reason for x in found.unproved] == [
+        "admits the DB server's address; its key was not found on db"]
 
 
 def test_ours_in_another_account_is_stale_by_marker_or_by_key():

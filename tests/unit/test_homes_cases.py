@@ -59,14 +59,61 @@ HAND_MADE = f'from="198.18.0.10",command="{RESTART} restart" ssh-ed25519 {OTHER}
 ODD = f'from="198.18.0.10" ssh-ed25519 XXXX {MARK}-not'
 
 
-def test_legacy_skips_our_lines_by_key_and_by_marker():
+SHAPE = (RESTART, ["198.18.0.10"])
+
+
+def test_bypasses_skip_our_lines_by_key_and_by_marker():
     f = facts(KeysFile("root", "/root/.ssh/authorized_keys", (OURS_BY_KEY, OURS_BY_MARK, HAND_MADE, ODD)))
-    found = homes.legacy(f, OURS, MARK, RESTART, ["198.18.0.10"])
-    assert [(x.number, x.blob, x.reason) for x in found] == [
-        (3, OTHER, f"runs '{RESTART} restart' and admits the DB server's address"),
-        (4, "XXXX", "admits the DB server's address")]
-    unknown = homes.legacy(f, None, MARK, RESTART, ["198.18.0.10"])  # our key unknown: by marker alone
-    assert [x.number for x in unknown] == [1, 3, 4]
+    held = {OURS: "/root/.ssh/svr_restart_key", OLDER: "/root/.ssh/old", OTHER: "/root/.ssh/id_legacy"}
+    found = homes.bypasses(f, (OURS, MARK), held, frozenset(), SHAPE, "db")
+    assert [(x.number, x.blob, x.reason) for x in found.proved] == [
+        (3, OTHER, f"its key is held on db (/root/.ssh/id_legacy), runs '{RESTART} restart' and admits the DB "
+                   "server's address")]
+    assert [(x.number, x.reason) for x in found.unproved] == [
+        (4, "admits the DB server's address; its key was not found on db")]
+    unknown = homes.bypasses(f, (None, MARK), held, frozenset(), SHAPE, "db")  # our key unknown: by marker alone
+    assert [x.number for x in unknown.proved] == [1, 3]
+
+
+def test_only_a_key_held_on_the_db_server_is_a_bypass():
+    admin = f'from="198.18.0.0/24" ssh-ed25519 {OLDER} admin@ws'
+    monitoring = f'command="systemctl is-active httpd",no-pty ssh-ed25519 {OURS} nagios'
+    bounce = f'command="/usr/local/bin/bounce-web" ssh-ed25519 {OTHER} x'
+    f = facts(KeysFile("root", "/root/.ssh/authorized_keys", (admin, monitoring)),
+              KeysFile("www", "/etc/ssh/keys/www", (bounce,), note="a symbolic link"))
+    found = homes.bypasses(f, (None, MARK), {OTHER: "/home/oracle/.ssh/id_bounce"}, frozenset({OLDER}), SHAPE, "db")
+    assert [x.where() for x in found.proved] == [
+        f"/etc/ssh/keys/www:1 (www, a symbolic link, key {found.proved[0].fingerprint}) its key is held on db "
+        "(/home/oracle/.ssh/id_bounce)"]
+    assert [x.number for x in found.unproved] == [2]  # reported, never retired
+    assert found.own == [] and found.unread == []
+
+
+def test_the_admins_own_key_held_on_the_db_is_never_retired():
+    line = f'from="198.18.0.0/24" ssh-ed25519 {OLDER} admin@ws'
+    f = facts(KeysFile("root", "/root/.ssh/authorized_keys", (line,)), KeysFile("a", "/a", (), unread="is a FIFO"))
+    found = homes.bypasses(f, (None, MARK), {OLDER: "/root/.ssh/copy"}, frozenset({OLDER}), SHAPE, "db")
+    assert found.proved == [] and [x.line for x in found.own] == [line]
+    assert homes.unread_where(found.unread) == "/a (a) not inspected: is a FIFO"
+
+
+def test_the_db_servers_held_keys_are_parsed():
+    text = (f"K\t/root/.ssh/id.pub\tssh-ed25519 {OTHER} x\nK\t/root/.ssh/id\tssh-ed25519 {OTHER}\n"
+            f"K\t/root/.ssh/b\tssh-ed25519 {OLDER}\nK\t/root/.ssh/b.pub\tssh-ed25519 {OLDER} y\n"
+            "K\t/x.pub\tgarbage\nU\t/home/o/.ssh/enc\ta private key with a passphrase and no .pub\n")
+    held = homes.parse_held(text)
+    assert held.keys == {OTHER: "/root/.ssh/id", OLDER: "/root/.ssh/b"}  # the private key's path preferred
+    assert held.unread == ["/home/o/.ssh/enc: a private key with a passphrase and no .pub"]
+
+
+def test_what_sshd_reads_is_parsed():
+    text = "P\t.ssh/authorized_keys /etc/ssh/keys/%u\nC\t/usr/bin/sss_ssh_authorizedkeys\n"
+    assert homes.scan_settings(text) == (".ssh/authorized_keys /etc/ssh/keys/%u", "/usr/bin/sss_ssh_authorizedkeys")
+    assert homes.scan_settings("P\t.ssh/authorized_keys\nC\tnone\n") == (".ssh/authorized_keys", "")
+    scan = ("X\tu\t/h/.ssh/authorized_keys\nN\tis not a regular file\nL\tignored\n"
+            "F\tv\t/v/k\nN\ta symbolic link\nL\tssh-ed25519 AAAA\n\n")
+    assert homes.parse_scan(scan) == [KeysFile("u", "/h/.ssh/authorized_keys", (), unread="is not a regular file"),
+                                      KeysFile("v", "/v/k", ("ssh-ed25519 AAAA",), note="a symbolic link")]
 
 
 def test_stale_without_our_key_matches_by_marker_only():
