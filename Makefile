@@ -26,7 +26,9 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.lock
-	$(PY) -m pip install -q --no-deps -e .
+	@# setuptools notes every editable install ("Editable installation ... be careful"): a note, not a
+	@# problem of svrchain's; its real warnings (package data) are checked by tests/unit/test_install.py.
+	PYTHONWARNINGS=ignore $(PY) -m pip install -q --no-deps -e .
 	touch $@
 
 # The Debian packages of the lab and the tests (root, apt): lab-up, demo and test depend on it.

@@ -15,6 +15,9 @@ import hashlib
 import re
 import shutil
 import subprocess
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from lab import LabError
@@ -67,23 +70,57 @@ def ensure_rootfs(log: bool = True) -> Path:
     if (root / ".svrchain-complete").exists():
         return root
     if shutil.which("debootstrap") is None:
-        raise LabError("lab: debootstrap is not installed; run `make install` first")
+        raise LabError("lab: debootstrap is not installed; run `make lab-deps` first (as root)")
     source = chkconfig_source()
     tmp = root.with_name(root.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     CACHE.mkdir(parents=True, exist_ok=True)
     if log:
-        print(f"lab: building the host root filesystem in {root} (once, cached)", flush=True)
-    subprocess.run(
-        ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES + BUILD_PACKAGES)}", SUITE, str(tmp),
-         mirror()],
-        check=True, stdout=subprocess.DEVNULL,
-    )
+        print(f"lab: building the host root filesystem in {root} (once, cached; a few minutes, "
+              f"a progress line every {PROGRESS_EVERY:.0f} s)", flush=True)
+    debootstrap = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES + BUILD_PACKAGES)}", SUITE,
+                   str(tmp), mirror()]
+    run_with_progress(debootstrap, CACHE / f"debootstrap-{recipe_key()}.log",
+                      (lambda line: print(line, flush=True)) if log else (lambda line: None))
     _prepare(tmp)
     build_chkconfig(tmp, source)
     (tmp / ".svrchain-complete").write_text(recipe_key() + "\n")
     tmp.rename(root)
     return root
+
+
+PROGRESS_EVERY = 5.0  # seconds between two progress lines of a long build step
+
+
+def run_with_progress(cmd: list[str], log: Path, say: Callable[[str], None], every: float = PROGRESS_EVERY) -> None:
+    """Run ``cmd`` with its output in ``log``; every ``every`` seconds ``say`` one line: the time so far
+    and the step it is at (its last ``I:`` line). A failure is one :class:`LabError` line naming the log."""
+    last = {"line": "starting"}
+    start = time.monotonic()
+    with log.open("w") as out, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                                errors="replace") as proc:
+        reader = threading.Thread(target=_follow, args=(proc, out, last), daemon=True)
+        reader.start()
+        while True:
+            try:
+                proc.wait(timeout=every)
+                break
+            except subprocess.TimeoutExpired:
+                say(f"lab: {cmd[0]}: {time.monotonic() - start:4.0f} s, {last['line']}")
+        reader.join()
+    if proc.returncode != 0:
+        raise LabError(f"lab: {cmd[0]} failed (exit {proc.returncode}) at: {last['line']}; its output is in {log}")
+    say(f"lab: {cmd[0]}: done in {time.monotonic() - start:.0f} s")
+
+
+def _follow(proc: subprocess.Popen, out, last: dict[str, str]) -> None:
+    """Copy ``proc``'s output to ``out``, keeping its last progress line (debootstrap's ``I:``/``E:``/``W:``
+    lines) in ``last``."""
+    for line in proc.stdout:
+        out.write(line)
+        text = line.strip()
+        if text[:2] in ("I:", "E:", "W:"):
+            last["line"] = text[2:].strip()[:100]
 
 
 def _prepare(root: Path) -> None:

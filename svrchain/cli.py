@@ -13,11 +13,11 @@ from typing import Any
 
 from invoke import Collection, Exit, Task, task
 
-from svrchain import output, runopts
+from svrchain import output, runopts, tell
 from svrchain.errors import SvrchainError, UsageError, exit_code
 from svrchain.runopts import confirm
 
-__all__ = ["collection", "confirm", "svr_task"]
+__all__ = ["collection", "confirm", "local_task", "svr_task"]
 
 HELP = {
     "inventory": "the inventory file (else $INVENTORY, or INVENTORY= in .env); there is no default",
@@ -27,7 +27,7 @@ HELP = {
 }
 # The help of the result flags, for the tasks that declare them (verify, smoke, bootstrap, restart-chain).
 RESULT_HELP = {
-    "json": "print one JSON document on stdout (docs/output.schema.json); human lines go to stderr",
+    "json": "print one JSON document on stdout (its schema: the docs task, `docs schema`); human lines go to stderr",
     "junit": "also write a JUnit XML report to FILE (one testcase per host and step or check)",
 }
 
@@ -124,6 +124,7 @@ def svr_task(*args: Any, limit: bool = False, **kwargs: Any) -> Any:
         @functools.wraps(fn)
         def wrapper(c: Any, *a: Any, inventory: str | None = None, limit: str | None = None, log: str | None = None,
                     verbose: bool = False, **kw: Any) -> Any:
+            tell.use(program_of(c))
             results = output.start(fn.__name__.replace("_", "-"), json_out=bool(kw.pop("json", False)),
                                    junit=kw.pop("junit", None) or None)
 
@@ -161,6 +162,29 @@ def _shown_options(given: dict[str, Any]) -> str:
         elif value not in (None, False, ""):
             words += [flag, str(value)]
     return shlex.join(words)
+
+
+def program_of(c: Any) -> str:
+    """``svrchain`` when the installed command runs this task (it sets ``svrchain_program``), else ``fab``."""
+    return c.config.get("svrchain_program", "fab")
+
+
+def local_task(fn: Callable[..., Any]) -> Any:
+    """A task that works on this machine only (no inventory, no host): its messages name this run's
+    program, it prints the line its body returns, and a :class:`SvrchainError` ends it with one line and
+    its class's exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(c: Any, *a: Any, **kw: Any) -> None:
+        tell.use(program_of(c))
+        try:
+            said = fn(c, *a, **kw)
+        except SvrchainError as exc:
+            raise Exit(f"svrchain: {exc}", code=exit_code(exc)) from None
+        if said:
+            print(said, end="" if said.endswith("\n") else "\n")
+
+    return task(wrapper)
 
 
 def _run(body: Callable[[], None], results: output.Results) -> None:

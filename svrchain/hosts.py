@@ -11,7 +11,7 @@ from pathlib import Path
 
 import paramiko
 
-from svrchain import inventory, runopts, sshauth
+from svrchain import inventory, runopts, sshauth, tell
 from svrchain.errors import SvrchainError, Unreachable, UsageError
 from svrchain.remote.connection import Host, handshake_problem, load_known_hosts
 from svrchain.remote.group import Session
@@ -110,7 +110,7 @@ def _pin(path: Path, new: list[str], yes: bool) -> None:
     """Append the new keys to known_hosts, after --yes or a 'y' at the prompt."""
     if not yes and not sys.stdin.isatty():
         raise UsageError(f"{len(new)} new host key(s) shown above; check the fingerprints, "
-                         "then run `fab trust-hosts --yes` to pin them")
+                         f"then run {tell.command('trust-hosts --yes')} to pin them")
     confirm(f"Pin these {len(new)} key(s) in {path}?", yes)
     old = path.read_text() if path.exists() else ""
     if old and not old.endswith("\n"):

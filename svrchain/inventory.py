@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from svrchain import tell
 from svrchain.errors import BadInventory
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -473,7 +474,7 @@ def _plain(err: dict, loc: tuple[int | str, ...]) -> str:
     etype = err["type"]
     if etype == "string_pattern_mismatch":
         key = str(loc[-1]) if loc else ""
-        return _PATTERN_HINT.get(key, "is not in the expected form (see inventory/example.yaml)")
+        return _PATTERN_HINT.get(key, f"is not in the expected form (see {tell.example()})")
     if etype in _PLAIN:
         return _PLAIN[etype].format(**{k: str(v) for k, v in (err.get("ctx") or {}).items()})
     return err["msg"].removeprefix("Value error, ")
@@ -491,7 +492,7 @@ def _describe(err: dict) -> str:
         hint = f"did you mean '{guess[0]}'?" if guess else f"known keys: {', '.join(options)}"
         return f"{where}: unknown key; {hint}"
     if etype == "missing":
-        return f"{where}: missing; add it (every key is described in inventory/example.yaml)"
+        return f"{where}: missing; add it (every key is described in {tell.example()})"
     got = err.get("input")
     shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
     return f"{where}: {_plain(err, loc)}{shown}"
@@ -558,8 +559,7 @@ def load(path: Path, how: str = "") -> Inventory:
     except FileNotFoundError:
         given = f" (given by {how})" if how else ""
         raise InventoryError(
-            f"{path}: no such inventory file{given}; check the path (every key is explained in "
-            "inventory/example.yaml)"
+            f"{path}: no such inventory file{given}; check the path (every key is explained in {tell.example()})"
         ) from None
     except IsADirectoryError:
         raise InventoryError(f"{path}: is a directory, not an inventory file") from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 
-from svrchain import account, authkeys, homes, render, sshauth
+from svrchain import account, authkeys, homes, render, sshauth, tell
 from svrchain.authkeys import PublicKey
 from svrchain.errors import HostError, SvrchainError
 from svrchain.homes import WebFacts
@@ -169,7 +169,7 @@ def push_key_step(session: Session, dry_run: bool) -> None:
     inv = session.inv
     key = db_public_key(session)
     if key is None and not dry_run:
-        raise HostError(f"{session.db.label}: {inv.key.path}.pub does not exist; run `fab gen-key` first")
+        raise HostError(f"{session.db.label}: {inv.key.path}.pub does not exist; run {tell.command('gen-key')} first")
 
     def one(web: Host) -> list[str]:
         f = web_facts(session, web)

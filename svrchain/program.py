@@ -31,6 +31,13 @@ class Svrchain(Fab):
         print(f"svrchain {self.version}")
         print(f"Fabric {fabric}, Invoke {invoke}, Paramiko {paramiko}")
 
+    def update_config(self) -> None:
+        """Fabric's config, plus ``svrchain_program``: the tasks' messages then name ``svrchain TASK``
+        (``fab TASK`` when run through fab in a checkout)."""
+        super().update_config()
+        self.config._overrides["svrchain_program"] = "svrchain"  # as Fabric adds its own overrides
+        self.config.merge()
+
 
 def make_program() -> Svrchain:
     """The program, its namespace the task collection declared in tasks/ (installed as svrchain.tasks)."""

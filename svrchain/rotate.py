@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 
-from svrchain import authkeys, homes, render
+from svrchain import authkeys, homes, render, tell
 from svrchain.errors import HostError
 from svrchain.inventory import Inventory
 from svrchain.keys import db_public_key, expected_line, marker, web_facts
@@ -40,7 +40,7 @@ def rotate_key_step(session: Session, dry_run: bool) -> None:
     inv, db = session.inv, session.db
     old = db_public_key(session)
     if old is None:
-        raise HostError(f"{db.label}: there is no key to rotate; run `fab gen-key` first")
+        raise HostError(f"{db.label}: there is no key to rotate; run {tell.command('gen-key')} first")
     new_path = inv.key.path + ".new"
     if dry_run:
         session.report(Outcome(db.name, "rotate-key", "would change",

@@ -18,13 +18,19 @@ from pathlib import Path
 
 from dotenv import dotenv_values, find_dotenv
 
+from svrchain import tell
 from svrchain.errors import BadInventory, UsageError
 
 # The bridge the built-in lab's hosts hang off (lab/hosts.py: BRIDGE); an inventory with ``lab: true``
 # runs only when the route to each of its hosts goes through it.
 LAB_BRIDGE = "svrlab0"
-HOW_TO_CHOOSE = ("pass --inventory FILE (-I FILE), set INVENTORY=FILE, or write INVENTORY=FILE in a .env "
-                 "here or next to the fabfile (see inventory/example.yaml)")
+
+
+def how_to_choose() -> str:
+    """How to choose an inventory, as this run's user can (svrchain has no fabfile)."""
+    where = "here or next to the fabfile" if tell.program() == "fab" else "here"
+    return (f"pass --inventory FILE (-I FILE), set INVENTORY=FILE, or write INVENTORY=FILE in a .env {where} "
+            f"(see {tell.example()})")
 
 
 @dataclass
@@ -75,7 +81,7 @@ def inventory_choice(options: RunOptions | None = None) -> tuple[Path, str]:
         found = _from_dotenv(dotenv)
         if found is not None:
             return found, f"INVENTORY in {dotenv}"
-    raise BadInventory(f"no inventory chosen: {HOW_TO_CHOOSE}")
+    raise BadInventory(f"no inventory chosen: {how_to_choose()}")
 
 
 def inventory_path(options: RunOptions | None = None) -> Path:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from tabulate import tabulate
 
-from svrchain import account, authkeys, homes, output, render, sysv, trigger_status
+from svrchain import account, authkeys, homes, output, render, sysv, tell, trigger_status
 from svrchain.attacks import Row, run_attacks
 from svrchain.chain import current_run_command, ready_probe
 from svrchain.dbora import detect_init, override_problem
@@ -79,7 +79,8 @@ def planned(host: str, name: str, change: Change, path: str) -> Check:
     c = change.paths().get(path)
     if c is None:
         return Check(host, name, True, path)
-    return Check(host, name, False, f"{path}: {', '.join(c.reasons)} (`fab push-key` makes it as it should be)")
+    fix = tell.command("push-key")
+    return Check(host, name, False, f"{path}: {', '.join(c.reasons)} ({fix} makes it as it should be)")
 
 
 def web_checks(session: Session, web: Host, key: authkeys.PublicKey | None, db_up: bool
@@ -94,7 +95,7 @@ def web_checks(session: Session, web: Host, key: authkeys.PublicKey | None, db_u
         checks.append(planned(web.name, "sudo rule", files, render.SUDOERS))
         checks.append(Check(web.name, "least privilege", *account.sudo_check(session, f.r)))
     elif files.commands:
-        checks.append(Check(web.name, "sudo rule", False, f"{files.detail()}: `fab push-key` removes it"))
+        checks.append(Check(web.name, "sudo rule", False, f"{files.detail()}: {tell.command('push-key')} removes it"))
     pins = [authkeys.known_hosts_line(web.address, web.port, k) for k in host_keys(web, f.r["hostkeys"].stdout)]
     if key is None:
         why = "the DB server has no key yet" if db_up else "cannot check: the DB server is unreachable"
@@ -141,7 +142,7 @@ def account_checks(session: Session, web: Host, f: homes.WebFacts, key: authkeys
     checks = [Check(web.name, "other accounts", not stale,
                     f"no line of svrchain's outside {inv.web.user}" if not stale else
                     f"svrchain's line is also in {', '.join(f'{s.user} ({s.path})' for s in stale)}, which is not "
-                    f"web.user ({inv.web.user}): run `fab push-key` to remove it")]
+                    f"web.user ({inv.web.user}): run {tell.command('push-key')} to remove it")]
     if not db_up:
         checks.append(Check(web.name, "legacy keys", False, "cannot check: the DB server is unreachable", skipped=True))
     else:
@@ -158,7 +159,8 @@ def bypass_check(session: Session, web: Host) -> Check:
     like a bypass are named in the detail."""
     found = bypasses(session, web)
     db = session.db.name
-    bad = [f"{x.where()}: it bypasses the gate; retire it with `fab bootstrap --adopt`" for x in found.proved]
+    adopt = tell.command("bootstrap --adopt")
+    bad = [f"{x.where()}: it bypasses the gate; retire it with {adopt}" for x in found.proved]
     bad += [f"YOUR OWN KEY {x.where()}: anyone root on {db} can log in with it; move it off {db}" for x in found.own]
     bad += [homes.unread_where(found.unread) + ": check who made it and why"] if found.unread else []
     if bad:
@@ -245,7 +247,7 @@ def chain_checks(host: str, init: str, tool: str, svcs: tuple[ops_db.Service, op
 def key_check(host: str, path: str, key: authkeys.PublicKey | None, r: dict) -> Check:
     """The DB server's key: there, without a passphrase, matching its .pub, 600 root (.pub 644)."""
     if key is None or not r["priv"].ok:
-        return Check(host, "key", False, f"{path} missing; run `fab gen-key`")
+        return Check(host, "key", False, f"{path} missing; run {tell.command('gen-key')}")
     if not r["derived"].ok:
         return Check(host, "key", False, f"{path} needs a passphrase; it must have none")
     if authkeys.parse_public_key(r["derived"].stdout).blob != key.blob:
@@ -307,7 +309,7 @@ def watch_checks(session: Session, init: str, tool: str, wsvc: ops_db.Service, s
     checks.append(Check(name, "watcher", r["wup"].ok,
                         "running: every new run of the database is followed, however it starts" if r["wup"].ok
                         else f"{wname} is not running: no restart outside the service is followed; run "
-                             "`fab install-svr-restart` to start it"))
+                             f"{tell.command('install-svr-restart')} to start it"))
     run = r["run"].stdout.strip() or "none"
     if r["ready"].ok:
         checks.append(Check(name, "database run", run != "none",
@@ -396,14 +398,16 @@ def chain_path_check(session: Session, web: Host, key: authkeys.PublicKey | None
     if key is None:
         db_down = session.results.hosts[session.db.name].status == "unreachable"
         return [Check(web.name, "chain path", False, "not tried: the DB server " +
-                      ("cannot be reached" if db_down else "has no key; run `fab bootstrap`"), skipped=db_down)]
+                      ("cannot be reached" if db_down else "has no key; run " + tell.command("bootstrap")),
+                      skipped=db_down)]
     inv = session.inv
     r = session.db.run(proof_command(inv, web.address, web.port, inv.key.path), timeout=60)
     said = (r.stdout.strip() or r.stderr.strip() or f"exit {r.code}").splitlines()
     if r.ok:
         return [Check(web.name, "chain path", True, f"{session.db.name} -> {web.name} gate status: {said[0][:150]}")]
     return [Check(web.name, "chain path", False, f"{session.db.name} -> {web.name} with {inv.key.path}: "
-                  f"{said[-1][:200]} (exit {r.code}); run `fab bootstrap` and check {inv.trigger.known_hosts}")]
+                  f"{said[-1][:200]} (exit {r.code}); run {tell.command('bootstrap')} and check "
+                  f"{inv.trigger.known_hosts}")]
 
 
 def run_smoke() -> None:

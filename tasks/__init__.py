@@ -11,12 +11,13 @@ from invoke import Context
 
 from svrchain.bootstrap import run_bootstrap
 from svrchain.chain import run_restart_chain
-from svrchain.cli import collection, svr_task
+from svrchain.cli import collection, local_task, svr_task
 from svrchain.dbora import run_install_dbora
 from svrchain.harden import run_harden_sshd
 from svrchain.hosts import run_trust_hosts
 from svrchain.keys import run_gen_key, run_push_key
 from svrchain.rotate import run_rotate_key
+from svrchain.starter import run_docs, run_init
 from svrchain.trigger import run_install_svr_restart
 from svrchain.uninstall import run_uninstall
 from svrchain.verify import run_smoke, run_verify
@@ -91,7 +92,7 @@ def bootstrap(c: Context, dry_run: bool = False, adopt: bool = False, json: bool
     change (with diffs) and touches nothing. Older key lines that restart the web server from the
     DB server around the gate (a chain set up by hand) are reported; --adopt retires them once
     svrchain's own key is proved on that web server (backed up; the old private key is named).
-    --json prints one JSON document on stdout, --junit FILE writes a JUnit report (docs/output.md);
+    --json prints one JSON document on stdout, --junit FILE writes a JUnit report (the docs task: `docs output`);
     exit 0 ok, 1 a step failed, 2 a gap found by the final verify, 3 a host unreachable, 4 bad inventory.
     """
     run_bootstrap(dry_run=dry_run, adopt=adopt)
@@ -106,7 +107,7 @@ def restart_chain(c: Context, dry_run: bool = False, yes: bool = False, json: bo
     a per-host table with timings. --dry-run prints the plan. Exits non-zero on any failure (3 when
     only unreachable hosts failed). Asks for confirmation on a terminal; --yes skips the question
     (needed when stdin is not a terminal). --json and --junit FILE report per host and step
-    (docs/output.md).
+    (the docs task: `docs output`).
     """
     run_restart_chain(dry_run=dry_run, yes=yes)
 
@@ -119,7 +120,7 @@ def verify(c: Context, attacks: bool = False, json: bool = False, junit: str = "
     every web server, and the pinned host keys. --attacks also tries, from the DB server, what the
     restricted key must refuse (commands, injection, pty, forwarding, sftp/scp, environment, another
     user) without restarting anything, and prints the matrix. Each host's line is printed as soon as
-    its checks are in. --json and --junit FILE report per host and check (docs/output.md); exit 0 ok,
+    its checks are in. --json and --junit FILE report per host and check (the docs task: `docs output`); exit 0 ok,
     2 a gap (or an attack not refused), 3 a host unreachable, 4 bad inventory.
     """
     run_verify(attacks=attacks)
@@ -132,7 +133,7 @@ def smoke(c: Context, json: bool = False, junit: str = "") -> None:
     Besides every check of verify, the DB server asks each web server's gate for 'status' with the
     restricted key and the trigger's own ssh options (pinned known_hosts, BatchMode): the path a DB
     restart takes, proved without restarting anything. --json and --junit FILE report per host and
-    check (docs/output.md); exit 0 ok, 2 a gap, 3 a host unreachable, 4 bad inventory.
+    check (the docs task: `docs output`); exit 0 ok, 2 a gap, 3 a host unreachable, 4 bad inventory.
     """
     run_smoke()
 
@@ -179,7 +180,27 @@ def uninstall(c: Context, sshd: bool = False, dry_run: bool = False, yes: bool =
     run_uninstall(sshd=sshd, dry_run=dry_run, yes=yes)
 
 
+@local_task
+def init(c: Context, file: str, force: bool = False) -> str:
+    """Write the commented example inventory to FILE, to start from (every key is explained in it).
+
+    An existing FILE is kept unless --force (then replaced atomically). Nothing else is touched; no
+    host is contacted. Then edit it, and run trust-hosts -I FILE.
+    """
+    return run_init(file, force=force)
+
+
+@local_task
+def docs(c: Context, name: str, path: bool = False) -> str:
+    """Print a doc the messages point to: NAME is output (the output formats and exit codes) or schema
+    (the JSON schema of --json's document).
+
+    --path prints where the doc is (installed with the command, or in the checkout) instead of its text.
+    """
+    return run_docs(name, path=path)
+
+
 ns = collection(
-    trust_hosts, install_dbora, gen_key, push_key, install_svr_restart, bootstrap, restart_chain,
+    init, docs, trust_hosts, install_dbora, gen_key, push_key, install_svr_restart, bootstrap, restart_chain,
     verify, smoke, rotate_key, harden_sshd, uninstall,
 )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from svrchain import authkeys, render
+from svrchain import authkeys, render, tell
 from svrchain.errors import SvrchainError
 from svrchain.inventory import Inventory
 from svrchain.ops import Change, files_change
@@ -65,7 +65,7 @@ def key(inv: Inventory, f: KeyFacts, rotate: bool = False) -> Change:
         return Change(commands=(command,), what=(what,))
     if f.derived is None:
         raise SvrchainError(f"{path} exists but cannot be used without a passphrase; the key runs unattended, "
-                            "so it must have none: replace it with `fab gen-key --rotate`")
+                            "so it must have none: replace it with " + tell.command("gen-key --rotate"))
     derived = authkeys.parse_public_key(f.derived)
     q = shlex.quote(path)
     fixes = [] if f.priv.split() == ["600", "root"] else [f"chown -h root {q} && chmod 600 {q}"]

@@ -19,7 +19,7 @@ from typing import TypeVar
 import paramiko
 from fabric import Config, Connection
 
-from svrchain import inventory, output, runopts, sshauth
+from svrchain import inventory, output, runopts, sshauth, tell
 from svrchain.errors import BadInventory, HostError, HostUnreachable
 from svrchain.plan import Result
 from svrchain.render import RUN_DIR
@@ -60,8 +60,9 @@ def load_known_hosts(path: Path, source: Path) -> paramiko.HostKeys:
         try:
             paramiko.hostkeys.HostKeyEntry.from_line(line.strip(), lineno)
         except paramiko.hostkeys.InvalidHostKey:
+            fix = f"delete that line, then run {tell.command('trust-hosts')} to pin the host again"
             raise BadInventory(f"{path}:{lineno}: a damaged host key line (its key is not valid base64); "
-                               "delete that line, then run `fab trust-hosts` to pin the host again") from None
+                               f"{fix}") from None
         except (paramiko.SSHException, ValueError):
             continue
     keys.load(str(path))
@@ -175,14 +176,16 @@ class Dialer:
         kh = self.inv.connect.known_hosts
         if isinstance(exc, paramiko.BadHostKeyException):
             return (f"{label}: host key CHANGED: it offers {exc.key.get_name()} {exc.key.fingerprint}, not the key "
-                    f"pinned in {kh}; if the change is expected, remove its line from {kh} and run `fab trust-hosts`")
+                    f"pinned in {kh}; if the change is expected, remove its line from {kh} and run "
+                    f"{tell.command('trust-hosts')}")
         if isinstance(exc, paramiko.AuthenticationException):
             return (f"{label}: authentication as {r.user} with {self.auth.what or 'the admin key'} failed; "
                     "check connect.user/identity in the inventory and the host's authorized_keys")
         if isinstance(exc, TimeoutError):
             return f"{label}: the SSH handshake timed out"
         if "not found in known_hosts" in str(exc):
-            return f"{label}: host key unknown: it is not pinned in {kh}; check it and pin it with `fab trust-hosts`"
+            return (f"{label}: host key unknown: it is not pinned in {kh}; check it and pin it with "
+                    f"{tell.command('trust-hosts')}")
         if isinstance(exc, paramiko.SSHException):
             return f"{label}: {handshake_problem(exc, self.inv.connect.timeout, transport)}"
         if isinstance(exc, EOFError):

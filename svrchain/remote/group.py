@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from svrchain import inventory, output, runopts, sshauth
+from svrchain import inventory, output, runopts, sshauth, tell
 from svrchain.errors import HostError, SvrchainError, Unreachable
 from svrchain.plan import Outcome
 from svrchain.remote.connection import Dialer, Host, Once, load_known_hosts
@@ -69,7 +69,7 @@ class Session:
         if not d.known_hosts.is_file():
             raise inventory.InventoryError(
                 f"{inv.source}: connect.known_hosts: {d.known_hosts} does not exist; create it with "
-                "`fab trust-hosts`"
+                + tell.command("trust-hosts")
             )
         load_known_hosts(d.known_hosts, inv.source)
 

@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from tests.lab.conftest import REPO, lab_of
+from tests.lab.conftest import REPO, dedicated_inventory, lab_of
 
 pytestmark = pytest.mark.lab
 ROOT_KEYS = "/root/.ssh/authorized_keys"
@@ -192,3 +192,29 @@ def test_a_linked_authorized_keys_is_read_as_its_account_and_reported(lab):
         assert re.search(rf"^web1 +legacy keys +GAP +{keys}:1 \(admin, a symbolic link, key SHA256:\S+\) .*held on db",
                          v.stdout, re.M), v.stdout
     lab.console("db", "rm -f /root/.ssh/id_linked /root/.ssh/id_linked.pub")
+
+
+def test_a_fifo_as_web_users_own_authorized_keys_hangs_no_task(lab, tmp_path_factory):
+    """web.user's own file replaced by a FIFO: verify, push-key, rotate-key and uninstall each end with one
+    line naming it (measured on 0.2: each hung until the 300 s channel timeout)."""
+    user, home = "svr-restart", "/var/lib/svr-restart"
+    dedicated = dedicated_inventory(tmp_path_factory, user)
+    r = lab.fab("bootstrap", inventory=dedicated, timeout=BOUND)
+    assert r.returncode == 0, r.stdout + r.stderr
+    keys = f"{home}/.ssh/authorized_keys"
+    plant = f"mv {keys} /root/svr-keys.saved && runuser -u {user} -- mkfifo -m 600 {keys}"
+    with lab.fault("web1", plant, f"rm -f {keys} && mv /root/svr-keys.saved {keys}"):
+        runs = {}
+        for args in (("verify",), ("push-key",), ("rotate-key",), ("uninstall", "--dry-run", "--yes")):
+            try:
+                runs[args[0]] = lab.fab(*args, inventory=dedicated, timeout=BOUND)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"fab {' '.join(args)} did not end within {BOUND}s")
+        for name, run in runs.items():
+            assert "Traceback" not in run.stdout + run.stderr, (name, run.stdout + run.stderr)
+            assert run.returncode != 0 or name == "uninstall", (name, run.stdout)
+        assert re.search(rf"^web1 +authorized_keys +GAP +UNSAFE: {keys} is not a regular file", runs["verify"].stdout,
+                         re.M), runs["verify"].stdout
+        assert re.search(rf"^web1 +push-key +failed +.*{keys} is not a regular file", runs["push-key"].stdout,
+                         re.M), runs["push-key"].stdout
+        assert lab.console("web1", f"stat -c %F {keys}").stdout.strip() == "fifo"

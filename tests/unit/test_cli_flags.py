@@ -196,7 +196,9 @@ def test_no_inventory_anywhere_is_one_line(tmp_path):
     (tmp_path / "fabric.yaml").write_text("inventory: prod.yaml\n")  # not a way to choose it
     r = run("-r", str(REPO), "bootstrap", cwd=tmp_path, tool="fab")
     assert r.returncode == 4
-    assert r.stderr.strip() == f"svrchain: no inventory chosen: {runopts.HOW_TO_CHOOSE}"
+    assert r.stderr.strip() == ("svrchain: no inventory chosen: pass --inventory FILE (-I FILE), set INVENTORY=FILE, "
+                                "or write INVENTORY=FILE in a .env here or next to the fabfile (see "
+                                "inventory/example.yaml)")
 
 
 def test_dotenv_next_to_the_fabfile(tmp_path, cli):
@@ -244,7 +246,8 @@ def test_a_damaged_known_hosts_line_is_named(line, tmp_path):
     r = run("verify", "-I", str(inv))
     assert r.returncode == 4
     assert r.stderr.strip() == (f"svrchain: {tmp_path / 'known_hosts'}:2: a damaged host key line (its key is "
-                                "not valid base64); delete that line, then run `fab trust-hosts` to pin the host again")
+                                "not valid base64); delete that line, then run `svrchain trust-hosts` to pin the host "
+                                "again")
 
 
 HANDSHAKES = [

@@ -29,8 +29,9 @@ def installed(tmp_path_factory) -> Path:
     source, wheels, venv = base / "source", base / "wheels", base / "venv"
     # Built from a copy: setuptools writes build/ and *.egg-info into the tree it builds.
     shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*SKIP))
-    subprocess.run([*PIP, "wheel", "-q", "--wheel-dir", str(wheels), "-c", str(REPO / "requirements.lock"),
-                    str(source)], check=True, capture_output=True, timeout=240)
+    built = subprocess.run([*PIP, "wheel", "--wheel-dir", str(wheels), "-c", str(REPO / "requirements.lock"),
+                            str(source)], check=True, capture_output=True, text=True, timeout=240)
+    (base / "wheel.log").write_text(built.stdout + built.stderr)
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
     subprocess.run([*PIP, "--python", str(venv / "bin" / "python"), "install", "-q", "--no-index",
                     "--find-links", str(wheels), "svrchain"], check=True, capture_output=True, timeout=120)
@@ -76,9 +77,52 @@ def test_only_svrchain_is_installed(installed):
     assert not any((site / name).exists() for name in ("tasks", "lab", "bench", "tests"))
 
 
+def test_the_build_prints_no_setuptools_warning(installed):
+    """Package data declared as setuptools wants it: no "Package would be ignored", no warning at all."""
+    log = (installed.parent.parent / "wheel.log").read_text()
+    assert "Building wheel for svrchain" in log  # the build's own output is there (pip wheel without -q)
+    for warning in ("would be ignored", "is absent from the `packages` configuration", "Warning", "WARNING: svrchain"):
+        assert warning not in log, log
+
+
+def test_init_writes_the_example_inventory_and_keeps_a_file(installed, tmp_path):
+    r = svrchain(installed, "init", "prod.yaml", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "prod.yaml").read_bytes() == (REPO / "inventory/example.yaml").read_bytes()
+    assert r.stdout.strip().endswith("then run `svrchain trust-hosts -I prod.yaml`")
+    (tmp_path / "prod.yaml").write_text("mine\n")
+    r = svrchain(installed, "init", "prod.yaml", cwd=tmp_path)
+    assert r.returncode == 4 and (tmp_path / "prod.yaml").read_text() == "mine\n"
+    assert r.stderr.strip() == ("svrchain: prod.yaml exists; keeping it: choose another name, or pass --force to "
+                                "replace it")
+    assert svrchain(installed, "init", "--force", "prod.yaml", cwd=tmp_path).returncode == 0
+    assert (tmp_path / "prod.yaml").read_bytes() == (REPO / "inventory/example.yaml").read_bytes()
+
+
+def test_the_docs_messages_point_to_are_installed(installed, tmp_path):
+    site = next((installed.parent / "lib").glob("python3*/site-packages"))
+    for name, doc in (("output", "docs/output.md"), ("schema", "docs/output.schema.json")):
+        where = svrchain(installed, "docs", "--path", name, cwd=tmp_path).stdout.strip()
+        assert Path(where).is_relative_to(site)  # the installed copy, not a checkout's
+        r = svrchain(installed, "docs", name, cwd=tmp_path)
+        assert r.returncode == 0 and r.stdout == (REPO / doc).read_text()
+
+
+def test_messages_name_svrchain_commands_not_the_checkout(installed, tmp_path):
+    r = svrchain(installed, "verify", "-I", "nothere.yaml", cwd=tmp_path)
+    assert r.returncode == 4
+    assert r.stderr.strip() == ("svrchain: nothere.yaml: no such inventory file (given by --inventory); check the path "
+                                "(every key is explained in the example inventory `svrchain init FILE` writes)")
+    r = svrchain(installed, "verify", cwd=tmp_path)
+    assert "inventory/example.yaml" not in r.stderr and "fabfile" not in r.stderr
+    assert "`svrchain init FILE`" in r.stderr
+    assert "`docs schema`" in svrchain(installed, "-h", "verify", cwd=tmp_path).stdout
+
+
 def test_every_subpackage_is_packaged():
     """pyproject lists packages by hand (tasks/ is mapped to svrchain.tasks): none may be left out."""
     listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {"svrchain." + ".".join(p.parent.relative_to(REPO / "svrchain").parts)
              for p in (REPO / "svrchain").rglob("__init__.py") if p.parent != REPO / "svrchain"}
-    assert found | {"svrchain", "svrchain.tasks"} == listed
+    data = {"svrchain.templates", "svrchain.files", "svrchain.docs", "svrchain.example"}  # no Python: data only
+    assert found | {"svrchain", "svrchain.tasks"} | data == listed

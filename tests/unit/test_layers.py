@@ -14,13 +14,13 @@ ROOT = Path(__file__).resolve().parents[2]
 PICTURE = ROOT / "docs" / "modules.md"
 # Bottom to top. A module may import from its own layer and the layers below.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("core (pure)", {"errors", "plan", "sysv", "sshd", "authkeys", "inventory", "trigger_status", "render",
+    ("core (pure)", {"errors", "tell", "plan", "sysv", "sshd", "authkeys", "inventory", "trigger_status", "render",
                      "output"}),
     ("facts and operations (pure)", {"homes", "ops", "ops.db", "ops.key", "ops.web"}),
     ("remote and local I/O", {"remote", "remote.connection", "remote.files", "remote.group", "remote.apply",
                               "runopts", "sshauth"}),
     ("steps", {"account", "attacks", "chain", "dbora", "keys", "trigger", "harden", "hosts", "rotate", "adopt",
-               "verify", "uninstall", "bootstrap"}),
+               "verify", "uninstall", "bootstrap", "starter"}),
     ("command line", {"cli"}),
     ("task declarations (tasks/, installed as svrchain.tasks)", {"tasks"}),
     ("the svrchain command", {"program"}),

@@ -44,3 +44,22 @@ def test_a_root_without_the_build_tools_fails_in_one_line_naming_them(monkeypatc
     msg = str(exc.value)
     assert "\n" not in msg and msg.startswith("lab: building chkconfig from chkconfig-1.33.tar.gz failed (see ")
     assert "gcc make libc6-dev libpopt-dev libselinux1-dev libsepol-dev" in msg
+
+
+def test_a_long_build_step_says_where_it_is_every_few_seconds(tmp_path):
+    """debootstrap's minutes are not silent: a line every ``every`` seconds with the time and the step."""
+    script = "echo 'I: Retrieving Release'; sleep 0.5; echo 'noise'; echo 'I: Unpacking apache2...'; sleep 0.5"
+    said: list[str] = []
+    rootfs.run_with_progress(["sh", "-c", script], tmp_path / "build.log", said.append, every=0.2)
+    assert len(said) >= 3 and said[-1].startswith("lab: sh: done in ")
+    assert any(line.endswith(", Retrieving Release") for line in said)
+    assert said[-2].endswith(", Unpacking apache2...") and "lab: sh: " in said[0]
+    assert "noise" in (tmp_path / "build.log").read_text()  # the whole output is kept in the log
+
+
+def test_a_failed_build_step_is_one_line_naming_its_log(tmp_path):
+    with pytest.raises(LabError) as exc:
+        rootfs.run_with_progress(["sh", "-c", "echo 'I: Resolving'; echo 'E: Could not download apache2'; exit 1"],
+                                 tmp_path / "build.log", lambda line: None, every=0.2)
+    assert str(exc.value) == (f"lab: sh failed (exit 1) at: Could not download apache2; its output is in "
+                              f"{tmp_path / 'build.log'}")
