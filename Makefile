@@ -58,7 +58,7 @@ demo: lab-deps install
 
 # The tests without the lab on UNIT_JOBS processes, then the lab's one at a time (its hosts are
 # machine-wide); the lab's run even when a test before them failed, and either failing fails make test.
-test: lab-deps install
+test: lab-deps install $(TOOLS)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m pytest -n $(UNIT_JOBS) -m "not lab"; unit=$$?; \
 	$(PY) -m pytest -m lab; lab=$$?; \

@@ -23,6 +23,7 @@ from svrchain.plan import FileSpec, FileState, Result
 # "F<TAB>user<TAB>path" and "L<TAB>line" for each line read ("N<TAB>note" for a link), or
 # "X<TAB>user<TAB>path" and "N<TAB>why" for a file that is there but was not read. Needs ufile's helpers.
 SCAN = r"""set -f
+command -v awk >/dev/null || { echo "awk is missing: the accounts' authorized_keys cannot be located"; exit 3; }
 T=$("$(command -v sshd || echo /usr/sbin/sshd)" -T 2>/dev/null)
 P=$(printf '%s\n' "$T" | sed -n 's/^authorizedkeysfile //p')
 [ -n "$P" ] || P=".ssh/authorized_keys .ssh/authorized_keys2"

@@ -82,11 +82,31 @@ def _fetch_all(hosts: list[Host], timeout: float) -> list[paramiko.PKey | Svrcha
         return list(pool.map(one, hosts))
 
 
+def shared_keys(hosts: list[tuple[str, str, paramiko.PKey | SvrchainError]]) -> list[str]:
+    """One warning per host key that hosts at different addresses present: (name, address, key) each.
+    Clones of one image keep its host keys; then one server can stand in for another unnoticed."""
+    by_key: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for name, address, key in hosts:
+        if not isinstance(key, SvrchainError):
+            by_key.setdefault((key.get_name(), key.get_base64()), []).append((name, address))
+    warnings = []
+    for named in by_key.values():
+        if len({address for _, address in named}) > 1:
+            key = next(k for n, _, k in hosts if n == named[0][0])
+            assert not isinstance(key, SvrchainError)
+            warnings.append(
+                f"warning: {', '.join(n for n, _ in named)} present the same host key ({key.get_name()} "
+                f"{key.fingerprint}): cloned from one image? Any of them could pose as the others; give each its "
+                "own (on each: rm /etc/ssh/ssh_host_*; ssh-keygen -A; restart sshd), then trust-hosts again")
+    return warnings
+
+
 def _compare(s: Session, known: paramiko.HostKeys, path: Path) -> tuple[list[str], list[SvrchainError]]:
     """Print one line per host (ok, new, CHANGED, unreachable); return the new entries and the errors."""
     new: list[str] = []
     errors: list[SvrchainError] = []
-    for h, key in zip(s.hosts, _fetch_all(s.hosts, s.inv.connect.timeout), strict=True):
+    keys = _fetch_all(s.hosts, s.inv.connect.timeout)
+    for h, key in zip(s.hosts, keys, strict=True):
         if isinstance(key, SvrchainError):
             errors.append(Unreachable(f"{h.name}: {key}"))
             print(f"{h.name:<10} unreachable   {key}", file=s.out)
@@ -103,6 +123,8 @@ def _compare(s: Session, known: paramiko.HostKeys, path: Path) -> tuple[list[str
         else:
             print(f"{h.name:<10} new           {entry} {fp}", file=s.out)
             new.append(f"{entry} {key.get_name()} {key.get_base64()}")
+    for warning in shared_keys([(h.name, h.route.hostname, k) for h, k in zip(s.hosts, keys, strict=True)]):
+        print(warning, file=s.out)
     return new, errors
 
 

@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from svrchain import tell
+from svrchain import ansible_inventory, tell
 from svrchain.errors import BadInventory
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -365,6 +365,17 @@ class Harden(Strict):
     extra: list[SshdLine] = []
 
 
+class Ansible(Strict):
+    """The site's Ansible inventory: the DB server is its db_group's one host, the web servers its
+    web_group's hosts (ansible_host, ansible_port and ansible_user honoured)."""
+
+    inventory: str  # INI, YAML, or ansible-inventory --list's JSON; relative to this file
+    db_group: Name = "db"
+    web_group: Name = "web"
+    # Each web server's health URL: {name} and {address} replaced; a host var svrchain_health_url wins.
+    health_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")] = "http://{address}/"
+
+
 class Inventory(Strict):
     """A whole environment."""
 
@@ -376,6 +387,7 @@ class Inventory(Strict):
     harden: Harden = Harden()
     lab: bool = False  # the built-in lab's inventory: runs only while the lab is up (make lab-up)
     log: str | None = None  # the admin side's run log (a local file; --log FILE wins)
+    ansible: Ansible | None = None  # the hosts come from the site's Ansible inventory
 
     # Not part of the YAML: where it was loaded from, for messages and relative paths.
     source: Path = Field(default=Path("inventory.yaml"), exclude=True)
@@ -532,6 +544,7 @@ def parse(text: str, source: Path) -> Inventory:
         raise InventoryError(f"{source}{where}: not valid YAML: {problem}") from None
     if not isinstance(data, dict):
         raise InventoryError(f"{source}: expected a mapping of settings (connect, db, web, ...)")
+    data = with_ansible(data, source)
     try:
         inv = Inventory.model_validate({**data, "source": source})
     except ValidationError as exc:
@@ -550,6 +563,53 @@ def parse(text: str, source: Path) -> Inventory:
             f"the DB server's address {web.address}; the DB server cannot be one of its own web servers: give "
             f"{web.name}'s own address")
     return inv
+
+
+def _ansible_host(site: ansible_inventory.AnsibleInventory, host: str) -> dict[str, object]:
+    """One host of the Ansible inventory as svrchain's name, address, port and user."""
+    c = site.connection(host)
+    out: dict[str, object] = {"name": host, "address": str(c.get("ansible_host", host))}
+    if "ansible_port" in c:
+        port = c["ansible_port"]
+        if isinstance(port, bool) or not str(port).isdigit():
+            raise InventoryError(f"{site.source}: {host}: ansible_port: must be a whole number (got {port!r})")
+        out["port"] = int(str(port))
+    if "ansible_user" in c:
+        out["user"] = str(c["ansible_user"])
+    return out
+
+
+def with_ansible(data: dict, source: Path) -> dict:
+    """The inventory's data with db's host and web.servers filled in from the Ansible inventory that
+    ``ansible`` names (unchanged without one); the hosts must not be typed a second time."""
+    a = data.get("ansible")
+    if not isinstance(a, dict) or not isinstance(a.get("inventory"), str):
+        return data
+    path = Path(os.path.expanduser(a["inventory"]))
+    site = ansible_inventory.load(path if path.is_absolute() else source.parent / path)
+    dbg, webg = str(a.get("db_group", "db")), str(a.get("web_group", "web"))
+    dbs, webs = site.members(dbg), site.members(webg)
+    if len(dbs) != 1:
+        raise InventoryError(f"{source}: ansible.db_group: the group '{dbg}' of {site.source} has {len(dbs)} hosts "
+                             f"({', '.join(dbs) or 'none'}); it must have one, the DB server")
+    if not webs or dbs[0] in webs:
+        raise InventoryError(f"{source}: ansible.web_group: the group '{webg}' of {site.source} must have the web "
+                             f"servers, and not the DB server {dbs[0]} (it has: {', '.join(webs) or 'none'})")
+    db, web = dict(data.get("db") or {}), dict(data.get("web") or {})
+    for section, keys in (("db", ("name", "address", "port", "user")), ("web", ("servers",))):
+        for k in keys:
+            if k in (db if section == "db" else web):
+                raise InventoryError(f"{source}: {section}.{k}: given by the Ansible inventory {site.source}; "
+                                     "remove it here (hosts are named once)")
+    template = str(a.get("health_url", "http://{address}/"))
+    db.update(_ansible_host(site, dbs[0]))
+    web["servers"] = []
+    for h in webs:
+        host = _ansible_host(site, h)
+        url = site.host_vars(h).get("svrchain_health_url") or \
+            template.replace("{name}", h).replace("{address}", str(host["address"]))
+        web["servers"].append({**host, "health_url": str(url)})
+    return {**data, "db": db, "web": web}
 
 
 def load(path: Path, how: str = "") -> Inventory:

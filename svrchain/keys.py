@@ -123,6 +123,10 @@ def web_facts(session: Session, web: Host) -> WebFacts:
 def _read_web_facts(session: Session, web: Host) -> WebFacts:
     user = session.inv.web.user
     _, r = probe(web, commands=_WEB_PROBE, prelude=_web_prelude(user))
+    if not r["scan"].ok:
+        said = r["scan"].stdout.strip()[-200:]
+        raise HostError(f"{web.label}: reading the accounts' authorized_keys failed: {said}; install what it "
+                        "names (awk, setpriv, timeout) and run again")
     files = tuple(homes.parse_scan(r["scan"].stdout))
     command = homes.scan_settings(r["scan"].stdout)[1]
     gate, sudoers = gate_state(web, r), account.sudoers_state(web, r)

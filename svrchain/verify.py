@@ -8,11 +8,12 @@ from dataclasses import dataclass
 
 from tabulate import tabulate
 
-from svrchain import account, authkeys, homes, output, render, sysv, tell, trigger_status
+from svrchain import account, authkeys, homes, output, render, selinux, sysv, tell, trigger_status
 from svrchain.attacks import Row, run_attacks
 from svrchain.chain import current_run_command, ready_probe
 from svrchain.dbora import detect_init, override_problem
 from svrchain.errors import GapFound, HostError, Unreachable
+from svrchain.inventory import Inventory
 from svrchain.keys import bypasses, db_public_key, host_keys, marker, web_facts
 from svrchain.ops import Change
 from svrchain.ops import db as ops_db
@@ -106,7 +107,15 @@ def web_checks(session: Session, web: Host, key: authkeys.PublicKey | None, db_u
     else:
         checks += key_checks(web.name, f, ops_web.key_line(inv, key, f, web.server_version()), key, marker(session))
     checks += account_checks(session, web, f, key, db_up)
+    paths = [render.GATE, *([render.SUDOERS] if inv.web.dedicated else []), f"{f.home}/.ssh", f.keys.path]
+    checks += selinux_checks(web.name, paths, web.run(selinux.CHECK, *paths).stdout)
     return checks, pins
+
+
+def selinux_checks(host: str, paths: list[str], said: str) -> list[Check]:
+    """The SELinux contexts of the files svrchain wrote (no check where SELinux is off)."""
+    wrong = selinux.wrong_contexts(said)
+    return [] if wrong is None else [Check(host, "selinux contexts", *selinux.check_detail(paths, wrong))]
 
 
 def key_checks(host: str, f: homes.WebFacts, change: Change, key: authkeys.PublicKey, mark: str) -> list[Check]:
@@ -202,6 +211,7 @@ def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
         "enabled": f"systemctl is-enabled {unit} {tunit}",
         "order": f"systemctl show -p After -p PartOf {tunit}; systemctl show -p Wants {unit}",
         **watch_probe(session),
+        "selinux": f"set -- {' '.join(shlex.quote(p) for p in selinux_paths(inv))}\n{selinux.CHECK}",
         "chklist": f"command -v chkconfig >/dev/null && for s in {names}; do chkconfig --list \"$s\" 2>&1; done; true",
     })
     init, tool = detect_init(session, db, r)
@@ -209,6 +219,7 @@ def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
     checks.append(runs_check(session, r))
     checks += watch_checks(session, init, tool, wsvc, states, r)
     checks.append(key_check(db.name, inv.key.path, db_public_key(session), r))
+    checks += selinux_checks(db.name, selinux_paths(inv), r["selinux"].stdout)
     kh = states[inv.trigger.known_hosts]
     have = set(kh.content.decode(errors="replace").splitlines()) if kh.exists else set()
     missing = [w for w, lines in pins.items() if not set(lines) <= have]
@@ -216,6 +227,12 @@ def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
                         f"{inv.trigger.known_hosts}: all {len(pins)} web server(s)" if kh.exists and not missing
                         else f"{inv.trigger.known_hosts}: missing or stale for {', '.join(missing) or 'all'}"))
     return checks
+
+
+def selinux_paths(inv: Inventory) -> list[str]:
+    """The DB server's files svrchain writes whose SELinux context matters (services, trigger, key)."""
+    key_dir = inv.key.path.rsplit("/", 1)[0]
+    return [*ops_db.every_path(inv), inv.trigger.known_hosts, key_dir, inv.key.path, inv.key.path + ".pub"]
 
 
 def chain_checks(host: str, init: str, tool: str, svcs: tuple[ops_db.Service, ops_db.Service],

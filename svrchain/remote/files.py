@@ -12,6 +12,7 @@ import shlex
 import tarfile
 from collections.abc import Iterable
 
+from svrchain import selinux
 from svrchain.errors import HostError
 from svrchain.plan import FileChange, FileSpec, FileState, Result
 from svrchain.remote.connection import Host
@@ -60,8 +61,10 @@ else
         exit 6
     fi
 fi
+made=
 if [ ! -d "$d" ]; then
     [ "$pmode" != - ] || { echo "directory $d does not exist" >&2; exit 3; }
+    made=$d
     if [ "$runas" = - ]; then
         mkdir -p -m "$pmode" -- "$d"
         chown -h "$owner" "$d"
@@ -92,7 +95,7 @@ if [ -e "$f" ]; then
 fi
 run mv -f -- "$tmp" "$f"
 trap - EXIT
-"""
+""" + selinux.RESTORECON
 
 # Remove files, keeping a copy of each in the backup directory first.
 _REMOVE = r"""

@@ -9,8 +9,13 @@ a later run repairs it."""
 from __future__ import annotations
 
 import re
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+import yaml
 
 from lab import hosts as labhosts
 from svrchain.errors import HostError
@@ -37,6 +42,7 @@ from tests.lab.scenarios import (
     Silent,
     run_case,
     take_baseline,
+    wait_host_key,
 )
 from tests.paths import LAB_INVENTORY
 
@@ -82,7 +88,36 @@ def one_changed_one_unpinned(pinned: list[str]) -> str:
     return f"{pinned[0]}\n198.18.0.21 ssh-ed25519 {pinned[0].split()[2]}\n"
 
 
+@dataclass(frozen=True)
+class CloneKey(KeyChange):
+    """The host offers ``source``'s ed25519 host key, as a clone of one image does (its own is kept in
+    /root/hk and put back by KeyChange's undo)."""
+
+    source: str = "web1"
+
+    def stage(self, lab, ctx: Ctx) -> None:
+        key = lab.console(self.source, "cat /etc/ssh/ssh_host_ed25519_key").stdout
+        pub = lab.console(self.source, "cat /etc/ssh/ssh_host_ed25519_key.pub").stdout
+        hk = "/etc/ssh/ssh_host_ed25519_key"
+        lab.console(self.host, f"cp -a {hk} /root/hk && cp -a {hk}.pub /root/hk.pub && "
+                               f"printf %s {shlex.quote(key)} > {hk} && printf %s {shlex.quote(pub)} > {hk}.pub && "
+                               "pkill -HUP -x sshd")
+        wait_host_key(lab, self.host)
+
+
 ERRORS = [
+    Case(
+        "cloned-host-key",
+        stage=(CloneKey("web2", "web1"),),
+        known_hosts=lambda pinned: "".join(line + "\n" for line in pinned),
+        inventory={"connect.known_hosts": KNOWN_HOSTS},
+        # web2 now offers web1's key: CHANGED for web2, and the warning names both
+        steps=(Fab(("trust-hosts",), 3, out=(
+            r"^web2\s+CHANGED\s",
+            r"^warning: web1, web2 present the same host key \(ssh-ed25519 SHA256:\S+\): cloned from one image\?",
+        )),),
+        unchanged=(*NOTHING_CHANGED, KnownHostsFile()),
+    ),
     Case(
         "unreachable-web",
         inventory={"web.servers.1.address": "198.18.0.99"},
@@ -188,11 +223,26 @@ ON_CALL = {"trigger.on_failure": f"env | grep ^SVRCHAIN_ | sort > {HOOK_OUT}",
            "trigger.on_success": f"echo success >> {HOOK_OUT}.success"}
 
 
+def hooks_logged(lab) -> int:
+    """How many on_failure runs that exited 0 the trigger's log shows."""
+    return lab.console("db", "cat /var/log/svr_restart.log").stdout.count("on_failure: done (exit 0)")
+
+
+def count_hooks(lab, ctx: Ctx) -> None:
+    """Before the case's DB restart: the hook runs logged so far."""
+    ctx.staged["hooks"] = hooks_logged(lab)
+
+
 def hook_told(**want: str) -> Call:
     """A step: the hook ran once on the DB host, as root, with these SVRCHAIN_* values (a prefix for
-    REASONS), and on_success did not run."""
+    REASONS), its exit was logged, and on_success did not run. The hook runs after the run's status is
+    written: waited for (within the trigger's bound)."""
 
     def check(lab, ctx: Ctx) -> None:
+        end = time.monotonic() + 30
+        while hooks_logged(lab) < ctx.staged["hooks"] + 1 and time.monotonic() < end:
+            time.sleep(0.2)
+        assert hooks_logged(lab) == ctx.staged["hooks"] + 1
         out = lab.console("db", f"cat {HOOK_OUT}; rm -f {HOOK_OUT}; test ! -e {HOOK_OUT}.success").stdout
         told = dict(line.split("=", 1) for line in out.splitlines())
         for key, value in want.items():
@@ -207,7 +257,7 @@ FAULTS = [
         "web-down-during-db-restart-tells-on-call",
         inventory=ON_CALL,
         stage=(Install(("install-svr-restart",), undo=("install-svr-restart",)), PowerOff("web2")),
-        steps=(DbRestart("failed", {"web1": "ok", "web2": "failed"}, log=(r"on_failure: done \(exit 0\)",)),
+        steps=(Call(count_hooks), DbRestart("failed", {"web1": "ok", "web2": "failed"}),
                hook_told(event="failure", result="failed", failed="web2", trigger="svr_restart",
                          reasons="web2: no restart after 3 attempts (exit 255)")),
         changed=(ApachePid("web1"),),
@@ -218,7 +268,7 @@ FAULTS = [
         "db-never-ready-tells-on-call",
         inventory={"db.ready": {"command": "false", "timeout": 3, "interval": 0.5}, **ON_CALL},
         stage=(Install(("install-svr-restart",), undo=("install-svr-restart",)),),
-        steps=(DbRestart("notready", log=(r"on_failure: done \(exit 0\)",)),
+        steps=(Call(count_hooks), DbRestart("notready"),
                hook_told(event="failure", result="notready", failed="web1 web2",
                          reasons="the database was not ready after 3s: no web server restarted")),
         unchanged=(ApachePid("web1"), ApachePid("web2")),
@@ -304,3 +354,29 @@ def test_verbose_shows_each_remote_command_and_the_log_keeps_the_run(chain, base
     assert said[0] == f"run: verify --log {log} --verbose"
     assert said[1:-1] == r.stdout.splitlines() and said[-1].startswith("exit 0 (ok, ")
     assert "$ sh -c" not in chain.fab("verify").stdout  # without -v: no command lines
+
+
+def site_inventory(tmp_path, web2: str = "") -> Path:
+    """The lab as a site keeps it: its hosts in an Ansible INI inventory, svrchain's settings beside it."""
+    data = labhosts.inventory_data()
+    db, web = data["db"], data["web"]
+    (tmp_path / "hosts.ini").write_text(
+        f"[dbservers]\n{db.pop('name')} ansible_host={db.pop('address')}\n\n[webservers]\n"
+        + "".join(f"{s['name']} ansible_host={s['address']}{web2 if s['name'] == 'web2' else ''}\n"
+                  for s in web.pop("servers"))
+        + "\n[all:vars]\nansible_user=root\nansible_port=22\n")
+    data["ansible"] = {"inventory": "hosts.ini", "db_group": "dbservers", "web_group": "webservers"}
+    path = tmp_path / "svrchain.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_the_site_ansible_inventory_names_the_hosts_of_a_real_run(chain, baseline, tmp_path):
+    """verify with the hosts from an Ansible inventory: the same hosts, every check ok; its ansible_port
+    is where svrchain connects (web2 on a port nothing listens on: unreachable, named)."""
+    r = chain.fab("verify", inventory=site_inventory(tmp_path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.splitlines()[0].endswith(": db 198.18.0.10, web1 198.18.0.21, web2 198.18.0.22")
+    r = chain.fab("verify", inventory=site_inventory(tmp_path, " ansible_port=2299"))
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert re.search(r"^web2\s+reachable\s+UNREACHABLE\s+web2 \(198\.18\.0\.22:2299\): ", r.stdout, re.M), r.stdout

@@ -15,7 +15,7 @@ PICTURE = ROOT / "docs" / "modules.md"
 # Bottom to top. A module may import from its own layer and the layers below.
 LAYERS: list[tuple[str, set[str]]] = [
     ("core (pure)", {"errors", "tell", "plan", "sysv", "sshd", "authkeys", "inventory", "trigger_status", "render",
-                     "output"}),
+                     "output", "selinux", "ansible_inventory"}),
     ("facts and operations (pure)", {"homes", "ops", "ops.db", "ops.key", "ops.web"}),
     ("remote and local I/O", {"remote", "remote.connection", "remote.files", "remote.group", "remote.apply",
                               "runopts", "sshauth"}),
