@@ -22,6 +22,27 @@ _PRELUDE = r"""
 S="ssh -i $KEY -p $PORT $O"
 D="$USR@$ADDR"
 first() { tr '\n' ' ' | cut -c1-100; }
+# free_port: a local port nothing listens on (random, checked); the forward that binds it runs with
+# ExitOnForwardFailure, so a port a local user took meanwhile fails the row instead of passing it.
+free_port() {
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+        p=$(( 20000 + $(od -An -N2 -tu2 /dev/urandom) % 40000 ))
+        bash -c "exec 3<>/dev/tcp/127.0.0.1/$p" 2>/dev/null || { echo "$p"; return 0; }
+    done
+    return 1
+}
+# forward OPTION SPEC: start a forward (-L or -D) on a free port; set P (port) and F (ssh's pid) once
+# its listener is up, or say why not and fail (the row then fails: closed, never a false "refused").
+forward() {
+    P=$(free_port) || { echo "no free local port"; return 1; }
+    $S -N -o ExitOnForwardFailure=yes "$1" "$(printf "$2" "$P")" "$D" 2>/dev/null & F=$!
+    for _ in $(seq 50); do
+        kill -0 "$F" 2>/dev/null || { echo "the forward on port $P could not be set up"; return 1; }
+        [ "$(ss -Hltnp "sport = :$P" 2>/dev/null | grep -c "pid=$F,")" -gt 0 ] && return 0
+        sleep 0.2
+    done
+    kill "$F" 2>/dev/null; echo "the forward on port $P did not come up"; return 1
+}
 """
 
 
@@ -54,15 +75,15 @@ ATTACKS = (
            'out=$($S -tt "$D" status 2>&1); echo "$out" | grep "^PTY" | first; '
            'echo "$out" | grep -q "PTY allocation request failed"'),
     Attack("local forwarding (-L)", "no byte flows",
-           '$S -N -L 127.0.0.1:18080:127.0.0.1:80 "$D" 2>/dev/null & p=$!; sleep 1; '
-           'n=$(curl -s -m 3 http://127.0.0.1:18080/ | wc -c); kill $p 2>/dev/null; wait $p 2>/dev/null; '
+           'forward -L "127.0.0.1:%s:127.0.0.1:80" || exit 1; '
+           'n=$(curl -s -m 3 "http://127.0.0.1:$P/" | wc -c); kill $F 2>/dev/null; wait $F 2>/dev/null; '
            'echo "$n bytes through the tunnel"; [ "$n" -eq 0 ]'),
     Attack("dynamic forwarding (-D)", "no byte flows",
-           '$S -N -D 127.0.0.1:18081 "$D" 2>/dev/null & p=$!; sleep 1; '
-           'n=$(curl -s -m 3 --socks5 127.0.0.1:18081 http://127.0.0.1/ | wc -c); kill $p 2>/dev/null; '
-           'wait $p 2>/dev/null; echo "$n bytes through the SOCKS proxy"; [ "$n" -eq 0 ]'),
+           'forward -D "127.0.0.1:%s" || exit 1; '
+           'n=$(curl -s -m 3 --socks5 "127.0.0.1:$P" http://127.0.0.1/ | wc -c); kill $F 2>/dev/null; '
+           'wait $F 2>/dev/null; echo "$n bytes through the SOCKS proxy"; [ "$n" -eq 0 ]'),
     Attack("remote forwarding (-R)", "refused by the server",
-           'out=$(timeout 5 $S -N -o ExitOnForwardFailure=yes -R 127.0.0.1:18082:127.0.0.1:22 "$D" 2>&1); '
+           'out=$(timeout 5 $S -N -o ExitOnForwardFailure=yes -R 127.0.0.1:0:127.0.0.1:22 "$D" 2>&1); '
            'echo "$out" | first; echo "$out" | grep -q "remote port forwarding failed"'),
     Attack("agent forwarding (-A)", "no agent in the session",
            # (IdentityAgent=none in $O would leave nothing to forward: an earlier -o wins in ssh.)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from tabulate import tabulate
 
-from svrchain import render, trigger_status
+from svrchain import output, render, trigger_status
 from svrchain.errors import HostError, SvrchainError, Unreachable
 from svrchain.plan import Outcome
 from svrchain.remote.connection import Host
@@ -17,10 +17,13 @@ from svrchain.remote.group import Session
 from svrchain.render import as_account
 from svrchain.runopts import confirm
 
-# Wait on the DB host, in one round trip, until the database answers; print the time it did.
+# Wait on the DB host, in one round trip, until the database answers; print the time it did. The
+# readiness check comes on stdin and is run by sh from there, as the trigger runs it: it may hold a
+# password, and every account sees every command line (ps).
 _WAIT_READY = r"""
-end=$(( $(date +%s) + $1 )); shift
-until sh -c "$1" >/dev/null 2>&1; do
+end=$(( $(date +%s) + $1 ))
+check=$(cat)
+until printf '%s\n' "$check" | sh >/dev/null 2>&1; do
     [ "$(date +%s)" -lt "$end" ] || { echo "not ready after the bound" >&2; exit 1; }
     sleep 0.2
 done
@@ -53,7 +56,7 @@ def report_web(session: Session, row: WebRow) -> None:
 
 
 def ready_probe(session: Session) -> str:
-    """The shell check that succeeds once the DB is ready (run with sh -c, as the trigger runs it)."""
+    """The shell check that succeeds once the DB is ready (fed to sh on stdin, as the trigger runs it)."""
     return render.ready_check(session.inv)
 
 
@@ -94,13 +97,18 @@ def plan_lines(session: Session) -> list[str]:
     ]
 
 
+# Health checks go straight to the web server, never through http_proxy/https_proxy (a proxy would
+# see them, or answer for a server that is down; and the lab's must never leave this machine).
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def healthy(url: str, timeout: float) -> tuple[bool, str]:
     """GET ``url`` until it answers 200 or ``timeout`` passes; (ok, last answer)."""
     end = time.monotonic() + timeout
     last = ""
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=3) as resp:
+            with _DIRECT.open(url, timeout=3) as resp:
                 if resp.status == 200:
                     return True, "200"
                 last = str(resp.status)
@@ -136,7 +144,7 @@ def restart_db(session: Session) -> tuple[float, float, float]:
     r = db.check(f"date +%s.%N; {run}; {restart_command(session)} >/dev/null </dev/null",
                  what=f"service {inv.db.service} restart")
     t0, before = float(r.stdout.split()[0]), r.stdout.split()[1]
-    ready_at = float(db.check(_WAIT_READY, str(inv.db.ready.timeout), ready_probe(session),
+    ready_at = float(db.check(_WAIT_READY, str(inv.db.ready.timeout), stdin=ready_probe(session).encode(),
                               what="waiting for the DB to be ready").stdout.split()[0])
     session.report(Outcome(db.name, "restart", "changed", f"service {inv.db.service} restart: ready after "
                                                           f"{ready_at - t0:.1f}s"), seconds=ready_at - t0)
@@ -220,7 +228,7 @@ def run_restart_chain(dry_run: bool = False, yes: bool = False) -> None:
                 row.name, "web", row.action,
                 f"+{row.restarted_at:.1f}s" if row.restarted_at is not None else "-",
                 f"+{row.healthy_at:.1f}s" if row.healthy_at is not None else "-",
-                "ok" if row.ok else "FAILED: " + "; ".join(row.notes),
+                "ok" if row.ok else "FAILED: " + output.shown("; ".join(row.notes), keep=""),
             ))
         print(tabulate(table, headers=["host", "role", "action", "restarted", "healthy", "result"]), file=s.out)
         failed = [r.name for r in rows if not r.ok]

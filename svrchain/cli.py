@@ -125,21 +125,22 @@ def svr_task(*args: Any, limit: bool = False, **kwargs: Any) -> Any:
         def wrapper(c: Any, *a: Any, inventory: str | None = None, limit: str | None = None, log: str | None = None,
                     verbose: bool = False, **kw: Any) -> Any:
             tell.use(program_of(c))
-            results = output.start(fn.__name__.replace("_", "-"), json_out=bool(kw.pop("json", False)),
-                                   junit=kw.pop("junit", None) or None)
+            with output.shown_streams():  # what hosts say is shown escaped
+                results = output.start(fn.__name__.replace("_", "-"), json_out=bool(kw.pop("json", False)),
+                                       junit=kw.pop("junit", None) or None)
 
-            given = {"inventory": inventory, "limit": limit, "log": log, "verbose": verbose, **kw}
-            results.runlog.line(f"run: {fn.__name__.replace('_', '-')} {_shown_options(given)}".rstrip())
+                given = {"inventory": inventory, "limit": limit, "log": log, "verbose": verbose, **kw}
+                results.runlog.line(f"run: {fn.__name__.replace('_', '-')} {_shown_options(given)}".rstrip())
 
-            def body() -> None:
-                runopts.use(_options(c, inventory, limit, log, verbose))
-                if log:
-                    results.log_to(Path(log).expanduser(), "--log")
-                if dry_aware and c.config.run.dry:
-                    kw["dry_run"] = True
-                fn(c, *a, **kw)
+                def body() -> None:
+                    runopts.use(_options(c, inventory, limit, log, verbose))
+                    if log:
+                        results.log_to(Path(log).expanduser(), "--log")
+                    if dry_aware and c.config.run.dry:
+                        kw["dry_run"] = True
+                    fn(c, *a, **kw)
 
-            _run(body, results)
+                _run(body, results)
 
         wrapper.__signature__ = _signature(fn, limit)  # type: ignore[attr-defined]
         helps = {**HELP, **(RESULT_HELP if _has_result_flags(fn) else {}), **kwargs.pop("help", {})}
@@ -205,7 +206,7 @@ def _run(body: Callable[[], None], results: output.Results) -> None:
     finally:
         results.release(code, error)
     if code:
-        raise Exit(f"svrchain: {error}", code=code)
+        raise Exit(f"svrchain: {output.shown(error)}", code=code)
 
 
 def _has_result_flags(fn: Callable[..., Any]) -> bool:

@@ -6,6 +6,7 @@ import os
 import socket
 import sys
 import tempfile
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,10 +19,12 @@ from svrchain.remote.group import Session
 from svrchain.runopts import confirm
 
 
-def fetch_host_key(address: str, port: int, timeout: float, sock: paramiko.Channel | None = None) -> paramiko.PKey:
+def fetch_host_key(address: str, port: int, timeout: float, sock: paramiko.Channel | None = None,
+                   prefer: tuple[str, ...] = ()) -> paramiko.PKey:
     """The key a host offers in the SSH handshake (nothing is authenticated or trusted here); the
     connection, the banner and the key exchange together take at most ``timeout`` seconds. ``sock``:
-    a channel already open to it (through a jump host)."""
+    a channel already open to it (through a jump host). ``prefer``: the key types pinned for it, asked
+    for first (as the login does), so a host that has its pinned key shows that one."""
     try:
         sock = sock or socket.create_connection((address, port), timeout=timeout)
     except TimeoutError:
@@ -32,6 +35,9 @@ def fetch_host_key(address: str, port: int, timeout: float, sock: paramiko.Chann
                           "address right in the inventory?") from None
     transport = paramiko.Transport(sock)
     transport.banner_timeout = timeout
+    options = transport.get_security_options()
+    wanted = [t for p in prefer for t in (RSA_TYPES if p == "ssh-rsa" else (p,)) if t in options.key_types]
+    options.key_types = wanted + [t for t in options.key_types if t not in wanted]
     try:
         transport.start_client(timeout=timeout)
         return transport.get_remote_server_key()
@@ -39,6 +45,10 @@ def fetch_host_key(address: str, port: int, timeout: float, sock: paramiko.Chann
         raise Unreachable(f"{address}:{port}: {handshake_problem(exc, timeout, transport)}") from None
     finally:
         transport.close()
+
+
+# How a pinned "ssh-rsa" key is asked for in the handshake (its signature algorithms).
+RSA_TYPES = ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")
 
 
 def entry_name(address: str, port: int) -> str:
@@ -62,20 +72,29 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
-def host_key(h: Host, timeout: float) -> paramiko.PKey:
+def host_key(h: Host, timeout: float, prefer: tuple[str, ...] = ()) -> paramiko.PKey:
     """The key a host offers where the admin reaches it: the ssh config's HostName (connect.ssh_config),
     through its jump host (whose own key must already be pinned: the jump's login is checked)."""
     r = h.route
     if r.jump is None:
-        return fetch_host_key(r.hostname, r.port, timeout)
-    return fetch_host_key(r.hostname, r.port, timeout, h.stream())
+        return fetch_host_key(r.hostname, r.port, timeout, prefer=prefer)
+    return fetch_host_key(r.hostname, r.port, timeout, h.stream(), prefer)
 
 
-def _fetch_all(hosts: list[Host], timeout: float) -> list[paramiko.PKey | SvrchainError]:
+def key_verdict(pinned: Mapping[str, paramiko.PKey], key: paramiko.PKey) -> str:
+    """"ok" when ``key`` is a key pinned for the host, "new" when none is pinned, else "CHANGED": a key
+    of another type than the pinned one is a changed key too (as OpenSSH has it), never a new one."""
+    if not pinned:
+        return "new"
+    return "ok" if pinned.get(key.get_name()) == key else "CHANGED"
+
+
+def _fetch_all(hosts: list[Host], timeout: float, known: paramiko.HostKeys) -> list[paramiko.PKey | SvrchainError]:
     """Every host's key, all at once: the whole check takes about one ``timeout``, not one per host."""
     def one(h: Host) -> paramiko.PKey | SvrchainError:
+        pinned = known.lookup(entry_name(h.route.hostname, h.port)) or {}
         try:
-            return host_key(h, timeout)
+            return host_key(h, timeout, tuple(pinned.keys()))
         except SvrchainError as exc:
             return exc
     with ThreadPoolExecutor(max_workers=min(32, len(hosts))) as pool:
@@ -105,24 +124,23 @@ def _compare(s: Session, known: paramiko.HostKeys, path: Path) -> tuple[list[str
     """Print one line per host (ok, new, CHANGED, unreachable); return the new entries and the errors."""
     new: list[str] = []
     errors: list[SvrchainError] = []
-    keys = _fetch_all(s.hosts, s.inv.connect.timeout)
+    keys = _fetch_all(s.hosts, s.inv.connect.timeout, known)
     for h, key in zip(s.hosts, keys, strict=True):
         if isinstance(key, SvrchainError):
             errors.append(Unreachable(f"{h.name}: {key}"))
             print(f"{h.name:<10} unreachable   {key}", file=s.out)
             continue
         entry = entry_name(h.route.hostname, h.port)
-        pinned = known.lookup(entry) or {}
         fp = f"{key.get_name()} {key.fingerprint}"
-        if key.get_name() in pinned and pinned[key.get_name()] != key:
-            errors.append(Unreachable(f"{h.name} ({entry}): host key CHANGED to {fp}; not pinned. If expected, "
-                                      f"remove its line from {path} and run trust-hosts again"))
-            print(f"{h.name:<10} CHANGED       {entry} {fp}", file=s.out)
-        elif key.get_name() in pinned:
-            print(f"{h.name:<10} ok            {entry} {fp}", file=s.out)
-        else:
-            print(f"{h.name:<10} new           {entry} {fp}", file=s.out)
+        verdict = key_verdict(known.lookup(entry) or {}, key)
+        if verdict == "CHANGED":
+            pinned = ", ".join(sorted((known.lookup(entry) or {}).keys()))
+            errors.append(Unreachable(f"{h.name} ({entry}): host key CHANGED: it offers {fp}, not the {pinned} key "
+                                      f"pinned for it; not pinned. If expected, remove its line from {path} and "
+                                      "run trust-hosts again"))
+        elif verdict == "new":
             new.append(f"{entry} {key.get_name()} {key.get_base64()}")
+        print(f"{h.name:<10} {verdict:<13} {entry} {fp}", file=s.out)
     for warning in shared_keys([(h.name, h.route.hostname, k) for h, k in zip(s.hosts, keys, strict=True)]):
         print(warning, file=s.out)
     return new, errors
@@ -145,10 +163,12 @@ def _pin(path: Path, new: list[str], yes: bool) -> None:
 def run_trust_hosts(yes: bool = False, dry_run: bool = False) -> None:
     """What `fab trust-hosts` does (its flags and help: tasks/)."""
     inv = inventory.load(*runopts.inventory_choice())
+    if inv.lab:
+        runopts.check_lab_inventory(inv)  # before the ssh config is read: it could lead elsewhere
     s = Session(inv, limit=runopts.current().limit)
     s.open_log()
     if inv.lab:
-        runopts.check_lab(inv.source, [h.address for h in s.hosts])
+        s.check_lab_routes()
     path = inv.path(inv.connect.known_hosts)
     known = load_known_hosts(path, inv.source) if path.exists() else paramiko.HostKeys()
     if any(h.route.jump for h in s.hosts):

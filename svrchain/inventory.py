@@ -97,6 +97,12 @@ def _from_entry(v: str) -> str:
     return str(net) if "/" in v else str(net.network_address)
 
 
+def is_wide(entry: str) -> bool:
+    """A from= network wider than /8 (IPv4) or /32 (IPv6): 0.0.0.0/0 and ::/0 first."""
+    net = ipaddress.ip_network(entry)
+    return net.prefixlen < (8 if net.version == 4 else 32)
+
+
 def _command(v: str) -> str:
     if not v.strip() or not COMMAND_RE.fullmatch(v) or not v.isprintable():
         raise ValueError("must be one line without double quotes, backslashes, tabs or other control characters")
@@ -222,6 +228,9 @@ class Db(Strict):
     port: Port | None = None
     user: Name | None = None
     from_: list[FromEntry] | None = Field(default=None, alias="from", min_length=1)
+    # A from= network wider than /8 (IPv4) or /32 (IPv6), 0.0.0.0/0 and ::/0 first, admits nearly any
+    # host: refused unless this says it is meant.
+    wide_from: bool = False
     service: Service = "dbora"
     init: Literal["auto", "sysv", "systemd"] = "auto"
     script: str | None = None
@@ -260,6 +269,13 @@ class Db(Strict):
             )
         if self.unit is not None and self.init == "sysv":
             raise ValueError("'unit' names a systemd unit; it needs init: systemd or auto")
+        wide = [n for n in self.from_ or [] if not self.wide_from and is_wide(n)]
+        if wide:
+            raise ValueError(
+                f"from {wide[0]} admits {'every' if wide[0].endswith('/0') else 'nearly any'} address, so the key "
+                "would work from almost anywhere: list the DB server's own addresses (set wide_from: true only "
+                "if that is really meant)"
+            )
         if self.from_ is None:
             try:
                 ipaddress.ip_address(self.address)

@@ -9,6 +9,7 @@ and at the end summed up in a recap like Ansible's PLAY RECAP. The JSON document
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -20,7 +21,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from svrchain.errors import UsageError
 
@@ -63,6 +64,53 @@ class HostRecord:
 
     def counts(self) -> dict[str, int]:
         return {s: sum(1 for i in self.items if i.status == s) for s in STATUSES}
+
+
+# The colours paint() writes: the only escape sequences a svrchain stream lets through (on a terminal).
+_SGR = re.compile(r"(\x1b\[(?:0|3[1-6])m)")
+
+
+def _escaped(c: str) -> str:
+    o = ord(c)
+    return f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}"
+
+
+def shown(text: str, keep: str = "\n\t") -> str:
+    """``text`` (what a host said: a file's line, a command's output) made inert for a terminal, a
+    log or XML: every character that is not printable (ESC, CR, BEL, DEL, C1 controls, bidi overrides,
+    line separators, lone surrogates, ...) written as ``\\xNN``/``\\uNNNN``; printable Unicode kept,
+    and the line breaks and tabs (``keep``: "" for text that must stay on one line, a table's cell)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c in keep else _escaped(c) for c in text)
+
+
+class ShownStream:
+    """A text stream that shows everything written to it with :func:`shown`: nothing a host says can
+    move the cursor, rewrite a line or change the terminal. paint()'s colours pass, on a terminal only."""
+
+    def __init__(self, stream: TextIO, colour: bool):
+        self._stream = stream
+        self._colour = colour
+
+    def write(self, text: str) -> int:
+        parts = _SGR.split(text)  # odd indexes: paint()'s colour codes
+        self._stream.write("".join(p if i % 2 and self._colour else shown(p) for i, p in enumerate(parts)))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def shown_streams() -> Any:
+    """While a task runs, stdout and stderr show host text escaped (:class:`ShownStream`)."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = (ShownStream(s, use_colour(s)) for s in saved)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
 
 
 def use_colour(stream: TextIO) -> bool:
@@ -240,7 +288,7 @@ class Results:
         else:
             what = f"{len(items)} checks"
         word = paint(f"{worst.upper() if worst != 'ok' else 'ok':<13}", worst, self.colour)
-        self.say(f"{host:<10} {word} {what} ({seconds:.2f}s)")
+        self.say(f"{host:<10} {word} {shown(what, keep='')} ({seconds:.2f}s)")
 
     def recap_lines(self) -> list[str]:
         """PLAY RECAP-style lines: per host, the count of each status."""
@@ -307,18 +355,19 @@ def _junit_suite(root: ET.Element, task: str, host: str, items: list[Item], star
                           timestamp=started.isoformat(timespec="seconds").replace("+00:00", ""))
     failures = errors = 0
     for i in items:
-        case = ET.SubElement(suite, "testcase", classname=f"svrchain.{task}.{host}", name=f"{i.kind} {i.name}",
+        case = ET.SubElement(suite, "testcase", classname=f"svrchain.{task}.{host}", name=shown(f"{i.kind} {i.name}"),
                              time=f"{i.seconds:.3f}")
+        detail = shown(i.detail)  # XML forbids control characters: a host's are escaped, not written raw
         if i.status in ("gap", "failed"):
             failures += 1
-            ET.SubElement(case, "failure", type=i.status, message=i.detail[:500]).text = i.detail
+            ET.SubElement(case, "failure", type=i.status, message=detail[:500]).text = detail
         elif i.status in ("unreachable", "bad-inventory"):
             errors += 1
-            ET.SubElement(case, "error", type=i.status, message=i.detail[:500]).text = i.detail
+            ET.SubElement(case, "error", type=i.status, message=detail[:500]).text = detail
         elif i.status == "skipped":
-            ET.SubElement(case, "skipped", message=i.detail[:500])
+            ET.SubElement(case, "skipped", message=detail[:500])
         elif i.detail:
-            ET.SubElement(case, "system-out").text = f"{i.status}: {i.detail}"
+            ET.SubElement(case, "system-out").text = f"{i.status}: {detail}"
     suite.set("tests", str(len(items)))
     suite.set("failures", str(failures))
     suite.set("errors", str(errors))

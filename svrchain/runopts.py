@@ -15,11 +15,13 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values, find_dotenv
 
 from svrchain import tell
 from svrchain.errors import BadInventory, UsageError
+from svrchain.inventory import Inventory
 
 # The bridge the built-in lab's hosts hang off (lab/hosts.py: BRIDGE); an inventory with ``lab: true``
 # runs only when the route to each of its hosts goes through it.
@@ -127,8 +129,9 @@ def route_device(address: str) -> str | None:
 
 
 def check_lab(source: Path, addresses: list[str]) -> None:
-    """An inventory marked ``lab: true`` runs only while the lab is up: every host is routed through
-    the lab's bridge, so no packet meant for the lab ever leaves this machine."""
+    """An inventory marked ``lab: true`` runs only while the lab is up: every host (an inventory
+    address, a health URL's host, an ssh config's HostName or ProxyJump) is routed through the lab's
+    bridge, so no packet meant for the lab ever leaves this machine."""
     for address in addresses:
         dev = route_device(address)
         if dev != LAB_BRIDGE:
@@ -137,6 +140,28 @@ def check_lab(source: Path, addresses: list[str]) -> None:
                 f"would go {'through ' + dev if dev else 'nowhere'}, not the lab's bridge {LAB_BRIDGE}): "
                 "run `make lab-up` first"
             )
+
+
+# A Match exec line of an ssh config: paramiko runs its command while looking a host up.
+_MATCH_EXEC = re.compile(r"^\s*match\b.*\bexec\b", re.IGNORECASE | re.MULTILINE)
+
+
+def check_lab_inventory(inv: Inventory) -> None:
+    """The lab's guard, before anything reads the ssh config or connects: every inventory address and
+    every health URL's host routed through the lab's bridge (a name is refused: resolving it would
+    ask a DNS server), and no ``Match exec`` in connect.ssh_config (its command would run on lookup)."""
+    hosts = [inv.db.address, *(s.address for s in inv.web.servers)]
+    hosts += [urlsplit(s.health_url).hostname or s.health_url for s in inv.web.servers]
+    check_lab(inv.source, hosts)
+    if inv.connect.ssh_config is not None:
+        path = inv.path(inv.connect.ssh_config)
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            return  # said in one line when the config is loaded
+        if _MATCH_EXEC.search(text):
+            raise BadInventory(f"{inv.source} is the built-in lab's inventory (lab: true): its connect.ssh_config "
+                               f"{path} has a 'Match exec' line, whose command would run here; remove it")
 
 
 def confirm(question: str, yes: bool) -> None:

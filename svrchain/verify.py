@@ -213,7 +213,7 @@ def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
         **watch_probe(session),
         "selinux": f"set -- {' '.join(shlex.quote(p) for p in selinux_paths(inv))}\n{selinux.CHECK}",
         "chklist": f"command -v chkconfig >/dev/null && for s in {names}; do chkconfig --list \"$s\" 2>&1; done; true",
-    })
+    }, prelude="READY=$(cat)", stdin=ready_probe(session).encode())  # (never on a command line: ps shows those)
     init, tool = detect_init(session, db, r)
     checks = chain_checks(db.name, init, tool, (dbsvc, tsvc), states, r)
     checks.append(runs_check(session, r))
@@ -284,7 +284,7 @@ def watch_probe(session: Session) -> dict[str, str]:
                f"else /etc/init.d/{render.watch_name(inv)} status; fi",
         "wenabled": f"systemctl is-enabled {render.watch_unit(inv)}",
         "run": current_run_command(inv),
-        "ready": f"sh -c {shlex.quote(ready_probe(session))} >/dev/null 2>&1",
+        "ready": """printf '%s\\n' "$READY" | sh >/dev/null 2>&1""",  # READY: from stdin (see db_checks)
         "owed": f"for f in {render.owed_dir(inv)}/*; do [ -f \"$f\" ] && echo \"${{f##*/}} $(cat \"$f\")\"; done; true",
         "status": f"cat {trigger_status.status_path(inv)} 2>/dev/null; true",
         "going": trigger_status.going_command(inv),
@@ -368,7 +368,7 @@ def verify_step(session: Session, extra=None) -> list[Check]:
         checks = record(session, session.db.name, found, t0)
     checks += [c for res in web_results for c in res[0]]
     rows = [(c.host, c.check, output.paint("ok" if c.ok else c.status.upper(), c.status, session.results.colour),
-             c.detail) for c in checks]
+             output.shown(c.detail, keep="")) for c in checks]  # one line per cell, whatever a host said
     print(tabulate(rows, headers=["host", "check", "result", "detail"]), file=session.out, flush=True)
     return checks
 
@@ -379,7 +379,8 @@ def attacks_step(session: Session) -> list[Row]:
     for r in rows:
         session.results.add(r.web, output.Item("check", f"attack: {r.attack}", "ok" if r.ok else "gap",
                                                f"expected {r.expected}; seen {r.seen}"))
-    table = [(r.web, r.attack, r.expected, r.seen, "refused" if r.ok else "NOT REFUSED") for r in rows]
+    table = [(r.web, r.attack, r.expected, output.shown(r.seen, keep=""), "refused" if r.ok else "NOT REFUSED")
+             for r in rows]
     print(tabulate(table, headers=["web", "attack", "expected", "seen", "result"]), file=session.out, flush=True)
     return rows
 

@@ -43,9 +43,25 @@ CONTROL=$RUN_DIR/$NAME
 WATCH_PIDFILE=$RUN_DIR/${NAME}_watch.pid
 LOG=
 
+# inert TEXT: set SHOWN to TEXT with every byte that is not printable ASCII (a line break, CR, ESC,
+# any control character) written as \xNN: what a host or a client says can neither forge a log line
+# nor hide one, nor drive the terminal of whoever reads the log.
+inert() {
+    local s=$1 c LC_ALL=C
+    SHOWN=
+    while [[ $s =~ ^([[:print:]]*)([^[:print:]])(.*)$ ]]; do
+        printf -v c '\\x%02x' "'${BASH_REMATCH[2]}"
+        SHOWN+=${BASH_REMATCH[1]}$c
+        s=${BASH_REMATCH[3]}
+    done
+    SHOWN+=$s
+}
+
 log() {
-    logger -t "$NAME" -p daemon.notice -- "$*" 2>/dev/null
-    [ -z "$LOG" ] || printf '%s %s\n' "$(date '+%Y-%m-%dT%H:%M:%S%z')" "$*" >>"$LOG"
+    local SHOWN
+    inert "$*"
+    logger -t "$NAME" -p daemon.notice -- "$SHOWN" 2>/dev/null
+    [ -z "$LOG" ] || printf '%s %s\n' "$(date '+%Y-%m-%dT%H:%M:%S%z')" "$SHOWN" >>"$LOG"
 }
 
 # refuse WHY: the settings cannot be used; said on stderr and in syslog, nothing is restarted.
@@ -69,7 +85,7 @@ matches() {
 is_path() { matches "$1" '^/[A-Za-z0-9_./@+-]*$' && [[ "$1/" != */../* ]]; }
 is_count() { matches "$1" '^[1-9][0-9]{0,5}$'; }
 is_seconds() { matches "$1" '^[0-9]{1,4}(\.[0-9]{1,9})?$' && matches "$1" '[1-9]'; }
-# One shell command line (run with sh -c) or regex: not blank, no control character.
+# One shell command line (run by sh) or regex: not blank, no control character.
 is_line() {
     local LC_ALL=C
     [[ $1 == *[![:space:]]* && $1 != *[[:cntrl:]]* ]]
@@ -167,9 +183,10 @@ show_config() {
 
 # --- The database: ready, and its run -----------------------------------------------------------
 
-# The readiness check, run as restart-chain runs it: sh -c with the inventory's command line.
+# The readiness check, run as restart-chain runs it: the inventory's command line read by sh on its
+# stdin, never on a command line (it may hold a password: ps shows every command line to every account).
 db_ready() {
-    sh -c "$READY_COMMAND" >/dev/null 2>&1
+    printf '%s\n' "$READY_COMMAND" | sh >/dev/null 2>&1
 }
 
 # Ready once the check succeeds READY_SUCCESSES times in a row, within READY_TIMEOUT.
@@ -205,7 +222,7 @@ RUN_PID=
 RUN=
 run_id() {
     if [ -n "$RUN_COMMAND" ]; then
-        RUN=$(sh -c "$RUN_COMMAND" 2>/dev/null | head -n 1)
+        RUN=$(printf '%s\n' "$RUN_COMMAND" | sh 2>/dev/null | head -n 1)  # (stdin: as db_ready)
         return 0
     fi
     if [ -n "$RUN_PID" ] && proc_start "$RUN_PID" && [ "$RUN" = "$RUN_PID.$START" ]; then

@@ -7,7 +7,9 @@ exec channels (stdin in, stdout/stderr/exit code out); nothing opens a second co
 
 from __future__ import annotations
 
+import getpass
 import logging
+import os
 import shlex
 import socket
 import threading
@@ -204,15 +206,26 @@ class Dialer:
 
 
 # Held for as long as the admin's connection lives (cat ends when the channel closes): two changing
-# runs, by two admins, never interleave on one host. The directory is root's alone.
-_HOST_LOCK = r"""
-d=$1; wait=$2
-[ -d "$d" ] || mkdir -m 700 -- "$d" || exit 3
-if [ -L "$d" ] || [ "$(stat -c '%U %a' -- "$d")" != "root 700" ]; then
-    echo "$d is not a directory only root can use (it is $(stat -c '%F, %U, %a' -- "$d")); remove it" >&2
+# runs, by two admins, never interleave on one host. The directory is root's alone; two runs that
+# start at the same instant may both try to make it (one finds it made: fine), then wait in turn on
+# the lock. The holder writes who it is in the lock file; a run that waits in vain names it.
+HOST_LOCK = r"""
+d=$1; wait=$2; who=$3
+mkdir -m 700 -- "$d" 2>/dev/null
+if [ -L "$d" ] || [ ! -d "$d" ] || [ "$(stat -c '%U %a' -- "$d")" != "root 700" ]; then
+    echo "$d is not a directory only root can use (it is $(stat -c '%F, %U, %a' -- "$d" 2>&1)); remove it" >&2
     exit 3
 fi
-exec flock -w "$wait" "$d/admin.lock" sh -c 'echo locked; exec cat >/dev/null'
+exec 9>>"$d/admin.lock" || exit 3
+if ! flock -w "$wait" 9; then
+    held=$(head -c 300 -- "$d/admin.lock" | head -n 1 | LC_ALL=C tr -c '[:print:]' '?')
+    echo "another svrchain run still holds $d/admin.lock after ${wait}s (${held:-not svrchain's run});" \
+        "let it finish, then run again" >&2
+    exit 4
+fi
+printf '%s, pid %s, since %s\n' "$who" "$$" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$d/admin.lock"
+echo locked
+exec cat >/dev/null
 """
 LOCK_WAIT = 60
 
@@ -222,6 +235,15 @@ def as_root(user: str, script: str, *args: str) -> str:
     admin logs in as root)."""
     command = "sh -c " + shlex.quote(script) + " svrchain " + " ".join(shlex.quote(a) for a in args)
     return command if user == "root" else "sudo -n " + command
+
+
+def admin_identity() -> str:
+    """Who runs this svrchain run, as the host lock's holder line names it: user@machine."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
 
 
 def shown_command(user: str, script: str, args: tuple[str, ...], stdin: bytes) -> str:
@@ -242,7 +264,7 @@ def take_host_lock(conn: Connection, label: str, user: str, source: Path) -> par
     try:
         chan = conn.client.get_transport().open_session(timeout=30)
         chan.settimeout(LOCK_WAIT + 30)
-        chan.exec_command(as_root(user, _HOST_LOCK, RUN_DIR, str(LOCK_WAIT)))
+        chan.exec_command(as_root(user, HOST_LOCK, RUN_DIR, str(LOCK_WAIT), admin_identity()))
         said = chan.makefile("rb").readline()
     except (paramiko.SSHException, OSError, EOFError) as exc:
         conn.close()

@@ -189,13 +189,13 @@ def parse_probe(label: str, r: Result, files: list[str], commands: list[str]
     return states, results
 
 
-def probe(host: Host, files: Iterable[str] = (), commands: dict[str, str] | None = None, prelude: str = ""
-          ) -> tuple[dict[str, FileState], dict[str, Result]]:
+def probe(host: Host, files: Iterable[str] = (), commands: dict[str, str] | None = None, prelude: str = "",
+          stdin: bytes = b"") -> tuple[dict[str, FileState], dict[str, Result]]:
     """Read files and run read-only commands in one round trip (``prelude`` sets shell variables
-    the commands share)."""
+    the commands share, and may read ``stdin``: a secret never goes on a command line)."""
     files = list(files)
     commands = commands or {}
-    r = host.run(probe_script(files, list(commands.values()), prelude))
+    r = host.run(probe_script(files, list(commands.values()), prelude), stdin=stdin)
     return parse_probe(host.label, r, files, list(commands))
 
 

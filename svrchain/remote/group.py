@@ -49,13 +49,21 @@ class Session:
         on its hosts (``--limit``'s web servers); with ``lock``, each host is locked against other
         changing runs while connected. The first line printed names the inventory and the hosts."""
         inv = inventory.load(*((path, "") if path else runopts.inventory_choice()))
+        if inv.lab:
+            runopts.check_lab_inventory(inv)  # before the ssh config is read: it could lead elsewhere
         s = cls(inv, lock=lock, limit=runopts.current().limit if path is None else ())
         s.open_log()
         if inv.lab:
-            runopts.check_lab(inv.source, [h.address for h in s.hosts])
+            s.check_lab_routes()
         s.check_files()
         s.announce()
         return s
+
+    def check_lab_routes(self) -> None:
+        """The lab's guard on where the ssh config leads: every HostName and ProxyJump through the lab."""
+        routes = [r for h in [*self.all_webs, self.db] for r in (h.route, h.route.jump) if r is not None]
+        runopts.check_lab(self.inv.source, [r.hostname for r in routes])
+
 
     def open_log(self) -> None:
         """The inventory's run log (``log``), unless --log chose one."""
@@ -147,7 +155,7 @@ class Session:
             took = self.results.since_last(outcome.host) if seconds is None else round(seconds, 3)
             self.results.add(outcome.host, output.Item("step", outcome.step, status, outcome.detail, took))
             word = output.paint(f"{outcome.status:<13}", status, self.results.colour)
-            line = f"{outcome.host:<10} {outcome.step:<20} {word} {outcome.detail}"
+            line = f"{outcome.host:<10} {outcome.step:<20} {word} {output.shown(outcome.detail, keep='')}"
             print(line.rstrip(), file=self.out, flush=True)
             if show_diff:
                 for d in outcome.diffs:

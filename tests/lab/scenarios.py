@@ -113,6 +113,29 @@ class KeyChange:
 
 
 @dataclass(frozen=True)
+class OnlyKeyType:
+    """sshd on the host offers only its host key of ``kind`` (HostKeyAlgorithms, reloaded): a key of
+    another type than the one pinned, as a man in the middle with his own key would offer."""
+
+    host: str
+    kind: str
+
+    def stage(self, lab: Lab, ctx: Ctx) -> None:
+        key = f"/etc/ssh/ssh_host_{self.kind.split('-')[0]}_key"
+        lab.console(self.host, f"ssh-keygen -q -t {self.kind.split('-')[0]} -N '' -f {key} && "
+                               "cp -a /etc/ssh/sshd_config /root/sshd_config && "
+                               f"sed -i '1i HostKeyAlgorithms {self.kind}\\nHostKey {key}' /etc/ssh/sshd_config && "
+                               "pkill -HUP -x sshd")
+        wait_host_key(lab, self.host, kind=self.kind.split("-")[0])
+
+    def unstage(self, lab: Lab, ctx: Ctx) -> None:
+        key = f"/etc/ssh/ssh_host_{self.kind.split('-')[0]}_key"
+        lab.console(self.host, f"rm -f {key} {key}.pub; test ! -e /root/sshd_config || "
+                               "{ mv /root/sshd_config /etc/ssh/sshd_config && pkill -HUP -x sshd; }")
+        wait_host_key(lab, self.host)
+
+
+@dataclass(frozen=True)
 class Install:
     """A fab task run with the case's inventory to stage the fault (e.g. the trigger installed with a
     readiness check that never passes); undone by ``undo`` run with the lab's inventory."""
@@ -463,13 +486,14 @@ def trigger_run(lab: Lab, since: float, timeout: float = TRIGGER_BOUND) -> Trigg
     raise AssertionError("the trigger did not finish")
 
 
-def wait_host_key(lab: Lab, web: str, timeout: float = 30) -> None:
-    """Wait until sshd on ``web`` offers the ed25519 host key now in its file (it reloaded after a change)."""
+def wait_host_key(lab: Lab, web: str, timeout: float = 30, kind: str = "ed25519") -> None:
+    """Wait until sshd on ``web`` offers the host key of ``kind`` now in its file (it reloaded after a
+    change), and, for ed25519, no longer only another type."""
     address = labhosts.host(web).address
-    want = lab.console(web, "cut -d' ' -f2 /etc/ssh/ssh_host_ed25519_key.pub").stdout.strip()
+    want = lab.console(web, f"cut -d' ' -f2 /etc/ssh/ssh_host_{kind}_key.pub").stdout.strip()
     end = time.monotonic() + timeout
     while True:
-        r = subprocess.run(["ssh-keyscan", "-T", "2", "-t", "ed25519", address], capture_output=True, text=True)
+        r = subprocess.run(["ssh-keyscan", "-T", "2", "-t", kind, address], capture_output=True, text=True)
         if want in r.stdout.split():
             return
         assert time.monotonic() < end, f"{web}: sshd does not offer its new host key"

@@ -6,7 +6,10 @@ import pytest
 import yaml
 
 from lab import hosts as labhosts
+from svrchain.attacks import run_attacks
+from svrchain.remote.group import Session
 from tests.lab.conftest import lab_of
+from tests.paths import LAB_INVENTORY
 
 pytestmark = pytest.mark.lab
 
@@ -78,3 +81,28 @@ def test_the_dedicated_account_cannot_make_roots_gate_run_code(chain, tmp_path):
     assert not chain.host("web1").file("/tmp/svrchain-pwned").exists
     assert chain.console("web1", "stat -c '%a %U' /var/lib/svrchain/gate /var/lib/svrchain/gate/root").stdout.split(
         "\n")[:2] == ["755 root", "700 root"]
+
+
+# A local user of the DB server listens first on the ports the -L and -D rows used to forward on
+# (fixed ones), accepting and closing every connection: the forward could not bind, and 0 bytes came
+# back, which read as "refused" whatever the key allowed.
+SQUAT = ("id mallory >/dev/null 2>&1 || useradd -m mallory; for p in 18080 18081; do "
+         "setsid runuser -u mallory -- perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalAddr => "
+         "\"127.0.0.1\", LocalPort => shift, Listen => 5, ReuseAddr => 1) or die; while ($c = $s->accept) "
+         "{ close $c }' $p </dev/null >/dev/null 2>&1 & done; sleep 1")
+ALLOW_FORWARDING = (r"cp -a /root/.ssh/authorized_keys /root/ak && sed -i -e 's/no-port-forwarding,//' "
+                    r"-e 's/restrict,/restrict,port-forwarding,/' /root/.ssh/authorized_keys")
+
+
+def test_ports_a_local_user_holds_never_make_a_working_forward_read_as_refused(chain):
+    # web1's line allows forwarding (verify would stop at that gap before its attacks: the matrix's
+    # own code is run here, from the DB server over real SSH, as verify --attacks runs it).
+    with chain.fault("db", SQUAT, "pkill -u mallory perl; true"), \
+            chain.fault("web1", ALLOW_FORWARDING, "mv /root/ak /root/.ssh/authorized_keys"), \
+            Session.open(LAB_INVENTORY) as s:
+        assert chain.console("db", "ss -Hltn 'sport = :18080'").stdout.strip()  # mallory holds it
+        rows = {r.attack: r for r in run_attacks(s, s.webs[0])}
+    for name in ("local forwarding (-L)", "dynamic forwarding (-D)"):
+        assert not rows[name].ok, rows[name]  # a forward that works is NOT refused
+        assert "bytes through" in rows[name].seen and not rows[name].seen.startswith("0 "), rows[name]
+    assert rows["pty request (-tt)"].ok  # the rest of the line's restrictions still hold

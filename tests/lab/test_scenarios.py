@@ -38,6 +38,7 @@ from tests.lab.scenarios import (
     KeyChange,
     KnownHostsFile,
     Manifest,
+    OnlyKeyType,
     PowerOff,
     Silent,
     run_case,
@@ -148,6 +149,22 @@ ERRORS = [
             Fab(("trust-hosts",), 3, out=(r"^web1\s+CHANGED", r"^web2\s+new\s"), err=(r"--yes",)),
         ),
         unchanged=(*NOTHING_CHANGED, KnownHostsFile()),  # nothing pinned without --yes
+    ),
+    # web1 pinned with its ed25519 key now offers only ECDSA (as a man in the middle with a key of
+    # another type would): a changed key, refused by trust-hosts --yes and by every login, never "new".
+    Case(
+        "another-key-type-is-a-changed-key",
+        stage=(OnlyKeyType("web1", "ecdsa-sha2-nistp256"),),
+        known_hosts=lambda pinned: "".join(x + "\n" for x in pinned),
+        inventory={"connect.known_hosts": KNOWN_HOSTS},
+        steps=(
+            Fab(("trust-hosts", "--yes"), 3,
+                out=(r"^web1\s+CHANGED\s+198\.18\.0\.21 ecdsa-sha2-nistp256 SHA256:", r"^web2\s+ok\s"),
+                err=(r"web1 \(198\.18\.0\.21\): host key CHANGED: it offers ecdsa-sha2-nistp256 \S+, not the "
+                     r"ssh-ed25519 key pinned for it",)),
+            Fab(("push-key",), 3, out=(r"^web1 .* host key CHANGED: it offers ecdsa-sha2-nistp256",)),
+        ),
+        unchanged=(*NOTHING_CHANGED, KnownHostsFile()),
     ),
     Case(
         "trust-hosts-pins-after-showing",

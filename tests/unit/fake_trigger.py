@@ -5,7 +5,8 @@ A temporary root holds what the trigger uses on a DB host (``etc/svrchain/<name>
 
 - ``ssh`` records every call (one line: time, then its arguments, shell-quoted) and answers for each
   web server from ``hosts/<address>/mode``: ``ok`` (the default), ``fail N`` (unreachable for its
-  first N restarts), ``down`` (unreachable), ``hostkey`` (a changed host key), ``hang``, ``lost``
+  first N restarts), ``says`` (fails, saying ``hosts/<address>/says`` on stderr), ``down`` (unreachable),
+  ``hostkey`` (a changed host key), ``hang``, ``lost``
   (restarts, but the answer is lost) or ``slow S``; its gate's ``status`` reports the last restart it
   recorded (``hosts/<address>/restarts``) and ``hosts/<address>/booted`` (default 0);
 - the readiness probe (``bin/probe``): ready from its Kth call on (``probe/ready``: K), or never;
@@ -52,6 +53,7 @@ read -r mode arg 2>/dev/null <"$d/mode" || mode=ok
 refused() { echo "ssh: connect to host ${dest#*@} port 22: Connection refused" >&2; exit 255; }
 case $mode in
     hostkey) echo "Host key verification failed." >&2; exit 255 ;;
+    says) cat "$d/says" >&2; exit 1 ;;
     down) refused ;;
     hang) sleep 1000 ;;
     slow) sleep "$arg" ;;

@@ -30,8 +30,8 @@ class Gate:
     state: Path
     tmp: Path
 
-    def run(self, verb: str | None = "restart") -> subprocess.CompletedProcess:
-        env = {**os.environ, "PATH": f"{self.tmp / 'bin'}:{os.environ['PATH']}", "SSH_CLIENT": "198.18.0.10 4242 22"}
+    def run(self, verb: str | None = "restart", client: str = "198.18.0.10 4242 22") -> subprocess.CompletedProcess:
+        env = {**os.environ, "PATH": f"{self.tmp / 'bin'}:{os.environ['PATH']}", "SSH_CLIENT": client}
         if verb is not None:
             env["SSH_ORIGINAL_COMMAND"] = verb
         return subprocess.run(["bash", str(self.path)], env=env, capture_output=True, text=True, timeout=30)
@@ -135,6 +135,14 @@ def test_a_refused_verb_is_logged_on_one_escaped_line(gate):
     assert gate.log == ["-t svr-restart-gate -p auth.notice -- from 198.18.0.10: REFUSED: $'status\\nid\\E[31m\\rX'"]
     gate.run("touch /tmp/pwned; cat /etc/shadow")
     assert gate.log[-1].endswith("REFUSED: 'touch /tmp/pwned; cat /etc/shadow'")
+
+
+def test_nothing_the_caller_sets_reaches_the_log_raw(gate):
+    # The gate's own account can run it with any SSH_CLIENT: a CR and escapes must not forge a line.
+    r = gate.run("status", client="x\r\x1b[2KMon-01-01:from-198.18.0.10:-restart:-exit-0\x07 1 22")
+    assert r.returncode == 0
+    assert gate.log == ["-t svr-restart-gate -p auth.notice -- "
+                        "from x\\x0d\\x1b[2KMon-01-01:from-198.18.0.10:-restart:-exit-0\\x07: status"]
 
 
 def test_status_reads_only_well_formed_values(gate):

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -83,12 +84,12 @@ def test_the_check_is_shellcheck_clean(tmp_path):
     assert r.returncode == 0, r.stdout
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("su") is None,
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("runuser") is None,
                     reason="root runs the check, the tools as another account")
 def test_root_runs_the_tools_as_the_owner_with_their_own_options():
-    # As the trigger runs it: root, so sqlplus and lsnrctl run as the owner through su. su takes options
-    # anywhere on its command line: sqlplus's own -s and -L must reach sqlplus, not su (they did not:
-    # "su: failed to execute -L", and the database was never ready).
+    # As the trigger runs it: root, so sqlplus and lsnrctl run as the owner through su or runuser, which
+    # take options anywhere on their command line unless told where theirs end: sqlplus's own -s and -L
+    # must reach sqlplus (with su they did not: "su: failed to execute -L", never ready).
     base = Path(tempfile.mkdtemp(prefix="svrchain-oracle-", dir="/tmp"))
     try:
         base.chmod(0o755)
@@ -112,3 +113,65 @@ def test_root_runs_the_tools_as_the_owner_with_their_own_options():
         assert (seen / "args").read_text() == "nobody|-s|-L|/ as sysdba|"
     finally:
         shutil.rmtree(base)
+
+
+# A stand-in tool that records the session it runs in and whether it has a controlling terminal.
+SESSION_PROBE = """#!/bin/sh
+set -- $(sed 's/^.*) //' /proc/$$/stat)
+echo "sid $4 tty $5" >@OUT@
+cat >/dev/null
+"""
+
+
+def world_readable_home(tools: tuple[str, ...]) -> tuple[Path, Path]:
+    """An Oracle home of stand-ins another account can run, and where they write (under /tmp)."""
+    root = Path(tempfile.mkdtemp(prefix="svrchain-oracle-", dir="/tmp"))
+    root.chmod(0o755)
+    (root / "bin").mkdir()
+    out = root / "out"
+    out.mkdir(mode=0o777)
+    out.chmod(0o777)
+    for tool in tools:
+        (root / "bin" / tool).write_text(SESSION_PROBE.replace("@OUT@", str(out / tool)))
+        (root / "bin" / tool).chmod(0o755)
+    return root, out
+
+
+def in_a_session_of_its_own(seen: str) -> bool:
+    """What a stand-in recorded: another session than the test's, and no controlling terminal."""
+    _, sid, _, tty = seen.split()
+    return int(sid) != os.getsid(0) and tty == "0"
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("runuser") is None, reason="switching user needs root")
+def test_the_check_runs_the_owners_tools_in_a_session_of_their_own():
+    home, out = world_readable_home(("sqlplus",))
+    try:
+        text = EXAMPLE.read_text().replace("/u01/app/oracle/product/19.0.0/dbhome_1", str(home))
+        text = text.replace("owner: oracle ", "owner: nobody ")
+        script = home / "oracle-ready"
+        script.write_bytes(render.oracle_ready(parse(text, EXAMPLE)))
+        subprocess.run(["sh", str(script)], capture_output=True, timeout=10)
+        assert in_a_session_of_its_own((out / "sqlplus").read_text())
+    finally:
+        shutil.rmtree(home)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("runuser") is None, reason="switching user needs root")
+@pytest.mark.parametrize("verb", ["start", "stop"])
+def test_dbora_runs_dbstart_and_dbshut_in_a_session_of_their_own(verb):
+    home, out = world_readable_home(("dbstart", "dbshut"))
+    try:
+        text = EXAMPLE.read_text().replace("/u01/app/oracle/product/19.0.0/dbhome_1", str(home))
+        text = text.replace("owner: oracle ", "owner: root ")
+        script = home / "dbora"
+        script.write_bytes(render.dbora_impl(parse(text, EXAMPLE)))
+        assert subprocess.run(["sh", str(script), verb], capture_output=True, timeout=10).returncode == 0
+        tool = out / ("dbstart" if verb == "start" else "dbshut")
+        for _ in range(100):  # start returns at once: dbstart runs in the background
+            if tool.exists() and tool.read_text():
+                break
+            time.sleep(0.05)
+        assert in_a_session_of_its_own(tool.read_text())
+    finally:
+        shutil.rmtree(home)

@@ -256,3 +256,47 @@ def test_the_ci_examples_run_smoke_and_keep_the_junit_report():
     gl = yaml.safe_load((REPO / "docs" / "ci" / "gitlab-ci.yml").read_text())["svrchain-smoke"]
     assert any("fab smoke" in line and "--junit results/smoke.xml" in line for line in gl["script"])
     assert gl["artifacts"]["reports"]["junit"] == "results/smoke.xml" and gl["artifacts"]["when"] == "always"
+
+
+# What a hostile account puts in its authorized_keys (or a host in a command's output): ESC sequences
+# that clear the screen and rewrite a line, a carriage return, a bell, a C1 CSI, a bidi override, a
+# line separator, a NUL.
+HOSTILE = "runs 'apachectl graceful\x1b[2J\x1b[1A\rlegacy keys  ok\x07\x9b31m\u202edcba\u2028x\x00' é ü 日本"
+
+
+def test_host_text_is_shown_escaped_and_printable_unicode_kept():
+    got = output.shown(HOSTILE)
+    assert got.isprintable(), got
+    assert got == ("runs 'apachectl graceful\\x1b[2J\\x1b[1A\\rlegacy keys  ok\\x07\\x9b31m\\u202edcba\\u2028x\\x00'"
+                   " é ü 日本").replace("\\r", "\\x0d")
+    assert output.shown("two\nlines\tand a tab") == "two\nlines\tand a tab"
+
+
+@pytest.mark.parametrize("colour", [False, True])
+def test_a_task_stream_escapes_host_text_and_keeps_only_its_own_colours(colour):
+    raw = Tty() if colour else io.StringIO()
+    stream = output.ShownStream(raw, colour)
+    r = output.Results("verify", human=stream)
+    r.colour = colour
+    r.add("web1", output.Item("check", "legacy keys", "gap", HOSTILE))
+    r.host_line("web1", r.hosts["web1"].items, 0.1)
+    print(f"web1 {HOSTILE}", file=stream)
+    text = raw.getvalue()
+    assert not any(c in text for c in "\x07\r\x9b\u202e\u2028\x00"), repr(text)
+    sgr = [m for m in __import__("re").findall(r"\x1b\[[^m]*m", text)]
+    assert sgr == (["\x1b[31m", "\x1b[0m"] if colour else []), repr(text)
+    assert "\\x1b[2J" in text
+
+
+def test_junit_with_host_control_characters_parses_and_json_stays_valid():
+    r = output.Results("verify", human=io.StringIO())
+    r.host("web1", "web", "198.18.0.21")
+    r.add("web1", output.Item("check", "legacy \x1bkeys", "gap", HOSTILE))
+    r.add("web1", output.Item("check", "modes", "ok", HOSTILE))
+    root = ET.fromstring(r.junit_xml(2, None))
+    failure = root.find("testsuite/testcase/failure")
+    assert failure is not None and "\\x1b[2J" in failure.text and "\x1b" not in failure.text
+    assert root.find("testsuite/testcase").get("name") == "check legacy \\x1bkeys"
+    doc = json.loads(json.dumps(r.document(2, None)))
+    assert doc["hosts"][0]["items"][0]["detail"] == HOSTILE  # JSON keeps the text exactly, escaped by JSON itself
+    validate(doc)

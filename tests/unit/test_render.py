@@ -57,7 +57,7 @@ def test_oracle_template_runs_dbstart_as_the_owner():
 
     inv = parse((render.TEMPLATES.parent.parent / "inventory" / "example.yaml").read_text(), INV.source)
     text = render.dbora_impl(inv).decode()
-    assert 'su - "$ORACLE_OWNER" -c "$ORACLE_HOME/bin/dbstart $ORACLE_HOME" &' in text
+    assert 'setsid -w runuser -l "$ORACLE_OWNER" -c "$ORACLE_HOME/bin/dbstart $ORACLE_HOME" </dev/null &' in text
 
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is installed by make install")

@@ -5,7 +5,7 @@ from them, shellcheck must pass, and every line must have as many lines and shel
 template rendered from a plain inventory of the same shape. The trigger is a static script that
 reads its settings as data: the rendered settings file must hold each value on its own line, the
 real script must accept every valid inventory's values and read them back byte for byte, and run
-the ready check and the run command as exactly one ``sh -c`` argument each.
+the ready check and the run command fed whole to sh on stdin (never as an argument: ps shows those).
 """
 
 from __future__ import annotations
@@ -182,7 +182,7 @@ def test_the_comparison_sees_a_value_that_is_not_quoted():
 
 # A stand-in sh for the trigger: records each call's arguments (NUL-separated, one call a line), says nothing.
 FAKE_SH = """#!/bin/bash
-printf '%s\\0' "$@" >>@ROOT@/sh.calls
+printf '%s\\0' "$@" "stdin:$(cat)" >>@ROOT@/sh.calls
 printf '\\n' >>@ROOT@/sh.calls
 """
 
@@ -194,7 +194,8 @@ def sh_calls(root) -> list[list[str]]:
 
 def trigger_reads_it_as_written(inv: Inventory) -> None:
     """The real trigger accepts the settings rendered from ``inv``, reads back each value byte for byte
-    (its config verb), and runs the ready check and the run command as one ``sh -c`` argument each."""
+    (its config verb), and feeds the ready check and the run command to sh on stdin, each whole (never
+    on a command line)."""
     t = fake_trigger.make()
     try:
         t.configure(inv)
@@ -212,9 +213,9 @@ def trigger_reads_it_as_written(inv: Inventory) -> None:
         r = t.run("start")
         assert r.returncode == 0, (r.stderr, t.log)
         calls = sh_calls(t.root)
-        assert ["-c", render.ready_check(inv)] in calls
+        assert ["stdin:" + render.ready_check(inv)] in calls  # read by sh on stdin: no argument at all
         if inv.db.run.command:
-            assert ["-c", inv.db.run.command] in calls
+            assert ["stdin:" + inv.db.run.command] in calls
         assert {c[1][-2] for c in t.ssh_calls("restart")} == {
             f"{inv.web.user}@{s.address}" for s in inv.web.servers}
     finally:

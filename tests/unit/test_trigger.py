@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -305,6 +306,57 @@ def test_root_never_takes_the_test_root(tmp_path):
     assert r.returncode == 1
     assert f"/etc/svrchain/{script.name}.conf: missing or unreadable" in r.stderr
     assert str(tmp_path) not in r.stderr
+
+
+def test_what_a_web_server_answers_cannot_forge_or_hide_a_log_line(trig: Trigger):
+    # web1 answers with a carriage return and escape sequences that, shown raw, would print over the
+    # FAILED line a line saying it was restarted (and clear the screen).
+    forged = "\r2026-01-01T00:00:00+0000 web1 (198.18.0.21): web server restarted\x1b[K\x1b[2J\x07\n"
+    (trig.host(WEB1, "says") / "says").write_text(forged)
+    trig.run("start")
+    for log in (trig.log, (trig.root / "trigger.log").read_text()):
+        failed = [ln for ln in log.splitlines() if "web1" in ln and "FAILED" in ln]
+        assert failed and "\\x0d2026-01-01T00:00:00+0000 web1 (198.18.0.21): web server restarted\\x1b[K" in failed[0]
+        assert not any(c in log for c in "\r\x1b\x07"), repr(log)
+        assert "web1 (198.18.0.21): web server restarted" not in log.replace(failed[0], "")
+
+
+def command_lines() -> list[str]:
+    """Every process's command line, as ps shows it to every account."""
+    lines = []
+    for p in Path("/proc").iterdir():
+        try:
+            lines.append((p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            continue
+    return lines
+
+
+def test_the_ready_check_and_the_run_command_never_show_on_a_command_line(trig: Trigger):
+    # A readiness check and a run command that hold a password (the settings file is 600): a local
+    # user who reads every process's command line while they run never sees it.
+    inv = trig.inv.model_copy(update={"db": trig.inv.db.model_copy(update={
+        "ready": trig.inv.db.ready.model_copy(update={
+            "command": f"PW=Ready-Hunter2; sleep 0.5; {trig.root}/bin/probe", "timeout": 30}),
+        "run": trig.inv.db.run.model_copy(update={"command": f"PW=Run-Hunter2; sleep 0.5; cat {trig.root}/runid"})})})
+    trig.configure(inv)
+    trig.probe(3)
+    seen, done = set(), threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            seen.update(x for x in command_lines() if "Hunter2" in x)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        r = trig.run("start")
+    finally:
+        done.set()
+        watcher.join()
+    assert r.returncode == 0, trig.log
+    assert trig.status.run == "1234.5678" and (trig.root / "probe" / "calls").read_text().count("x") >= 3
+    assert not seen, seen
 
 
 # -- the on-call hooks (on_failure, on_success) ------------------------------------------------------
