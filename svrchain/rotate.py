@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import shlex
+from typing import NoReturn
 
 from svrchain import authkeys, homes, render, tell
 from svrchain.errors import HostError
 from svrchain.inventory import Inventory
 from svrchain.keys import db_public_key, expected_line, marker, web_facts
-from svrchain.ops.key import keygen_script
+from svrchain.ops.key import keygen_script, rotation_type
 from svrchain.plan import Outcome
 from svrchain.remote.apply import apply_files
 from svrchain.remote.connection import Host
@@ -47,7 +48,7 @@ def rotate_key_step(session: Session, dry_run: bool) -> None:
                                f"new key {new_path}; its line on {len(session.webs)} web server(s) beside the "
                                f"old; each proved with 'status'; then {inv.key.path} replaced and old lines removed"))
         return
-    db.check(keygen_script(inv.key.type, inv.key.bits), new_path, marker(session), what="ssh-keygen")
+    db.check(keygen_script(rotation_type(inv, old), inv.key.bits), new_path, marker(session), what="ssh-keygen")
     new = authkeys.parse_public_key(db.check(f"cat {shlex.quote(new_path)}.pub", what="reading the new key").stdout)
     session.report(Outcome(db.name, "rotate-key", "changed", f"new key {new.fingerprint}"))
 
@@ -57,22 +58,45 @@ def rotate_key_step(session: Session, dry_run: bool) -> None:
                   lambda t: authkeys.merge_line(t, line, new.blob, marker(session), keep=frozenset({old.blob})))
         return key_works(session, web, new_path)
 
-    results = session.each(session.webs, add)
-    failed = [w for w, ok in zip(session.webs, results, strict=True) if ok is not True]
+    failed = report_errors(session, "add-new-line", session.each(session.webs, add))
     if failed:
-        # Roll back: the new key's lines go, the old key stays in place everywhere.
-        session.each(session.webs, lambda w: _set_line(session, w, "rollback",
-                                                       lambda t: authkeys.remove_lines(t, new.blob, None)))
-        db.run(f"rm -f {shlex.quote(new_path)} {shlex.quote(new_path)}.pub")
-        names = ", ".join(w.name for w in failed)
-        raise HostError(f"{db.label}: rotation stopped: the new key did not work on {names}; the old key "
-                        f"{old.fingerprint} is still in place everywhere")
+        roll_back(session, failed, old, new, new_path)
     k = shlex.quote(inv.key.path)
     db.check(f"mv -f {shlex.quote(new_path)} {k} && mv -f {shlex.quote(new_path)}.pub {k}.pub",
              what="putting the new key in place")
     session.report(Outcome(db.name, "rotate-key", "changed", f"{inv.key.path} is now {new.fingerprint}"))
-    session.each(session.webs, lambda w: _set_line(session, w, "remove-old-line",
-                                                   lambda t: authkeys.remove_lines(t, old.blob, None)))
+    removed = session.each(session.webs, lambda w: _set_line(session, w, "remove-old-line",
+                                                             lambda t: authkeys.remove_lines(t, old.blob, None)))
+    report_errors(session, "remove-old-line", removed,
+                  f"the old key's line is still there: once fixed, run {tell.command('push-key')}")
+
+
+def report_errors(session: Session, step: str, results: list, fix: str = "") -> list[Host]:
+    """Report, on its own failed line, each web server whose ``step`` raised (``results``: Session.each's
+    on session.webs; ``fix``: what to do, added to the error); the web servers where it did not
+    return True."""
+    failed = []
+    for web, result in zip(session.webs, results, strict=True):
+        if isinstance(result, HostError):
+            session.fail(web.name, step, HostError(f"{result}; {fix}") if fix else result)
+        if result is not True:
+            failed.append(web)
+    return failed
+
+
+def roll_back(session: Session, failed: list[Host], old: authkeys.PublicKey, new: authkeys.PublicKey,
+              new_path: str) -> NoReturn:
+    """The new key's lines go from every web server and the new key from the DB server; raise the
+    error that stops the rotation (naming any web server where the new key's line could not go)."""
+    rolled = session.each(session.webs, lambda w: _set_line(session, w, "rollback",
+                                                            lambda t: authkeys.remove_lines(t, new.blob, None)))
+    stuck = report_errors(session, "rollback", [r if isinstance(r, HostError) else True for r in rolled],
+                          f"the new key's unused line is still there: once fixed, run {tell.command('push-key')}")
+    session.db.run(f"rm -f {shlex.quote(new_path)} {shlex.quote(new_path)}.pub")
+    names = ", ".join(w.name for w in failed)
+    where = "everywhere" if not stuck else f"but the new key's line is left on {', '.join(w.name for w in stuck)}"
+    raise HostError(f"{session.db.label}: rotation stopped: the new key did not work on {names}; the old key "
+                    f"{old.fingerprint} is still in place {where}")
 
 
 def run_rotate_key(dry_run: bool = False) -> None:

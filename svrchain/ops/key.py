@@ -46,6 +46,16 @@ def key_type(inv: Inventory, ssh_version: str) -> str:
     return inv.key.type
 
 
+# ssh-keygen's -t for the public key types gen-key makes.
+KEYGEN_TYPES = {"ssh-ed25519": "ed25519", "ssh-rsa": "rsa"}
+
+
+def rotation_type(inv: Inventory, current: authkeys.PublicKey) -> str:
+    """The type of a rotated key: the current key's own (gen-key chose it for this OpenSSH: RSA where
+    it predates ed25519), or the inventory's when the current key is of another type."""
+    return KEYGEN_TYPES.get(current.type, inv.key.type)
+
+
 def same_key(pub_text: str, key: authkeys.PublicKey) -> bool:
     try:
         return authkeys.parse_public_key(pub_text).blob == key.blob

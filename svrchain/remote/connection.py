@@ -282,6 +282,33 @@ def take_host_lock(conn: Connection, label: str, user: str, source: Path) -> par
     return chan
 
 
+def read_both(chan: paramiko.Channel) -> tuple[bytes, bytes]:
+    """A command's stdout and stderr, read at the same time (stderr in a thread): a command that writes
+    more than the channel's window to one of them must not stall waiting for the other to be read.
+    The channel's timeout applies to each read; on an error the channel is closed."""
+    got: dict[str, object] = {}
+
+    def read_stderr() -> None:
+        try:
+            got["err"] = chan.makefile_stderr("rb").read()
+        except BaseException as exc:  # handed to the caller below
+            got["exc"] = exc
+
+    reader = threading.Thread(target=read_stderr, name="stderr", daemon=True)
+    reader.start()
+    try:
+        out = chan.makefile("rb").read()
+    except BaseException:
+        chan.close()
+        raise
+    finally:
+        reader.join()
+    if "exc" in got:
+        chan.close()
+        raise got["exc"]
+    return out, got["err"]
+
+
 class Host:
     """One inventory host and its (single, lazily opened) SSH connection, over which scripts run as
     root."""
@@ -384,8 +411,7 @@ class Host:
             if stdin:
                 chan.sendall(stdin)
             chan.shutdown_write()
-            out = chan.makefile("rb").read()
-            err = chan.makefile_stderr("rb").read()
+            out, err = read_both(chan)
             code = chan.recv_exit_status()
             chan.close()
         except TimeoutError:

@@ -151,3 +151,22 @@ def test_gen_key(path: Path):
         assert f"ssh-keygen -q -t {case['keygen']} " in change.commands[0]
     for p, text in case.get("content", {}).items():
         assert change.paths()[p].spec.content.decode() == text
+
+
+RSA_PUB = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 root@db"
+
+
+@pytest.mark.parametrize(("current", "want"), [
+    (KEY, "ed25519"),
+    # gen-key fell back to RSA on an OpenSSH that predates ed25519: the rotated key is RSA too.
+    (RSA_PUB, "rsa"),
+    # A type gen-key never makes (e.g. put there by hand): the inventory's.
+    ("ssh-dss AAAAB3NzaC1kc3MAAACBAP root@db", "ed25519"),
+])
+def test_rotation_keeps_the_type_gen_key_chose(current: str, want: str) -> None:
+    inv = inventory({})
+    assert inv.key.type == "ed25519"
+    key = authkeys.PublicKey(*current.split()[:2])
+    kind = ops_key.rotation_type(inv, key)
+    assert kind == want
+    assert f"ssh-keygen -q -t {want} " in ops_key.keygen_script(kind, inv.key.bits)
