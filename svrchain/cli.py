@@ -4,17 +4,26 @@ results reported (live lines, a recap, --json, --junit FILE: see :mod:`svrchain.
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import functools
 import inspect
+import os
+import re
 import shlex
-from collections.abc import Callable
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from invoke import Collection, Exit, Task, task
+import fabric.main
+import invoke.program
+from invoke import Collection, Exit, ParseError, Program, Task, task
 
 from svrchain import output, runopts, tell
-from svrchain.errors import SvrchainError, UsageError, exit_code
+from svrchain.errors import Interrupted, SvrchainError, UsageError, exit_code
 from svrchain.runopts import confirm
 
 __all__ = ["collection", "confirm", "local_task", "svr_task"]
@@ -35,7 +44,8 @@ RESULT_HELP = {
 REFUSED = {
     "-H/--hosts": "svrchain takes its hosts from the inventory (db.address, web.servers): choose the "
                   "inventory with -I and some web servers with --limit",
-    "-i/--identity": "svrchain logs in with the inventory's connect.identity: set it there",
+    "-i/--identity": "did you mean -I FILE (--inventory)? Ansible's -i is svrchain's -I; Fabric's -i "
+                     "(--identity) is the inventory's connect.identity",
     "-S/--ssh-config": "set connect.ssh_config in the inventory (e.g. ~/.ssh/config: host aliases and "
                        "ProxyJump), so that every run on this site reaches its hosts the same way",
     "-t/--connect-timeout": "set connect.timeout in the inventory",
@@ -48,6 +58,25 @@ REFUSED = {
     "-p/--pty": "svrchain runs no local commands; remote commands never get a terminal",
     "--hide": "svrchain runs no local commands; its output is one line per host and step",
 }
+
+
+# What stands in a refused --prompt-for-* flag's secret (never asked: see _NoPrompt).
+NOT_ASKED = "(not asked: refused)"
+
+
+class _NoPrompt:
+    """Stands for the getpass module in Fabric's and Invoke's programs, whose --prompt-for-* flags ask
+    for a secret before any task runs (a prompt on a terminal; without one an EOFError traceback).
+    svrchain refuses those flags: nothing is asked, the flag is recorded, and the task refuses it in
+    one line (with its --json and --junit reports)."""
+
+    @staticmethod
+    def getpass(prompt: str = "", stream: Any = None) -> str:
+        return NOT_ASKED
+
+
+fabric.main.getpass = _NoPrompt  # type: ignore[attr-defined,assignment]
+invoke.program.getpass = _NoPrompt  # type: ignore[attr-defined,assignment]
 
 
 def refused_flags(c: Any) -> list[str]:
@@ -133,6 +162,9 @@ def svr_task(*args: Any, limit: bool = False, **kwargs: Any) -> Any:
                 results.runlog.line(f"run: {fn.__name__.replace('_', '-')} {_shown_options(given)}".rstrip())
 
                 def body() -> None:
+                    problem = results.check_junit()
+                    if problem:
+                        raise UsageError(f"{problem}; nothing was done")
                     runopts.use(_options(c, inventory, limit, log, verbose))
                     if log:
                         results.log_to(Path(log).expanduser(), "--log")
@@ -140,7 +172,8 @@ def svr_task(*args: Any, limit: bool = False, **kwargs: Any) -> Any:
                         kw["dry_run"] = True
                     fn(c, *a, **kw)
 
-                _run(body, results)
+                with interrupts():
+                    _run(body, results)
 
         wrapper.__signature__ = _signature(fn, limit)  # type: ignore[attr-defined]
         helps = {**HELP, **(RESULT_HELP if _has_result_flags(fn) else {}), **kwargs.pop("help", {})}
@@ -151,6 +184,55 @@ def svr_task(*args: Any, limit: bool = False, **kwargs: Any) -> Any:
     if args and callable(args[0]):
         return decorate(args[0])
     return decorate
+
+
+class Signalled(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) or SIGTERM, raised in the main thread wherever it waits: the run stops at once."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+# Taken by whoever writes an interrupted run's reports: the main thread, or the watchdog.
+_reporting = threading.Lock()
+WATCHDOG_SECONDS = 2.0
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    """The first SIGINT or SIGTERM stops the run; any later one is ignored while the reports are written."""
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_IGN)
+    _watchdog(signum, output.current())
+    raise Signalled(signum)
+
+
+def _watchdog(signum: int, results: output.Results) -> None:
+    """Should the interrupt raised in the main thread be lost (raised while a finalizer runs there,
+    where Python only prints it), end the run from another thread a moment later, reports written."""
+    def later() -> None:
+        if _reporting.acquire(blocking=False):
+            stop = Interrupted(signum)
+            code, error = results.finish(stop.code, str(stop))
+            results.release(code, error)
+            _exit_now(code, f"svrchain: {error}")
+    timer = threading.Timer(WATCHDOG_SECONDS, later)
+    timer.daemon = True
+    timer.start()
+
+
+@contextlib.contextmanager
+def interrupts() -> Iterator[None]:
+    """While a task runs (in the main thread): Ctrl-C and SIGTERM raise :class:`Signalled` there."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # (a task run by a test in a thread of its own: signals are the main thread's)
+        return
+    before = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
 
 
 def _shown_options(given: dict[str, Any]) -> str:
@@ -189,7 +271,8 @@ def local_task(fn: Callable[..., Any]) -> Any:
 
 
 def _run(body: Callable[[], None], results: output.Results) -> None:
-    """Run a task's body; report its results (recap, JSON, JUnit), also when it fails; then exit with
+    """Run a task's body; report its results (recap, JSON, JUnit), also when it fails or a signal
+    stops it (its connections closed on the way out: their threads end with them); then exit with
     its error's line and code."""
     code, error = 0, None
     results.capture()
@@ -198,20 +281,79 @@ def _run(body: Callable[[], None], results: output.Results) -> None:
             body()
         except SvrchainError as exc:
             code, error = exit_code(exc), str(exc)
-        try:
-            results.finish(code, error)
-        except OSError as exc:
-            code = code or 1
-            error = error or f"cannot write the JUnit report {results.junit}: {exc.strerror or exc}"
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Signalled)
+            _reporting.acquire()  # (held by the watchdog: it ends the process)
+            stop = Interrupted(getattr(exc, "signum", signal.SIGINT))
+            code, error = stop.code, str(stop)
+        code, error = results.finish(code, error)
     finally:
         results.release(code, error)
+    if code in output.INTERRUPTED and threading.current_thread() is threading.main_thread():
+        _exit_now(code, f"svrchain: {error}")
     if code:
         raise Exit(f"svrchain: {output.shown(error)}", code=code)
+
+
+def _exit_now(code: int, line: str) -> None:
+    """End the process at once, the reports written: threads still stuck in a connect or a read of a
+    host that hangs (their connections closed) are not waited for, nor is Python's teardown."""
+    print(line, file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(code)
 
 
 def _has_result_flags(fn: Callable[..., Any]) -> bool:
     """Whether the task declares --json and --junit."""
     return {"json", "junit"} <= set(inspect.signature(fn).parameters)
+
+
+_NO_IDEA = re.compile(r"^No idea what '(.*)' is!$")
+_NO_VALUE = re.compile(r"^Flag <Argument: ([^>]*)> needed value")
+
+
+def parse_problem(message: str, tasks: list[str], flags: list[str], prog: str = "svrchain") -> str:
+    """A parse error of the command line as one line, with a "did you mean" for an unknown task or flag
+    (``tasks``: the task names; ``flags``: those the failing place accepts; ``prog``: fab or svrchain)."""
+    m = _NO_IDEA.match(message)
+    if not m:
+        v = _NO_VALUE.match(message)
+        name = max(re.findall(r"[\w-]+", v.group(1)), key=len, default="") if v else ""
+        what = f"--{name.replace('_', '-')}: needs a value" if v else message.rstrip("!")
+        return f"{what}; see `{prog} --help <task>`"
+    token = m.group(1)
+    if token == "-i":
+        return ("-i: unknown flag; did you mean -I FILE (--inventory)? svrchain's inventory flag is -I "
+                "(-i is Ansible's)")
+    is_flag = token.startswith("-")
+    words = flags if is_flag else tasks
+    close = difflib.get_close_matches(token, words, n=1, cutoff=0.6)
+    if not close and is_flag:
+        close = [f for f in words if f.lower() == token.lower()]
+    what = "flag" if is_flag else "task"
+    hint = f"did you mean {close[0]}?" if close else (
+        f"`{prog} --help <task>` lists its flags" if is_flag else f"`{prog} --list` lists the tasks")
+    return f"{token}: unknown {what}; {hint}"
+
+
+def _parse_tasks(self: Program) -> None:
+    """Invoke's parse of the tasks and their flags, an error as one line and exit 4."""
+    try:
+        _invoke_parse_tasks(self)
+    except ParseError as exc:
+        ctx = exc.context
+        flags = sorted(ctx.flags) if ctx is not None else []
+        if self.initial_context is not None:
+            flags += sorted(self.initial_context.flags)
+        prog = Path(self.called_as or "svrchain").name
+        line = parse_problem(str(exc), list(self.collection.task_names), flags, prog)
+        raise Exit(f"svrchain: {line}", code=4) from None
+
+
+# Every Invoke program in this process (fab loads this module with the fabfile, before it parses the
+# tasks; the svrchain command imports it first) reports a bad command line this way.
+_invoke_parse_tasks = getattr(Program.parse_tasks, "__wrapped__", Program.parse_tasks)
+_parse_tasks.__wrapped__ = _invoke_parse_tasks  # type: ignore[attr-defined]
+Program.parse_tasks = _parse_tasks  # type: ignore[method-assign]
 
 
 def collection(*modules_tasks: Any) -> Collection:

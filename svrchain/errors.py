@@ -8,6 +8,9 @@ code   meaning
 2      a gap found: verify (or bootstrap's verify) found something missing or wrong (:class:`GapFound`)
 3      a host could not be reached or refused the connection (:class:`Unreachable`)
 4      a bad inventory, or a bad command line (:class:`BadInventory`, :class:`UsageError`)
+5      a confirmation was declined (or not given: no --yes and no terminal): nothing changed (:class:`Declined`)
+130    interrupted by Ctrl-C (SIGINT); the reports are written, marked interrupted (:class:`Interrupted`)
+143    interrupted by SIGTERM (e.g. a CI job's timeout); likewise
 =====  ==============================================================
 """
 
@@ -49,9 +52,27 @@ class HostUnreachable(HostError, Unreachable):
 
 
 class UsageError(SvrchainError):
-    """The command line asks for something svrchain does not do (a flag it cannot honour, no --yes)."""
+    """The command line asks for something svrchain does not do (a flag it cannot honour, an unknown
+    task or flag)."""
 
     code = 4
+
+
+class Declined(SvrchainError):
+    """A confirmation was declined at the prompt, or could not be asked (no --yes, no terminal)."""
+
+    code = 5
+
+
+class Interrupted(SvrchainError):
+    """The run was stopped by a signal: Ctrl-C (SIGINT, exit 130) or SIGTERM (exit 143)."""
+
+    code = 130
+
+    def __init__(self, signum: int = 2) -> None:
+        name = "SIGTERM" if signum == 15 else "Ctrl-C (SIGINT)"
+        super().__init__(f"interrupted by {name}: stopped; connections closed; see the recap for what was done")
+        self.code = 128 + signum
 
 
 def exit_code(exc: BaseException) -> int:

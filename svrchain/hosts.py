@@ -7,15 +7,14 @@ import socket
 import sys
 import tempfile
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import paramiko
 
-from svrchain import inventory, runopts, sshauth, tell
-from svrchain.errors import SvrchainError, Unreachable, UsageError
+from svrchain import inventory, output, runopts, sshauth, tell
+from svrchain.errors import Declined, SvrchainError, Unreachable
 from svrchain.remote.connection import Host, handshake_problem, load_known_hosts
-from svrchain.remote.group import Session
+from svrchain.remote.group import Session, parallel_map
 from svrchain.runopts import confirm
 
 
@@ -97,8 +96,7 @@ def _fetch_all(hosts: list[Host], timeout: float, known: paramiko.HostKeys) -> l
             return host_key(h, timeout, tuple(pinned.keys()))
         except SvrchainError as exc:
             return exc
-    with ThreadPoolExecutor(max_workers=min(32, len(hosts))) as pool:
-        return list(pool.map(one, hosts))
+    return parallel_map(one, hosts, 32)
 
 
 def shared_keys(hosts: list[tuple[str, str, paramiko.PKey | SvrchainError]]) -> list[str]:
@@ -120,15 +118,16 @@ def shared_keys(hosts: list[tuple[str, str, paramiko.PKey | SvrchainError]]) -> 
     return warnings
 
 
-def _compare(s: Session, known: paramiko.HostKeys, path: Path) -> tuple[list[str], list[SvrchainError]]:
-    """Print one line per host (ok, new, CHANGED, unreachable); return the new entries and the errors."""
-    new: list[str] = []
+def _compare(s: Session, known: paramiko.HostKeys, path: Path) -> tuple[dict[str, str], list[SvrchainError]]:
+    """Print one line per host (ok, new, CHANGED, unreachable) and record it for the recap (a new key
+    as would-change until it is pinned); return the new entries by host and the errors."""
+    new: dict[str, str] = {}
     errors: list[SvrchainError] = []
     keys = _fetch_all(s.hosts, s.inv.connect.timeout, known)
     for h, key in zip(s.hosts, keys, strict=True):
         if isinstance(key, SvrchainError):
             errors.append(Unreachable(f"{h.name}: {key}"))
-            print(f"{h.name:<10} unreachable   {key}", file=s.out)
+            _said(s, h.name, "unreachable", "unreachable", str(key))
             continue
         entry = entry_name(h.route.hostname, h.port)
         fp = f"{key.get_name()} {key.fingerprint}"
@@ -138,26 +137,38 @@ def _compare(s: Session, known: paramiko.HostKeys, path: Path) -> tuple[list[str
             errors.append(Unreachable(f"{h.name} ({entry}): host key CHANGED: it offers {fp}, not the {pinned} key "
                                       f"pinned for it; not pinned. If expected, remove its line from {path} and "
                                       "run trust-hosts again"))
+            _said(s, h.name, "CHANGED", "failed", f"{entry} {fp}")
         elif verdict == "new":
-            new.append(f"{entry} {key.get_name()} {key.get_base64()}")
-        print(f"{h.name:<10} {verdict:<13} {entry} {fp}", file=s.out)
+            _said(s, h.name, "new", "would-change", f"{entry} {fp}")
+            new[h.name] = f"{entry} {key.get_name()} {key.get_base64()}"
+        else:
+            _said(s, h.name, "ok", "ok", f"{entry} {fp}")
     for warning in shared_keys([(h.name, h.route.hostname, k) for h, k in zip(s.hosts, keys, strict=True)]):
         print(warning, file=s.out)
     return new, errors
 
 
-def _pin(path: Path, new: list[str], yes: bool) -> None:
+def _said(s: Session, host: str, word: str, status: str, detail: str) -> None:
+    """A host's line, recorded as its 'host key' step (the recap)."""
+    s.results.add(host, output.Item("step", "host key", status, detail))
+    print(f"{host:<10} {word:<13} {detail}", file=s.out, flush=True)
+
+
+def _pin(s: Session, path: Path, new: dict[str, str], yes: bool) -> None:
     """Append the new keys to known_hosts, after --yes or a 'y' at the prompt."""
     if not yes and not sys.stdin.isatty():
-        raise UsageError(f"{len(new)} new host key(s) shown above; check the fingerprints, "
-                         f"then run {tell.command('trust-hosts --yes')} to pin them")
+        raise Declined(f"{len(new)} new host key(s) shown above, not pinned (stdin is not a terminal); check "
+                       f"the fingerprints, then run {tell.command('trust-hosts --yes')} to pin them")
     confirm(f"Pin these {len(new)} key(s) in {path}?", yes)
     old = path.read_text() if path.exists() else ""
     if old and not old.endswith("\n"):
         old += "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, old + "".join(x + "\n" for x in new))
-    print(f"pinned {len(new)} key(s) in {path}")
+    write_atomically(path, old + "".join(x + "\n" for x in new.values()))
+    for host in new:
+        for item in s.results.hosts[host].items:
+            item.status = "changed" if item.name == "host key" else item.status
+    print(f"pinned {len(new)} key(s) in {path}", file=s.out, flush=True)
 
 
 def run_trust_hosts(yes: bool = False, dry_run: bool = False) -> None:
@@ -182,8 +193,8 @@ def run_trust_hosts(yes: bool = False, dry_run: bool = False) -> None:
         print(f"would pin {len(new)} key(s) in {path}")
     elif new:
         try:
-            _pin(path, new, yes)
-        except UsageError as exc:
+            _pin(s, path, new, yes)
+        except Declined as exc:
             if not errors:
                 raise
             errors.append(exc)  # said after the hosts' own problems, which decide the exit code (3)

@@ -38,6 +38,9 @@ ABS_PATH_RE = re.compile(r"/[A-Za-z0-9_./@+-]*")
 # A word of a command that sudo runs as given (no shell): what sudoers can match without quoting.
 SUDO_WORD_RE = re.compile(r"[A-Za-z0-9_./@+=:,-]+")
 SSHD_LINE_RE = re.compile(r"[A-Za-z][A-Za-z0-9]* +[ -~]+")
+# Shell syntax in web.restart_command (run by sh -c as root): a list, a pipe, a substitution, a
+# redirection. Allowed only with web.restart_shell: true (the inventory says it is a shell line).
+SHELL_SYNTAX_RE = re.compile(r"[;&|`<>]|\$\(")
 
 
 class InventoryError(BadInventory):
@@ -336,6 +339,7 @@ class Web(Strict):
 
     user: Account = "root"
     restart_command: Command = "/etc/init.d/httpd restart"
+    restart_shell: bool = False  # with user root: restart_command is a shell line on purpose (;, &&, |, ...)
     health_timeout: Seconds = 30
     servers: list[WebServer] = Field(min_length=1)
 
@@ -348,7 +352,7 @@ class Web(Strict):
     def _sudo_command(self) -> Web:
         words = self.restart_command.split()
         if not self.dedicated:
-            return self
+            return self._shell_line()
         if not (words[0].startswith("/") and all(SUDO_WORD_RE.fullmatch(w) for w in words)):
             raise ValueError(
                 f"with web.user '{self.user}' (not root) the restart command runs through one sudo rule, "
@@ -360,6 +364,16 @@ class Web(Strict):
                 f"restart_command: '{words[0]}' ends in '/', which a sudo rule reads as every program in "
                 "that directory; name the program itself (e.g. /usr/sbin/apachectl)"
             )
+        return self
+
+    def _shell_line(self) -> Web:
+        """As root, restart_command runs with sh -c: shell syntax only when the inventory says so."""
+        found = SHELL_SYNTAX_RE.search(self.restart_command)
+        if found and not self.restart_shell:
+            raise ValueError(
+                f"restart_command: '{found.group()}' is shell syntax, which runs as root (web.user root) with "
+                "sh -c; give one command (e.g. /usr/sbin/apachectl graceful), or, if it is a shell line on "
+                "purpose, say so with web.restart_shell: true")
         return self
 
     @model_validator(mode="after")
@@ -547,9 +561,28 @@ def _line(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
     return line
 
 
-def parse(text: str, source: Path) -> Inventory:
-    """Parse and validate inventory text; raise :class:`InventoryError` with one line per problem,
-    each naming the file and, where there is one, the YAML line."""
+def duplicate_keys(root: yaml.Node | None, path: str = "") -> list[tuple[str, int, int]]:
+    """Every key given twice in one mapping: (its path, the first line, the repeated line), 1-based."""
+    found: list[tuple[str, int, int]] = []
+    if isinstance(root, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for k, v in root.value:
+            key = k.value if isinstance(k, yaml.ScalarNode) else None
+            where = f"{path}.{key}" if path else str(key)
+            if key is not None and key != "<<":
+                if key in seen:
+                    found.append((where, seen[key], k.start_mark.line + 1))
+                seen.setdefault(key, k.start_mark.line + 1)
+            found += duplicate_keys(v, where)
+    elif isinstance(root, yaml.SequenceNode):
+        for i, item in enumerate(root.value):
+            found += duplicate_keys(item, f"{path}[{i}]")
+    return found
+
+
+def _yaml(text: str, source: Path) -> tuple[object, yaml.Node | None]:
+    """The document's data and its node tree (for line numbers); a YAML error, or a key given twice
+    in one mapping (YAML would keep the last silently), as :class:`InventoryError`."""
     try:
         data = yaml.safe_load(text)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -558,6 +591,18 @@ def parse(text: str, source: Path) -> Inventory:
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise InventoryError(f"{source}{where}: not valid YAML: {problem}") from None
+    twice = duplicate_keys(root)
+    if twice:
+        raise InventoryError("\n".join(
+            f"{source}:{second}: {where}: given twice, on lines {first} and {second} "
+            "(YAML would keep the last silently); keep one" for where, first, second in twice))
+    return data, root
+
+
+def parse(text: str, source: Path) -> Inventory:
+    """Parse and validate inventory text; raise :class:`InventoryError` with one line per problem,
+    each naming the file and, where there is one, the YAML line."""
+    data, root = _yaml(text, source)
     if not isinstance(data, dict):
         raise InventoryError(f"{source}: expected a mapping of settings (connect, db, web, ...)")
     data = with_ansible(data, source)

@@ -33,7 +33,9 @@ RECAP_ALWAYS = ("ok", "changed", "failed", "unreachable")
 _COLOURS = {"ok": "32", "changed": "33", "would-change": "33", "skipped": "36", "gap": "31", "failed": "31",
             "unreachable": "35"}
 # What a run ended with, by exit code (docs/output.md).
-RESULTS = {0: "ok", 1: "failed", 2: "gap", 3: "unreachable", 4: "bad-inventory"}
+RESULTS = {0: "ok", 1: "failed", 2: "gap", 3: "unreachable", 4: "bad-inventory", 5: "declined",
+           130: "interrupted", 143: "interrupted"}
+INTERRUPTED = (130, 143)  # Ctrl-C (SIGINT), SIGTERM
 
 
 @dataclass
@@ -290,13 +292,15 @@ class Results:
         word = paint(f"{worst.upper() if worst != 'ok' else 'ok':<13}", worst, self.colour)
         self.say(f"{host:<10} {word} {shown(what, keep='')} ({seconds:.2f}s)")
 
-    def recap_lines(self) -> list[str]:
-        """PLAY RECAP-style lines: per host, the count of each status."""
+    def recap_lines(self, interrupted: bool = False) -> list[str]:
+        """PLAY RECAP-style lines: per host, the count of each status (``interrupted``: the run was
+        stopped by a signal, said in its first line)."""
         hosts = [h for h in self.hosts.values() if h.items]
+        when = f"INTERRUPTED after {self.elapsed():.1f}s" if interrupted else f"{self.elapsed():.1f}s"
         if not hosts:
-            return []
+            return [f"RECAP {self.task} ({when}): nothing done yet"] if interrupted else []
         cols = [s for s in STATUSES if s in RECAP_ALWAYS or any(h.counts()[s] for h in hosts)]
-        lines = [f"RECAP {self.task} ({self.elapsed():.1f}s)"]
+        lines = [f"RECAP {self.task} ({when})"]
         for h in hosts:
             counts = h.counts()
             cells = [paint(f"{s}={counts[s]}", s, self.colour and counts[s] > 0 and s != "ok") for s in cols]
@@ -314,6 +318,7 @@ class Results:
             "exit_code": exit_code,
             "result": RESULTS.get(exit_code, "failed"),
             "error": error,
+            "interrupted": exit_code in INTERRUPTED,
             "hosts": [{"name": h.name, "role": h.role, "address": h.address, "status": h.status,
                        "seconds": h.seconds, "counts": h.counts(), "items": [asdict(i) for i in h.items]}
                       for h in self.hosts.values()],
@@ -326,7 +331,7 @@ class Results:
         root = ET.Element("testsuites", name=f"svrchain {self.task}", time=f"{self.elapsed():.3f}")
         suites = [(h.name, h.items) for h in self.hosts.values() if h.items]
         explained = any(i.status in ("gap", "failed", "unreachable") for _, items in suites for i in items)
-        if error and not explained:
+        if error and (exit_code in INTERRUPTED or not explained):
             suites.append(("run", [Item("run", self.task, RESULTS.get(exit_code, "failed"), error)]))
         for host, items in suites:
             _junit_suite(root, self.task, host, items, self.started)
@@ -335,18 +340,51 @@ class Results:
         ET.indent(root)
         return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
 
-    def finish(self, exit_code: int, error: str | None) -> None:
-        """End of run: the recap (human), the JSON document (stdout) and the JUnit file, as asked."""
-        for line in self.recap_lines():
+    def check_junit(self) -> str | None:
+        """Why the --junit file could not be written (None when it can): checked before the run (it is
+        then not tried again at the end)."""
+        problem = junit_problem(Path(self.junit)) if self.junit else None
+        if problem:
+            self.junit = None
+        return problem
+
+    def finish(self, exit_code: int, error: str | None) -> tuple[int, str | None]:
+        """End of run: the recap (human), the JUnit file and the JSON document (stdout), as asked.
+        Returns the run's exit code and error, with a JUnit file that could not be written as an
+        error (exit 1 when the run had none)."""
+        for line in self.recap_lines(exit_code in INTERRUPTED):
             self.say(line)
         if self.junit:
-            path = Path(self.junit)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(self.junit_xml(exit_code, error))
+            try:
+                path = Path(self.junit)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(self.junit_xml(exit_code, error))
+            except OSError as exc:
+                why = (junit_problem(Path(self.junit)) or "").rpartition(": ")[2] or exc.strerror or str(exc)
+                problem = f"cannot write the JUnit report {self.junit}: {why}"
+                exit_code, error = exit_code or 1, f"{error}; {problem}" if error else problem
         if self.json_out:
             json.dump(self.document(exit_code, error), sys.stdout, indent=2)
             sys.stdout.write("\n")
             sys.stdout.flush()
+        return exit_code, error
+
+
+def junit_problem(path: Path) -> str | None:
+    """Why a JUnit report could not be written to ``path`` (None when it can): a directory, a parent
+    that is a file, or a place this user may not write. Nothing is created."""
+    if path.is_dir():
+        return f"--junit {path}: is a directory; give a file name"
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if path.exists():
+        return None if os.access(path, os.W_OK) else f"--junit {path}: not writable"
+    if not parent.is_dir():
+        return f"--junit {path}: {parent} is not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"--junit {path}: cannot create files in {parent}"
+    return None
 
 
 def _junit_suite(root: ET.Element, task: str, host: str, items: list[Item], started: datetime) -> None:
@@ -361,7 +399,7 @@ def _junit_suite(root: ET.Element, task: str, host: str, items: list[Item], star
         if i.status in ("gap", "failed"):
             failures += 1
             ET.SubElement(case, "failure", type=i.status, message=detail[:500]).text = detail
-        elif i.status in ("unreachable", "bad-inventory"):
+        elif i.status in ("unreachable", "bad-inventory", "declined", "interrupted"):
             errors += 1
             ET.SubElement(case, "error", type=i.status, message=detail[:500]).text = detail
         elif i.status == "skipped":

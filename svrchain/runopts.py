@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from dotenv import dotenv_values, find_dotenv
 
 from svrchain import tell
-from svrchain.errors import BadInventory, UsageError
+from svrchain.errors import BadInventory, Declined, UsageError
 from svrchain.inventory import Inventory
 
 # The bridge the built-in lab's hosts hang off (lab/hosts.py: BRIDGE); an inventory with ``lab: true``
@@ -165,14 +165,14 @@ def check_lab_inventory(inv: Inventory) -> None:
 
 
 def confirm(question: str, yes: bool) -> None:
-    """Go on with --yes, or after 'y' at a prompt on a terminal; otherwise stop (exit 4)."""
+    """Go on with --yes, or after 'y' at a prompt on a terminal; otherwise stop: :class:`Declined` (exit 5)."""
     if yes:
         return
     if not sys.stdin.isatty():
-        raise UsageError(f"{question.rstrip('?')}: confirm with --yes (stdin is not a terminal)")
+        raise Declined(f"{question.rstrip('?')}: confirm with --yes (stdin is not a terminal)")
     try:
         answer = input(f"{question} [y/N] ")
     except EOFError:
         answer = ""
     if answer.strip().lower() not in ("y", "yes"):
-        raise UsageError("not confirmed; nothing was changed")
+        raise Declined("not confirmed; nothing was changed")

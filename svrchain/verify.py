@@ -10,7 +10,7 @@ from tabulate import tabulate
 
 from svrchain import account, authkeys, homes, output, render, selinux, sysv, tell, trigger_status
 from svrchain.attacks import Row, run_attacks
-from svrchain.chain import current_run_command, ready_probe
+from svrchain.chain import current_run_command, outside_service, ready_probe, service_probe, service_problem
 from svrchain.dbora import detect_init, override_problem
 from svrchain.errors import GapFound, HostError, Unreachable
 from svrchain.inventory import Inventory
@@ -196,7 +196,7 @@ def registration(host: str, svc: ops_db.Service, tool: str, r: dict, states: dic
     return _registration(host, svc.name, script, tool, r, states[f"{sysv.OVERRIDES}/{svc.name}"])
 
 
-def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
+def db_checks(session: Session, pins: dict[str, list[str]], handover_gap: bool = True) -> list[Check]:
     """The DB server's checks: its services (files, boot registration and order), the watcher, the
     key, and the web servers' host keys pinned for the trigger."""
     inv, db = session.inv, session.db
@@ -217,6 +217,7 @@ def db_checks(session: Session, pins: dict[str, list[str]]) -> list[Check]:
     init, tool = detect_init(session, db, r)
     checks = chain_checks(db.name, init, tool, (dbsvc, tsvc), states, r)
     checks.append(runs_check(session, r))
+    checks += service_checks(session, init, r, handover_gap)
     checks += watch_checks(session, init, tool, wsvc, states, r)
     checks.append(key_check(db.name, inv.key.path, db_public_key(session), r))
     checks += selinux_checks(db.name, selinux_paths(inv), r["selinux"].stdout)
@@ -284,6 +285,7 @@ def watch_probe(session: Session) -> dict[str, str]:
                f"else /etc/init.d/{render.watch_name(inv)} status; fi",
         "wenabled": f"systemctl is-enabled {render.watch_unit(inv)}",
         "run": current_run_command(inv),
+        "service": service_probe(inv),
         "ready": """printf '%s\\n' "$READY" | sh >/dev/null 2>&1""",  # READY: from stdin (see db_checks)
         "owed": f"for f in {render.owed_dir(inv)}/*; do [ -f \"$f\" ] && echo \"${{f##*/}} $(cat \"$f\")\"; done; true",
         "status": f"cat {trigger_status.status_path(inv)} 2>/dev/null; true",
@@ -310,6 +312,22 @@ def runs_check(session: Session, r: dict) -> Check:
         detail = (f"a run started at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(min(stuck)))} is still "
                   f"going after its bound ({limit}s): see {inv.trigger.log}")
     return Check(name, f"{inv.trigger.name} runs", not stuck, detail)
+
+
+def service_checks(session: Session, init: str, r: dict, gap: bool = True) -> list[Check]:
+    """On a systemd host, the running database is its service's: else a restart of the service (the
+    chain's, restart-chain's) would not restart it. (SysV: the init script acts on the process.)
+    Without ``gap`` (bootstrap's own verify, which has just installed the service), a database still
+    outside it is the hand-over left to do: said, and skipped (not a gap)."""
+    inv, run = session.inv, r["run"].stdout.strip() or "none"
+    if init != "systemd" or run == "none":
+        return []
+    unit = render.db_unit(inv)
+    outside = service_problem(inv, r["service"].stdout)
+    return [Check(session.db.name, "under its service", outside is None, f"run {run} is {unit}'s" if outside is None
+                  else f"the database {outside}: a restart of the service would not restart it; "
+                       f"{outside_service(inv)} (systemctl stop <the unit that started it>; systemctl start {unit})",
+                  skipped=outside is not None and not gap)]
 
 
 def watch_checks(session: Session, init: str, tool: str, wsvc: ops_db.Service, states: dict[str, FileState],
@@ -339,9 +357,10 @@ def watch_checks(session: Session, init: str, tool: str, wsvc: ops_db.Service, s
     return checks
 
 
-def verify_step(session: Session, extra=None) -> list[Check]:
+def verify_step(session: Session, extra=None, handover_gap: bool = True) -> list[Check]:
     """Run every check (and ``extra(web, key)``'s on each reachable web server); print each host's
-    line as soon as its checks are in, then the table; return the checks."""
+    line as soon as its checks are in, then the table; return the checks (``handover_gap``: see
+    :func:`service_checks`)."""
     t0 = session.results.elapsed()
     checks: list[Check] = []
     try:
@@ -362,7 +381,7 @@ def verify_step(session: Session, extra=None) -> list[Check]:
     pins = {w.name: res[1] for w, res in zip(session.webs, web_results, strict=True) if res[1] is not None}
     if db_up:
         try:
-            found = db_checks(session, pins)
+            found = db_checks(session, pins, handover_gap)
         except HostError as exc:
             found = [unreachable_check(session.db.name, exc)]
         checks = record(session, session.db.name, found, t0)

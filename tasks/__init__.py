@@ -106,8 +106,8 @@ def restart_chain(c: Context, dry_run: bool = False, yes: bool = False, json: bo
     web server after that (restarts directly where it did not), checks each health URL, and prints
     a per-host table with timings. --dry-run prints the plan. Exits non-zero on any failure (3 when
     only unreachable hosts failed). Asks for confirmation on a terminal; --yes skips the question
-    (needed when stdin is not a terminal). --json and --junit FILE report per host and step
-    (the docs task: `docs output`).
+    (needed when stdin is not a terminal; not confirmed: exit 5). --json and --junit FILE report per
+    host and step (the docs task: `docs output`).
     """
     run_restart_chain(dry_run=dry_run, yes=yes)
 
@@ -175,7 +175,7 @@ def uninstall(c: Context, sshd: bool = False, dry_run: bool = False, yes: bool =
     byte), the gate, its sudo rule and the account push-key created. Logs and the backups in
     /var/backups/svrchain stay. --sshd also takes out harden-sshd's setting (checked, reloaded,
     rolled back if a fresh login fails). --dry-run shows what would go. Asks for confirmation on a
-    terminal; --yes skips the question (needed when stdin is not a terminal).
+    terminal; --yes skips the question (needed when stdin is not a terminal; not confirmed: exit 5).
     """
     run_uninstall(sshd=sshd, dry_run=dry_run, yes=yes)
 

@@ -82,6 +82,26 @@ def sudo_problem(label: str, user: str, stderr: str, source: Path) -> str | None
     return None
 
 
+# How often a wait of the main thread wakes: a signal that the kernel gave another thread runs its
+# Python handler only when the main thread runs again (Ctrl-C, SIGTERM: svrchain.cli).
+WAKE = 0.2
+
+
+def result_of(future: Future) -> T:
+    """``future.result()``, waited for in short steps (see :data:`WAKE`)."""
+    while True:
+        try:
+            return future.result(timeout=WAKE)
+        except TimeoutError:
+            continue
+
+
+def locked(lock: threading.Lock) -> None:
+    """Acquire ``lock``, waiting in short steps (see :data:`WAKE`)."""
+    while not lock.acquire(timeout=WAKE):
+        pass
+
+
 class Once:
     """Values read once per key and shared between threads: concurrent callers of a key wait for the
     one reading, and a failed read is kept (every caller gets its error, nothing retries it)."""
@@ -102,7 +122,7 @@ class Once:
                 future.set_result(read())
             except BaseException as exc:
                 future.set_exception(exc)
-        return future.result()
+        return result_of(future)
 
     def forget(self, stale: Callable[[Hashable], bool]) -> None:
         """Drop the keys ``stale`` says are out of date: the next ``get`` reads them again."""
@@ -340,7 +360,8 @@ class Host:
 
     def connection(self) -> Connection:
         """The host's connection, opened on first use; errors become one clear line."""
-        with self._lock:
+        locked(self._lock)  # (another thread may be connecting: waited for in short steps)
+        try:
             if self._error is not None:
                 raise self._error
             if self._conn is None:
@@ -350,6 +371,8 @@ class Host:
                     self._error = exc
                     raise
             return self._conn
+        finally:
+            self._lock.release()
 
     def stream(self) -> socket.socket | paramiko.Channel:
         """The byte stream to the host's sshd: a TCP connection with Nagle off (SSH's small packets

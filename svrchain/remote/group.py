@@ -5,18 +5,67 @@ once per run, and the report: one line per host and step as it happens, the exit
 from __future__ import annotations
 
 import contextlib
+import queue
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, wait
 from pathlib import Path
 from typing import TypeVar
 
 from svrchain import inventory, output, runopts, sshauth, tell
 from svrchain.errors import HostError, SvrchainError, Unreachable
 from svrchain.plan import Outcome
-from svrchain.remote.connection import Dialer, Host, Once, load_known_hosts
+from svrchain.remote.connection import WAKE, Dialer, Host, Once, load_known_hosts
 
 T = TypeVar("T")
+
+
+class Workers:
+    """Up to ``count`` daemon threads running the calls submitted. The process never waits for them
+    when it ends: on Ctrl-C or SIGTERM a thread stuck connecting to, or reading from, a host that
+    hangs does not hold the run up (its connection is closed, and the thread ends with it)."""
+
+    def __init__(self, count: int):
+        self.count = max(1, count)
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+
+    def submit(self, fn: Callable[[], T]) -> Future:
+        """Run ``fn`` on a worker; its Future holds the result or the exception."""
+        fut: Future = Future()
+        self._queue.put((fut, fn))
+        if len(self._threads) < self.count:
+            t = threading.Thread(target=self._work, name="svrchain-worker", daemon=True)
+            self._threads.append(t)
+            t.start()
+        return fut
+
+    def _work(self) -> None:
+        while (job := self._queue.get()) is not None:
+            fut, fn = job
+            if fut.set_running_or_notify_cancel():
+                try:
+                    fut.set_result(fn())
+                except BaseException as exc:  # handed to the caller with the future
+                    fut.set_exception(exc)
+
+    def shutdown(self) -> None:
+        """Let the workers end once the calls queued are done (without waiting for them)."""
+        for _ in self._threads:
+            self._queue.put(None)
+
+
+def parallel_map(fn: Callable[[T], object], items: list[T], count: int) -> list:
+    """``[fn(x) for x in items]`` on up to ``count`` workers; the first exception is raised once every
+    call has ended. Waiting is interrupted by a signal (Ctrl-C, SIGTERM): then nothing more is waited for."""
+    pool = Workers(min(count, len(items)))
+    try:
+        futures = [pool.submit(lambda x=x: fn(x)) for x in items]
+        while wait(futures, timeout=WAKE).not_done:  # short steps: see connection.WAKE
+            pass
+        return [f.result() for f in futures]
+    finally:
+        pool.shutdown()
 
 
 class Session:
@@ -32,7 +81,7 @@ class Session:
         self.unreachable: set[str] = set()  # hosts this run could not connect to (exit 3 if only they failed)
         self._facts = Once()  # facts read once per run, by key ("what:host")
         self._print_lock = threading.Lock()
-        self._prefetcher: ThreadPoolExecutor | None = None
+        self._prefetcher: Workers | None = None
         c, d = inv.connect, self.dialer
         self.db = Host(d, inv.db.name, "db", inv.db.address, inv.db.port or c.port, inv.db.user or c.user, lock)
         # Every web server of the inventory, and those this run works on (all, or --limit's).
@@ -96,9 +145,9 @@ class Session:
         return [self.db, *self.webs]
 
     def close(self) -> None:
-        """Wait for the background work, then close every connection."""
+        """Close every connection (background work still going on ends with it)."""
         if self._prefetcher is not None:
-            self._prefetcher.shutdown(wait=True)
+            self._prefetcher.shutdown()
         for h in self.hosts:
             h.close()
         self.dialer.close()
@@ -115,9 +164,9 @@ class Session:
         """Start connecting (and reading ``facts``) in the background, overlapping other work."""
         hosts = self.hosts if hosts is None else hosts
         if self._prefetcher is None:
-            self._prefetcher = ThreadPoolExecutor(max_workers=self.parallel(len(hosts)))
+            self._prefetcher = Workers(self.parallel(len(self.hosts)))
         for h in hosts:
-            self._prefetcher.submit(_quietly, (lambda h=h: facts(h)) if facts else h.connection)
+            self._prefetcher.submit(lambda h=h: _quietly((lambda: facts(h)) if facts else h.connection))
 
     def fact(self, key: str, read: Callable[[], T]) -> T:
         """``read()`` once per run and key; concurrent callers wait for the one reading."""
@@ -142,8 +191,7 @@ class Session:
                 return exc
         if len(hosts) == 1:
             return [guarded(hosts[0])]
-        with ThreadPoolExecutor(max_workers=self.parallel(len(hosts))) as pool:
-            return list(pool.map(guarded, hosts))
+        return parallel_map(guarded, hosts, self.parallel(len(hosts)))
 
     def report(self, outcome: Outcome, show_diff: bool = False, seconds: float | None = None) -> Outcome:
         """Print one ``host step status detail`` line (and its diffs in a dry run), as it happens;

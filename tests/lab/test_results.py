@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -138,6 +139,45 @@ def test_verify_prints_each_host_when_it_is_done(chain):
     out, err = p.communicate(timeout=60)
     assert p.returncode == 0, out + err
     assert re.search(r"^web2\s+ok\s+\d+ checks", out, re.M) and "RECAP verify" in out
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["TERM", "INT"])
+def test_a_signal_stops_verify_at_once_with_its_reports(chain, signum, code, tmp_path):
+    """web2's sshd hangs (SIGSTOP: it accepts and never answers); once web1's line is in, SIGTERM (a CI
+    job's timeout) or Ctrl-C stops verify at once: exit 143 / 130, the recap, the JSON document and
+    the JUnit file written and marked interrupted, web1's checks in them; the connections are closed."""
+    env = {**os.environ, "INVENTORY": str(LAB_INVENTORY)}
+    junit = tmp_path / "verify.xml"
+    chain.console("web2", "pkill -STOP -x sshd")
+    let_go = threading.Timer(60, lambda: chain.console("web2", "pkill -CONT -x sshd"))
+    let_go.start()
+    try:
+        p = subprocess.Popen([*FAB, "verify", "--json", "--junit", str(junit)], cwd=REPO, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        seen: list[str] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(x.startswith("web1 ") for x in seen):
+            seen.append(p.stderr.readline())
+        assert any(re.match(r"web1\s+ok\s+\d+ checks \(", x) for x in seen) and p.poll() is None, seen
+        p.send_signal(signum)
+        out, err = p.communicate(timeout=30)  # web2 hangs for 60 s: the run does not wait for it
+    finally:
+        let_go.cancel()
+        chain.console("web2", "pkill -CONT -x sshd")
+    err = "".join(seen) + err
+    assert p.returncode == code, err
+    assert "RECAP verify (INTERRUPTED after" in err and re.search(r"^web1\s+: ok=\d+", err, re.M), err
+    assert err.strip().splitlines()[-1].startswith("svrchain: interrupted by "), err
+    doc = json.loads(out)
+    validate(doc)
+    assert doc["interrupted"] is True and doc["result"] == "interrupted" and doc["exit_code"] == code
+    hosts = {h["name"]: h for h in doc["hosts"]}
+    assert hosts["web1"]["items"] and all(i["status"] == "ok" for i in hosts["web1"]["items"])
+    assert hosts["web2"]["items"] == []
+    root = ET.parse(junit).getroot()
+    assert root.find("testsuite[@name='svrchain.verify.run']/testcase/error").get("type") == "interrupted"
+    assert root.find("testsuite[@name='svrchain.verify.web1']") is not None
+    assert chain.fab("verify").returncode == 0  # nothing was left behind: no lock, no stuck session
 
 
 def encrypted_key(chain, tmp_path: Path) -> Path:

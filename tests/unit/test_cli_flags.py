@@ -23,7 +23,7 @@ from invoke import Config, Context
 
 import tasks
 from svrchain import runopts
-from svrchain.errors import BadInventory, UsageError
+from svrchain.errors import BadInventory, Declined
 from svrchain.remote.connection import handshake_problem, sudo_problem
 from svrchain.runopts import confirm
 
@@ -121,7 +121,8 @@ def write_inventory(tmp_path: Path, hosts: list[tuple[str, int]], known: str = "
 # Flags svrchain cannot honour: refused in one line, exit 4, before any inventory is read.
 REFUSED = [
     (["-H", "web1"], "-H/--hosts: not supported; svrchain takes its hosts from the inventory"),
-    (["-i", "/tmp/k"], "-i/--identity: not supported; svrchain logs in with the inventory's connect.identity"),
+    (["-i", "/tmp/k"], "-i/--identity: not supported; did you mean -I FILE (--inventory)? Ansible's -i is "
+                       "svrchain's -I"),
     (["-S", "/dev/null"], "-S/--ssh-config: not supported; set connect.ssh_config in the inventory"),
     (["-t", "5"], "-t/--connect-timeout: not supported; set connect.timeout in the inventory"),
     (["-T", "5"], "-T/--command-timeout: not supported; svrchain's waits are in the inventory"),
@@ -157,8 +158,8 @@ USAGE = [
     (["verify", "--limit", "web9"], 4, "svrchain: --limit web9: no web server of that name in"),
     (["verify", "--limit", "db"], 4, "svrchain: --limit db: that is the DB server"),
     (["verify", "--limit", ","], 4, "svrchain: --limit: give web server names separated by commas"),
-    (["restart-chain"], 4, "svrchain: Restart the database db (127.0.0.1) and 1 web server(s): confirm with --yes"),
-    (["uninstall"], 4, "svrchain: Remove svrchain from the DB server db and 1 web server(s): confirm with --yes"),
+    (["restart-chain"], 5, "svrchain: Restart the database db (127.0.0.1) and 1 web server(s): confirm with --yes"),
+    (["uninstall"], 5, "svrchain: Remove svrchain from the DB server db and 1 web server(s): confirm with --yes"),
 ]
 
 
@@ -301,9 +302,9 @@ def test_route_device_reads_the_kernels_route():
 
 
 def test_confirmation(monkeypatch):
-    """No terminal: --yes or exit 4; on a terminal: only 'y' or 'yes' goes on."""
+    """No terminal: --yes or exit 5; on a terminal: only 'y' or 'yes' goes on (else exit 5)."""
     monkeypatch.setattr(sys.stdin, "isatty", lambda: False)
-    with pytest.raises(UsageError, match=r"^Restart: confirm with --yes \(stdin is not a terminal\)$"):
+    with pytest.raises(Declined, match=r"^Restart: confirm with --yes \(stdin is not a terminal\)$"):
         confirm("Restart?", yes=False)
     confirm("Restart?", yes=True)
     monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
@@ -312,7 +313,7 @@ def test_confirmation(monkeypatch):
         if goes_on:
             confirm("Restart?", yes=False)
         else:
-            with pytest.raises(UsageError, match="not confirmed; nothing was changed"):
+            with pytest.raises(Declined, match="not confirmed; nothing was changed"):
                 confirm("Restart?", yes=False)
 
 

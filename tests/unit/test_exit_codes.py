@@ -48,3 +48,12 @@ def test_svr_task_exits_with_the_code_and_one_line(error, code):
         failing(Context())
     assert info.value.code == code
     assert info.value.message == f"svrchain: {error}"
+
+
+def test_declined_and_interrupted_have_their_own_codes():
+    from svrchain.errors import Declined, Interrupted
+
+    assert exit_code(Declined("not confirmed; nothing was changed")) == 5
+    assert exit_code(Interrupted(2)) == 130 and "Ctrl-C (SIGINT)" in str(Interrupted(2))
+    assert exit_code(Interrupted(15)) == 143 and "SIGTERM" in str(Interrupted(15))
+    assert {c for _, c in CODES} | {5, 130, 143} == {1, 2, 3, 4, 5, 130, 143}  # each its own meaning

@@ -286,3 +286,32 @@ def test_max_parallel_defaults_and_bounds():
             assert f"{SRC}" in err and f"{section}.max_parallel: " in err and len(err.splitlines()) == 1
         err = error_of(changed(f"{section}.max_parallel", "many"))
         assert f"{section}.max_parallel: " in err and len(err.splitlines()) == 1
+
+
+def test_a_key_given_twice_is_refused_with_both_lines():
+    """YAML keeps the last of two equal keys silently: an admin's second `user:` would win unseen."""
+    text = LAB_INVENTORY.read_text()
+    twice = text.replace("\nweb:\n", "\nweb:\n  user: svr-restart\n", 1)  # the file's own web.user follows
+    first = next(i for i, line in enumerate(twice.splitlines(), 1) if line == "  user: svr-restart")
+    message = error_of(twice, lines=True)
+    assert message == (f"{SRC}:{first + 1}: web.user: given twice, on lines {first} and {first + 1} (YAML would "
+                       "keep the last silently); keep one"), message
+    nested = yaml.safe_dump(changed("web.servers", [{"name": "web1", "address": "198.18.0.21",
+                                                     "health_url": "http://198.18.0.21/"}]))
+    nested = nested.replace("- address: 198.18.0.21\n", "- address: 198.18.0.21\n    address: 198.18.0.99\n")
+    assert "web.servers[0].address: given twice, on lines" in error_of(nested)
+    assert "given twice" in error_of("connect: 1\nconnect: 2\n")
+    assert "given twice" not in error_of("base: &b {user: root}\nconnect:\n  <<: *b\n  <<: *b\n")
+
+
+@pytest.mark.parametrize("syntax", [";", "&&", "|", "`", "$(", ">", "<", "&"])
+def test_shell_syntax_as_root_only_when_the_inventory_says_so(syntax):
+    line = f"/etc/init.d/apache2 restart {syntax} touch /tmp/x"
+    data = changed("web.restart_command", line)
+    message = error_of(data)
+    shown = "$(" if syntax == "$(" else syntax[0]
+    assert f"web: restart_command: '{shown}' is shell syntax, which runs as root" in message, message
+    assert "web.restart_shell: true" in message
+    data["web"]["restart_shell"] = True
+    assert load(data).web.restart_command == line
+    assert load(LAB).web.restart_shell is False  # a plain command needs nothing

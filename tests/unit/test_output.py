@@ -56,8 +56,10 @@ def test_exit_codes_are_distinct_and_documented():
     from svrchain.errors import HostUnreachable
     assert errors.exit_code(HostUnreachable("x")) == 3
     doc = (REPO / "docs" / "output.md").read_text()
-    for code in ("| 0 |", "| 1 |", "| 2 |", "| 3 |", "| 4 |"):
+    for code in ("| 0 |", "| 1 |", "| 2 |", "| 3 |", "| 4 |", "| 5 |", "| 130 |", "| 143 |"):
         assert code in doc
+    assert set(output.RESULTS) == {0, 1, 2, 3, 4, 5, 130, 143} == set(SCHEMA["properties"]["exit_code"]["enum"])
+    assert set(output.RESULTS.values()) == set(SCHEMA["properties"]["result"]["enum"])
 
 
 def test_recap_counts_per_host_without_colour():

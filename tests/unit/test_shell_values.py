@@ -84,6 +84,7 @@ def inventories(draw) -> dict:
                   if run else {})},
         "web": {"user": draw(accounts.filter(lambda u: u != "root")) if dedicated else "root",
                 "restart_command": draw(restart_commands(dedicated)),
+                **({} if dedicated else {"restart_shell": True}),  # as root, any shell line (said so)
                 "servers": [{"name": name, "address": address, "port": draw(ports), "health_url": "http://x/"}
                             for name, address in zip(web_names, web_addresses, strict=True)]},
         "key": {"path": draw(paths)},
