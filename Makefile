@@ -11,6 +11,8 @@ INIT ?= sysv
 # The web hosts: full (Apache + PHP, booted by init; the default) or light (sshd + a stand-in web server,
 # up to 200 of them: the scale bench's).
 KIND ?= full
+# The DB host: postgres (PostgreSQL behind the lab's dbora) or oracle (Oracle-shaped stand-ins over PostgreSQL).
+DB ?= postgres
 # Debian packages the lab and the tests need on this machine (the lab hosts get theirs by debootstrap);
 # only the lab's targets install them (as root). Running the tasks needs none of them.
 DEBS := debootstrap iproute2 util-linux openssh-client shellcheck curl systemd-container
@@ -46,7 +48,7 @@ lock:
 	mv requirements.lock.new requirements.lock && rm -rf .lock-venv
 
 lab-up: lab-deps install
-	$(PY) -m lab up --web $(WEB) --init $(INIT) --kind $(KIND)
+	$(PY) -m lab up --web $(WEB) --init $(INIT) --kind $(KIND) --db $(DB)
 
 lab-down:
 	$(PY) -m lab down

@@ -1,4 +1,4 @@
-"""``python -m lab up [--web N] | down | boot HOST | exec HOST CMD | status`` (as root)."""
+"""``python -m lab up [--web N] [--db oracle] | down | boot HOST | exec HOST CMD | status`` (as root)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--kind", choices=hosts.KINDS, default=os.environ.get("KIND", "full"),
                     help="web hosts: full (Apache + PHP, booted by init) or light (sshd + a stand-in web "
                          "server; up to 200, for the scale bench) (full)")
+    up.add_argument("--db", choices=hosts.DBS, default=os.environ.get("DB", "postgres"),
+                    help="the DB host: postgres (PostgreSQL behind the lab's dbora) or oracle (Oracle-shaped: "
+                         "stand-ins for dbstart, sqlplus, lsnrctl over PostgreSQL; docs/lab.md) (postgres)")
     up.add_argument("--python", action="store_true",
                     help="bind this machine's Python into every host at /usr/bin/python3 (for Ansible)")
     sub.add_parser("down", help="tear the lab down, leaving nothing behind")
@@ -36,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.verb == "up":
         t0 = time.monotonic()
-        up_hosts = hosts.up(args.web, args.init, args.kind, args.python)
+        up_hosts = hosts.up(args.web, args.init, args.kind, args.python, args.db)
         names = ", ".join(f"{h.name} {h.address}" for h in up_hosts[:6]) + (", ..." if len(up_hosts) > 6 else "")
         print(f"lab: up in {time.monotonic() - t0:.1f}s ({len(up_hosts) - 1} {args.kind} web hosts): {names}")
     elif args.verb == "down":

@@ -49,6 +49,17 @@ MAX_WEB = {"full": 60, "light": 200}
 LAB_WEB = "/usr/local/sbin/lab-web"
 LIGHT_RESTART_COMMAND = f"{LAB_WEB} restart"
 LIGHT_RESTART_DELAY = 0.1  # seconds a stand-in restart waits between stop and start (a known, short time)
+# The DB host: PostgreSQL behind the lab's dbora script ("postgres"), or an Oracle-shaped host ("oracle":
+# stand-ins for Oracle's tools over a PostgreSQL underneath; lab/files/oracle, docs/lab.md).
+DBS = ("postgres", "oracle")
+ORACLE_HOME = "/u01/app/oracle/product/19.0.0/dbhome_1"
+ORACLE_LAB = "/u01/app/oracle/lab"  # the stand-ins' own files: lab.conf, phases.log, the PostgreSQL underneath
+ORACLE_FILES = FILES / "oracle"
+# The one place of the Oracle stand-ins' phase timings (seconds), written to ORACLE_LAB/lab.conf:
+# startup's NOMOUNT -> MOUNTED (MOUNT) -> OPEN READ WRITE (OPEN); the PDB opened PDB after that (when its
+# state was saved); the application's service READY with the listener REGISTER after the PDB opened
+# (or the listener started); each step of a "shutdown immediate" (CLOSE).
+ORACLE_PHASES = {"MOUNT": 3.0, "OPEN": 3.0, "PDB": 2.0, "REGISTER": 3.0, "CLOSE": 1.0}
 # This machine's Debian Python, bound read-only into the hosts when asked (Ansible's modules need one).
 MACHINE_PYTHON = Path("/usr/bin/python3.11")
 
@@ -63,6 +74,7 @@ class LabHost:
     init: str = "sysv"  # how the host boots: "sysv" or "chkconfig" (rc 3 under tini), "systemd" (nspawn -b)
     kind: str = "full"  # "full" (its role's real services) or "light" (web only: sshd + a stand-in server)
     python: bool = False  # this machine's Python bound in at /usr/bin/python3 (for Ansible)
+    db: str = "postgres"  # what the lab's DB host is: "postgres" or "oracle" (Oracle-shaped), on every host
 
     @property
     def netns(self) -> str:
@@ -81,9 +93,15 @@ class LabHost:
         return self.disk / "merged"
 
 
-def plan(web_count: int, init: str = "sysv", kind: str = "full", python: bool = False) -> list[LabHost]:
+def plan(web_count: int, init: str = "sysv", kind: str = "full", python: bool = False,
+         db: str = "postgres") -> list[LabHost]:
     """The hosts of a lab with ``web_count`` web servers of ``kind``, booting with ``init`` (the DB
-    host is always a full host); addresses are allocated in order (web N is .20+N)."""
+    host is always a full host, PostgreSQL or Oracle-shaped as ``db`` says); addresses are allocated
+    in order (web N is .20+N)."""
+    if db not in DBS:
+        raise LabError(f"lab: DB must be one of {', '.join(DBS)}")
+    if db == "oracle" and kind != "full":
+        raise LabError("lab: the Oracle-shaped DB host is for full web hosts (Apache + PHP)")
     if kind not in KINDS:
         raise LabError(f"lab: the kind of web host must be one of {', '.join(KINDS)}")
     if not 1 <= web_count <= MAX_WEB[kind]:
@@ -94,8 +112,9 @@ def plan(web_count: int, init: str = "sysv", kind: str = "full", python: bool = 
         raise LabError("lab: light web hosts have no init system; use them with INIT=sysv")
     if python and not MACHINE_PYTHON.exists():
         raise LabError(f"lab: {MACHINE_PYTHON} is missing on this machine (apt-get install python3.11)")
-    hosts = [LabHost("db", "db", DB_ADDRESS, init, python=python)]
-    hosts += [LabHost(f"web{i}", "web", f"{SUBNET}.{20 + i}", init, kind, python) for i in range(1, web_count + 1)]
+    hosts = [LabHost("db", "db", DB_ADDRESS, init, python=python, db=db)]
+    hosts += [LabHost(f"web{i}", "web", f"{SUBNET}.{20 + i}", init, kind, python, db)
+              for i in range(1, web_count + 1)]
     return hosts
 
 
@@ -200,7 +219,7 @@ def _provision_light(h: LabHost, hosts_text: str, admin_key: str) -> None:
     _write(r, "/var/www/lab-web/index.php", (FILES / "lab-web.php").read_text())
 
 
-def _provision(h: LabHost, hosts: list[LabHost], admin_key: str) -> None:
+def _provision(h: LabHost, hosts: list[LabHost], admin_key: str, phases: dict[str, float]) -> None:
     """First boot only: give the host its identity, keys, services and application."""
     r = h.root
     hosts_text = "127.0.0.1 localhost\n" + "".join(f"{x.address} {x.name}\n" for x in hosts)
@@ -230,26 +249,44 @@ def _provision(h: LabHost, hosts: list[LabHost], admin_key: str) -> None:
             sh("chroot", str(r), "update-rc.d", "-f", svc, "remove")
     if h.init == "systemd":
         _provision_systemd(h, drop)
-    if h.role == "db":
-        _write(r, "/usr/local/sbin/lab-dbora", (FILES / "dbora").read_text(), 0o755)
-        pgconf = r / "etc/postgresql/15/main"
-        with (pgconf / "postgresql.conf").open("a") as f:
-            f.write("listen_addresses = '*'\n")
-        with (pgconf / "pg_hba.conf").open("a") as f:
-            f.write(f"host app app {SUBNET}.0/24 scram-sha-256\n")
-        if any(x.kind == "light" for x in hosts):
-            # Each light web host's stand-in asks the database for its run when it starts: up to 200
-            # of them at once while the lab boots.
-            with (pgconf / "postgresql.conf").open("a") as f:
-                f.write("max_connections = 300\n")
+    if h.role == "db" and h.db == "oracle":
+        _provision_oracle(h, phases)
+    elif h.role == "db":
+        _provision_postgres(h, hosts)
     else:
-        _write(r, "/var/www/html/index.php", (FILES / "index.php").read_text())
-        (r / "var/www/html/index.html").unlink(missing_ok=True)
-        # A steady pool of workers: no new (fresh) worker appears by itself after a DB restart, so
-        # the page fails until Apache restarts, as the seed describes.
-        _write(r, "/etc/apache2/conf-enabled/lab.conf",
-               f"ServerName {h.name}\n<IfModule mpm_prefork_module>\n  StartServers 5\n  MinSpareServers 1\n"
-               "  MaxSpareServers 10\n</IfModule>\n")
+        _provision_web(h)
+
+
+def _provision_postgres(h: LabHost, hosts: list[LabHost]) -> None:
+    """The PostgreSQL DB host: the lab's dbora, PostgreSQL reachable from the lab's subnet."""
+    r = h.root
+    _write(r, "/usr/local/sbin/lab-dbora", (FILES / "dbora").read_text(), 0o755)
+    pgconf = r / "etc/postgresql/15/main"
+    with (pgconf / "postgresql.conf").open("a") as f:
+        f.write("listen_addresses = '*'\n")
+    with (pgconf / "pg_hba.conf").open("a") as f:
+        f.write(f"host app app {SUBNET}.0/24 scram-sha-256\n")
+    if any(x.kind == "light" for x in hosts):
+        # Each light web host's stand-in asks the database for its run when it starts: up to 200
+        # of them at once while the lab boots.
+        with (pgconf / "postgresql.conf").open("a") as f:
+            f.write("max_connections = 300\n")
+
+
+def _provision_web(h: LabHost) -> None:
+    """A full web host's application: the PHP page (through the Oracle-shaped host's listener when
+    the lab has one) and Apache's steady pool of workers."""
+    r = h.root
+    page = (FILES / "index.php").read_text()
+    if h.db == "oracle":
+        page = page.replace(_PAGE_DB_LINE, "$lab = ['port' => 1521, 'oracle' => true];")
+    _write(r, "/var/www/html/index.php", page)
+    (r / "var/www/html/index.html").unlink(missing_ok=True)
+    # A steady pool of workers: no new (fresh) worker appears by itself after a DB restart, so
+    # the page fails until Apache restarts, as the seed describes.
+    _write(r, "/etc/apache2/conf-enabled/lab.conf",
+           f"ServerName {h.name}\n<IfModule mpm_prefork_module>\n  StartServers 5\n  MinSpareServers 1\n"
+           "  MaxSpareServers 10\n</IfModule>\n")
 
 
 # A RHEL-like SysV host: the rc directories under /etc/rc.d (with /etc/init.d and /etc/rcN.d
@@ -324,6 +361,84 @@ def _provision_systemd(h: LabHost, drop: list[str]) -> None:
     if h.role == "db":
         _write(r, "/etc/systemd/system/lab-db.service", _LAB_DB_UNIT)
         (wants / "multi-user.target.wants/lab-db.service").symlink_to("/etc/systemd/system/lab-db.service")
+    if h.role == "db" and h.db == "oracle":
+        _write(r, "/etc/systemd/system/lab-db-others.service", _LAB_DB_OTHERS_UNIT)
+        (wants / "multi-user.target.wants/lab-db-others.service").symlink_to(
+            "/etc/systemd/system/lab-db-others.service")
+
+
+_LAB_DB_OTHERS_UNIT = """[Unit]
+Description=The other instances beside the application's database: +ASM and TEST (lab)
+After=network.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/sbin/lab-db-others
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+# The line of the web page (lab/files/index.php) that says where the database is.
+_PAGE_DB_LINE = "$lab = ['port' => 5432, 'oracle' => false];"
+
+# The Oracle-shaped DB host's accounts, home and database underneath (run in its root): the Oracle
+# software owner oracle (oinstall, and dba: "/ as sysdba"), ORACLE_HOME with the stand-ins, and a
+# PostgreSQL cluster of oracle's in ORACLE_LAB/pgdata, on 127.0.0.1 only (clients come through the listener).
+_ORACLE_HOST = r"""
+set -e
+OH=$1 LAB=$2
+groupadd -g 54321 oinstall
+groupadd -g 54322 dba
+useradd --create-home -u 54321 -g oinstall -G dba -s /bin/bash -p '*' oracle
+install -m 755 /usr/bin/cat "$OH/bin/oracle"
+touch "$LAB/phases.log" "$LAB/pdb_saved_state"
+chown -R oracle:oinstall /u01
+su oracle -s /bin/sh -c "/usr/lib/postgresql/15/bin/initdb -D $LAB/pgdata --auth-local=peer \
+    --auth-host=scram-sha-256 >$LAB/initdb.log 2>&1"
+printf "listen_addresses = '127.0.0.1'\nport = 5432\nunix_socket_directories = '%s'\n" "$LAB" \
+    >>"$LAB/pgdata/postgresql.conf"
+"""
+
+_ORACLE_PROFILE = f"""# The Oracle software owner's environment (lab)
+export ORACLE_BASE=/u01/app/oracle
+export ORACLE_HOME={ORACLE_HOME}
+export ORACLE_SID=ORCL
+export PATH=$ORACLE_HOME/bin:$PATH
+"""
+
+_ORATAB = f"""# /etc/oratab: SID:ORACLE_HOME:<N|Y>. dbstart and dbshut start and stop the databases marked Y.
++ASM:{ORACLE_HOME}:N
+ORCL:{ORACLE_HOME}:Y
+TEST:{ORACLE_HOME}:N
+"""
+
+
+def _oracle_conf(phases: dict[str, float]) -> str:
+    """ORACLE_LAB/lab.conf: the phase timings and the databases of the host (shell assignments)."""
+    timings = "".join(f"{k}={v:g}\n" for k, v in phases.items())
+    return ("# The lab's Oracle stand-ins: phase timings in seconds (from lab/hosts.py ORACLE_PHASES; read at\n"
+            "# each startup and shutdown), then the databases of this host.\n"
+            f"{timings}PG_SID=ORCL\nPDB_NAME=APPPDB\nSERVICE=app\nLSNR_PORT=1521\n")
+
+
+def _provision_oracle(h: LabHost, phases: dict[str, float]) -> None:
+    """The Oracle-shaped DB host: oracle's ORACLE_HOME of stand-ins, /etc/oratab, the lab's dbora
+    (dbstart/dbshut as oracle) and the other instances' start, PostgreSQL underneath."""
+    r = h.root
+    for tool in ("sqlplus", "lsnrctl", "tnslsnr", "dbstart", "dbshut", "srvctl"):
+        _write(r, f"{ORACLE_HOME}/bin/{tool}", (ORACLE_FILES / tool).read_text(), 0o755)
+    _write(r, f"{ORACLE_LAB}/labora.sh", (ORACLE_FILES / "labora.sh").read_text())
+    for tool in ("instance", "phase"):
+        _write(r, f"{ORACLE_LAB}/{tool}", (ORACLE_FILES / tool).read_text(), 0o755)
+    _write(r, f"{ORACLE_LAB}/lab.conf", _oracle_conf(phases))
+    _write(r, "/etc/oratab", _ORATAB)
+    _write(r, "/usr/local/sbin/lab-dbora", (ORACLE_FILES / "lab-dbora").read_text(), 0o755)
+    _write(r, "/usr/local/sbin/lab-db-others", (ORACLE_FILES / "lab-oracle-others").read_text(), 0o755)
+    sh("chroot", str(r), "sh", "-c", _ORACLE_HOST, "oracle-host", ORACLE_HOME, ORACLE_LAB)
+    _write(r, "/home/oracle/.bash_profile", _ORACLE_PROFILE)
+    sh("chroot", str(r), "chown", "oracle:oinstall", "/home/oracle/.bash_profile")
 
 
 # --- processes --------------------------------------------------------------------------------
@@ -482,6 +597,29 @@ def _wait_db(h: LabHost, timeout: float = 60) -> None:
     raise LabError(f"lab: PostgreSQL on {h.name} did not become ready within {timeout:.0f}s")
 
 
+# On the Oracle-shaped DB host: the application's database is open and its service READY.
+ORACLE_READY_LINE = "OPEN READ WRITE, PDB APPPDB READ WRITE, service app READY, listener up"
+
+
+def _wait_oracle(h: LabHost, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if run_in(h, f"{ORACLE_LAB}/phase", check=False).stdout.strip() == ORACLE_READY_LINE:
+            return
+        time.sleep(0.2)
+    raise LabError(f"lab: the Oracle-shaped database on {h.name} did not open within {timeout:.0f}s; "
+                   f"see {h.root}{ORACLE_LAB}/phases.log")
+
+
+def _app_db_oracle(h: LabHost) -> None:
+    """Create the application's role and database in the PostgreSQL under the Oracle-shaped host."""
+    psql = f"su oracle -s /bin/sh -c \"psql -h {ORACLE_LAB} -d postgres -qtA -c \\\"{{}}\\\"\""
+    exists = run_in(h, psql.format("SELECT 1 FROM pg_roles WHERE rolname='app'")).stdout.strip()
+    if exists != "1":
+        run_in(h, psql.format("CREATE ROLE app LOGIN PASSWORD 'app'"))
+        run_in(h, psql.format("CREATE DATABASE app OWNER app"))
+
+
 def _app_db(h: LabHost) -> None:
     """Create the application's role and database (first boot of the DB host)."""
     psql = "su postgres -s /bin/sh -c \"psql -qtA -c \\\"{}\\\"\""
@@ -511,14 +649,16 @@ def _write_client_files(hosts: list[LabHost]) -> None:
     (STATE / "hosts.json").write_text(json.dumps([asdict(h) for h in hosts], indent=1))
 
 
-def inventory_data() -> dict:
-    """inventory/lab.yaml with its local paths made absolute, to be changed and written elsewhere."""
+def inventory_data(name: str = "lab.yaml") -> dict:
+    """inventory/lab.yaml (or another of the lab's, such as lab-oracle.yaml) with its local paths made
+    absolute, to be changed and written elsewhere."""
     import yaml
 
-    data = yaml.safe_load((REPO / "inventory" / "lab.yaml").read_text())
+    data = yaml.safe_load((REPO / "inventory" / name).read_text())
     data["connect"]["identity"] = str(STATE / "admin_key")
     data["connect"]["known_hosts"] = str(STATE / "known_hosts")
-    data["db"]["script"] = str(FILES / "dbora")
+    if "script" in data["db"]:
+        data["db"]["script"] = str(FILES / "dbora")
     return data
 
 
@@ -541,10 +681,12 @@ def host(name: str) -> LabHost:
 # --- the verbs --------------------------------------------------------------------------------
 
 
-def up(web_count: int = 2, init: str = "sysv", kind: str = "full", python: bool = False) -> list[LabHost]:
+def up(web_count: int = 2, init: str = "sysv", kind: str = "full", python: bool = False,
+       db: str = "postgres", phases: dict[str, float] | None = None) -> list[LabHost]:
     """Bring up a fresh lab (anything left of an earlier one is torn down first): ``kind`` of web
-    hosts, and with ``python`` this machine's Python in every host."""
-    hosts = plan(web_count, init, kind, python)
+    hosts, with ``python`` this machine's Python in every host, and a DB host as ``db`` says (with
+    "oracle", ``phases`` overrides some of ORACLE_PHASES)."""
+    hosts = plan(web_count, init, kind, python, db)
     down()
     lower = ensure_rootfs()
     admin = admin_pubkey()
@@ -552,15 +694,19 @@ def up(web_count: int = 2, init: str = "sysv", kind: str = "full", python: bool 
     for h in hosts:
         _net_up(h)
         if _disk_up(h, lower):
-            _provision(h, hosts, admin)
+            _provision(h, hosts, admin, {**ORACLE_PHASES, **(phases or {})})
     _write_client_files(hosts)
     # The order svrchain exists to keep: the database first, then the web servers (whose workers
     # would otherwise hold no valid session, as in the seed's failure).
     db, webs = hosts[0], hosts[1:]
     start_host(db)
     wait_booted(db)
-    _wait_db(db)
-    _app_db(db)
+    if db.db == "oracle":
+        _wait_oracle(db)
+        _app_db_oracle(db)
+    else:
+        _wait_db(db)
+        _app_db(db)
     for h in webs:
         start_host(h)
     for h in webs:

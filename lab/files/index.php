@@ -7,17 +7,32 @@
 // Apache was restarted. To reproduce that, a worker process that was started before the database
 // (and so held a session to the database's previous run) fails every request. A restart of Apache,
 // full or graceful, replaces every worker, and the new workers connect afresh.
+//
+// On the Oracle-shaped lab host (the line below is rewritten by the lab), the page connects through
+// the stand-in listener on port 1521, which refuses a new connection with Oracle's error for the
+// database's phase (ORA-12514, ORA-12528, ORA-01033): the page shows it.
+$lab = ['port' => 5432, 'oracle' => false];
 header('Content-Type: text/plain');
-$db = @pg_pconnect('host=198.18.0.10 dbname=app user=app password=app connect_timeout=3');
+$db = @pg_pconnect("host=198.18.0.10 port={$lab['port']} dbname=app user=app password=app connect_timeout=3");
 if ($db === false) {
     http_response_code(503);
-    echo "FAIL cannot connect to the database\n";
+    $why = (string) (error_get_last()['message'] ?? '');
+    if (!$lab['oracle']) {
+        echo "FAIL cannot connect to the database\n";
+    } elseif (preg_match('/(ORA-\d{5}: [^\n]*)/', $why, $m)) {
+        echo "FAIL {$m[1]}\n";
+    } elseif (str_contains($why, 'refused')) {
+        echo "FAIL ORA-12541: TNS:no listener\n";
+    } else {
+        echo "FAIL ORA-12170: TNS:Connect timeout occurred\n";
+    }
     exit;
 }
 $r = @pg_query($db, 'SELECT extract(epoch from pg_postmaster_start_time())');
 if ($r === false) {
     http_response_code(500);
-    echo 'FAIL ' . trim((string) pg_last_error($db)) . "\n";
+    echo $lab['oracle'] ? "FAIL ORA-03113: end-of-file on communication channel\n"
+        : 'FAIL ' . trim((string) pg_last_error($db)) . "\n";
     exit;
 }
 $db_started = (float) pg_fetch_result($r, 0, 0);
@@ -29,9 +44,11 @@ $booted = microtime(true) - (float) explode(' ', (string) file_get_contents('/pr
 $worker_started = $booted + ((int) $fields[19]) / 100;
 if ($worker_started < $db_started - 0.05) {
     http_response_code(500);
-    printf("FAIL end-of-file on communication channel (like ORA-03113): this web server worker "
+    printf("FAIL %s: this web server worker "
         . "(started %s) holds a session to the database's previous run; the database restarted at %s. "
-        . "Restart the web server.\n", date('H:i:s', (int) $worker_started), date('H:i:s', (int) $db_started));
+        . "Restart the web server.\n", $lab['oracle'] ? 'ORA-03113: end-of-file on communication channel'
+        : 'end-of-file on communication channel (like ORA-03113)',
+        date('H:i:s', (int) $worker_started), date('H:i:s', (int) $db_started));
     exit;
 }
 printf("OK db-started=%s worker=%d\n", date('H:i:s', (int) $db_started), getmypid());

@@ -24,7 +24,7 @@ from lab import LabError
 from lab import hosts as labhosts
 from svrchain.inventory import load
 from svrchain.trigger_status import bound
-from tests.paths import LAB_INVENTORY
+from tests.paths import LAB_INVENTORY, ORACLE_INVENTORY
 
 REPO = Path(__file__).resolve().parents[2]
 # A trigger run ends within its bound (ready wait, connection, retries, backoff): the longest wait for one.
@@ -48,6 +48,7 @@ class Lab:
     """Handles on the running lab."""
 
     init: str = "sysv"
+    inventory: Path = LAB_INVENTORY  # the inventory of this lab (inventory/lab-oracle.yaml on the Oracle-shaped host)
 
     def host(self, name: str):
         """A testinfra host over real SSH."""
@@ -55,7 +56,7 @@ class Lab:
 
     def fab(self, *args: str, inventory: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
         """Run ``fab`` as an admin would, from the repository."""
-        env = {**os.environ, "INVENTORY": str(inventory or LAB_INVENTORY)}
+        env = {**os.environ, "INVENTORY": str(inventory or self.inventory)}
         return subprocess.run([*FAB, *args], cwd=REPO, env=env, text=True, capture_output=True, timeout=timeout)
 
     def console(self, name: str, command: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -115,7 +116,8 @@ class Lab:
     def settled(self, timeout: float | None = None) -> str:
         """Wait until the chain has followed the database's current run and no trigger run is going;
         return that run. Waits at most a trigger run's bound (the trigger's own limit)."""
-        end = time.monotonic() + (timeout or TRIGGER_BOUND)
+        end = time.monotonic() + (timeout or (TRIGGER_BOUND if self.inventory == LAB_INVENTORY
+                                              else bound(load(self.inventory))))
         # One look through the console per poll: the current run, the run last handled, and whether a
         # trigger run is going.
         look = (f'run=$({CURRENT_RUN}) || exit; echo "$run"; '
@@ -156,24 +158,25 @@ def _need_root() -> None:
         pytest.skip("the lab needs root (network namespaces, mounts); run make test as root")
 
 
-def bring_up(init: str) -> Lab:
-    """A fresh lab (1 DB host, 2 web hosts) booting with ``init``; a systemd lab that cannot boot on
-    this machine skips its tests, saying why."""
+def bring_up(init: str, db: str = "postgres", phases: dict[str, float] | None = None) -> Lab:
+    """A fresh lab (1 DB host, 2 web hosts) booting with ``init``, its DB host PostgreSQL or
+    Oracle-shaped (``db``, with ``phases`` for the stand-ins' timings); a systemd lab that cannot boot
+    on this machine skips its tests, saying why."""
     _need_root()
     try:
-        labhosts.up(2, init)
+        labhosts.up(2, init, db=db, phases=phases)
     except (LabError, subprocess.CalledProcessError, OSError) as exc:
         labhosts.down()
         if init == "systemd":
             pytest.skip(f"the systemd lab cannot boot on this machine: {exc}")
         raise
-    return Lab(init)
+    return Lab(init, ORACLE_INVENTORY if db == "oracle" else LAB_INVENTORY)
 
 
-def lab_of(init: str):
+def lab_of(init: str, db: str = "postgres", phases: dict[str, float] | None = None):
     """Body of a module-scoped lab fixture: up with ``init`` hosts, always down afterwards."""
     try:
-        yield bring_up(init)
+        yield bring_up(init, db, phases)
     finally:
         labhosts.down()
 

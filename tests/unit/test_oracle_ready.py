@@ -84,6 +84,37 @@ def test_the_check_is_shellcheck_clean(tmp_path):
     assert r.returncode == 0, r.stdout
 
 
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("runuser") is None,
+                    reason="root runs the check, the tools as another account")
+def test_root_runs_the_tools_as_the_owner_with_their_own_options():
+    # As the trigger runs it: root, so sqlplus and lsnrctl run as the owner through su or runuser, which
+    # take options anywhere on their command line unless told where theirs end: sqlplus's own -s and -L
+    # must reach sqlplus (with su they did not: "su: failed to execute -L", never ready).
+    base = Path(tempfile.mkdtemp(prefix="svrchain-oracle-", dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        seen = base / "seen"
+        seen.mkdir(mode=0o777)
+        seen.chmod(0o777)
+        home = base / "oracle"
+        (home / "bin").mkdir(parents=True)
+        (home / "bin" / "sqlplus").write_text(
+            f"#!/bin/sh\nprintf '%s|' \"$(id -un)\" \"$@\" >{seen}/args\ncat >/dev/null\n"
+            "printf 'STATE OPEN READ WRITE\\n'\n")
+        (home / "bin" / "lsnrctl").write_text(f"#!/bin/sh\ncat <<'EOF'\n{LSNR_READY}EOF\n")
+        for tool in ("sqlplus", "lsnrctl"):
+            (home / "bin" / tool).chmod(0o755)
+        text = EXAMPLE.read_text().replace("/u01/app/oracle/product/19.0.0/dbhome_1", str(home))
+        text = text.replace("owner: oracle ", "owner: nobody ")
+        script = base / "oracle-ready"
+        script.write_bytes(render.oracle_ready(parse(text, EXAMPLE)))
+        r = subprocess.run(["sh", str(script)], capture_output=True, text=True, timeout=20)
+        assert r.returncode == 0, r.stderr
+        assert (seen / "args").read_text() == "nobody|-s|-L|/ as sysdba|"
+    finally:
+        shutil.rmtree(base)
+
+
 # A stand-in tool that records the session it runs in and whether it has a controlling terminal.
 SESSION_PROBE = """#!/bin/sh
 set -- $(sed 's/^.*) //' /proc/$$/stat)
