@@ -494,6 +494,9 @@ mount -t tmpfs -o mode=755,size=8m tmpfs "$R/dev"
 for d in null zero full random urandom tty; do
     touch "$R/dev/$d"; mount --bind "/dev/$d" "$R/dev/$d"
 done
+# As on any Linux host (bash's process substitution opens /dev/fd/N).
+ln -s /proc/self/fd "$R/dev/fd"
+ln -s /proc/self/fd/0 "$R/dev/stdin"; ln -s /proc/self/fd/1 "$R/dev/stdout"; ln -s /proc/self/fd/2 "$R/dev/stderr"
 mkdir -p "$R/dev/pts" "$R/dev/shm"
 mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts "$R/dev/pts"
 ln -sf pts/ptmx "$R/dev/ptmx"

@@ -333,9 +333,16 @@ ssh_to() {
 
 # A sleep without a process: read from a pipe nobody writes to, with a timeout (the waits below
 # run once per web server; a fork each would cost the DB server's CPU when it is busiest).
+# Where /dev/fd is missing (process substitution needs it), a plain sleep: never a busy loop.
 nap() {
-    [ -n "${NAP_FD:-}" ] || exec {NAP_FD}<> <(:)
-    read -r -t "$1" -u "$NAP_FD" _ || :
+    if [ -z "${NAP_FD:-}" ]; then
+        exec {NAP_FD}<> <(:) || NAP_FD=none
+    fi 2>/dev/null
+    if [ "$NAP_FD" = none ]; then
+        sleep "$1"
+    else
+        read -r -t "$1" -u "$NAP_FD" _ || :
+    fi
 }
 
 # bounded FUNC [ARG...]: run FUNC NAME ADDRESS PORT USER [ARG...] for every web server, in inventory

@@ -212,7 +212,7 @@ job() {{
     mkdir "{tmp_path}/run.$1"
     ls -d "{tmp_path}"/run.* | wc -l >>"{log}"
     echo "start $1" >>"{log}.order"
-    nap 0.05
+    nap 0.3
     rmdir "{tmp_path}/run.$1"
 }}
 (bounded job)

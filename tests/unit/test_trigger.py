@@ -4,6 +4,7 @@ runs, an owed restart, a lost answer, and settings it refuses. Expected values a
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import threading
@@ -569,3 +570,18 @@ def test_the_config_verb_shows_the_hooks(hk: Trigger):
     r = hk.run("config")
     assert r.stdout.splitlines() == [f"{k}={v}" for k, v in render.trigger_settings(hk.inv)]
     assert "hook_timeout=30" in r.stdout and "on_failure={ " in r.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None, reason="a mount namespace needs root")
+def test_nap_sleeps_even_where_dev_fd_is_missing():
+    """Without /dev/fd (process substitution fails), nap still waits: the trigger's waits never spin."""
+    text = (Path(render.__file__).parent / "files" / "svr_restart.sh").read_text()
+    nap = text[text.index("nap() {"):]
+    nap = nap[:nap.index("\n}\n") + 3]
+    script = f"{nap}\nfor _ in 1 2 3; do nap 0.2; done"
+    start = time.monotonic()
+    r = subprocess.run(["unshare", "--mount", "sh", "-c",
+                        'mount -t tmpfs none /dev && test ! -e /dev/fd && exec bash -c "$0"', script],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert time.monotonic() - start >= 0.55  # three naps of 0.2 s, not three instant returns
