@@ -166,7 +166,7 @@ def test_a_web_server_away_during_the_run_is_restarted_when_it_is_back(chain):
     while chain.console("db", "ls /var/lib/svrchain/svr_restart.owed").stdout.split():
         assert time.monotonic() < end
         time.sleep(0.3)
-    assert chain.fab("verify").returncode == 0
+    chain.verify_ok()
 
 
 def test_a_web_server_rebooted_after_the_run_is_owed_nothing(chain):

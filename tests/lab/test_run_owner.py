@@ -98,8 +98,7 @@ def test_verify_names_the_lookalike_and_exits_2_while_it_runs(chain, attacker):
     assert line and f"PID {attacker}" in line.group(1) and "nobody" in line.group(1), v.stdout
     chain.console("db", f"kill {attacker}")
     time.sleep(0.5)
-    v = chain.fab("verify")
-    assert v.returncode == 0, v.stdout + v.stderr
+    chain.verify_ok()
 
 
 def test_a_killed_watcher_comes_back_and_follows_the_next_restart(chain):
@@ -130,7 +129,7 @@ def test_verify_reports_a_watcher_that_runs_but_no_longer_ticks(chain):
     finally:
         chain.console("db", f"kill -CONT {pid}")
     time.sleep(2)
-    assert chain.fab("verify").returncode == 0
+    chain.verify_ok()
 
 
 def test_a_service_restart_with_the_watcher_and_its_supervisor_gone_restarts_all_and_starts_it(chain):
