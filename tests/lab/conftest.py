@@ -114,6 +114,13 @@ class Lab:
         """The database's current run as the trigger tells it on the DB host ('none' when it does not run)."""
         return self.console("db", CURRENT_RUN).stdout.strip()
 
+    def bootstrapped(self) -> Lab:
+        """Bootstrap svrchain on this fresh lab (it must succeed) and hand the database to its service."""
+        r = self.fab("bootstrap")
+        assert r.returncode == 0, r.stdout + r.stderr
+        self.db_under_service()
+        return self
+
     def verify_ok(self) -> None:
         """fab verify finds nothing to do; but on systemd, after a DBA's own restart (outside the DB's
         unit), the one gap it must report is exactly that: the database not under its service."""
@@ -213,7 +220,4 @@ lab = lab_fixture("sysv", "systemd")
 @pytest.fixture(scope="module")
 def chain(lab):
     """The lab with svrchain bootstrapped."""
-    r = lab.fab("bootstrap")
-    assert r.returncode == 0, r.stdout + r.stderr
-    lab.db_under_service()
-    return lab
+    return lab.bootstrapped()

@@ -26,10 +26,7 @@ RAN = "restart: exit 0"  # the gate's log line for each restart of the web serve
 @pytest.fixture(scope="module", params=["sysv", "systemd"])
 def chain(request):
     for lab in lab_of(request.param):
-        r = lab.fab("bootstrap")
-        assert r.returncode == 0, r.stdout + r.stderr
-        lab.db_under_service()
-        yield lab
+        yield lab.bootstrapped()
 
 
 def dba(lab, verb: str) -> None:

@@ -42,10 +42,7 @@ ERRORS = {  # what the page may show while the database starts (tnslsnr, index.p
 @pytest.fixture(scope="module", params=["chkconfig", "systemd"])
 def chain(request):
     for lab in lab_of(request.param, "oracle", PHASES):
-        r = lab.fab("bootstrap")
-        assert r.returncode == 0, r.stdout + r.stderr
-        lab.db_under_service()
-        yield lab
+        yield lab.bootstrapped()
 
 
 def as_oracle(lab, command: str) -> str:

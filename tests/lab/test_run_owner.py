@@ -31,10 +31,7 @@ WATCH_PID = "cat /run/svrchain/svr_restart_watch.pid"
 @pytest.fixture(scope="module", params=list(CORE_INITS))
 def chain(request):
     for lab in lab_of(request.param):
-        r = lab.fab("bootstrap")
-        assert r.returncode == 0, r.stdout + r.stderr
-        lab.db_under_service()
-        yield lab
+        yield lab.bootstrapped()
 
 
 def lookalike(lab) -> int:
