@@ -15,12 +15,12 @@ PICTURE = ROOT / "docs" / "modules.md"
 # Bottom to top. A module may import from its own layer and the layers below.
 LAYERS: list[tuple[str, set[str]]] = [
     ("core (pure)", {"errors", "tell", "plan", "sysv", "sshd", "authkeys", "inventory", "trigger_status", "render",
-                     "output", "selinux", "ansible_inventory"}),
+                     "output", "selinux", "ansible_inventory", "webtier"}),
     ("facts and operations (pure)", {"homes", "ops", "ops.db", "ops.key", "ops.web"}),
     ("remote and local I/O", {"remote", "remote.connection", "remote.files", "remote.group", "remote.apply",
                               "runopts", "sshauth"}),
     ("steps", {"account", "attacks", "chain", "dbora", "keys", "trigger", "harden", "hosts", "rotate", "adopt",
-               "verify", "uninstall", "bootstrap", "starter"}),
+               "verify", "uninstall", "bootstrap", "starter", "doctor"}),
     ("command line", {"cli"}),
     ("task declarations (tasks/, installed as svrchain.tasks)", {"tasks"}),
     ("the svrchain command", {"program"}),
