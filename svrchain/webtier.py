@@ -18,10 +18,12 @@ MAXB = 1048576  # no file or command output is read beyond this (the probe's bou
 MARK = b"\n@@svrchain-doctor@@ "
 
 # One remote command: every read bounded (1 MiB, 10-20 s), files checked to be regular before they are
-# opened (a FIFO would block), nothing written, and only root's own programs run (apachectl in
-# /usr/sbin, only if root owns it and nobody else can write it; never a php binary). Each piece of
+# opened (a FIFO would block), nothing written, and only root's own programs run: Apache's server
+# program itself (/usr/sbin/apache2 with Debian's /etc/apache2/envvars, or /usr/sbin/httpd), only if
+# root owns it and nobody else can write it (not apache2ctl: it makes Apache's run and lock
+# directories when they are missing); never a php binary. Each piece of
 # output is framed: MARK kind status mode owner length name, then exactly length bytes.
-PROBE = r"""
+HELPERS = r"""
 export LC_ALL=C
 MAXB=1048576
 d=$(mktemp -d) || exit 1
@@ -43,14 +45,18 @@ run() {
     { timeout 20 "$@" </dev/null 2>&1; echo $? >"$d/rc"; } | head -c $MAXB >"$d/o"
     emit cmd "$(cat "$d/rc")" - - "$n"
 }
-ctl=
-for c in /usr/sbin/apache2ctl /usr/sbin/apachectl /usr/bin/apachectl; do
-    [ -f "$c" ] && [ -x "$c" ] && [ -n "$(find -L "$c" -maxdepth 0 -user 0 ! -perm /022)" ] && { ctl=$c; break; }
-done
-if [ -n "$ctl" ]; then
-    run ctl echo "$ctl"
-    run version "$ctl" -V
-    run includes "$ctl" -t -D DUMP_INCLUDES
+"""
+PROBE = HELPERS + r"""
+safe() { [ -f "$1" ] && [ -n "$(find -L "$1" -maxdepth 0 -user 0 ! -perm /022)" ]; }
+srv=; envf=
+if safe /usr/sbin/apache2 && safe /etc/apache2/envvars; then srv=/usr/sbin/apache2; envf=/etc/apache2/envvars
+elif safe /usr/sbin/httpd; then srv=/usr/sbin/httpd
+fi
+if [ -n "$srv" ]; then
+    server='if [ -n "$1" ]; then . "$1"; fi; shift; exec "$@"'
+    run ctl echo "$srv"
+    run version sh -c "$server" sh "$envf" "$srv" -V
+    run includes sh -c "$server" sh "$envf" "$srv" -t -D DUMP_INCLUDES
     cp "$d/o" "$d/inc"
     sed -n 's/^ *([^)]*) \(\/.*\)$/\1/p' "$d/inc" | while IFS= read -r f; do put conf "$f"; done
 fi
@@ -169,7 +175,8 @@ def _lines(text: str) -> list[tuple[int, str]]:
     """The logical lines of a config file (backslash continuations joined), with their first line number."""
     out: list[tuple[int, str]] = []
     pending, first = "", 0
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(text.split("\n"), 1):  # Apache's lines end at \n only
+        line = line.rstrip()
         if not pending:
             first = n
         if line.endswith("\\"):
@@ -294,7 +301,7 @@ def mpm(found: list[Directive], name: str | None, running: int | None) -> Mpm:
 
 
 def mpm_name(version: str, found: list[Directive]) -> str | None:
-    """The MPM: ``apachectl -V``'s "Server MPM", else the LoadModule of an mpm_*_module."""
+    """The MPM: ``apache2 -V``'s (``httpd -V``'s) "Server MPM", else the LoadModule of an mpm_*_module."""
     if m := re.search(r"^Server MPM:\s+(\w+)", version, re.M):
         return m.group(1).lower()
     mods = [d.args[0].lower() for d in found if d.name == "loadmodule" and d.args]
@@ -365,8 +372,8 @@ def parse_ini(read: Read) -> list[tuple[str, str, str]]:
     [PATH=] and [HOST=] sections are CGI/FastCGI's and skipped."""
     out = []
     skip = False
-    for n, line in enumerate(read.text.splitlines(), 1):
-        line = line.strip()
+    for n, line in enumerate(re.split(r"\r\n|\r|\n", read.text), 1):  # PHP's ini lines end at \r, \n or both
+        line = line.strip(" \t")
         if not line or line.startswith(";"):
             continue
         if line.startswith("["):
@@ -522,10 +529,11 @@ def setting(p: Php, key: str) -> Setting:
 
 
 def _int(value: str, default: int) -> int:
-    try:
-        return int(value.strip())
-    except ValueError:
+    """A number as PHP's ini reads it (its leading digits; none: 0); ``default`` for an unset value."""
+    if value == "" and default != 0:
         return default
+    m = re.match(r"\s*([+-]?\d{1,18})", value)
+    return int(m.group(1)) if m else 0
 
 
 def _on(value: str) -> bool:
@@ -594,7 +602,7 @@ def workers_text(m: Mpm) -> str:
 def mpm_finding(m: Mpm) -> Finding:
     """Apache's MPM and the number of workers, i.e. of requests that can fail after a DB restart."""
     if m.name is None:
-        return Finding("apache mpm", False, "cannot tell Apache's MPM (apachectl -V said none): check that Apache "
+        return Finding("apache mpm", False, "cannot tell Apache's MPM (apache2 -V said none): check that Apache "
                        "is installed and its configuration passes apachectl -t")
     kind = "processes" if m.threads == 1 else f"processes x {m.threads} threads"
     return Finding("apache mpm", True, f"{m.name}: {m.workers} workers at most ({m.processes} {kind}; {m.why}); "
@@ -670,10 +678,13 @@ def apache_findings(reads: list[Read]) -> tuple[list[Finding], list[Directive], 
     running = children(processes(ps.text)) if ps else None
     rows: list[Finding] = []
     if ctl is None:
-        rows.append(Finding("apache config", False, "no apachectl of root's in /usr/sbin (or one others can write): "
-                            "Apache's configuration not read"))
+        rows.append(Finding("apache config", False, "no Apache server program of root's (/usr/sbin/apache2 with "
+                            "/etc/apache2/envvars, or /usr/sbin/httpd; none others can write): its configuration "
+                            "not read"))
     elif includes is None or includes.status != "0":
         said = (includes.text.strip().splitlines() or ["no output"])[-1][:200] if includes else "not run"
+        if includes is not None and includes.status == "124":
+            said = f"did not finish within 20s (the last file it named: {said.strip()}; a file that blocks, a FIFO?)"
         rows.append(Finding("apache config", False, f"{ctl.text.strip()} -t -D DUMP_INCLUDES failed "
                             f"(exit {includes.status if includes else '?'}): {said}; fix the configuration"))
     confs = [r for r in reads if r.kind == "conf"]
