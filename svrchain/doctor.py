@@ -38,6 +38,7 @@ def run_doctor(strict: bool = False) -> None:
     """What `fab doctor` does (its flags and help: tasks/)."""
     with Session.open() as s:
         def one(web: Host) -> list[output.Item]:
+            """One web server's rows (its error as its one row)."""
             t0 = s.results.elapsed()
             try:
                 return record(s, web.name, doctor_host(s, web), None, t0)

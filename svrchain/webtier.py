@@ -110,6 +110,7 @@ class Read:
 
     @property
     def text(self) -> str:
+        """The bytes as text (undecodable bytes replaced)."""
         return self.data.decode("utf-8", "replace")
 
     @property
@@ -348,6 +349,7 @@ class Setting:
     text: str = ""  # as written
 
     def shown(self) -> str:
+        """The value as written, and where: ``Off (/etc/php/8.2/apache2/php.ini:1313)``."""
         written = self.text or {"1": "On", "": "Off"}.get(self.value, self.value)
         return f"{written} ({self.where or 'not set: PHP default'})"
 
@@ -417,6 +419,7 @@ def compiled_dirs(module: str) -> tuple[str, str]:
 
 
 def _env(env: str, name: str) -> str | None:
+    """The value of ``name`` in the running Apache's environment (``NAME=value`` lines), or None."""
     for line in env.splitlines():
         if line.startswith(name + "="):
             return line[len(name) + 1:]
@@ -537,6 +540,7 @@ def _int(value: str, default: int) -> int:
 
 
 def _on(value: str) -> bool:
+    """Whether PHP reads a boolean ini value as on."""
     return value.strip().lower() not in ("", "0", *_FALSE)
 
 
@@ -652,7 +656,7 @@ def php_findings(p: Php, m: Mpm) -> list[Finding]:
     if p.module is None:
         return [Finding("php", True, "Apache loads no PHP module: no PHP persistent connection to go stale")]
     shown = f"{p.files[0]} + {len(p.files) - 1} scanned" if p.files else "no ini file"
-    rows = [Finding("php ini", not p.problems, f"{p.module} loads {shown}" +
+    rows = [Finding("php ini", not p.problems, f"{p.module} (Apache's PHP, not the CLI's) loads {shown}" +
                     (f"; {'; '.join(p.problems)}" if p.problems else ""))]
     workers = workers_text(m)
     if "oci8" in p.extensions:
@@ -668,6 +672,7 @@ def php_findings(p: Php, m: Mpm) -> list[Finding]:
 
 
 def _cmd(reads: list[Read], name: str) -> Read | None:
+    """The probe's answer of command ``name`` (None: it did not run)."""
     return next((r for r in reads if r.kind == "cmd" and r.name == name), None)
 
 
@@ -684,7 +689,7 @@ def apache_findings(reads: list[Read]) -> tuple[list[Finding], list[Directive], 
     elif includes is None or includes.status != "0":
         said = (includes.text.strip().splitlines() or ["no output"])[-1][:200] if includes else "not run"
         if includes is not None and includes.status == "124":
-            said = f"did not finish within 20s (the last file it named: {said.strip()}; a file that blocks, a FIFO?)"
+            said = f"did not finish within 20s (its last line: {said.strip()}; an included file that blocks, a FIFO?)"
         rows.append(Finding("apache config", False, f"{ctl.text.strip()} -t -D DUMP_INCLUDES failed "
                             f"(exit {includes.status if includes else '?'}): {said}; fix the configuration"))
     confs = [r for r in reads if r.kind == "conf"]

@@ -16,6 +16,7 @@ import pytest
 from svrchain import webtier
 from svrchain.output import shown
 
+APACHES = "(Apache's PHP, not the CLI's)"
 FIXTURES = Path(__file__).parent / "fixtures" / "doctor"
 GRACEFUL = "/usr/sbin/apachectl graceful"
 PHP_INI = "/etc/php/8.2/apache2/php.ini"
@@ -76,7 +77,7 @@ def test_recorded_lab_host():
     assert r["apache mpm"].detail.startswith(
         "prefork: 150 workers at most (150 processes; MaxRequestWorkers 150 "
         "(/etc/apache2/mods-enabled/mpm_prefork.conf:11), ServerLimit 256 (default)); 5 children running now")
-    assert r["php ini"].detail == f"{MODULE} loads {PHP_INI} + 21 scanned"
+    assert r["php ini"].detail == f"{MODULE} {APACHES} loads {PHP_INI} + 21 scanned"
     assert r["pgsql.auto_reset_persistent"].detail.startswith(f"Off ({PHP_INI}:1313): a persistent connection "
                                                               "broken by a DB restart is handed to the next request")
     assert "up to 150 requests (one per worker holding a dead connection; 5 running now)" in \
@@ -123,7 +124,7 @@ def test_phprc_and_php_ini_scan_dir_of_the_running_apache():
     extra += frame("ini", "ok", "/srv/php.d/10-x.ini", b"pgsql.max_persistent = 2\n")
     extra += frame("ini", "ok", f"{SCAN}/50-y.ini", b"pgsql.allow_persistent = On\n")
     r = rows(host(env="PHPRC=/srv/php\nPHP_INI_SCAN_DIR=/srv/php.d:\n", extra=extra))
-    assert r["php ini"].detail == f"{MODULE} loads /srv/php/php.ini + 2 scanned"
+    assert r["php ini"].detail == f"{MODULE} {APACHES} loads /srv/php/php.ini + 2 scanned"
     assert r["pgsql.auto_reset_persistent"].detail.startswith("1 (/srv/php/php.ini:2)")
     assert r["pgsql.max_persistent"].detail.startswith("2 (/srv/php.d/10-x.ini:1): at most 2 per worker")
 
@@ -132,7 +133,7 @@ def test_phpinidir_is_the_only_place_searched():
     confs = {"/etc/apache2/mods-enabled/php8.2.load": f"LoadModule php_module {MODULE}\nPHPINIDir /opt/php\n"}
     extra = frame("ini", "ok", "/opt/php/php-apache2handler.ini", b"extension=pgsql\n")
     r = rows(host(confs=confs, env="PHPRC=/elsewhere\n", extra=extra))
-    assert r["php ini"].detail == f"{MODULE} loads /opt/php/php-apache2handler.ini + 0 scanned"
+    assert r["php ini"].detail == f"{MODULE} {APACHES} loads /opt/php/php-apache2handler.ini + 0 scanned"
     assert r["pgsql.auto_reset_persistent"].detail.startswith("Off (not set: PHP default)")
 
 
@@ -154,7 +155,7 @@ def test_rhel_layout():
     raw += frame("ini", "ok", "/etc/php.ini", b"[PostgreSQL]\npgsql.auto_reset_persistent = Off\n")
     raw += frame("ini", "ok", "/etc/php.d/20-pgsql.ini", b"extension=pgsql\n")
     r = rows(raw)
-    assert r["php ini"].detail == "/usr/lib64/httpd/modules/libphp.so loads /etc/php.ini + 1 scanned"
+    assert r["php ini"].detail == f"/usr/lib64/httpd/modules/libphp.so {APACHES} loads /etc/php.ini + 1 scanned"
     assert r["apache mpm"].detail.startswith("prefork: 256 workers at most")
     assert not r["pgsql.auto_reset_persistent"].ok
 
@@ -343,14 +344,18 @@ def test_files_that_could_not_be_read_or_others_can_write():
     assert "/var/www/conf/site.conf can be changed by www-data" in r["apache config"].detail
 
 
-def test_apachectl_failing_or_missing():
-    bad = host().replace(cmd("includes", "Included configuration files:\n" + "".join(
+def test_the_configuration_test_failing_or_hanging():
+    listed = cmd("includes", "Included configuration files:\n" + "".join(
         f"  (1) {p}\n" for p in ["/etc/apache2/apache2.conf", "/etc/apache2/mods-enabled/mpm_prefork.load",
                                  "/etc/apache2/mods-enabled/php8.2.load",
-                                 "/etc/apache2/mods-enabled/mpm_prefork.conf"])),
-        cmd("includes", "AH00526: Syntax error on line 3\n", "124"))
-    r = rows(bad)
-    assert r["apache config"].detail.startswith("/usr/sbin/apache2 -t -D DUMP_INCLUDES failed (exit 124): AH00526")
+                                 "/etc/apache2/mods-enabled/mpm_prefork.conf"]))
+    bad = host().replace(listed, cmd("includes", "AH00526: Syntax error on line 3\n", "1"))
+    assert rows(bad)["apache config"].detail == ("/usr/sbin/apache2 -t -D DUMP_INCLUDES failed (exit 1): AH00526: "
+                                                 "Syntax error on line 3; fix the configuration")
+    hung = host().replace(listed, cmd("includes", "  (9) /var/www/conf/a.conf\n", "124"))
+    assert rows(hung)["apache config"].detail.startswith(
+        "/usr/sbin/apache2 -t -D DUMP_INCLUDES failed (exit 124): did not finish within 20s (its last line: "
+        "(9) /var/www/conf/a.conf; an included file that blocks, a FIFO?)")
 
 
 # -- the probe's reader, run as the real shell ---------------------------------------------------------
