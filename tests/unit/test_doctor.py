@@ -1,4 +1,4 @@
-"""doctor's pure judgement (svrchain/webtier.py) on recorded and crafted probe outputs, hostile ones
+"""doctor's pure judgement (svrchain/core/webtier.py) on recorded and crafted probe outputs, hostile ones
 included (huge values, odd bytes, missing or unreadable files, a garbled or cut answer, a look-alike
 Apache of the web account's), and the probe's file reader run as the real shell on a FIFO, a huge
 file and a name with a line break. The expected values are written here by hand."""
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from svrchain import webtier
-from svrchain.output import shown
+from svrchain.core import webtier
+from svrchain.core.output import shown
 
 APACHES = "(Apache's PHP, not the CLI's)"
 FIXTURES = Path(__file__).parent / "fixtures" / "doctor"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
-from svrchain import output, webtier
-from svrchain.errors import GapFound, HostError, Unreachable
+from svrchain.core import output, webtier
+from svrchain.core.errors import GapFound, HostError, Unreachable
 from svrchain.remote.connection import Host
 from svrchain.remote.group import Session
 
