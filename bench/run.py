@@ -35,6 +35,7 @@ from tabulate import tabulate
 
 from lab import LabError, entry
 from lab import hosts as labhosts
+from lab.slot import held
 from svrchain import trigger_status
 from svrchain.inventory import parse
 from svrchain.trigger_status import TriggerRun
@@ -70,8 +71,14 @@ def measure(argv: list[str], env: dict | None = None) -> dict:
     wall = time.monotonic() - t0
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
-        raise LabError(f"bench: {' '.join(str(a) for a in argv[:3])} failed ({code}):\n{out[-4000:]}")
+        raise LabError(f"bench: {' '.join(str(a) for a in argv[:3])} failed ({code}); {lab_state()}:\n{out[-4000:]}")
     return {"wall_s": round(wall, 3), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "output": out}
+
+
+def lab_state() -> str:
+    """Whether the lab is whole now, or which hosts are not and why (said when a run fails)."""
+    wrong = labhosts.problems()
+    return "the lab is whole" if not wrong else "the lab is not whole: " + "; ".join(wrong[:10])
 
 
 def fab(inv: Path, *args: str) -> dict:
@@ -297,6 +304,12 @@ def dba_restart_path() -> dict:
 
 
 def bench_n(n: int) -> dict:
+    """One size, on a lab this process holds from up to down (no other process's lab down in between)."""
+    with held():
+        return _bench_n(n)
+
+
+def _bench_n(n: int) -> dict:
     print(f"bench: N={n}: lab up", flush=True)
     labhosts.up(n)
     try:

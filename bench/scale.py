@@ -41,6 +41,7 @@ from bench.run import FAB, REPO, RESULTS, fab, measure
 from bench.run import inventory as bench_inventory
 from lab import entry
 from lab import hosts as labhosts
+from lab.slot import held
 
 TOOLS_VENV = REPO / ".venv-tools"
 SIZES = [1, 10, 50, 100, 200]
@@ -290,6 +291,12 @@ def tool_runs(tool: str, inv: Path, n: int, runs: int) -> dict:
 
 
 def bench_n(n: int, with_tools: bool, fanouts: int) -> dict:
+    """One size, on a lab this process holds from up to down (no other process's lab down in between)."""
+    with held():
+        return _bench_n(n, with_tools, fanouts)
+
+
+def _bench_n(n: int, with_tools: bool, fanouts: int) -> dict:
     print(f"bench: N={n}: lab up ({n} light web hosts)", flush=True)
     t0 = time.monotonic()
     labhosts.up(n, kind="light", python=with_tools)
