@@ -760,9 +760,19 @@ def down(wait: float = WAIT) -> None:
             sh("ip", "netns", "del", ns, check=False)
         sh("ip", "link", "del", BRIDGE, check=False)
         (STATE / "hosts.json").unlink(missing_ok=True)
-        left = leftovers(names)
-        if left:
+        _gone(names)
+
+
+def _gone(names: set[str], timeout: float = 15) -> None:
+    """Wait until nothing of the lab is left (a disk whose lazily unmounted overlay was still busy is
+    removed again), else say what is."""
+    deadline = time.monotonic() + timeout
+    while left := leftovers(names):
+        if time.monotonic() > deadline:
             raise LabError(f"lab: down, but not all of it: {'; '.join(left)}")
+        for n in names:
+            shutil.rmtree(VAR / n, ignore_errors=True)
+        time.sleep(0.1)
 
 
 def _lab_namespaces() -> dict[int, str]:
