@@ -38,9 +38,9 @@ from bench.sniff import Syns
 from lab import LabError, entry
 from lab import hosts as labhosts
 from lab.slot import held
-from svrchain import trigger_status
-from svrchain.inventory import parse
-from svrchain.trigger_status import TriggerRun
+from svrchain.core import trigger_status
+from svrchain.core.inventory import parse
+from svrchain.core.trigger_status import TriggerRun
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
