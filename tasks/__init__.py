@@ -151,7 +151,7 @@ def doctor(c: Context, strict: bool = False, json: bool = False, junit: str = ""
     Apache), and whether web.restart_command is graceful. Findings are advice: exit 0, or 2 with
     --strict; 3 when a web server is unreachable. --json and --junit FILE as verify's.
     """
-    run_doctor(strict=strict)
+    run_doctor(c, strict=strict)
 
 
 @svr_task
