@@ -7,6 +7,7 @@ the installed ``fab`` and ``svrchain`` themselves (``run``)."""
 from __future__ import annotations
 
 import getpass
+import importlib
 import os
 import selectors
 import socket
@@ -29,6 +30,7 @@ from svrchain.remote.runopts import confirm
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+STEPS = REPO / "svrchain" / "steps"
 
 
 def environment(env: dict[str, str] | None = None) -> dict[str, str]:
@@ -179,7 +181,10 @@ CHANGING = ["trust-hosts", "install-dbora", "gen-key", "push-key", "install-svr-
 def test_fabric_dry_is_the_tasks_dry_run(name, monkeypatch):
     """--dry (and -R, its short form) reaches every changing task as --dry-run; verify ignores it."""
     seen: dict = {}
-    monkeypatch.setattr(tasks, f"run_{name.replace('-', '_')}", lambda **kw: seen.update(kw))
+    run = f"run_{name.replace('-', '_')}"
+    # Each task imports its step when it runs (tasks/): the step's own function is the one replaced.
+    steps = [importlib.import_module(f"svrchain.steps.{p.stem}") for p in STEPS.glob("*.py")]
+    monkeypatch.setattr(next(m for m in steps if hasattr(m, run)), run, lambda **kw: seen.update(kw))
     c = Context(Config(overrides={"run": {"dry": True}}))
     tasks.ns[name](c)
     assert seen.get("dry_run") is (True if name in CHANGING else None), seen
