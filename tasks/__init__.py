@@ -25,7 +25,7 @@ def trust_hosts(c: Context, yes: bool = False, dry_run: bool = False) -> None:
     """
     from svrchain.steps.hosts import run_trust_hosts
 
-    run_trust_hosts(yes=yes, dry_run=dry_run)
+    run_trust_hosts(c, yes=yes, dry_run=dry_run)
 
 
 @svr_task
@@ -39,7 +39,7 @@ def install_dbora(c: Context, dry_run: bool = False) -> None:
     """
     from svrchain.steps.dbora import run_install_dbora
 
-    run_install_dbora(dry_run=dry_run)
+    run_install_dbora(c, dry_run=dry_run)
 
 
 @svr_task
@@ -51,7 +51,7 @@ def gen_key(c: Context, rotate: bool = False, dry_run: bool = False) -> None:
     """
     from svrchain.steps.keys import run_gen_key
 
-    run_gen_key(rotate=rotate, dry_run=dry_run)
+    run_gen_key(c, rotate=rotate, dry_run=dry_run)
 
 
 @svr_task(limit=True)
@@ -67,7 +67,7 @@ def push_key(c: Context, dry_run: bool = False) -> None:
     """
     from svrchain.steps.keys import run_push_key
 
-    run_push_key(dry_run=dry_run)
+    run_push_key(c, dry_run=dry_run)
 
 
 @svr_task
@@ -83,7 +83,7 @@ def install_svr_restart(c: Context, dry_run: bool = False) -> None:
     """
     from svrchain.steps.trigger import run_install_svr_restart
 
-    run_install_svr_restart(dry_run=dry_run)
+    run_install_svr_restart(c, dry_run=dry_run)
 
 
 @svr_task
@@ -99,7 +99,7 @@ def bootstrap(c: Context, dry_run: bool = False, adopt: bool = False, json: bool
     """
     from svrchain.steps.bootstrap import run_bootstrap
 
-    run_bootstrap(dry_run=dry_run, adopt=adopt)
+    run_bootstrap(c, dry_run=dry_run, adopt=adopt)
 
 
 @svr_task
@@ -115,7 +115,7 @@ def restart_chain(c: Context, dry_run: bool = False, yes: bool = False, json: bo
     """
     from svrchain.steps.chain import run_restart_chain
 
-    run_restart_chain(dry_run=dry_run, yes=yes)
+    run_restart_chain(c, dry_run=dry_run, yes=yes)
 
 
 @svr_task(limit=True)
@@ -131,7 +131,7 @@ def verify(c: Context, attacks: bool = False, json: bool = False, junit: str = "
     """
     from svrchain.steps.verify import run_verify
 
-    run_verify(attacks=attacks)
+    run_verify(c, attacks=attacks)
 
 
 @svr_task(limit=True)
@@ -145,7 +145,7 @@ def smoke(c: Context, json: bool = False, junit: str = "") -> None:
     """
     from svrchain.steps.verify import run_smoke
 
-    run_smoke()
+    run_smoke(c)
 
 
 @svr_task(limit=True)
@@ -162,7 +162,7 @@ def doctor(c: Context, strict: bool = False, json: bool = False, junit: str = ""
     """
     from svrchain.steps.doctor import run_doctor
 
-    run_doctor(strict=strict)
+    run_doctor(c, strict=strict)
 
 
 @svr_task
@@ -176,7 +176,7 @@ def rotate_key(c: Context, dry_run: bool = False) -> None:
     """
     from svrchain.steps.rotate import run_rotate_key
 
-    run_rotate_key(dry_run=dry_run)
+    run_rotate_key(c, dry_run=dry_run)
 
 
 @svr_task(limit=True)
@@ -193,7 +193,7 @@ def harden_sshd(c: Context, dry_run: bool = False) -> None:
     """
     from svrchain.steps.harden import run_harden_sshd
 
-    run_harden_sshd(dry_run=dry_run)
+    run_harden_sshd(c, dry_run=dry_run)
 
 
 @svr_task
@@ -210,7 +210,7 @@ def uninstall(c: Context, sshd: bool = False, dry_run: bool = False, yes: bool =
     """
     from svrchain.steps.uninstall import run_uninstall
 
-    run_uninstall(sshd=sshd, dry_run=dry_run, yes=yes)
+    run_uninstall(c, sshd=sshd, dry_run=dry_run, yes=yes)
 
 
 @local_task

@@ -184,7 +184,7 @@ def test_fabric_dry_is_the_tasks_dry_run(name, monkeypatch):
     run = f"run_{name.replace('-', '_')}"
     # Each task imports its step when it runs (tasks/): the step's own function is the one replaced.
     steps = [importlib.import_module(f"svrchain.steps.{p.stem}") for p in STEPS.glob("*.py")]
-    monkeypatch.setattr(next(m for m in steps if hasattr(m, run)), run, lambda **kw: seen.update(kw))
+    monkeypatch.setattr(next(m for m in steps if hasattr(m, run)), run, lambda c, **kw: seen.update(kw))
     c = Context(Config(overrides={"run": {"dry": True}}))
     tasks.ns[name](c)
     assert seen.get("dry_run") is (True if name in CHANGING else None), seen
