@@ -56,12 +56,15 @@ lab-down:
 demo: lab-deps install
 	$(PY) -m lab.demo --web $(WEB)
 
-# The tests without the lab on UNIT_JOBS processes, then the lab's one at a time (its hosts are
-# machine-wide); the lab's run even when a test before them failed, and either failing fails make test.
+# The tests without the lab on UNIT_JOBS processes, then the lab's in two groups at once, each with its
+# own lab in a slot of LAB_SLOTS (tests/lab_parallel.py: its own network namespace svrctlN, host
+# namespaces and disks, all removed afterwards); the lab's run even when a test before them failed, and
+# either failing fails make test. LAB_SLOTS="3": one group, one lab at a time.
+LAB_SLOTS ?= 1 2
 test: lab-deps install $(TOOLS)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m pytest -n $(UNIT_JOBS) -m "not lab"; unit=$$?; \
-	$(PY) -m pytest -m lab; lab=$$?; \
+	$(PY) -m tests.lab_parallel $(LAB_SLOTS); lab=$$?; \
 	test $$unit = 0 -a $$lab = 0
 
 # The fast loop: every test that needs neither the lab nor a fresh install (make test runs them all), on
