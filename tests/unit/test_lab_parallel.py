@@ -10,7 +10,7 @@ import pytest
 
 from lab import LabError, hosts, slots
 from tests import lab_parallel
-from tests.lab_parallel import MEASURED, counts, default_files, parse, split
+from tests.lab_parallel import MEASURED, UNIT, counts, default_files, parse, plan, split
 
 
 def test_every_lab_module_is_measured_and_split_into_groups_of_about_equal_time():
@@ -30,6 +30,18 @@ def test_one_slot_is_one_group_and_a_new_module_counts_the_default():
     assert len(split(["tests/lab/test_chain.py"], ["1", "2"])) == 1  # no empty group
 
 
+def test_the_unit_tests_go_first_in_the_group_with_less_lab_time_and_outside_any_slot():
+    groups = split([*default_files(), UNIT], ["1", "2"])
+    [group] = [g for g in groups if UNIT in g.files]
+    assert group.files[0] == UNIT
+    plan(group, "2", ["-k", "x"])
+    unit, lab = group.runs
+    assert (unit.name, lab.name) == ("unit", f"lab{group.slot}")
+    assert unit.argv[-4:] == ["-n", "2", "-m", "not lab"] and "nsenter" not in unit.argv
+    assert lab.argv[:2] == ["nsenter", f"--net=/run/netns/svrctl{group.slot}"]
+    assert lab.argv[-len(group.files) + 1:] == group.files[1:] and "-k" in lab.argv
+
+
 @pytest.mark.parametrize(("line", "want"), [
     ("=========== 2 failed, 98 passed, 7 skipped in 812.30s (0:13:32) ===========",
      {"failed": 2, "passed": 98, "skipped": 7}),
@@ -43,9 +55,9 @@ def test_a_groups_outcome_is_read_from_pytests_last_line(line, want):
 
 def test_slots_come_from_the_arguments_or_lab_slots(monkeypatch):
     monkeypatch.setenv("LAB_SLOTS", "4 5")
-    assert parse([]) == (["4", "5"], [], [])
-    assert parse(["1", "--", "tests/lab/test_chain.py", "-k", "sysv"]) == (
-        ["1"], ["tests/lab/test_chain.py"], ["-k", "sysv"])
+    assert parse([]) == (["4", "5"], None, [], [])
+    assert parse(["--unit", "2", "1", "--", "tests/lab/test_chain.py", "-k", "sysv"]) == (
+        ["1"], "2", ["tests/lab/test_chain.py"], ["-k", "sysv"])
     monkeypatch.delenv("LAB_SLOTS")
     assert parse([])[0] == ["1", "2"]
     with pytest.raises(LabError, match=r"^lab: a slot is a number from 1 to 9"):
