@@ -1,5 +1,5 @@
-"""``python -m lab up [--web N] [--db oracle] | down | boot HOST | exec HOST CMD | status | slot N -- CMD |
-free N`` (as root)."""
+"""``python -m lab up [--web N] [--db oracle] | down | boot HOST | exec HOST CMD | status | check |
+slot N -- CMD | free N`` (as root)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import sys
 import time
 
-from lab import entry, hosts, slots
+from lab import entry, hosts, slot, slots
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,17 +27,20 @@ def main(argv: list[str] | None = None) -> int:
                          "stand-ins for dbstart, sqlplus, lsnrctl over PostgreSQL; docs/lab.md) (postgres)")
     up.add_argument("--python", action="store_true",
                     help="bind this machine's Python into every host at /usr/bin/python3 (for Ansible)")
-    sub.add_parser("down", help="tear the lab down, leaving nothing behind")
+    down = sub.add_parser("down", help="tear the lab down, leaving nothing behind")
+    down.add_argument("--wait", type=float, default=slot.WAIT,
+                      help="seconds to wait for another process using the lab (bench, tests) (%(default)s)")
     boot = sub.add_parser("boot", help="power-cycle a host: it boots again as SysV init does")
     boot.add_argument("host")
     ex = sub.add_parser("exec", help="run a shell command inside a host (console, not SSH)")
     ex.add_argument("host")
     ex.add_argument("command")
     sub.add_parser("status", help="list the hosts and whether they run")
-    slot = sub.add_parser("slot", help="run a command with the lab in slot N (1-9): its own network namespace "
+    sub.add_parser("check", help="is the lab whole? (every host running, routed through the bridge, sshd answering)")
+    in_slot = sub.add_parser("slot", help="run a command with the lab in slot N (1-9): its own network namespace "
                                        "svrctlN, host namespaces, disks; e.g. slot 1 -- python -m lab up")
-    slot.add_argument("slot")
-    slot.add_argument("command", nargs=argparse.REMAINDER)
+    in_slot.add_argument("slot")
+    in_slot.add_argument("command", nargs=argparse.REMAINDER)
     free = sub.add_parser("free", help="take down slot N's lab, whatever is left of it, and its network namespace")
     free.add_argument("slot")
     args = p.parse_args(argv)
@@ -57,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         names = ", ".join(f"{h.name} {h.address}" for h in up_hosts[:6]) + (", ..." if len(up_hosts) > 6 else "")
         print(f"lab: up in {time.monotonic() - t0:.1f}s ({len(up_hosts) - 1} {args.kind} web hosts): {names}")
     elif args.verb == "down":
-        hosts.down()
+        hosts.down(args.wait)
         print("lab: down")
     elif args.verb == "boot":
         hosts.boot(args.host)
@@ -67,11 +70,22 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(r.stdout)
         sys.stderr.write(r.stderr)
         return r.returncode
+    elif args.verb == "check":
+        return _check()
     else:
         for h in hosts.current():
             state = "running" if hosts.init_pid(h) else "stopped"
             print(f"{h.name:8} {h.role:4} {h.address:14} {h.init:8} {h.kind:5} {state}")
     return 0
+
+
+def _check() -> int:
+    wrong = hosts.problems()
+    for line in wrong:
+        print(f"lab: {line}", file=sys.stderr)
+    if not wrong:
+        print(f"lab: whole ({len(hosts.current())} hosts)")
+    return 1 if wrong else 0
 
 
 if __name__ == "__main__":

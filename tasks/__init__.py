@@ -13,6 +13,7 @@ from svrchain.cli import collection, local_task, svr_task
 from svrchain.steps.bootstrap import run_bootstrap
 from svrchain.steps.chain import run_restart_chain
 from svrchain.steps.dbora import run_install_dbora
+from svrchain.steps.doctor import run_doctor
 from svrchain.steps.harden import run_harden_sshd
 from svrchain.steps.hosts import run_trust_hosts
 from svrchain.steps.keys import run_gen_key, run_push_key
@@ -31,7 +32,7 @@ def trust_hosts(c: Context, yes: bool = False, dry_run: bool = False) -> None:
     is expected). New keys are recorded after you confirm, or at once with --yes; --dry-run only
     shows them.
     """
-    run_trust_hosts(yes=yes, dry_run=dry_run)
+    run_trust_hosts(c, yes=yes, dry_run=dry_run)
 
 
 @svr_task
@@ -43,7 +44,7 @@ def install_dbora(c: Context, dry_run: bool = False) -> None:
     outside a boot, starts the svr_restart trigger; on systemd hosts <service>.service runs it (or
     db.unit names the site's own unit). --dry-run shows the diff and changes nothing.
     """
-    run_install_dbora(dry_run=dry_run)
+    run_install_dbora(c, dry_run=dry_run)
 
 
 @svr_task
@@ -53,7 +54,7 @@ def gen_key(c: Context, rotate: bool = False, dry_run: bool = False) -> None:
     ed25519 by default (RSA where the host's OpenSSH predates it). An existing key is kept;
     --rotate replaces it (then run push-key). --dry-run shows what would change.
     """
-    run_gen_key(rotate=rotate, dry_run=dry_run)
+    run_gen_key(c, rotate=rotate, dry_run=dry_run)
 
 
 @svr_task(limit=True)
@@ -67,7 +68,7 @@ def push_key(c: Context, dry_run: bool = False) -> None:
     the key is replaced, other lines are kept byte for byte. Also pins every web server's host key
     (read from itself) in the DB server's known_hosts for the trigger. --dry-run shows the diffs.
     """
-    run_push_key(dry_run=dry_run)
+    run_push_key(c, dry_run=dry_run)
 
 
 @svr_task
@@ -81,7 +82,7 @@ def install_svr_restart(c: Context, dry_run: bool = False) -> None:
     (BatchMode, pinned known_hosts, connect timeout, retries with backoff), logs each result to
     syslog and its log file, and exits non-zero if any web server failed. --dry-run shows the diff.
     """
-    run_install_svr_restart(dry_run=dry_run)
+    run_install_svr_restart(c, dry_run=dry_run)
 
 
 @svr_task
@@ -95,7 +96,7 @@ def bootstrap(c: Context, dry_run: bool = False, adopt: bool = False, json: bool
     --json prints one JSON document on stdout, --junit FILE writes a JUnit report (the docs task: `docs output`);
     exit 0 ok, 1 a step failed, 2 a gap found by the final verify, 3 a host unreachable, 4 bad inventory.
     """
-    run_bootstrap(dry_run=dry_run, adopt=adopt)
+    run_bootstrap(c, dry_run=dry_run, adopt=adopt)
 
 
 @svr_task
@@ -109,7 +110,7 @@ def restart_chain(c: Context, dry_run: bool = False, yes: bool = False, json: bo
     (needed when stdin is not a terminal; not confirmed: exit 5). --json and --junit FILE report per
     host and step (the docs task: `docs output`).
     """
-    run_restart_chain(dry_run=dry_run, yes=yes)
+    run_restart_chain(c, dry_run=dry_run, yes=yes)
 
 
 @svr_task(limit=True)
@@ -123,7 +124,7 @@ def verify(c: Context, attacks: bool = False, json: bool = False, junit: str = "
     its checks are in. --json and --junit FILE report per host and check (the docs task: `docs output`); exit 0 ok,
     2 a gap (or an attack not refused), 3 a host unreachable, 4 bad inventory.
     """
-    run_verify(attacks=attacks)
+    run_verify(c, attacks=attacks)
 
 
 @svr_task(limit=True)
@@ -135,7 +136,22 @@ def smoke(c: Context, json: bool = False, junit: str = "") -> None:
     restart takes, proved without restarting anything. --json and --junit FILE report per host and
     check (the docs task: `docs output`); exit 0 ok, 2 a gap, 3 a host unreachable, 4 bad inventory.
     """
-    run_smoke()
+    run_smoke(c)
+
+
+@svr_task(limit=True)
+def doctor(c: Context, strict: bool = False, json: bool = False, junit: str = "") -> None:
+    """Read-only: on every web server, what decides how bad a DB restart is for it, with the fix.
+
+    Reads, in one command per web server and changing nothing: the PHP settings of Apache's own PHP
+    (the php.ini and conf.d files its PHP module loads, not the CLI's: oci8.ping_interval, oci8.events,
+    oci8.persistent_timeout, oci8.max_persistent, pgsql.auto_reset_persistent, pgsql.allow_persistent,
+    pgsql.max_persistent, each with the file and line it came from), Apache's MPM and how many
+    workers it may run (the requests that can fail after a DB restart until the chain restarts
+    Apache), and whether web.restart_command is graceful. Findings are advice: exit 0, or 2 with
+    --strict; 3 when a web server is unreachable. --json and --junit FILE as verify's.
+    """
+    run_doctor(c, strict=strict)
 
 
 @svr_task
@@ -147,7 +163,7 @@ def rotate_key(c: Context, dry_run: bool = False) -> None:
     old key, and the old lines are removed. If the new key fails anywhere, its lines are removed and
     the old key stays in place. --dry-run shows the plan.
     """
-    run_rotate_key(dry_run=dry_run)
+    run_rotate_key(c, dry_run=dry_run)
 
 
 @svr_task(limit=True)
@@ -162,7 +178,7 @@ def harden_sshd(c: Context, dry_run: bool = False) -> None:
     reload and with a fresh login after it, and rolled back if either fails. The first web server
     goes alone; the others follow only if it succeeded. --dry-run shows the diff.
     """
-    run_harden_sshd(dry_run=dry_run)
+    run_harden_sshd(c, dry_run=dry_run)
 
 
 @svr_task
@@ -177,7 +193,7 @@ def uninstall(c: Context, sshd: bool = False, dry_run: bool = False, yes: bool =
     rolled back if a fresh login fails). --dry-run shows what would go. Asks for confirmation on a
     terminal; --yes skips the question (needed when stdin is not a terminal; not confirmed: exit 5).
     """
-    run_uninstall(sshd=sshd, dry_run=dry_run, yes=yes)
+    run_uninstall(c, sshd=sshd, dry_run=dry_run, yes=yes)
 
 
 @local_task
@@ -202,5 +218,5 @@ def docs(c: Context, name: str, path: bool = False) -> str:
 
 ns = collection(
     init, docs, trust_hosts, install_dbora, gen_key, push_key, install_svr_restart, bootstrap, restart_chain,
-    verify, smoke, rotate_key, harden_sshd, uninstall,
+    verify, smoke, doctor, rotate_key, harden_sshd, uninstall,
 )

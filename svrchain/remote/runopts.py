@@ -1,5 +1,6 @@
 """What one run works on: which inventory (always chosen explicitly), which web servers (--limit),
-and the built-in lab's guard (its inventory never sends a packet out of this machine).
+and the built-in lab's guard (its inventory never sends a packet out of this machine). A task's run
+(these choices and its report) travels with Invoke's context: :func:`attach` and :func:`of`.
 
 The inventory is, in this order: ``--inventory``/``-I``, ``$INVENTORY``, ``INVENTORY=`` in a ``.env``
 in the current directory (or a parent), ``INVENTORY=`` in a ``.env`` next to the fabfile. There is no
@@ -18,10 +19,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values, find_dotenv
+from invoke import Context
 
 from svrchain.core import tell
 from svrchain.core.errors import BadInventory, Declined, UsageError
 from svrchain.core.inventory import Inventory
+from svrchain.core.output import Results
 
 # The bridge the built-in lab's hosts hang off (lab/hosts.py: BRIDGE); an inventory with ``lab: true``
 # runs only when the route to each of its hosts goes through it.
@@ -47,17 +50,26 @@ class RunOptions:
     verbose: bool = False  # -v/--verbose: show each remote command and its exit
 
 
-_current = RunOptions()
+@dataclass
+class Run:
+    """One task's run: the command line's choices and the report its steps write to. It travels with
+    Invoke's context (:func:`attach`, :func:`of`), from the task wrapper to the task's session."""
+
+    options: RunOptions
+    results: Results
+
+    def __copy__(self) -> Run:
+        return self  # Invoke copies config values when it merges them; a run stays one object
 
 
-def use(options: RunOptions) -> None:
-    """Make ``options`` this process's run options (one run per process)."""
-    global _current
-    _current = options
+def attach(c: Context, run: Run) -> None:
+    """Give the task's context ``c`` its run (svrchain.cli does, before the task's body runs)."""
+    c.config.svrchain_run = run
 
 
-def current() -> RunOptions:
-    return _current
+def of(c: Context) -> Run:
+    """The run ``c`` carries (:func:`attach`)."""
+    return c.config.svrchain_run
 
 
 def _from_dotenv(path: str | Path | None) -> Path | None:
@@ -71,9 +83,8 @@ def _from_dotenv(path: str | Path | None) -> Path | None:
     return p if p.is_absolute() else Path(path).parent / p
 
 
-def inventory_choice(options: RunOptions | None = None) -> tuple[Path, str]:
-    """The inventory this run uses and what chose it; :class:`BadInventory` when nothing did."""
-    o = options or _current
+def inventory_choice(o: RunOptions) -> tuple[Path, str]:
+    """The inventory a run with options ``o`` uses and what chose it; :class:`BadInventory` when nothing did."""
     env = os.environ if o.env is None else o.env
     if o.inventory:
         return Path(os.path.expanduser(o.inventory)), "--inventory"
@@ -84,11 +95,6 @@ def inventory_choice(options: RunOptions | None = None) -> tuple[Path, str]:
         if found is not None:
             return found, f"INVENTORY in {dotenv}"
     raise BadInventory(f"no inventory chosen: {how_to_choose()}")
-
-
-def inventory_path(options: RunOptions | None = None) -> Path:
-    """The inventory this run uses (see :func:`inventory_choice`)."""
-    return inventory_choice(options)[0]
 
 
 def parse_limit(text: str | None) -> tuple[str, ...]:

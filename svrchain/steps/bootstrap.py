@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from svrchain.remote.group import Session
+from svrchain.remote.group import Session, on_hosts
 from svrchain.steps.adopt import adopt_step
 from svrchain.steps.dbora import install_dbora_step
 from svrchain.steps.keys import gen_key_step, push_key_step, web_facts
@@ -17,13 +17,13 @@ STEPS = (
 )
 
 
-def run_bootstrap(dry_run: bool = False, adopt: bool = False) -> None:
+@on_hosts(lock=True)
+def run_bootstrap(s: Session, dry_run: bool = False, adopt: bool = False) -> None:
     """What `fab bootstrap` does (its flags and help: tasks/)."""
-    with Session.open(lock=not dry_run) as s:
-        s.prefetch([s.db])
-        s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
-        steps = [(name, lambda step=step: step(s, dry_run)) for name, step in STEPS]
-        s.run_steps("bootstrap", [*steps, ("adopt", lambda: adopt_step(s, dry_run, adopt))])
-        if dry_run:
-            return
-        conclude("bootstrap: verify", verify_step(s, handover_gap=False))
+    s.prefetch([s.db])
+    s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
+    steps = [(name, lambda step=step: step(s, dry_run)) for name, step in STEPS]
+    s.run_steps("bootstrap", [*steps, ("adopt", lambda: adopt_step(s, dry_run, adopt))])
+    if dry_run:
+        return
+    conclude("bootstrap: verify", verify_step(s, handover_gap=False))

@@ -179,7 +179,7 @@ CHANGING = ["trust-hosts", "install-dbora", "gen-key", "push-key", "install-svr-
 def test_fabric_dry_is_the_tasks_dry_run(name, monkeypatch):
     """--dry (and -R, its short form) reaches every changing task as --dry-run; verify ignores it."""
     seen: dict = {}
-    monkeypatch.setattr(tasks, f"run_{name.replace('-', '_')}", lambda **kw: seen.update(kw))
+    monkeypatch.setattr(tasks, f"run_{name.replace('-', '_')}", lambda c, **kw: seen.update(kw))
     c = Context(Config(overrides={"run": {"dry": True}}))
     tasks.ns[name](c)
     assert seen.get("dry_run") is (True if name in CHANGING else None), seen
