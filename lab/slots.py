@@ -47,8 +47,9 @@ def free(slot: str) -> None:
     """Take down the slot's lab (hosts, mounts, disks, namespaces) and remove its network namespace."""
     ns = control_netns(slot)
     if (NETNS / ns).exists():
-        subprocess.run(argv(slot, [sys.executable, "-m", "lab", "down"]), capture_output=True, timeout=300)
+        subprocess.run(argv(slot, [sys.executable, "-m", "lab", "down"]), capture_output=True, timeout=900)
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    Path(f"/var/lib/svrchain-lab{slot}.lock").unlink(missing_ok=True)  # lab/slot.py's lock: nobody holds it now
 
 
 def leftovers(slot: str) -> list[str]:
@@ -57,8 +58,7 @@ def leftovers(slot: str) -> list[str]:
     found = [f"network namespace {p.name}" for p in sorted(NETNS.glob(f"svrlab{slot}-*"))]
     if (NETNS / control_netns(slot)).exists():
         found.append(f"network namespace {control_netns(slot)}")
-    if os.path.exists(var):
-        found.append(f"directory {var}")
+    found += [f"file or directory {p}" for p in (var, var + ".lock") if os.path.exists(p)]
     found += [f"mount {line.split()[1]}" for line in Path("/proc/mounts").read_text().splitlines()
               if line.split()[1].startswith(var + "/")]
     procs = subprocess.run(["pgrep", "-a", "-f", f"{var}/"], capture_output=True, text=True).stdout.splitlines()
