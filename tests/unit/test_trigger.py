@@ -222,7 +222,7 @@ def test_the_watcher_restarts_an_owed_web_server_as_soon_as_it_answers():
         fake_trigger.remove(t)
 
 
-@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is installed by make install")
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is installed by make lab-deps")
 def test_the_watchers_look_forks_no_process():
     """Issue 21: the watcher's look at the database (a run told by its process, nothing owed) and its
     wait between looks start no process: seen with strace over a second of looks."""
