@@ -357,14 +357,20 @@ nap() {
     fi
 }
 
-# bounded FUNC [ARG...]: run FUNC NAME ADDRESS PORT USER [ARG...] for every web server, in inventory
-# order, at most MAX_PARALLEL at once; return when all are done. Run it in a subshell of its own, so
-# that the jobs it waits for are only its own.
+# webs: every web server's entry, one a line, in inventory order (for bounded).
+webs() {
+    printf '%s\n' "${WEB_SERVERS[@]}"
+}
+
+# bounded LIMIT FUNC [ARG...]: run FUNC NAME ADDRESS PORT USER [ARG...] for each web server entry on
+# stdin, in order, at most LIMIT at once; return when all are done. Run it in a subshell of its own
+# (a pipe's end is one), so that the jobs it waits for are only its own.
 bounded() {
-    local fn=$1 w running=0 pids=()
-    shift
-    for w in "${WEB_SERVERS[@]}"; do
-        if [ "$running" -ge "$MAX_PARALLEL" ]; then
+    local limit=$1 fn=$2 w running=0 pids=()
+    shift 2
+    while IFS= read -r w; do
+        [ -n "$w" ] || continue
+        if [ "$running" -ge "$limit" ]; then
             if ((BASH_VERSINFO[0] * 100 + BASH_VERSINFO[1] >= 403)); then
                 wait -n
             else
@@ -374,7 +380,7 @@ bounded() {
             running=$((running - 1))
         fi
         # shellcheck disable=SC2086  # the entry is four words on purpose
-        "$fn" $w "$@" &
+        "$fn" $w "$@" </dev/null &
         pids+=($!)
         running=$((running + 1))
     done
@@ -409,7 +415,7 @@ connect_all() {
 connector() {
     RUN_STATUS=$1
     ssh_setup  # the same pinned options as every connection of the key
-    bounded connect_one
+    webs | bounded "$MAX_PARALLEL" connect_one
     [ ! -e "$RUN_STATUS" ] || note connected
 }
 
@@ -435,7 +441,7 @@ disconnect_all() {
     # First the connector and every connection it is still opening (its process group), then each
     # open connection told to exit, then any left: no process of this run outlives it.
     [ -z "$CONNECTOR" ] || kill -TERM -- "-$CONNECTOR" 2>/dev/null
-    (bounded disconnect_one) 9>&-
+    webs | bounded "$MAX_PARALLEL" disconnect_one 9>&-
     pkill -f -- "-S $CONTROL/" 2>/dev/null
     rm -f "$CONTROL"/*.tried "$CONTROL"/*.why
     return 0
@@ -455,8 +461,8 @@ restart_one() {
             rc=0
         fi
         if [ "$rc" -eq 0 ]; then
-            log "$name ($address): web server restarted"
             note "web $name ok"
+            log "$name ($address): web server restarted"
             return 0
         fi
         case "$out" in
@@ -582,12 +588,21 @@ lock() {
     flock "$@" 9 || return 1
 }
 
-# restart_all READY: every web server, at most MAX_PARALLEL at once (each writes its result to
-# RUN_STATUS); 0 when each was restarted. Every web server not restarted is owed a restart (for this
-# run): the watcher restarts it when it answers.
+# restart_all READY: every web server (each writes its result to RUN_STATUS); 0 when each was
+# restarted. Those whose connection is open already (no handshake to make) all at once, up to
+# 8 x MAX_PARALLEL; the others (their connection still being opened, or none), at most MAX_PARALLEL
+# at once. Every web server not restarted is owed a restart (for this run): the watcher restarts it
+# as soon as it answers.
 restart_all() {
-    local left name why failed='' reasons='' n=0
-    (bounded restart_one "$1") 9>&-
+    local left name why failed='' reasons='' n=0 w open=() later=()
+    for w in "${WEB_SERVERS[@]}"; do
+        if [ -e "$CONTROL/${w%% *}" ]; then open+=("$w"); else later+=("$w"); fi
+    done
+    (
+        [ "${#open[@]}" -eq 0 ] || printf '%s\n' "${open[@]}" | bounded $((8 * MAX_PARALLEL)) restart_one "$1" &
+        [ "${#later[@]}" -eq 0 ] || printf '%s\n' "${later[@]}" | bounded "$MAX_PARALLEL" restart_one "$1" &
+        wait
+    ) 9>&-
     left=$(not_restarted "$RUN_STATUS")
     rm -f "$OWED"/*
     while IFS=$'\t' read -r name why; do
@@ -728,7 +743,7 @@ retry() {
     for f in "$OWED"/*; do  # owed by a web server that is no longer one of this chain: nothing
         [ ! -f "$f" ] || [ -n "${WEB_NAMES[${f##*/}]:-}" ] || rm -f "$f"
     done
-    (bounded probe_owed) 9>&-
+    webs | bounded "$MAX_PARALLEL" probe_owed 9>&-
     for f in "$CONTROL"/*.up; do
         [ -e "$f" ] || return 0
         break
@@ -740,7 +755,7 @@ retry() {
     esac
     RUN_STATUS=/dev/null
     ssh_setup
-    (bounded retry_owed) 9>&-
+    webs | bounded "$MAX_PARALLEL" retry_owed 9>&-
 }
 
 # --- The watcher --------------------------------------------------------------------------------

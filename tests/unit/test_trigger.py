@@ -66,6 +66,26 @@ def test_every_call_uses_the_pinned_options_the_restricted_key_and_curve25519(tr
     assert len([c for c in trig.ssh_calls() if "-O" in c[1]]) == 2
 
 
+def test_restarts_through_open_connections_go_out_at_once_beyond_max_parallel():
+    """Issue 23: max_parallel bounds the handshakes; the restarts through connections opened while the
+    database started (no handshake left to make) all go out at once. Four web servers, max_parallel 1,
+    each restart taking a while: every restart was asked for before the first one ended."""
+    t = fake_trigger.make(webs=4, max_parallel=1)
+    try:
+        t.probe(15)  # ready after 15 looks (0.75 s or more): every connection is open by then
+        for i in range(1, 5):
+            t.host(fake_trigger.address(i), "slow 1")
+        assert t.run("start").returncode == 0, t.log
+        asked = [when for when, _ in t.ssh_calls("restart")]
+        ended = [x for i in range(1, 5) for x in t.restarts(fake_trigger.address(i))]
+        assert len(asked) == 4 and len(ended) == 4
+        assert max(asked) < min(ended), (asked, ended)
+        # Connections are opened one at a time (max_parallel 1), each once.
+        assert len([c for c in t.ssh_calls() if "-N" in c[1]]) == 4
+    finally:
+        fake_trigger.remove(t)
+
+
 def test_not_ready_restarts_nothing_and_the_status_says_notready(trig: Trigger):
     trig.probe("never")
     r = trig.run("start")
