@@ -72,7 +72,10 @@ def test_restarts_through_open_connections_go_out_at_once_beyond_max_parallel():
     each restart taking a while: every restart was asked for before the first one ended."""
     t = fake_trigger.make(webs=4, max_parallel=1)
     try:
-        t.probe(15)  # ready after 15 looks (0.75 s or more): every connection is open by then
+        # Ready once every connection is open (each leaves its socket).
+        sockets = " ".join(f"-e {t.root}/run/svrchain/svr_restart/web{i}" for i in range(1, 5)).replace(" -e", " -a -e")
+        t.configure(fake_trigger.inventory(t.root, 4, db={"ready": {"command": f"test {sockets}", "timeout": 30,
+                                                                    "interval": 0.05}}, max_parallel=1))
         for i in range(1, 5):
             t.host(fake_trigger.address(i), "slow 1")
         assert t.run("start").returncode == 0, t.log
