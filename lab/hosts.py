@@ -287,6 +287,13 @@ def _provision_web(h: LabHost) -> None:
     _write(r, "/etc/apache2/conf-enabled/lab.conf",
            f"ServerName {h.name}\n<IfModule mpm_prefork_module>\n  StartServers 5\n  MinSpareServers 1\n"
            "  MaxSpareServers 10\n</IfModule>\n")
+    # doctor's two results: web1 keeps Debian's php.ini (pgsql.auto_reset_persistent = Off: a finding),
+    # the others reset a broken persistent connection before use (clean). The page fails the same
+    # either way (it compares its worker's start with the database's), so nothing else changes.
+    if h.name != "web1":
+        for scan in sorted((r / "etc/php").glob("*/apache2/conf.d")):
+            _write(r, "/" + str((scan / "90-lab-doctor.ini").relative_to(r)),
+                   "; the lab: doctor's clean web host\n[PostgreSQL]\npgsql.auto_reset_persistent = On\n")
 
 
 # A RHEL-like SysV host: the rc directories under /etc/rc.d (with /etc/init.d and /etc/rcN.d

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from svrchain.plan import FileChange, FileSpec, FileState, file_change
+from svrchain.core.plan import FileChange, FileSpec, FileState, file_change
 
 
 @dataclass(frozen=True)

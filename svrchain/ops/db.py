@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from svrchain import render, sysv
-from svrchain.inventory import ORACLE_READY, Inventory
+from svrchain.core import render, sysv
+from svrchain.core.inventory import ORACLE_READY, Inventory
+from svrchain.core.plan import FileSpec, FileState
 from svrchain.ops import Change, files_change
-from svrchain.plan import FileSpec, FileState
 
 
 @dataclass(frozen=True)

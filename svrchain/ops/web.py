@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import shlex
 
-from svrchain import authkeys, homes, render
-from svrchain.homes import WebFacts
-from svrchain.inventory import Inventory
+from svrchain.core import authkeys, homes, render
+from svrchain.core.homes import WebFacts
+from svrchain.core.inventory import Inventory
+from svrchain.core.plan import FileSpec
 from svrchain.ops import Change, files_change
-from svrchain.plan import FileSpec
 
 
 def restricted_line(inv: Inventory, key: authkeys.PublicKey, ssh_version_text: str) -> str:

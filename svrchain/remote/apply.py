@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from svrchain.core.plan import FileChange, FileSpec, FileState, Outcome
 from svrchain.ops import Change, files_change
-from svrchain.plan import FileChange, FileSpec, FileState, Outcome
 from svrchain.remote import files
 from svrchain.remote.connection import Host
 from svrchain.remote.group import Session

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from svrchain import homes
-from svrchain.homes import KeysFile, Legacy, WebFacts
-from svrchain.plan import FileState, Result
+from svrchain.core import homes
+from svrchain.core.homes import KeysFile, Legacy, WebFacts
+from svrchain.core.plan import FileState, Result
 from tests.unit.cases import BLOBS
 
 MARK = "svrchain:svr_restart@db"

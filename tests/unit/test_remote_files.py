@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from svrchain.errors import HostError
-from svrchain.plan import FileState, Result
+from svrchain.core.errors import HostError
+from svrchain.core.plan import FileState, Result
 from svrchain.remote.connection import Once
 from svrchain.remote.files import FILE_CMD, file_state, parse_probe, probe_script, sections
 

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import shlex
 
-from svrchain import account, authkeys, homes, render, sshauth, tell
-from svrchain.authkeys import PublicKey
-from svrchain.errors import HostError, SvrchainError
-from svrchain.homes import WebFacts
+from svrchain.core import authkeys, homes, render, tell
+from svrchain.core.authkeys import PublicKey
+from svrchain.core.errors import HostError, SvrchainError
+from svrchain.core.homes import WebFacts
+from svrchain.core.plan import FileSpec, FileState, Outcome
 from svrchain.ops import key as ops_key
 from svrchain.ops import web as ops_web
-from svrchain.plan import FileSpec, FileState, Outcome
+from svrchain.remote import sshauth
 from svrchain.remote.apply import apply, apply_changes, apply_files
 from svrchain.remote.connection import Host
 from svrchain.remote.files import FILE_CMD, UFILE_CMD, file_state, probe
 from svrchain.remote.group import Session
+from svrchain.steps import account
 
 SSH_VERSION = "ssh -V 2>&1"
 

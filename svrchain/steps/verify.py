@@ -8,22 +8,23 @@ from dataclasses import dataclass
 
 from tabulate import tabulate
 
-from svrchain import account, authkeys, homes, output, render, selinux, sysv, tell, trigger_status
-from svrchain.attacks import Row, run_attacks
-from svrchain.chain import current_run_command, outside_service, ready_probe, service_probe, service_problem
-from svrchain.dbora import detect_init, override_problem
-from svrchain.errors import GapFound, HostError, Unreachable
-from svrchain.inventory import Inventory
-from svrchain.keys import bypasses, db_public_key, host_keys, marker, web_facts
+from svrchain.core import authkeys, homes, output, render, selinux, sysv, tell, trigger_status
+from svrchain.core.errors import GapFound, HostError, Unreachable
+from svrchain.core.inventory import Inventory
+from svrchain.core.plan import FileState, file_change
 from svrchain.ops import Change
 from svrchain.ops import db as ops_db
 from svrchain.ops import web as ops_web
 from svrchain.ops.key import PUB_MODE
-from svrchain.plan import FileState, file_change
 from svrchain.remote.connection import Host
 from svrchain.remote.files import probe
 from svrchain.remote.group import Session
-from svrchain.rotate import proof_command
+from svrchain.steps import account
+from svrchain.steps.attacks import Row, run_attacks
+from svrchain.steps.chain import current_run_command, outside_service, ready_probe, service_probe, service_problem
+from svrchain.steps.dbora import detect_init, override_problem
+from svrchain.steps.keys import bypasses, db_public_key, host_keys, marker, web_facts
+from svrchain.steps.rotate import proof_command
 
 
 @dataclass

@@ -7,10 +7,10 @@ script, enabled (or the site's own unit, named by ``db.unit``).
 
 from __future__ import annotations
 
-from svrchain import sysv
-from svrchain.errors import HostError
+from svrchain.core import sysv
+from svrchain.core.errors import HostError
+from svrchain.core.plan import FileState, Outcome
 from svrchain.ops import db as ops_db
-from svrchain.plan import FileState, Outcome
 from svrchain.remote.apply import apply
 from svrchain.remote.connection import Host
 from svrchain.remote.files import probe

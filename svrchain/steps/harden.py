@@ -11,9 +11,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from svrchain import authkeys, sshd
-from svrchain.errors import HostError
-from svrchain.plan import FileChange, FileSpec, Outcome, file_change
+from svrchain.core import authkeys, sshd
+from svrchain.core.errors import HostError
+from svrchain.core.plan import FileChange, FileSpec, Outcome, file_change
 from svrchain.remote.connection import Host
 from svrchain.remote.files import probe, restore, write
 from svrchain.remote.group import Session

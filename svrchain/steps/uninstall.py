@@ -13,17 +13,18 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from svrchain import account, authkeys, harden, homes, render, sshd, sysv
-from svrchain.dbora import detect_init
-from svrchain.errors import HostError
-from svrchain.inventory import Inventory
-from svrchain.keys import db_public_key, marker, web_facts
+from svrchain.core import authkeys, homes, render, sshd, sysv
+from svrchain.core.errors import HostError
+from svrchain.core.inventory import Inventory
+from svrchain.core.plan import FileChange, FileSpec, Outcome
 from svrchain.ops import db as ops_db
-from svrchain.plan import FileChange, FileSpec, Outcome
 from svrchain.remote.connection import Host
 from svrchain.remote.files import BACKUP_DIR, probe, remove, write
 from svrchain.remote.group import Session
-from svrchain.runopts import confirm
+from svrchain.remote.runopts import confirm
+from svrchain.steps import account, harden
+from svrchain.steps.dbora import detect_init
+from svrchain.steps.keys import db_public_key, marker, web_facts
 
 # $1: a path. Prints the first backup svrchain kept of it, if that backup is not svrchain's own
 # file: the site's file that svrchain replaced.

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from svrchain import authkeys
-from svrchain.errors import HostError
-from svrchain.plan import FileSpec, FileState, Result
+from svrchain.core import authkeys
+from svrchain.core.errors import HostError
+from svrchain.core.plan import FileSpec, FileState, Result
 
 # Every account's authorized_keys files where sshd reads them (``sshd -T``'s AuthorizedKeysFile, its
 # %h %u %U %% tokens expanded, relative paths in the home), each read as the account itself, as sshd
