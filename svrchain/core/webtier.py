@@ -549,16 +549,16 @@ def oci8_findings(p: Php, workers: str) -> list[Finding]:
     ping, events = setting(p, "oci8.ping_interval"), setting(p, "oci8.events")
     timeout, most = setting(p, "oci8.persistent_timeout"), setting(p, "oci8.max_persistent")
     n = _int(ping.value, 60)
-    fix = "fix: oci8.ping_interval = 0 (a ping before each reuse) or a few seconds, in the php.ini above"
+    fix = "fix: oci8.ping_interval = 0 (a ping before each reuse), in the php.ini above"
     if n < 0:
         row = Finding("oci8.ping_interval", False, f"{ping.shown()}: dead connections are never detected before use: "
                       f"after a DB restart {workers} fail (ORA-03113/ORA-03135) until the chain restarts Apache; {fix}")
-    elif n > 60:
+    elif n > 0:
         row = Finding("oci8.ping_interval", False, f"{ping.shown()}: a connection used again within {n}s is not "
-                      f"checked: for {n}s after a DB restart {workers} can fail; {fix}")
+                      f"checked (on a busy server, every one): after a DB restart {workers} can fail; {fix}")
     else:
-        row = Finding("oci8.ping_interval", True, f"{ping.shown()}: a connection idle {n}s or more is pinged "
-                      "before use and replaced if dead")
+        row = Finding("oci8.ping_interval", True, f"{ping.shown()}: every persistent connection is pinged before "
+                      "reuse and replaced if dead (one round trip per request)")
     rows = [row, Finding("oci8.events", True, f"{events.shown()}: " + (
         "FAN events on: connections to a failed instance are dropped at once" if _on(events.value) else
         "off: Oracle FAN notices are ignored; with RAC, Data Guard or Oracle Restart set oci8.events = On "
@@ -603,15 +603,24 @@ def workers_text(m: Mpm) -> str:
     return f"up to {m.workers} requests (one per worker holding a dead connection; {now})"
 
 
-def mpm_finding(m: Mpm) -> Finding:
-    """Apache's MPM and the number of workers, i.e. of requests that can fail after a DB restart."""
+# The rows that say a dead persistent connection reaches a request unchecked.
+EXPOSED = ("oci8.ping_interval", "pgsql.auto_reset_persistent")
+
+
+def mpm_finding(m: Mpm, exposed: bool) -> Finding:
+    """Apache's MPM and its workers: how many requests a DB restart can fail before the chain's restart
+    (one per worker, when PHP's settings let a dead persistent connection reach a request: ``exposed``)."""
     if m.name is None:
         return Finding("apache mpm", False, "cannot tell Apache's MPM (apache2 -V said none): check that Apache "
-                       "is installed and its configuration passes apachectl -t")
+                       "is installed and its configuration passes apache2 -t")
     kind = "processes" if m.threads == 1 else f"processes x {m.threads} threads"
-    return Finding("apache mpm", True, f"{m.name}: {m.workers} workers at most ({m.processes} {kind}; {m.why}); "
-                   f"{m.running if m.running is not None else 'no'} children running now: after a DB restart each "
-                   "worker holding a persistent connection fails its next request until the chain restarts Apache")
+    head = (f"{m.name}: {m.workers} workers at most ({m.processes} {kind}; {m.why}); "
+            f"{m.running if m.running is not None else 'no'} children running now: ")
+    if exposed:
+        return Finding("apache mpm", True, head + f"after a DB restart up to {m.workers} requests can fail (one per "
+                       "worker holding a dead persistent connection) before the chain restarts Apache")
+    return Finding("apache mpm", True, head + "no persistent connection reaches a request unchecked (see the PHP "
+                   "rows), so a DB restart fails only the requests in flight")
 
 
 _GRACEFUL = "graceful: each child finishes the request it is serving, then is replaced; the listening sockets stay " \
@@ -701,7 +710,7 @@ def apache_findings(reads: list[Read]) -> tuple[list[Finding], list[Directive], 
     name = mpm_name(version.text if version else "", raw)
     found = effective(raw, loaded_modules(raw, name))
     m = mpm(found, name, running)
-    return [*rows, mpm_finding(m)], found, m
+    return rows, found, m
 
 
 def diagnose(raw: bytes, restart_command: str) -> list[Finding]:
@@ -710,8 +719,9 @@ def diagnose(raw: bytes, restart_command: str) -> list[Finding]:
     rows, found, m = apache_findings(reads)
     maps, env = _cmd(reads, "maps"), _cmd(reads, "env")
     files = {r.name: r for r in reads if r.kind == "ini"}
-    rows += php_findings(php(found, maps.text if maps else "", env.text if env else "", files), m)
-    rows.append(restart_finding(restart_command))
+    php_rows = php_findings(php(found, maps.text if maps else "", env.text if env else "", files), m)
+    exposed = any(not f.ok and f.check in EXPOSED for f in php_rows)
+    rows += [mpm_finding(m, exposed), *php_rows, restart_finding(restart_command)]
     if not whole:
         rows.append(Finding("probe", False, "the host's answer was cut short or garbled: what follows it was not read"))
     return rows

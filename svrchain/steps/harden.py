@@ -16,7 +16,7 @@ from svrchain.core.errors import HostError
 from svrchain.core.plan import FileChange, FileSpec, Outcome, file_change
 from svrchain.remote.connection import Host
 from svrchain.remote.files import probe, restore, write
-from svrchain.remote.group import Session
+from svrchain.remote.group import Session, on_hosts
 
 SSHD = "$(command -v sshd || echo /usr/sbin/sshd)"
 
@@ -173,9 +173,9 @@ def harden_step(session: Session, dry_run: bool) -> None:
     session.each(rest, one)
 
 
-def run_harden_sshd(dry_run: bool = False) -> None:
+@on_hosts(lock=True)
+def run_harden_sshd(s: Session, dry_run: bool = False) -> None:
     """What `fab harden-sshd` does (its flags and help: tasks/)."""
-    with Session.open(lock=not dry_run) as s:
-        s.prefetch(s.webs)
-        harden_step(s, dry_run)
-        s.finish("harden-sshd")
+    s.prefetch(s.webs)
+    harden_step(s, dry_run)
+    s.finish("harden-sshd")

@@ -15,7 +15,7 @@ from svrchain.remote import sshauth
 from svrchain.remote.apply import apply, apply_changes, apply_files
 from svrchain.remote.connection import Host
 from svrchain.remote.files import FILE_CMD, UFILE_CMD, file_state, probe
-from svrchain.remote.group import Session
+from svrchain.remote.group import Session, on_hosts
 from svrchain.steps import account
 
 SSH_VERSION = "ssh -V 2>&1"
@@ -47,10 +47,10 @@ def gen_key_step(session: Session, dry_run: bool, rotate: bool = False) -> None:
     apply(session, host, "gen-key", change, dry_run)
 
 
-def run_gen_key(rotate: bool = False, dry_run: bool = False) -> None:
+@on_hosts(lock=True)
+def run_gen_key(s: Session, rotate: bool = False, dry_run: bool = False) -> None:
     """What `fab gen-key` does (its flags and help: tasks/)."""
-    with Session.open(lock=not dry_run) as s:
-        s.run_steps("gen-key", [("gen-key", lambda: gen_key_step(s, dry_run, rotate))])
+    s.run_steps("gen-key", [("gen-key", lambda: gen_key_step(s, dry_run, rotate))])
 
 
 # --- push-key ---------------------------------------------------------------------------------
@@ -233,8 +233,8 @@ def pin_host_keys(session: Session, pinned: dict[str, list[str]], dry_run: bool)
                 ok_detail=f"{path}: {len(lines)} key(s) of {len(pinned)} web server(s)")
 
 
-def run_push_key(dry_run: bool = False) -> None:
+@on_hosts(lock=True)
+def run_push_key(s: Session, dry_run: bool = False) -> None:
     """What `fab push-key` does (its flags and help: tasks/)."""
-    with Session.open(lock=not dry_run) as s:
-        s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
-        s.run_steps("push-key", [("push-key", lambda: push_key_step(s, dry_run))])
+    s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
+    s.run_steps("push-key", [("push-key", lambda: push_key_step(s, dry_run))])

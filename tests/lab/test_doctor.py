@@ -77,6 +77,10 @@ def test_one_web_server_has_a_finding_the_other_is_clean(lab, tmp_path):
     assert [k for k, v in t.items() if v[0] != "ok"] == [("web1", "pgsql.auto_reset_persistent")]
     assert t[("web2", "apache mpm")][1].startswith("prefork: 150 workers at most (150 processes; MaxRequestWorkers "
                                                    "150 (/etc/apache2/mods-enabled/mpm_prefork.conf:11)")
+    assert t[("web1", "apache mpm")][1].endswith("after a DB restart up to 150 requests can fail (one per "
+                                                 "worker holding a dead persistent connection) before the chain "
+                                                 "restarts Apache")
+    assert t[("web2", "apache mpm")][1].endswith("so a DB restart fails only the requests in flight")
     assert t[("web2", "restart command")][1].startswith("/usr/sbin/apachectl graceful: graceful: each child finishes")
     assert re.search(r"^web1 +FINDING +1 of 7 checks: pgsql.auto_reset_persistent", r.stdout, re.M), r.stdout
     assert re.search(r"^web2 +ok +7 checks", r.stdout, re.M), r.stdout

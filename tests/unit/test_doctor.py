@@ -184,11 +184,13 @@ def test_pgsql_persistent_off_is_clean():
 @pytest.mark.parametrize(("ini", "ok", "start"), [
     ("oci8.ping_interval = -1", False, "-1 (/etc/php/8.2/apache2/php.ini:2): dead connections are never detected "
                                        "before use"),
-    ("oci8.ping_interval = 0", True, "0 (/etc/php/8.2/apache2/php.ini:2): a connection idle 0s or more is pinged"),
-    ("", True, "60 (not set: PHP default): a connection idle 60s or more is pinged"),
+    ("oci8.ping_interval = 0", True, "0 (/etc/php/8.2/apache2/php.ini:2): every persistent connection is pinged "
+                                     "before reuse and replaced if dead"),
+    ("", False, "60 (not set: PHP default): a connection used again within 60s is not checked (on a busy server, "
+                "every one): after a DB restart up to 150 requests"),
     ("oci8.ping_interval = 3600 ; hourly", False, "3600 (/etc/php/8.2/apache2/php.ini:2): a connection used again "
                                                   "within 3600s is not checked"),
-    ('oci8.ping_interval = "abc"', True, '"abc" (/etc/php/8.2/apache2/php.ini:2): a connection idle 0s'),
+    ('oci8.ping_interval = "abc"', True, '"abc" (/etc/php/8.2/apache2/php.ini:2): every persistent connection'),
     ("oci8.ping_interval = " + "9" * 5000, False, "9999999999"),
 ])
 def test_oci8_ping_interval(ini, ok, start):
@@ -201,10 +203,10 @@ def test_oci8_ping_interval(ini, ok, start):
 
 def test_oci8_other_settings_are_notes():
     r = rows(host(ini="extension=/usr/lib/php/20220829/oci8.so\noci8.events = On\noci8.persistent_timeout = 300\n"
-                      "oci8.max_persistent = 2\n"))
+                      "oci8.max_persistent = 2\noci8.ping_interval = 0\n"))
     assert [c for c in r if c.startswith("oci8.")] == ["oci8.ping_interval", "oci8.events", "oci8.persistent_timeout",
                                                       "oci8.max_persistent"]
-    assert all(r[c].ok for c in r if c != "oci8.ping_interval")
+    assert all(r[c].ok for c in r)
     assert "FAN events on" in r["oci8.events"].detail
     assert "a connection idle 300s is closed" in r["oci8.persistent_timeout"].detail
     assert "at most 2 per worker" in r["oci8.max_persistent"].detail
@@ -236,6 +238,17 @@ def test_a_negated_ifmodule_and_a_continuation_line():
     confs = {"/etc/apache2/apache2.conf": conf,
              "/etc/apache2/mods-enabled/php8.2.load": f"LoadModule php_module {MODULE}\n"}
     assert "prefork: 42 workers at most" in rows(host(confs=confs))["apache mpm"].detail
+
+
+def test_the_mpm_row_says_whether_requests_can_fail():
+    exposed = rows(host())["apache mpm"].detail
+    assert exposed.endswith("3 children running now: after a DB restart up to 150 requests can fail (one per worker "
+                            "holding a dead persistent connection) before the chain restarts Apache"), exposed
+    safe = rows(host(ini="extension=pgsql\npgsql.auto_reset_persistent = On\n"))["apache mpm"].detail
+    assert safe.endswith("no persistent connection reaches a request unchecked (see the PHP rows), so a DB restart "
+                         "fails only the requests in flight"), safe
+    oci = rows(host(ini="extension=oci8\nextension=pgsql\npgsql.auto_reset_persistent = On\n"))["apache mpm"].detail
+    assert "up to 150 requests can fail" in oci  # OCI8's default ping_interval (60) leaves them exposed
 
 
 def test_apache_not_running():
