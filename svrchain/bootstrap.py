@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from svrchain.adopt import adopt_step
 from svrchain.dbora import install_dbora_step
+from svrchain.facts.db import db_facts
 from svrchain.keys import gen_key_step, push_key_step, web_facts
+from svrchain.remote.facts import prefetch
 from svrchain.remote.group import Session
 from svrchain.trigger import install_svr_restart_step
 from svrchain.verify import conclude, verify_step
@@ -20,7 +22,7 @@ STEPS = (
 def run_bootstrap(dry_run: bool = False, adopt: bool = False) -> None:
     """What `fab bootstrap` does (its flags and help: tasks/)."""
     with Session.open(lock=not dry_run) as s:
-        s.prefetch([s.db])
+        prefetch(s, s.db, db_facts(s.inv))  # every DB fact the steps and the closing verify read: one probe
         s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
         steps = [(name, lambda step=step: step(s, dry_run)) for name, step in STEPS]
         s.run_steps("bootstrap", [*steps, ("adopt", lambda: adopt_step(s, dry_run, adopt))])

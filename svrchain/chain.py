@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shlex
 import time
 import urllib.error
 import urllib.request
@@ -13,6 +12,7 @@ from tabulate import tabulate
 
 from svrchain import output, render, trigger_status
 from svrchain.errors import HostError, SvrchainError, Unreachable
+from svrchain.facts.chain import current_run_command
 from svrchain.plan import Outcome
 from svrchain.remote.connection import Host
 from svrchain.remote.group import Session
@@ -76,18 +76,9 @@ def outside_service(inv) -> str:
             "through its service once")
 
 
-def service_probe(inv) -> str:
-    """On a systemd host, where the database's run is: the cgroup of its main process (db.run.process),
-    else whether its unit is active (db.run.command); nothing on a SysV host."""
-    unit = shlex.quote(render.db_unit(inv))
-    where = (f'pid=$(pgrep -o -f -- {shlex.quote(inv.db.run.process)}) && echo "pid $pid" && cat /proc/$pid/cgroup'
-             if inv.db.run.process else f"echo active $(systemctl is-active {unit})")
-    return f"if [ -d /run/systemd/system ]; then {where}; fi; true"
-
-
 def service_problem(inv, text: str) -> str | None:
-    """Why the database does not run under its service, from :func:`service_probe`'s output (None
-    when it does, or when that cannot be told: a SysV host, the database not running)."""
+    """Why the database does not run under its service, from ``facts.chain.service_probe``'s output
+    (None when it does, or when that cannot be told: a SysV host, the database not running)."""
     unit = render.db_unit(inv)
     words = text.split()
     if words[:1] == ["active"]:
@@ -102,14 +93,6 @@ def service_problem(inv, text: str) -> str | None:
     units = sorted({g for g in groups if re.search(r"\.(service|scope)(/|$)", g)})
     where = ", ".join(units) or max(groups, key=len, default="no cgroup")
     return f"its process {words[1]} is in {where}, not {unit}"
-
-
-def current_run_command(inv) -> str:
-    """Prints the database's current run on the DB host ('none' when it does not run), as the trigger
-    tells it."""
-    # (The init script: a host still in an earlier svrchain's layout, which had only that.)
-    scripts = " ".join((render.trigger_script(inv), render.trigger_init_path(inv)))
-    return f'(for t in {scripts}; do [ -x "$t" ] && exec "$t" run; done; echo none)'
 
 
 def gate_restart(user: str) -> str:

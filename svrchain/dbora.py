@@ -9,25 +9,25 @@ from __future__ import annotations
 
 from svrchain import sysv
 from svrchain.errors import HostError
+from svrchain.facts.db import InitFact, InitSystem, ServiceFact, override_path
 from svrchain.ops import db as ops_db
 from svrchain.plan import FileState, Outcome
 from svrchain.remote.apply import apply
 from svrchain.remote.connection import Host
-from svrchain.remote.files import probe
+from svrchain.remote.facts import gather
 from svrchain.remote.group import Session
 
 
-def detect_init(session: Session, host: Host, results: dict) -> tuple[str, str]:
+def detect_init(session: Session, host: Host, found: InitSystem) -> tuple[str, str]:
     """(init system, SysV registration tool or '') of a host: the inventory's choice, or detected."""
     setting = session.inv.db.init
-    found = results["init"].stdout.strip() or "sysv"
-    init = found if setting == "auto" else setting
+    init = found.found if setting == "auto" else setting
     if init == "systemd":
         return init, ""
     if session.inv.db.unit:
         raise HostError(f"{host.label}: db.unit {session.inv.db.unit} needs systemd, but this host boots "
                         "with SysV init; use db.script or db.oracle instead")
-    tool = sysv.tool_name(results["tool"].stdout)
+    tool = found.tool
     if not tool:
         raise HostError(
             f"{host.label}: neither chkconfig nor update-rc.d is installed; install one (Debian: "
@@ -54,20 +54,16 @@ def install_service(session: Session, step: str, svc: ops_db.Service, dry_run: b
                     restart: bool = False) -> Outcome:
     """Read a service's state on the DB host, then apply ``ops_db.install``'s plan for it."""
     host, name, unit = session.db, svc.name, svc.unit
-    override = f"{sysv.OVERRIDES}/{name}"
-    paths = sorted({s.path for init in ("sysv", "systemd") for s in svc.files(init)} | {override})
-    up = {"up": f"if [ -d /run/systemd/system ]; then systemctl is-active {unit}; else /etc/init.d/{name} status; fi"}
-    states, r = probe(host, paths, {**sysv.PROBE, "enabled": f"systemctl is-enabled {unit}", **(up if running else {})})
-    init, tool = detect_init(session, host, r)
-    enabled = r["enabled"].stdout.strip()
+    found, state = gather(session, host, [InitFact(), ServiceFact(svc, running)])
+    init, tool = detect_init(session, host, found)
+    enabled, states = state.enabled, state.states
     if init == "sysv" and tool == "chkconfig":
         check_override(host, name, next(s.content for s in svc.files("sysv") if s.path == svc.init_script),
-                       states[override])
+                       states[override_path(svc)])
     if init == "systemd" and not svc.files("systemd") and (
             enabled in ("", "not-found") or "No such file" in enabled):
         raise HostError(f"{host.label}: the unit {unit} does not exist; check db.unit in {session.inv.source}")
-    facts = ops_db.ServiceFacts(init, tool, states, sysv.parse_links(r["links"].stdout).get(name, {}), enabled,
-                                running and r["up"].ok)
+    facts = ops_db.ServiceFacts(init, tool, states, found.last_links(name), enabled, running and state.up)
     return apply(session, host, step, ops_db.install(svc, facts, running, restart), dry_run)
 
 

@@ -8,14 +8,17 @@ if it had been): the host ends as it was, and the run says why.
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable
 
 from svrchain import authkeys, sshd
 from svrchain.errors import HostError
-from svrchain.plan import FileChange, FileSpec, Outcome, file_change
+from svrchain.ops import Change, Command, removal
+from svrchain.plan import FileChange, FileSpec, FileState, Outcome, Result, file_change
+from svrchain.remote.apply import apply
 from svrchain.remote.connection import Host
-from svrchain.remote.files import probe, restore, write
+from svrchain.remote.files import probe, restore
 from svrchain.remote.group import Session
 
 SSHD = "$(command -v sshd || echo /usr/sbin/sshd)"
@@ -106,41 +109,59 @@ def _overridden(bad: list[str]) -> str:
             "above the Include in sshd_config); remove that, then run harden-sshd again")
 
 
-def safe_apply(web: Host, change: FileChange, own: sshd.Settings, pidfile: str,
-               put: Callable[[], None] | None = None) -> str:
-    """Write ``change`` (or ``put`` it another way, e.g. a removal), check it, reload, prove a fresh
-    login; put the old file back on any failure."""
-    path = change.spec.path
-    (put or (lambda: write(web, change)))()
-    check = web.run(f"{SSHD} -t && {SSHD} -T")
-    problem = None
-    if not check.ok:
-        problem = f"sshd -t rejects it: {_first(check.stderr or check.stdout)}"
-    else:
+def sshd_check(own: sshd.Settings) -> Command:
+    """After writing: sshd must accept the configuration (``sshd -t``) and use svrchain's ``own``
+    settings (``sshd -T``); else the file is put back and sshd is not reloaded."""
+    def problem(check: Result) -> str | None:
+        if not check.ok:
+            return f"sshd -t rejects it: {_first(check.stderr or check.stdout)}; put back as it was, sshd not reloaded"
         bad = sshd.mismatches(own, sshd.effective(check.stdout))
         if bad:
-            problem = f"sshd would not use it {_overridden(bad)}"
-    if problem:
-        restore(web, change.state)
-        raise HostError(f"{web.label}: {path}: {problem}; put back as it was, sshd not reloaded")
-    reload(web, pidfile)
-    try:
-        fresh_login(web)
-    except HostError as exc:
-        restore(web, change.state)
-        reload(web, pidfile)
+            return f"sshd would not use it {_overridden(bad)}; put back as it was, sshd not reloaded"
+        return None
+
+    return Command(f"{SSHD} -t && {SSHD} -T", problem=problem)
+
+
+def reload_command(pidfile: str) -> Command:
+    """Reload sshd (the pid in ``pidfile``) and wait until it listens again."""
+    return Command(f"set -- {shlex.quote(pidfile)}\n{_RELOAD}")  # (the proof's line says "reloaded")
+
+
+def guarded(change: FileChange | None, removes: FileState | None, own: sshd.Settings, pidfile: str,
+            said: str = "") -> Change:
+    """Write ``change`` (or remove the file ``removes``), check it, then reload sshd: one Change."""
+    files = (change,) if change else ()
+    first = (removal(removes),) if removes else ()
+    return Change(files, (*first, sshd_check(own), reload_command(pidfile)), said=said)
+
+
+def proof(web: Host, put_back: list[FileState], pidfile: str) -> Callable[[], str]:
+    """After the reload, a fresh login must work; else the files are put back and sshd reloaded again."""
+    def prove() -> str:
         try:
             fresh_login(web)
-        except HostError as again:
-            raise HostError(
-                f"{web.label}: a fresh login failed after the reload ({exc}), and still fails after putting "
-                f"{path} back ({again}); keep your open sessions and check sshd by hand") from None
-        raise HostError(f"{web.label}: a fresh login failed after the reload ({exc}); {path} was put back and "
-                        "sshd reloaded: the admin can log in again") from None
-    return "sshd -t ok, reloaded, a fresh login works"
+        except HostError as exc:
+            for state in put_back:
+                restore(web, state)
+            reload(web, pidfile)
+            try:
+                fresh_login(web)
+            except HostError as again:
+                paths = ", ".join(s.path for s in put_back)
+                raise HostError(
+                    f"{web.label}: a fresh login failed after the reload ({exc}), and still fails after putting "
+                    f"{paths} back ({again}); keep your open sessions and check sshd by hand") from None
+            raise HostError(f"{web.label}: a fresh login failed after the reload ({exc}); "
+                            f"{', '.join(s.path for s in put_back)} was put back and sshd reloaded: the admin can "
+                            "log in again") from None
+        return "sshd -t ok, reloaded, a fresh login works"
+
+    return prove
 
 
 def harden_one(session: Session, web: Host, dry_run: bool) -> Outcome:
+    """harden-sshd on one web server: svrchain's settings written, checked, reloaded and proved."""
     change, own, seen = plan(session, web)
     if change is None:
         bad = sshd.mismatches(own, seen)
@@ -148,12 +169,9 @@ def harden_one(session: Session, web: Host, dry_run: bool) -> Outcome:
             raise HostError(f"{web.label}: svrchain's settings are in place but sshd does not use them "
                             f"{_overridden(bad)}")
         return session.report(Outcome(web.name, "harden-sshd", "ok", "public keys only, in effect (sshd -T)"))
-    detail = f"{change.spec.path} ({', '.join(change.reasons)})"
-    if dry_run:
-        return session.report(Outcome(web.name, "harden-sshd", "would change", detail, [change.diff()]),
-                              show_diff=True)
-    done = safe_apply(web, change, own, sshd.pidfile(seen))
-    return session.report(Outcome(web.name, "harden-sshd", "changed", f"{detail}: {done}", [change.diff()]))
+    pidfile = sshd.pidfile(seen)
+    return apply(session, web, "harden-sshd", guarded(change, None, own, pidfile), dry_run,
+                 prove=proof(web, [change.state], pidfile))
 
 
 def harden_step(session: Session, dry_run: bool) -> None:

@@ -9,9 +9,10 @@ from svrchain import authkeys, homes, render, tell
 from svrchain.errors import HostError
 from svrchain.inventory import Inventory
 from svrchain.keys import db_public_key, expected_line, marker, web_facts
+from svrchain.ops import files_change
 from svrchain.ops.key import keygen_script, rotation_type
 from svrchain.plan import Outcome
-from svrchain.remote.apply import apply_files
+from svrchain.remote.apply import apply
 from svrchain.remote.connection import Host
 from svrchain.remote.group import Session
 
@@ -22,7 +23,7 @@ def _set_line(session: Session, web: Host, step: str, edit) -> None:
     if f.unsafe:
         raise homes.refusal(web.label, f)
     spec = homes.spec(f.keys, session.inv.web.user, f.group, edit(f.keys.content.decode("utf-8", "surrogateescape")))
-    apply_files(session, web, step, [spec], {spec.path: f.keys}, False, ok_detail=f.keys.path)
+    apply(session, web, step, files_change([spec], {spec.path: f.keys}, noop=f.keys.path), False)
 
 
 def proof_command(inv: Inventory, address: str, port: int, key_path: str) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from svrchain import render, sysv
 from svrchain.inventory import ORACLE_READY, Inventory
-from svrchain.ops import Change, files_change
+from svrchain.ops import Change, command, files_change
 from svrchain.plan import FileSpec, FileState
 
 
@@ -130,4 +130,4 @@ def install(svc: Service, facts: ServiceFacts, running: bool = False, restart: b
         commands = (["systemctl daemon-reload"] if changed else []) + (
             [f"systemctl enable {svc.unit}"] if facts.enabled != "enabled" else [])
         noop = f"{svc.unit} in place, enabled (systemd)"
-    return Change(files.files, tuple(commands + run), noop + ", running" * running)
+    return Change(files.files, tuple(command(c) for c in commands + run), noop + ", running" * running)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from svrchain import authkeys, render, tell
 from svrchain.errors import SvrchainError
 from svrchain.inventory import Inventory
-from svrchain.ops import Change, files_change
+from svrchain.ops import Change, command, files_change
 from svrchain.plan import FileSpec, FileState
 
 PUB_MODE = ["644", "root"]
@@ -71,17 +71,17 @@ def key(inv: Inventory, f: KeyFacts, rotate: bool = False) -> Change:
         kind = key_type(inv, f.ssh_version)
         what = f"{'replace' if f.priv is not None else 'create'} {path} ({kind}, no passphrase, mode 600)"
         script = keygen_script(kind, inv.key.bits)
-        command = f"sh -c {shlex.quote(script)} svrchain {shlex.quote(path)} {shlex.quote(render.marker(inv))}"
-        return Change(commands=(command,), what=(what,))
+        run = f"sh -c {shlex.quote(script)} svrchain {shlex.quote(path)} {shlex.quote(render.marker(inv))}"
+        return Change(commands=(command(run, what),))
     if f.derived is None:
         raise SvrchainError(f"{path} exists but cannot be used without a passphrase; the key runs unattended, "
                             "so it must have none: replace it with " + tell.command("gen-key --rotate"))
     derived = authkeys.parse_public_key(f.derived)
     q = shlex.quote(path)
-    fixes = [] if f.priv.split() == ["600", "root"] else [f"chown -h root {q} && chmod 600 {q}"]
+    fixes = [] if f.priv.split() == ["600", "root"] else [command(f"chown -h root {q} && chmod 600 {q}")]
     pub_ok = f.pub.exists and same_key(f.pub.content.decode(errors="replace"), derived)
     if pub_ok and f.pubmode.split() != PUB_MODE:
-        fixes.append(f"chown -h root {q}.pub && chmod 644 {q}.pub")
+        fixes.append(command(f"chown -h root {q}.pub && chmod 644 {q}.pub"))
     # The public half is rewritten from the private key when it is missing or does not match.
     pub = authkeys.PublicKey(derived.type, derived.blob, render.marker(inv)).text() + "\n"
     specs = [] if pub_ok else [FileSpec(f"{path}.pub", pub.encode(), 0o644)]

@@ -172,6 +172,19 @@ class Session:
         """``read()`` once per run and key; concurrent callers wait for the one reading."""
         return self._facts.get(key, read)
 
+    def facts_once(self, keys: list[str], read: Callable[[set], dict]) -> list:
+        """The values of ``keys``, those not read yet this run read together by ``read(missing)``."""
+        return self._facts.get_many(keys, read)
+
+    def prefetch_facts(self, keys: list[str], read: Callable[[set], dict]) -> None:
+        """Start reading ``keys`` in the background, together (claimed now: a step that asks for one
+        waits for this read rather than reading it again)."""
+        claimed = self._facts.claim(keys)
+        if claimed:
+            if self._prefetcher is None:
+                self._prefetcher = Workers(self.parallel(len(self.hosts)))
+            self._prefetcher.submit(lambda: self._facts.settle(claimed, read))
+
     def forget(self, host: Host) -> None:
         """Drop the facts read from ``host``: this run is about to change it."""
         self._facts.forget(lambda key: key.endswith(f":{host.name}"))

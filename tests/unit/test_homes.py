@@ -3,7 +3,8 @@
 import pytest
 
 from svrchain import authkeys, homes
-from svrchain.homes import KeysFile, WebFacts
+from svrchain.facts.web import WebFacts
+from svrchain.homes import KeysFile
 from svrchain.plan import FileState
 from tests.unit.test_authkeys import KEY, MARK, OTHER
 
@@ -17,7 +18,7 @@ HAND_MADE = ('from="198.18.0.10",no-port-forwarding,no-X11-forwarding,no-agent-f
 def facts(*files: KeysFile, user: str = "svr-restart") -> WebFacts:
     return WebFacts(user, f"/var/lib/{user}", user, FileState("/x", False), "700 " + user, None, files,
                     FileState("/usr/local/sbin/svr-restart-gate", False),
-                    FileState("/etc/sudoers.d/svrchain", False), {})
+                    FileState("/etc/sudoers.d/svrchain", False))
 
 
 def test_scan_output_is_parsed_per_file_once():

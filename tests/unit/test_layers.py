@@ -16,8 +16,10 @@ PICTURE = ROOT / "docs" / "modules.md"
 LAYERS: list[tuple[str, set[str]]] = [
     ("core (pure)", {"errors", "tell", "plan", "sysv", "sshd", "authkeys", "inventory", "trigger_status", "render",
                      "output", "selinux", "ansible_inventory"}),
-    ("facts and operations (pure)", {"homes", "ops", "ops.db", "ops.key", "ops.web"}),
+    ("facts and operations (pure)", {"homes", "facts", "facts.chain", "facts.db", "facts.web", "ops", "ops.db",
+                                     "ops.key", "ops.web"}),
     ("remote and local I/O", {"remote", "remote.connection", "remote.files", "remote.group", "remote.apply",
+                              "remote.facts",
                               "runopts", "sshauth"}),
     ("steps", {"account", "attacks", "chain", "dbora", "keys", "trigger", "harden", "hosts", "rotate", "adopt",
                "verify", "uninstall", "bootstrap", "starter"}),

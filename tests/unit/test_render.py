@@ -109,11 +109,11 @@ def test_sudoers_rule_allows_exactly_the_command():
 
 
 def test_sudo_listing_is_parsed_to_rules():
-    from svrchain.account import sudo_rules
+    from svrchain.facts.web import sudo_rules
     listing = ("Matching Defaults entries for u on web1:\n    env_reset, !requiretty\n\n"
                "User u may run the following commands on web1:\n    (root) NOPASSWD: /etc/init.d/apache2 restart\n"
                "    (ALL) NOPASSWD: ALL\n")
-    assert sudo_rules(listing) == ["(root) NOPASSWD: /etc/init.d/apache2 restart", "(ALL) NOPASSWD: ALL"]
+    assert sudo_rules(listing) == ("(root) NOPASSWD: /etc/init.d/apache2 restart", "(ALL) NOPASSWD: ALL")
 
 
 def test_a_sudo_rule_without_arguments_allows_none():

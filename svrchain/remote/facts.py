@@ -1,0 +1,60 @@
+"""Reading facts: every fact a step (or a whole run) needs from a host, in one probe.
+
+Each fact is kept for the run (by its name and the host's); ``Session.forget(host)``, which every
+change calls, drops the host's facts, so that the next ``gather`` reads again only those it asks for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from svrchain.facts import Fact, Raw
+from svrchain.inventory import Inventory
+from svrchain.remote.connection import Host
+from svrchain.remote.files import probe
+from svrchain.remote.group import Session
+
+T = TypeVar("T")
+
+
+def key(fact: Fact, host: Host) -> str:
+    """The fact's key in the run's table (the host's name last: ``Session.forget`` matches it)."""
+    return f"fact {fact.name}:{host.name}"
+
+
+def get(session: Session, host: Host, fact: Fact[T]) -> T:
+    """One fact of ``host``, read (alone) unless this run has it already."""
+    return gather(session, host, [fact])[0]
+
+
+def gather(session: Session, host: Host, facts: Sequence[Fact]) -> list[Any]:
+    """``facts`` of ``host``, in that order: those this run does not have yet read in one probe."""
+    return session.facts_once([key(f, host) for f in facts],
+                              lambda keys: read(session.inv, host, [f for f in facts if key(f, host) in keys]))
+
+
+def prefetch(session: Session, host: Host, facts: Sequence[Fact]) -> None:
+    """Start reading ``facts`` of ``host`` in one probe, in the background (see Session.prefetch_facts)."""
+    session.prefetch_facts([key(f, host) for f in facts],
+                           lambda keys: read(session.inv, host, [f for f in facts if key(f, host) in keys]))
+
+
+def read(inv: Inventory, host: Host, facts: Sequence[Fact]) -> dict[str, object]:
+    """Run one probe for ``facts``; each parsed (or the error its parser raised), by key."""
+    files = list(dict.fromkeys(p for f in facts for p in f.files(inv)))
+    commands = {f"{f.name}/{n}": c for f in facts for n, c in f.commands(inv).items()}
+    preludes = list(dict.fromkeys(p for p in (f.prelude(inv) for f in facts) if p))
+    stdins = [s for s in (f.stdin(inv) for f in facts) if s]
+    if len(stdins) > 1:
+        raise ValueError("two facts read stdin in one probe")
+    states, results = probe(host, files, commands, "\n".join(preludes), stdins[0] if stdins else b"")
+    out: dict[str, object] = {}
+    for f in facts:
+        mine = {n.split("/", 1)[1]: r for n, r in results.items() if n.split("/", 1)[0] == f.name}
+        raw = Raw(host.label, {p: states[p] for p in f.files(inv)}, mine)
+        try:
+            out[key(f, host)] = f.parse(inv, raw)
+        except Exception as exc:  # kept for the step that uses this fact: it fails there, not here
+            out[key(f, host)] = exc
+    return out
