@@ -35,9 +35,9 @@ from tabulate import tabulate
 
 from lab import LabError, entry
 from lab import hosts as labhosts
-from svrchain import trigger_status
-from svrchain.inventory import parse
-from svrchain.trigger_status import TriggerRun
+from svrchain.core import trigger_status
+from svrchain.core.inventory import parse
+from svrchain.core.trigger_status import TriggerRun
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"

@@ -187,8 +187,8 @@ def handshake_cost(inv: Path, count: int = 20) -> dict:
     """One SSH handshake with the trigger's key and options, from the DB host to web1, ``count`` times
     in a row: wall time each, the client's CPU (its processes on the DB host) and the server's (the
     sshd processes web1's listener forked for it), each per handshake."""
-    from svrchain import inventory as inventory_mod
-    from svrchain import render
+    from svrchain.core import inventory as inventory_mod
+    from svrchain.core import render
 
     i = inventory_mod.load(inv)
     web = i.web.servers[0]
@@ -248,7 +248,7 @@ ts = [threading.Thread(target=one, args=(a,)) for a in hosts]
 def noop_floor(inv: Path) -> dict:
     """The no-op's floor on this machine: a Python interpreter that imports paramiko, makes one
     handshake per host (all at once) and runs one command on each; no svrchain."""
-    from svrchain import inventory as inventory_mod
+    from svrchain.core import inventory as inventory_mod
 
     i = inventory_mod.load(inv)
     hosts = [i.db.address, *(w.address for w in i.web.servers)]

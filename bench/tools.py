@@ -21,7 +21,7 @@ import shutil
 from pathlib import Path
 
 from lab import hosts as labhosts
-from svrchain import authkeys, inventory, render
+from svrchain.core import authkeys, inventory, render
 from svrchain.ops import db as ops_db
 
 DEPLOYS = Path(__file__).resolve().parent / "deploys"

@@ -1,6 +1,6 @@
 """How every svrchain task runs: the inventory chosen on the command line, Fabric's flags honoured or
-refused, user errors as one line and a documented exit code (see :mod:`svrchain.errors`), and its
-results reported (live lines, a recap, --json, --junit FILE: see :mod:`svrchain.output`)."""
+refused, user errors as one line and a documented exit code (see :mod:`svrchain.core.errors`), and its
+results reported (live lines, a recap, --json, --junit FILE: see :mod:`svrchain.core.output`)."""
 
 from __future__ import annotations
 
@@ -22,9 +22,10 @@ import fabric.main
 import invoke.program
 from invoke import Collection, Exit, ParseError, Program, Task, task
 
-from svrchain import output, runopts, tell
-from svrchain.errors import Interrupted, SvrchainError, UsageError, exit_code
-from svrchain.runopts import confirm
+from svrchain.core import output, tell
+from svrchain.core.errors import Interrupted, SvrchainError, UsageError, exit_code
+from svrchain.remote import runopts
+from svrchain.remote.runopts import confirm
 
 __all__ = ["collection", "confirm", "local_task", "svr_task"]
 

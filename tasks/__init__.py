@@ -9,18 +9,18 @@ from __future__ import annotations
 
 from invoke import Context
 
-from svrchain.bootstrap import run_bootstrap
-from svrchain.chain import run_restart_chain
 from svrchain.cli import collection, local_task, svr_task
-from svrchain.dbora import run_install_dbora
-from svrchain.harden import run_harden_sshd
-from svrchain.hosts import run_trust_hosts
-from svrchain.keys import run_gen_key, run_push_key
-from svrchain.rotate import run_rotate_key
-from svrchain.starter import run_docs, run_init
-from svrchain.trigger import run_install_svr_restart
-from svrchain.uninstall import run_uninstall
-from svrchain.verify import run_smoke, run_verify
+from svrchain.steps.bootstrap import run_bootstrap
+from svrchain.steps.chain import run_restart_chain
+from svrchain.steps.dbora import run_install_dbora
+from svrchain.steps.harden import run_harden_sshd
+from svrchain.steps.hosts import run_trust_hosts
+from svrchain.steps.keys import run_gen_key, run_push_key
+from svrchain.steps.rotate import run_rotate_key
+from svrchain.steps.starter import run_docs, run_init
+from svrchain.steps.trigger import run_install_svr_restart
+from svrchain.steps.uninstall import run_uninstall
+from svrchain.steps.verify import run_smoke, run_verify
 
 
 @svr_task(limit=True)

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from svrchain.errors import HostError
-from svrchain.inventory import Inventory
-from svrchain.plan import FileState, Result
+from svrchain.core.errors import HostError
+from svrchain.core.inventory import Inventory
+from svrchain.core.plan import FileState, Result
 
 T = TypeVar("T")
 

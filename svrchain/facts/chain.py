@@ -6,10 +6,12 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from svrchain import render, selinux, trigger_status
+from svrchain.core import render, selinux, trigger_status
+from svrchain.core.inventory import Inventory
 from svrchain.facts import Fact, Raw
-from svrchain.inventory import Inventory
-from svrchain.ops import db as ops_db
+
+# The database's, the trigger's and the watcher's service: each (its SysV name, its systemd unit).
+Services = tuple[tuple[str, str], tuple[str, str], tuple[str, str]]
 
 
 @dataclass(frozen=True)
@@ -34,12 +36,6 @@ class ChainState:
     selinux: str  # what selinux.CHECK said of the files svrchain writes
 
 
-def selinux_paths(inv: Inventory) -> list[str]:
-    """The DB server's files svrchain writes whose SELinux context matters (services, trigger, key)."""
-    key_dir = inv.key.path.rsplit("/", 1)[0]
-    return [*ops_db.every_path(inv), inv.trigger.known_hosts, key_dir, inv.key.path, inv.key.path + ".pub"]
-
-
 def current_run_command(inv: Inventory) -> str:
     """Prints the database's current run on the DB host ('none' when it does not run), as the trigger
     tells it."""
@@ -57,17 +53,17 @@ def service_probe(inv: Inventory) -> str:
     return f"if [ -d /run/systemd/system ]; then {where}; fi; true"
 
 
-def chain_commands(inv: Inventory) -> dict[str, str]:
+def chain_commands(inv: Inventory, services: Services, selinux_paths: list[str]) -> dict[str, str]:
     """The commands of :class:`ChainFact` (``$READY``: the readiness check, read from stdin)."""
-    dbsvc, tsvc, wsvc = ops_db.services(inv)
-    names = " ".join(shlex.quote(s.name) for s in (dbsvc, tsvc, wsvc))
+    (dbname, dbunit), (tname, tunit), (wname, wunit) = services
+    names = " ".join(shlex.quote(name) for name in (dbname, tname, wname))
     return {
-        "enabled": f"systemctl is-enabled {dbsvc.unit} {tsvc.unit}",
-        "order": f"systemctl show -p After -p PartOf {tsvc.unit}; systemctl show -p Wants {dbsvc.unit}",
+        "enabled": f"systemctl is-enabled {dbunit} {tunit}",
+        "order": f"systemctl show -p After -p PartOf {tunit}; systemctl show -p Wants {dbunit}",
         "chklist": f"command -v chkconfig >/dev/null && for s in {names}; do chkconfig --list \"$s\" 2>&1; done; true",
-        "wup": f"if [ -d /run/systemd/system ]; then systemctl is-active {wsvc.unit}; "
-               f"else /etc/init.d/{wsvc.name} status; fi",
-        "wenabled": f"systemctl is-enabled {wsvc.unit}",
+        "wup": f"if [ -d /run/systemd/system ]; then systemctl is-active {wunit}; "
+               f"else /etc/init.d/{wname} status; fi",
+        "wenabled": f"systemctl is-enabled {wunit}",
         "run": current_run_command(inv),
         "service": service_probe(inv),
         "ready": """printf '%s\\n' "$READY" | sh >/dev/null 2>&1""",
@@ -78,7 +74,7 @@ def chain_commands(inv: Inventory) -> dict[str, str]:
         "tick": f"cat {render.watch_tick(inv)} 2>/dev/null; true",
         "procs": trigger_status.processes_command(inv) if inv.db.run.process else "true",
         "owner": f"id -u -- {shlex.quote(inv.db.run.user or 'root')}",
-        "selinux": f"set -- {' '.join(shlex.quote(p) for p in selinux_paths(inv))}\n{selinux.CHECK}",
+        "selinux": f"set -- {' '.join(shlex.quote(p) for p in selinux_paths)}\n{selinux.CHECK}",
     }
 
 
@@ -104,9 +100,14 @@ def parse_chain(raw: Raw) -> ChainState:
 
 
 class ChainFact(Fact[ChainState]):
-    """What verify reads of the chain at work (the readiness check on stdin: it may hold a password)."""
+    """What verify reads of the chain at work (the readiness check on stdin: it may hold a password),
+    for the database's, the trigger's and the watcher's ``services`` (each its name and unit) and the
+    files whose SELinux context is checked."""
 
     name = "chain"
+
+    def __init__(self, services: Services, selinux_paths: list[str]):
+        self.services, self.selinux_paths = services, selinux_paths
 
     def prelude(self, inv: Inventory) -> str:
         return "READY=$(cat)"
@@ -115,7 +116,7 @@ class ChainFact(Fact[ChainState]):
         return render.ready_check(inv).encode()
 
     def commands(self, inv: Inventory) -> dict[str, str]:
-        return chain_commands(inv)
+        return chain_commands(inv, self.services, self.selinux_paths)
 
     def parse(self, inv: Inventory, raw: Raw) -> ChainState:
         return parse_chain(raw)

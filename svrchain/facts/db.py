@@ -1,8 +1,6 @@
 """The DB server's facts: its init system, each service's files and state, the restart key, the
-pinned web host keys, the keys held there, and what verify reads of the chain's running state.
-
-``db_facts`` lists every one a run needs: bootstrap reads them all in one probe before its first
-step, and its closing verify reuses them (reading again only what the run changed).
+pinned web host keys, the keys held there, and what uninstall finds of svrchain's files
+(``ops.db.db_facts`` lists those a bootstrap reads, in one probe before its first step).
 """
 
 from __future__ import annotations
@@ -10,13 +8,11 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from svrchain import authkeys, homes, render, sysv
-from svrchain.errors import HostError
+from svrchain.core import authkeys, homes, render, sysv
+from svrchain.core.errors import HostError
+from svrchain.core.inventory import Inventory
+from svrchain.core.plan import FileState
 from svrchain.facts import Fact, Raw
-from svrchain.facts.chain import ChainFact
-from svrchain.inventory import Inventory
-from svrchain.ops import db as ops_db
-from svrchain.plan import FileState
 
 # --- the init system ----------------------------------------------------------------------------
 
@@ -57,24 +53,24 @@ class ServiceState:
     up: bool  # whether it runs now (read only for a service that must run)
 
 
-def override_path(svc: ops_db.Service) -> str:
+def override_path(service: str) -> str:
     """The file in /etc/chkconfig.d that chkconfig would read over the service's header."""
-    return f"{sysv.OVERRIDES}/{svc.name}"
+    return f"{sysv.OVERRIDES}/{service}"
 
 
 class ServiceFact(Fact[ServiceState]):
-    """A service's files, whether its unit is enabled and (``running``) whether it runs."""
+    """A service's files (``paths``, and chkconfig's override of ``service``), whether its ``unit`` is
+    enabled and (``running``) whether it runs."""
 
-    def __init__(self, svc: ops_db.Service, running: bool = False):
-        self.svc, self.running = svc, running
-        self.name = f"service-{svc.name}" + ("-running" if running else "")
+    def __init__(self, service: str, unit: str, paths: list[str], running: bool = False):
+        self.service, self.unit, self.paths, self.running = service, unit, paths, running
+        self.name = f"service-{service}" + ("-running" if running else "")
 
     def files(self, inv: Inventory) -> list[str]:
-        svc = self.svc
-        return sorted({s.path for init in ("sysv", "systemd") for s in svc.files(init)} | {override_path(svc)})
+        return sorted({*self.paths, override_path(self.service)})
 
     def commands(self, inv: Inventory) -> dict[str, str]:
-        name, unit = self.svc.name, self.svc.unit
+        name, unit = self.service, self.unit
         up = f"if [ -d /run/systemd/system ]; then systemctl is-active {unit}; else /etc/init.d/{name} status; fi"
         return {"enabled": f"systemctl is-enabled {unit}", **({"up": up} if self.running else {})}
 
@@ -170,13 +166,13 @@ orig() {
 
 
 class InstalledFact(Fact[Installed]):
-    """Which of ``paths`` exist and are svrchain's, the site's own init script it replaced (kept in
-    ``backups``), and svrchain's state directories."""
+    """Which of ``paths`` exist and are svrchain's, the site's own ``init_script`` that svrchain
+    replaced (its first backup in ``backups``), and svrchain's state directories."""
 
     name = "installed"
 
-    def __init__(self, paths: list[str], backups: str):
-        self.paths, self.backups = paths, backups
+    def __init__(self, paths: list[str], backups: str, init_script: str | None):
+        self.paths, self.backups, self.init_script = paths, backups, init_script
 
     def prelude(self, inv: Inventory) -> str:
         return f"B={shlex.quote(self.backups)}; M={shlex.quote(render.MARK)}\n{_ORIGINAL}"
@@ -186,7 +182,7 @@ class InstalledFact(Fact[Installed]):
         return {
             "present": f"for f in {quoted}; do [ -e \"$f\" ] && echo \"$f\"; done; true",
             "ours": f"grep -l {shlex.quote(render.MARK)} {quoted} 2>/dev/null; true",
-            "orig-init": f"orig {shlex.quote(ops_db.dbora(inv).init_script or '-')}",
+            "orig-init": f"orig {shlex.quote(self.init_script or '-')}",
             # (/run/<trigger> held the SSH control sockets before they moved to RUN_DIR, which housekeeping removes.)
             "state": f"ls -d {render.STATE_PARENT} /run/{shlex.quote(inv.trigger.name)} 2>/dev/null; true",
         }
@@ -195,14 +191,3 @@ class InstalledFact(Fact[Installed]):
         r = raw.results
         return Installed(frozenset(r["present"].stdout.split()), frozenset(r["ours"].stdout.split()),
                          r["orig-init"].stdout.strip(), tuple(r["state"].stdout.split()))
-
-
-def service_facts(inv: Inventory) -> list[ServiceFact]:
-    """The DB server's three services' facts (the watcher's with whether it runs)."""
-    dbsvc, tsvc, wsvc = ops_db.services(inv)
-    return [ServiceFact(dbsvc), ServiceFact(tsvc), ServiceFact(wsvc, running=True)]
-
-
-def db_facts(inv: Inventory) -> list[Fact]:
-    """Every fact of the DB server that bootstrap (its steps and its closing verify) reads."""
-    return [InitFact(), *service_facts(inv), KeyFact(), KnownHostsFact(), HeldKeysFact(), ChainFact()]

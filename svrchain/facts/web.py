@@ -8,12 +8,12 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from svrchain import homes, render, selinux
-from svrchain.errors import HostError
+from svrchain.core import homes, render, selinux
+from svrchain.core.errors import HostError
+from svrchain.core.homes import KeysFile
+from svrchain.core.inventory import Inventory
+from svrchain.core.plan import FileState
 from svrchain.facts import FILE_CMD, UFILE_CMD, Fact, Raw
-from svrchain.homes import KeysFile
-from svrchain.inventory import Inventory
-from svrchain.plan import FileState
 
 
 @dataclass(frozen=True)

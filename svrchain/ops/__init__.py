@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from svrchain.plan import FileChange, FileSpec, FileState, Result, file_change
+from svrchain.core.plan import FileChange, FileSpec, FileState, Result, file_change
 
 
 @dataclass(frozen=True)

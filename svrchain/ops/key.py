@@ -6,11 +6,11 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from svrchain import authkeys, render, tell
-from svrchain.errors import SvrchainError
-from svrchain.inventory import Inventory
+from svrchain.core import authkeys, render, tell
+from svrchain.core.errors import SvrchainError
+from svrchain.core.inventory import Inventory
+from svrchain.core.plan import FileSpec, FileState
 from svrchain.ops import Change, command, files_change
-from svrchain.plan import FileSpec, FileState
 
 PUB_MODE = ["644", "root"]
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import shlex
 
-from svrchain import authkeys, homes, render
+from svrchain.core import authkeys, homes, render
+from svrchain.core.inventory import Inventory
+from svrchain.core.plan import FileSpec
 from svrchain.facts.web import WebFacts
-from svrchain.inventory import Inventory
 from svrchain.ops import Change, Command, command, files_change
-from svrchain.plan import FileSpec
 
 
 def restricted_line(inv: Inventory, key: authkeys.PublicKey, ssh_version_text: str) -> str:

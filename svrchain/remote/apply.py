@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from svrchain.errors import HostError
+from svrchain.core.errors import HostError
+from svrchain.core.plan import FileState, Outcome
 from svrchain.ops import Change, Command
-from svrchain.plan import FileState, Outcome
 from svrchain.remote import files
 from svrchain.remote.connection import Host
 from svrchain.remote.group import Session

@@ -21,10 +21,11 @@ from typing import TypeVar
 import paramiko
 from fabric import Config, Connection
 
-from svrchain import inventory, output, runopts, sshauth, tell
-from svrchain.errors import BadInventory, HostError, HostUnreachable
-from svrchain.plan import Result
-from svrchain.render import RUN_DIR
+from svrchain.core import inventory, output, tell
+from svrchain.core.errors import BadInventory, HostError, HostUnreachable
+from svrchain.core.plan import Result
+from svrchain.core.render import RUN_DIR
+from svrchain.remote import runopts, sshauth
 
 T = TypeVar("T")
 # paramiko's transport thread logs a failed handshake as a traceback; svrchain says it in one line.

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+from svrchain.core.inventory import Inventory
 from svrchain.facts import Fact, Raw
-from svrchain.inventory import Inventory
 from svrchain.remote.connection import Host
 from svrchain.remote.files import probe
 from svrchain.remote.group import Session

@@ -12,10 +12,10 @@ import shlex
 import tarfile
 from collections.abc import Iterable
 
-from svrchain import selinux
-from svrchain.errors import HostError
+from svrchain.core import selinux
+from svrchain.core.errors import HostError
+from svrchain.core.plan import FileChange, FileSpec, FileState, Result
 from svrchain.facts import file_state
-from svrchain.plan import FileChange, FileSpec, FileState, Result
 from svrchain.remote.connection import Host
 
 BACKUP_DIR = "/var/backups/svrchain"

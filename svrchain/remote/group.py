@@ -12,9 +12,10 @@ from concurrent.futures import Future, wait
 from pathlib import Path
 from typing import TypeVar
 
-from svrchain import inventory, output, runopts, sshauth, tell
-from svrchain.errors import HostError, SvrchainError, Unreachable
-from svrchain.plan import Outcome
+from svrchain.core import inventory, output, tell
+from svrchain.core.errors import HostError, SvrchainError, Unreachable
+from svrchain.core.plan import Outcome
+from svrchain.remote import runopts, sshauth
 from svrchain.remote.connection import WAKE, Dialer, Host, Once, load_known_hosts
 
 T = TypeVar("T")

@@ -23,8 +23,8 @@ import testinfra
 
 from lab import LabError
 from lab import hosts as labhosts
-from svrchain.inventory import load
-from svrchain.trigger_status import bound
+from svrchain.core.inventory import load
+from svrchain.core.trigger_status import bound
 from tests.paths import LAB_INVENTORY, ORACLE_INVENTORY
 
 REPO = Path(__file__).resolve().parents[2]

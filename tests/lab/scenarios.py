@@ -27,7 +27,7 @@ from pathlib import Path
 import yaml
 
 from lab import hosts as labhosts
-from svrchain.trigger_status import TriggerRun, parse
+from svrchain.core.trigger_status import TriggerRun, parse
 from tests.lab.conftest import TRIGGER_BOUND, Lab
 
 HOSTS = ("db", "web1", "web2")

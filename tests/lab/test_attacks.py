@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 from lab import hosts as labhosts
-from svrchain.attacks import run_attacks
 from svrchain.remote.group import Session
+from svrchain.steps.attacks import run_attacks
 from tests.lab.conftest import lab_of
 from tests.paths import LAB_INVENTORY
 
@@ -20,7 +20,7 @@ def lab():
     yield from lab_of("sysv")
 
 
-# The matrix's rows, written here (not read from svrchain.attacks): a row that goes missing fails the test.
+# The matrix's rows, written here (not read from svrchain.steps.attacks): a row that goes missing fails the test.
 ATTACK_NAMES = (
     "arbitrary command", "injection: restart;id", "injection: status && id", "injection: $(id), `id`",
     "injection: newline", "pty request (-tt)", "local forwarding (-L)", "dynamic forwarding (-D)",

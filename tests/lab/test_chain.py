@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from svrchain.trigger_status import TriggerRun, parse
+from svrchain.core.trigger_status import TriggerRun, parse
 from tests.lab.conftest import CORE_INITS, TRIGGER_BOUND, lab_fixture
 
 pytestmark = pytest.mark.lab

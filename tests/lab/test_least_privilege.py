@@ -9,10 +9,10 @@ import re
 import pytest
 import yaml
 
-from svrchain import render
-from svrchain.errors import HostError
-from svrchain.inventory import parse
-from svrchain.plan import FileSpec, file_change
+from svrchain.core import render
+from svrchain.core.errors import HostError
+from svrchain.core.inventory import parse
+from svrchain.core.plan import FileSpec, file_change
 from svrchain.remote.files import probe, write
 from svrchain.remote.group import Session
 from tests.lab.conftest import dedicated_inventory

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from svrchain.errors import HostError
+from svrchain.core.errors import HostError
 from svrchain.remote.group import Session
 from tests.lab.conftest import lab_of
 from tests.paths import LAB_INVENTORY

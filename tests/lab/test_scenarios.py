@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from lab import hosts as labhosts
-from svrchain.errors import HostError
-from svrchain.plan import FileSpec
+from svrchain.core.errors import HostError
+from svrchain.core.plan import FileSpec
 from svrchain.remote.files import WRITE_SCRIPT
 from svrchain.remote.group import Session
 from tests.lab.conftest import lab_of

@@ -29,8 +29,9 @@ from pathlib import Path
 import fabric.main
 import pytest
 
-from svrchain import output, runopts, tell
+from svrchain.core import output, tell
 from svrchain.program import make_program
+from svrchain.remote import runopts
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import yaml
 
-from svrchain import render, trigger_status
-from svrchain.inventory import Inventory, parse
+from svrchain.core import render, trigger_status
+from svrchain.core.inventory import Inventory, parse
 
 NOBODY = 65534
 AS_ROOT = os.geteuid() == 0

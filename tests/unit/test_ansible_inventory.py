@@ -1,4 +1,4 @@
-"""The site's Ansible inventory (svrchain/ansible_inventory.py): svrchain sees the same hosts, groups
+"""The site's Ansible inventory (svrchain/core/ansible_inventory.py): svrchain sees the same hosts, groups
 and connection variables as ``ansible-inventory --list`` itself, for the INI and YAML files of
 tests/unit/fixtures/ansible/ and for that command's own JSON; and what it does not read is one line.
 
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from svrchain import ansible_inventory
-from svrchain.ansible_inventory import AnsibleInventoryError
-from svrchain.inventory import InventoryError, load
+from svrchain.core import ansible_inventory
+from svrchain.core.ansible_inventory import AnsibleInventoryError
+from svrchain.core.inventory import InventoryError, load
 
 REPO = Path(__file__).resolve().parents[2]
 SITE = Path(__file__).resolve().parent / "fixtures" / "ansible"

@@ -5,8 +5,8 @@ import struct
 
 import pytest
 
-from svrchain import authkeys
-from svrchain.authkeys import KeyError_, PublicKey
+from svrchain.core import authkeys
+from svrchain.core.authkeys import KeyError_, PublicKey
 
 
 def make_key(tag: bytes, key_type: str = "ssh-ed25519") -> PublicKey:

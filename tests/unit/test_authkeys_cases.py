@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from svrchain import authkeys
-from svrchain.authkeys import KeyError_, PublicKey
+from svrchain.core import authkeys
+from svrchain.core.authkeys import KeyError_, PublicKey
 from tests.unit.cases import BLOBS, cases
 
 MARK = "svrchain:svr_restart@db"

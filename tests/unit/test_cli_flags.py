@@ -22,10 +22,10 @@ import yaml
 from invoke import Config, Context
 
 import tasks
-from svrchain import runopts
-from svrchain.errors import BadInventory, Declined
+from svrchain.core.errors import BadInventory, Declined
+from svrchain.remote import runopts
 from svrchain.remote.connection import handshake_problem, sudo_problem
-from svrchain.runopts import confirm
+from svrchain.remote.runopts import confirm
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

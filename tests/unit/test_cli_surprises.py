@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from svrchain import output
 from svrchain.cli import parse_problem
+from svrchain.core import output
 from tests.unit.test_cli_flags import REPO, Silent, environment, write_inventory
 from tests.unit.test_output import validate
 
@@ -213,8 +213,8 @@ def test_restart_chain_with_the_db_down_ends_with_its_recap(tmp_path, program):
 def test_service_problem_reads_the_cgroup_of_the_databases_process():
     """service_probe's output on a systemd host: the DB's main process and its cgroup (cgroup v2 and
     v1), or, with db.run.command, whether the unit is active (tested on the lab: test_bootstrap.py)."""
-    from svrchain.chain import service_problem
-    from svrchain.inventory import parse
+    from svrchain.core.inventory import parse
+    from svrchain.steps.chain import service_problem
     from tests.paths import LAB_INVENTORY
 
     inv = parse(LAB_INVENTORY.read_text(), LAB_INVENTORY)

@@ -6,7 +6,7 @@ import pytest
 from invoke import Context, Exit
 
 from svrchain.cli import svr_task
-from svrchain.errors import (
+from svrchain.core.errors import (
     BadInventory,
     GapFound,
     HostError,
@@ -16,7 +16,7 @@ from svrchain.errors import (
     UsageError,
     exit_code,
 )
-from svrchain.inventory import InventoryError
+from svrchain.core.inventory import InventoryError
 
 CODES = [
     (SvrchainError("restart-chain: web1 not healthy"), 1),
@@ -51,7 +51,7 @@ def test_svr_task_exits_with_the_code_and_one_line(error, code):
 
 
 def test_declined_and_interrupted_have_their_own_codes():
-    from svrchain.errors import Declined, Interrupted
+    from svrchain.core.errors import Declined, Interrupted
 
     assert exit_code(Declined("not confirmed; nothing was changed")) == 5
     assert exit_code(Interrupted(2)) == 130 and "Ctrl-C (SIGINT)" in str(Interrupted(2))

@@ -8,9 +8,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from svrchain import authkeys
-from svrchain.authkeys import KeyError_
-from svrchain.inventory import InventoryError, parse
+from svrchain.core import authkeys
+from svrchain.core.authkeys import KeyError_
+from svrchain.core.inventory import InventoryError, parse
 from tests.paths import LAB_INVENTORY
 from tests.unit.test_authkeys import KEY, MARK, OTHER
 

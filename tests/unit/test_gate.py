@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from svrchain import render
-from svrchain.inventory import load
+from svrchain.core import render
+from svrchain.core.inventory import load
 from tests.paths import LAB_INVENTORY
 
 INV = load(LAB_INVENTORY)

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from svrchain.chain import healthy
+from svrchain.steps.chain import healthy
 
 
 class Recorder(http.server.BaseHTTPRequestHandler):

@@ -2,10 +2,10 @@
 
 import pytest
 
-from svrchain import authkeys, homes
+from svrchain.core import authkeys, homes
+from svrchain.core.homes import KeysFile
+from svrchain.core.plan import FileState
 from svrchain.facts.web import WebFacts
-from svrchain.homes import KeysFile
-from svrchain.plan import FileState
 from tests.unit.test_authkeys import KEY, MARK, OTHER
 
 DB = ["198.18.0.10"]
@@ -95,7 +95,7 @@ def test_ours_in_another_account_is_stale_by_marker_or_by_key():
 def test_unsafe_homes_are_named():
     ok = FileState("/h/.ssh/authorized_keys", True, b"", 0o600, "u", "u")
     link = FileState("/h/.ssh/authorized_keys", True, unsafe="is a symbolic link")
-    from svrchain.plan import Result
+    from svrchain.core.plan import Result
 
     fine, bad_dir = Result(0, "700 u", ""), Result(45, "is owned by mallory, not u\n", "")
     assert homes.unsafe_reason("u", "/h", "u", fine, ok) is None

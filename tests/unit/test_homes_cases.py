@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from svrchain import homes
+from svrchain.core import homes
+from svrchain.core.homes import KeysFile, Legacy
+from svrchain.core.plan import FileState, Result
 from svrchain.facts.web import WebFacts
-from svrchain.homes import KeysFile, Legacy
-from svrchain.plan import FileState, Result
 from tests.unit.cases import BLOBS
 
 MARK = "svrchain:svr_restart@db"

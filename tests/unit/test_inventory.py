@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from svrchain.inventory import Inventory, InventoryError, parse
+from svrchain.core.inventory import Inventory, InventoryError, parse
 from tests.paths import LAB_INVENTORY
 
 LAB = yaml.safe_load(LAB_INVENTORY.read_text())

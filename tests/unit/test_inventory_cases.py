@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from svrchain.inventory import InventoryError, load, parse
+from svrchain.core.inventory import InventoryError, load, parse
 from tests.paths import LAB_INVENTORY
 from tests.unit.cases import cases
 

@@ -26,15 +26,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from svrchain import authkeys, render, uninstall
-from svrchain.errors import SvrchainError
+from svrchain.core import authkeys, render
+from svrchain.core.errors import SvrchainError
+from svrchain.core.inventory import Inventory, parse
+from svrchain.core.plan import FileState
 from svrchain.facts.web import WebFacts
-from svrchain.inventory import Inventory, parse
 from svrchain.ops import Change, Command
 from svrchain.ops import db as ops_db
 from svrchain.ops import key as ops_key
 from svrchain.ops import web as ops_web
-from svrchain.plan import FileState
+from svrchain.steps import uninstall
 from tests.paths import LAB_INVENTORY
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from svrchain import render
-from svrchain.inventory import parse
+from svrchain.core import render
+from svrchain.core.inventory import parse
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "inventory" / "example.yaml"
 SERVICE = "orcl.example.com"

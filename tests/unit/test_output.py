@@ -17,8 +17,8 @@ import jsonschema
 import pytest
 import yaml
 
-from svrchain import errors, output
-from svrchain.inventory import InventoryError
+from svrchain.core import errors, output
+from svrchain.core.inventory import InventoryError
 from tests.paths import LAB_INVENTORY
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,7 +53,7 @@ def test_exit_codes_are_distinct_and_documented():
     assert errors.exit_code(errors.Unreachable("x")) == 3
     assert errors.exit_code(errors.BadInventory("x")) == 4
     assert errors.exit_code(InventoryError("x")) == 4
-    from svrchain.errors import HostUnreachable
+    from svrchain.core.errors import HostUnreachable
     assert errors.exit_code(HostUnreachable("x")) == 3
     doc = (REPO / "docs" / "output.md").read_text()
     for code in ("| 0 |", "| 1 |", "| 2 |", "| 3 |", "| 4 |", "| 5 |", "| 130 |", "| 143 |"):

@@ -1,6 +1,6 @@
 """File plans: what differs, and the diff a dry run shows."""
 
-from svrchain.plan import FileSpec, FileState, file_change
+from svrchain.core.plan import FileSpec, FileState, file_change
 
 SPEC = FileSpec("/etc/x", b"a\nb\n", 0o644)
 

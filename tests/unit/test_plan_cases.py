@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from svrchain.plan import FileSpec, FileState, Outcome, file_change
+from svrchain.core.plan import FileSpec, FileState, Outcome, file_change
 from tests.unit.cases import cases
 
 

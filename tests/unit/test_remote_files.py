@@ -14,9 +14,9 @@ import time
 
 import pytest
 
-from svrchain.errors import HostError
+from svrchain.core.errors import HostError
+from svrchain.core.plan import FileState, Result
 from svrchain.facts import FILE_CMD, file_state
-from svrchain.plan import FileState, Result
 from svrchain.remote.connection import Once
 from svrchain.remote.files import parse_probe, probe_script, sections
 

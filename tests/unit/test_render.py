@@ -3,12 +3,11 @@
 import shlex
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from svrchain import render
-from svrchain.inventory import load
+from svrchain.core import render
+from svrchain.core.inventory import load
 from tests.paths import LAB_INVENTORY
 
 INV = load(LAB_INVENTORY)
@@ -54,7 +53,7 @@ def test_tcp_readiness_probe():
 
 
 def test_oracle_template_runs_dbstart_as_the_owner():
-    from svrchain.inventory import parse
+    from svrchain.core.inventory import parse
 
     inv = parse((render.TEMPLATES.parent.parent / "inventory" / "example.yaml").read_text(), INV.source)
     text = render.dbora_impl(inv).decode()
@@ -63,7 +62,7 @@ def test_oracle_template_runs_dbstart_as_the_owner():
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is installed by make install")
 def test_scripts_are_shellcheck_clean(tmp_path):
-    from svrchain.inventory import parse
+    from svrchain.core.inventory import parse
 
     oracle = parse((render.TEMPLATES.parent.parent / "inventory" / "example.yaml").read_text(), INV.source)
     files = {"dbora": render.dbora_init(INV), "svr_restart": render.trigger_init(INV),
@@ -109,11 +108,11 @@ def test_sudoers_rule_allows_exactly_the_command():
 
 
 def test_sudo_listing_is_parsed_to_rules():
-    from svrchain.facts.web import sudo_rules
+    from svrchain.steps.account import sudo_rules
     listing = ("Matching Defaults entries for u on web1:\n    env_reset, !requiretty\n\n"
                "User u may run the following commands on web1:\n    (root) NOPASSWD: /etc/init.d/apache2 restart\n"
                "    (ALL) NOPASSWD: ALL\n")
-    assert sudo_rules(listing) == ("(root) NOPASSWD: /etc/init.d/apache2 restart", "(ALL) NOPASSWD: ALL")
+    assert sudo_rules(listing) == ["(root) NOPASSWD: /etc/init.d/apache2 restart", "(ALL) NOPASSWD: ALL"]
 
 
 def test_a_sudo_rule_without_arguments_allows_none():
@@ -135,7 +134,7 @@ def contains(words: list[str], part: list[str]) -> bool:
 
 
 def test_every_connection_of_the_key_uses_the_same_ssh_options():
-    from svrchain import attacks, rotate
+    from svrchain.steps import attacks, rotate
 
     options = render.ssh_options(INV)
     for must in (["-F", "/dev/null"], ["-o", "BatchMode=yes"], ["-o", "StrictHostKeyChecking=yes"],
@@ -164,8 +163,8 @@ def example_with_ready_command() -> tuple[str, str]:
 def test_the_example_inventory_and_its_oracle_ready_command_render_clean(tmp_path):
     from types import SimpleNamespace
 
-    from svrchain.chain import ready_probe
-    from svrchain.inventory import parse
+    from svrchain.core.inventory import parse
+    from svrchain.steps.chain import ready_probe
 
     text, command = example_with_ready_command()
     assert "sqlplus" in command and "'" in command
@@ -192,7 +191,7 @@ def test_the_trigger_keeps_its_lock_and_sockets_where_only_root_writes():
 def _bounded_program(count: int, max_parallel: int, body: str) -> str:
     """The trigger's own ``bounded`` (and ``nap``) functions, cut from the static script, with
     MAX_PARALLEL and ``count`` web servers, and ``body`` after them: a real bash program."""
-    text = (Path(render.__file__).parent / "files" / "svr_restart.sh").read_text()
+    text = render.TRIGGER_SOURCE.read_text()
     funcs = text[text.index("nap() {"):text.index("# connect_one NAME")]
     servers = " ".join(f"'web{i} 198.18.0.{20 + i} 22 root'" for i in range(1, count + 1))
     return "\n".join([f"MAX_PARALLEL={max_parallel}", f"WEB_SERVERS=({servers})", funcs, body])
@@ -202,7 +201,7 @@ def test_trigger_fan_out_is_bounded_by_max_parallel(tmp_path):
     inv = INV.model_copy(update={"trigger": INV.trigger.model_copy(update={"max_parallel": 3})})
     assert ("max_parallel", "3") in render.trigger_settings(inv)
     assert ("max_parallel", "32") in render.trigger_settings(INV)  # the default
-    text = (Path(render.__file__).parent / "files" / "svr_restart.sh").read_text()
+    text = render.TRIGGER_SOURCE.read_text()
     assert '(bounded restart_one "$1") 9>&-' in text and 'setsid "$0" connect "$RUN_STATUS"' in text
     # Each job marks itself running, notes how many run, and leaves: never more than 3 at once, every
     # web server once, the first three first.

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from svrchain import render
-from svrchain.errors import SvrchainError
-from svrchain.inventory import load
+from svrchain.core import render
+from svrchain.core.errors import SvrchainError
+from svrchain.core.inventory import load
 from tests.paths import LAB_INVENTORY
 
 INV = load(LAB_INVENTORY)
@@ -130,7 +130,7 @@ def test_a_site_script_that_cannot_be_read(tmp_path):
 
 
 def test_the_oracle_check_names_the_instance():
-    from svrchain.inventory import Oracle
+    from svrchain.core.inventory import Oracle
 
     inv = with_changes(INV, "db", script=None, oracle=Oracle(home="/u01/app/oracle", sid="ORCL", pdb="APP"))
     text = lines(render.oracle_ready(inv))

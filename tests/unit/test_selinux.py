@@ -1,4 +1,4 @@
-"""SELinux (svrchain/selinux.py): the atomic write's restorecon and verify's context check, run here as
+"""SELinux (svrchain/core/selinux.py): the atomic write's restorecon and verify's context check, run here as
 the real shell snippets against stand-ins on PATH for selinuxenabled, restorecon and matchpathcon (the
 lab has no SELinux). Expected values are written here."""
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from svrchain import selinux
+from svrchain.core import selinux
 from svrchain.remote.files import WRITE_SCRIPT
 
 AS_ROOT = os.geteuid() == 0

@@ -1,12 +1,12 @@
-"""trust-hosts' warning for hosts cloned from one image (svrchain.hosts.shared_keys, pure); the lab's
+"""trust-hosts' warning for hosts cloned from one image (svrchain.steps.hosts.shared_keys, pure); the lab's
 test_scenarios.py case 'cloned-host-key' shows it against real sshd."""
 
 from __future__ import annotations
 
 import paramiko
 
-from svrchain.errors import Unreachable
-from svrchain.hosts import shared_keys
+from svrchain.core.errors import Unreachable
+from svrchain.steps.hosts import shared_keys
 
 
 def key() -> paramiko.PKey:

@@ -21,8 +21,8 @@ import yaml
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from svrchain import render
-from svrchain.inventory import Inventory, parse
+from svrchain.core import render
+from svrchain.core.inventory import Inventory, parse
 from tests.unit import fake_trigger
 
 SRC = Path("inventory/generated.yaml")

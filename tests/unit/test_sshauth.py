@@ -7,8 +7,8 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from svrchain.errors import BadInventory
-from svrchain.sshauth import Route, public_blob, route
+from svrchain.core.errors import BadInventory
+from svrchain.remote.sshauth import Route, public_blob, route
 
 CONFIG = """
 Host web1

@@ -3,7 +3,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from svrchain import sshd
+from svrchain.core import sshd
 from tests.unit.test_sshd_cases import ALL  # what ssh -Q lists on OpenSSH 9.2, written out
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from svrchain import sshd
+from svrchain.core import sshd
 from tests.unit.cases import cases
 
 # What `ssh -Q kex|cipher|mac` lists on Debian 12's OpenSSH 9.2, weak algorithms included.

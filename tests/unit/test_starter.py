@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from svrchain import starter, tell
+from svrchain.core import tell
+from svrchain.steps import starter
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {"PATH": os.environ["PATH"], "HOME": "/nonexistent"}

@@ -1,6 +1,6 @@
 """SysV registration plans: the exact commands for chkconfig and update-rc.d."""
 
-from svrchain import sysv
+from svrchain.core import sysv
 
 REGISTERED = {"0": "K11dbora", "1": "K11dbora", "2": "K11dbora", "3": "S98dbora", "4": "S98dbora",
               "5": "S98dbora", "6": "K11dbora"}

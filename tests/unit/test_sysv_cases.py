@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from svrchain import sysv
+from svrchain.core import sysv
 from tests.unit.cases import cases
 
 REGISTERED = {"0": "K11dbora", "1": "K11dbora", "2": "K11dbora", "3": "S98dbora", "4": "S98dbora",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from svrchain import render
+from svrchain.core import render
 from tests.unit import fake_trigger
 from tests.unit.fake_trigger import Trigger
 
@@ -575,7 +575,7 @@ def test_the_config_verb_shows_the_hooks(hk: Trigger):
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None, reason="a mount namespace needs root")
 def test_nap_sleeps_even_where_dev_fd_is_missing():
     """Without /dev/fd (process substitution fails), nap still waits: the trigger's waits never spin."""
-    text = (Path(render.__file__).parent / "files" / "svr_restart.sh").read_text()
+    text = render.TRIGGER_SOURCE.read_text()
     nap = text[text.index("nap() {"):]
     nap = nap[:nap.index("\n}\n") + 3]
     script = f"{nap}\nfor _ in 1 2 3; do nap 0.2; done"

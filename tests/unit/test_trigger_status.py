@@ -1,9 +1,9 @@
-"""The trigger's status file and its bound (svrchain.trigger_status), with values written here."""
+"""The trigger's status file and its bound (svrchain.core.trigger_status), with values written here."""
 
 from __future__ import annotations
 
-from svrchain import render, trigger_status
-from svrchain.inventory import load
+from svrchain.core import render, trigger_status
+from svrchain.core.inventory import load
 from tests.paths import LAB_INVENTORY
 
 # inventory/lab.yaml: ready.timeout 60, interval 0.1; connect 3, retries 3, restart 60

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from svrchain.errors import BadInventory
+from svrchain.core.errors import BadInventory
 
 # A host name with ranges: web[01:10], db-[a:c], x[1:10:2].
 _RANGE = re.compile(r"\[([0-9a-zA-Z]+):([0-9a-zA-Z]+)(?::([0-9]+))?\]")

@@ -10,9 +10,9 @@ the old script, and nothing is started but the watcher (which finds the current 
 
 from __future__ import annotations
 
-from svrchain.dbora import install_service
 from svrchain.ops import db as ops_db
 from svrchain.remote.group import Session
+from svrchain.steps.dbora import install_service
 
 
 def install_svr_restart_step(session: Session, dry_run: bool) -> None:

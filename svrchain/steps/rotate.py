@@ -5,16 +5,16 @@ from __future__ import annotations
 import shlex
 from typing import NoReturn
 
-from svrchain import authkeys, homes, render, tell
-from svrchain.errors import HostError
-from svrchain.inventory import Inventory
-from svrchain.keys import db_public_key, expected_line, marker, web_facts
+from svrchain.core import authkeys, homes, render, tell
+from svrchain.core.errors import HostError
+from svrchain.core.inventory import Inventory
+from svrchain.core.plan import Outcome
 from svrchain.ops import files_change
 from svrchain.ops.key import keygen_script, rotation_type
-from svrchain.plan import Outcome
 from svrchain.remote.apply import apply
 from svrchain.remote.connection import Host
 from svrchain.remote.group import Session
+from svrchain.steps.keys import db_public_key, expected_line, marker, web_facts
 
 
 def _set_line(session: Session, web: Host, step: str, edit) -> None:

@@ -7,11 +7,11 @@ script, enabled (or the site's own unit, named by ``db.unit``).
 
 from __future__ import annotations
 
-from svrchain import sysv
-from svrchain.errors import HostError
-from svrchain.facts.db import InitFact, InitSystem, ServiceFact, override_path
+from svrchain.core import sysv
+from svrchain.core.errors import HostError
+from svrchain.core.plan import FileState, Outcome
+from svrchain.facts.db import InitFact, InitSystem, override_path
 from svrchain.ops import db as ops_db
-from svrchain.plan import FileState, Outcome
 from svrchain.remote.apply import apply
 from svrchain.remote.connection import Host
 from svrchain.remote.facts import gather
@@ -54,12 +54,12 @@ def install_service(session: Session, step: str, svc: ops_db.Service, dry_run: b
                     restart: bool = False) -> Outcome:
     """Read a service's state on the DB host, then apply ``ops_db.install``'s plan for it."""
     host, name, unit = session.db, svc.name, svc.unit
-    found, state = gather(session, host, [InitFact(), ServiceFact(svc, running)])
+    found, state = gather(session, host, [InitFact(), ops_db.fact(svc, running)])
     init, tool = detect_init(session, host, found)
     enabled, states = state.enabled, state.states
     if init == "sysv" and tool == "chkconfig":
         check_override(host, name, next(s.content for s in svc.files("sysv") if s.path == svc.init_script),
-                       states[override_path(svc)])
+                       states[override_path(name)])
     if init == "systemd" and not svc.files("systemd") and (
             enabled in ("", "not-found") or "No such file" in enabled):
         raise HostError(f"{host.label}: the unit {unit} does not exist; check db.unit in {session.inv.source}")

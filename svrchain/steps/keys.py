@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from svrchain import account, authkeys, homes, render, sshauth, tell
-from svrchain.authkeys import PublicKey
-from svrchain.errors import HostError, SvrchainError
+from svrchain.core import authkeys, homes, render, tell
+from svrchain.core.authkeys import PublicKey
+from svrchain.core.errors import HostError, SvrchainError
+from svrchain.core.plan import FileSpec, Outcome
 from svrchain.facts.db import HeldKeysFact, KeyFact, KnownHostsFact
 from svrchain.facts.web import WebFact, WebFacts
 from svrchain.ops import Change, files_change
 from svrchain.ops import key as ops_key
 from svrchain.ops import web as ops_web
-from svrchain.plan import FileSpec, Outcome
+from svrchain.remote import sshauth
 from svrchain.remote.apply import apply
 from svrchain.remote.connection import Host
 from svrchain.remote.facts import get
 from svrchain.remote.group import Session
+from svrchain.steps import account
 
 
 def marker(session: Session) -> str:

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from svrchain.errors import UsageError
+from svrchain.core.errors import UsageError
 
 SCHEMA = "svrchain-results/1"
 # Every status an item (a step or a check) can have, best first.

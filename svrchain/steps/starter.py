@@ -12,10 +12,10 @@ import os
 import tempfile
 from pathlib import Path
 
-from svrchain import tell
-from svrchain.errors import SvrchainError, UsageError
+from svrchain.core import tell
+from svrchain.core.errors import SvrchainError, UsageError
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]  # svrchain/
 # What each doc of tell.DOCS (name -> the checkout's file) is; installed, each is package data (pyproject).
 ABOUT = {
     "output": "the output formats (--json, --junit) and the exit codes",

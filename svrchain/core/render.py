@@ -7,11 +7,11 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from svrchain import trigger_status
-from svrchain.errors import SvrchainError
-from svrchain.inventory import Inventory
+from svrchain.core import trigger_status
+from svrchain.core.errors import SvrchainError
+from svrchain.core.inventory import Inventory
 
-TEMPLATES = Path(__file__).resolve().parent / "templates"
+TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 IMPL_DIR = "/usr/local/lib/svrchain"
 
 _env = Environment(
@@ -107,7 +107,7 @@ def trigger_config_path(inv: Inventory) -> str:
 
 
 # The trigger: one static, shellchecked script, installed verbatim.
-TRIGGER_SOURCE = Path(__file__).resolve().parent / "files" / "svr_restart.sh"
+TRIGGER_SOURCE = Path(__file__).resolve().parents[1] / "files" / "svr_restart.sh"
 
 
 def trigger_program() -> bytes:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from svrchain import render
-from svrchain.inventory import Inventory
+from svrchain.core import render
+from svrchain.core.inventory import Inventory
 from svrchain.remote.connection import Host
 from svrchain.remote.group import Session
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import paramiko
 
-from svrchain.errors import BadInventory
-from svrchain.inventory import Inventory
+from svrchain.core.errors import BadInventory
+from svrchain.core.inventory import Inventory
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,10 @@ import shlex
 import time
 from collections.abc import Callable
 
-from svrchain import authkeys, sshd
-from svrchain.errors import HostError
+from svrchain.core import authkeys, sshd
+from svrchain.core.errors import HostError
+from svrchain.core.plan import FileChange, FileSpec, FileState, Outcome, Result, file_change
 from svrchain.ops import Change, Command, removal
-from svrchain.plan import FileChange, FileSpec, FileState, Outcome, Result, file_change
 from svrchain.remote.apply import apply
 from svrchain.remote.connection import Host
 from svrchain.remote.files import probe, restore

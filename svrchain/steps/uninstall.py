@@ -14,21 +14,22 @@ import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from svrchain import account, authkeys, harden, homes, render, sshd, sysv
-from svrchain.dbora import detect_init
-from svrchain.errors import HostError
+from svrchain.core import authkeys, homes, render, sshd, sysv
+from svrchain.core.errors import HostError
+from svrchain.core.inventory import Inventory
+from svrchain.core.plan import FileChange, FileSpec, FileState, file_change
 from svrchain.facts.db import InitFact, InstalledFact
-from svrchain.inventory import Inventory
-from svrchain.keys import db_public_key, marker, web_facts
 from svrchain.ops import Change, Command, command, removal
 from svrchain.ops import db as ops_db
-from svrchain.plan import FileChange, FileSpec, FileState, file_change
 from svrchain.remote.apply import apply
 from svrchain.remote.connection import Host
 from svrchain.remote.facts import gather
 from svrchain.remote.files import BACKUP_DIR, probe
 from svrchain.remote.group import Session
-from svrchain.runopts import confirm
+from svrchain.remote.runopts import confirm
+from svrchain.steps import account, harden
+from svrchain.steps.dbora import detect_init
+from svrchain.steps.keys import db_public_key, marker, web_facts
 
 NOTHING = "nothing of svrchain's here"
 
@@ -67,7 +68,8 @@ class DbFacts:
 def db_plan(session: Session) -> Change:
     """What uninstall does on the DB server, from one probe."""
     inv, db = session.inv, session.db
-    found, there = gather(session, db, [InitFact(), InstalledFact(list(db_paths(inv).values()), BACKUP_DIR)])
+    found, there = gather(session, db, [InitFact(), InstalledFact(list(db_paths(inv).values()), BACKUP_DIR,
+                                                                    ops_db.dbora(inv).init_script)])
     init, tool = detect_init(session, db, found)
     links = {name: found.last_links(name) for name in found.links}
     facts = DbFacts(init, tool, there.present, there.ours, links, there.original, there.state_dirs)

@@ -10,14 +10,14 @@ from dataclasses import dataclass, field
 
 from tabulate import tabulate
 
-from svrchain import output, render, trigger_status
-from svrchain.errors import HostError, SvrchainError, Unreachable
+from svrchain.core import output, render, trigger_status
+from svrchain.core.errors import HostError, SvrchainError, Unreachable
+from svrchain.core.plan import Outcome
+from svrchain.core.render import as_account
 from svrchain.facts.chain import current_run_command
-from svrchain.plan import Outcome
 from svrchain.remote.connection import Host
 from svrchain.remote.group import Session
-from svrchain.render import as_account
-from svrchain.runopts import confirm
+from svrchain.remote.runopts import confirm
 
 # Wait on the DB host, in one round trip, until the database answers; print the time it did. The
 # readiness check comes on stdin and is run by sh from there, as the trigger runs it: it may hold a

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import paramiko
 
-from svrchain import inventory, output, runopts, sshauth, tell
-from svrchain.errors import Declined, SvrchainError, Unreachable
+from svrchain.core import inventory, output, tell
+from svrchain.core.errors import Declined, SvrchainError, Unreachable
+from svrchain.remote import runopts, sshauth
 from svrchain.remote.connection import Host, handshake_problem, load_known_hosts
 from svrchain.remote.group import Session, parallel_map
-from svrchain.runopts import confirm
+from svrchain.remote.runopts import confirm
 
 
 def fetch_host_key(address: str, port: int, timeout: float, sock: paramiko.Channel | None = None,

@@ -22,7 +22,7 @@ import math
 import shlex
 from dataclasses import dataclass, field
 
-from svrchain.inventory import Inventory
+from svrchain.core.inventory import Inventory
 
 STATE_DIR = "/var/lib/svrchain"
 # How long restart-chain waits for the trigger run that its database restart starts to begin.

@@ -12,11 +12,11 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable
 
-from svrchain import authkeys, homes, render
-from svrchain.errors import HostError
+from svrchain.core import authkeys, homes, render
+from svrchain.core.errors import HostError
+from svrchain.core.homes import KeysFile
+from svrchain.core.plan import FileChange, FileState, Outcome, file_change
 from svrchain.facts.web import WebFacts, home_of
-from svrchain.homes import KeysFile
-from svrchain.plan import FileChange, FileState, Outcome, file_change
 from svrchain.remote.connection import Host
 from svrchain.remote.files import file_state, probe
 from svrchain.remote.group import Session

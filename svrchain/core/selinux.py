@@ -10,7 +10,7 @@ wrote. Where SELinux is off or absent, both do nothing.
 
 from __future__ import annotations
 
-from svrchain import tell
+from svrchain.core import tell
 
 # Sourced by the atomic write (remote.files.WRITE_SCRIPT) after its rename: $f the file, $made the
 # directory it created ('' when none); run() runs as the file's account. Exit 7 when restorecon fails.

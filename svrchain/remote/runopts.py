@@ -19,9 +19,9 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values, find_dotenv
 
-from svrchain import tell
-from svrchain.errors import BadInventory, Declined, UsageError
-from svrchain.inventory import Inventory
+from svrchain.core import tell
+from svrchain.core.errors import BadInventory, Declined, UsageError
+from svrchain.core.inventory import Inventory
 
 # The bridge the built-in lab's hosts hang off (lab/hosts.py: BRIDGE); an inventory with ``lab: true``
 # runs only when the route to each of its hosts goes through it.

@@ -7,35 +7,27 @@ from dataclasses import dataclass
 
 from tabulate import tabulate
 
-from svrchain import account, authkeys, homes, output, render, selinux, sysv, tell, trigger_status
-from svrchain.attacks import Row, run_attacks
-from svrchain.chain import outside_service, service_problem
-from svrchain.dbora import detect_init, override_problem
-from svrchain.errors import GapFound, HostError, SvrchainError, Unreachable
-from svrchain.facts.chain import ChainFact, ChainState, selinux_paths
-from svrchain.facts.db import (
-    InitFact,
-    InitSystem,
-    KeyFact,
-    KeyFacts,
-    KnownHostsFact,
-    db_facts,
-    override_path,
-    service_facts,
-)
+from svrchain.core import authkeys, homes, output, render, selinux, sysv, tell, trigger_status
+from svrchain.core.errors import GapFound, HostError, SvrchainError, Unreachable
+from svrchain.core.inventory import Inventory
+from svrchain.core.plan import FileState
+from svrchain.facts.chain import ChainState
+from svrchain.facts.db import InitFact, InitSystem, KeyFact, KeyFacts, KnownHostsFact, override_path
 from svrchain.facts.web import WebFacts
 from svrchain.facts.web import selinux_paths as web_selinux_paths
-from svrchain.inventory import Inventory
-from svrchain.keys import bypasses, db_public_key, host_keys, marker, web_facts
 from svrchain.ops import Change
 from svrchain.ops import db as ops_db
 from svrchain.ops import key as ops_key
 from svrchain.ops import web as ops_web
-from svrchain.plan import FileState
 from svrchain.remote.connection import Host
 from svrchain.remote.facts import gather, prefetch
 from svrchain.remote.group import Session
-from svrchain.rotate import proof_command
+from svrchain.steps import account
+from svrchain.steps.attacks import Row, run_attacks
+from svrchain.steps.chain import outside_service, service_problem
+from svrchain.steps.dbora import detect_init, override_problem
+from svrchain.steps.keys import bypasses, db_public_key, host_keys, marker, web_facts
+from svrchain.steps.rotate import proof_command
 
 
 @dataclass
@@ -209,7 +201,7 @@ def registration(host: str, svc: ops_db.Service, found: tuple[InitSystem, ChainS
                  states: dict[str, FileState]) -> Check:
     """A SysV service's boot registration, as its init script (as svrchain writes it) asks for."""
     script = next(spec.content for spec in svc.files("sysv") if spec.path == svc.init_script)
-    return _registration(host, svc.name, script, found, states[override_path(svc)])
+    return _registration(host, svc.name, script, found, states[override_path(svc.name)])
 
 
 @dataclass(frozen=True)
@@ -227,8 +219,8 @@ def db_found(session: Session) -> DbFound:
     """The DB server's facts verify needs, in one probe (those this run has read already and not
     changed since are reused)."""
     inv, db = session.inv, session.db
-    init, *svcs, key, kh, chain = gather(session, db, [InitFact(), *service_facts(inv), KeyFact(),
-                                                       KnownHostsFact(), ChainFact()])
+    init, *svcs, key, kh, chain = gather(session, db, [InitFact(), *ops_db.service_facts(inv), KeyFact(),
+                                                       KnownHostsFact(), ops_db.chain_fact(inv)])
     kind, tool = detect_init(session, db, init)
     services = tuple(ops_db.ServiceFacts(kind, tool, s.states, init.last_links(svc.name), s.enabled, s.up)
                      for svc, s in zip(ops_db.services(inv), svcs, strict=True))
@@ -245,7 +237,7 @@ def db_checks(session: Session, pins: dict[str, list[str]], handover_gap: bool =
     checks += service_checks(session, found.services[0].init, found.chain, handover_gap)
     checks += watch_checks(session, ops_db.services(inv)[2], found)
     checks.append(key_check(inv, found.key))
-    checks += selinux_checks(db.name, selinux_paths(inv), found.chain.selinux)
+    checks += selinux_checks(db.name, ops_db.selinux_paths(inv), found.chain.selinux)
     kh = found.known_hosts
     have = set(kh.content.decode(errors="replace").splitlines()) if kh.exists else set()
     missing = [w for w, lines in pins.items() if not set(lines) <= have]
@@ -463,7 +455,7 @@ def conclude(what: str, checks: list[Check]) -> None:
 def run_verify(attacks: bool = False) -> None:
     """What `fab verify` does (its flags and help: tasks/)."""
     with Session.open() as s:
-        prefetch(s, s.db, db_facts(s.inv))
+        prefetch(s, s.db, ops_db.db_facts(s.inv))
         s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
         checks = verify_step(s)
         conclude("verify", checks)
@@ -496,7 +488,7 @@ def chain_path_check(session: Session, web: Host, key: authkeys.PublicKey | None
 def run_smoke() -> None:
     """What `fab smoke` does (its flags and help: tasks/): verify's checks and the chain's path."""
     with Session.open() as s:
-        prefetch(s, s.db, db_facts(s.inv))
+        prefetch(s, s.db, ops_db.db_facts(s.inv))
         s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
         checks = verify_step(s, extra=lambda web, key: chain_path_check(s, web, key))
         conclude("smoke", checks)

@@ -23,8 +23,8 @@ from pydantic import (
     model_validator,
 )
 
-from svrchain import ansible_inventory, tell
-from svrchain.errors import BadInventory
+from svrchain.core import ansible_inventory, tell
+from svrchain.core.errors import BadInventory
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 # An account that goes into a sudo rule (where "ALL" is a keyword) and a shell: the portable set.

@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from svrchain import authkeys
-from svrchain.errors import HostError
-from svrchain.plan import FileSpec, FileState, Result
+from svrchain.core import authkeys
+from svrchain.core.errors import HostError
+from svrchain.core.plan import FileSpec, FileState, Result
 
 if TYPE_CHECKING:  # (the web facts are read with this module's SCAN)
     from svrchain.facts.web import WebFacts

@@ -12,16 +12,17 @@ those are reported.
 
 from __future__ import annotations
 
-from svrchain import account, homes
-from svrchain.errors import HostError
-from svrchain.homes import Bypasses, Legacy
-from svrchain.keys import bypasses, held_keys
+from svrchain.core import homes
+from svrchain.core.errors import HostError
+from svrchain.core.homes import Bypasses, Legacy
+from svrchain.core.plan import FileChange, Outcome
 from svrchain.ops import Change
-from svrchain.plan import FileChange, Outcome
 from svrchain.remote.apply import apply
 from svrchain.remote.connection import Host
 from svrchain.remote.group import Session
-from svrchain.rotate import key_works
+from svrchain.steps import account
+from svrchain.steps.keys import bypasses, held_keys
+from svrchain.steps.rotate import key_works
 
 
 def retire_changes(web: Host, old: list[Legacy]) -> list[FileChange]:
