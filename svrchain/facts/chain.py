@@ -3,6 +3,7 @@ watcher, the database's current run, the restarts owed, the trigger's runs, SELi
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass
 
@@ -76,6 +77,32 @@ def chain_commands(inv: Inventory, services: Services, selinux_paths: list[str])
         "owner": f"id -u -- {shlex.quote(inv.db.run.user or 'root')}",
         "selinux": f"set -- {' '.join(shlex.quote(p) for p in selinux_paths)}\n{selinux.CHECK}",
     }
+
+
+def outside_service(inv: Inventory) -> str:
+    """What is wrong, and the hand-over, when the database runs outside its service (verify and
+    restart-chain say the same)."""
+    return (f"it runs outside {render.db_unit(inv)} / /etc/init.d/{inv.db.service}; stop it and start it "
+            "through its service once")
+
+
+def service_problem(inv: Inventory, text: str) -> str | None:
+    """Why the database does not run under its service, from :func:`service_probe`'s output
+    (None when it does, or when that cannot be told: a SysV host, the database not running)."""
+    unit = render.db_unit(inv)
+    words = text.split()
+    if words[:1] == ["active"]:
+        return None if words[1:] == ["active"] else f"{unit} is {' '.join(words[1:]) or 'unknown'}"
+    if words[:1] != ["pid"] or len(words) < 2:
+        return None
+    groups = [line.split(":", 2)[2] for line in text.splitlines()[1:] if line.count(":") >= 2]
+    # Its unit is a component of its cgroup path in systemd's hierarchy, whichever that is here (v2's
+    # 0::, v1's name=systemd, a container's prefix such as /payload); none of the lines names it: outside.
+    if any(unit in g.split("/") for g in groups):
+        return None
+    units = sorted({g for g in groups if re.search(r"\.(service|scope)(/|$)", g)})
+    where = ", ".join(units) or max(groups, key=len, default="no cgroup")
+    return f"its process {words[1]} is in {where}, not {unit}"
 
 
 def _float(text: str) -> float | None:

@@ -41,6 +41,23 @@ class InitFact(Fact[InitSystem]):
                           sysv.link_lists(raw.results["links"].stdout))
 
 
+def init_of(inv: Inventory, label: str, found: InitSystem) -> tuple[str, str]:
+    """(init system, SysV registration tool or '') of the DB server: the inventory's choice, or
+    detected; refused in one line where a service could not be registered."""
+    init = found.found if inv.db.init == "auto" else inv.db.init
+    if init == "systemd":
+        return init, ""
+    if inv.db.unit:
+        raise HostError(f"{label}: db.unit {inv.db.unit} needs systemd, but this host boots "
+                        "with SysV init; use db.script or db.oracle instead")
+    if not found.tool:
+        raise HostError(
+            f"{label}: neither chkconfig nor update-rc.d is installed; install one (Debian: "
+            "init-system-helpers + insserv) to register services"
+        )
+    return init, found.tool
+
+
 # --- a service's files and state ------------------------------------------------------------------
 
 

@@ -163,3 +163,9 @@ def chain_fact(inv: Inventory) -> ChainFact:
 def db_facts(inv: Inventory) -> list[Fact]:
     """Every fact of the DB server that bootstrap's steps and its closing verify read (one probe)."""
     return [InitFact(), *service_facts(inv), KeyFact(), KnownHostsFact(), HeldKeysFact(), chain_fact(inv)]
+
+
+def override_problem(name: str, script: bytes, override: FileState) -> str:
+    """Why the host's /etc/chkconfig.d/<name> would make chkconfig register ``script`` otherwise; '' if not."""
+    text = override.content.decode(errors="replace") if override.exists else None
+    return sysv.override_conflict(name, script.decode(), text)

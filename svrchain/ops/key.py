@@ -56,6 +56,12 @@ def rotation_type(inv: Inventory, current: authkeys.PublicKey) -> str:
     return KEYGEN_TYPES.get(current.type, inv.key.type)
 
 
+def proof_command(inv: Inventory, address: str, port: int, key_path: str) -> str:
+    """The command that asks a web server's gate for ``status`` with ``key_path``, as the trigger connects."""
+    return shlex.join(["ssh", "-n", "-i", key_path, "-p", str(port), *render.ssh_options(inv),
+                       f"{inv.web.user}@{address}", "status"])
+
+
 def same_key(pub_text: str, key: authkeys.PublicKey) -> bool:
     try:
         return authkeys.parse_public_key(pub_text).blob == key.blob

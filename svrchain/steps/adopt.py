@@ -19,9 +19,9 @@ from svrchain.core.plan import FileChange, Outcome
 from svrchain.ops import Change
 from svrchain.remote.apply import apply
 from svrchain.remote.connection import Host
+from svrchain.remote.facts import bypasses, held_keys
 from svrchain.remote.group import Session
 from svrchain.steps import account
-from svrchain.steps.keys import bypasses, held_keys
 from svrchain.steps.rotate import key_works
 
 

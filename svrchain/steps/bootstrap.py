@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from svrchain.ops.db import db_facts
-from svrchain.remote.facts import prefetch
+from svrchain.remote.facts import prefetch, web_facts
 from svrchain.remote.group import Session
 from svrchain.steps.adopt import adopt_step
 from svrchain.steps.dbora import install_dbora_step
-from svrchain.steps.keys import gen_key_step, push_key_step, web_facts
+from svrchain.steps.keys import gen_key_step, push_key_step
 from svrchain.steps.trigger import install_svr_restart_step
 from svrchain.steps.verify import conclude, verify_step
 

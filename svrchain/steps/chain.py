@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 import urllib.error
 import urllib.request
@@ -14,7 +13,7 @@ from svrchain.core import output, render, trigger_status
 from svrchain.core.errors import HostError, SvrchainError, Unreachable
 from svrchain.core.plan import Outcome
 from svrchain.core.render import as_account
-from svrchain.facts.chain import current_run_command
+from svrchain.facts.chain import current_run_command, outside_service
 from svrchain.remote.connection import Host
 from svrchain.remote.group import Session
 from svrchain.remote.runopts import confirm
@@ -67,32 +66,6 @@ def restart_command(session: Session) -> str:
     svc, unit = session.inv.db.service, render.db_unit(session.inv)
     return (f"if [ -d /run/systemd/system ]; then systemctl restart {unit}; "
             f"elif command -v service >/dev/null; then service {svc} restart; else /etc/init.d/{svc} restart; fi")
-
-
-def outside_service(inv) -> str:
-    """What is wrong, and the hand-over, when the database runs outside its service (verify and
-    restart-chain say the same)."""
-    return (f"it runs outside {render.db_unit(inv)} / /etc/init.d/{inv.db.service}; stop it and start it "
-            "through its service once")
-
-
-def service_problem(inv, text: str) -> str | None:
-    """Why the database does not run under its service, from ``facts.chain.service_probe``'s output
-    (None when it does, or when that cannot be told: a SysV host, the database not running)."""
-    unit = render.db_unit(inv)
-    words = text.split()
-    if words[:1] == ["active"]:
-        return None if words[1:] == ["active"] else f"{unit} is {' '.join(words[1:]) or 'unknown'}"
-    if words[:1] != ["pid"] or len(words) < 2:
-        return None
-    groups = [line.split(":", 2)[2] for line in text.splitlines()[1:] if line.count(":") >= 2]
-    # Its unit is a component of its cgroup path in systemd's hierarchy, whichever that is here (v2's
-    # 0::, v1's name=systemd, a container's prefix such as /payload); none of the lines names it: outside.
-    if any(unit in g.split("/") for g in groups):
-        return None
-    units = sorted({g for g in groups if re.search(r"\.(service|scope)(/|$)", g)})
-    where = ", ".join(units) or max(groups, key=len, default="no cgroup")
-    return f"its process {words[1]} is in {where}, not {unit}"
 
 
 def gate_restart(user: str) -> str:

@@ -7,10 +7,9 @@ script, enabled (or the site's own unit, named by ``db.unit``).
 
 from __future__ import annotations
 
-from svrchain.core import sysv
 from svrchain.core.errors import HostError
 from svrchain.core.plan import FileState, Outcome
-from svrchain.facts.db import InitFact, InitSystem, override_path
+from svrchain.facts.db import InitFact, InitSystem, init_of, override_path
 from svrchain.ops import db as ops_db
 from svrchain.remote.apply import apply
 from svrchain.remote.connection import Host
@@ -20,32 +19,13 @@ from svrchain.remote.group import Session
 
 def detect_init(session: Session, host: Host, found: InitSystem) -> tuple[str, str]:
     """(init system, SysV registration tool or '') of a host: the inventory's choice, or detected."""
-    setting = session.inv.db.init
-    init = found.found if setting == "auto" else setting
-    if init == "systemd":
-        return init, ""
-    if session.inv.db.unit:
-        raise HostError(f"{host.label}: db.unit {session.inv.db.unit} needs systemd, but this host boots "
-                        "with SysV init; use db.script or db.oracle instead")
-    tool = found.tool
-    if not tool:
-        raise HostError(
-            f"{host.label}: neither chkconfig nor update-rc.d is installed; install one (Debian: "
-            "init-system-helpers + insserv) to register services"
-        )
-    return init, tool
-
-
-def override_problem(name: str, script: bytes, override: FileState) -> str:
-    """Why the host's /etc/chkconfig.d/<name> would make chkconfig register ``script`` otherwise; '' if not."""
-    text = override.content.decode(errors="replace") if override.exists else None
-    return sysv.override_conflict(name, script.decode(), text)
+    return init_of(session.inv, host.label, found)
 
 
 def check_override(host: Host, name: str, script: bytes, override: FileState) -> None:
     """Refuse, in one line, to register a service that chkconfig would register from a different override
     (each run would register it again, never as svrchain installs it)."""
-    why = override_problem(name, script, override)
+    why = ops_db.override_problem(name, script, override)
     if why:
         raise HostError(f"{host.label}: {why}")
 

@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 from svrchain.core import authkeys, homes, render, tell
-from svrchain.core.authkeys import PublicKey
 from svrchain.core.errors import HostError, SvrchainError
 from svrchain.core.plan import FileSpec, Outcome
-from svrchain.facts.db import HeldKeysFact, KeyFact, KnownHostsFact
-from svrchain.facts.web import WebFact, WebFacts
+from svrchain.facts.db import KeyFact, KnownHostsFact
+from svrchain.facts.web import WebFacts
 from svrchain.ops import Change, files_change
 from svrchain.ops import key as ops_key
 from svrchain.ops import web as ops_web
-from svrchain.remote import sshauth
 from svrchain.remote.apply import apply
 from svrchain.remote.connection import Host
-from svrchain.remote.facts import get
+from svrchain.remote.facts import db_public_key, get, host_keys, web_facts
 from svrchain.remote.group import Session
 from svrchain.steps import account
-
-
-def marker(session: Session) -> str:
-    """The comment that names svrchain's key (and line) for this DB server and trigger."""
-    return render.marker(session.inv)
-
 
 # --- gen-key ----------------------------------------------------------------------------------
 
@@ -45,60 +37,6 @@ def run_gen_key(rotate: bool = False, dry_run: bool = False) -> None:
 
 
 # --- push-key ---------------------------------------------------------------------------------
-
-def db_public_key(session: Session) -> PublicKey | None:
-    """The DB server's public key, read over SSH once per run (None when it does not exist yet)."""
-    return get(session, session.db, KeyFact()).public_key()
-
-
-def held_keys(session: Session) -> homes.HeldKeys:
-    """The public keys held on the DB server (its accounts' ~/.ssh, /etc/svrchain), read once per run."""
-    return get(session, session.db, HeldKeysFact())
-
-
-def own_keys(session: Session) -> frozenset[str]:
-    """The admin's own keys (connect.identity's, and every key the agent offers), as blobs."""
-    return session.fact("own-keys", lambda: sshauth.own_blobs(session.dialer.auth))
-
-
-def bypasses(session: Session, web: Host) -> homes.Bypasses:
-    """The lines on ``web`` that the DB server's keys open around the gate (see homes.bypasses)."""
-    inv, key = session.inv, db_public_key(session)
-    return homes.bypasses(web_facts(session, web), (key.blob if key else None, marker(session)),
-                          held_keys(session).keys, own_keys(session),
-                          (inv.web.restart_command.split()[0], inv.db.from_addresses), session.db.name)
-
-
-def web_facts(session: Session, web: Host) -> WebFacts:
-    """What is known of ``web``'s accounts: web.user's home and authorized_keys (read as web.user),
-    every account's authorized_keys, and the gate, sudo and host key facts.
-
-    Read once per run: a later step (bootstrap's verify) reuses them unless this run changed the host.
-    """
-    return get(session, web, WebFact())
-
-
-def expected_line(session: Session, key: PublicKey, ssh_version_text: str) -> str:
-    """The authorized_keys line for ``key`` on a web server with that OpenSSH version."""
-    return ops_web.restricted_line(session.inv, key, ssh_version_text)
-
-
-def host_keys(web: Host, lines: tuple[str, ...]) -> list[PublicKey]:
-    """The web server's own host keys, checked against the key the admin connection saw."""
-    keys = []
-    for line in lines:
-        try:
-            keys.append(authkeys.parse_public_key(line))
-        except SvrchainError:
-            continue
-    seen = web.connection().client.get_transport().get_remote_server_key()
-    if not any(k.blob == seen.get_base64() for k in keys):
-        raise HostError(
-            f"{web.label}: the host keys sshd reports do not include the one this connection saw; "
-            "refusing to pin them"
-        )
-    return keys
-
 
 def push_key_step(session: Session, dry_run: bool) -> None:
     """Install the restricted line on every web server and pin their host keys on the DB server."""
@@ -135,8 +73,8 @@ def push_key_step(session: Session, dry_run: bool) -> None:
 def remove_stale(session: Session, web: Host, facts: WebFacts, blob: str | None, dry_run: bool) -> None:
     """Take svrchain's lines out of every account but web.user (left by an earlier web.user), each
     file rewritten as its own account; one "stale-lines" line when there were any."""
-    files = homes.stale(facts, blob, marker(session), facts.user)
-    changes = account.without_ours(web, files, blob, marker(session))
+    files = homes.stale(facts, blob, render.marker(session.inv), facts.user)
+    changes = account.without_ours(web, files, blob, render.marker(session.inv))
     if changes:
         where = ", ".join(f"{c.spec.runas} ({c.spec.path})" for c in changes)
         said = f"remove svrchain's line from {where}: web.user is {facts.user}"

@@ -17,19 +17,19 @@ from dataclasses import dataclass
 from svrchain.core import authkeys, homes, render, sshd, sysv
 from svrchain.core.errors import HostError
 from svrchain.core.inventory import Inventory
-from svrchain.core.plan import FileChange, FileSpec, FileState, file_change
-from svrchain.facts.db import InitFact, InstalledFact
+from svrchain.core.plan import FileChange, FileState
+from svrchain.facts.db import InitFact, InstalledFact, init_of
+from svrchain.facts.sshd import SshdFact
 from svrchain.ops import Change, Command, command, removal
 from svrchain.ops import db as ops_db
+from svrchain.ops import sshd as ops_sshd
 from svrchain.remote.apply import apply
 from svrchain.remote.connection import Host
-from svrchain.remote.facts import gather
-from svrchain.remote.files import BACKUP_DIR, probe
+from svrchain.remote.facts import db_public_key, gather, get, web_facts
+from svrchain.remote.files import BACKUP_DIR
 from svrchain.remote.group import Session
 from svrchain.remote.runopts import confirm
 from svrchain.steps import account, harden
-from svrchain.steps.dbora import detect_init
-from svrchain.steps.keys import db_public_key, marker, web_facts
 
 NOTHING = "nothing of svrchain's here"
 
@@ -70,7 +70,7 @@ def db_plan(session: Session) -> Change:
     inv, db = session.inv, session.db
     found, there = gather(session, db, [InitFact(), InstalledFact(list(db_paths(inv).values()), BACKUP_DIR,
                                                                     ops_db.dbora(inv).init_script)])
-    init, tool = detect_init(session, db, found)
+    init, tool = init_of(inv, db.label, found)
     links = {name: found.last_links(name) for name in found.links}
     facts = DbFacts(init, tool, there.present, there.ours, links, there.original, there.state_dirs)
     return db_actions(inv, facts, db_paths(inv))
@@ -146,8 +146,8 @@ def web_plan(session: Session, web: Host, key: authkeys.PublicKey | None) -> Cha
                                f"remove the account {inv.web.user} and its home {f.home} (push-key created them)"))
     # svrchain's line in every account (web.user's too, unless its home goes with it).
     blob = key.blob if key else None
-    files = homes.stale(f, blob, marker(session), inv.web.user if created else None)
-    edits = account.without_ours(web, files, blob, marker(session))
+    files = homes.stale(f, blob, render.marker(session.inv), inv.web.user if created else None)
+    edits = account.without_ours(web, files, blob, render.marker(session.inv))
     if f.sudoers.exists and render.MARK.encode() in f.sudoers.content:
         actions.append(gone(render.SUDOERS))
     if f.gate.exists:
@@ -162,23 +162,10 @@ def web_plan(session: Session, web: Host, key: authkeys.PublicKey | None) -> Cha
 
 def uninstall_sshd(session: Session, web: Host, dry_run: bool) -> None:
     """Take harden-sshd's setting out again, with the same checks and rollback as putting it in."""
-    states, r = probe(web, [sshd.MAIN, sshd.DROPIN], {"effective": f"{harden.SSHD} -T"})
-    main, dropin = states[sshd.MAIN], states[sshd.DROPIN]
-    pidfile = sshd.pidfile(sshd.effective(r["effective"].stdout))
-    if dropin.exists:
-        change = harden.guarded(None, dropin, [], pidfile, f"remove {sshd.DROPIN}")
-        old = dropin
-    elif main.exists and sshd.BEGIN.encode() in main.content:
-        text = sshd.without_block(main.content.decode("utf-8", "surrogateescape"))
-        spec = FileSpec(sshd.MAIN, text.encode("utf-8", "surrogateescape"), main.mode or 0o644,
-                        main.owner or "root", main.group or "root")
-        change = harden.guarded(file_change(spec, main), None, [], pidfile,
-                                f"remove svrchain's block from {sshd.MAIN}")
-        old = main
-    else:
-        change = Change(noop="no svrchain setting in sshd's configuration")
-        old = main
-    apply(session, web, "uninstall-sshd", change, dry_run, prove=harden.proof(web, [old], pidfile))
+    f = get(session, web, SshdFact())
+    change = ops_sshd.unharden(f)
+    apply(session, web, "uninstall-sshd", change, dry_run,
+          prove=harden.proof(web, ops_sshd.put_back(change), sshd.pidfile(f.effective)))
 
 
 def uninstall_step(session: Session, dry_run: bool, with_sshd: bool) -> None:

@@ -11,8 +11,8 @@ from svrchain.core import authkeys, homes, output, render, selinux, sysv, tell, 
 from svrchain.core.errors import GapFound, HostError, SvrchainError, Unreachable
 from svrchain.core.inventory import Inventory
 from svrchain.core.plan import FileState
-from svrchain.facts.chain import ChainState
-from svrchain.facts.db import InitFact, InitSystem, KeyFact, KeyFacts, KnownHostsFact, override_path
+from svrchain.facts.chain import ChainState, outside_service, service_problem
+from svrchain.facts.db import InitFact, InitSystem, KeyFact, KeyFacts, KnownHostsFact, init_of, override_path
 from svrchain.facts.web import WebFacts
 from svrchain.facts.web import selinux_paths as web_selinux_paths
 from svrchain.ops import Change
@@ -20,14 +20,10 @@ from svrchain.ops import db as ops_db
 from svrchain.ops import key as ops_key
 from svrchain.ops import web as ops_web
 from svrchain.remote.connection import Host
-from svrchain.remote.facts import gather, prefetch
+from svrchain.remote.facts import bypasses, db_public_key, gather, host_keys, prefetch, web_facts
 from svrchain.remote.group import Session
 from svrchain.steps import account
 from svrchain.steps.attacks import Row, run_attacks
-from svrchain.steps.chain import outside_service, service_problem
-from svrchain.steps.dbora import detect_init, override_problem
-from svrchain.steps.keys import bypasses, db_public_key, host_keys, marker, web_facts
-from svrchain.steps.rotate import proof_command
 
 
 @dataclass
@@ -73,7 +69,7 @@ def _registration(host: str, name: str, script: bytes, found: tuple[InitSystem, 
             return Check(host, f"{name} boot", False, "the script svrchain installs has no '# chkconfig:' line")
         links = init.links.get(name, {})
         ok, detail = sysv.chkconfig_check(name, header, links, sysv.parse_list(chain.chkconfig_list))
-        why = override_problem(name, script, override)
+        why = ops_db.override_problem(name, script, override)
         return Check(host, f"{name} boot", ok and not why, "; ".join(x for x in (detail, why) if x))
     links = init.last_links(name)
     if sysv.registered(links):
@@ -111,7 +107,8 @@ def web_checks(session: Session, web: Host, key: authkeys.PublicKey | None, db_u
         checks.append(Check(web.name, "authorized_keys", False, f"UNSAFE: {f.unsafe}; svrchain will not touch it: "
                                                                  "check who made it and why, then remove it"))
     else:
-        checks += key_checks(web.name, f, ops_web.key_line(inv, key, f, web.server_version()), key, marker(session))
+        line = ops_web.key_line(inv, key, f, web.server_version())
+        checks += key_checks(web.name, f, line, key, render.marker(inv))
     checks += account_checks(session, web, f, key, db_up)
     checks += selinux_checks(web.name, web_selinux_paths(inv, f.home), f.selinux)
     return checks, pins
@@ -152,7 +149,7 @@ def account_checks(session: Session, web: Host, f: WebFacts, key: authkeys.Publi
     any, reported as not inspected."""
     inv = session.inv
     blob = key.blob if key else None
-    stale = homes.stale(f, blob, marker(session), inv.web.user)
+    stale = homes.stale(f, blob, render.marker(session.inv), inv.web.user)
     checks = [Check(web.name, "other accounts", not stale,
                     f"no line of svrchain's outside {inv.web.user}" if not stale else
                     f"svrchain's line is also in {', '.join(f'{s.user} ({s.path})' for s in stale)}, which is not "
@@ -221,7 +218,7 @@ def db_found(session: Session) -> DbFound:
     inv, db = session.inv, session.db
     init, *svcs, key, kh, chain = gather(session, db, [InitFact(), *ops_db.service_facts(inv), KeyFact(),
                                                        KnownHostsFact(), ops_db.chain_fact(inv)])
-    kind, tool = detect_init(session, db, init)
+    kind, tool = init_of(inv, db.label, init)
     services = tuple(ops_db.ServiceFacts(kind, tool, s.states, init.last_links(svc.name), s.enabled, s.up)
                      for svc, s in zip(ops_db.services(inv), svcs, strict=True))
     return DbFound(init, services, key, kh, chain)
@@ -476,7 +473,7 @@ def chain_path_check(session: Session, web: Host, key: authkeys.PublicKey | None
                       ("cannot be reached" if db_down else "has no key; run " + tell.command("bootstrap")),
                       skipped=db_down)]
     inv = session.inv
-    r = session.db.run(proof_command(inv, web.address, web.port, inv.key.path), timeout=60)
+    r = session.db.run(ops_key.proof_command(inv, web.address, web.port, inv.key.path), timeout=60)
     said = (r.stdout.strip() or r.stderr.strip() or f"exit {r.code}").splitlines()
     if r.ok:
         return [Check(web.name, "chain path", True, f"{session.db.name} -> {web.name} gate status: {said[0][:150]}")]
