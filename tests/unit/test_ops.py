@@ -13,6 +13,7 @@ One schema for every operation::
     noop: the "ok" line's text                # (optional)
     error: the refusal's text                 # (instead of files and commands)
     content / owners / validate / runas: {path: ...}   # (optional) the files' specs
+    checks: [{code, stdout, stderr, problem}]          # (optional) what the change's check says of a result
 
 A command's ``run`` is the shell command, the list of paths it removes, or ``{contains: text}``; a
 command given as a bare string is shown as itself.
@@ -26,14 +27,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from svrchain.core import authkeys, render
+from svrchain.core import authkeys, render, sshd
 from svrchain.core.errors import SvrchainError
 from svrchain.core.inventory import Inventory, parse
-from svrchain.core.plan import FileState
+from svrchain.core.plan import FileState, Result
+from svrchain.facts.sshd import SshdFacts
 from svrchain.facts.web import WebFacts
 from svrchain.ops import Change, Command
 from svrchain.ops import db as ops_db
 from svrchain.ops import key as ops_key
+from svrchain.ops import sshd as ops_sshd
 from svrchain.ops import web as ops_web
 from svrchain.steps import uninstall
 from tests.paths import LAB_INVENTORY
@@ -107,8 +110,23 @@ def uninstall_db(inv: Inventory, f: dict, args: dict) -> Change:
     return uninstall.db_actions(inv, facts, uninstall.db_paths(inv))
 
 
+def sshd_facts(f: dict) -> SshdFacts:
+    return SshdFacts(state(sshd.MAIN, f["main"], b""), state(sshd.DROPIN, f.get("dropin"), b""),
+                     f.get("effective_ok", True), f["effective"],
+                     {q: set(algs) for q, algs in f.get("supported", {}).items()}, tuple(f["host_key_types"]))
+
+
+def harden_sshd(inv: Inventory, f: dict, args: dict) -> Change:
+    return ops_sshd.harden(inv, sshd_facts(f), args["server_version"], args["admin_is_root"])
+
+
+def uninstall_sshd(inv: Inventory, f: dict, args: dict) -> Change:
+    return ops_sshd.unharden(sshd_facts(f))
+
+
 OPERATIONS: dict[str, Callable[[Inventory, dict, dict], Change]] = {
     "push_key": push_key, "gen_key": gen_key, "install_service": install_service, "uninstall_db": uninstall_db,
+    "harden_sshd": harden_sshd, "uninstall_sshd": uninstall_sshd,
 }
 
 
@@ -153,6 +171,10 @@ def test_operation(path: Path):
         assert files[p].spec.validate == command
     for p, account in case.get("runas", {}).items():
         assert files[p].spec.runas == account
+    checks = [c for c in change.commands if c.problem]
+    for seen in case.get("checks", []):  # what each check makes of a result it may get
+        result = Result(seen.get("code", 0), seen.get("stdout", ""), seen.get("stderr", ""))
+        assert [c.problem(result) for c in checks if c.problem] == [seen["problem"]]
 
 
 @pytest.mark.parametrize("path", sorted((FIXTURES / "db_services").glob("*.yaml")), ids=lambda p: p.stem)
