@@ -12,7 +12,16 @@ from svrchain.core.errors import GapFound, HostError, SvrchainError, Unreachable
 from svrchain.core.inventory import Inventory
 from svrchain.core.plan import FileState
 from svrchain.facts.chain import ChainState, outside_service, service_problem
-from svrchain.facts.db import InitFact, InitSystem, KeyFact, KeyFacts, KnownHostsFact, init_of, override_path
+from svrchain.facts.db import (
+    HeldKeysFact,
+    InitFact,
+    InitSystem,
+    KeyFact,
+    KeyFacts,
+    KnownHostsFact,
+    init_of,
+    override_path,
+)
 from svrchain.facts.web import WebFacts
 from svrchain.facts.web import selinux_paths as web_selinux_paths
 from svrchain.ops import Change
@@ -449,10 +458,19 @@ def conclude(what: str, checks: list[Check]) -> None:
         raise GapFound(f"{what}: {len(gaps)} gap(s) on {', '.join(sorted({g.host for g in gaps}))}")
 
 
+def prefetch_db(session: Session) -> None:
+    """Start reading the DB server's facts: what every web server's line needs (its key, the keys
+    held there) in one probe, and the rest (services, watcher, runs) in another at the same time, so
+    that no web server's line waits for the DB server's slower checks."""
+    needed = [KeyFact(), HeldKeysFact()]
+    prefetch(session, session.db, needed)
+    prefetch(session, session.db, [f for f in ops_db.db_facts(session.inv) if f.name not in {n.name for n in needed}])
+
+
 def run_verify(attacks: bool = False) -> None:
     """What `fab verify` does (its flags and help: tasks/)."""
     with Session.open() as s:
-        prefetch(s, s.db, ops_db.db_facts(s.inv))
+        prefetch_db(s)
         s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
         checks = verify_step(s)
         conclude("verify", checks)
@@ -485,7 +503,7 @@ def chain_path_check(session: Session, web: Host, key: authkeys.PublicKey | None
 def run_smoke() -> None:
     """What `fab smoke` does (its flags and help: tasks/): verify's checks and the chain's path."""
     with Session.open() as s:
-        prefetch(s, s.db, ops_db.db_facts(s.inv))
+        prefetch_db(s)
         s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
         checks = verify_step(s, extra=lambda web, key: chain_path_check(s, web, key))
         conclude("smoke", checks)
