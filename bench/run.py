@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import threading
@@ -33,8 +34,10 @@ from pathlib import Path
 import yaml
 from tabulate import tabulate
 
+from bench.sniff import Syns
 from lab import LabError, entry
 from lab import hosts as labhosts
+from lab.slot import held
 from svrchain.core import trigger_status
 from svrchain.core.inventory import parse
 from svrchain.core.trigger_status import TriggerRun
@@ -62,16 +65,34 @@ def inventory(n: int, restart_command: str, prefix: str = "bench") -> Path:
 def measure(argv: list[str], env: dict | None = None) -> dict:
     """Run a command from the repository; its wall time, the peak RSS of the largest process of its
     tree that was waited for (its controller), and its output. A failure ends the bench."""
-    t0 = time.monotonic()
-    p = subprocess.Popen(argv, cwd=REPO, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True)
-    out = p.stdout.read() if p.stdout else ""
-    _, status, usage = os.wait4(p.pid, 0)
-    wall = time.monotonic() - t0
+    with Syns(labhosts.BRIDGE) as syns:
+        started = time.time()
+        t0 = time.monotonic()
+        p = subprocess.Popen(argv, cwd=REPO, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+        out = p.stdout.read() if p.stdout else ""
+        _, status, usage = os.wait4(p.pid, 0)
+        wall = time.monotonic() - t0
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
-        raise LabError(f"bench: {' '.join(str(a) for a in argv[:3])} failed ({code}):\n{out[-4000:]}")
-    return {"wall_s": round(wall, 3), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "output": out}
+        raise LabError(f"bench: {' '.join(str(a) for a in argv[:3])} failed ({code}); {lab_state()}:\n{out[-4000:]}")
+    return {"wall_s": round(wall, 3), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "output": out,
+            "first_conn_s": round(syns.first - started, 3) if syns.first else None,
+            "syns_per_host_max": max(syns.per_host.values(), default=0)}
+
+
+def import_seconds(inv: Path, *args: str) -> float:
+    """The run's imports, as ``python -X importtime`` counts them (every top-level import's cumulative
+    time; a run of its own, as the counting slows it)."""
+    out = measure([FAB, *args], {"INVENTORY": str(inv), "PYTHONPROFILEIMPORTTIME": "1"})["output"]
+    top = re.findall(r"^import time:\s+\d+ \|\s+(\d+) \| (\S.*)$", out, re.M)
+    return round(sum(int(us) for us, _name in top) / 1e6, 3)
+
+
+def lab_state() -> str:
+    """Whether the lab is whole now, or which hosts are not and why (said when a run fails)."""
+    wrong = labhosts.problems()
+    return "the lab is whole" if not wrong else "the lab is not whole: " + "; ".join(wrong[:10])
 
 
 def fab(inv: Path, *args: str) -> dict:
@@ -297,6 +318,12 @@ def dba_restart_path() -> dict:
 
 
 def bench_n(n: int) -> dict:
+    """One size, on a lab this process holds from up to down (no other process's lab down in between)."""
+    with held():
+        return _bench_n(n)
+
+
+def _bench_n(n: int) -> dict:
     print(f"bench: N={n}: lab up", flush=True)
     labhosts.up(n)
     try:
@@ -308,6 +335,7 @@ def bench_n(n: int) -> dict:
         noops = [measured_run(full, "bootstrap") for _ in range(5)]
         res["bootstrap_noop"] = sorted(noops, key=lambda r: r["wall_s"])[2]
         res["bootstrap_noop"]["wall_s_all"] = [r["wall_s"] for r in noops]
+        res["bootstrap_noop"]["imports_s"] = import_seconds(full, "bootstrap")
         res["verify"] = measured_run(full, "verify")
         res["chain_full"] = chain_under_load(full, addresses)
         graceful = inventory(n, GRACEFUL)
@@ -330,7 +358,8 @@ def table(results: list[dict], fmt: str = "simple") -> str:
         s, z = r["bootstrap_scratch"], r["bootstrap_noop"]
         cf, cg, a = r["chain_full"], r["chain_graceful"], r["apache_alone"]
         rows.append([
-            r["n"], s["wall_s"], z["wall_s"], z["peak_rss_mb"], f"{z['conns_per_host_max']}",
+            r["n"], s["wall_s"], z["wall_s"], z.get("first_conn_s", "-"), z.get("imports_s", "-"),
+            z["peak_rss_mb"], f"{z['conns_per_host_max']}",
             f"{s['cmds_per_host_max']}/{z['cmds_per_host_max']}",
             cf["ready_to_all_healthy_s"], a["restart_to_healthy_s"], r["floor_full"]["to_all_healthy_s"],
             f"{cf['failed_after_ready']}/{cf['failed_after_web_restarted']}",
@@ -341,7 +370,8 @@ def table(results: list[dict], fmt: str = "simple") -> str:
             r.get("dba_restart", {}).get("ready_to_last_web_s", "-"),
             r.get("watch_cpu", {}).get("cpu_percent_of_one_core", "-"),
         ])
-    headers = ["N", "bootstrap s", "no-op s (median of 5)", "peak MB", "conns/host", "cmds/host 1st/no-op",
+    headers = ["N", "bootstrap s", "no-op s (median of 5)", "→1st conn s", "imports s", "peak MB", "conns/host",
+               "cmds/host 1st/no-op",
                "restart: ready→healthy s", "alone s", "N at once s", "failed after ready/after restart",
                "graceful: ready→healthy s", "alone s", "N at once s", "failed after ready/after restart",
                "boot: trigger→last web s", "DBA restart: new run→trigger s", "ready→last web s",

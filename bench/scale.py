@@ -37,10 +37,11 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from bench.run import FAB, REPO, RESULTS, fab, measure
+from bench.run import FAB, REPO, RESULTS, fab, import_seconds, measure
 from bench.run import inventory as bench_inventory
 from lab import entry
 from lab import hosts as labhosts
+from lab.slot import held
 
 TOOLS_VENV = REPO / ".venv-tools"
 SIZES = [1, 10, 50, 100, 200]
@@ -84,7 +85,8 @@ def measured(inv: Path, *args: str, env: dict | None = None, argv: list[str] | N
 def command(argv: list[str], env: dict | None = None) -> dict:
     """Run a tool; wall time and peak RSS of its whole process tree (largest single process)."""
     result = measure(argv, env)
-    return {"wall_s": result["wall_s"], "peak_rss_mb": result["peak_rss_mb"]}
+    result.pop("output")
+    return result
 
 
 def bootstrap_runs(inv: Path, runs: int, *, argv: list[str] | None = None, env: dict | None = None) -> dict:
@@ -290,6 +292,12 @@ def tool_runs(tool: str, inv: Path, n: int, runs: int) -> dict:
 
 
 def bench_n(n: int, with_tools: bool, fanouts: int) -> dict:
+    """One size, on a lab this process holds from up to down (no other process's lab down in between)."""
+    with held():
+        return _bench_n(n, with_tools, fanouts)
+
+
+def _bench_n(n: int, with_tools: bool, fanouts: int) -> dict:
     print(f"bench: N={n}: lab up ({n} light web hosts)", flush=True)
     t0 = time.monotonic()
     labhosts.up(n, kind="light", python=with_tools)
@@ -298,6 +306,7 @@ def bench_n(n: int, with_tools: bool, fanouts: int) -> dict:
         inv = inventory(n)
         print(f"bench: N={n}: svrchain bootstrap", flush=True)
         res["svrchain"] = bootstrap_runs(inv, 3)
+        res["svrchain"]["noop"]["imports_s"] = import_seconds(inv, "bootstrap")
         res["verify"] = measured(inv, "verify")
         res["handshake"] = handshake_cost(inv)
         res["noop_floor"] = noop_floor(inv)
@@ -324,7 +333,10 @@ def summarize(res: dict) -> dict:
     s, f = res["svrchain"], res["fan_out"]
     res.update({
         "bootstrap_s": s["scratch"]["wall_s"], "noop_s": s["noop"]["wall_s"], "peak_rss_mb": s["peak_rss_mb"],
+        "noop_peak_rss_mb": s["noop"]["peak_rss_mb"], "noop_first_conn_s": s["noop"].get("first_conn_s"),
+        "noop_imports_s": s["noop"].get("imports_s"),
         "conns_per_host": max(s["scratch"]["conns_per_host_max"], s["noop"]["conns_per_host_max"]),
+        "syns_per_host": max(s["scratch"].get("syns_per_host_max", 0), s["noop"].get("syns_per_host_max", 0)),
         "ready_to_last_restart_s": f["ready_to_last_restart_s"],
         "ready_to_last_healthy_s": f["ready_to_last_healthy_s"],
     })
@@ -345,7 +357,9 @@ def table(results: list[dict], fmt: str = "simple") -> str:
     rows = []
     for r in results:
         rows.append([
-            r["n"], r["bootstrap_s"], r["noop_s"], r["peak_rss_mb"], r["conns_per_host"],
+            r["n"], r["bootstrap_s"], r["noop_s"], r.get("noop_first_conn_s", "-"), r.get("noop_imports_s", "-"),
+            f"{r.get('noop_peak_rss_mb', '-')}/{r['peak_rss_mb']}",
+            f"{r['conns_per_host']}/{r.get('syns_per_host', '-')}",
             r["ready_to_last_restart_s"], r["ready_to_last_healthy_s"],
             r.get("noop_floor", {}).get("wall_s", "-"), r.get("restart_floor", {}).get("to_last_healthy_s", "-"),
             r["handshake"]["wall_ms"],
@@ -355,7 +369,8 @@ def table(results: list[dict], fmt: str = "simple") -> str:
             r.get("ansible_bootstrap_s", "-"), r.get("ansible_noop_s", "-"),
             f"{r['ansible_noop_ratio']}×" if "ansible_noop_ratio" in r else "-",
         ])
-    headers = ["N (light)", "bootstrap s", "no-op s (median of 3)", "peak MB", "conns/host",
+    headers = ["N (light)", "bootstrap s", "no-op s (median of 3)", "no-op →1st conn s", "no-op imports s",
+               "peak MB no-op/any", "conns/host (sshd log/SYNs)",
                "DB ready→last restart s", "→last healthy s", "no-op floor s", "N restarts at once s",
                "handshake ms", "handshake CPU ms client/server",
                "pyinfra s", "pyinfra no-op s", "no-op ratio", "Ansible s", "Ansible no-op s", "no-op ratio"]

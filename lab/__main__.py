@@ -1,4 +1,4 @@
-"""``python -m lab up [--web N] [--db oracle] | down | boot HOST | exec HOST CMD | status`` (as root)."""
+"""``python -m lab up [--web N] [--db oracle] | down | boot HOST | exec HOST CMD | status | check`` (as root)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from lab import entry, hosts
+from lab import entry, hosts, slot
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,13 +26,16 @@ def main(argv: list[str] | None = None) -> int:
                          "stand-ins for dbstart, sqlplus, lsnrctl over PostgreSQL; docs/lab.md) (postgres)")
     up.add_argument("--python", action="store_true",
                     help="bind this machine's Python into every host at /usr/bin/python3 (for Ansible)")
-    sub.add_parser("down", help="tear the lab down, leaving nothing behind")
+    down = sub.add_parser("down", help="tear the lab down, leaving nothing behind")
+    down.add_argument("--wait", type=float, default=slot.WAIT,
+                      help="seconds to wait for another process using the lab (bench, tests) (%(default)s)")
     boot = sub.add_parser("boot", help="power-cycle a host: it boots again as SysV init does")
     boot.add_argument("host")
     ex = sub.add_parser("exec", help="run a shell command inside a host (console, not SSH)")
     ex.add_argument("host")
     ex.add_argument("command")
     sub.add_parser("status", help="list the hosts and whether they run")
+    sub.add_parser("check", help="is the lab whole? (every host running, routed through the bridge, sshd answering)")
     args = p.parse_args(argv)
     if os.geteuid() != 0:
         print("lab: must run as root (network namespaces, mounts)", file=sys.stderr)
@@ -43,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         names = ", ".join(f"{h.name} {h.address}" for h in up_hosts[:6]) + (", ..." if len(up_hosts) > 6 else "")
         print(f"lab: up in {time.monotonic() - t0:.1f}s ({len(up_hosts) - 1} {args.kind} web hosts): {names}")
     elif args.verb == "down":
-        hosts.down()
+        hosts.down(args.wait)
         print("lab: down")
     elif args.verb == "boot":
         hosts.boot(args.host)
@@ -53,11 +56,22 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(r.stdout)
         sys.stderr.write(r.stderr)
         return r.returncode
+    elif args.verb == "check":
+        return _check()
     else:
         for h in hosts.current():
             state = "running" if hosts.init_pid(h) else "stopped"
             print(f"{h.name:8} {h.role:4} {h.address:14} {h.init:8} {h.kind:5} {state}")
     return 0
+
+
+def _check() -> int:
+    wrong = hosts.problems()
+    for line in wrong:
+        print(f"lab: {line}", file=sys.stderr)
+    if not wrong:
+        print(f"lab: whole ({len(hosts.current())} hosts)")
+    return 1 if wrong else 0
 
 
 if __name__ == "__main__":

@@ -14,18 +14,22 @@ against; its ``restart`` takes a known, short time), with no init scripts, syslo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lab import LabError
 from lab.rootfs import CHKCONFIG_BIN, ensure_rootfs
+from lab.slot import SLOT, WAIT, check_namespace, held
 
 REPO = Path(__file__).resolve().parent.parent
 FILES = Path(__file__).resolve().parent / "files"
@@ -35,7 +39,6 @@ ADMIN_USER = "admin"  # on every host, besides root: the admin key, passwordless
 # host namespaces, disks and machine names; the command must then run inside a network namespace of
 # its own (``nsenter --net=/run/netns/<ns>``), where its bridge and the lab's addresses live. Unset:
 # the one lab, on this machine's own network (make demo, make test, CI).
-SLOT = os.environ.get("SVRCHAIN_LAB_SLOT", "")
 VAR = Path(f"/var/lib/svrchain-lab{SLOT}")  # per-host disks (overlay upper layers)
 BRIDGE = "svrlab0"
 SUBNET = "198.18.0"
@@ -287,6 +290,13 @@ def _provision_web(h: LabHost) -> None:
     _write(r, "/etc/apache2/conf-enabled/lab.conf",
            f"ServerName {h.name}\n<IfModule mpm_prefork_module>\n  StartServers 5\n  MinSpareServers 1\n"
            "  MaxSpareServers 10\n</IfModule>\n")
+    # doctor's two results: web1 keeps Debian's php.ini (pgsql.auto_reset_persistent = Off: a finding),
+    # the others reset a broken persistent connection before use (clean). The page fails the same
+    # either way (it compares its worker's start with the database's), so nothing else changes.
+    if h.name != "web1":
+        for scan in sorted((r / "etc/php").glob("*/apache2/conf.d")):
+            _write(r, "/" + str((scan / "90-lab-doctor.ini").relative_to(r)),
+                   "; the lab: doctor's clean web host\n[PostgreSQL]\npgsql.auto_reset_persistent = On\n")
 
 
 # A RHEL-like SysV host: the rc directories under /etc/rc.d (with /etc/init.d and /etc/rcN.d
@@ -688,16 +698,26 @@ def up(web_count: int = 2, init: str = "sysv", kind: str = "full", python: bool 
        db: str = "postgres", phases: dict[str, float] | None = None) -> list[LabHost]:
     """Bring up a fresh lab (anything left of an earlier one is torn down first): ``kind`` of web
     hosts, with ``python`` this machine's Python in every host, and a DB host as ``db`` says (with
-    "oracle", ``phases`` overrides some of ORACLE_PHASES)."""
+    "oracle", ``phases`` overrides some of ORACLE_PHASES). It returns once the lab is whole (every
+    host running, routed through the bridge, its sshd answering), else says which host and why."""
     hosts = plan(web_count, init, kind, python, db)
-    down()
+    with held():
+        down()
+        _boot_all(hosts, {**ORACLE_PHASES, **(phases or {})})
+        wrong = problems(hosts)
+        if wrong:
+            raise LabError(f"lab: up, but not whole: {'; '.join(wrong)}")
+    return hosts
+
+
+def _boot_all(hosts: list[LabHost], phases: dict[str, float]) -> None:
     lower = ensure_rootfs()
     admin = admin_pubkey()
     _bridge_up()
     for h in hosts:
         _net_up(h)
         if _disk_up(h, lower):
-            _provision(h, hosts, admin, {**ORACLE_PHASES, **(phases or {})})
+            _provision(h, hosts, admin, phases)
     _write_client_files(hosts)
     # The order svrchain exists to keep: the database first, then the web servers (whose workers
     # would otherwise hold no valid session, as in the seed's failure).
@@ -714,7 +734,6 @@ def up(web_count: int = 2, init: str = "sysv", kind: str = "full", python: bool 
         start_host(h)
     for h in webs:
         wait_booted(h)
-    return hosts
 
 
 def boot(name: str) -> None:
@@ -725,24 +744,132 @@ def boot(name: str) -> None:
     wait_booted(h)
 
 
-def down() -> None:
-    """Tear the lab down: processes, mounts, namespaces, the bridge and the hosts' disks."""
-    names = {h.name for h in current()}
-    if VAR.exists():
-        names |= {p.name for p in VAR.iterdir() if p.is_dir()}
-    for name in sorted(names):
-        h = LabHost(name, "web", "")
-        known = init_pid(h) is not None
-        stop_host(h)
-        pid = _find_init(h.netns) if not known and Path(f"/run/netns/{h.netns}").exists() else None
-        if pid is not None:
-            os.kill(pid, signal.SIGKILL)
-        if _mounted(h.root):
-            sh("umount", "-l", str(h.root), check=False)
-        shutil.rmtree(h.disk, ignore_errors=True)
-        _net_down(h)
-    for ns in sh("ip", "netns", "list", check=False).stdout.split("\n"):
-        if ns.startswith(NETNS_PREFIX):
-            sh("ip", "netns", "del", ns.split()[0], check=False)
-    sh("ip", "link", "del", BRIDGE, check=False)
-    (STATE / "hosts.json").unlink(missing_ok=True)
+def down(wait: float = WAIT) -> None:
+    """Tear the lab down: processes, mounts, namespaces, the bridge and the hosts' disks. It returns
+    only when all of it is gone (every host's processes, nspawn included, and its network namespace,
+    the bridge, the mounts and disks), else says what is left; it waits for another process holding
+    the lab (up to ``wait`` seconds) rather than pull the lab from under it."""
+    with held(wait):
+        names = {h.name for h in current()}
+        if VAR.exists():
+            names |= {p.name for p in VAR.iterdir() if p.is_dir()}
+        spaces = _lab_namespaces()
+        for name in sorted(names):
+            stop_host(LabHost(name, "web", ""))
+        _end_processes(spaces)
+        for name in sorted(names):
+            h = LabHost(name, "web", "")
+            if _mounted(h.root):
+                sh("umount", "-l", str(h.root), check=False)
+            shutil.rmtree(h.disk, ignore_errors=True)
+            _net_down(h)
+        for ns in spaces.values():
+            sh("ip", "netns", "del", ns, check=False)
+        sh("ip", "link", "del", BRIDGE, check=False)
+        (STATE / "hosts.json").unlink(missing_ok=True)
+        _gone(names)
+
+
+def _gone(names: set[str], timeout: float = 15) -> None:
+    """Wait until nothing of the lab is left (a disk whose lazily unmounted overlay was still busy is
+    removed again), else say what is."""
+    deadline = time.monotonic() + timeout
+    while left := leftovers(names):
+        if time.monotonic() > deadline:
+            raise LabError(f"lab: down, but not all of it: {'; '.join(left)}")
+        for n in names:
+            shutil.rmtree(VAR / n, ignore_errors=True)
+        time.sleep(0.1)
+
+
+def _lab_namespaces() -> dict[int, str]:
+    """The network namespaces of this slot's hosts, by inode."""
+    out = {}
+    for p in Path("/run/netns").glob(NETNS_PREFIX + "*"):
+        with contextlib.suppress(OSError):
+            out[p.stat().st_ino] = p.name
+    return out
+
+
+# The processes that start a host and live outside it: systemd-nspawn, and ip netns exec / unshare / sh
+# of a SysV host's boot; each names the host's root (under VAR) on its command line.
+_STARTERS = ("systemd-nspawn", "unshare", "sh", "ip")
+
+
+def lab_processes(spaces: dict[int, str]) -> dict[int, str]:
+    """This slot's lab's processes now: those in a host's network namespace, and the starters of the
+    hosts (by their command line naming a host's root), as PID -> a short description."""
+    found = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            argv = (d / "cmdline").read_bytes().split(b"\0")
+            inode = os.stat(d / "ns/net").st_ino
+        except OSError:
+            continue
+        name = os.path.basename(argv[0].decode(errors="replace"))
+        if inode in spaces:
+            found[int(d.name)] = f"{name} (PID {d.name}) in {spaces[inode]}"
+        elif name in _STARTERS and f"{VAR}/".encode() in b" ".join(argv):
+            found[int(d.name)] = f"{name} (PID {d.name}) of {VAR}"
+    return found
+
+
+def _end_processes(spaces: dict[int, str], timeout: float = 20) -> None:
+    """Kill what is left of the hosts and wait until it has all exited (a PID 1 killed takes its
+    namespace's processes with it; nspawn then exits on its own)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = lab_processes(spaces)
+        if not left:
+            return
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+
+
+def leftovers(names: set[str]) -> list[str]:
+    """What a teardown left behind (nothing when it was complete): processes, namespaces, mounts,
+    the bridge and the hosts' veths, disks."""
+    left = list(lab_processes(_lab_namespaces()).values())[:5]
+    left += [f"network namespace {p.name}" for p in Path("/run/netns").glob(NETNS_PREFIX + "*")]
+    mounts = Path("/proc/self/mounts").read_text().split("\n")
+    left += [f"mount {m.split()[1]}" for m in mounts if m and m.split()[1].startswith(f"{VAR}/")]
+    links = sh("ip", "-o", "link", "show").stdout
+    for dev in [BRIDGE, *(LabHost(n, "web", "").veth for n in sorted(names))]:
+        if re.search(rf"^\d+: {re.escape(dev)}[@:]", links, re.M):
+            left.append(f"link {dev}")
+    left += [f"disk {VAR / n}" for n in sorted(names) if (VAR / n).exists()]
+    return left
+
+
+def _bridge_whole() -> bool:
+    """The bridge exists, is up, and has this machine's lab address."""
+    link = sh("ip", "-o", "link", "show", "dev", BRIDGE, check=False).stdout
+    flags = re.search(r"<([^>]*)>", link)
+    address = sh("ip", "-o", "-4", "addr", "show", "dev", BRIDGE, check=False).stdout
+    return bool(flags) and "UP" in flags.group(1).split(",") and f" {GATEWAY}/24 " in address
+
+
+def problems(hosts: list[LabHost] | None = None) -> list[str]:
+    """Why the lab is not whole now (empty when it is): the bridge up with this machine's address,
+    every host's PID 1 running, its address routed through the bridge, its sshd sending its banner."""
+    check_namespace()
+    hosts = current() if hosts is None else hosts
+    if not hosts:
+        return ["no lab is up (python -m lab up)"]
+    if not _bridge_whole():
+        return [f"the bridge {BRIDGE} with {GATEWAY}/24 is down or gone (was the lab torn down meanwhile?)"]
+    wrong = [f"{h.name}: not running (no PID 1; see {h.disk / 'console.log'})" for h in hosts if init_pid(h) is None]
+    asks = "".join(f"route get {h.address}\n" for h in hosts)
+    routes = sh("ip", "-o", "-force", "-batch", "-", input=asks, check=False)
+    devices = dict(re.findall(r"^(\S+) .*?\bdev (\S+)", routes.stdout, re.M))
+    wrong += [f"{h.name}: {h.address} would go through {devices.get(h.address, 'nowhere')}, not the bridge {BRIDGE}"
+              for h in hosts if devices.get(h.address) != BRIDGE]
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        answers = list(pool.map(ssh_answers, [h.address for h in hosts]))
+    wrong += [f"{h.name}: sshd at {h.address}:22 sends no SSH banner" for h, ok in zip(hosts, answers, strict=True)
+              if not ok and init_pid(h) is not None]
+    return wrong

@@ -13,6 +13,7 @@ from svrchain.cli import collection, local_task, svr_task
 from svrchain.steps.bootstrap import run_bootstrap
 from svrchain.steps.chain import run_restart_chain
 from svrchain.steps.dbora import run_install_dbora
+from svrchain.steps.doctor import run_doctor
 from svrchain.steps.harden import run_harden_sshd
 from svrchain.steps.hosts import run_trust_hosts
 from svrchain.steps.keys import run_gen_key, run_push_key
@@ -138,6 +139,21 @@ def smoke(c: Context, json: bool = False, junit: str = "") -> None:
     run_smoke()
 
 
+@svr_task(limit=True)
+def doctor(c: Context, strict: bool = False, json: bool = False, junit: str = "") -> None:
+    """Read-only: on every web server, what decides how bad a DB restart is for it, with the fix.
+
+    Reads, in one command per web server and changing nothing: the PHP settings of Apache's own PHP
+    (the php.ini and conf.d files its PHP module loads, not the CLI's: oci8.ping_interval, oci8.events,
+    oci8.persistent_timeout, oci8.max_persistent, pgsql.auto_reset_persistent, pgsql.allow_persistent,
+    pgsql.max_persistent, each with the file and line it came from), Apache's MPM and how many
+    workers it may run (the requests that can fail after a DB restart until the chain restarts
+    Apache), and whether web.restart_command is graceful. Findings are advice: exit 0, or 2 with
+    --strict; 3 when a web server is unreachable. --json and --junit FILE as verify's.
+    """
+    run_doctor(strict=strict)
+
+
 @svr_task
 def rotate_key(c: Context, dry_run: bool = False) -> None:
     """Replace the DB server's key without a moment in which the chain cannot restart a web server.
@@ -202,5 +218,5 @@ def docs(c: Context, name: str, path: bool = False) -> str:
 
 ns = collection(
     init, docs, trust_hosts, install_dbora, gen_key, push_key, install_svr_restart, bootstrap, restart_chain,
-    verify, smoke, rotate_key, harden_sshd, uninstall,
+    verify, smoke, doctor, rotate_key, harden_sshd, uninstall,
 )

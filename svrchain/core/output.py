@@ -27,11 +27,12 @@ from svrchain.core.errors import UsageError
 
 SCHEMA = "svrchain-results/1"
 # Every status an item (a step or a check) can have, best first.
-STATUSES = ("ok", "skipped", "changed", "would-change", "gap", "failed", "unreachable")
+# "finding": doctor's advice (a setting that makes a DB restart worse), not a gap in the chain.
+STATUSES = ("ok", "skipped", "changed", "would-change", "finding", "gap", "failed", "unreachable")
 # The recap's columns: always these, and the others when a host has any.
 RECAP_ALWAYS = ("ok", "changed", "failed", "unreachable")
-_COLOURS = {"ok": "32", "changed": "33", "would-change": "33", "skipped": "36", "gap": "31", "failed": "31",
-            "unreachable": "35"}
+_COLOURS = {"ok": "32", "changed": "33", "would-change": "33", "skipped": "36", "finding": "33", "gap": "31",
+            "failed": "31", "unreachable": "35"}
 # What a run ended with, by exit code (docs/output.md).
 RESULTS = {0: "ok", 1: "failed", 2: "gap", 3: "unreachable", 4: "bad-inventory", 5: "declined",
            130: "interrupted", 143: "interrupted"}
@@ -282,7 +283,7 @@ class Results:
     def host_line(self, host: str, items: list[Item], seconds: float) -> None:
         """The live line printed as soon as a host's checks are in: its worst status and what is wrong."""
         worst = max((i.status for i in items), key=STATUSES.index, default="ok")
-        bad = [i for i in items if i.status in ("gap", "failed", "unreachable")]
+        bad = [i for i in items if i.status in ("finding", "gap", "failed", "unreachable")]
         if worst == "unreachable":
             what = next(i.detail for i in bad if i.status == "unreachable")
         elif bad:

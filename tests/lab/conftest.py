@@ -23,6 +23,7 @@ import testinfra
 
 from lab import LabError
 from lab import hosts as labhosts
+from lab.slot import held
 from svrchain.core.inventory import load
 from svrchain.core.trigger_status import bound
 from tests.paths import LAB_INVENTORY, ORACLE_INVENTORY
@@ -192,11 +193,13 @@ def bring_up(init: str, db: str = "postgres", phases: dict[str, float] | None = 
 
 
 def lab_of(init: str, db: str = "postgres", phases: dict[str, float] | None = None):
-    """Body of a module-scoped lab fixture: up with ``init`` hosts, always down afterwards."""
-    try:
-        yield bring_up(init, db, phases)
-    finally:
-        labhosts.down()
+    """Body of a module-scoped lab fixture: up with ``init`` hosts, always down afterwards; the module
+    holds the lab meanwhile (another process's ``lab down`` waits for it)."""
+    with held():
+        try:
+            yield bring_up(init, db, phases)
+        finally:
+            labhosts.down()
 
 
 # The core suite (bootstrap, the chain, uninstall) runs on every kind of host: Debian SysV (insserv),
