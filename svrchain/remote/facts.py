@@ -7,7 +7,7 @@ change calls, drops the host's facts, so that the next ``gather`` reads again on
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from svrchain.core import authkeys, homes, render
@@ -41,10 +41,13 @@ def gather(session: Session, host: Host, facts: Sequence[Fact]) -> list[Any]:
                               lambda keys: read(session.inv, host, [f for f in facts if key(f, host) in keys]))
 
 
-def prefetch(session: Session, host: Host, facts: Sequence[Fact]) -> None:
-    """Start reading ``facts`` of ``host`` in one probe, in the background (see Session.prefetch_facts)."""
-    session.prefetch_facts([key(f, host) for f in facts],
-                           lambda keys: read(session.inv, host, [f for f in facts if key(f, host) in keys]))
+def prefetch(session: Session, host: Host, *groups: Sequence[Fact]) -> None:
+    """Start reading ``host``'s facts in the background: each group in one probe, one group after
+    another (see Session.prefetch_facts)."""
+    def reader(facts: Sequence[Fact]) -> Callable[[set], dict]:
+        return lambda keys: read(session.inv, host, [f for f in facts if key(f, host) in keys])
+
+    session.prefetch_facts(*(([key(f, host) for f in facts], reader(facts)) for facts in groups))
 
 
 def read(inv: Inventory, host: Host, facts: Sequence[Fact]) -> dict[str, object]:

@@ -11,6 +11,7 @@ from svrchain.core import authkeys, homes, output, render, selinux, sysv, tell, 
 from svrchain.core.errors import GapFound, HostError, SvrchainError, Unreachable
 from svrchain.core.inventory import Inventory
 from svrchain.core.plan import FileState
+from svrchain.facts import Fact
 from svrchain.facts.chain import ChainState, outside_service, service_problem
 from svrchain.facts.db import (
     HeldKeysFact,
@@ -221,23 +222,37 @@ class DbFound:
     chain: ChainState
 
 
-def db_found(session: Session) -> DbFound:
-    """The DB server's facts verify needs, in one probe (those this run has read already and not
-    changed since are reused)."""
-    inv, db = session.inv, session.db
-    init, *svcs, key, kh, chain = gather(session, db, [InitFact(), *ops_db.service_facts(inv), KeyFact(),
-                                                       KnownHostsFact(), ops_db.chain_fact(inv)])
-    kind, tool = init_of(inv, db.label, init)
+def db_verify_facts(inv: Inventory) -> list[Fact]:
+    """The DB server's facts verify's checks take (the order :func:`assemble` expects)."""
+    return [InitFact(), *ops_db.service_facts(inv), KeyFact(), KnownHostsFact(), ops_db.chain_fact(inv)]
+
+
+def assemble(inv: Inventory, label: str, parsed: list) -> DbFound:
+    """The DB server's facts, as :func:`db_verify_facts` read them, for the checks (pure)."""
+    init, *svcs, key, kh, chain = parsed
+    kind, tool = init_of(inv, label, init)
     services = tuple(ops_db.ServiceFacts(kind, tool, s.states, init.last_links(svc.name), s.enabled, s.up)
                      for svc, s in zip(ops_db.services(inv), svcs, strict=True))
     return DbFound(init, services, key, kh, chain)
 
 
+def db_found(session: Session) -> DbFound:
+    """The DB server's facts verify needs, in one probe (those this run has read already and not
+    changed since are reused)."""
+    inv, db = session.inv, session.db
+    return assemble(inv, db.label, gather(session, db, db_verify_facts(inv)))
+
+
 def db_checks(session: Session, pins: dict[str, list[str]], handover_gap: bool = True) -> list[Check]:
     """The DB server's checks: its services (files, boot registration and order), the watcher, the
     key, and the web servers' host keys pinned for the trigger."""
+    return db_checks_of(session, db_found(session), pins, handover_gap)
+
+
+def db_checks_of(session: Session, found: DbFound, pins: dict[str, list[str]], handover_gap: bool = True
+                 ) -> list[Check]:
+    """:func:`db_checks` on facts already read (pure: ``session`` gives the inventory and the host's name)."""
     inv, db = session.inv, session.db
-    found = db_found(session)
     checks = chain_checks(db.name, ops_db.services(inv)[:2], found)
     checks.append(runs_check(session, found.chain))
     checks += service_checks(session, found.services[0].init, found.chain, handover_gap)
@@ -459,12 +474,12 @@ def conclude(what: str, checks: list[Check]) -> None:
 
 
 def prefetch_db(session: Session) -> None:
-    """Start reading the DB server's facts: what every web server's line needs (its key, the keys
-    held there) in one probe, and the rest (services, watcher, runs) in another at the same time, so
-    that no web server's line waits for the DB server's slower checks."""
+    """Start reading the DB server's facts: first what every web server's line needs (its key, the
+    keys held there) in one probe, then the rest (services, watcher, runs) in another, so that no web
+    server's line waits for the DB server's slower checks."""
     needed = [KeyFact(), HeldKeysFact()]
-    prefetch(session, session.db, needed)
-    prefetch(session, session.db, [f for f in ops_db.db_facts(session.inv) if f.name not in {n.name for n in needed}])
+    names = {f.name for f in needed}
+    prefetch(session, session.db, needed, [f for f in ops_db.db_facts(session.inv) if f.name not in names])
 
 
 def run_verify(attacks: bool = False) -> None:
