@@ -58,10 +58,6 @@ class Change:
         """The files that differ, by path."""
         return {c.spec.path: c for c in self.files}
 
-    def removed(self) -> list[str]:
-        """The files it removes, in order."""
-        return [s.path for c in self.commands for s in c.removes]
-
     def then(self, other: Change, noop: str) -> Change:
         """This change followed by ``other``, as one step (``noop`` when both are empty)."""
         return Change(self.files + other.files, self.commands + other.commands, noop)

@@ -4,26 +4,15 @@
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
 
 from svrchain.core import authkeys, render, tell
 from svrchain.core.errors import SvrchainError
 from svrchain.core.inventory import Inventory
-from svrchain.core.plan import FileSpec, FileState
+from svrchain.core.plan import FileSpec
+from svrchain.facts.db import KeyFacts
 from svrchain.ops import Change, command, files_change
 
 PUB_MODE = ["644", "root"]
-
-
-@dataclass(frozen=True)
-class KeyFacts:
-    """What gen-key reads of the DB server."""
-
-    ssh_version: str  # `ssh -V`
-    priv: str | None  # "<mode> <owner>" of the private key; None when there is none
-    derived: str | None  # its public half, derived without a passphrase; None when that fails
-    pub: FileState  # the .pub file as found
-    pubmode: str  # "<mode> <owner>" of the .pub file
 
 
 def keygen_script(key_type: str, bits: int) -> str:
