@@ -156,7 +156,7 @@ def svr_task(*args: Any, limit: bool = False, **kwargs: Any) -> Any:
                     verbose: bool = False, **kw: Any) -> Any:
             tell.use(program_of(c))
             with output.shown_streams():  # what hosts say is shown escaped
-                results = output.start(fn.__name__.replace("_", "-"), json_out=bool(kw.pop("json", False)),
+                results = output.Results(fn.__name__.replace("_", "-"), json_out=bool(kw.pop("json", False)),
                                        junit=kw.pop("junit", None) or None)
 
                 given = {"inventory": inventory, "limit": limit, "log": log, "verbose": verbose, **kw}
@@ -166,14 +166,14 @@ def svr_task(*args: Any, limit: bool = False, **kwargs: Any) -> Any:
                     problem = results.check_junit()
                     if problem:
                         raise UsageError(f"{problem}; nothing was done")
-                    runopts.use(_options(c, inventory, limit, log, verbose))
+                    runopts.attach(c, runopts.Run(_options(c, inventory, limit, log, verbose), results))
                     if log:
                         results.log_to(Path(log).expanduser(), "--log")
                     if dry_aware and c.config.run.dry:
                         kw["dry_run"] = True
                     fn(c, *a, **kw)
 
-                with interrupts():
+                with interrupts(results):
                     _run(body, results)
 
         wrapper.__signature__ = _signature(fn, limit)  # type: ignore[attr-defined]
@@ -200,11 +200,11 @@ _reporting = threading.Lock()
 WATCHDOG_SECONDS = 2.0
 
 
-def _on_signal(signum: int, frame: Any) -> None:
+def _on_signal(signum: int, results: output.Results) -> None:
     """The first SIGINT or SIGTERM stops the run; any later one is ignored while the reports are written."""
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, signal.SIG_IGN)
-    _watchdog(signum, output.current())
+    _watchdog(signum, results)
     raise Signalled(signum)
 
 
@@ -223,12 +223,14 @@ def _watchdog(signum: int, results: output.Results) -> None:
 
 
 @contextlib.contextmanager
-def interrupts() -> Iterator[None]:
-    """While a task runs (in the main thread): Ctrl-C and SIGTERM raise :class:`Signalled` there."""
+def interrupts(results: output.Results) -> Iterator[None]:
+    """While a task runs (in the main thread): Ctrl-C and SIGTERM raise :class:`Signalled` there (the
+    run's ``results`` are reported, by a watchdog should that be lost)."""
     if threading.current_thread() is not threading.main_thread():
         yield  # (a task run by a test in a thread of its own: signals are the main thread's)
         return
-    before = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    before = {s: signal.signal(s, lambda signum, frame: _on_signal(signum, results))
+              for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:

@@ -412,23 +412,3 @@ def _junit_suite(root: ET.Element, task: str, host: str, items: list[Item], star
     suite.set("errors", str(errors))
     suite.set("skipped", str(sum(1 for i in items if i.status == "skipped")))
     suite.set("time", f"{sum(i.seconds for i in items):.3f}")
-
-
-# One task runs per process (fab); its results, for the Session it opens (a plain global, not a
-# context variable: the worker threads that check hosts must see it too).
-_current: Results | None = None
-
-
-def start(task: str, json_out: bool = False, junit: str | None = None) -> Results:
-    """Begin a run's results; :func:`current` returns them until the next start."""
-    global _current
-    _current = Results(task, json_out, junit)
-    return _current
-
-
-def current() -> Results:
-    """The running task's results (a plain one on stdout when no task started any, e.g. in a test)."""
-    global _current
-    if _current is None:
-        _current = Results("svrchain")
-    return _current

@@ -21,11 +21,11 @@ from typing import TypeVar
 import paramiko
 from fabric import Config, Connection
 
-from svrchain.core import inventory, output, tell
+from svrchain.core import inventory, tell
 from svrchain.core.errors import BadInventory, HostError, HostUnreachable
 from svrchain.core.plan import Result
 from svrchain.core.render import RUN_DIR
-from svrchain.remote import runopts, sshauth
+from svrchain.remote import sshauth
 
 T = TypeVar("T")
 # paramiko's transport thread logs a failed handshake as a traceback; svrchain says it in one line.
@@ -173,9 +173,11 @@ class Dialer:
     """How this run reaches its hosts: the inventory's connect settings, the admin's key (or
     ssh-agent), the pinned host keys, the admin's ssh config, and one shared connection per jump host."""
 
-    def __init__(self, inv: inventory.Inventory, auth: sshauth.Auth | None = None):
+    def __init__(self, inv: inventory.Inventory, auth: sshauth.Auth | None = None,
+                 say: Callable[[str], None] | None = None):
         self.inv = inv
         self.auth = auth or sshauth.Auth()  # the real one is loaded once the local files are checked
+        self.say = say  # with -v/--verbose: where each remote command and its exit code are shown
         self.ssh_config = sshauth.load_ssh_config(inv)
         self.known_hosts = inv.path(inv.connect.known_hosts)
         self._jumps = Once()
@@ -447,12 +449,12 @@ class Host:
     def run(self, script: str, *args: str, stdin: bytes = b"", timeout: float = 300) -> Result:
         """Run a POSIX sh script (as root: sudo -n for a non-root admin) with positional args; with
         -v/--verbose, the command and its exit code are shown."""
-        verbose = runopts.current().verbose
-        if verbose:
-            output.current().say(f"{self.name:<10} $ {shown_command(self.user, script, args, stdin)}")
+        say = self.dialer.say
+        if say:
+            say(f"{self.name:<10} $ {shown_command(self.user, script, args, stdin)}")
         result = self._run(script, *args, stdin=stdin, timeout=timeout)
-        if verbose:
-            output.current().say(f"{self.name:<10} exit {result.code}")
+        if say:
+            say(f"{self.name:<10} exit {result.code}")
         return result
 
     def _run(self, script: str, *args: str, stdin: bytes = b"", timeout: float = 300) -> Result:

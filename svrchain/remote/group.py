@@ -5,12 +5,15 @@ once per run, and the report: one line per host and step as it happens, the exit
 from __future__ import annotations
 
 import contextlib
+import functools
 import queue
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, wait
 from pathlib import Path
-from typing import TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
+
+from invoke import Context
 
 from svrchain.core import inventory, output, tell
 from svrchain.core.errors import HostError, SvrchainError, Unreachable
@@ -19,6 +22,7 @@ from svrchain.remote import runopts, sshauth
 from svrchain.remote.connection import WAKE, Dialer, Host, Once, load_known_hosts
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class Workers:
@@ -72,12 +76,13 @@ def parallel_map(fn: Callable[[T], object], items: list[T], count: int) -> list:
 class Session:
     """One run: the inventory, its hosts, one connection each, and the outcome report."""
 
-    def __init__(self, inv: inventory.Inventory, out=None, lock: bool = False, limit: tuple[str, ...] = (),
+    def __init__(self, inv: inventory.Inventory, run: runopts.Run | None = None, lock: bool = False,
                  auth: sshauth.Auth | None = None):
         self.inv = inv
-        self.results = output.current()
-        self.out = out or self.results.human
-        self.dialer = Dialer(inv, auth)
+        self.results = run.results if run else output.Results("svrchain")
+        self.out = self.results.human
+        verbose = run is not None and run.options.verbose
+        self.dialer = Dialer(inv, auth, say=self.results.say if verbose else None)
         self.outcomes: list[Outcome] = []
         self.unreachable: set[str] = set()  # hosts this run could not connect to (exit 3 if only they failed)
         self._facts = Once()  # facts read once per run, by key ("what:host")
@@ -88,20 +93,23 @@ class Session:
         # Every web server of the inventory, and those this run works on (all, or --limit's).
         self.all_webs = [Host(d, s.name, "web", s.address, s.port or c.port, s.user or c.user, lock)
                          for s in inv.web.servers]
+        limit = run.options.limit if run else ()
         chosen = runopts.limited([w.name for w in self.all_webs], inv.db.name, limit, inv.source)
         self.webs = [w for w in self.all_webs if w.name in chosen]
         for h in self.hosts:
             self.results.host(h.name, h.role, h.address)
 
     @classmethod
-    def open(cls, path: Path | None = None, lock: bool = False) -> Session:
-        """Load the run's inventory (or ``path``), check the local files it names, and start a session
-        on its hosts (``--limit``'s web servers); with ``lock``, each host is locked against other
-        changing runs while connected. The first line printed names the inventory and the hosts."""
-        inv = inventory.load(*((path, "") if path else runopts.inventory_choice()))
+    def open(cls, where: Path | runopts.Run, lock: bool = False) -> Session:
+        """Start a session on the hosts of a task's run (its inventory, --limit's web servers, its report)
+        or of the inventory at a path (every web server, a report of its own), the local files it names
+        checked; with ``lock``, each host is locked against other changing runs while connected. The
+        first line printed names the inventory and the hosts."""
+        run = where if isinstance(where, runopts.Run) else None
+        inv = inventory.load(*(runopts.inventory_choice(run.options) if run else (where, "")))
         if inv.lab:
             runopts.check_lab_inventory(inv)  # before the ssh config is read: it could lead elsewhere
-        s = cls(inv, lock=lock, limit=runopts.current().limit if path is None else ())
+        s = cls(inv, run, lock=lock)
         s.open_log()
         if inv.lab:
             s.check_lab_routes()
@@ -252,6 +260,20 @@ class Session:
             hosts = {o.host for o in failed}
             cls = Unreachable if hosts <= self.unreachable else SvrchainError
             raise cls(f"{what}: failed on {', '.join(sorted(hosts))} (see above)")
+
+
+def on_hosts(lock: bool = False) -> Callable[[Callable[Concatenate[Session, P], None]],
+                                             Callable[Concatenate[Context, P], None]]:
+    """A task's work on its hosts: ``work(session, ...)`` becomes ``run(c, ...)``, which opens the session
+    of the run Invoke's context ``c`` carries and closes it after. ``lock``: the task changes hosts, so
+    they are locked against other changing runs (unless ``dry_run=True`` is passed)."""
+    def decorate(work: Callable[Concatenate[Session, P], None]) -> Callable[Concatenate[Context, P], None]:
+        @functools.wraps(work)
+        def run(c: Context, *args: P.args, **kwargs: P.kwargs) -> None:
+            with Session.open(runopts.of(c), lock=lock and not kwargs.get("dry_run", False)) as s:
+                work(s, *args, **kwargs)
+        return run
+    return decorate
 
 
 def _quietly(fn: Callable[[], object]) -> None:

@@ -1,5 +1,6 @@
 """What one run works on: which inventory (always chosen explicitly), which web servers (--limit),
-and the built-in lab's guard (its inventory never sends a packet out of this machine).
+and the built-in lab's guard (its inventory never sends a packet out of this machine). A task's run
+(these choices and its report) travels with Invoke's context: :func:`attach` and :func:`of`.
 
 The inventory is, in this order: ``--inventory``/``-I``, ``$INVENTORY``, ``INVENTORY=`` in a ``.env``
 in the current directory (or a parent), ``INVENTORY=`` in a ``.env`` next to the fabfile. There is no
@@ -8,20 +9,25 @@ default: without one of them a task stops with one line saying how to choose.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import os
 import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values, find_dotenv
+from invoke import Context
 
 from svrchain.core import tell
 from svrchain.core.errors import BadInventory, Declined, UsageError
 from svrchain.core.inventory import Inventory
+from svrchain.core.output import Results
 
 # The bridge the built-in lab's hosts hang off (lab/hosts.py: BRIDGE); an inventory with ``lab: true``
 # runs only when the route to each of its hosts goes through it.
@@ -47,17 +53,26 @@ class RunOptions:
     verbose: bool = False  # -v/--verbose: show each remote command and its exit
 
 
-_current = RunOptions()
+@dataclass
+class Run:
+    """One task's run: the command line's choices and the report its steps write to. It travels with
+    Invoke's context (:func:`attach`, :func:`of`), from the task wrapper to the task's session."""
+
+    options: RunOptions
+    results: Results
+
+    def __copy__(self) -> Run:
+        return self  # Invoke copies config values when it merges them; a run stays one object
 
 
-def use(options: RunOptions) -> None:
-    """Make ``options`` this process's run options (one run per process)."""
-    global _current
-    _current = options
+def attach(c: Context, run: Run) -> None:
+    """Give the task's context ``c`` its run (svrchain.cli does, before the task's body runs)."""
+    c.config.svrchain_run = run
 
 
-def current() -> RunOptions:
-    return _current
+def of(c: Context) -> Run:
+    """The run ``c`` carries (:func:`attach`)."""
+    return c.config.svrchain_run
 
 
 def _from_dotenv(path: str | Path | None) -> Path | None:
@@ -71,9 +86,8 @@ def _from_dotenv(path: str | Path | None) -> Path | None:
     return p if p.is_absolute() else Path(path).parent / p
 
 
-def inventory_choice(options: RunOptions | None = None) -> tuple[Path, str]:
-    """The inventory this run uses and what chose it; :class:`BadInventory` when nothing did."""
-    o = options or _current
+def inventory_choice(o: RunOptions) -> tuple[Path, str]:
+    """The inventory a run with options ``o`` uses and what chose it; :class:`BadInventory` when nothing did."""
     env = os.environ if o.env is None else o.env
     if o.inventory:
         return Path(os.path.expanduser(o.inventory)), "--inventory"
@@ -84,11 +98,6 @@ def inventory_choice(options: RunOptions | None = None) -> tuple[Path, str]:
         if found is not None:
             return found, f"INVENTORY in {dotenv}"
     raise BadInventory(f"no inventory chosen: {how_to_choose()}")
-
-
-def inventory_path(options: RunOptions | None = None) -> Path:
-    """The inventory this run uses (see :func:`inventory_choice`)."""
-    return inventory_choice(options)[0]
 
 
 def parse_limit(text: str | None) -> tuple[str, ...]:
@@ -118,22 +127,40 @@ _DEV = re.compile(r"\bdev (\S+)")
 
 def route_device(address: str) -> str | None:
     """The network interface this machine would send a packet for ``address`` through."""
-    ip = shutil.which("ip") or "/usr/sbin/ip"
-    try:
-        out = subprocess.run([ip, "-o", "route", "get", address], capture_output=True, text=True,
-                             timeout=5).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    m = _DEV.search(out)
-    return m.group(1) if m else None
+    return route_devices([address])[address]
+
+
+# The first word of ``ip route get``'s answer when the route is of a special type.
+_ROUTE_TYPE = r"(?:local|broadcast|multicast|anycast|unicast|unreachable|blackhole|prohibit|throw|nat)"
+_ROUTE_LINE = re.compile(rf"^(?:{_ROUTE_TYPE}\s+)?(\S+)\s.*?\bdev (\S+)", re.M)
+
+
+def route_devices(addresses: Iterable[str]) -> dict[str, str | None]:
+    """The network interface this machine would send a packet for each address through (None: no
+    route, or not an IP address), asked of the kernel with one ``ip`` for all of them."""
+    addresses = list(addresses)
+    canonical = {}
+    for a in addresses:
+        with contextlib.suppress(ValueError):  # a name is never looked up (it would ask a DNS server)
+            canonical[a] = str(ipaddress.ip_address(a))
+    found: dict[str, str] = {}
+    if canonical:
+        ip = shutil.which("ip") or "/usr/sbin/ip"
+        asks = "".join(f"route get {c}\n" for c in dict.fromkeys(canonical.values()))
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            out = subprocess.run([ip, "-o", "-force", "-batch", "-"], input=asks, capture_output=True, text=True,
+                                 timeout=5).stdout
+            found = dict(_ROUTE_LINE.findall(out))
+    return {a: found.get(canonical[a]) if a in canonical else None for a in addresses}
 
 
 def check_lab(source: Path, addresses: list[str]) -> None:
     """An inventory marked ``lab: true`` runs only while the lab is up: every host (an inventory
     address, a health URL's host, an ssh config's HostName or ProxyJump) is routed through the lab's
     bridge, so no packet meant for the lab ever leaves this machine."""
+    devices = route_devices(addresses)
     for address in addresses:
-        dev = route_device(address)
+        dev = devices[address]
         if dev != LAB_BRIDGE:
             raise BadInventory(
                 f"{source} is the built-in lab's inventory (lab: true) and the lab is not up ({address} "

@@ -15,7 +15,7 @@ from svrchain.core.plan import Outcome
 from svrchain.core.render import as_account
 from svrchain.facts.chain import current_run_command, outside_service
 from svrchain.remote.connection import Host
-from svrchain.remote.group import Session
+from svrchain.remote.group import Session, on_hosts
 from svrchain.remote.runopts import confirm
 
 # Wait on the DB host, in one round trip, until the database answers; print the time it did. The
@@ -207,24 +207,24 @@ def repair_and_check(session: Session, rows: dict[str, WebRow], t0: float, offse
     session.each(session.webs, check_health)
 
 
-def run_restart_chain(dry_run: bool = False, yes: bool = False) -> None:
+@on_hosts(lock=True)
+def run_restart_chain(s: Session, dry_run: bool = False, yes: bool = False) -> None:
     """What `fab restart-chain` does (its flags and help: tasks/)."""
-    with Session.open(lock=not dry_run) as s:
-        if dry_run:
-            print("restart-chain would:", *plan_lines(s), sep="\n  ", file=s.out)
-            return
-        confirm(f"Restart the database {s.db.name} ({s.db.address}) and {len(s.webs)} web server(s)?", yes)
-        rows, times = restart_chain_step(s)
-        table = [(s.db.name, "db", f"service {s.inv.db.service} restart", f"ready +{times['ready']:.1f}s", "", "ok")]
-        for row in rows:
-            table.append((
-                row.name, "web", row.action,
-                f"+{row.restarted_at:.1f}s" if row.restarted_at is not None else "-",
-                f"+{row.healthy_at:.1f}s" if row.healthy_at is not None else "-",
-                "ok" if row.ok else "FAILED: " + output.shown("; ".join(row.notes), keep=""),
-            ))
-        print(tabulate(table, headers=["host", "role", "action", "restarted", "healthy", "result"]), file=s.out)
-        failed = [r.name for r in rows if not r.ok]
-        if failed:
-            kind = Unreachable if any(r.unreachable for r in rows) else SvrchainError
-            raise kind(f"restart-chain: {', '.join(failed)} not healthy after the DB restart")
+    if dry_run:
+        print("restart-chain would:", *plan_lines(s), sep="\n  ", file=s.out)
+        return
+    confirm(f"Restart the database {s.db.name} ({s.db.address}) and {len(s.webs)} web server(s)?", yes)
+    rows, times = restart_chain_step(s)
+    table = [(s.db.name, "db", f"service {s.inv.db.service} restart", f"ready +{times['ready']:.1f}s", "", "ok")]
+    for row in rows:
+        table.append((
+            row.name, "web", row.action,
+            f"+{row.restarted_at:.1f}s" if row.restarted_at is not None else "-",
+            f"+{row.healthy_at:.1f}s" if row.healthy_at is not None else "-",
+            "ok" if row.ok else "FAILED: " + output.shown("; ".join(row.notes), keep=""),
+        ))
+    print(tabulate(table, headers=["host", "role", "action", "restarted", "healthy", "result"]), file=s.out)
+    failed = [r.name for r in rows if not r.ok]
+    if failed:
+        kind = Unreachable if any(r.unreachable for r in rows) else SvrchainError
+        raise kind(f"restart-chain: {', '.join(failed)} not healthy after the DB restart")

@@ -14,7 +14,7 @@ from svrchain.ops import db as ops_db
 from svrchain.remote.apply import apply
 from svrchain.remote.connection import Host
 from svrchain.remote.facts import gather
-from svrchain.remote.group import Session
+from svrchain.remote.group import Session, on_hosts
 
 
 def detect_init(session: Session, host: Host, found: InitSystem) -> tuple[str, str]:
@@ -53,7 +53,7 @@ def install_dbora_step(session: Session, dry_run: bool) -> None:
     install_service(session, "install-dbora", svc, dry_run)
 
 
-def run_install_dbora(dry_run: bool = False) -> None:
+@on_hosts(lock=True)
+def run_install_dbora(s: Session, dry_run: bool = False) -> None:
     """What `fab install-dbora` does (its flags and help: tasks/)."""
-    with Session.open(lock=not dry_run) as s:
-        s.run_steps("install-dbora", [("install-dbora", lambda: install_dbora_step(s, dry_run))])
+    s.run_steps("install-dbora", [("install-dbora", lambda: install_dbora_step(s, dry_run))])

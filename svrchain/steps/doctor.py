@@ -7,7 +7,7 @@ from tabulate import tabulate
 from svrchain.core import output, webtier
 from svrchain.core.errors import GapFound, HostError, Unreachable
 from svrchain.remote.connection import Host
-from svrchain.remote.group import Session
+from svrchain.remote.group import Session, on_hosts
 
 
 def doctor_host(session: Session, web: Host) -> list[webtier.Finding]:
@@ -34,23 +34,23 @@ def record(session: Session, host: str, rows: list[webtier.Finding], error: Host
     return items
 
 
-def run_doctor(strict: bool = False) -> None:
+@on_hosts()
+def run_doctor(s: Session, strict: bool = False) -> None:
     """What `fab doctor` does (its flags and help: tasks/)."""
-    with Session.open() as s:
-        def one(web: Host) -> list[output.Item]:
-            """One web server's rows (its error as its one row)."""
-            t0 = s.results.elapsed()
-            try:
-                return record(s, web.name, doctor_host(s, web), None, t0)
-            except HostError as exc:
-                return record(s, web.name, [], exc, t0)
+    def one(web: Host) -> list[output.Item]:
+        """One web server's rows (its error as its one row)."""
+        t0 = s.results.elapsed()
+        try:
+            return record(s, web.name, doctor_host(s, web), None, t0)
+        except HostError as exc:
+            return record(s, web.name, [], exc, t0)
 
-        found = s.each(s.webs, one)
-        items = [(w.name, i) for w, res in zip(s.webs, found, strict=True) if isinstance(res, list) for i in res]
-        rows = [(h, i.name, output.paint(i.status.upper() if i.status != "ok" else "ok", i.status, s.results.colour),
-                 output.shown(i.detail, keep="")) for h, i in items]
-        print(tabulate(rows, headers=["host", "check", "result", "detail"]), file=s.out, flush=True)
-        print(conclude([i for _, i in items], [h for h, i in items if i.status == "finding"], strict), file=s.out)
+    found = s.each(s.webs, one)
+    items = [(w.name, i) for w, res in zip(s.webs, found, strict=True) if isinstance(res, list) for i in res]
+    rows = [(h, i.name, output.paint(i.status.upper() if i.status != "ok" else "ok", i.status, s.results.colour),
+             output.shown(i.detail, keep="")) for h, i in items]
+    print(tabulate(rows, headers=["host", "check", "result", "detail"]), file=s.out, flush=True)
+    print(conclude([i for _, i in items], [h for h, i in items if i.status == "finding"], strict), file=s.out)
 
 
 def conclude(items: list[output.Item], finding_hosts: list[str], strict: bool) -> str:

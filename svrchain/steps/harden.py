@@ -20,7 +20,7 @@ from svrchain.remote.apply import apply
 from svrchain.remote.connection import Host
 from svrchain.remote.facts import get
 from svrchain.remote.files import restore
-from svrchain.remote.group import Session
+from svrchain.remote.group import Session, on_hosts
 
 
 def fresh_login(web: Host, attempts: int = 3) -> None:
@@ -95,9 +95,9 @@ def harden_step(session: Session, dry_run: bool) -> None:
     session.each(rest, one)
 
 
-def run_harden_sshd(dry_run: bool = False) -> None:
+@on_hosts(lock=True)
+def run_harden_sshd(s: Session, dry_run: bool = False) -> None:
     """What `fab harden-sshd` does (its flags and help: tasks/)."""
-    with Session.open(lock=not dry_run) as s:
-        s.prefetch(s.webs)
-        harden_step(s, dry_run)
-        s.finish("harden-sshd")
+    s.prefetch(s.webs)
+    harden_step(s, dry_run)
+    s.finish("harden-sshd")

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import paramiko
+from invoke import Context
 
 from svrchain.core import inventory, output, tell
 from svrchain.core.errors import Declined, SvrchainError, Unreachable
@@ -172,12 +173,14 @@ def _pin(s: Session, path: Path, new: dict[str, str], yes: bool) -> None:
     print(f"pinned {len(new)} key(s) in {path}", file=s.out, flush=True)
 
 
-def run_trust_hosts(yes: bool = False, dry_run: bool = False) -> None:
-    """What `fab trust-hosts` does (its flags and help: tasks/)."""
-    inv = inventory.load(*runopts.inventory_choice())
+def run_trust_hosts(c: Context, yes: bool = False, dry_run: bool = False) -> None:
+    """What `fab trust-hosts` does (its flags and help: tasks/): its session is opened here, as the pinned
+    host keys it checks may not exist yet."""
+    run = runopts.of(c)
+    inv = inventory.load(*runopts.inventory_choice(run.options))
     if inv.lab:
         runopts.check_lab_inventory(inv)  # before the ssh config is read: it could lead elsewhere
-    s = Session(inv, limit=runopts.current().limit)
+    s = Session(inv, run)
     s.open_log()
     if inv.lab:
         s.check_lab_routes()

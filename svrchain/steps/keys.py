@@ -13,7 +13,7 @@ from svrchain.ops import web as ops_web
 from svrchain.remote.apply import apply
 from svrchain.remote.connection import Host
 from svrchain.remote.facts import db_public_key, get, host_keys, web_facts
-from svrchain.remote.group import Session
+from svrchain.remote.group import Session, on_hosts
 from svrchain.steps import account
 
 # --- gen-key ----------------------------------------------------------------------------------
@@ -30,10 +30,10 @@ def gen_key_step(session: Session, dry_run: bool, rotate: bool = False) -> None:
     apply(session, host, "gen-key", change, dry_run)
 
 
-def run_gen_key(rotate: bool = False, dry_run: bool = False) -> None:
+@on_hosts(lock=True)
+def run_gen_key(s: Session, rotate: bool = False, dry_run: bool = False) -> None:
     """What `fab gen-key` does (its flags and help: tasks/)."""
-    with Session.open(lock=not dry_run) as s:
-        s.run_steps("gen-key", [("gen-key", lambda: gen_key_step(s, dry_run, rotate))])
+    s.run_steps("gen-key", [("gen-key", lambda: gen_key_step(s, dry_run, rotate))])
 
 
 # --- push-key ---------------------------------------------------------------------------------
@@ -101,8 +101,8 @@ def pin_host_keys(session: Session, pinned: dict[str, list[str]], dry_run: bool)
     apply(session, session.db, "pin-host-keys", files_change([spec], {path: found}, noop=noop), dry_run)
 
 
-def run_push_key(dry_run: bool = False) -> None:
+@on_hosts(lock=True)
+def run_push_key(s: Session, dry_run: bool = False) -> None:
     """What `fab push-key` does (its flags and help: tasks/)."""
-    with Session.open(lock=not dry_run) as s:
-        s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
-        s.run_steps("push-key", [("push-key", lambda: push_key_step(s, dry_run))])
+    s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
+    s.run_steps("push-key", [("push-key", lambda: push_key_step(s, dry_run))])

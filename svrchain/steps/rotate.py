@@ -14,7 +14,7 @@ from svrchain.ops.key import keygen_script, proof_command, rotation_type
 from svrchain.remote.apply import apply
 from svrchain.remote.connection import Host
 from svrchain.remote.facts import db_public_key, web_facts
-from svrchain.remote.group import Session
+from svrchain.remote.group import Session, on_hosts
 
 
 def _set_line(session: Session, web: Host, step: str, edit) -> None:
@@ -95,8 +95,8 @@ def roll_back(session: Session, failed: list[Host], old: authkeys.PublicKey, new
                     f"{old.fingerprint} is still in place {where}")
 
 
-def run_rotate_key(dry_run: bool = False) -> None:
+@on_hosts(lock=True)
+def run_rotate_key(s: Session, dry_run: bool = False) -> None:
     """What `fab rotate-key` does (its flags and help: tasks/)."""
-    with Session.open(lock=not dry_run) as s:
-        s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
-        s.run_steps("rotate-key", [("rotate-key", lambda: rotate_key_step(s, dry_run))])
+    s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
+    s.run_steps("rotate-key", [("rotate-key", lambda: rotate_key_step(s, dry_run))])

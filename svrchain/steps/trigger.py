@@ -11,7 +11,7 @@ the old script, and nothing is started but the watcher (which finds the current 
 from __future__ import annotations
 
 from svrchain.ops import db as ops_db
-from svrchain.remote.group import Session
+from svrchain.remote.group import Session, on_hosts
 from svrchain.steps.dbora import install_service
 
 
@@ -23,7 +23,7 @@ def install_svr_restart_step(session: Session, dry_run: bool) -> None:
     install_service(session, "install-watcher", w, dry_run, running=True, restart=trigger.status == "changed")
 
 
-def run_install_svr_restart(dry_run: bool = False) -> None:
+@on_hosts(lock=True)
+def run_install_svr_restart(s: Session, dry_run: bool = False) -> None:
     """What `fab install-svr-restart` does (its flags and help: tasks/)."""
-    with Session.open(lock=not dry_run) as s:
-        s.run_steps("install-svr-restart", [("install-svr-restart", lambda: install_svr_restart_step(s, dry_run))])
+    s.run_steps("install-svr-restart", [("install-svr-restart", lambda: install_svr_restart_step(s, dry_run))])

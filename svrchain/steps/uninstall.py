@@ -27,7 +27,7 @@ from svrchain.remote.apply import apply
 from svrchain.remote.connection import Host
 from svrchain.remote.facts import db_public_key, gather, get, web_facts
 from svrchain.remote.files import BACKUP_DIR
-from svrchain.remote.group import Session
+from svrchain.remote.group import Session, on_hosts
 from svrchain.remote.runopts import confirm
 from svrchain.steps import account, harden
 
@@ -188,13 +188,13 @@ def uninstall_step(session: Session, dry_run: bool, with_sshd: bool) -> None:
     session.each(session.hosts, one)
 
 
-def run_uninstall(sshd: bool = False, dry_run: bool = False, yes: bool = False) -> None:
+@on_hosts(lock=True)
+def run_uninstall(s: Session, sshd: bool = False, dry_run: bool = False, yes: bool = False) -> None:
     """What `fab uninstall` does (its flags and help: tasks/)."""
-    with Session.open(lock=not dry_run) as s:
-        if not dry_run:
-            also = " (and harden-sshd's setting)" if sshd else ""
-            confirm(f"Remove svrchain from the DB server {s.db.name} and {len(s.webs)} web server(s){also}?", yes)
-        s.prefetch([s.db])
-        s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
-        uninstall_step(s, dry_run, sshd)
-        s.finish("uninstall")
+    if not dry_run:
+        also = " (and harden-sshd's setting)" if sshd else ""
+        confirm(f"Remove svrchain from the DB server {s.db.name} and {len(s.webs)} web server(s){also}?", yes)
+    s.prefetch([s.db])
+    s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
+    uninstall_step(s, dry_run, sshd)
+    s.finish("uninstall")

@@ -31,7 +31,7 @@ from svrchain.ops import key as ops_key
 from svrchain.ops import web as ops_web
 from svrchain.remote.connection import Host
 from svrchain.remote.facts import bypasses, db_public_key, gather, host_keys, prefetch, web_facts
-from svrchain.remote.group import Session
+from svrchain.remote.group import Session, on_hosts
 from svrchain.steps import account
 from svrchain.steps.attacks import Row, run_attacks
 
@@ -482,19 +482,19 @@ def prefetch_db(session: Session) -> None:
     prefetch(session, session.db, needed, [f for f in ops_db.db_facts(session.inv) if f.name not in names])
 
 
-def run_verify(attacks: bool = False) -> None:
+@on_hosts()
+def run_verify(s: Session, attacks: bool = False) -> None:
     """What `fab verify` does (its flags and help: tasks/)."""
-    with Session.open() as s:
-        prefetch_db(s)
-        s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
-        checks = verify_step(s)
-        conclude("verify", checks)
-        if attacks:
-            bad = [r for r in attacks_step(s) if not r.ok]
-            if bad:
-                raise GapFound(f"verify: {len(bad)} attack(s) not refused: "
-                               + ", ".join(f"{r.attack} on {r.web}" for r in bad))
-        print(f"verify: all {len(checks)} checks ok", file=s.out)
+    prefetch_db(s)
+    s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
+    checks = verify_step(s)
+    conclude("verify", checks)
+    if attacks:
+        bad = [r for r in attacks_step(s) if not r.ok]
+        if bad:
+            raise GapFound(f"verify: {len(bad)} attack(s) not refused: "
+                           + ", ".join(f"{r.attack} on {r.web}" for r in bad))
+    print(f"verify: all {len(checks)} checks ok", file=s.out)
 
 
 def chain_path_check(session: Session, web: Host, key: authkeys.PublicKey | None) -> list[Check]:
@@ -515,11 +515,11 @@ def chain_path_check(session: Session, web: Host, key: authkeys.PublicKey | None
                   f"{inv.trigger.known_hosts}")]
 
 
-def run_smoke() -> None:
+@on_hosts()
+def run_smoke(s: Session) -> None:
     """What `fab smoke` does (its flags and help: tasks/): verify's checks and the chain's path."""
-    with Session.open() as s:
-        prefetch_db(s)
-        s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
-        checks = verify_step(s, extra=lambda web, key: chain_path_check(s, web, key))
-        conclude("smoke", checks)
-        print(f"smoke: all {len(checks)} checks ok, the chain's path works to every web server", file=s.out)
+    prefetch_db(s)
+    s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
+    checks = verify_step(s, extra=lambda web, key: chain_path_check(s, web, key))
+    conclude("smoke", checks)
+    print(f"smoke: all {len(checks)} checks ok, the chain's path works to every web server", file=s.out)

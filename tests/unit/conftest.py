@@ -5,9 +5,8 @@ Starting Python and importing Fabric costs about 0.4 s of CPU a run; the command
 forty runs. What a separate process would add is kept: the environment, the working directory, stdin,
 ``sys.path`` and the loaded fabfile are set for the run and put back after it; stdout and stderr are
 captured at the file descriptors (what threads and child processes write too); logging has no handler
-but Python's last resort (stderr), as in a fresh interpreter; the module globals of a run
-(``output.current``, ``runopts.current``, the program ``tell`` names) are put back; a crash is a
-traceback on stderr and exit 1;
+but Python's last resort (stderr), as in a fresh interpreter; the one module global of a run (the
+program ``tell`` names) is put back; a crash is a traceback on stderr and exit 1;
 and a run that takes longer than ``timeout`` fails the test. What only a real process shows (the
 console scripts, what is printed while importing) is left to the tests that run ``fab`` and
 ``svrchain`` as subprocesses (``tests/unit/test_cli.py``, ``test_cli_flags.py``).
@@ -29,9 +28,8 @@ from pathlib import Path
 import fabric.main
 import pytest
 
-from svrchain.core import output, tell
+from svrchain.core import tell
 from svrchain.program import make_program
-from svrchain.remote import runopts
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -111,7 +109,6 @@ class _State:
         self.path = list(sys.path)
         self.fabfile = sys.modules.get("fabfile")
         self.handlers = list(logging.root.handlers)
-        self.results, self.options = output._current, runopts._current
         self.program = tell.program()
 
     def restore(self) -> None:
@@ -125,5 +122,4 @@ class _State:
         else:
             sys.modules["fabfile"] = self.fabfile
         logging.root.handlers = self.handlers
-        output._current, runopts._current = self.results, self.options
         tell.use(self.program)
