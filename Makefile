@@ -15,7 +15,7 @@ KIND ?= full
 DB ?= postgres
 # Debian packages the lab and the tests need on this machine (the lab hosts get theirs by debootstrap);
 # only the lab's targets install them (as root). Running the tasks needs none of them.
-DEBS := debootstrap iproute2 util-linux openssh-client shellcheck curl systemd-container
+DEBS := debootstrap iproute2 util-linux openssh-client shellcheck strace curl systemd-container
 
 .PHONY: install lab-deps lab-up lab-down demo test unit fuzz mutation lint modules bench lock clean
 
