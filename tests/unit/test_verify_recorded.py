@@ -23,11 +23,17 @@ INV = inventory({})
 SESSION = SimpleNamespace(inv=INV, db=SimpleNamespace(name="db", label="db (198.18.0.10:22)"))
 
 
+# The files svrchain writes, as this checkout renders them: a recorded file's bytes are today's (the
+# templates change; its mode and owner are the recording's), so that only the runtime answers are recorded.
+WRITTEN = {spec.path: spec.content for svc in ops_db.services(INV) for init in ("sysv", "systemd")
+           for spec in svc.files(init)}
+
+
 def raw(host: str, name: str, label: str = "db (198.18.0.10:22)") -> Raw:
     """What the fact ``name``'s probe gave on ``host`` when it was recorded."""
     d = RECORDED[host][name]
     states = {p: FileState(p, False) if v is None else
-              FileState(p, True, v["content"].encode(), int(v["mode"], 8), v["owner"], v["group"])
+              FileState(p, True, WRITTEN.get(p, v["content"].encode()), int(v["mode"], 8), v["owner"], v["group"])
               for p, v in d["files"].items()}
     results = {n: Result(r["code"], r["out"], "", r["out"].encode()) for n, r in d["results"].items()}
     return Raw(label, states, results)
