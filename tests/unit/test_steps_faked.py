@@ -1,0 +1,214 @@
+"""The steps without the lab: each run against fake hosts (tests/unit/fake_host.py) that answer the
+probe from the facts recorded on a bootstrapped chkconfig lab, or from a bare host's, and record every
+command and write instead of running it. The lab tests stay for what crosses SSH."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+
+from svrchain.core import render, sshd
+from svrchain.core.errors import SvrchainError
+from svrchain.core.plan import FileState
+from svrchain.facts.sshd import SshdFact
+from svrchain.facts.web import WebFact
+from svrchain.ops import db as ops_db
+from svrchain.ops import sshd as ops_sshd
+from svrchain.ops.db import db_facts
+from svrchain.remote.group import Session
+from svrchain.steps.bootstrap import run_bootstrap
+from svrchain.steps.harden import run_harden_sshd
+from tests.unit import fake_host
+from tests.unit.fake_host import session_of
+from tests.unit.test_ops import inventory
+
+INV = inventory({})
+WRITTEN = {spec.path: spec.content for svc in ops_db.services(INV) for init in ("sysv", "systemd")
+           for spec in svc.files(init)}
+
+
+def lab_db() -> fake_host.State:
+    return fake_host.recorded(INV, "db", db_facts(INV), written=WRITTEN)
+
+
+KNOWN = {line.split()[0]: line.split(None, 1)[1] for line in
+         fake_host.recorded(INV, "db", db_facts(INV)).files["/etc/svrchain/known_hosts"].content.decode().splitlines()}
+
+
+def lab_web(name: str = "web1") -> fake_host.State:
+    """web1 as recorded (with this checkout's gate); web2 as web1 with web2's host key (as pinned on
+    the DB server when the facts were recorded)."""
+    state = fake_host.recorded(INV, "web1", [WebFact()])
+    commands = WebFact().commands(INV)
+    state.answers[commands["gate"]] = fake_host.ok("755 root root\n" + render.gate(INV).decode())
+    if name != "web1":
+        address = next(s.address for s in INV.web.servers if s.name == name)
+        state.answers[commands["hostkeys"]] = fake_host.ok(f"{KNOWN[address]} root@{name}\n")
+        state.host_key = KNOWN[address].split()[1]
+    return state
+
+
+def lab() -> Session:
+    """A session on the recorded, bootstrapped lab: its DB server and two web servers."""
+    return session_of(INV, lab_db(), {"web1": lab_web(), "web2": lab_web("web2")})
+
+
+def test_bootstrap_on_the_recorded_lab_runs_nothing_but_the_probe():
+    s = lab()
+    try:
+        run_bootstrap.__wrapped__(s)
+    finally:
+        print(s.out.getvalue())
+    print(s.out.getvalue())
+    assert [c.what for h in s.hosts for c in h.calls] == []
+
+
+def calls(s: Session) -> list[tuple[str, str]]:
+    """Every command the fake hosts were asked to run (not the probes), as (host, what)."""
+    return [(h.name, c.what) for h in s.hosts for c in h.calls]
+
+
+def statuses(s: Session) -> list[tuple[str, str, str]]:
+    return [(o.host, o.step, o.status) for o in s.outcomes]
+
+
+# --- harden-sshd: written, checked (sshd -t, sshd -T), reloaded, a fresh login proved -----------------
+
+RELOAD = ops_sshd.RELOAD.strip().splitlines()[0]  # the reload after a failed proof (the pidfile as an arg)
+HARDEN_INV = inventory({"harden": {"algorithms": False}})
+CHECK = "$(command -v sshd || echo /usr/sbin/sshd) -t && $(command -v sshd || echo /usr/sbin/sshd) -T"
+USED = ("pubkeyauthentication yes\npasswordauthentication no\nkbdinteractiveauthentication no\n"
+        "permitemptypasswords no\nauthenticationmethods publickey\npermitrootlogin without-password\n")
+
+
+def sshd_host(effective: str = "port 22\npasswordauthentication yes\npidfile /run/sshd.pid\n") -> fake_host.State:
+    """A web server with Debian's sshd_config (it includes sshd_config.d) and no svrchain drop-in."""
+    commands = SshdFact().commands(HARDEN_INV)
+    return fake_host.State(
+        files={sshd.MAIN: FileState(sshd.MAIN, True, b"Include /etc/ssh/sshd_config.d/*.conf\nPort 22\n",
+                                    0o644, "root", "root")},
+        answers={commands["effective"]: fake_host.ok(effective),
+                 commands["supported"]: fake_host.ok("kex\ncipher\nmac\n"),
+                 commands["hostkeys"]: fake_host.ok("ssh-ed25519\n"),
+                 CHECK: fake_host.ok(USED)})
+
+
+def harden(web: fake_host.State, dry_run: bool = False) -> Session:
+    s = session_of(HARDEN_INV, fake_host.State(), {"web1": web})
+    with contextlib.suppress(SvrchainError):  # a failure is in the outcomes
+        run_harden_sshd.__wrapped__(s, dry_run=dry_run)
+    return s
+
+
+def test_harden_writes_the_dropin_checks_it_reloads_then_logs_in_again():
+    web = sshd_host()
+    s = harden(web)
+    assert statuses(s) == [("web1", "harden-sshd", "changed")]
+    assert [w for _, w in calls(s)] == [f"write {sshd.DROPIN}", CHECK.split("\n")[0], "set -- /run/sshd.pid", "true"]
+    assert b"PasswordAuthentication no" in web.files[sshd.DROPIN].content
+
+
+def test_harden_dry_run_runs_nothing():
+    s = harden(sshd_host(), dry_run=True)
+    assert statuses(s) == [("web1", "harden-sshd", "would change")]
+    assert calls(s) == []
+    assert "PasswordAuthentication no" in s.out.getvalue()
+
+
+def test_harden_on_a_hardened_host_is_ok_and_runs_nothing():
+    web = sshd_host()
+    harden(web)
+    web.answers[SshdFact().commands(HARDEN_INV)["effective"]] = fake_host.ok(USED + "pidfile /run/sshd.pid\n")
+    s = harden(web)
+    assert statuses(s) == [("web1", "harden-sshd", "ok")]
+    assert calls(s) == []
+
+
+def test_harden_puts_the_file_back_when_sshd_would_not_use_it():
+    web = sshd_host()
+    web.answers[CHECK] = fake_host.ok(USED.replace("passwordauthentication no", "passwordauthentication yes"))
+    s = harden(web)
+    assert statuses(s) == [("web1", "harden-sshd", "failed")]
+    assert "a setting read earlier wins" in s.outcomes[0].detail
+    assert [w for _, w in calls(s)] == [f"write {sshd.DROPIN}", CHECK.split("\n")[0], 'rm -f -- "$1"']
+    assert sshd.DROPIN not in web.files  # put back as found: there was none
+
+
+def test_harden_reloads_the_old_file_when_the_fresh_login_fails():
+    web = sshd_host()
+    refused = fake_host.failed("Permission denied (publickey)")
+    web.fail = lambda call: refused if call.script == "true" and sshd.DROPIN in web.files else None
+    s = session_of(HARDEN_INV, fake_host.State(), {"web1": web, "web2": sshd_host()})
+    with pytest.raises(SvrchainError, match="harden-sshd: failed on web1"):
+        run_harden_sshd.__wrapped__(s)
+    assert statuses(s) == [("web1", "harden-sshd", "failed"), ("web2", "harden-sshd", "skipped")]
+    assert "put back and sshd reloaded" in s.outcomes[0].detail
+    assert [w for _, w in calls(s)] == [f"write {sshd.DROPIN}", CHECK.split("\n")[0], "set -- /run/sshd.pid",
+                                        "true", "true", "true", 'rm -f -- "$1"', RELOAD, "true"]
+
+
+def test_harden_says_keep_your_sessions_when_no_login_works_even_put_back():
+    web = sshd_host()
+    web.fail = lambda call: fake_host.failed("Permission denied (publickey)") if call.script == "true" else None
+    s = harden(web)
+    assert statuses(s) == [("web1", "harden-sshd", "failed")]
+    assert "keep your open sessions and check sshd by hand" in s.outcomes[0].detail
+    assert [w for _, w in calls(s)][-5:] == ['rm -f -- "$1"', RELOAD, "true", "true", "true"]
+
+
+# --- bootstrap on a bare DB server: what it would do (dry run), then what it does, in order ----------
+
+
+def bare_db() -> fake_host.State:
+    """The recorded DB server without svrchain's files (its scripts, units, settings, pinned keys)."""
+    state = lab_db()
+    for path in [*WRITTEN, "/etc/svrchain/known_hosts"]:
+        state.files.pop(path, None)
+    return state
+
+
+def test_bootstrap_dry_run_on_a_bare_db_server_runs_nothing():
+    s = session_of(INV, bare_db(), {"web1": lab_web()})
+    with contextlib.suppress(SvrchainError):
+        run_bootstrap.__wrapped__(s, dry_run=True)
+    print(s.out.getvalue())
+    assert calls(s) == []
+    assert ("db", "install-dbora", "would change") in statuses(s)
+
+
+def test_bootstrap_on_a_bare_db_server_writes_then_registers_in_order():
+    db = bare_db()
+    s = session_of(INV, db, {"web1": lab_web()})
+    run_bootstrap.__wrapped__(s)  # (its closing verify finds no gap, or it raises)
+    assert [w for _, w in calls(s)] == FIRST_RUN
+    assert db.files["/etc/init.d/dbora"].content == WRITTEN["/etc/init.d/dbora"]
+    again = session_of(INV, db, {"web1": lab_web()})
+    run_bootstrap.__wrapped__(again)
+    assert calls(again) == []
+
+
+def test_bootstrap_stops_at_the_failed_step_and_says_which_command_failed():
+    db = bare_db()
+    db.fail = lambda call: fake_host.failed("error reading information on service svr_restart") \
+        if call.what == "chkconfig --add svr_restart" else None
+    s = session_of(INV, db, {"web1": lab_web()})
+    with pytest.raises(SvrchainError, match="bootstrap: failed on db"):
+        run_bootstrap.__wrapped__(s)
+    assert [w for _, w in calls(s)] == FIRST_RUN[:FIRST_RUN.index("chkconfig --add svr_restart") + 1]
+    failed = [o for o in s.outcomes if o.failed]
+    assert [(o.host, o.step) for o in failed] == [("db", "install-svr-restart")]
+    assert failed[0].detail.endswith("error reading information on service svr_restart")
+    assert not any(o.step in ("install-watcher", "adopt") for o in s.outcomes)
+
+
+FIRST_RUN = [
+    "write /usr/local/lib/svrchain/dbora", "write /etc/init.d/dbora",
+    "chkconfig --del dbora", "chkconfig --add dbora", "chkconfig --level 345 dbora on",
+    "write /etc/svrchain/known_hosts",
+    "write /etc/svrchain/svr_restart.conf", "write /usr/local/lib/svrchain/svr_restart",
+    "write /etc/init.d/svr_restart",
+    "chkconfig --del svr_restart", "chkconfig --add svr_restart", "chkconfig --level 345 svr_restart on",
+    "write /etc/init.d/svr_restart_watch", "chkconfig --del svr_restart_watch", "chkconfig --add svr_restart_watch",
+    "chkconfig --level 345 svr_restart_watch on", "/etc/init.d/svr_restart_watch restart",
+]
