@@ -58,6 +58,7 @@ class State:
     missing: Result = field(default_factory=lambda: Result(127, "", "", b""))
     fail: Callable[[Call], Result | None] = lambda call: None
     host_key: str | None = None  # the host key blob the admin's connection saw
+    reads: dict[str, str] = field(default_factory=dict)  # path -> the probe command that reads it (FILE_CMD)
 
 
 def ok(out: str = "") -> Result:
@@ -108,6 +109,8 @@ class FakeHost(Host):
         if script == files.WRITE_SCRIPT:
             path, mode, owner = args[0], int(args[1], 8), args[2].split(":")
             self.state.files[path] = FileState(path, True, stdin, mode, owner[0], owner[1])
+            if path in self.state.reads:  # read by a command (its path known on the host only)
+                self.state.answers[self.state.reads[path]] = Result(0, "", "", self._file(path)[1])
         elif script == files._REMOVE:
             for path in args[1:]:
                 self.state.files.pop(path, None)

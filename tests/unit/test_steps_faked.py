@@ -9,7 +9,7 @@ import contextlib
 import pytest
 
 from svrchain.core import render, sshd
-from svrchain.core.errors import SvrchainError
+from svrchain.core.errors import GapFound, SvrchainError
 from svrchain.core.plan import FileState
 from svrchain.facts.sshd import SshdFact
 from svrchain.facts.web import WebFact
@@ -18,7 +18,10 @@ from svrchain.ops import sshd as ops_sshd
 from svrchain.ops.db import db_facts
 from svrchain.remote.group import Session
 from svrchain.steps.bootstrap import run_bootstrap
+from svrchain.steps.chain import run_restart_chain
 from svrchain.steps.harden import run_harden_sshd
+from svrchain.steps.rotate import run_rotate_key
+from svrchain.steps.verify import run_verify
 from tests.unit import fake_host
 from tests.unit.fake_host import session_of
 from tests.unit.test_ops import inventory
@@ -42,6 +45,7 @@ def lab_web(name: str = "web1") -> fake_host.State:
     state = fake_host.recorded(INV, "web1", [WebFact()])
     commands = WebFact().commands(INV)
     state.answers[commands["gate"]] = fake_host.ok("755 root root\n" + render.gate(INV).decode())
+    state.reads = {render.GATE: commands["gate"], "/root/.ssh/authorized_keys": commands["authkeys"]}
     if name != "web1":
         address = next(s.address for s in INV.web.servers if s.name == name)
         state.answers[commands["hostkeys"]] = fake_host.ok(f"{KNOWN[address]} root@{name}\n")
@@ -212,3 +216,82 @@ FIRST_RUN = [
     "write /etc/init.d/svr_restart_watch", "chkconfig --del svr_restart_watch", "chkconfig --add svr_restart_watch",
     "chkconfig --level 345 svr_restart_watch on", "/etc/init.d/svr_restart_watch restart",
 ]
+
+
+# --- verify, restart-chain's plan, rotate-key on the recorded lab ------------------------------------
+
+
+def test_verify_on_the_recorded_lab_finds_no_gap_and_runs_nothing():
+    s = lab()
+    run_verify.__wrapped__(s)
+    assert calls(s) == []
+    assert all(h.probes for h in s.hosts)
+
+
+def test_verify_names_the_gap_when_a_web_servers_gate_was_edited():
+    web2 = lab_web("web2")
+    gate = WebFact().commands(INV)["gate"]
+    web2.answers[gate] = fake_host.ok(web2.answers[gate].stdout + "# edited\n")
+    s = session_of(INV, lab_db(), {"web1": lab_web(), "web2": web2})
+    with pytest.raises(GapFound, match="1 gap"):
+        run_verify.__wrapped__(s)
+    assert "svr-restart-gate: content" in s.out.getvalue()
+    assert calls(s) == []
+
+
+def test_restart_chain_dry_run_shows_the_plan_and_runs_nothing():
+    s = lab()
+    run_restart_chain.__wrapped__(s, dry_run=True)
+    assert calls(s) == []
+    assert "3. db: wait for svr_restart to restart web1, web2 after the DB is ready" in s.out.getvalue()
+
+
+NEW_PUB = "/root/.ssh/svr_restart_key.new.pub"
+NEW_KEY = KNOWN["198.18.0.22"] + " svrchain-new\n"  # (any ed25519 public key: web2's host key here)
+
+
+def rotating(works: bool = True) -> Session:
+    """The recorded lab, where ssh-keygen makes NEW_KEY and the new key works on web1 (and on web2 if
+    ``works``)."""
+    db = lab_db()
+    db.answers[f"cat {NEW_PUB}"] = fake_host.ok(NEW_KEY)
+    if not works:
+        db.fail = lambda call: fake_host.failed("Permission denied") \
+            if call.script.startswith("ssh ") and "198.18.0.22" in call.script else None
+    return session_of(INV, db, {"web1": lab_web(), "web2": lab_web("web2")})
+
+
+def by_host(s: Session) -> dict[str, list[str]]:
+    return {h.name: [c.what.split(" ")[0] if c.what.startswith("ssh ") else c.what for c in h.calls]
+            for h in s.hosts}
+
+
+def test_rotate_key_dry_run_runs_nothing():
+    s = rotating()
+    run_rotate_key.__wrapped__(s, dry_run=True)
+    assert statuses(s) == [("db", "rotate-key", "would change")]
+    assert calls(s) == []
+
+
+def test_rotate_key_adds_proves_swaps_then_removes_the_old_lines():
+    s = rotating()
+    run_rotate_key.__wrapped__(s)
+    steps = by_host(s)
+    assert steps["db"][1:] == [f"cat {NEW_PUB}", "ssh", "ssh",
+                               f"mv -f {NEW_PUB[:-4]} /root/.ssh/svr_restart_key && mv -f {NEW_PUB} "
+                               "/root/.ssh/svr_restart_key.pub"]
+    assert steps["web1"] == steps["web2"] == ["write /root/.ssh/authorized_keys"] * 2
+    assert [o.status for o in s.outcomes if o.failed] == []
+
+
+def test_rotate_key_rolls_back_when_the_new_key_does_not_work_on_one():
+    s = rotating(works=False)
+    with pytest.raises(SvrchainError, match="rotate-key: failed on"):
+        run_rotate_key.__wrapped__(s)
+    steps = by_host(s)
+    assert steps["db"][-1] == f"rm -f {NEW_PUB[:-4]} {NEW_PUB}"
+    assert not any(w.startswith("mv -f") for w in steps["db"])  # the old key stays in place
+    assert steps["web1"] == steps["web2"] == ["write /root/.ssh/authorized_keys"] * 2  # added, then removed
+    authkeys = WebFact().commands(INV)["authkeys"]
+    assert s.webs[0].state.answers[authkeys].raw == lab_web().answers[authkeys].raw  # as it was, byte for byte
+    assert "the old key" in s.out.getvalue() and "is still in place everywhere" in s.out.getvalue()
