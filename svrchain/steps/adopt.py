@@ -67,6 +67,4 @@ def adopt_step(session: Session, dry_run: bool, adopt: bool) -> None:
                  + (f"; {note}" if note else ""))
         apply_changes(session, web, "adopt", retire_changes(web, found.proved), dry_run, f"retire {where}{named}")
 
-    for web, res in zip(session.webs, session.each(session.webs, one), strict=True):
-        if isinstance(res, HostError):
-            session.fail(web.name, "adopt", res)
+    session.report_failures(session.each(session.webs, one, step="adopt"))
