@@ -4,7 +4,7 @@ shown (a dry run: the diffs, nothing touched) or applied ("changed"); one report
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from svrchain.core.plan import FileChange, FileSpec, FileState, Outcome
 from svrchain.ops import Change, files_change
@@ -22,14 +22,9 @@ def apply(session: Session, host: Host, step: str, change: Change, dry_run: bool
 
 
 def apply_files(session: Session, host: Host, step: str, specs: list[FileSpec],
-                states: dict[str, FileState], dry_run: bool,
-                after: Callable[[list[FileChange]], list[str]] | None = None,
-                ok_detail: str = "") -> Outcome:
-    """Compare, then (unless dry) write each differing file and run what ``after`` says; one line."""
-    change = files_change(specs, states, noop=ok_detail)
-    if after:
-        change = Change(change.files, tuple(after(list(change.files))), ok_detail)
-    return apply(session, host, step, change, dry_run)
+                states: dict[str, FileState], dry_run: bool, ok_detail: str = "") -> Outcome:
+    """Compare, then (unless dry) write each differing file; one line (``ok_detail``: why nothing is needed)."""
+    return apply(session, host, step, files_change(specs, states, noop=ok_detail), dry_run)
 
 
 def apply_changes(session: Session, host: Host, step: str, changes: list[FileChange], dry_run: bool,
