@@ -57,6 +57,9 @@ class Syns:
                 frame, anc, _flags, addr = self.sock.recvmsg(128, socket.CMSG_SPACE(_TIMESPEC.size))
             except TimeoutError:
                 continue
+            except OSError:  # the bridge went down meanwhile: nothing goes through it (the run says why)
+                self._stop.wait(0.05)
+                continue
             if addr[2] != socket.PACKET_OUTGOING:
                 continue
             host = syn_to_ssh(frame)

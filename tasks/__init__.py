@@ -3,6 +3,9 @@
 ``fabfile.py`` loads the collection ``ns``; the ``svrchain`` command has it built in (this folder is
 installed as ``svrchain.tasks``); the code is in ``svrchain/``. Every task also takes
 --inventory/-I (svr_task adds it); the tasks that can work on some web servers take --limit.
+
+Each task imports its step when it runs, not when the command starts: a run loads only what its task
+needs, and ``--help`` or ``--list`` no step at all (tests/unit/test_start.py keeps it so).
 """
 
 from __future__ import annotations
@@ -10,18 +13,6 @@ from __future__ import annotations
 from invoke import Context
 
 from svrchain.cli import collection, local_task, svr_task
-from svrchain.steps.bootstrap import run_bootstrap
-from svrchain.steps.chain import run_restart_chain
-from svrchain.steps.dbora import run_install_dbora
-from svrchain.steps.doctor import run_doctor
-from svrchain.steps.harden import run_harden_sshd
-from svrchain.steps.hosts import run_trust_hosts
-from svrchain.steps.keys import run_gen_key, run_push_key
-from svrchain.steps.rotate import run_rotate_key
-from svrchain.steps.starter import run_docs, run_init
-from svrchain.steps.trigger import run_install_svr_restart
-from svrchain.steps.uninstall import run_uninstall
-from svrchain.steps.verify import run_smoke, run_verify
 
 
 @svr_task(limit=True)
@@ -32,6 +23,8 @@ def trust_hosts(c: Context, yes: bool = False, dry_run: bool = False) -> None:
     is expected). New keys are recorded after you confirm, or at once with --yes; --dry-run only
     shows them.
     """
+    from svrchain.steps.hosts import run_trust_hosts
+
     run_trust_hosts(c, yes=yes, dry_run=dry_run)
 
 
@@ -44,6 +37,8 @@ def install_dbora(c: Context, dry_run: bool = False) -> None:
     outside a boot, starts the svr_restart trigger; on systemd hosts <service>.service runs it (or
     db.unit names the site's own unit). --dry-run shows the diff and changes nothing.
     """
+    from svrchain.steps.dbora import run_install_dbora
+
     run_install_dbora(c, dry_run=dry_run)
 
 
@@ -54,6 +49,8 @@ def gen_key(c: Context, rotate: bool = False, dry_run: bool = False) -> None:
     ed25519 by default (RSA where the host's OpenSSH predates it). An existing key is kept;
     --rotate replaces it (then run push-key). --dry-run shows what would change.
     """
+    from svrchain.steps.keys import run_gen_key
+
     run_gen_key(c, rotate=rotate, dry_run=dry_run)
 
 
@@ -68,6 +65,8 @@ def push_key(c: Context, dry_run: bool = False) -> None:
     the key is replaced, other lines are kept byte for byte. Also pins every web server's host key
     (read from itself) in the DB server's known_hosts for the trigger. --dry-run shows the diffs.
     """
+    from svrchain.steps.keys import run_push_key
+
     run_push_key(c, dry_run=dry_run)
 
 
@@ -82,6 +81,8 @@ def install_svr_restart(c: Context, dry_run: bool = False) -> None:
     (BatchMode, pinned known_hosts, connect timeout, retries with backoff), logs each result to
     syslog and its log file, and exits non-zero if any web server failed. --dry-run shows the diff.
     """
+    from svrchain.steps.trigger import run_install_svr_restart
+
     run_install_svr_restart(c, dry_run=dry_run)
 
 
@@ -96,6 +97,8 @@ def bootstrap(c: Context, dry_run: bool = False, adopt: bool = False, json: bool
     --json prints one JSON document on stdout, --junit FILE writes a JUnit report (the docs task: `docs output`);
     exit 0 ok, 1 a step failed, 2 a gap found by the final verify, 3 a host unreachable, 4 bad inventory.
     """
+    from svrchain.steps.bootstrap import run_bootstrap
+
     run_bootstrap(c, dry_run=dry_run, adopt=adopt)
 
 
@@ -110,6 +113,8 @@ def restart_chain(c: Context, dry_run: bool = False, yes: bool = False, json: bo
     (needed when stdin is not a terminal; not confirmed: exit 5). --json and --junit FILE report per
     host and step (the docs task: `docs output`).
     """
+    from svrchain.steps.chain import run_restart_chain
+
     run_restart_chain(c, dry_run=dry_run, yes=yes)
 
 
@@ -124,6 +129,8 @@ def verify(c: Context, attacks: bool = False, json: bool = False, junit: str = "
     its checks are in. --json and --junit FILE report per host and check (the docs task: `docs output`); exit 0 ok,
     2 a gap (or an attack not refused), 3 a host unreachable, 4 bad inventory.
     """
+    from svrchain.steps.verify import run_verify
+
     run_verify(c, attacks=attacks)
 
 
@@ -136,6 +143,8 @@ def smoke(c: Context, json: bool = False, junit: str = "") -> None:
     restart takes, proved without restarting anything. --json and --junit FILE report per host and
     check (the docs task: `docs output`); exit 0 ok, 2 a gap, 3 a host unreachable, 4 bad inventory.
     """
+    from svrchain.steps.verify import run_smoke
+
     run_smoke(c)
 
 
@@ -151,6 +160,8 @@ def doctor(c: Context, strict: bool = False, json: bool = False, junit: str = ""
     Apache), and whether web.restart_command is graceful. Findings are advice: exit 0, or 2 with
     --strict; 3 when a web server is unreachable. --json and --junit FILE as verify's.
     """
+    from svrchain.steps.doctor import run_doctor
+
     run_doctor(c, strict=strict)
 
 
@@ -163,6 +174,8 @@ def rotate_key(c: Context, dry_run: bool = False) -> None:
     old key, and the old lines are removed. If the new key fails anywhere, its lines are removed and
     the old key stays in place. --dry-run shows the plan.
     """
+    from svrchain.steps.rotate import run_rotate_key
+
     run_rotate_key(c, dry_run=dry_run)
 
 
@@ -178,6 +191,8 @@ def harden_sshd(c: Context, dry_run: bool = False) -> None:
     reload and with a fresh login after it, and rolled back if either fails. The first web server
     goes alone; the others follow only if it succeeded. --dry-run shows the diff.
     """
+    from svrchain.steps.harden import run_harden_sshd
+
     run_harden_sshd(c, dry_run=dry_run)
 
 
@@ -193,6 +208,8 @@ def uninstall(c: Context, sshd: bool = False, dry_run: bool = False, yes: bool =
     rolled back if a fresh login fails). --dry-run shows what would go. Asks for confirmation on a
     terminal; --yes skips the question (needed when stdin is not a terminal; not confirmed: exit 5).
     """
+    from svrchain.steps.uninstall import run_uninstall
+
     run_uninstall(c, sshd=sshd, dry_run=dry_run, yes=yes)
 
 
@@ -203,6 +220,8 @@ def init(c: Context, file: str, force: bool = False) -> str:
     An existing FILE is kept unless --force (then replaced atomically). Nothing else is touched; no
     host is contacted. Then edit it, and run trust-hosts -I FILE.
     """
+    from svrchain.steps.starter import run_init
+
     return run_init(file, force=force)
 
 
@@ -213,6 +232,8 @@ def docs(c: Context, name: str, path: bool = False) -> str:
 
     --path prints where the doc is (installed with the command, or in the checkout) instead of its text.
     """
+    from svrchain.steps.starter import run_docs
+
     return run_docs(name, path=path)
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import shlex
 from pathlib import Path
-
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from typing import TYPE_CHECKING
 
 from svrchain.core import trigger_status
 from svrchain.core.errors import SvrchainError
@@ -14,14 +14,30 @@ from svrchain.core.inventory import Inventory
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 IMPL_DIR = "/usr/local/lib/svrchain"
 
-_env = Environment(
-    loader=FileSystemLoader(TEMPLATES),
-    undefined=StrictUndefined,
-    keep_trailing_newline=True,
-    autoescape=False,  # shell scripts, not HTML
-    comment_start_string="<#",  # '{#' is bash's ${#array[@]}
-    comment_end_string="#>",
-)
+if TYPE_CHECKING:
+    from jinja2 import Environment, Template
+
+
+@functools.cache
+def _environment() -> Environment:
+    """The templates' Jinja2 environment, made (and Jinja2 imported) on the first render: a run that
+    renders nothing, or has not rendered yet (its connections opening), does not wait for Jinja2."""
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # shell scripts, not HTML
+        comment_start_string="<#",  # '{#' is bash's ${#array[@]}
+        comment_end_string="#>",
+    )
+    env.filters["q"] = quote
+    return env
+
+
+def _template(name: str) -> Template:
+    return _environment().get_template(name)
 
 
 def as_account(user: str, command: str) -> str:
@@ -44,7 +60,6 @@ def quote(value: object) -> str:
 
 
 # Every inventory value that goes into a shell line goes through this filter.
-_env.filters["q"] = quote
 
 
 def impl_path(inv: Inventory) -> str:
@@ -62,20 +77,20 @@ def dbora_impl(inv: Inventory) -> bytes:
             raise SvrchainError(
                 f"{inv.source}: db.script: cannot read {path}: {exc.strerror}; fix the path"
             ) from None
-    return _env.get_template("dbora-oracle.sh.j2").render(oracle=inv.db.oracle).encode()
+    return _template("dbora-oracle.sh.j2").render(oracle=inv.db.oracle).encode()
 
 
 def oracle_ready(inv: Inventory) -> bytes:
     """svrchain's Oracle readiness check (installed at ORACLE_READY with db.oracle)."""
     o = inv.db.oracle
     assert o is not None
-    return _env.get_template("oracle-ready.sh.j2").render(
+    return _template("oracle-ready.sh.j2").render(
         home=o.home, sid=o.sid, owner=o.owner, service=o.service, pdb=o.pdb).encode()
 
 
 def dbora_init(inv: Inventory, hook: bool = True) -> bytes:
     """``/etc/init.d/<service>``: header for chkconfig/insserv, runs the site's script, then the trigger."""
-    return _env.get_template("dbora-wrapper.sh.j2").render(
+    return _template("dbora-wrapper.sh.j2").render(
         service=inv.db.service, impl=impl_path(inv), trigger=inv.trigger.name, hook=hook,
     ).encode()
 
@@ -127,14 +142,14 @@ def watch_unit(inv: Inventory) -> str:
 
 def watch_init(inv: Inventory) -> bytes:
     """``/etc/init.d/<trigger>_watch``: runs the trigger's ``watch`` loop as a daemon."""
-    return _env.get_template("svr-watch.sh.j2").render(
+    return _template("svr-watch.sh.j2").render(
         name=watch_name(inv), db_service=inv.db.service, trigger=trigger_path(inv),
         pidfile=watch_pidfile(inv), supervisor=supervise_pidfile(inv)).encode()
 
 
 def watch_service(inv: Inventory) -> bytes:
     """``<trigger>-watch.service``: the same loop under systemd."""
-    return _env.get_template("svr-watch.service.j2").render(
+    return _template("svr-watch.service.j2").render(
         name=watch_name(inv), trigger=trigger_path(inv)).encode()
 
 
@@ -160,12 +175,12 @@ def watch_tick(inv: Inventory) -> str:
 
 def dbora_service(inv: Inventory) -> bytes:
     """svrchain's ``<service>.service``, wrapping the site's start script."""
-    return _env.get_template("dbora.service.j2").render(service=inv.db.service, impl=impl_path(inv)).encode()
+    return _template("dbora.service.j2").render(service=inv.db.service, impl=impl_path(inv)).encode()
 
 
 def svr_restart_service(inv: Inventory) -> bytes:
     """``svr-restart.service``: after the DB's unit, part of it, wanted by it."""
-    return _env.get_template("svr-restart.service.j2").render(
+    return _template("svr-restart.service.j2").render(
         name=inv.trigger.name, db_unit=db_unit(inv), script=trigger_path(inv),
         timeout=trigger_status.unit_timeout(inv),
     ).encode()
@@ -193,7 +208,7 @@ def gate(inv: Inventory, state_root: str = GATE_STATE) -> bytes:
 
     ``state_root`` is for tests that run the gate locally; hosts always get :data:`GATE_STATE`.
     """
-    return _env.get_template("svr-restart-gate.sh.j2").render(
+    return _template("svr-restart-gate.sh.j2").render(
         restart_command=inv.web.restart_command, sudo=inv.web.dedicated, words=inv.web.restart_command.split(),
         state=gate_state_dir(inv.web.user, state_root)).encode()
 
@@ -248,7 +263,7 @@ def ready_check(inv: Inventory) -> str:
 
 def trigger_init(inv: Inventory) -> bytes:
     """``/etc/init.d/svr_restart``: the boot order's header (after the DB), then the trigger itself."""
-    return _env.get_template("svr-restart-init.sh.j2").render(
+    return _template("svr-restart-init.sh.j2").render(
         name=inv.trigger.name, db_service=inv.db.service, script=trigger_path(inv),
         config=trigger_config_path(inv)).encode()
 

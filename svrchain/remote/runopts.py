@@ -9,11 +9,14 @@ default: without one of them a task stops with one line saying how to choose.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import os
 import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -124,22 +127,40 @@ _DEV = re.compile(r"\bdev (\S+)")
 
 def route_device(address: str) -> str | None:
     """The network interface this machine would send a packet for ``address`` through."""
-    ip = shutil.which("ip") or "/usr/sbin/ip"
-    try:
-        out = subprocess.run([ip, "-o", "route", "get", address], capture_output=True, text=True,
-                             timeout=5).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    m = _DEV.search(out)
-    return m.group(1) if m else None
+    return route_devices([address])[address]
+
+
+# The first word of ``ip route get``'s answer when the route is of a special type.
+_ROUTE_TYPE = r"(?:local|broadcast|multicast|anycast|unicast|unreachable|blackhole|prohibit|throw|nat)"
+_ROUTE_LINE = re.compile(rf"^(?:{_ROUTE_TYPE}\s+)?(\S+)\s.*?\bdev (\S+)", re.M)
+
+
+def route_devices(addresses: Iterable[str]) -> dict[str, str | None]:
+    """The network interface this machine would send a packet for each address through (None: no
+    route, or not an IP address), asked of the kernel with one ``ip`` for all of them."""
+    addresses = list(addresses)
+    canonical = {}
+    for a in addresses:
+        with contextlib.suppress(ValueError):  # a name is never looked up (it would ask a DNS server)
+            canonical[a] = str(ipaddress.ip_address(a))
+    found: dict[str, str] = {}
+    if canonical:
+        ip = shutil.which("ip") or "/usr/sbin/ip"
+        asks = "".join(f"route get {c}\n" for c in dict.fromkeys(canonical.values()))
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            out = subprocess.run([ip, "-o", "-force", "-batch", "-"], input=asks, capture_output=True, text=True,
+                                 timeout=5).stdout
+            found = dict(_ROUTE_LINE.findall(out))
+    return {a: found.get(canonical[a]) if a in canonical else None for a in addresses}
 
 
 def check_lab(source: Path, addresses: list[str]) -> None:
     """An inventory marked ``lab: true`` runs only while the lab is up: every host (an inventory
     address, a health URL's host, an ssh config's HostName or ProxyJump) is routed through the lab's
     bridge, so no packet meant for the lab ever leaves this machine."""
+    devices = route_devices(addresses)
     for address in addresses:
-        dev = route_device(address)
+        dev = devices[address]
         if dev != LAB_BRIDGE:
             raise BadInventory(
                 f"{source} is the built-in lab's inventory (lab: true) and the lab is not up ({address} "

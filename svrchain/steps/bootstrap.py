@@ -3,26 +3,23 @@
 from __future__ import annotations
 
 from svrchain.remote.group import Session, on_hosts
-from svrchain.steps.adopt import adopt_step
-from svrchain.steps.dbora import install_dbora_step
-from svrchain.steps.keys import gen_key_step, push_key_step, web_facts
-from svrchain.steps.trigger import install_svr_restart_step
-from svrchain.steps.verify import conclude, verify_step
-
-STEPS = (
-    ("install-dbora", install_dbora_step),
-    ("gen-key", lambda s, dry: gen_key_step(s, dry)),
-    ("push-key", push_key_step),
-    ("install-svr-restart", install_svr_restart_step),
-)
 
 
 @on_hosts(lock=True)
 def run_bootstrap(s: Session, dry_run: bool = False, adopt: bool = False) -> None:
     """What `fab bootstrap` does (its flags and help: tasks/)."""
-    s.prefetch([s.db])
+    s.prefetch()  # every host's connection, at once
+    # The steps are imported while the connections open (issue 23: start fast).
+    from svrchain.steps.adopt import adopt_step
+    from svrchain.steps.dbora import install_dbora_step
+    from svrchain.steps.keys import gen_key_step, push_key_step, web_facts
+    from svrchain.steps.trigger import install_svr_restart_step
+    from svrchain.steps.verify import conclude, verify_step
+
     s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
-    steps = [(name, lambda step=step: step(s, dry_run)) for name, step in STEPS]
+    steps = [("install-dbora", install_dbora_step), ("gen-key", gen_key_step), ("push-key", push_key_step),
+             ("install-svr-restart", install_svr_restart_step)]
+    steps = [(name, lambda step=step: step(s, dry_run)) for name, step in steps]
     s.run_steps("bootstrap", [*steps, ("adopt", lambda: adopt_step(s, dry_run, adopt))])
     if dry_run:
         return

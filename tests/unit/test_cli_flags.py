@@ -7,6 +7,7 @@ the installed ``fab`` and ``svrchain`` themselves (``run``)."""
 from __future__ import annotations
 
 import getpass
+import importlib
 import os
 import selectors
 import socket
@@ -29,6 +30,7 @@ from svrchain.remote.runopts import confirm
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+STEPS = REPO / "svrchain" / "steps"
 
 
 def environment(env: dict[str, str] | None = None) -> dict[str, str]:
@@ -179,7 +181,10 @@ CHANGING = ["trust-hosts", "install-dbora", "gen-key", "push-key", "install-svr-
 def test_fabric_dry_is_the_tasks_dry_run(name, monkeypatch):
     """--dry (and -R, its short form) reaches every changing task as --dry-run; verify ignores it."""
     seen: dict = {}
-    monkeypatch.setattr(tasks, f"run_{name.replace('-', '_')}", lambda c, **kw: seen.update(kw))
+    run = f"run_{name.replace('-', '_')}"
+    # Each task imports its step when it runs (tasks/): the step's own function is the one replaced.
+    steps = [importlib.import_module(f"svrchain.steps.{p.stem}") for p in STEPS.glob("*.py")]
+    monkeypatch.setattr(next(m for m in steps if hasattr(m, run)), run, lambda c, **kw: seen.update(kw))
     c = Context(Config(overrides={"run": {"dry": True}}))
     tasks.ns[name](c)
     assert seen.get("dry_run") is (True if name in CHANGING else None), seen
@@ -288,17 +293,26 @@ def test_sudo_problems_in_plain_words(stderr, text):
 
 
 def test_the_lab_inventory_refuses_to_run_while_the_lab_is_down(monkeypatch):
-    monkeypatch.setattr(runopts, "route_device", lambda address: "eth0")
+    monkeypatch.setattr(runopts, "route_devices", lambda addresses: dict.fromkeys(addresses, "eth0"))
     with pytest.raises(BadInventory, match=r"inventory/lab.yaml is the built-in lab's inventory \(lab: true\) and "
                                            r"the lab is not up \(198.18.0.10 would go through eth0, not the lab's "
                                            r"bridge svrlab0\): run `make lab-up` first"):
         runopts.check_lab(Path("inventory/lab.yaml"), ["198.18.0.10"])
-    monkeypatch.setattr(runopts, "route_device", lambda address: "svrlab0")
+    monkeypatch.setattr(runopts, "route_devices", lambda addresses: dict.fromkeys(addresses, "svrlab0"))
     runopts.check_lab(Path("inventory/lab.yaml"), ["198.18.0.10"])
 
 
 def test_route_device_reads_the_kernels_route():
     assert runopts.route_device("127.0.0.1") == "lo"
+
+
+def test_route_devices_asks_once_and_never_passes_a_name_or_a_line_on():
+    # One ip for every address (the lab's guard at N = 200 asked 600 times); a value that is not an IP
+    # address (a name, or a second line for ip's batch) is never handed to ip: no route.
+    got = runopts.route_devices(["127.0.0.1", "::1", "0:0::1", "127.0.0.1", "localhost",
+                                 "127.0.0.1\nlink set lo down"])
+    assert got == {"127.0.0.1": "lo", "::1": "lo", "0:0::1": "lo", "localhost": None,
+                   "127.0.0.1\nlink set lo down": None}
 
 
 def test_confirmation(monkeypatch):
