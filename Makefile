@@ -15,7 +15,7 @@ KIND ?= full
 DB ?= postgres
 # Debian packages the lab and the tests need on this machine (the lab hosts get theirs by debootstrap);
 # only the lab's targets install them (as root). Running the tasks needs none of them.
-DEBS := debootstrap iproute2 util-linux openssh-client shellcheck curl systemd-container
+DEBS := debootstrap iproute2 util-linux openssh-client shellcheck strace curl systemd-container
 
 .PHONY: install lab-deps lab-up lab-down demo test unit fuzz mutation lint modules bench lock clean
 
@@ -56,13 +56,14 @@ lab-down:
 demo: lab-deps install
 	$(PY) -m lab.demo --web $(WEB)
 
-# The tests without the lab on UNIT_JOBS processes, then the lab's one at a time (its hosts are
-# machine-wide); the lab's run even when a test before them failed, and either failing fails make test.
+# The tests in two groups at once (tests/lab_parallel.py): the lab's tests split between two labs, each in a
+# slot of LAB_SLOTS (its own network namespace svrctlN, host namespaces and disks, all removed and checked
+# gone afterwards), and the tests without the lab on UNIT_JOBS processes first in the group with less lab
+# time; every run goes to its end, and any failing fails make test. LAB_SLOTS="3": one group, one lab.
+LAB_SLOTS ?= 1 2
 test: lab-deps install $(TOOLS)/.installed
 	$(PY) -m ruff check .
-	$(PY) -m pytest -n $(UNIT_JOBS) -m "not lab"; unit=$$?; \
-	$(PY) -m pytest -m lab; lab=$$?; \
-	test $$unit = 0 -a $$lab = 0
+	$(PY) -m tests.lab_parallel --unit $(UNIT_JOBS) $(LAB_SLOTS)
 
 # The fast loop: every test that needs neither the lab nor a fresh install (make test runs them all), on
 # UNIT_JOBS processes (pytest-xdist; UNIT_JOBS=0: in this one).

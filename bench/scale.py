@@ -129,19 +129,10 @@ def _page(address: str) -> str:
         return f"FAIL {exc}"
 
 
-def fan_out() -> dict:
-    """``service dbora restart`` on the DB host (what restart-chain runs there): the trigger's run."""
-    from bench.run import db_ready_time
-
-    db = labhosts.host("db")
-    webs = [h for h in labhosts.current() if h.role == "web"]
-    status_file = db.root / "var/lib/svrchain/svr_restart.status"
-    before = status_file.read_text() if status_file.exists() else ""
-    t0 = time.time()
-    labhosts.run_in(db, "service dbora restart >/dev/null 2>&1")
-    # The trigger's run for the new run of the database: a status that is not the one before, finished.
-    deadline = time.time() + 120
-    st: dict = {}
+def _finished_status(before: str, timeout: float = 120) -> dict | None:
+    """The trigger's next status (not ``before``) once it says finished; None after ``timeout``."""
+    status_file = labhosts.host("db").root / "var/lib/svrchain/svr_restart.status"
+    deadline = time.time() + timeout
     while time.time() < deadline:
         text = status_file.read_text() if status_file.exists() else ""
         try:
@@ -149,9 +140,39 @@ def fan_out() -> dict:
         except (FileNotFoundError, ValueError, IndexError):
             st = {}
         if "finished" in st:
-            break
-        time.sleep(0.2)
+            return st
+        time.sleep(0.1)
+    return None
+
+
+def _db_restart(start_delay: float) -> str:
+    """``service dbora restart`` on the DB host, its PostgreSQL started ``start_delay`` seconds after
+    the start script returned (the lab's dbora reads /etc/lab-db.start-delay): a database that takes
+    that long to become ready, as Oracle does. Returns the status file's text before it."""
+    db = labhosts.host("db")
+    status_file = db.root / "var/lib/svrchain/svr_restart.status"
+    delay_file = db.root / "etc/lab-db.start-delay"
+    if start_delay > 0:
+        delay_file.write_text(f"{start_delay}\n")
     else:
+        delay_file.unlink(missing_ok=True)
+    before = status_file.read_text() if status_file.exists() else ""
+    labhosts.run_in(db, "service dbora restart >/dev/null 2>&1")
+    return before
+
+
+def fan_out(start_delay: float = 0.0) -> dict:
+    """``service dbora restart`` on the DB host (what restart-chain runs there): the trigger's run,
+    phase by phase."""
+    from bench.run import db_ready_time
+
+    webs = [h for h in labhosts.current() if h.role == "web"]
+    t0 = time.time()
+    try:
+        st = _finished_status(_db_restart(start_delay), 120 + start_delay)
+    finally:
+        (labhosts.host("db").root / "etc/lab-db.start-delay").unlink(missing_ok=True)
+    if st is None:
         return {"error": "no trigger run finished within 120 s of the DB restart", "issued": t0}
     time.sleep(1.0)  # the last stand-ins start listening
     ready = db_ready_time()
@@ -172,17 +193,71 @@ def fan_out() -> dict:
     bad += [h.name for h, text in zip(webs, pages, strict=True) if not text.startswith(f"OK run={run} ")]
     done = [t for state, t in st["webs"].values() if state == "ok"]
     restarts = sorted(t - ready for t in done)
+    return {**phases(st, t0, ready, restarts, healthy), "start_delay_s": start_delay,
+            "restarted": len(done), "not_healthy": sorted(set(bad))}
+
+
+def phases(st: dict, issued: float, ready: float, restarts: list[float], healthy: list[float]) -> dict:
+    """Where a fan-out's time went, each phase from the one before (seconds)."""
+    def r(x: float | None) -> float | None:
+        return round(x, 3) if x is not None else None
+
+    connected = st.get("connected")
     return {
-        "issued_to_ready_s": round(ready - t0, 3),
-        "trigger_started_to_connected_s": round(st["connected"] - st["started"], 3) if "connected" in st else None,
-        "ready_to_connected_s": round(st["connected"] - ready, 3) if "connected" in st else None,
-        "trigger_saw_ready_s": round(st["ready"] - ready, 3),
-        "ready_to_first_restart_s": round(restarts[0], 3) if restarts else None,
-        "ready_to_median_restart_s": round(statistics.median(restarts), 3) if restarts else None,
-        "ready_to_last_restart_s": round(restarts[-1], 3) if restarts else None,
-        "ready_to_last_healthy_s": round(max(healthy) - ready, 3) if healthy else None,
-        "restarted": len(done), "not_healthy": sorted(set(bad)),
+        "issued_to_ready_s": r(ready - issued),
+        "issued_to_trigger_started_s": r(st["started"] - issued),
+        "trigger_started_to_connected_s": r(connected - st["started"]) if connected else None,
+        "ready_to_connected_s": r(connected - ready) if connected else None,
+        "trigger_saw_ready_s": r(st["ready"] - ready),
+        "ready_to_first_restart_s": r(restarts[0]) if restarts else None,
+        "ready_to_median_restart_s": r(statistics.median(restarts)) if restarts else None,
+        "ready_to_last_restart_s": r(restarts[-1]) if restarts else None,
+        "ready_to_last_healthy_s": r(max(healthy) - ready) if healthy else None,
     }
+
+
+def show_phases(n: int, f: dict) -> None:
+    """One line per fan-out: where its time went."""
+    if "error" in f:
+        print(f"bench: N={n}: fan-out FAILED: {f['error']}", flush=True)
+        return
+    print(f"bench: N={n}: fan-out (DB start held {f['start_delay_s']} s): issued→trigger started "
+          f"{f['issued_to_trigger_started_s']} s; trigger started→every connection tried "
+          f"{f['trigger_started_to_connected_s']} s ({f['ready_to_connected_s']} s after DB ready); "
+          f"DB ready→trigger saw it {f['trigger_saw_ready_s']} s; DB ready→first/median/last restart "
+          f"{f['ready_to_first_restart_s']}/{f['ready_to_median_restart_s']}/{f['ready_to_last_restart_s']} s; "
+          f"→last healthy {f['ready_to_last_healthy_s']} s", flush=True)
+
+
+def _sshd(h: labhosts.LabHost, up: bool) -> None:
+    """Stop a light web host's sshd (its listener; no session is open then), or start it again."""
+    labhosts.run_in(h, "/usr/sbin/sshd -E /var/log/auth.log" if up else
+                    "p=$(cat /run/sshd.pid) && kill $p && while kill -0 $p 2>/dev/null; do sleep 0.05; done")
+
+
+def owed_restart(away: float) -> dict:
+    """A web host's sshd stopped across a fan-out, kept away ``away`` seconds more, then started: from
+    sshd listening again to its owed restart done (its stand-in started again against the DB's run)."""
+    webs = [h for h in labhosts.current() if h.role == "web"]
+    h, db = webs[-1], labhosts.host("db")
+    owed = db.root / f"var/lib/svrchain/svr_restart.owed/{h.name}"
+    runfile = h.root / "var/lib/lab-web/run"
+    _sshd(h, up=False)
+    try:
+        st = _finished_status(_db_restart(0.0))
+        if st is None or not owed.exists():
+            return {"error": f"{h.name} was not owed a restart after the fan-out"}
+        time.sleep(away)
+    finally:
+        _sshd(h, up=True)
+    back = time.time()
+    deadline = back + 60
+    while owed.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    if owed.exists():
+        return {"error": f"{h.name}: its owed restart did not come within 60 s of sshd listening again"}
+    started = float(runfile.read_text().split()[1])
+    return {"away_s": round(back - st["finished"], 1), "back_to_restarted_s": round(started - back, 3)}
 
 
 def handshake_cost(inv: Path, count: int = 20) -> dict:
@@ -291,13 +366,13 @@ def tool_runs(tool: str, inv: Path, n: int, runs: int) -> dict:
 # --- one size ----------------------------------------------------------------------------------------
 
 
-def bench_n(n: int, with_tools: bool, fanouts: int) -> dict:
+def bench_n(n: int, with_tools: bool, opts: argparse.Namespace) -> dict:
     """One size, on a lab this process holds from up to down (no other process's lab down in between)."""
     with held():
-        return _bench_n(n, with_tools, fanouts)
+        return _bench_n(n, with_tools, opts)
 
 
-def _bench_n(n: int, with_tools: bool, fanouts: int) -> dict:
+def _bench_n(n: int, with_tools: bool, opts: argparse.Namespace) -> dict:
     print(f"bench: N={n}: lab up ({n} light web hosts)", flush=True)
     t0 = time.monotonic()
     labhosts.up(n, kind="light", python=with_tools)
@@ -305,27 +380,53 @@ def _bench_n(n: int, with_tools: bool, fanouts: int) -> dict:
         res: dict = {"n": n, "web_hosts": "light", "lab_up_s": round(time.monotonic() - t0, 1)}
         inv = inventory(n)
         print(f"bench: N={n}: svrchain bootstrap", flush=True)
-        res["svrchain"] = bootstrap_runs(inv, 3)
-        res["svrchain"]["noop"]["imports_s"] = import_seconds(inv, "bootstrap")
-        res["verify"] = measured(inv, "verify")
-        res["handshake"] = handshake_cost(inv)
-        res["noop_floor"] = noop_floor(inv)
+        if opts.trigger_only:
+            fab(inv, "bootstrap")
+        else:
+            res["svrchain"] = bootstrap_runs(inv, 3)
+            res["svrchain"]["noop"]["imports_s"] = import_seconds(inv, "bootstrap")
+            res["verify"] = measured(inv, "verify")
+            res["handshake"] = handshake_cost(inv)
+            res["noop_floor"] = noop_floor(inv)
         res["load_before"] = load_average()
-        print(f"bench: N={n}: the trigger's fan-out", flush=True)
-        runs = [fan_out() for _ in range(fanouts)]
-        res["fan_out_all"] = runs
-        good = sorted((r for r in runs if "error" not in r), key=lambda r: r["ready_to_last_restart_s"] or 0)
-        res["fan_out"] = good[len(good) // 2] if good else {"ready_to_last_restart_s": None,
-                                                            "ready_to_last_healthy_s": None}
-        res["restart_floor"] = restart_floor([h for h in labhosts.current() if h.role == "web"])
-        if with_tools:
+        res.update(trigger_runs(n, opts))
+        if with_tools and not opts.trigger_only:
             for tool in ("pyinfra", "ansible"):
                 print(f"bench: N={n}: {tool}", flush=True)
                 res[tool] = tool_runs(tool, inv, n, 1)
         res["load_after"] = load_average()
-        return summarize(res)
+        return res if opts.trigger_only else summarize(res)
     finally:
         labhosts.down()
+
+
+def median_run(runs: list[dict]) -> dict:
+    good = sorted((r for r in runs if "error" not in r), key=lambda r: r["ready_to_last_restart_s"] or 0)
+    return good[len(good) // 2] if good else {"ready_to_last_restart_s": None, "ready_to_last_healthy_s": None}
+
+
+def trigger_runs(n: int, opts: argparse.Namespace) -> dict:
+    """The trigger's fan-outs (as the DB is, and with its start held back), the restart floor, and an
+    owed restart after an sshd outage."""
+    res: dict = {}
+    for delay in opts.start_delay:
+        print(f"bench: N={n}: the trigger's fan-out, DB start held {delay} s", flush=True)
+        runs = []
+        for _ in range(opts.fan_outs):
+            runs.append(fan_out(delay))
+            show_phases(n, runs[-1])
+        key = "fan_out" if delay == 0 else f"fan_out_held_{delay:g}s"
+        res[f"{key}_all"] = runs
+        res[key] = median_run(runs)
+    res["restart_floor"] = restart_floor([h for h in labhosts.current() if h.role == "web"])
+    print(f"bench: N={n}: restart floor (every stand-in restarted at once, no SSH): "
+          f"{res['restart_floor']['to_last_healthy_s']} s", flush=True)
+    if opts.owed_away > 0:
+        res["owed"] = owed_restart(opts.owed_away)
+        print(f"bench: N={n}: owed restart (sshd away {res['owed'].get('away_s')} s after the run): "
+              f"sshd back→restarted {res['owed'].get('back_to_restarted_s', res['owed'].get('error'))} s",
+              flush=True)
+    return res
 
 
 def summarize(res: dict) -> dict:
@@ -339,6 +440,8 @@ def summarize(res: dict) -> dict:
         "syns_per_host": max(s["scratch"].get("syns_per_host_max", 0), s["noop"].get("syns_per_host_max", 0)),
         "ready_to_last_restart_s": f["ready_to_last_restart_s"],
         "ready_to_last_healthy_s": f["ready_to_last_healthy_s"],
+        "held_ready_to_last_restart_s": res.get("fan_out_held_5s", {}).get("ready_to_last_restart_s"),
+        "owed_back_to_restarted_s": res.get("owed", {}).get("back_to_restarted_s"),
     })
     for tool in ("pyinfra", "ansible"):
         if tool in res:
@@ -361,6 +464,7 @@ def table(results: list[dict], fmt: str = "simple") -> str:
             f"{r.get('noop_peak_rss_mb', '-')}/{r['peak_rss_mb']}",
             f"{r['conns_per_host']}/{r.get('syns_per_host', '-')}",
             r["ready_to_last_restart_s"], r["ready_to_last_healthy_s"],
+            r.get("held_ready_to_last_restart_s") or "-", r.get("owed_back_to_restarted_s") or "-",
             r.get("noop_floor", {}).get("wall_s", "-"), r.get("restart_floor", {}).get("to_last_healthy_s", "-"),
             r["handshake"]["wall_ms"],
             f"{r['handshake'].get('client_cpu_ms', '-')}/{r['handshake'].get('server_cpu_ms', '-')}",
@@ -371,7 +475,8 @@ def table(results: list[dict], fmt: str = "simple") -> str:
         ])
     headers = ["N (light)", "bootstrap s", "no-op s (median of 3)", "no-op →1st conn s", "no-op imports s",
                "peak MB no-op/any", "conns/host (sshd log/SYNs)",
-               "DB ready→last restart s", "→last healthy s", "no-op floor s", "N restarts at once s",
+               "DB ready→last restart s", "→last healthy s", "DB held 5 s: ready→last restart s",
+               "owed: sshd back→restarted s", "no-op floor s", "N restarts at once s",
                "handshake ms", "handshake CPU ms client/server",
                "pyinfra s", "pyinfra no-op s", "no-op ratio", "Ansible s", "Ansible no-op s", "no-op ratio"]
     return tabulate(rows, headers=[h.replace(" s", " (s)") for h in headers], tablefmt=fmt)
@@ -433,6 +538,13 @@ def main() -> int:
     p.add_argument("--tools", action=argparse.BooleanOptionalAction, default=None,
                    help="also pyinfra and Ansible (default: when .venv-tools has them)")
     p.add_argument("--fan-outs", type=int, default=3, help="trigger runs per N (median reported)")
+    p.add_argument("--start-delay", type=float, nargs="+", default=[0.0, 5.0],
+                   help="hold the DB's start back this many seconds (0: as it is; 5: as long as Oracle takes)")
+    p.add_argument("--owed-away", type=float, default=8.0,
+                   help="an sshd outage past the run, in seconds, before its owed restart is measured (0: none)")
+    p.add_argument("--trigger-only", action="store_true",
+                   help="only the trigger's measures (fan-outs, floor, owed restart): no bootstrap timings, "
+                        "no other tools; printed, written as trigger-<time>.json")
     p.add_argument("--merge", type=Path, nargs="+", help="combine results files of separate runs")
     p.add_argument("--markdown", type=Path, help="print the table of a results file as Markdown")
     args = p.parse_args()
@@ -455,7 +567,13 @@ def main() -> int:
         if with_tools and not tools_available():
             print(f"bench: --tools needs pyinfra and Ansible in {TOOLS_VENV} (make bench-tools)", file=sys.stderr)
             return 2
-        results = [bench_n(n, with_tools, args.fan_outs) for n in args.n]
+        results = [bench_n(n, with_tools, args) for n in args.n]
+        if args.trigger_only:
+            RESULTS.mkdir(parents=True, exist_ok=True)
+            path = RESULTS / f"trigger-{stamp}.json"
+            path.write_text(json.dumps({"when": stamp, "results": results}, indent=1))
+            print(f"bench: wrote {path}")
+            return 0
     path = write(results, stamp)
     pngs = plot(sorted(results, key=lambda r: r["n"]), path.with_suffix(""))
     print(table(sorted(results, key=lambda r: r["n"])))

@@ -1,4 +1,5 @@
-"""``python -m lab up [--web N] [--db oracle] | down | boot HOST | exec HOST CMD | status | check`` (as root)."""
+"""``python -m lab up [--web N] [--db oracle] | down | boot HOST | exec HOST CMD | status | check |
+slot N -- CMD | free N`` (as root)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 import sys
 import time
 
-from lab import entry, hosts, slot
+from lab import entry, hosts, slot, slots
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,10 +37,23 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("command")
     sub.add_parser("status", help="list the hosts and whether they run")
     sub.add_parser("check", help="is the lab whole? (every host running, routed through the bridge, sshd answering)")
+    in_slot = sub.add_parser("slot", help="run a command with the lab in slot N (1-9): its own network namespace "
+                                       "svrctlN, host namespaces, disks; e.g. slot 1 -- python -m lab up")
+    in_slot.add_argument("slot")
+    in_slot.add_argument("command", nargs=argparse.REMAINDER)
+    free = sub.add_parser("free", help="take down slot N's lab, whatever is left of it, and its network namespace")
+    free.add_argument("slot")
     args = p.parse_args(argv)
     if os.geteuid() != 0:
         print("lab: must run as root (network namespaces, mounts)", file=sys.stderr)
         return 2
+    if args.verb == "slot":
+        return slots.run(args.slot, args.command[1:] if args.command[:1] == ["--"] else args.command)
+    if args.verb == "free":
+        slots.free(args.slot)
+        left = slots.leftovers(args.slot)
+        print(f"lab: slot {args.slot} freed" if not left else f"lab: slot {args.slot}: still there: {'; '.join(left)}")
+        return 1 if left else 0
     if args.verb == "up":
         t0 = time.monotonic()
         up_hosts = hosts.up(args.web, args.init, args.kind, args.python, args.db)

@@ -15,6 +15,7 @@ against; its ``restart`` takes a known, short time), with no init scripts, syslo
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -65,6 +66,9 @@ ORACLE_FILES = FILES / "oracle"
 ORACLE_PHASES = {"MOUNT": 3.0, "OPEN": 3.0, "PDB": 2.0, "REGISTER": 3.0, "CLOSE": 1.0}
 # This machine's Debian Python, bound read-only into the hosts when asked (Ansible's modules need one).
 MACHINE_PYTHON = Path("/usr/bin/python3.11")
+# This lab's hosts (what ``current()`` reads), one file per slot: labs in several slots share STATE's keys,
+# known_hosts and ssh_config (the same name always has the same address and host key).
+HOSTS_FILE = STATE / (f"hosts-slot{SLOT}.json" if SLOT else "hosts.json")
 
 
 @dataclass(frozen=True)
@@ -129,10 +133,21 @@ def sh(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
 # --- keys -------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _state_lock():
+    """Hold STATE's lock: labs in other slots, brought up from this checkout at the same time, create
+    and write the same keys and client files."""
+    STATE.mkdir(mode=0o700, exist_ok=True)
+    with (STATE / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def _keypair(path: Path, comment: str) -> str:
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path))
+    with _state_lock():
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path))
     return (path.with_suffix(".pub")).read_text().strip()
 
 
@@ -645,21 +660,37 @@ def _app_db(h: LabHost) -> None:
 # --- what Fabric and the tests read ------------------------------------------------------------
 
 
+def _replace(path: Path, text: str) -> None:
+    """Write a file whole, atomically (a lab in another slot may be reading it)."""
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _every_slots_hosts() -> list[LabHost]:
+    """The hosts of the labs of every slot brought up from this checkout (each name once)."""
+    seen: dict[str, LabHost] = {}
+    for f in sorted(STATE.glob("hosts*.json")):
+        for d in json.loads(f.read_text()):
+            seen.setdefault(d["name"], LabHost(**d))
+    return sorted(seen.values(), key=lambda h: (h.role != "db", len(h.name), h.name))
+
+
 def _write_client_files(hosts: list[LabHost]) -> None:
-    known = "".join(
-        f"{h.address} {(STATE / 'hostkeys' / h.name / 'ssh_host_ed25519_key.pub').read_text().split(' ')[0]} "
-        f"{(STATE / 'hostkeys' / h.name / 'ssh_host_ed25519_key.pub').read_text().split(' ')[1]}\n"
-        for h in hosts
-    )
-    (STATE / "known_hosts").write_text(known)
-    cfg = "".join(
-        f"Host {h.name}\n  HostName {h.address}\n  User root\n  IdentityFile {STATE / 'admin_key'}\n"
-        f"  IdentitiesOnly yes\n  UserKnownHostsFile {STATE / 'known_hosts'}\n"
-        "  StrictHostKeyChecking yes\n  BatchMode yes\n  ConnectTimeout 5\n\n"
-        for h in hosts
-    )
-    (STATE / "ssh_config").write_text(cfg)
-    (STATE / "hosts.json").write_text(json.dumps([asdict(h) for h in hosts], indent=1))
+    """This lab's hosts, and known_hosts and ssh_config for every slot's hosts (one lab: its own)."""
+    with _state_lock():
+        _replace(HOSTS_FILE, json.dumps([asdict(h) for h in hosts], indent=1))
+        every = _every_slots_hosts()
+        pub = {h.name: (STATE / "hostkeys" / h.name / "ssh_host_ed25519_key.pub").read_text().split(" ")
+               for h in every}
+        _replace(STATE / "known_hosts", "".join(f"{h.address} {pub[h.name][0]} {pub[h.name][1]}\n" for h in every))
+        cfg = "".join(
+            f"Host {h.name}\n  HostName {h.address}\n  User root\n  IdentityFile {STATE / 'admin_key'}\n"
+            f"  IdentitiesOnly yes\n  UserKnownHostsFile {STATE / 'known_hosts'}\n"
+            "  StrictHostKeyChecking yes\n  BatchMode yes\n  ConnectTimeout 5\n\n"
+            for h in every
+        )
+        _replace(STATE / "ssh_config", cfg)
 
 
 def inventory_data(name: str = "lab.yaml") -> dict:
@@ -678,7 +709,7 @@ def inventory_data(name: str = "lab.yaml") -> dict:
 def current() -> list[LabHost]:
     """The hosts of the lab that is up (or was last brought up)."""
     try:
-        return [LabHost(**d) for d in json.loads((STATE / "hosts.json").read_text())]
+        return [LabHost(**d) for d in json.loads(HOSTS_FILE.read_text())]
     except FileNotFoundError:
         return []
 
@@ -766,8 +797,10 @@ def down(wait: float = WAIT) -> None:
         for ns in spaces.values():
             sh("ip", "netns", "del", ns, check=False)
         sh("ip", "link", "del", BRIDGE, check=False)
-        (STATE / "hosts.json").unlink(missing_ok=True)
+        HOSTS_FILE.unlink(missing_ok=True)
         _gone(names)
+        with contextlib.suppress(OSError):
+            VAR.rmdir()  # empty now
 
 
 def _gone(names: set[str], timeout: float = 15) -> None:

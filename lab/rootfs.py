@@ -11,6 +11,7 @@ each host only ever sees it as the read-only lower layer of its own overlayfs.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import re
 import shutil
@@ -71,10 +72,20 @@ def ensure_rootfs(log: bool = True) -> Path:
         return root
     if shutil.which("debootstrap") is None:
         raise LabError("lab: debootstrap is not installed; run `make lab-deps` first (as root)")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    # Labs in other slots (make test brings up two at once) wait for this one build, then use it.
+    with (CACHE / f".build-{recipe_key()}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (root / ".svrchain-complete").exists():
+            return root
+        return _build_rootfs(root, log)
+
+
+def _build_rootfs(root: Path, log: bool) -> Path:
+    """Build the cached root with debootstrap and chkconfig (under the build lock)."""
     source = chkconfig_source()
     tmp = root.with_name(root.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    CACHE.mkdir(parents=True, exist_ok=True)
     if log:
         print(f"lab: building the host root filesystem in {root} (once, cached; a few minutes, "
               f"a progress line every {PROGRESS_EVERY:.0f} s)", flush=True)

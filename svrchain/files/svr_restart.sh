@@ -19,6 +19,7 @@
 #   status  print the last run's status
 #   stop    nothing (SysV)
 
+set -u
 NAME=${0##*/}
 # Tests only: the fixed paths below under another root, honoured only when this script does NOT run
 # as root. Root's runs (init, systemd, the watcher, an admin's shell, sudo) always use the real
@@ -66,7 +67,7 @@ log() {
     local SHOWN
     inert "$*"
     logger -t "$NAME" -p daemon.notice -- "$SHOWN" 2>/dev/null
-    [ -z "$LOG" ] || printf '%s %s\n' "$(date '+%Y-%m-%dT%H:%M:%S%z')" "$SHOWN" >>"$LOG"
+    [ -z "$LOG" ] || printf '%(%Y-%m-%dT%H:%M:%S%z)T %s\n' -1 "$SHOWN" >>"$LOG"
 }
 
 # refuse WHY: the settings cannot be used; said on stderr and in syslog, nothing is restarted.
@@ -76,7 +77,16 @@ refuse() {
     return 1
 }
 
-now() { date +%s.%N; }
+now() {
+    if [ -n "${EPOCHREALTIME:-}" ]; then echo "${EPOCHREALTIME/,/.}"; else date +%s.%N; fi
+}
+
+# note HEAD [TAIL]: append "HEAD <the time now> TAIL" to the run's status (bash 5's clock: no process).
+note() {
+    local t=${EPOCHREALTIME:-}
+    [ -n "$t" ] || t=$(date +%s.%N)
+    printf '%s %s%s\n' "$1" "${t/,/.}" "${2:+ $2}" >>"$RUN_STATUS"
+}
 
 # --- The settings -------------------------------------------------------------------------------
 
@@ -219,11 +229,12 @@ wait_ready() {
             ok=0
         fi
         [ "$SECONDS" -lt "$deadline" ] || return 1
-        sleep "$READY_INTERVAL"
+        nap "$READY_INTERVAL"
     done
 }
 
-# proc_start PID: set START to the process's start time (clock ticks since boot); fails if it is gone.
+# proc_start PID: set the caller's START to the process's start time (clock ticks since boot); fails
+# if it is gone. (No process: the watcher runs it every interval.)
 proc_start() {
     local st
     START=
@@ -274,9 +285,10 @@ the_executable() {
 RUN_PID=
 RUN=
 run_id() {
-    local pid oldest=
+    local pid oldest='' START
     if [ -n "$RUN_COMMAND" ]; then
-        RUN=$(printf '%s\n' "$RUN_COMMAND" | sh 2>/dev/null | head -n 1)  # (stdin: as db_ready)
+        RUN=$(printf '%s\n' "$RUN_COMMAND" | sh 2>/dev/null)  # (stdin: as db_ready)
+        RUN=${RUN%%$'\n'*}
         return 0
     fi
     owner_uid || { RUN='' RUN_PID=''; return 0; }
@@ -317,17 +329,17 @@ ssh_setup() {
     SSH_OPTIONS=(-F /dev/null -o BatchMode=yes -o IdentitiesOnly=yes -o IdentityAgent=none
         -o GSSAPIAuthentication=no -o StrictHostKeyChecking=yes -o "UserKnownHostsFile=$KNOWN_HOSTS"
         -o GlobalKnownHostsFile=/dev/null -o "ConnectTimeout=$CONNECT_TIMEOUT")
-    KEX=()
+    SSH_OPTIONS+=(-o ServerAliveInterval=5 -o ServerAliveCountMax=2 -o LogLevel=ERROR)
     if ssh -Q kex 2>/dev/null | grep -qx curve25519-sha256; then
-        KEX=(-o "KexAlgorithms=curve25519-sha256,curve25519-sha256@libssh.org")
+        SSH_OPTIONS+=(-o "KexAlgorithms=curve25519-sha256,curve25519-sha256@libssh.org")
     fi
 }
 
-# ssh_to NAME ADDRESS PORT USER: set SSH (the command, with the restricted key, through the
-# connection opened in advance when there is one, else directly) and DEST for one web server.
+# ssh_to NAME ADDRESS PORT USER: set the caller's SSH (the command, with the restricted key, through
+# the connection opened in advance when there is one, else directly) and DEST for one web server.
+# (The caller declares both local: they are its own, not globals.)
 ssh_to() {
-    SSH=(ssh -n -T -i "$KEY" -p "$3" -S "$CONTROL/$1" "${SSH_OPTIONS[@]}"
-        -o ServerAliveInterval=5 -o ServerAliveCountMax=2 -o LogLevel=ERROR "${KEX[@]}")
+    SSH=(ssh -n -T -i "$KEY" -p "$3" -S "$CONTROL/$1" "${SSH_OPTIONS[@]}")
     DEST="$4@$2"
 }
 
@@ -345,14 +357,20 @@ nap() {
     fi
 }
 
-# bounded FUNC [ARG...]: run FUNC NAME ADDRESS PORT USER [ARG...] for every web server, in inventory
-# order, at most MAX_PARALLEL at once; return when all are done. Run it in a subshell of its own, so
-# that the jobs it waits for are only its own.
+# webs: every web server's entry, one a line, in inventory order (for bounded).
+webs() {
+    printf '%s\n' "${WEB_SERVERS[@]}"
+}
+
+# bounded LIMIT FUNC [ARG...]: run FUNC NAME ADDRESS PORT USER [ARG...] for each web server entry on
+# stdin, in order, at most LIMIT at once; return when all are done. Run it in a subshell of its own
+# (a pipe's end is one), so that the jobs it waits for are only its own.
 bounded() {
-    local fn=$1 w running=0 pids=()
-    shift
-    for w in "${WEB_SERVERS[@]}"; do
-        if [ "$running" -ge "$MAX_PARALLEL" ]; then
+    local limit=$1 fn=$2 w running=0 pids=()
+    shift 2
+    while IFS= read -r w; do
+        [ -n "$w" ] || continue
+        if [ "$running" -ge "$limit" ]; then
             if ((BASH_VERSINFO[0] * 100 + BASH_VERSINFO[1] >= 403)); then
                 wait -n
             else
@@ -362,7 +380,7 @@ bounded() {
             running=$((running - 1))
         fi
         # shellcheck disable=SC2086  # the entry is four words on purpose
-        "$fn" $w "$@" &
+        "$fn" $w "$@" </dev/null &
         pids+=($!)
         running=$((running + 1))
     done
@@ -373,6 +391,7 @@ bounded() {
 # command yet) and leave a mark that it was tried, whatever came of it. (--foreground: in the
 # connector's process group, so that ending the group ends it too.)
 connect_one() {
+    local SSH DEST
     ssh_to "$@"
     timeout --foreground $((CONNECT_TIMEOUT + 5)) "${SSH[@]}" -f -N -o ControlMaster=yes "$DEST" >/dev/null 2>&1
     : >"$CONTROL/$1.tried"
@@ -396,8 +415,8 @@ connect_all() {
 connector() {
     RUN_STATUS=$1
     ssh_setup  # the same pinned options as every connection of the key
-    bounded connect_one
-    [ ! -e "$RUN_STATUS" ] || echo "connected $(now)" >>"$RUN_STATUS"
+    webs | bounded "$MAX_PARALLEL" connect_one
+    [ ! -e "$RUN_STATUS" ] || note connected
 }
 
 # Wait for the connection to NAME to have been tried (the connections are opened in the order the
@@ -409,16 +428,20 @@ await_connection() {
     done
 }
 
+# disconnect_one NAME ADDRESS PORT USER: tell the connection opened to NAME, if any, to exit.
+disconnect_one() {
+    local SSH DEST
+    [ -e "$CONTROL/$1" ] || return 0
+    ssh_to "$@"
+    "${SSH[@]}" -O exit "$DEST" >/dev/null 2>&1
+    return 0
+}
+
 disconnect_all() {
-    local w
     # First the connector and every connection it is still opening (its process group), then each
     # open connection told to exit, then any left: no process of this run outlives it.
     [ -z "$CONNECTOR" ] || kill -TERM -- "-$CONNECTOR" 2>/dev/null
-    for w in "${WEB_SERVERS[@]}"; do
-        # shellcheck disable=SC2086
-        ssh_to $w
-        "${SSH[@]}" -O exit "$DEST" >/dev/null 2>&1
-    done
+    webs | bounded "$MAX_PARALLEL" disconnect_one 9>&-
     pkill -f -- "-S $CONTROL/" 2>/dev/null
     rm -f "$CONTROL"/*.tried "$CONTROL"/*.why
     return 0
@@ -427,7 +450,7 @@ disconnect_all() {
 # restart_one NAME ADDRESS PORT USER READY: one web server, with retries and backoff. Before a retry
 # it asks the gate: a restart that succeeded after READY but whose answer was lost is not repeated.
 restart_one() {
-    local name=$1 address=$2 attempt=1 delay=1 out rc
+    local name=$1 address=$2 attempt=1 delay=1 out rc SSH DEST
     ssh_to "$@"
     await_connection "$name"
     while :; do
@@ -438,26 +461,26 @@ restart_one() {
             rc=0
         fi
         if [ "$rc" -eq 0 ]; then
+            note "web $name ok"
             log "$name ($address): web server restarted"
-            echo "web $name ok $(now)" >>"$RUN_STATUS"
             return 0
         fi
         case "$out" in
             *"Host key verification failed"* | *"HOST IDENTIFICATION HAS CHANGED"*)
                 log "$name ($address): REFUSED: its host key is not the one pinned in $KNOWN_HOSTS; not retrying"
-                echo "web $name hostkey $(now)" >>"$RUN_STATUS"
+                note "web $name hostkey"
                 why "$name" "its host key is not the one pinned in $KNOWN_HOSTS"
                 return 1
                 ;;
         esac
         if [ "$attempt" -ge "$RETRIES" ]; then
             log "$name ($address): FAILED after $attempt attempts (exit $rc): ${out//$'\n'/ }"
-            echo "web $name failed $(now)" >>"$RUN_STATUS"
+            note "web $name failed"
             why "$name" "no restart after $attempt attempts (exit $rc): ${out//$'\n'/ }"
             return 1
         fi
         log "$name ($address): attempt $attempt failed (exit $rc), retrying in ${delay}s"
-        sleep "$delay"
+        nap "$delay"
         attempt=$((attempt + 1))
         delay=$((delay * 2))
     done
@@ -467,12 +490,13 @@ restart_one() {
 # success), or the host booted, after READY (then nothing is owed), 1 when not, 2 when it does not
 # answer: from the gate's "status".
 fresh_since() {
-    local out last booted
+    local out SSH DEST
     ssh_to "$1" "$2" "$3" "$4"
-    out=$(timeout "$RESTART_TIMEOUT" "${SSH[@]}" -o ControlMaster=no "$DEST" status 2>/dev/null) || return 2
-    last=$(echo "$out" | sed -n 's/^last restart: \([0-9.]*\), exit 0$/\1/p')
-    booted=$(echo "$out" | sed -n 's/^booted: \([0-9.]*\)$/\1/p')
-    awk -v r="$5" -v a="${last:-0}" -v b="${booted:-0}" 'BEGIN {exit !(a >= r || b >= r)}'
+    out=$(timeout "$RESTART_TIMEOUT" "${SSH[@]}" -o ControlMaster=no "$DEST" status 2>/dev/null 9>&-) || return 2
+    printf '%s\n' "$out" | awk -v r="$5" '
+        /^last restart: [0-9.]+, exit 0$/ { sub(/,.*/, "", $3); if ($3 + 0 >= r + 0) fresh = 1 }
+        /^booted: [0-9.]+$/ { if ($2 + 0 >= r + 0) fresh = 1 }
+        END { exit !fresh }'
 }
 
 # --- The on-call hooks --------------------------------------------------------------------------
@@ -484,17 +508,22 @@ why() {
     return 0
 }
 
-# not_restarted: set FAILED (the web servers this run did not restart, by name, in inventory order)
-# and REASONS ("name: why; ...") from the run's status.
+# restarted STATUS: the names of the web servers STATUS (a run's) says were restarted, one a line.
+restarted() {
+    awk '$1 == "web" && $3 == "ok" {print $2}' "$1"
+}
+
+# not_restarted STATUS: the web servers the run did not restart, by name, in inventory order, each
+# with why ("name<TAB>why" lines).
 not_restarted() {
-    local w name state reason
-    FAILED='' REASONS=''
+    local w name reason ok
+    ok=" $(restarted "$1" | tr '\n' ' ')"
     for w in "${WEB_SERVERS[@]}"; do
         name=${w%% *}
-        state=$(awk -v n="$name" '$1 == "web" && $2 == n {s = $3} END {print s}' "$RUN_STATUS")
-        [ "$state" != ok ] || continue
-        reason=$(cat "$CONTROL/$name.why" 2>/dev/null)
-        FAILED+="${FAILED:+ }$name" REASONS+="${REASONS:+; }$name: ${reason:-no result}"
+        [[ $ok != *" $name "* ]] || continue
+        reason=
+        read -r reason 2>/dev/null <"$CONTROL/$name.why"
+        printf '%s\t%s\n' "$name" "${reason:-no result}"
     done
 }
 
@@ -559,44 +588,40 @@ lock() {
     flock "$@" 9 || return 1
 }
 
-# settle_owed RUN READY: after a run's restarts, every web server that was not restarted is owed one
-# (for that run); the watcher retries it until it answers.
-settle_owed() {
-    local w name state
-    for w in "${WEB_SERVERS[@]}"; do
-        name=${w%% *}
-        state=$(awk -v n="$name" '$1 == "web" && $2 == n {s = $3} END {print s}' "$RUN_STATUS")
-        if [ "$state" = ok ]; then
-            rm -f "$OWED/$name"
-        else
-            write_file "$OWED/$name" "$1 $2"
-        fi
-    done
-}
-
-# restart_all READY: every web server, at most MAX_PARALLEL at once (each writes its result to
-# RUN_STATUS); 0 when each was restarted.
+# restart_all READY: every web server (each writes its result to RUN_STATUS); 0 when each was
+# restarted. Those whose connection is open already (no handshake to make) all at once, up to
+# 8 x MAX_PARALLEL; the others (their connection still being opened, or none), at most MAX_PARALLEL
+# at once. Every web server not restarted is owed a restart (for this run): the watcher restarts it
+# as soon as it answers.
 restart_all() {
-    local failed restarted
-    (bounded restart_one "$1") 9>&-
-    restarted=$(awk '$1 == "web" && $3 == "ok" {n++} END {print n + 0}' "$RUN_STATUS")
-    failed=$((${#WEB_SERVERS[@]} - restarted))
+    local left name why failed='' reasons='' n=0 w open=() later=()
+    for w in "${WEB_SERVERS[@]}"; do
+        if [ -e "$CONTROL/${w%% *}" ]; then open+=("$w"); else later+=("$w"); fi
+    done
+    (
+        [ "${#open[@]}" -eq 0 ] || printf '%s\n' "${open[@]}" | bounded $((8 * MAX_PARALLEL)) restart_one "$1" &
+        [ "${#later[@]}" -eq 0 ] || printf '%s\n' "${later[@]}" | bounded "$MAX_PARALLEL" restart_one "$1" &
+        wait
+    ) 9>&-
+    left=$(not_restarted "$RUN_STATUS")
+    rm -f "$OWED"/*
+    while IFS=$'\t' read -r name why; do
+        [ -n "$name" ] || continue
+        write_file "$OWED/$name" "${RUN:-unknown} $1"
+        n=$((n + 1)) failed+="${failed:+ }$name" reasons+="${reasons:+; }$name: $why"
+    done <<<"$left"
     write_file "$HANDLED" "${RUN:-unknown} $1"
-    settle_owed "${RUN:-unknown}" "$1"
-    if [ "$failed" -eq 0 ]; then
+    if [ -z "$failed" ]; then
         log "all ${#WEB_SERVERS[@]} web server(s) restarted"
-        echo "finished $(now) ok" >>"$RUN_STATUS"
-    else
-        log "$failed of ${#WEB_SERVERS[@]} web server(s) NOT restarted: owed a restart, retried until they answer"
-        echo "finished $(now) failed" >>"$RUN_STATUS"
-    fi
-    [ "$failed" -eq 0 ] || not_restarted
-    mv -f "$RUN_STATUS" "$STATUS"
-    if [ "$failed" -eq 0 ]; then
+        note finished ok
+        mv -f "$RUN_STATUS" "$STATUS"
         hook success ok "" ""
         return 0
     fi
-    hook failure failed "$FAILED" "$REASONS"
+    log "$n of ${#WEB_SERVERS[@]} web server(s) NOT restarted: owed a restart, retried as soon as they answer"
+    note finished failed
+    mv -f "$RUN_STATUS" "$STATUS"
+    hook failure failed "$failed" "$reasons"
     return 1
 }
 
@@ -624,14 +649,14 @@ start() {
     esac
     rm -f "$STATUS".??????  # the status of a run that died (a power cut) before it finished
     RUN_STATUS=$(mktemp "$STATUS.XXXXXX")
-    echo "started $(now)" >>"$RUN_STATUS"
+    note started
     log "database (re)started: waiting up to ${READY_TIMEOUT}s for it to be ready"
     ssh_setup
     trap disconnect_all EXIT
     connect_all
     if ! wait_ready; then
         log "database not ready after ${READY_TIMEOUT}s: web servers NOT restarted"
-        echo "finished $(now) notready" >>"$RUN_STATUS"
+        note finished notready
         mv -f "$RUN_STATUS" "$STATUS"
         not_ready_hook
         return 1
@@ -652,49 +677,85 @@ start() {
     restart_all "$ready_at"
 }
 
-# web_entry NAME: set WEB to NAME's entry ("name address port user"); 1 when it is no longer a web
-# server of this chain.
-web_entry() {
-    local w
-    WEB=
-    for w in "${WEB_SERVERS[@]}"; do
-        [ "${w%% *}" != "$1" ] || WEB=$w
-    done
-    [ -n "$WEB" ]
+# answers ADDRESS PORT: 0 when the port accepts a TCP connection within CONNECT_TIMEOUT (bash's own
+# /dev/tcp: no SSH handshake, nothing sent; closed at once).
+answers() {
+    # shellcheck disable=SC2016  # expanded by that bash, from its arguments
+    timeout "$CONNECT_TIMEOUT" bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$1" "$2" </dev/null >/dev/null 2>&1 9>&-
 }
 
-# retry: restart the web servers still owed one (a new run of the database covers them too).
+# probe_owed NAME ADDRESS PORT USER: for an owed web server, leave the mark $CONTROL/NAME.up when its
+# port answers and the backoff of its SSH failures ($CONTROL/NAME.wait: "<not before> <next wait>")
+# allows a try now. A port that does not answer clears that backoff: the first answer is tried at once.
+probe_owed() {
+    local wait=$CONTROL/$1.wait not_before=0 _
+    [ -f "$OWED/$1" ] || return 0
+    if ! answers "$2" "$3"; then
+        [ ! -e "$wait" ] || rm -f "$wait"
+        return 0
+    fi
+    read -r not_before _ 2>/dev/null <"$wait"
+    [[ $not_before =~ ^[0-9]+$ ]] || not_before=0
+    [ "${EPOCHSECONDS:-$(date +%s)}" -lt "$not_before" ] || : >"$CONTROL/$1.up"
+}
+
+# retry_owed NAME ADDRESS PORT USER: restart one owed web server whose port answers, over one
+# connection (its gate's status first: one restarted or booted since is owed nothing). On failure,
+# its next SSH try waits, doubling from 5 s to 5 minutes while its port answers.
+retry_owed() {
+    local name=$1 run ready done=
+    [ -e "$CONTROL/$name.up" ] || return 0
+    rm -f "$CONTROL/$name.up"
+    read -r run ready <"$OWED/$name" 2>/dev/null || return 0
+    log "$name: answers again (port $3): retrying the restart owed since the database's run $run"
+    connect_one "$@"
+    fresh_since "$@" "$ready"
+    case $? in
+        0) done="restarted or booted after the database's run $run was ready: no restart owed" ;;
+        1) ! restart_one "$@" "$ready" || done="the restart owed since the database's run $run is done" ;;
+        *) log "$name: its port answers, but not its gate" ;;
+    esac
+    disconnect_one "$@"
+    if [ -n "$done" ]; then
+        log "$name: $done"
+        rm -f "$OWED/$name" "$CONTROL/$name.wait"
+    else
+        back_off "$name"
+    fi
+}
+
+# back_off NAME: NAME's port answers but its restart failed: the next SSH try waits ("<not before>
+# <next wait>" in $CONTROL/NAME.wait), 5 s, then twice as long each time, up to 5 minutes.
+back_off() {
+    local wait=5 _
+    read -r _ wait 2>/dev/null <"$CONTROL/$1.wait"
+    [[ $wait =~ ^[0-9]+$ ]] || wait=5
+    log "$1: next try in ${wait}s, or as soon as it answers again after not answering"
+    printf '%s %s\n' "$((${EPOCHSECONDS:-$(date +%s)} + wait))" "$((wait < 150 ? wait * 2 : 300))" >"$CONTROL/$1.wait"
+}
+
+# retry: restart the web servers still owed one whose port answers (a new run of the database covers
+# them too). The probes take no lock: only what answers waits for a run that is going.
 retry() {
-    local f name run ready
+    local f
     run_dir_ok || return 1
+    [ -d "$CONTROL" ] || mkdir -m 700 "$CONTROL"
+    for f in "$OWED"/*; do  # owed by a web server that is no longer one of this chain: nothing
+        [ ! -f "$f" ] || [ -n "${WEB_NAMES[${f##*/}]:-}" ] || rm -f "$f"
+    done
+    webs | bounded "$MAX_PARALLEL" probe_owed 9>&-
+    for f in "$CONTROL"/*.up; do
+        [ -e "$f" ] || return 0
+        break
+    done
     lock -n
     case $? in
-        1) return 0 ;;  # a run is going: it restarts every web server anyway
+        1) rm -f "$CONTROL"/*.up; return 0 ;;  # a run is going: it restarts every web server anyway
         2) return 1 ;;
     esac
     RUN_STATUS=/dev/null
     ssh_setup
-    for f in "$OWED"/*; do
-        [ -f "$f" ] || continue
-        name=${f##*/}
-        read -r run ready <"$f" || continue
-        web_entry "$name" || { rm -f "$f"; continue; }
-        # shellcheck disable=SC2086  # the entry is four words on purpose
-        set -- $WEB
-        fresh_since "$@" "$ready"
-        case $? in
-            0)
-                log "$name: restarted or booted after the database's run $run was ready: no restart owed"
-                rm -f "$f"
-                ;;
-            1)
-                if restart_one "$@" "$ready"; then
-                    log "$name: the restart owed since the database's run $run is done"
-                    rm -f "$f"
-                fi
-                ;;
-        esac  # 2: it still does not answer; the next try is later
-    done
+    webs | bounded "$MAX_PARALLEL" retry_owed 9>&-
 }
 
 # --- The watcher --------------------------------------------------------------------------------
@@ -711,9 +772,21 @@ busy() {
     ! flock -n "$LOCK" true 2>/dev/null
 }
 
-# tick: the watcher looked at the database now, and saw RUN (written whole: verify reads it).
+# tick: the watcher looked at the database now, and saw RUN. Without a process (it runs every
+# interval): one write over the line before, in place, padded with spaces to the longest line
+# written yet (verify reads it whole: a shorter line leaves no tail of the last). The first one
+# truncates the file a watcher before it left.
+TICK_WIDTH=0
 tick() {
-    printf '%(%s)T %s\n' -1 "${RUN:-none}" >"$WATCH_TICK.new" && mv -f "$WATCH_TICK.new" "$WATCH_TICK"
+    local line
+    printf -v line '%(%s)T %s' -1 "${RUN:-none}"
+    if [ "$TICK_WIDTH" -eq 0 ]; then
+        TICK_WIDTH=$((${#line} + 40))
+        printf '%-*s\n' "$TICK_WIDTH" "$line" >"$WATCH_TICK"
+    else
+        [ "${#line}" -le "$TICK_WIDTH" ] || TICK_WIDTH=${#line}
+        printf '%-*s\n' "$TICK_WIDTH" "$line" 1<>"$WATCH_TICK"
+    fi
 }
 
 # upgrade_handled: a run followed by an earlier trigger is "<pid>.<start>", without its uid; when it
@@ -728,11 +801,38 @@ upgrade_handled() {
     fi
 }
 
+# fire: start the trigger for the database's new run RUN, unless it is followed or a run is going;
+# again for the same run (one that never became ready) only after FIRE_WAIT, doubling to 5 minutes.
+FIRED='' NEXT_FIRE=0 FIRE_WAIT=5
+fire() {
+    [ "$RUN" != "$FIRED" ] || [ "$SECONDS" -ge "$NEXT_FIRE" ] || return 0
+    ! busy || return 0
+    if [ "$RUN" = "$FIRED" ]; then
+        FIRE_WAIT=$((FIRE_WAIT < 150 ? FIRE_WAIT * 2 : 300))
+    else
+        FIRE_WAIT=5
+        log "new run of the database ($RUN): starting the trigger"
+    fi
+    setsid "$0" start </dev/null >/dev/null 2>&1 &
+    FIRED=$RUN NEXT_FIRE=$((SECONDS + FIRE_WAIT))
+}
+
+# retry_owed_soon: while web servers are owed a restart, every interval (one retry at a time): each
+# one's port is probed (a TCP connect, no handshake), and one that answers is restarted.
+RETRY_PID=
+retry_owed_soon() {
+    owed_any || return 0
+    [ -z "$RETRY_PID" ] || ! kill -0 "$RETRY_PID" 2>/dev/null || return 0
+    setsid "$0" retry </dev/null >/dev/null 2>&1 &
+    RETRY_PID=$!
+}
+
 # watch: notice each new run of the database within WATCH_INTERVAL, whatever started it (a DBA's own
 # restart, a crash and a manual start, srvctl, the service), and start the trigger for it once;
-# retry the web servers still owed a restart, backing off to 5 minutes.
+# restart the web servers still owed one as soon as they answer. A look forks no process when the
+# database's run is told by its process (run_process) and nothing is owed.
 watch() {
-    local fired='' next_fire=0 fire_wait=5 next_owed=0 owed_wait=5 handled
+    local handled _
     mkdir -p "$OWED"
     run_dir_ok || exit 1
     echo "$$" >"$WATCH_PIDFILE"
@@ -749,27 +849,10 @@ watch() {
         run_id
         tick
         handled=
-        read -r handled _ 2>/dev/null <"$HANDLED"  # (no subshell: this loop runs every interval)
-        if [ -n "$RUN" ] && [ "$RUN" != "$handled" ] && ! busy &&
-            { [ "$RUN" != "$fired" ] || [ "$SECONDS" -ge "$next_fire" ]; }; then
-            if [ "$RUN" = "$fired" ]; then
-                fire_wait=$((fire_wait < 150 ? fire_wait * 2 : 300))  # it never became ready
-            else
-                fire_wait=5
-                log "new run of the database ($RUN): starting the trigger"
-            fi
-            setsid "$0" start </dev/null >/dev/null 2>&1 &
-            fired=$RUN
-            next_fire=$((SECONDS + fire_wait))
-        fi
-        if ! owed_any; then
-            owed_wait=5
-        elif [ "$SECONDS" -ge "$next_owed" ] && ! busy; then
-            setsid "$0" retry </dev/null >/dev/null 2>&1 &
-            next_owed=$((SECONDS + owed_wait))
-            owed_wait=$((owed_wait < 150 ? owed_wait * 2 : 300))
-        fi
-        sleep "$WATCH_INTERVAL"
+        read -r handled _ 2>/dev/null <"$HANDLED"
+        [ -z "$RUN" ] || [ "$RUN" = "$handled" ] || fire
+        retry_owed_soon
+        nap "$WATCH_INTERVAL"
     done
 }
 
@@ -833,5 +916,5 @@ case "$1" in
         echo "${RUN:-none}"
         ;;
     config) show_config ;;
-    connect) connector "$2" ;;  # (start's own: the run's connections)
+    connect) connector "${2:-/dev/null}" ;;  # (start's own: the run's connections)
 esac

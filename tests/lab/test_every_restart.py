@@ -151,7 +151,7 @@ def test_a_web_server_away_during_the_run_is_restarted_when_it_is_back(chain):
         v = chain.fab("verify")
         assert v.returncode == 3  # web2 is not reached
         assert re.search(r"^db +owed restarts +GAP +web2 ", v.stdout, re.M), v.stdout
-    # Back: the watcher retries (backing off from 5 s) and restarts it, without an admin.
+    # Back: the watcher, probing its port every interval, restarts it once it answers, without an admin.
     end = time.monotonic() + 90
     while gate_restarts(chain)["web2"] == before["web2"]:
         assert time.monotonic() < end, chain.console("db", "tail -5 /var/log/svr_restart.log").stdout
@@ -164,6 +164,49 @@ def test_a_web_server_away_during_the_run_is_restarted_when_it_is_back(chain):
         assert time.monotonic() < end
         time.sleep(0.3)
     chain.verify_ok()
+
+
+def accepted(lab, web: str) -> int:
+    """SSH logins the web server's sshd accepted so far."""
+    return int(lab.console(web, "grep -c 'Accepted publickey' /var/log/auth.log; true").stdout.split()[0])
+
+
+def test_a_web_server_away_longer_than_a_backoff_is_restarted_once_its_port_answers(chain):
+    """Issue 23: away for longer than the old backoff's first steps (5 s, then 10 s), then back: the
+    watcher, probing its port every interval, tries it once it answers (its first try, one connection)
+    and it is restarted. (Order and occurrence are asserted, never how long it took.)"""
+    old, before = chain.settled(), gate_restarts(chain)
+    sshd = ("systemctl stop ssh.socket ssh.service" if chain.init == "systemd" else "/etc/init.d/ssh stop")
+    back = "systemctl start ssh.service" if chain.init == "systemd" else "/etc/init.d/ssh start"
+    mark = len(chain.console("db", "cat /var/log/svr_restart.log").stdout)
+    chain.console("web2", sshd)
+    try:
+        dba(chain, "restart")
+        assert chain.settled() != old
+        end = time.monotonic() + 60
+        while not chain.console("db", "ls /var/lib/svrchain/svr_restart.owed").stdout.split():
+            assert time.monotonic() < end, "web2 was not marked as owed a restart"
+            time.sleep(0.5)
+        time.sleep(20)  # away through the old backoff's 5 s and 10 s steps: 40 of the watcher's intervals
+        log = chain.console("db", "cat /var/log/svr_restart.log").stdout[mark:]
+        assert "web2: answers again" not in log and "web2: next try" not in log  # nothing but TCP probes
+    finally:
+        logins = accepted(chain, "web2")
+        chain.console("web2", back)
+    end = time.monotonic() + 90  # (a net: it follows within a few of the watcher's intervals)
+    while gate_restarts(chain)["web2"] == before["web2"]:
+        assert time.monotonic() < end, chain.console("db", "tail -5 /var/log/svr_restart.log").stdout
+        time.sleep(0.2)
+    while chain.console("db", "ls /var/lib/svrchain/svr_restart.owed").stdout.split():  # the trigger's side done
+        assert time.monotonic() < end, chain.console("db", "tail -5 /var/log/svr_restart.log").stdout
+        time.sleep(0.2)
+    log = chain.console("db", "cat /var/log/svr_restart.log").stdout[mark:]
+    assert log.count("web2: answers again (port 22)") == 1, log  # its first try after it answered
+    assert log.index("web2: answers again") < log.index("web2: the restart owed since the database's run")
+    assert accepted(chain, "web2") == logins + 1  # one connection: the gate's status and the restart
+    assert gate_restarts(chain) == {"web1": before["web1"] + 1, "web2": before["web2"] + 1}
+    assert chain.wait_page("web2", 200)[0] == 200
+    assert apache_started(chain, "web2") >= ready_time(chain)
 
 
 def test_a_web_server_rebooted_after_the_run_is_owed_nothing(chain):

@@ -3,6 +3,8 @@
 A temporary root holds what the trigger uses on a DB host (``etc/svrchain/<name>.conf``,
 ``var/lib/svrchain``, ``run/svrchain``) and the stand-ins on PATH:
 
+- each web server is a loopback address (127.0.0.21, .22, ...) with a real TCP port of its own, which
+  accepts connections (the trigger's probe of an owed web server) unless its mode is ``down``;
 - ``ssh`` records every call (one line: time, then its arguments, shell-quoted) and answers for each
   web server from ``hosts/<address>/mode``: ``ok`` (the default), ``fail N`` (unreachable for its
   first N restarts), ``says`` (fails, saying ``hosts/<address>/says`` on stderr), ``down`` (unreachable),
@@ -19,11 +21,15 @@ the temporary root.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,7 +49,13 @@ for a in "$@"; do printf -v q '%q' "$a"; line+=" $q"; done
 printf '%s\n' "$line" >>"$H/ssh.log"
 case " $* " in
     *" -Q kex "*) printf 'curve25519-sha256\ncurve25519-sha256@libssh.org\n'; exit 0 ;;
-    *" -O exit "* | *" -N "*) exit 0 ;;
+esac
+# The connection opened in advance leaves its socket (a file, here) at -S's path until told to exit.
+args=("$@")
+for ((i = 0; i < $#; i++)); do [ "${args[i]}" != -S ] || control=${args[i + 1]}; done
+case " $* " in
+    *" -O exit "*) rm -f "$control"; exit 0 ;;
+    *" -N "*) : >"$control"; exit 0 ;;
 esac
 verb=${*: -1}
 dest=${*: -2:1}
@@ -92,13 +104,15 @@ printf '%s\\n' "$*" >>@ROOT@/syslog
 def inventory(root: Path, webs: int = 2, db: dict | None = None, **trigger: int | str) -> Inventory:
     """An inventory whose trigger uses the stand-ins under ``root``: quick timeouts, ``webs`` web servers;
     ``db`` replaces keys of the DB's section (a key given None is left out)."""
+    ports = json.loads((root / "ports.json").read_text()) if (root / "ports.json").exists() else {}
     data = {
         "connect": {"user": "root", "identity": "k", "known_hosts": "kh"},
         "db": {"name": "db", "address": "198.18.0.10", "script": "dbora",
                "ready": {"command": f"{root}/bin/probe", "timeout": 2, "interval": 0.05},
                "run": {"command": f"cat {root}/runid", "interval": 0.1}},
         "web": {"user": "root", "restart_command": "/etc/init.d/apache2 restart",
-                "servers": [{"name": f"web{i}", "address": f"198.18.0.{20 + i}", "health_url": "http://x/"}
+                "servers": [{"name": f"web{i}", "address": address(i), "health_url": "http://x/",
+                             **({"port": ports[address(i)]} if address(i) in ports else {})}
                             for i in range(1, webs + 1)]},
         "key": {"path": f"{root}/key"},
         "trigger": {"known_hosts": f"{root}/known_hosts", "log": f"{root}/trigger.log",
@@ -108,6 +122,40 @@ def inventory(root: Path, webs: int = 2, db: dict | None = None, **trigger: int 
     return parse(yaml.safe_dump(data), Path("inventory/test.yaml"))
 
 
+def address(i: int) -> str:
+    """Web server ``i``'s address (loopback: the trigger's probe really connects to it)."""
+    return f"127.0.0.{20 + i}"
+
+
+class Port:
+    """A web server's TCP port: bound to its address all along (no one else takes it), listening
+    (each connection accepted and closed) or not (a connection is refused, as to a stopped sshd)."""
+
+    def __init__(self, addr: str, port: int = 0) -> None:
+        self.addr, self.sock = addr, socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((addr, port))
+        self.port = self.sock.getsockname()[1]
+
+    def listen(self) -> Port:
+        self.sock.listen(64)
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            conn.close()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+
 @dataclass
 class Trigger:
     """The trigger installed under a temporary root, and what its stand-ins saw."""
@@ -115,6 +163,7 @@ class Trigger:
     root: Path
     inv: Inventory
     env: dict[str, str] = field(default_factory=dict)
+    ports: dict[str, Port] = field(default_factory=dict)
 
     @property
     def script(self) -> Path:
@@ -157,9 +206,17 @@ class Trigger:
         self.own(d)
         if mode is not None:
             (d / "mode").write_text(mode + "\n")
+            self.answer(address, mode != "down")
         if booted is not None:
             (d / "booted").write_text(f"{booted}\n")
         return d
+
+    def answer(self, address: str, up: bool) -> None:
+        """Make the web server's port accept connections, or refuse them."""
+        old = self.ports.pop(address)
+        old.close()
+        new = Port(address, old.port)
+        self.ports[address] = new.listen() if up else new
 
     def restarts(self, address: str) -> list[float]:
         f = self.root / "hosts" / address / "restarts"
@@ -205,7 +262,9 @@ def make(webs: int = 2, **trigger: int | str) -> Trigger:
     for name, text in (("ssh", FAKE_SSH), ("probe", FAKE_PROBE), ("logger", FAKE_LOGGER)):
         (root / "bin" / name).write_text(text.replace("@ROOT@", str(root)))
         (root / "bin" / name).chmod(0o755)
-    t = Trigger(root, inventory(root, webs, **trigger))
+    ports = {address(i): Port(address(i)).listen() for i in range(1, webs + 1)}
+    (root / "ports.json").write_text(json.dumps({a: p.port for a, p in ports.items()}))
+    t = Trigger(root, inventory(root, webs, **trigger), ports=ports)
     t.probe(1)
     t.set_run("1234.5678")
     root.chmod(0o755)
@@ -220,4 +279,6 @@ def make(webs: int = 2, **trigger: int | str) -> Trigger:
 
 def remove(t: Trigger) -> None:
     """Remove the trigger's root (every run of it has ended: each test waits for its own)."""
+    for p in t.ports.values():
+        p.close()
     shutil.rmtree(t.root, ignore_errors=True)

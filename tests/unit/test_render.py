@@ -202,7 +202,8 @@ def test_trigger_fan_out_is_bounded_by_max_parallel(tmp_path):
     assert ("max_parallel", "3") in render.trigger_settings(inv)
     assert ("max_parallel", "32") in render.trigger_settings(INV)  # the default
     text = render.TRIGGER_SOURCE.read_text()
-    assert '(bounded restart_one "$1") 9>&-' in text and 'setsid "$0" connect "$RUN_STATUS"' in text
+    assert 'printf \'%s\\n\' "${later[@]}" | bounded "$MAX_PARALLEL" restart_one "$1" &' in text
+    assert 'webs | bounded "$MAX_PARALLEL" connect_one' in text and 'setsid "$0" connect "$RUN_STATUS"' in text
     # Each job marks itself running, notes how many run, and leaves: never more than 3 at once, every
     # web server once, the first three first.
     log = tmp_path / "log"
@@ -214,7 +215,7 @@ job() {{
     nap 0.3
     rmdir "{tmp_path}/run.$1"
 }}
-(bounded job)
+webs | bounded "$MAX_PARALLEL" job
 """
     r = subprocess.run(["bash", "-c", _bounded_program(12, 3, body)], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr

@@ -17,7 +17,7 @@ from svrchain.core import render
 from tests.unit import fake_trigger
 from tests.unit.fake_trigger import Trigger
 
-WEB1, WEB2 = "198.18.0.21", "198.18.0.22"
+WEB1, WEB2 = fake_trigger.address(1), fake_trigger.address(2)
 
 
 @pytest.fixture
@@ -66,6 +66,29 @@ def test_every_call_uses_the_pinned_options_the_restricted_key_and_curve25519(tr
     assert len([c for c in trig.ssh_calls() if "-O" in c[1]]) == 2
 
 
+def test_restarts_through_open_connections_go_out_at_once_beyond_max_parallel():
+    """Issue 23: max_parallel bounds the handshakes; the restarts through connections opened while the
+    database started (no handshake left to make) all go out at once. Four web servers, max_parallel 1,
+    each restart taking a while: every restart was asked for before the first one ended."""
+    t = fake_trigger.make(webs=4, max_parallel=1)
+    try:
+        # Ready once every connection is open (each leaves its socket).
+        sockets = " ".join(f"-e {t.root}/run/svrchain/svr_restart/web{i}" for i in range(1, 5)).replace(" -e", " -a -e")
+        t.configure(fake_trigger.inventory(t.root, 4, db={"ready": {"command": f"test {sockets}", "timeout": 30,
+                                                                    "interval": 0.05}}, max_parallel=1))
+        for i in range(1, 5):
+            t.host(fake_trigger.address(i), "slow 1")
+        assert t.run("start").returncode == 0, t.log
+        asked = [when for when, _ in t.ssh_calls("restart")]
+        ended = [x for i in range(1, 5) for x in t.restarts(fake_trigger.address(i))]
+        assert len(asked) == 4 and len(ended) == 4
+        assert max(asked) < min(ended), (asked, ended)
+        # Connections are opened one at a time (max_parallel 1), each once.
+        assert len([c for c in t.ssh_calls() if "-N" in c[1]]) == 4
+    finally:
+        fake_trigger.remove(t)
+
+
 def test_not_ready_restarts_nothing_and_the_status_says_notready(trig: Trigger):
     trig.probe("never")
     r = trig.run("start")
@@ -91,8 +114,8 @@ def test_retries_back_off_1_then_2_seconds(trig: Trigger):
     # A sleep is never shorter than asked (no upper bound: a loaded machine may be slower).
     assert times[1] - times[0] >= 0.9 and times[2] - times[1] >= 1.9, times
     assert len(trig.restarts(WEB1)) == 1 and trig.status.webs["web1"].state == "ok"
-    assert "web1 (198.18.0.21): attempt 1 failed (exit 255), retrying in 1s" in trig.log
-    assert "web1 (198.18.0.21): attempt 2 failed (exit 255), retrying in 2s" in trig.log
+    assert "web1 (127.0.0.21): attempt 1 failed (exit 255), retrying in 1s" in trig.log
+    assert "web1 (127.0.0.21): attempt 2 failed (exit 255), retrying in 2s" in trig.log
 
 
 def test_a_refused_host_key_is_not_retried_and_is_owed(trig: Trigger):
@@ -147,6 +170,116 @@ def test_a_lost_web_server_is_owed_then_restarted_by_retry_when_it_answers(once:
     assert trig.owed() == [] and len(trig.restarts(WEB2)) == 1
     assert len(trig.restarts(WEB1)) == 1  # the others are not restarted again
     assert "web2: the restart owed since the database's run 1234.5678 is done" in trig.log
+
+
+def calls_to(trig: Trigger, address: str) -> list[list[str]]:
+    """The ssh calls made to one web server (its connection opened, each verb, its exit)."""
+    return [a for _, a in trig.ssh_calls() if f"root@{address}" in a]
+
+
+def test_an_owed_web_server_gets_no_handshake_until_its_port_answers_then_one_connection(once: Trigger):
+    """Issue 23: an owed web server is probed with a TCP connect, never an SSH handshake, while its
+    port refuses; the first retry after it answers restarts it, over one connection (its status and
+    its restart through it)."""
+    trig = once
+    trig.host(WEB2, "down")
+    assert trig.run("start").returncode == 1 and trig.owed() == ["web2"]
+    before = len(calls_to(trig, WEB2))
+    for _ in range(3):
+        assert trig.run("retry").returncode == 0
+    assert len(calls_to(trig, WEB2)) == before and trig.owed() == ["web2"]  # no ssh at all while away
+    assert "answers again" not in trig.log
+    trig.host(WEB2, "ok")
+    assert trig.run("retry").returncode == 0
+    calls = calls_to(trig, WEB2)[before:]
+    assert [c[-1] if "-N" not in c and "-O" not in c else c[c.index("-N" if "-N" in c else "-O")] for c in calls] \
+        == ["-N", "status", "restart", "-O"], calls
+    assert len([c for c in calls if "ControlMaster=yes" in c]) == 1  # the one connection
+    assert len({c[c.index("-S") + 1] for c in calls}) == 1  # every call through its socket
+    assert trig.owed() == [] and len(trig.restarts(WEB2)) == 1
+    assert "web2: answers again (port " in trig.log
+
+
+def test_a_port_that_answers_with_a_failing_gate_backs_off_until_it_stops_answering(once: Trigger):
+    """A web server whose port answers but whose restart fails is not tried every interval (the SSH
+    tries back off); once its port has stopped answering, its next answer is tried at once."""
+    trig = once
+    trig.host(WEB2, "down")
+    trig.run("start")
+    (trig.host(WEB2, "says") / "says").write_text("the gate is broken\n")
+    assert trig.run("retry").returncode == 0
+    tried = len(calls_to(trig, WEB2))
+    assert trig.owed() == ["web2"] and "web2: next try in 5s" in trig.log
+    assert trig.run("retry").returncode == 0
+    assert len(calls_to(trig, WEB2)) == tried  # backing off: no handshake
+    trig.host(WEB2, "down")
+    trig.run("retry")  # away: its backoff is forgotten
+    trig.host(WEB2, "ok")
+    assert trig.run("retry").returncode == 0
+    assert trig.owed() == [] and len(trig.restarts(WEB2)) == 1
+
+
+def test_the_watcher_restarts_an_owed_web_server_as_soon_as_it_answers():
+    """The watcher probes the owed web server every interval, however long it was away (no backoff
+    while it does not answer), and no ssh reaches it before its port answers."""
+    t = fake_trigger.make(retries=1)
+    watcher = None
+    try:
+        t.host(WEB2, "down")
+        t.run("start")
+        assert t.owed() == ["web2"]
+        before = len(calls_to(t, WEB2))
+        watcher = t.popen("watch")
+        time.sleep(3)  # thirty of its intervals (0.1 s) away
+        assert len(calls_to(t, WEB2)) == before and t.owed() == ["web2"]
+        t.host(WEB2, "ok")
+        end = time.monotonic() + 30  # (a net: it comes within an interval or two)
+        while t.owed() and time.monotonic() < end:
+            time.sleep(0.05)
+        assert t.owed() == [] and len(t.restarts(WEB2)) == 1, t.log
+        assert len(t.restarts(WEB1)) == 1
+    finally:
+        if watcher:
+            watcher.terminate()
+            watcher.wait(10)
+        fake_trigger.remove(t)
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is installed by make lab-deps")
+def test_the_watchers_look_forks_no_process():
+    """Issue 21: the watcher's look at the database (a run told by its process, nothing owed) and its
+    wait between looks start no process: seen with strace over a second of looks."""
+    t = fake_trigger.make()
+    lines = [ln for ln in render.trigger_config(t.inv).decode().splitlines()
+             if not ln.startswith(("run_command=", "run_interval="))]
+    me = "nobody" if fake_trigger.AS_ROOT else subprocess.run(["id", "-un"], capture_output=True,
+                                                             text=True).stdout.strip()
+    name = f"svrchain_db_{t.root.name[-6:]}"
+    t.configure(text=("\n".join([*lines, "run_interval=0.05", f"run_process=^{name}$", f"run_user={me}"])
+                      + "\n").encode())
+    uid = fake_trigger.NOBODY if fake_trigger.AS_ROOT else os.getuid()
+    db = spawn_as(uid, name)
+    watcher = t.popen("watch")
+    try:
+        tick = t.root / "run" / "svrchain" / "svr_restart_watch.tick"
+        end = time.monotonic() + 30
+        while not (tick.exists() and tick.read_text().strip()) and time.monotonic() < end:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        first = tick.read_text()
+        r = subprocess.run(["timeout", "-s", "INT", "1.5", "strace", "-f", "-e", "trace=fork,vfork,clone,clone3,execve",
+                            "-p", str(watcher.pid)], capture_output=True, text=True)
+        assert "attached" in r.stderr, r.stderr
+        assert not [ln for ln in r.stderr.splitlines() if "clone" in ln or "fork" in ln or "execve" in ln], r.stderr
+        assert tick.read_text() != first  # it did look, many times, meanwhile
+        assert tick.read_text().split()[1].startswith(f"{uid}:{db.pid}.")
+        assert len(tick.read_text().split()) == 2
+    finally:
+        db.kill()
+        db.wait()
+        watcher.terminate()
+        watcher.wait(10)
+        fake_trigger.remove(t)
 
 
 def test_a_web_server_booted_since_is_owed_nothing(once: Trigger):
@@ -267,7 +400,7 @@ def test_the_config_verb_shows_the_settings_as_read(trig: Trigger):
     r = trig.run("config")
     assert r.returncode == 0
     assert r.stdout.splitlines() == [f"{k}={v}" for k, v in render.trigger_settings(trig.inv)]
-    assert "web=web2 198.18.0.22 22 root" in r.stdout and "bound=" in r.stdout
+    assert f"web=web2 127.0.0.22 {trig.ports[WEB2].port} root" in r.stdout and "bound=" in r.stdout
 
 
 def test_the_status_verb_prints_the_last_run(trig: Trigger):
@@ -403,14 +536,14 @@ def test_a_killed_watcher_is_run_again_by_its_supervisor_and_ticks():
 def test_what_a_web_server_answers_cannot_forge_or_hide_a_log_line(trig: Trigger):
     # web1 answers with a carriage return and escape sequences that, shown raw, would print over the
     # FAILED line a line saying it was restarted (and clear the screen).
-    forged = "\r2026-01-01T00:00:00+0000 web1 (198.18.0.21): web server restarted\x1b[K\x1b[2J\x07\n"
+    forged = "\r2026-01-01T00:00:00+0000 web1 (127.0.0.21): web server restarted\x1b[K\x1b[2J\x07\n"
     (trig.host(WEB1, "says") / "says").write_text(forged)
     trig.run("start")
     for log in (trig.log, (trig.root / "trigger.log").read_text()):
         failed = [ln for ln in log.splitlines() if "web1" in ln and "FAILED" in ln]
-        assert failed and "\\x0d2026-01-01T00:00:00+0000 web1 (198.18.0.21): web server restarted\\x1b[K" in failed[0]
+        assert failed and "\\x0d2026-01-01T00:00:00+0000 web1 (127.0.0.21): web server restarted\\x1b[K" in failed[0]
         assert not any(c in log for c in "\r\x1b\x07"), repr(log)
-        assert "web1 (198.18.0.21): web server restarted" not in log.replace(failed[0], "")
+        assert "web1 (127.0.0.21): web server restarted" not in log.replace(failed[0], "")
 
 
 def command_lines() -> list[str]:
@@ -486,7 +619,7 @@ def test_on_failure_names_the_web_server_left_unrestarted_and_why(hk: Trigger):
     assert env == {
         "SVRCHAIN_EVENT": "failure", "SVRCHAIN_RESULT": "failed", "SVRCHAIN_RUN": "1234.5678",
         "SVRCHAIN_FAILED": "web2", "SVRCHAIN_TRIGGER": "svr_restart", "SVRCHAIN_WEB_COUNT": "2",
-        "SVRCHAIN_REASONS": "web2: no restart after 1 attempts (exit 255): ssh: connect to host 198.18.0.22 "
+        "SVRCHAIN_REASONS": "web2: no restart after 1 attempts (exit 255): ssh: connect to host 127.0.0.22 "
                             "port 22: Connection refused",
         "SVRCHAIN_LINE": "(unset)",  # the hook's own line is not handed on to what it runs
     }
