@@ -143,7 +143,7 @@ def _go(group: Group) -> None:
 def start(group: Group) -> threading.Thread:
     """Start the group's runs (each in a session of its own: an interrupt reaches it once, from here)."""
     slots.ensure(group.slot)
-    print(f"group {group.slot}: about {group.cost() / 60:.0f} min measured: {' '.join(group.files)}", flush=True)
+    print(f"group {group.slot} ({group.cost():.0f} s by MEASURED): {' '.join(group.files)}", flush=True)
     thread = threading.Thread(target=_go, args=(group,), daemon=True)
     thread.start()
     return thread

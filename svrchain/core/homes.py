@@ -11,10 +11,14 @@ lines a hand-made setup left that restart the web server around the gate (see ``
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from svrchain.core import authkeys
 from svrchain.core.errors import HostError
 from svrchain.core.plan import FileSpec, FileState, Result
+
+if TYPE_CHECKING:  # (the web facts are read with this module's SCAN)
+    from svrchain.facts.web import WebFacts
 
 # Every account's authorized_keys files where sshd reads them (``sshd -T``'s AuthorizedKeysFile, its
 # %h %u %U %% tokens expanded, relative paths in the home), each read as the account itself, as sshd
@@ -103,23 +107,6 @@ def scan_settings(text: str) -> tuple[str, str]:
         if tag in found and not found[tag]:
             found[tag] = rest.strip()
     return found["P"], "" if found["C"] == "none" else found["C"]
-
-
-@dataclass(frozen=True)
-class WebFacts:
-    """What push-key, verify, rotate-key and uninstall know of a web server's accounts."""
-
-    user: str
-    home: str
-    group: str
-    keys: FileState  # web.user's authorized_keys, read as web.user
-    sshdir: str  # "<mode> <owner>" of web.user's ~/.ssh, '' when missing
-    unsafe: str | None  # why svrchain will not touch web.user's home (a link, a foreign owner)
-    files: tuple[KeysFile, ...]  # every account's authorized_keys
-    gate: FileState  # the gate script
-    sudoers: FileState  # the sudo rule svrchain writes for a dedicated web.user
-    r: dict[str, Result]
-    keys_command: str = ""  # sshd's AuthorizedKeysCommand ('' when none): not inspected
 
 
 def unsafe_reason(user: str, home: str, home_owner: str, sshdir: Result, keys: FileState) -> str | None:

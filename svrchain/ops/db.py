@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from svrchain.core import render, sysv
 from svrchain.core.inventory import ORACLE_READY, Inventory
 from svrchain.core.plan import FileSpec, FileState
-from svrchain.ops import Change, files_change
+from svrchain.facts import Fact
+from svrchain.facts.chain import ChainFact
+from svrchain.facts.db import HeldKeysFact, InitFact, KeyFact, KnownHostsFact, ServiceFact
+from svrchain.ops import Change, command, files_change
 
 
 @dataclass(frozen=True)
@@ -130,4 +133,39 @@ def install(svc: Service, facts: ServiceFacts, running: bool = False, restart: b
         commands = (["systemctl daemon-reload"] if changed else []) + (
             [f"systemctl enable {svc.unit}"] if facts.enabled != "enabled" else [])
         noop = f"{svc.unit} in place, enabled (systemd)"
-    return Change(files.files, tuple(commands + run), noop + ", running" * running)
+    return Change(files.files, tuple(command(c) for c in commands + run), noop + ", running" * running)
+
+
+def fact(svc: Service, running: bool = False) -> ServiceFact:
+    """The fact install and verify read of a service (with ``running``, whether it runs too)."""
+    paths = sorted({s.path for init in ("sysv", "systemd") for s in svc.files(init)})
+    return ServiceFact(svc.name, svc.unit, paths, running)
+
+
+def service_facts(inv: Inventory) -> list[ServiceFact]:
+    """The facts of the DB server's three services (the watcher's with whether it runs)."""
+    dbsvc, tsvc, wsvc = services(inv)
+    return [fact(dbsvc), fact(tsvc), fact(wsvc, running=True)]
+
+
+def selinux_paths(inv: Inventory) -> list[str]:
+    """The DB server's files svrchain writes whose SELinux context matters (services, trigger, key)."""
+    key_dir = inv.key.path.rsplit("/", 1)[0]
+    return [*every_path(inv), inv.trigger.known_hosts, key_dir, inv.key.path, inv.key.path + ".pub"]
+
+
+def chain_fact(inv: Inventory) -> ChainFact:
+    """What verify reads of the chain at work on the DB server."""
+    dbsvc, tsvc, wsvc = services(inv)
+    return ChainFact(((dbsvc.name, dbsvc.unit), (tsvc.name, tsvc.unit), (wsvc.name, wsvc.unit)), selinux_paths(inv))
+
+
+def db_facts(inv: Inventory) -> list[Fact]:
+    """Every fact of the DB server that bootstrap's steps and its closing verify read (one probe)."""
+    return [InitFact(), *service_facts(inv), KeyFact(), KnownHostsFact(), HeldKeysFact(), chain_fact(inv)]
+
+
+def override_problem(name: str, script: bytes, override: FileState) -> str:
+    """Why the host's /etc/chkconfig.d/<name> would make chkconfig register ``script`` otherwise; '' if not."""
+    text = override.content.decode(errors="replace") if override.exists else None
+    return sysv.override_conflict(name, script.decode(), text)

@@ -4,26 +4,15 @@
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
 
 from svrchain.core import authkeys, render, tell
 from svrchain.core.errors import SvrchainError
 from svrchain.core.inventory import Inventory
-from svrchain.core.plan import FileSpec, FileState
-from svrchain.ops import Change, files_change
+from svrchain.core.plan import FileSpec
+from svrchain.facts.db import KeyFacts
+from svrchain.ops import Change, command, files_change
 
 PUB_MODE = ["644", "root"]
-
-
-@dataclass(frozen=True)
-class KeyFacts:
-    """What gen-key reads of the DB server."""
-
-    ssh_version: str  # `ssh -V`
-    priv: str | None  # "<mode> <owner>" of the private key; None when there is none
-    derived: str | None  # its public half, derived without a passphrase; None when that fails
-    pub: FileState  # the .pub file as found
-    pubmode: str  # "<mode> <owner>" of the .pub file
 
 
 def keygen_script(key_type: str, bits: int) -> str:
@@ -56,6 +45,12 @@ def rotation_type(inv: Inventory, current: authkeys.PublicKey) -> str:
     return KEYGEN_TYPES.get(current.type, inv.key.type)
 
 
+def proof_command(inv: Inventory, address: str, port: int, key_path: str) -> str:
+    """The command that asks a web server's gate for ``status`` with ``key_path``, as the trigger connects."""
+    return shlex.join(["ssh", "-n", "-i", key_path, "-p", str(port), *render.ssh_options(inv),
+                       f"{inv.web.user}@{address}", "status"])
+
+
 def same_key(pub_text: str, key: authkeys.PublicKey) -> bool:
     try:
         return authkeys.parse_public_key(pub_text).blob == key.blob
@@ -71,17 +66,17 @@ def key(inv: Inventory, f: KeyFacts, rotate: bool = False) -> Change:
         kind = key_type(inv, f.ssh_version)
         what = f"{'replace' if f.priv is not None else 'create'} {path} ({kind}, no passphrase, mode 600)"
         script = keygen_script(kind, inv.key.bits)
-        command = f"sh -c {shlex.quote(script)} svrchain {shlex.quote(path)} {shlex.quote(render.marker(inv))}"
-        return Change(commands=(command,), what=(what,))
+        run = f"sh -c {shlex.quote(script)} svrchain {shlex.quote(path)} {shlex.quote(render.marker(inv))}"
+        return Change(commands=(command(run, what),))
     if f.derived is None:
         raise SvrchainError(f"{path} exists but cannot be used without a passphrase; the key runs unattended, "
                             "so it must have none: replace it with " + tell.command("gen-key --rotate"))
     derived = authkeys.parse_public_key(f.derived)
     q = shlex.quote(path)
-    fixes = [] if f.priv.split() == ["600", "root"] else [f"chown -h root {q} && chmod 600 {q}"]
+    fixes = [] if f.priv.split() == ["600", "root"] else [command(f"chown -h root {q} && chmod 600 {q}")]
     pub_ok = f.pub.exists and same_key(f.pub.content.decode(errors="replace"), derived)
     if pub_ok and f.pubmode.split() != PUB_MODE:
-        fixes.append(f"chown -h root {q}.pub && chmod 644 {q}.pub")
+        fixes.append(command(f"chown -h root {q}.pub && chmod 644 {q}.pub"))
     # The public half is rewritten from the private key when it is missing or does not match.
     pub = authkeys.PublicKey(derived.type, derived.blob, render.marker(inv)).text() + "\n"
     specs = [] if pub_ok else [FileSpec(f"{path}.pub", pub.encode(), 0o644)]

@@ -9,10 +9,10 @@ from __future__ import annotations
 import shlex
 
 from svrchain.core import authkeys, homes, render
-from svrchain.core.homes import WebFacts
 from svrchain.core.inventory import Inventory
 from svrchain.core.plan import FileSpec
-from svrchain.ops import Change, files_change
+from svrchain.facts.web import WebFacts
+from svrchain.ops import Change, Command, command, files_change
 
 
 def restricted_line(inv: Inventory, key: authkeys.PublicKey, ssh_version_text: str) -> str:
@@ -36,14 +36,13 @@ def sudoers_spec(inv: Inventory) -> FileSpec:
 def gate_and_rule(inv: Inventory, facts: WebFacts) -> Change:
     """The gate, and the sudo rule of a dedicated web.user (a rule left from one is removed when
     web.user went back to root)."""
-    specs, commands, what = [gate_spec(inv)], [], []
+    specs, commands = [gate_spec(inv)], []
     if inv.web.dedicated:
         specs.append(sudoers_spec(inv))
     elif facts.sudoers.exists and render.MARK.encode() in facts.sudoers.content:
-        commands.append(f"rm -f {render.SUDOERS}")
-        what.append(f"remove {render.SUDOERS} (web.user is {inv.web.user})")
+        commands.append(command(f"rm -f {render.SUDOERS}", f"remove {render.SUDOERS} (web.user is {inv.web.user})"))
     states = {render.GATE: facts.gate, render.SUDOERS: facts.sudoers}
-    return files_change(specs, states, commands, f"{render.GATE}", what)
+    return files_change(specs, states, commands, f"{render.GATE}")
 
 
 def key_line(inv: Inventory, key: authkeys.PublicKey, facts: WebFacts, ssh_version_text: str) -> Change:
@@ -53,11 +52,11 @@ def key_line(inv: Inventory, key: authkeys.PublicKey, facts: WebFacts, ssh_versi
     line = restricted_line(inv, key, ssh_version_text)
     text = facts.keys.content.decode("utf-8", "surrogateescape")
     keys = homes.spec(facts.keys, user, facts.group, authkeys.merge_line(text, line, key.blob, render.marker(inv)))
-    commands, what = [], []
+    commands: list[Command] = []
     if facts.sshdir and facts.sshdir.split()[0] != "700":
-        commands.append(render.as_account(user, f"chmod 700 -- {shlex.quote(facts.home + '/.ssh')}"))
-        what.append(f"chmod 700 {facts.home}/.ssh")
-    return files_change([keys], {keys.path: facts.keys}, commands, f"the line in {keys.path}", what)
+        commands.append(command(render.as_account(user, f"chmod 700 -- {shlex.quote(facts.home + '/.ssh')}"),
+                                f"chmod 700 {facts.home}/.ssh"))
+    return files_change([keys], {keys.path: facts.keys}, commands, f"the line in {keys.path}")
 
 
 def push_key(inv: Inventory, key: authkeys.PublicKey, facts: WebFacts, ssh_version_text: str) -> Change:

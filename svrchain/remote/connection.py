@@ -125,6 +125,37 @@ class Once:
                 future.set_exception(exc)
         return result_of(future)
 
+    def get_many(self, keys: list[Hashable], read: Callable[[set], dict]) -> list:
+        """The values of ``keys``: those nobody has read or is reading are read together, in one
+        ``read(missing)`` that returns a value (or the exception to raise) for each."""
+        self.settle(self.claim(keys), read)
+        with self._lock:
+            futures = [self._table[k] for k in keys]
+        return [result_of(f) for f in futures]
+
+    def claim(self, keys: list[Hashable]) -> dict[Hashable, Future]:
+        """Mark the ``keys`` nobody has read or is reading as being read (by the caller, who must
+        :meth:`settle` them): anyone asking for one meanwhile waits for that read."""
+        with self._lock:
+            missing = [k for k in keys if k not in self._table]
+            return {k: self._table.setdefault(k, Future()) for k in missing}
+
+    @staticmethod
+    def settle(claimed: dict[Hashable, Future], read: Callable[[set], dict]) -> None:
+        """Read the ``claimed`` keys together and hand each its value (or its exception)."""
+        if not claimed:
+            return
+        try:
+            values = read(set(claimed))
+        except BaseException as exc:
+            values = {k: exc for k in claimed}
+        for k, future in claimed.items():
+            v = values[k]
+            if isinstance(v, BaseException):
+                future.set_exception(v)
+            else:
+                future.set_result(v)
+
     def forget(self, stale: Callable[[Hashable], bool]) -> None:
         """Drop the keys ``stale`` says are out of date: the next ``get`` reads them again."""
         with self._lock:

@@ -2,7 +2,7 @@
 restored; every old file kept in the backup directory first.
 
 The scripts here run on the host as root over the host's one connection. Turning the probe's output
-into typed values (:func:`probe_script`, :func:`parse_probe`, :func:`file_state`) is pure.
+into typed values (:func:`probe_script`, :func:`parse_probe`) is pure.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from svrchain.core import selinux
 from svrchain.core.errors import HostError
 from svrchain.core.plan import FileChange, FileSpec, FileState, Result
+from svrchain.facts import file_state
 from svrchain.remote.connection import Host
 
 BACKUP_DIR = "/var/backups/svrchain"
@@ -135,10 +136,7 @@ uread() { as "$1" timeout 10 head -c $MAXB -- "$2"; }
 """
 _PROBE_TAIL = 'cd "$d" && tar cf - .'
 
-# A file read as a probe command, for a path only known on the host ($F): see file_state.
-FILE_CMD = 'file "$F"'
-# The same for a file in account $U's home, read as $U (see upath/ufile above).
-UFILE_CMD = 'ufile "$U" "$F"'
+# FILE_CMD and UFILE_CMD (svrchain.facts) read a file as a probe command with the helpers above.
 
 
 def probe_script(files: list[str], commands: list[str], prelude: str = "") -> str:
@@ -158,20 +156,6 @@ def sections(raw: bytes) -> dict[str, tuple[int, bytes]]:
         data = {name: f.read() for name, f in found.items() if f is not None}
     return {name: (int(data.get(name + ".rc", b"1").strip() or 1), content)
             for name, content in data.items() if not name.endswith(".rc")}
-
-
-def file_state(label: str, path: str, rc: int, raw: bytes) -> FileState:
-    """A file's state from the output of ``FILE_CMD`` or ``UFILE_CMD`` on host ``label`` (mode/owner
-    line, then the bytes; exit 44: no such file, 45: unsafe, and why)."""
-    if rc == 44:
-        return FileState(path, exists=False)
-    if rc == 45:
-        return FileState(path, exists=True, unsafe=raw.decode(errors="replace").strip())
-    if rc != 0:
-        raise HostError(f"{label}: cannot read {path}: {raw.decode(errors='replace').strip()}")
-    meta, _, content = raw.partition(b"\n")
-    mode, owner, group = meta.decode().split()
-    return FileState(path, True, content, int(mode, 8), owner, group)
 
 
 def parse_probe(label: str, r: Result, files: list[str], commands: list[str]

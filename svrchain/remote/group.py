@@ -221,6 +221,20 @@ class Session:
         """``read()`` once per run and key; concurrent callers wait for the one reading."""
         return self._facts.get(key, read)
 
+    def facts_once(self, keys: list[str], read: Callable[[set], dict]) -> list:
+        """The values of ``keys``, those not read yet this run read together by ``read(missing)``."""
+        return self._facts.get_many(keys, read)
+
+    def prefetch_facts(self, *groups: tuple[list[str], Callable[[set], dict]]) -> None:
+        """Start reading each group of keys in the background, each group together, one group after
+        another on one worker (claimed now: a step that asks for one waits for this read rather than
+        reading it again)."""
+        claimed = [(c, read) for c, read in ((self._facts.claim(keys), read) for keys, read in groups) if c]
+        if claimed:
+            if self._prefetcher is None:
+                self._prefetcher = Workers(self.parallel(len(self.hosts)))
+            self._prefetcher.submit(lambda: [self._facts.settle(c, read) for c, read in claimed])
+
     def forget(self, host: Host) -> None:
         """Drop the facts read from ``host``: this run is about to change it."""
         self._facts.forget(lambda key: key.endswith(f":{host.name}"))

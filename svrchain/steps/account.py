@@ -16,24 +16,10 @@ from svrchain.core import authkeys, homes, render
 from svrchain.core.errors import HostError
 from svrchain.core.homes import KeysFile
 from svrchain.core.plan import FileChange, FileState, Outcome, file_change
+from svrchain.facts.web import WebFacts, home_of
 from svrchain.remote.connection import Host
-from svrchain.remote.files import FILE_CMD, file_state, probe
+from svrchain.remote.files import file_state, probe
 from svrchain.remote.group import Session
-
-# Added to the web facts' probe (one round trip); $U is the web user.
-PROBE = {
-    "visudo": "command -v sudo && command -v visudo",
-    "sudoers": f"F={render.SUDOERS}; " + FILE_CMD,
-    "gecos": 'getent passwd "$U" | cut -d: -f5',
-    "sudo_list": 'sudo -n -l -U "$U"',
-    # The gate's directories (never followed through a link), then what does not belong there:
-    # files beside the per-account directories, links or another owner's files in the account's own.
-    # Succeeds when there is a gate state tree at all (uninstall removes it).
-    "statedir": f'stat -c "%F %a %U %G" {render.STATE_PARENT} {render.GATE_STATE} {render.GATE_STATE}/"$U"; '
-                f'find {render.GATE_STATE} -mindepth 1 -maxdepth 1 ! -type d -print | head -n 3; '
-                f'find {render.GATE_STATE}/"$U" -mindepth 1 \\( ! -user "$U" -o -type l \\) -print | head -n 3; '
-                f'[ -e {render.GATE_STATE} ] || [ -L {render.GATE_STATE} ]',
-}
 
 # The gate's state directory for $U (group $G): root-owned parents (755) with nothing but the
 # per-account directories in them, and the account's own directory (700) with nothing of anyone
@@ -56,11 +42,6 @@ install -d -o "$U" -g "$G" -m 700 "$D"
 """
 
 
-def home_of(user: str) -> str:
-    """The home push-key gives the account it creates."""
-    return f"/var/lib/{user}"
-
-
 def create_command(user: str) -> str:
     """A system account that can only be used with a key: no password ('*', which sshd, unlike
     '!', does not treat as a locked account), a shell to run the forced command with, its own group."""
@@ -74,23 +55,19 @@ def state_dir_command(user: str, group: str) -> str:
             f"sh -c {shlex.quote(_STATE_DIR_SCRIPT)}")
 
 
-def sudoers_state(web: Host, r: dict) -> FileState:
-    return file_state(web.label, render.SUDOERS, r["sudoers"].code, r["sudoers"].raw)
-
-
-def ensure_account(session: Session, web: Host, r: dict, dry_run: bool) -> bool:
+def ensure_account(session: Session, web: Host, f: WebFacts, dry_run: bool) -> bool:
     """Create the account (a web.user other than root) when it is missing, and give web.user, root
     too, its own gate state directory; report one "account" line. Return True when the account was
     created (the web facts are then stale)."""
     user, dedicated = session.inv.web.user, session.inv.web.dedicated
-    if dedicated and not r["visudo"].ok:
+    if dedicated and not f.sudo:
         raise HostError(
             f"{web.label}: sudo is not installed, and web.user {user!r} restarts the web server through "
             f"a sudo rule; install sudo (apt-get/yum install sudo) or set web.user: root in {session.inv.source}"
         )
-    create = dedicated and not r["account"].ok
-    group = user if create else r["account"].stdout.split()[1]
-    fix_state = state_dir_fix(user, group, r, create)
+    create = dedicated and not f.account
+    group = user if create else f.group
+    fix_state = state_dir_fix(user, group, f.statedir, create)
     commands = ([create_command(user)] if create else []) + fix_state
     if not commands:
         session.report(Outcome(web.name, "account", "ok", f"{user}, sudo rule only for the restart command"
@@ -109,25 +86,21 @@ def ensure_account(session: Session, web: Host, r: dict, dry_run: bool) -> bool:
     return create
 
 
-def state_dir_fix(user: str, group: str, r: dict, created: bool) -> list[str]:
-    """The command that gives the account its gate state directory, when it does not have it."""
+def state_dir_fix(user: str, group: str, found: str, created: bool) -> list[str]:
+    """The command that gives the account its gate state directory, when it does not have it
+    (``found``: the web facts' statedir)."""
     want = f"directory 755 root root\ndirectory 755 root root\ndirectory 700 {user} {group}"
-    if not created and r["statedir"].stdout.strip() == want:
+    if not created and found == want:
         return []
     return [state_dir_command(user, group)]
 
 
-def sudo_rules(listing: str) -> list[str]:
-    """The commands ``sudo -l -U <user>`` says the user may run (lines like ``(root) NOPASSWD: /x y``)."""
-    return [ln.strip() for ln in listing.splitlines() if ln.startswith("    (")]
-
-
-def sudo_check(session: Session, r: dict) -> tuple[bool, str]:
+def sudo_check(session: Session, f: WebFacts) -> tuple[bool, str]:
     """Whether the account may run exactly the restart command through sudo, and nothing else."""
     user = session.inv.web.user
     want = render.sudo_command(session.inv)
-    rules = sudo_rules(r["sudo_list"].stdout)
-    if rules == [f"(root) NOPASSWD: {want}"]:
+    rules = f.sudo_rules
+    if rules == (f"(root) NOPASSWD: {want}",):
         return True, f"{user} may run only '{want}' as root"
     if not rules:
         return False, f"{user} may not run the restart command through sudo (is {render.SUDOERS} included?)"

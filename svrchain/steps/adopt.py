@@ -16,11 +16,12 @@ from svrchain.core import homes
 from svrchain.core.errors import HostError
 from svrchain.core.homes import Bypasses, Legacy
 from svrchain.core.plan import FileChange, Outcome
-from svrchain.remote.apply import apply_changes
+from svrchain.ops import Change
+from svrchain.remote.apply import apply
 from svrchain.remote.connection import Host
+from svrchain.remote.facts import bypasses, held_keys
 from svrchain.remote.group import Session
 from svrchain.steps import account
-from svrchain.steps.keys import bypasses, held_keys
 from svrchain.steps.rotate import key_works
 
 
@@ -65,6 +66,7 @@ def adopt_step(session: Session, dry_run: bool, adopt: bool) -> None:
                             "line(s) stay until it does")
         named = (f" (delete the private key on {session.db.name} once nothing else uses it)"
                  + (f"; {note}" if note else ""))
-        apply_changes(session, web, "adopt", retire_changes(web, found.proved), dry_run, f"retire {where}{named}")
+        change = Change(tuple(retire_changes(web, found.proved)), said=f"retire {where}{named}")
+        apply(session, web, "adopt", change, dry_run)
 
     session.report_failures(session.each(session.webs, one, step="adopt"))

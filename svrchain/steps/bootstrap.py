@@ -10,12 +10,15 @@ def run_bootstrap(s: Session, dry_run: bool = False, adopt: bool = False) -> Non
     """What `fab bootstrap` does (its flags and help: tasks/)."""
     s.prefetch()  # every host's connection, at once
     # The steps are imported while the connections open (issue 23: start fast).
+    from svrchain.ops.db import db_facts
+    from svrchain.remote.facts import prefetch, web_facts
     from svrchain.steps.adopt import adopt_step
     from svrchain.steps.dbora import install_dbora_step
-    from svrchain.steps.keys import gen_key_step, push_key_step, web_facts
+    from svrchain.steps.keys import gen_key_step, push_key_step
     from svrchain.steps.trigger import install_svr_restart_step
     from svrchain.steps.verify import conclude, verify_step
 
+    prefetch(s, s.db, db_facts(s.inv))  # every DB fact the steps and the closing verify read: one probe
     s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
     steps = [("install-dbora", install_dbora_step), ("gen-key", gen_key_step), ("push-key", push_key_step),
              ("install-svr-restart", install_svr_restart_step)]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-import shlex
 import time
 import urllib.error
 import urllib.request
@@ -15,6 +13,7 @@ from svrchain.core import output, render, trigger_status
 from svrchain.core.errors import HostError, SvrchainError, Unreachable
 from svrchain.core.plan import Outcome
 from svrchain.core.render import as_account
+from svrchain.facts.chain import current_run_command, outside_service
 from svrchain.remote.connection import Host
 from svrchain.remote.group import Session, on_hosts
 from svrchain.remote.runopts import confirm
@@ -67,49 +66,6 @@ def restart_command(session: Session) -> str:
     svc, unit = session.inv.db.service, render.db_unit(session.inv)
     return (f"if [ -d /run/systemd/system ]; then systemctl restart {unit}; "
             f"elif command -v service >/dev/null; then service {svc} restart; else /etc/init.d/{svc} restart; fi")
-
-
-def outside_service(inv) -> str:
-    """What is wrong, and the hand-over, when the database runs outside its service (verify and
-    restart-chain say the same)."""
-    return (f"it runs outside {render.db_unit(inv)} / /etc/init.d/{inv.db.service}; stop it and start it "
-            "through its service once")
-
-
-def service_probe(inv) -> str:
-    """On a systemd host, where the database's run is: the cgroup of its main process (db.run.process),
-    else whether its unit is active (db.run.command); nothing on a SysV host."""
-    unit = shlex.quote(render.db_unit(inv))
-    where = (f'pid=$(pgrep -o -f -- {shlex.quote(inv.db.run.process)}) && echo "pid $pid" && cat /proc/$pid/cgroup'
-             if inv.db.run.process else f"echo active $(systemctl is-active {unit})")
-    return f"if [ -d /run/systemd/system ]; then {where}; fi; true"
-
-
-def service_problem(inv, text: str) -> str | None:
-    """Why the database does not run under its service, from :func:`service_probe`'s output (None
-    when it does, or when that cannot be told: a SysV host, the database not running)."""
-    unit = render.db_unit(inv)
-    words = text.split()
-    if words[:1] == ["active"]:
-        return None if words[1:] == ["active"] else f"{unit} is {' '.join(words[1:]) or 'unknown'}"
-    if words[:1] != ["pid"] or len(words) < 2:
-        return None
-    groups = [line.split(":", 2)[2] for line in text.splitlines()[1:] if line.count(":") >= 2]
-    # Its unit is a component of its cgroup path in systemd's hierarchy, whichever that is here (v2's
-    # 0::, v1's name=systemd, a container's prefix such as /payload); none of the lines names it: outside.
-    if any(unit in g.split("/") for g in groups):
-        return None
-    units = sorted({g for g in groups if re.search(r"\.(service|scope)(/|$)", g)})
-    where = ", ".join(units) or max(groups, key=len, default="no cgroup")
-    return f"its process {words[1]} is in {where}, not {unit}"
-
-
-def current_run_command(inv) -> str:
-    """Prints the database's current run on the DB host ('none' when it does not run), as the trigger
-    tells it."""
-    # (The init script: a host still in an earlier svrchain's layout, which had only that.)
-    scripts = " ".join((render.trigger_path(inv), render.trigger_init_path(inv)))
-    return f'(for t in {scripts}; do [ -x "$t" ] && exec "$t" run; done; echo none)'
 
 
 def gate_restart(user: str) -> str:

@@ -7,45 +7,25 @@ script, enabled (or the site's own unit, named by ``db.unit``).
 
 from __future__ import annotations
 
-from svrchain.core import sysv
 from svrchain.core.errors import HostError
 from svrchain.core.plan import FileState, Outcome
+from svrchain.facts.db import InitFact, InitSystem, init_of, override_path
 from svrchain.ops import db as ops_db
 from svrchain.remote.apply import apply
 from svrchain.remote.connection import Host
-from svrchain.remote.files import probe
+from svrchain.remote.facts import gather
 from svrchain.remote.group import Session, on_hosts
 
 
-def detect_init(session: Session, host: Host, results: dict) -> tuple[str, str]:
+def detect_init(session: Session, host: Host, found: InitSystem) -> tuple[str, str]:
     """(init system, SysV registration tool or '') of a host: the inventory's choice, or detected."""
-    setting = session.inv.db.init
-    found = results["init"].stdout.strip() or "sysv"
-    init = found if setting == "auto" else setting
-    if init == "systemd":
-        return init, ""
-    if session.inv.db.unit:
-        raise HostError(f"{host.label}: db.unit {session.inv.db.unit} needs systemd, but this host boots "
-                        "with SysV init; use db.script or db.oracle instead")
-    tool = sysv.tool_name(results["tool"].stdout)
-    if not tool:
-        raise HostError(
-            f"{host.label}: neither chkconfig nor update-rc.d is installed; install one (Debian: "
-            "init-system-helpers + insserv) to register services"
-        )
-    return init, tool
-
-
-def override_problem(name: str, script: bytes, override: FileState) -> str:
-    """Why the host's /etc/chkconfig.d/<name> would make chkconfig register ``script`` otherwise; '' if not."""
-    text = override.content.decode(errors="replace") if override.exists else None
-    return sysv.override_conflict(name, script.decode(), text)
+    return init_of(session.inv, host.label, found)
 
 
 def check_override(host: Host, name: str, script: bytes, override: FileState) -> None:
     """Refuse, in one line, to register a service that chkconfig would register from a different override
     (each run would register it again, never as svrchain installs it)."""
-    why = override_problem(name, script, override)
+    why = ops_db.override_problem(name, script, override)
     if why:
         raise HostError(f"{host.label}: {why}")
 
@@ -54,20 +34,16 @@ def install_service(session: Session, step: str, svc: ops_db.Service, dry_run: b
                     restart: bool = False) -> Outcome:
     """Read a service's state on the DB host, then apply ``ops_db.install``'s plan for it."""
     host, name, unit = session.db, svc.name, svc.unit
-    override = f"{sysv.OVERRIDES}/{name}"
-    paths = sorted({s.path for init in ("sysv", "systemd") for s in svc.files(init)} | {override})
-    up = {"up": f"if [ -d /run/systemd/system ]; then systemctl is-active {unit}; else /etc/init.d/{name} status; fi"}
-    states, r = probe(host, paths, {**sysv.PROBE, "enabled": f"systemctl is-enabled {unit}", **(up if running else {})})
-    init, tool = detect_init(session, host, r)
-    enabled = r["enabled"].stdout.strip()
+    found, state = gather(session, host, [InitFact(), ops_db.fact(svc, running)])
+    init, tool = detect_init(session, host, found)
+    enabled, states = state.enabled, state.states
     if init == "sysv" and tool == "chkconfig":
         check_override(host, name, next(s.content for s in svc.files("sysv") if s.path == svc.init_script),
-                       states[override])
+                       states[override_path(name)])
     if init == "systemd" and not svc.files("systemd") and (
             enabled in ("", "not-found") or "No such file" in enabled):
         raise HostError(f"{host.label}: the unit {unit} does not exist; check db.unit in {session.inv.source}")
-    facts = ops_db.ServiceFacts(init, tool, states, sysv.parse_links(r["links"].stdout).get(name, {}), enabled,
-                                running and r["up"].ok)
+    facts = ops_db.ServiceFacts(init, tool, states, found.last_links(name), enabled, running and state.up)
     return apply(session, host, step, ops_db.install(svc, facts, running, restart), dry_run)
 
 

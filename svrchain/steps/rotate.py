@@ -7,13 +7,14 @@ from typing import NoReturn
 
 from svrchain.core import authkeys, homes, render, tell
 from svrchain.core.errors import HostError
-from svrchain.core.inventory import Inventory
 from svrchain.core.plan import Outcome
-from svrchain.ops.key import keygen_script, rotation_type
-from svrchain.remote.apply import apply_files
+from svrchain.ops import files_change
+from svrchain.ops import web as ops_web
+from svrchain.ops.key import keygen_script, proof_command, rotation_type
+from svrchain.remote.apply import apply
 from svrchain.remote.connection import Host
+from svrchain.remote.facts import db_public_key, web_facts
 from svrchain.remote.group import Session, on_hosts
-from svrchain.steps.keys import db_public_key, expected_line, marker, web_facts
 
 
 def _set_line(session: Session, web: Host, step: str, edit) -> None:
@@ -22,13 +23,7 @@ def _set_line(session: Session, web: Host, step: str, edit) -> None:
     if f.unsafe:
         raise homes.refusal(web.label, f)
     spec = homes.spec(f.keys, session.inv.web.user, f.group, edit(f.keys.content.decode("utf-8", "surrogateescape")))
-    apply_files(session, web, step, [spec], {spec.path: f.keys}, False, ok_detail=f.keys.path)
-
-
-def proof_command(inv: Inventory, address: str, port: int, key_path: str) -> str:
-    """The command that asks a web server's gate for ``status`` with ``key_path``, as the trigger connects."""
-    return shlex.join(["ssh", "-n", "-i", key_path, "-p", str(port), *render.ssh_options(inv),
-                       f"{inv.web.user}@{address}", "status"])
+    apply(session, web, step, files_change([spec], {spec.path: f.keys}, noop=f.keys.path), False)
 
 
 def key_works(session: Session, web: Host, key_path: str) -> bool:
@@ -48,14 +43,15 @@ def rotate_key_step(session: Session, dry_run: bool) -> None:
                                f"new key {new_path}; its line on {len(session.webs)} web server(s) beside the "
                                f"old; each proved with 'status'; then {inv.key.path} replaced and old lines removed"))
         return
-    db.check(keygen_script(rotation_type(inv, old), inv.key.bits), new_path, marker(session), what="ssh-keygen")
+    mark = render.marker(inv)
+    db.check(keygen_script(rotation_type(inv, old), inv.key.bits), new_path, mark, what="ssh-keygen")
     new = authkeys.parse_public_key(db.check(f"cat {shlex.quote(new_path)}.pub", what="reading the new key").stdout)
     session.report(Outcome(db.name, "rotate-key", "changed", f"new key {new.fingerprint}"))
 
     def add(web: Host) -> bool:
-        line = expected_line(session, new, web.server_version())
+        line = ops_web.restricted_line(session.inv, new, web.server_version())
         _set_line(session, web, "add-new-line",
-                  lambda t: authkeys.merge_line(t, line, new.blob, marker(session), keep=frozenset({old.blob})))
+                  lambda t: authkeys.merge_line(t, line, new.blob, mark, keep=frozenset({old.blob})))
         return key_works(session, web, new_path)
 
     added = session.each(session.webs, add, step="add-new-line")

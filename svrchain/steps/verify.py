@@ -2,29 +2,38 @@
 
 from __future__ import annotations
 
-import shlex
 import time
 from dataclasses import dataclass
 
 from tabulate import tabulate
 
 from svrchain.core import authkeys, homes, output, render, selinux, sysv, tell, trigger_status
-from svrchain.core.errors import GapFound, HostError, Unreachable
+from svrchain.core.errors import GapFound, HostError, SvrchainError, Unreachable
 from svrchain.core.inventory import Inventory
-from svrchain.core.plan import FileState, file_change
+from svrchain.core.plan import FileState
+from svrchain.facts import Fact
+from svrchain.facts.chain import ChainState, outside_service, service_problem
+from svrchain.facts.db import (
+    HeldKeysFact,
+    InitFact,
+    InitSystem,
+    KeyFact,
+    KeyFacts,
+    KnownHostsFact,
+    init_of,
+    override_path,
+)
+from svrchain.facts.web import WebFacts
+from svrchain.facts.web import selinux_paths as web_selinux_paths
 from svrchain.ops import Change
 from svrchain.ops import db as ops_db
+from svrchain.ops import key as ops_key
 from svrchain.ops import web as ops_web
-from svrchain.ops.key import PUB_MODE
 from svrchain.remote.connection import Host
-from svrchain.remote.files import probe
+from svrchain.remote.facts import bypasses, db_public_key, gather, host_keys, prefetch, web_facts
 from svrchain.remote.group import Session, on_hosts
 from svrchain.steps import account
 from svrchain.steps.attacks import Row, run_attacks
-from svrchain.steps.chain import current_run_command, outside_service, ready_probe, service_probe, service_problem
-from svrchain.steps.dbora import detect_init, override_problem
-from svrchain.steps.keys import bypasses, db_public_key, host_keys, marker, web_facts
-from svrchain.steps.rotate import proof_command
 
 
 @dataclass
@@ -57,20 +66,22 @@ def record(session: Session, host: str, checks: list[Check], started: float) -> 
     return checks
 
 
-def _registration(host: str, name: str, script: bytes, tool: str, r: dict, override: FileState) -> Check:
+def _registration(host: str, name: str, script: bytes, found: tuple[InitSystem, ChainState], override: FileState
+                  ) -> Check:
     """The service's boot registration. chkconfig hosts: exactly the links ``chkconfig --add`` makes
     from the script's header (S98dbora in 3 4 5, K11dbora in 0 1 2 6), ``chkconfig --list`` agreeing,
     and no override in /etc/chkconfig.d that a new ``--add`` would follow instead; update-rc.d hosts
     (insserv renumbers from the LSB block): start in 3 4 5, stop in 0 1 2 6."""
-    if tool == "chkconfig":
+    init, chain = found
+    if init.tool == "chkconfig":
         header = sysv.chkconfig_header(script.decode())
         if header is None:
             return Check(host, f"{name} boot", False, "the script svrchain installs has no '# chkconfig:' line")
-        links = sysv.link_lists(r["links"].stdout).get(name, {})
-        ok, detail = sysv.chkconfig_check(name, header, links, sysv.parse_list(r["chklist"].stdout))
-        why = override_problem(name, script, override)
+        links = init.links.get(name, {})
+        ok, detail = sysv.chkconfig_check(name, header, links, sysv.parse_list(chain.chkconfig_list))
+        why = ops_db.override_problem(name, script, override)
         return Check(host, f"{name} boot", ok and not why, "; ".join(x for x in (detail, why) if x))
-    links = sysv.parse_links(r["links"].stdout).get(name, {})
+    links = init.last_links(name)
     if sysv.registered(links):
         return Check(host, f"{name} boot", True, " ".join(links[lv] for lv in sysv.START_LEVELS) + " (rc3-5)")
     return Check(host, f"{name} boot", False, "not registered to start in 3 4 5 and stop in 0 1 2 6")
@@ -95,10 +106,10 @@ def web_checks(session: Session, web: Host, key: authkeys.PublicKey | None, db_u
     checks = [planned(web.name, "gate", files, render.GATE)]
     if inv.web.dedicated:
         checks.append(planned(web.name, "sudo rule", files, render.SUDOERS))
-        checks.append(Check(web.name, "least privilege", *account.sudo_check(session, f.r)))
+        checks.append(Check(web.name, "least privilege", *account.sudo_check(session, f)))
     elif files.commands:
         checks.append(Check(web.name, "sudo rule", False, f"{files.detail()}: {tell.command('push-key')} removes it"))
-    pins = [authkeys.known_hosts_line(web.address, web.port, k) for k in host_keys(web, f.r["hostkeys"].stdout)]
+    pins = [authkeys.known_hosts_line(web.address, web.port, k) for k in host_keys(web, f.hostkeys)]
     if key is None:
         why = "the DB server has no key yet" if db_up else "cannot check: the DB server is unreachable"
         checks.append(Check(web.name, "authorized_keys", False, why, skipped=not db_up))
@@ -106,10 +117,10 @@ def web_checks(session: Session, web: Host, key: authkeys.PublicKey | None, db_u
         checks.append(Check(web.name, "authorized_keys", False, f"UNSAFE: {f.unsafe}; svrchain will not touch it: "
                                                                  "check who made it and why, then remove it"))
     else:
-        checks += key_checks(web.name, f, ops_web.key_line(inv, key, f, web.server_version()), key, marker(session))
+        line = ops_web.key_line(inv, key, f, web.server_version())
+        checks += key_checks(web.name, f, line, key, render.marker(inv))
     checks += account_checks(session, web, f, key, db_up)
-    paths = [render.GATE, *([render.SUDOERS] if inv.web.dedicated else []), f"{f.home}/.ssh", f.keys.path]
-    checks += selinux_checks(web.name, paths, web.run(selinux.CHECK, *paths).stdout)
+    checks += selinux_checks(web.name, web_selinux_paths(inv, f.home), f.selinux)
     return checks, pins
 
 
@@ -119,7 +130,7 @@ def selinux_checks(host: str, paths: list[str], said: str) -> list[Check]:
     return [] if wrong is None else [Check(host, "selinux contexts", *selinux.check_detail(paths, wrong))]
 
 
-def key_checks(host: str, f: homes.WebFacts, change: Change, key: authkeys.PublicKey, mark: str) -> list[Check]:
+def key_checks(host: str, f: WebFacts, change: Change, key: authkeys.PublicKey, mark: str) -> list[Check]:
     """The line (its content) and the modes of web.user's ~/.ssh and authorized_keys, from push-key's
     plan for them; the detail says what is wrong."""
     state, user = f.keys, f.user
@@ -141,14 +152,14 @@ def key_checks(host: str, f: homes.WebFacts, change: Change, key: authkeys.Publi
                         f"{state.mode:o} {state.owner}; want 700/600 {user}")]
 
 
-def account_checks(session: Session, web: Host, f: homes.WebFacts, key: authkeys.PublicKey | None,
+def account_checks(session: Session, web: Host, f: WebFacts, key: authkeys.PublicKey | None,
                    db_up: bool = True) -> list[Check]:
     """No line of svrchain's in any other account; no line whose key is held on the DB server (a bypass
     of the gate) and no file sshd reads that could not be inspected; sshd's AuthorizedKeysCommand, if
     any, reported as not inspected."""
     inv = session.inv
     blob = key.blob if key else None
-    stale = homes.stale(f, blob, marker(session), inv.web.user)
+    stale = homes.stale(f, blob, render.marker(session.inv), inv.web.user)
     checks = [Check(web.name, "other accounts", not stale,
                     f"no line of svrchain's outside {inv.web.user}" if not stale else
                     f"svrchain's line is also in {', '.join(f'{s.user} ({s.path})' for s in stale)}, which is not "
@@ -181,48 +192,74 @@ def bypass_check(session: Session, web: Host) -> Check:
     return Check(web.name, "legacy keys", True, detail[:600])
 
 
-def file_checks(host: str, svc: ops_db.Service, init: str, states: dict[str, FileState]) -> list[Check]:
-    """A service's files: each as install-dbora / install-svr-restart would leave it (their plan is empty)."""
+def file_checks(host: str, svc: ops_db.Service, found: ops_db.ServiceFacts) -> list[Check]:
+    """A service's files: each as install-dbora / install-svr-restart would leave it (their plan
+    for the file is empty)."""
+    plan = ops_db.install(svc, found).paths()
     checks = []
-    for label, spec in svc.named(init):
-        c = file_change(spec, states[spec.path])
+    for label, spec in svc.named(found.init):
+        c = plan.get(spec.path)
         checks.append(Check(host, label, c is None, spec.path if c is None else
                             f"{spec.path}: {', '.join(c.reasons)} (not as svrchain installs it)"))
     return checks
 
 
-def registration(host: str, svc: ops_db.Service, tool: str, r: dict, states: dict[str, FileState]) -> Check:
+def registration(host: str, svc: ops_db.Service, found: tuple[InitSystem, ChainState],
+                 states: dict[str, FileState]) -> Check:
     """A SysV service's boot registration, as its init script (as svrchain writes it) asks for."""
     script = next(spec.content for spec in svc.files("sysv") if spec.path == svc.init_script)
-    return _registration(host, svc.name, script, tool, r, states[f"{sysv.OVERRIDES}/{svc.name}"])
+    return _registration(host, svc.name, script, found, states[override_path(svc.name)])
+
+
+@dataclass(frozen=True)
+class DbFound:
+    """The DB server's facts, as verify takes them."""
+
+    init: InitSystem
+    services: tuple[ops_db.ServiceFacts, ...]  # the database's, the trigger's, the watcher's
+    key: KeyFacts
+    known_hosts: FileState
+    chain: ChainState
+
+
+def db_verify_facts(inv: Inventory) -> list[Fact]:
+    """The DB server's facts verify's checks take (the order :func:`assemble` expects)."""
+    return [InitFact(), *ops_db.service_facts(inv), KeyFact(), KnownHostsFact(), ops_db.chain_fact(inv)]
+
+
+def assemble(inv: Inventory, label: str, parsed: list) -> DbFound:
+    """The DB server's facts, as :func:`db_verify_facts` read them, for the checks (pure)."""
+    init, *svcs, key, kh, chain = parsed
+    kind, tool = init_of(inv, label, init)
+    services = tuple(ops_db.ServiceFacts(kind, tool, s.states, init.last_links(svc.name), s.enabled, s.up)
+                     for svc, s in zip(ops_db.services(inv), svcs, strict=True))
+    return DbFound(init, services, key, kh, chain)
+
+
+def db_found(session: Session) -> DbFound:
+    """The DB server's facts verify needs, in one probe (those this run has read already and not
+    changed since are reused)."""
+    inv, db = session.inv, session.db
+    return assemble(inv, db.label, gather(session, db, db_verify_facts(inv)))
 
 
 def db_checks(session: Session, pins: dict[str, list[str]], handover_gap: bool = True) -> list[Check]:
     """The DB server's checks: its services (files, boot registration and order), the watcher, the
     key, and the web servers' host keys pinned for the trigger."""
+    return db_checks_of(session, db_found(session), pins, handover_gap)
+
+
+def db_checks_of(session: Session, found: DbFound, pins: dict[str, list[str]], handover_gap: bool = True
+                 ) -> list[Check]:
+    """:func:`db_checks` on facts already read (pure: ``session`` gives the inventory and the host's name)."""
     inv, db = session.inv, session.db
-    dbsvc, tsvc, wsvc = ops_db.services(inv)
-    unit, tunit = dbsvc.unit, tsvc.unit
-    overrides = [f"{sysv.OVERRIDES}/{s.name}" for s in (dbsvc, tsvc, wsvc)]
-    kp = shlex.quote(inv.key.path)
-    names = " ".join(shlex.quote(s.name) for s in (dbsvc, tsvc, wsvc))
-    states, r = probe(db, [*ops_db.every_path(inv), *overrides, inv.trigger.known_hosts], {
-        **sysv.PROBE, "priv": f"stat -c '%a %U' {kp}", "derived": f"ssh-keygen -y -P '' -f {kp}",
-        "pubmode": f"stat -c '%a %U' {kp}.pub",
-        "enabled": f"systemctl is-enabled {unit} {tunit}",
-        "order": f"systemctl show -p After -p PartOf {tunit}; systemctl show -p Wants {unit}",
-        **watch_probe(session),
-        "selinux": f"set -- {' '.join(shlex.quote(p) for p in selinux_paths(inv))}\n{selinux.CHECK}",
-        "chklist": f"command -v chkconfig >/dev/null && for s in {names}; do chkconfig --list \"$s\" 2>&1; done; true",
-    }, prelude="READY=$(cat)", stdin=ready_probe(session).encode())  # (never on a command line: ps shows those)
-    init, tool = detect_init(session, db, r)
-    checks = chain_checks(db.name, init, tool, (dbsvc, tsvc), states, r)
-    checks.append(runs_check(session, r))
-    checks += service_checks(session, init, r, handover_gap)
-    checks += watch_checks(session, init, tool, wsvc, states, r)
-    checks.append(key_check(db.name, inv.key.path, db_public_key(session), r))
-    checks += selinux_checks(db.name, selinux_paths(inv), r["selinux"].stdout)
-    kh = states[inv.trigger.known_hosts]
+    checks = chain_checks(db.name, ops_db.services(inv)[:2], found)
+    checks.append(runs_check(session, found.chain))
+    checks += service_checks(session, found.services[0].init, found.chain, handover_gap)
+    checks += watch_checks(session, ops_db.services(inv)[2], found)
+    checks.append(key_check(inv, found.key))
+    checks += selinux_checks(db.name, ops_db.selinux_paths(inv), found.chain.selinux)
+    kh = found.known_hosts
     have = set(kh.content.decode(errors="replace").splitlines()) if kh.exists else set()
     missing = [w for w, lines in pins.items() if not set(lines) <= have]
     checks.append(Check(db.name, "pinned host keys", kh.exists and not missing,
@@ -231,85 +268,59 @@ def db_checks(session: Session, pins: dict[str, list[str]], handover_gap: bool =
     return checks
 
 
-def selinux_paths(inv: Inventory) -> list[str]:
-    """The DB server's files svrchain writes whose SELinux context matters (services, trigger, key)."""
-    key_dir = inv.key.path.rsplit("/", 1)[0]
-    return [*ops_db.every_path(inv), inv.trigger.known_hosts, key_dir, inv.key.path, inv.key.path + ".pub"]
-
-
-def chain_checks(host: str, init: str, tool: str, svcs: tuple[ops_db.Service, ops_db.Service],
-                 states: dict[str, FileState], r: dict) -> list[Check]:
+def chain_checks(host: str, svcs: tuple[ops_db.Service, ...], found: DbFound) -> list[Check]:
     """The database's service and the trigger: their files, their boot registration, and the trigger
     starting after the database (SysV) or bound to its unit (systemd)."""
     dbsvc, tsvc = svcs
-    checks = file_checks(host, dbsvc, init, states)
-    if init == "sysv":
-        links = sysv.parse_links(r["links"].stdout)
+    dbf, tf = found.services[:2]
+    states, both = {**dbf.states, **tf.states}, (found.init, found.chain)
+    checks = file_checks(host, dbsvc, dbf)
+    if dbf.init == "sysv":
         if dbsvc.init_script:
-            checks.append(registration(host, dbsvc, tool, r, states))
-        checks += [*file_checks(host, tsvc, init, states), registration(host, tsvc, tool, r, states)]
-        bad = sysv.starts_after(links.get(dbsvc.name, {}), links.get(tsvc.name, {}))
+            checks.append(registration(host, dbsvc, both, states))
+        checks += [*file_checks(host, tsvc, tf), registration(host, tsvc, both, states)]
+        bad = sysv.starts_after(found.init.last_links(dbsvc.name), found.init.last_links(tsvc.name))
         return [*checks, Check(host, "boot order", not bad, f"{tsvc.name} starts after {dbsvc.name}" if not bad else
                                f"{tsvc.name} does not start after {dbsvc.name} in runlevel(s) {' '.join(bad)}")]
     unit, tunit = dbsvc.unit, tsvc.unit
-    enabled = r["enabled"].stdout.split()
-    props = dict(line.split("=", 1) for line in r["order"].stdout.splitlines() if "=" in line)
+    enabled, props = found.chain.enabled, found.chain.order
     ordered = (unit in props.get("After", "").split() and unit in props.get("PartOf", "").split()
                and tunit in props.get("Wants", "").split())
-    return [*checks, *file_checks(host, tsvc, init, states),
-            Check(host, "enabled", enabled == ["enabled", "enabled"],
+    return [*checks, *file_checks(host, tsvc, tf),
+            Check(host, "enabled", enabled == ("enabled", "enabled"),
                   f"{unit} {tunit}: {' '.join(enabled) or 'unknown'}"),
             Check(host, "boot order", ordered, f"{tunit}: After= and PartOf= {unit}, wanted by it" if ordered else
                   f"{tunit} is not ordered after, part of and wanted by {unit}")]
 
 
-def key_check(host: str, path: str, key: authkeys.PublicKey | None, r: dict) -> Check:
-    """The DB server's key: there, without a passphrase, matching its .pub, 600 root (.pub 644)."""
-    if key is None or not r["priv"].ok:
+def key_check(inv: Inventory, f: KeyFacts) -> Check:
+    """The DB server's key, from gen-key's own plan for it (a gap when it would change anything):
+    there, without a passphrase, matching its .pub, 600 root (.pub 644)."""
+    path, host = inv.key.path, inv.db.name
+    if f.priv is None:
         return Check(host, "key", False, f"{path} missing; run {tell.command('gen-key')}")
-    if not r["derived"].ok:
+    try:
+        change = ops_key.key(inv, f)
+    except SvrchainError:
         return Check(host, "key", False, f"{path} needs a passphrase; it must have none")
-    if authkeys.parse_public_key(r["derived"].stdout).blob != key.blob:
+    if change.files:
         return Check(host, "key", False, f"{path}.pub does not match the private key")
-    if r["priv"].stdout.split() != ["600", "root"]:
-        return Check(host, "key", False, f"{path} is {r['priv'].stdout.strip()}, want 600 root")
-    if r["pubmode"].stdout.split() != PUB_MODE:
-        return Check(host, "key", False, f"{path}.pub is {r['pubmode'].stdout.strip()}, want 644 root")
-    return Check(host, "key", True, f"{path} {key.type} {key.fingerprint}, 600 (.pub 644)")
+    if change.commands:
+        wrong = [f"{path} is {f.priv}, want 600 root"] if f.priv.split() != ["600", "root"] else []
+        wrong += [f"{path}.pub is {f.pubmode}, want 644 root"] if f.pubmode.split() != ops_key.PUB_MODE else []
+        return Check(host, "key", False, "; ".join(wrong))
+    key = f.public_key()
+    return Check(host, "key", True, f"{path} {key.type} {key.fingerprint}, 600 (.pub 644)" if key else path)
 
 
-def watch_probe(session: Session) -> dict[str, str]:
-    """What verify reads of the watcher: whether it runs, the DB's run, the restarts still owed."""
-    inv = session.inv
-    return {
-        "wup": f"if [ -d /run/systemd/system ]; then systemctl is-active {render.watch_unit(inv)}; "
-               f"else /etc/init.d/{render.watch_name(inv)} status; fi",
-        "wenabled": f"systemctl is-enabled {render.watch_unit(inv)}",
-        "run": current_run_command(inv),
-        "service": service_probe(inv),
-        "ready": """printf '%s\\n' "$READY" | sh >/dev/null 2>&1""",  # READY: from stdin (see db_checks)
-        "owed": f"for f in {render.owed_dir(inv)}/*; do [ -f \"$f\" ] && echo \"${{f##*/}} $(cat \"$f\")\"; done; true",
-        "status": f"cat {trigger_status.status_path(inv)} 2>/dev/null; true",
-        "going": trigger_status.going_command(inv),
-        "now": "date +%s.%N",
-        "tick": f"cat {render.watch_tick(inv)} 2>/dev/null; true",
-        "procs": trigger_status.processes_command(inv) if inv.db.run.process else "true",
-        "owner": f"id -u -- {shlex.quote(inv.db.run.user or 'root')}",
-    }
-
-
-def runs_check(session: Session, r: dict) -> Check:
+def runs_check(session: Session, chain: ChainState) -> Check:
     """The trigger's last run, and no run of it going on longer than its bound (a stuck run holds the
     lock: no web server would be restarted)."""
-    inv, name = session.inv, session.db.name
+    inv, name, now = session.inv, session.db.name, chain.now
     limit = trigger_status.bound(inv)
-    try:
-        now: float | None = float(r["now"].stdout)
-    except ValueError:
-        now = None
-    going = [trigger_status.parse(text) for text in r["going"].stdout.split("--\n") if text.strip()]
+    going = [trigger_status.parse(text) for text in chain.going.split("--\n") if text.strip()]
     stuck = [g.started for g in going if g.started is not None and now is not None and now - g.started > limit]
-    last = trigger_status.parse(r["status"].stdout)
+    last = trigger_status.parse(chain.status)
     detail = (f"last run {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(last.finished))}: {last.result}"
               if last.finished is not None else "no run finished yet")
     if stuck:
@@ -318,63 +329,59 @@ def runs_check(session: Session, r: dict) -> Check:
     return Check(name, f"{inv.trigger.name} runs", not stuck, detail)
 
 
-def service_checks(session: Session, init: str, r: dict, gap: bool = True) -> list[Check]:
+def service_checks(session: Session, init: str, chain: ChainState, gap: bool = True) -> list[Check]:
     """On a systemd host, the running database is its service's: else a restart of the service (the
     chain's, restart-chain's) would not restart it. (SysV: the init script acts on the process.)
     Without ``gap`` (bootstrap's own verify, which has just installed the service), a database still
     outside it is the hand-over left to do: said, and skipped (not a gap)."""
-    inv, run = session.inv, r["run"].stdout.strip() or "none"
+    inv, run = session.inv, chain.run
     if init != "systemd" or run == "none":
         return []
     unit = render.db_unit(inv)
-    outside = service_problem(inv, r["service"].stdout)
+    outside = service_problem(inv, chain.service)
     return [Check(session.db.name, "under its service", outside is None, f"run {run} is {unit}'s" if outside is None
                   else f"the database {outside}: a restart of the service would not restart it; "
                        f"{outside_service(inv)} (systemctl stop <the unit that started it>; systemctl start {unit})",
                   skipped=outside is not None and not gap)]
 
 
-def watch_checks(session: Session, init: str, tool: str, wsvc: ops_db.Service, states: dict[str, FileState],
-                 r: dict) -> list[Check]:
+def watch_checks(session: Session, wsvc: ops_db.Service, found: DbFound) -> list[Check]:
     """The watcher is installed, registered and running; it can tell the DB's run; nothing is owed."""
-    inv, name = session.inv, session.db.name
-    checks = file_checks(name, wsvc, init, states)
-    if init == "sysv":
-        checks.append(registration(name, wsvc, tool, r, states))
+    inv, name, chain, wf = session.inv, session.db.name, found.chain, found.services[2]
+    checks = file_checks(name, wsvc, wf)
+    if wf.init == "sysv":
+        checks.append(registration(name, wsvc, (found.init, chain), wf.states))
     else:
-        enabled = r["wenabled"].stdout.strip()
+        enabled = chain.watcher_enabled
         checks.append(Check(name, f"{wsvc.unit} enabled", enabled == "enabled", f"{wsvc.unit}: {enabled or 'unknown'}"))
-    checks.append(watcher_check(session, wsvc.name, r))
-    run = r["run"].stdout.strip() or "none"
+    checks.append(watcher_check(session, wsvc.name, chain))
+    run = chain.run
     if inv.db.run.process:
-        checks.append(run_owner_check(session, run, r))
-    elif r["ready"].ok:
+        checks.append(run_owner_check(session, run, chain))
+    elif chain.ready:
         checks.append(Check(name, "database run", run != "none",
                             f"current run {run}" if run != "none" else
                             f"the database is ready but db.run matches no process in {inv.source}: fix it"))
-    owed = [line.split() for line in r["owed"].stdout.splitlines() if len(line.split()) == 3]
+    owed = chain.owed
     checks.append(Check(name, "owed restarts", not owed, "none" if not owed else "; ".join(
         f"{w} since the run that was ready at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(float(t)))}"
         for w, _run, t in owed) + " (the watcher retries each until it answers)"))
     return checks
 
 
-def watcher_view(r: dict) -> tuple[float | None, str | None]:
+def watcher_view(chain: ChainState) -> tuple[float | None, str | None]:
     """(how long ago the watcher last looked at the database, the run it saw), from its tick."""
-    tick = trigger_status.parse_tick(r["tick"].stdout)
-    try:
-        return (float(r["now"].stdout) - tick[0], tick[1]) if tick else (None, None)
-    except ValueError:
-        return None, None
+    tick = trigger_status.parse_tick(chain.tick)
+    return (chain.now - tick[0], tick[1]) if tick and chain.now is not None else (None, None)
 
 
-def watcher_check(session: Session, wname: str, r: dict) -> Check:
+def watcher_check(session: Session, wname: str, chain: ChainState) -> Check:
     """The watcher runs, and it still looks at the database: its tick is no older than a few intervals."""
     inv, name = session.inv, session.db.name
-    if not r["wup"].ok:
+    if not chain.watcher_up:
         return Check(name, "watcher", False, f"{wname} is not running: no restart outside the service is "
                                              f"followed; run {tell.command('install-svr-restart')} to start it")
-    age, _ = watcher_view(r)
+    age, _ = watcher_view(chain)
     if age is None:
         return Check(name, "watcher", False, f"{wname} runs but has not told when it last looked at the database "
                                              f"({render.watch_tick(inv)}): run {tell.command('install-svr-restart')}")
@@ -384,25 +391,24 @@ def watcher_check(session: Session, wname: str, r: dict) -> Check:
     return Check(name, "watcher", True, "running: every new run of the database is followed, however it starts")
 
 
-def run_owner_check(session: Session, run: str, r: dict) -> Check:
+def run_owner_check(session: Session, run: str, chain: ChainState) -> Check:
     """The trigger's run is the database's real main process (its owner's, its program, its start time),
     and no process of another account (or program) looks like it."""
     inv, name = session.inv, session.db.name
     user, exe = inv.db.run.user, inv.db.run.executable
-    if not r["owner"].ok or not r["owner"].stdout.strip().isdigit():
+    if chain.owner is None:
         return Check(name, "database run", False, f"db.run.user {user} is not an account of {name}: fix {inv.source}")
-    main, fakes = trigger_status.the_database(trigger_status.parse_processes(r["procs"].stdout),
-                                              int(r["owner"].stdout), exe)
+    main, fakes = trigger_status.the_database(trigger_status.parse_processes(chain.processes), chain.owner, exe)
     if fakes:
         return Check(name, "database run", False, "look-alike of the database's main process: " + "; ".join(
             f"PID {p.pid} of {p.user} ({p.exe})" for p in fakes[:5]) + f"; not a run (not {user}'s"
             + (f" {exe}" if exe else "") + "): find who started it")
     if main is None:
         why = f"no process of {user} matches db.run in {inv.source}: fix it"
-        return Check(name, "database run", not r["ready"].ok, "the database is ready but " + why
-                     if r["ready"].ok else "the database does not run")
-    age, seen = watcher_view(r)
-    if age is not None and age <= trigger_status.tick_limit(inv) and r["wup"].ok and seen != run:
+        return Check(name, "database run", not chain.ready, "the database is ready but " + why
+                     if chain.ready else "the database does not run")
+    age, seen = watcher_view(chain)
+    if age is not None and age <= trigger_status.tick_limit(inv) and chain.watcher_up and seen != run:
         run = f"{run} (the watcher's: {seen})"
     if run != main.run:
         return Check(name, "database run", False, f"the chain follows {run}, not the database's main process "
@@ -467,10 +473,19 @@ def conclude(what: str, checks: list[Check]) -> None:
         raise GapFound(f"{what}: {len(gaps)} gap(s) on {', '.join(sorted({g.host for g in gaps}))}")
 
 
+def prefetch_db(session: Session) -> None:
+    """Start reading the DB server's facts: first what every web server's line needs (its key, the
+    keys held there) in one probe, then the rest (services, watcher, runs) in another, so that no web
+    server's line waits for the DB server's slower checks."""
+    needed = [KeyFact(), HeldKeysFact()]
+    names = {f.name for f in needed}
+    prefetch(session, session.db, needed, [f for f in ops_db.db_facts(session.inv) if f.name not in names])
+
+
 @on_hosts()
 def run_verify(s: Session, attacks: bool = False) -> None:
     """What `fab verify` does (its flags and help: tasks/)."""
-    s.prefetch([s.db])
+    prefetch_db(s)
     s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
     checks = verify_step(s)
     conclude("verify", checks)
@@ -491,7 +506,7 @@ def chain_path_check(session: Session, web: Host, key: authkeys.PublicKey | None
                       ("cannot be reached" if db_down else "has no key; run " + tell.command("bootstrap")),
                       skipped=db_down)]
     inv = session.inv
-    r = session.db.run(proof_command(inv, web.address, web.port, inv.key.path), timeout=60)
+    r = session.db.run(ops_key.proof_command(inv, web.address, web.port, inv.key.path), timeout=60)
     said = (r.stdout.strip() or r.stderr.strip() or f"exit {r.code}").splitlines()
     if r.ok:
         return [Check(web.name, "chain path", True, f"{session.db.name} -> {web.name} gate status: {said[0][:150]}")]
@@ -503,7 +518,7 @@ def chain_path_check(session: Session, web: Host, key: authkeys.PublicKey | None
 @on_hosts()
 def run_smoke(s: Session) -> None:
     """What `fab smoke` does (its flags and help: tasks/): verify's checks and the chain's path."""
-    s.prefetch([s.db])
+    prefetch_db(s)
     s.prefetch(s.webs, facts=lambda w: web_facts(s, w))
     checks = verify_step(s, extra=lambda web, key: chain_path_check(s, web, key))
     conclude("smoke", checks)

@@ -214,7 +214,7 @@ def test_service_problem_reads_the_cgroup_of_the_databases_process():
     """service_probe's output on a systemd host: the DB's main process and its cgroup (cgroup v2 and
     v1), or, with db.run.command, whether the unit is active (tested on the lab: test_bootstrap.py)."""
     from svrchain.core.inventory import parse
-    from svrchain.steps.chain import service_problem
+    from svrchain.facts.chain import service_problem
     from tests.paths import LAB_INVENTORY
 
     inv = parse(LAB_INVENTORY.read_text(), LAB_INVENTORY)

@@ -3,8 +3,9 @@
 import pytest
 
 from svrchain.core import authkeys, homes
-from svrchain.core.homes import KeysFile, WebFacts
+from svrchain.core.homes import KeysFile
 from svrchain.core.plan import FileState
+from svrchain.facts.web import WebFacts
 from tests.unit.test_authkeys import KEY, MARK, OTHER
 
 DB = ["198.18.0.10"]
@@ -17,7 +18,7 @@ HAND_MADE = ('from="198.18.0.10",no-port-forwarding,no-X11-forwarding,no-agent-f
 def facts(*files: KeysFile, user: str = "svr-restart") -> WebFacts:
     return WebFacts(user, f"/var/lib/{user}", user, FileState("/x", False), "700 " + user, None, files,
                     FileState("/usr/local/sbin/svr-restart-gate", False),
-                    FileState("/etc/sudoers.d/svrchain", False), {})
+                    FileState("/etc/sudoers.d/svrchain", False))
 
 
 def test_scan_output_is_parsed_per_file_once():

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from svrchain.core import homes
-from svrchain.core.homes import KeysFile, Legacy, WebFacts
+from svrchain.core.homes import KeysFile, Legacy
 from svrchain.core.plan import FileState, Result
+from svrchain.facts.web import WebFacts
 from tests.unit.cases import BLOBS
 
 MARK = "svrchain:svr_restart@db"
@@ -16,8 +17,7 @@ RESTART = "/etc/init.d/httpd"
 
 def facts(*files: KeysFile, unsafe: str | None = None) -> WebFacts:
     return WebFacts("u", "/h", "u", FileState("/h/.ssh/authorized_keys", False), "700 u", unsafe, files,
-                    FileState("/usr/local/sbin/svr-restart-gate", False), FileState("/etc/sudoers.d/svrchain", False),
-                    {})
+                    FileState("/usr/local/sbin/svr-restart-gate", False), FileState("/etc/sudoers.d/svrchain", False))
 
 
 @pytest.mark.parametrize(("text", "files"), [

@@ -16,8 +16,9 @@ import pytest
 
 from svrchain.core.errors import HostError
 from svrchain.core.plan import FileState, Result
+from svrchain.facts import FILE_CMD, file_state
 from svrchain.remote.connection import Once
-from svrchain.remote.files import FILE_CMD, file_state, parse_probe, probe_script, sections
+from svrchain.remote.files import parse_probe, probe_script, sections
 
 LABEL = "web1 (198.18.0.21:22)"
 

@@ -108,11 +108,11 @@ def test_sudoers_rule_allows_exactly_the_command():
 
 
 def test_sudo_listing_is_parsed_to_rules():
-    from svrchain.steps.account import sudo_rules
+    from svrchain.facts.web import sudo_rules
     listing = ("Matching Defaults entries for u on web1:\n    env_reset, !requiretty\n\n"
                "User u may run the following commands on web1:\n    (root) NOPASSWD: /etc/init.d/apache2 restart\n"
                "    (ALL) NOPASSWD: ALL\n")
-    assert sudo_rules(listing) == ["(root) NOPASSWD: /etc/init.d/apache2 restart", "(ALL) NOPASSWD: ALL"]
+    assert sudo_rules(listing) == ("(root) NOPASSWD: /etc/init.d/apache2 restart", "(ALL) NOPASSWD: ALL")
 
 
 def test_a_sudo_rule_without_arguments_allows_none():
@@ -134,14 +134,15 @@ def contains(words: list[str], part: list[str]) -> bool:
 
 
 def test_every_connection_of_the_key_uses_the_same_ssh_options():
-    from svrchain.steps import attacks, rotate
+    from svrchain.ops import key as ops_key
+    from svrchain.steps import attacks
 
     options = render.ssh_options(INV)
     for must in (["-F", "/dev/null"], ["-o", "BatchMode=yes"], ["-o", "StrictHostKeyChecking=yes"],
                  ["-o", "UserKnownHostsFile=/etc/svrchain/known_hosts"], ["-o", "GlobalKnownHostsFile=/dev/null"],
                  ["-o", "IdentitiesOnly=yes"], ["-o", "IdentityAgent=none"]):
         assert contains(options, must), must
-    assert contains(shlex.split(rotate.proof_command(INV, "198.18.0.21", 22, "/root/k.new")), options)
+    assert contains(shlex.split(ops_key.proof_command(INV, "198.18.0.21", 22, "/root/k.new")), options)
     assert contains(bash_words(attacks.prelude(INV, "198.18.0.21", 22), "$S"), options)
     # The trigger's own: tests/unit/test_trigger.py reads them from its ssh calls.
 
