@@ -2,15 +2,20 @@
 
 A mutant counts as killed when a test failed (or timed out) with it; one that no test reaches counts
 as a survivor. Mutants listed in tests/mutation-equivalent.md (they cannot change behaviour, each with
-its reason) are shown apart and left out of the kill rate. Exits 1 when the rate is under --min.
+its reason) are shown apart and left out of the kill rate. Exits 1 when a module's rate (or the
+total) is under --min, or when [tool.mutmut] names a path that matches nothing (an only_mutate pattern
+with no module, an also_copy path that does not exist) or a module that mutmut did not mutate: a
+layout change must fail loudly, not pass with fewer modules.
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import re
 import sys
+import tomllib
 from collections import Counter
 from pathlib import Path
 
@@ -18,6 +23,27 @@ from mutmut.stats import status_by_exit_code
 
 ROOT = Path(__file__).resolve().parent.parent
 EQUIVALENT = ROOT / "tests" / "mutation-equivalent.md"
+PYPROJECT = ROOT / "pyproject.toml"
+
+
+def mutmut_config(pyproject: Path = PYPROJECT) -> dict:
+    """The [tool.mutmut] table of pyproject.toml."""
+    return tomllib.loads(pyproject.read_text())["tool"]["mutmut"]
+
+
+def config_problems(config: dict, root: Path, mutants: Path) -> list[str]:
+    """What in the config names nothing: patterns with no module, missing copies, modules not mutated."""
+    sources = sorted(str(p.relative_to(root)) for s in config.get("source_paths", [])
+                     for p in (root / s).rglob("*.py"))
+    problems = [f"only_mutate: {pattern!r} matches no module under {config.get('source_paths')}"
+                for pattern in config.get("only_mutate", [])
+                if not any(fnmatch.fnmatch(path, pattern) for path in sources)]
+    problems += [f"also_copy: {path!r} does not exist" for path in config.get("also_copy", [])
+                 if not (root / path).exists()]
+    problems += [f"{path} is in only_mutate but mutmut made no mutants of it (no {path}.meta in {mutants.name}/)"
+                 for path in sources if any(fnmatch.fnmatch(path, p) for p in config.get("only_mutate", []))
+                 and not (mutants / f"{path}.meta").exists()]
+    return problems
 
 
 def equivalent_names(path: Path = EQUIVALENT) -> set[str]:
@@ -27,7 +53,8 @@ def equivalent_names(path: Path = EQUIVALENT) -> set[str]:
     return set(re.findall(r"^- `([\w.ǁ]+__mutmut_\d+)`", path.read_text(), re.M))
 
 
-def summary(mutants: Path, equivalent: set[str]) -> tuple[list[str], float]:
+def summary(mutants: Path, equivalent: set[str]) -> tuple[list[str], dict[str, float]]:
+    """The table's lines and each module's kill rate (and the TOTAL's)."""
     rows, total = [], Counter()
     for meta in sorted((mutants / "svrchain").rglob("*.py.meta")):
         counts: Counter[str] = Counter()
@@ -44,16 +71,15 @@ def summary(mutants: Path, equivalent: set[str]) -> tuple[list[str], float]:
         total += counts
         rows.append((str(meta.relative_to(mutants / "svrchain")).removesuffix(".py.meta"), counts))
     rows.append(("TOTAL", total))
-    lines = [f"{'module':<16}{'mutants':>9}{'killed':>8}{'survived':>10}{'equivalent':>12}{'kill rate':>11}"]
+    lines, rates = [f"{'module':<20}{'mutants':>9}{'killed':>8}{'survived':>10}{'equivalent':>12}{'kill rate':>11}"], {}
     for module, c in rows:
         counted = c["killed"] + c["survived"] + c["not checked"]
-        rate = 100.0 * c["killed"] / counted if counted else 100.0
-        lines.append(f"{module:<16}{counted + c['equivalent']:>9}{c['killed']:>8}{c['survived']:>10}"
+        rates[module] = rate = 100.0 * c["killed"] / counted if counted else 100.0
+        lines.append(f"{module:<20}{counted + c['equivalent']:>9}{c['killed']:>8}{c['survived']:>10}"
                      f"{c['equivalent']:>12}{rate:>10.1f}%")
     if total["not checked"]:
         lines.append(f"({total['not checked']} mutant(s) not checked yet: run make mutation to the end)")
-    counted = total["killed"] + total["survived"] + total["not checked"]
-    return lines, 100.0 * total["killed"] / counted if counted else 100.0
+    return lines, rates
 
 
 def main() -> int:
@@ -62,15 +88,16 @@ def main() -> int:
     parser.add_argument("--min", type=float, default=90.0, help="the least kill rate (percent) that passes")
     parser.add_argument("--out", type=Path, help="also write the summary to this file")
     args = parser.parse_args()
-    lines, rate = summary(args.mutants, equivalent_names())
-    text = "\n".join(lines) + "\n"
+    problems = config_problems(mutmut_config(), ROOT, args.mutants)
+    lines, rates = summary(args.mutants, equivalent_names())
+    text = "\n".join(lines + problems) + "\n"
     sys.stdout.write(text)
     if args.out:
         args.out.write_text(text)
-    if rate < args.min:
-        print(f"kill rate {rate:.1f}% is under {args.min:.0f}%: see `mutmut results` and `mutmut show NAME`")
-        return 1
-    return 0
+    low = [f"{module} {rate:.1f}%" for module, rate in rates.items() if rate < args.min]
+    if low:
+        print(f"kill rate under {args.min:.0f}%: {', '.join(low)}: see `mutmut results` and `mutmut show NAME`")
+    return 1 if low or problems else 0
 
 
 if __name__ == "__main__":
