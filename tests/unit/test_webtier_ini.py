@@ -27,5 +27,11 @@ def test_parse_ini_lines_sections_and_comments() -> None:
                                      ("w", "", "/etc/php.ini:12")]
 
 
+def test_a_special_section_with_blanks_after_its_bracket_is_skipped_too() -> None:
+    # PHP's ini scanner eats the blanks after "[": "[ host = a ]" is a [HOST=] section, for CGI only.
+    text = "[ host = a ]\ny = 2\n[\tPATH=/www]\nx = 1\n[ oci8 ]\nz = 3\n"
+    assert parse_ini(_ini(text)) == [("z", "3", "/etc/php.ini:6")]
+
+
 def test_parse_ini_cuts_a_long_value() -> None:
     assert parse_ini(_ini("k = " + "v" * 200 + "\n")) == [("k", "v" * 80, "/etc/php.ini:1")]
