@@ -474,27 +474,35 @@ def _pidfile(h: LabHost) -> Path:
 
 
 def init_pid(h: LabHost) -> int | None:
-    """This machine's PID of the host's PID 1 (tini or systemd), or None when the host is down."""
+    """This machine's PID of the host's PID 1 (tini or systemd), or None when the host is down.
+
+    The pidfile's PID counts only while it is still that host's PID 1 (PID 1 of its own PID namespace,
+    in the host's network namespace): after a reboot of this machine the number may be anyone's, and
+    stopping the host must never kill an unrelated process."""
     try:
         pid = int(_pidfile(h).read_text())
-        os.kill(pid, 0)
-        return pid
-    except (FileNotFoundError, ValueError, ProcessLookupError):
+        want = os.stat(f"/run/netns/{h.netns}").st_ino
+    except (OSError, ValueError):
         return None
+    return pid if _is_init_in(Path(f"/proc/{pid}"), want) else None
+
+
+def _is_init_in(proc: Path, netns_ino: int) -> bool:
+    """Whether the process at ``proc`` is PID 1 of a PID namespace and lives in the network namespace
+    whose inode is ``netns_ino``."""
+    try:
+        nspid = next(x for x in (proc / "status").read_text().splitlines() if x.startswith("NSpid:")).split()
+        return nspid[-1] == "1" and len(nspid) > 2 and os.stat(proc / "ns/net").st_ino == netns_ino
+    except (OSError, StopIteration):
+        return False
 
 
 def _find_init(netns: str) -> int | None:
     """The process that is PID 1 of a PID namespace and lives in the network namespace ``netns``."""
     want = os.stat(f"/run/netns/{netns}").st_ino
     for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            nspid = next(x for x in (d / "status").read_text().splitlines() if x.startswith("NSpid:"))
-            if nspid.split()[-1] == "1" and len(nspid.split()) > 2 and os.stat(d / "ns/net").st_ino == want:
-                return int(d.name)
-        except (OSError, StopIteration):
-            continue
+        if d.name.isdigit() and _is_init_in(d, want):
+            return int(d.name)
     return None
 
 

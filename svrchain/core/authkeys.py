@@ -25,7 +25,7 @@ RESTRICT_SINCE = (7, 2)  # OpenSSH release that added the 'restrict' option
 ED25519_SINCE = (6, 5)
 
 
-class KeyError_(SvrchainError):
+class BadKey(SvrchainError):
     """A public key that cannot be used."""
 
 
@@ -52,7 +52,7 @@ def parse_public_key(text: str) -> PublicKey:
     """Parse a ``.pub`` file's single line; raise a clear error on anything else."""
     parts = text.strip().split(None, 2)
     if len(parts) < 2 or parts[0] not in KEY_TYPES:
-        raise KeyError_(f"not an OpenSSH public key: {text.strip()[:60]!r}")
+        raise BadKey(f"not an OpenSSH public key: {text.strip()[:60]!r}")
     _check_blob(parts[0], parts[1])
     return PublicKey(parts[0], parts[1], parts[2] if len(parts) > 2 else "")
 
@@ -61,10 +61,10 @@ def _check_blob(key_type: str, blob: str) -> None:
     try:
         raw = base64.b64decode(blob, validate=True)
     except (binascii.Error, ValueError):
-        raise KeyError_(f"the key's base64 is damaged: {blob[:20]}...") from None
+        raise BadKey(f"the key's base64 is damaged: {blob[:20]}...") from None
     n = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else -1
     if raw[4 : 4 + n].decode("ascii", "replace") != key_type:
-        raise KeyError_(f"the key's blob does not match its type {key_type}")
+        raise BadKey(f"the key's blob does not match its type {key_type}")
 
 
 def _split_options(line: str) -> tuple[str, str]:
@@ -193,9 +193,9 @@ def restricted_line(key: PublicKey, from_addresses: list[str], command: str,
                     restrict: bool, marker: str) -> str:
     """The one line that lets ``key`` run ``command`` from ``from_addresses``, and nothing else."""
     if any("," in a or " " in a or '"' in a for a in from_addresses):
-        raise KeyError_("from= entries must be single addresses without spaces or commas")
+        raise BadKey("from= entries must be single addresses without spaces or commas")
     if '"' in command or "\n" in command or "\\" in command:
-        raise KeyError_('the command must not contain double quotes, backslashes or newlines')
+        raise BadKey('the command must not contain double quotes, backslashes or newlines')
     options = [
         *(["restrict"] if restrict else []),
         f'from="{",".join(from_addresses)}"',

@@ -16,8 +16,6 @@ code   meaning
 
 from __future__ import annotations
 
-EXIT_OK = 0
-
 
 class SvrchainError(Exception):
     """A problem the user can fix; its message is printed as is, and the task exits with ``code``."""

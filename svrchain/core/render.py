@@ -105,7 +105,7 @@ def trigger_unit(inv: Inventory) -> str:
     return inv.trigger.name.replace("_", "-") + ".service"
 
 
-def trigger_script(inv: Inventory) -> str:
+def trigger_path(inv: Inventory) -> str:
     """Where the trigger itself lives (the static script, the same on every host); the SysV init
     script and the systemd units only run it."""
     return f"{IMPL_DIR}/{inv.trigger.name}"
@@ -143,14 +143,14 @@ def watch_unit(inv: Inventory) -> str:
 def watch_init(inv: Inventory) -> bytes:
     """``/etc/init.d/<trigger>_watch``: runs the trigger's ``watch`` loop as a daemon."""
     return _template("svr-watch.sh.j2").render(
-        name=watch_name(inv), db_service=inv.db.service, trigger=trigger_script(inv),
+        name=watch_name(inv), db_service=inv.db.service, trigger=trigger_path(inv),
         pidfile=watch_pidfile(inv), supervisor=supervise_pidfile(inv)).encode()
 
 
 def watch_service(inv: Inventory) -> bytes:
     """``<trigger>-watch.service``: the same loop under systemd."""
     return _template("svr-watch.service.j2").render(
-        name=watch_name(inv), trigger=trigger_script(inv)).encode()
+        name=watch_name(inv), trigger=trigger_path(inv)).encode()
 
 
 def owed_dir(inv: Inventory) -> str:
@@ -181,7 +181,7 @@ def dbora_service(inv: Inventory) -> bytes:
 def svr_restart_service(inv: Inventory) -> bytes:
     """``svr-restart.service``: after the DB's unit, part of it, wanted by it."""
     return _template("svr-restart.service.j2").render(
-        name=inv.trigger.name, db_unit=db_unit(inv), script=trigger_script(inv),
+        name=inv.trigger.name, db_unit=db_unit(inv), script=trigger_path(inv),
         timeout=trigger_status.unit_timeout(inv),
     ).encode()
 
@@ -263,8 +263,8 @@ def ready_check(inv: Inventory) -> str:
 
 def trigger_init(inv: Inventory) -> bytes:
     """``/etc/init.d/svr_restart``: the boot order's header (after the DB), then the trigger itself."""
-    return _template("svr_restart.sh.j2").render(
-        name=inv.trigger.name, db_service=inv.db.service, script=trigger_script(inv),
+    return _template("svr-restart-init.sh.j2").render(
+        name=inv.trigger.name, db_service=inv.db.service, script=trigger_path(inv),
         config=trigger_config_path(inv)).encode()
 
 
@@ -299,7 +299,7 @@ def trigger_settings(inv: Inventory) -> list[tuple[str, str]]:
 def trigger_config(inv: Inventory) -> bytes:
     """``/etc/svrchain/svr_restart.conf``: the trigger's settings, as data (the trigger never runs it)."""
     lines = [f"# {MARK} (fab install-svr-restart). Edit the inventory, not this file.",
-             f"# The settings of {trigger_script(inv)}: key=value, one a line, read as data (never run);",
+             f"# The settings of {trigger_path(inv)}: key=value, one a line, read as data (never run);",
              "# 'web' is one web server: name address port user."]
     for key, value in trigger_settings(inv):
         if "\n" in value or "\r" in value:  # the inventory allows neither; one line per setting

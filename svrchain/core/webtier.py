@@ -379,7 +379,7 @@ def parse_ini(read: Read) -> list[tuple[str, str, str]]:
         if not line or line.startswith(";"):
             continue
         if line.startswith("["):
-            skip = bool(re.match(r"\[(path|host)\s*=", line, re.I))
+            skip = bool(re.match(r"\[[ \t]*(path|host)[ \t]*=", line, re.I))
             continue
         key, eq, value = line.partition("=")
         if eq and not skip and key.strip():

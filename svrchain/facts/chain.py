@@ -41,7 +41,7 @@ def current_run_command(inv: Inventory) -> str:
     """Prints the database's current run on the DB host ('none' when it does not run), as the trigger
     tells it."""
     # (The init script: a host still in an earlier svrchain's layout, which had only that.)
-    scripts = " ".join((render.trigger_script(inv), render.trigger_init_path(inv)))
+    scripts = " ".join((render.trigger_path(inv), render.trigger_init_path(inv)))
     return f'(for t in {scripts}; do [ -x "$t" ] && exec "$t" run; done; echo none)'
 
 

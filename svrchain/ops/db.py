@@ -78,7 +78,7 @@ def trigger(inv: Inventory) -> Service:
     name, tunit = inv.trigger.name, render.trigger_unit(inv)
     common = ((f"{name} settings", FileSpec(render.trigger_config_path(inv), render.trigger_config(inv), 0o600,
                                             parent_mode=0o755)),
-              (f"{name} script", FileSpec(render.trigger_script(inv), render.trigger_program(), 0o755,
+              (f"{name} script", FileSpec(render.trigger_path(inv), render.trigger_program(), 0o755,
                                           parent_mode=0o755)))
     init = (f"{name} init script", FileSpec(render.trigger_init_path(inv), render.trigger_init(inv), 0o755))
     unit = (tunit, FileSpec(f"/etc/systemd/system/{tunit}", render.svr_restart_service(inv), 0o644))

@@ -8,7 +8,7 @@ import contextlib
 import functools
 import queue
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, wait
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
@@ -73,6 +73,45 @@ def parallel_map(fn: Callable[[T], object], items: list[T], count: int) -> list:
         pool.shutdown()
 
 
+class GroupResult(Mapping[str, T]):
+    """What :meth:`Session.each` got from each host, by host name in the hosts' order, as Fabric's
+    GroupResult: ``succeeded``, the values; ``failed``, the errors. A failed host's value cannot be read
+    (reading it raises its error), and failures nobody took in hand (``failed``, or
+    :meth:`Session.report_failures`) are reported when the task's work ends (:func:`on_hosts`): a
+    failure is never dropped without a word."""
+
+    def __init__(self, step: str, results: dict[str, T | HostError]):
+        self.step = step
+        self._results = results
+        self.taken = not any(isinstance(r, HostError) for r in results.values())
+
+    @property
+    def succeeded(self) -> dict[str, T]:
+        """The hosts where the work returned, and what it returned."""
+        return {h: r for h, r in self._results.items() if not isinstance(r, HostError)}
+
+    @property
+    def failed(self) -> dict[str, HostError]:
+        """The hosts where the work raised, and the error; reading them takes the failures in hand."""
+        self.taken = True
+        return {h: r for h, r in self._results.items() if isinstance(r, HostError)}
+
+    def __getitem__(self, host: str) -> T:
+        result = self._results[host]
+        if isinstance(result, HostError):
+            raise result
+        return result
+
+    def __contains__(self, host: object) -> bool:
+        return host in self._results
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._results)
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+
 class Session:
     """One run: the inventory, its hosts, one connection each, and the outcome report."""
 
@@ -88,6 +127,7 @@ class Session:
         self._facts = Once()  # facts read once per run, by key ("what:host")
         self._print_lock = threading.Lock()
         self._prefetcher: Workers | None = None
+        self._groups: list[GroupResult] = []  # what each() returned, for failures nobody reported
         c, d = inv.connect, self.dialer
         self.db = Host(d, inv.db.name, "db", inv.db.address, inv.db.port or c.port, inv.db.user or c.user, lock)
         # Every web server of the inventory, and those this run works on (all, or --limit's).
@@ -205,16 +245,33 @@ class Session:
         """Threads for work on ``count`` hosts: at most ``connect.max_parallel`` at once."""
         return max(1, min(self.inv.connect.max_parallel, count))
 
-    def each(self, hosts: list[Host], fn: Callable[[Host], T]) -> list[T | HostError]:
-        """Run ``fn`` on every host in parallel; a host's error is returned, not raised."""
+    def each(self, hosts: list[Host], fn: Callable[[Host], T], step: str) -> GroupResult[T]:
+        """Run ``fn`` on every host in parallel: what each returned, or the HostError it raised, by host
+        (``step``: what the work is, for the line of a failure nobody reports)."""
         def guarded(h: Host) -> T | HostError:
             try:
                 return fn(h)
             except HostError as exc:
                 return exc
-        if len(hosts) == 1:
-            return [guarded(hosts[0])]
-        return parallel_map(guarded, hosts, self.parallel(len(hosts)))
+        values = [guarded(hosts[0])] if len(hosts) == 1 else parallel_map(guarded, hosts, self.parallel(len(hosts)))
+        result: GroupResult[T] = GroupResult(step, {h.name: v for h, v in zip(hosts, values, strict=True)})
+        self._groups.append(result)
+        return result
+
+    def report_failures(self, result: GroupResult, fix: str = "") -> dict[str, HostError]:
+        """Report each host where ``result``'s work raised on its own failed line (``fix``: what to do,
+        added to the error); the hosts and errors."""
+        failed = result.failed
+        for host, error in failed.items():
+            self.fail(host, result.step, HostError(f"{error}; {fix}") if fix else error)
+        return failed
+
+    def report_untaken(self) -> bool:
+        """Report the failures of :meth:`each` that no caller took in hand; whether there were any."""
+        untaken = [g for g in self._groups if not g.taken]
+        for g in untaken:
+            self.report_failures(g)
+        return bool(untaken)
 
     def report(self, outcome: Outcome, show_diff: bool = False, seconds: float | None = None) -> Outcome:
         """Print one ``host step status detail`` line (and its diffs in a dry run), as it happens;
@@ -265,13 +322,19 @@ class Session:
 def on_hosts(lock: bool = False) -> Callable[[Callable[Concatenate[Session, P], None]],
                                              Callable[Concatenate[Context, P], None]]:
     """A task's work on its hosts: ``work(session, ...)`` becomes ``run(c, ...)``, which opens the session
-    of the run Invoke's context ``c`` carries and closes it after. ``lock``: the task changes hosts, so
+    of the run Invoke's context ``c`` carries and closes it after, a failure of :meth:`Session.each` that
+    the work left unreported reported then (and the task failed). ``lock``: the task changes hosts, so
     they are locked against other changing runs (unless ``dry_run=True`` is passed)."""
     def decorate(work: Callable[Concatenate[Session, P], None]) -> Callable[Concatenate[Context, P], None]:
         @functools.wraps(work)
         def run(c: Context, *args: P.args, **kwargs: P.kwargs) -> None:
             with Session.open(runopts.of(c), lock=lock and not kwargs.get("dry_run", False)) as s:
-                work(s, *args, **kwargs)
+                try:
+                    work(s, *args, **kwargs)
+                finally:
+                    untaken = s.report_untaken()
+                if untaken:
+                    s.finish(s.results.task)
         return run
     return decorate
 

@@ -69,6 +69,4 @@ def adopt_step(session: Session, dry_run: bool, adopt: bool) -> None:
         change = Change(tuple(retire_changes(web, found.proved)), said=f"retire {where}{named}")
         apply(session, web, "adopt", change, dry_run)
 
-    for web, res in zip(session.webs, session.each(session.webs, one), strict=True):
-        if isinstance(res, HostError):
-            session.fail(web.name, "adopt", res)
+    session.report_failures(session.each(session.webs, one, step="adopt"))

@@ -116,13 +116,12 @@ def healthy(url: str, timeout: float) -> tuple[bool, str]:
 
 def restart_chain_step(session: Session) -> tuple[list[WebRow], dict[str, float]]:
     """Restart the DB, follow the chain, repair where it did not reach, check health."""
-    opened = session.each(session.hosts, lambda h: h.connection())
-    for h, res in zip(session.hosts, opened, strict=True):
-        if isinstance(res, HostError) and h is session.db:
-            session.fail(h.name, "restart", res)  # its line and the recap: nothing was restarted
-            raise res
-        if isinstance(res, HostError):
-            print(f"warning: {res}", file=session.out)
+    opened = session.each(session.hosts, lambda h: h.connection(), step="restart")
+    for name, error in opened.failed.items():
+        if name == session.db.name:
+            session.fail(name, "restart", error)  # its line and the recap: nothing was restarted
+            raise error
+        print(f"warning: {error}", file=session.out)  # its row says FAILED once the chain is followed
     t0, offset, ready_at = restart_db(session)
     rows = followed(session, t0)
     repair_and_check(session, rows, t0, offset)
@@ -187,11 +186,10 @@ def repair_and_check(session: Session, rows: dict[str, WebRow], t0: float, offse
         row.restarted_at = time.time() + offset - t0
         row.ok = True
 
-    for web, res in zip(session.webs, session.each(session.webs, repair), strict=True):
-        if isinstance(res, HostError):
-            rows[web.name].action = "FAILED to restart"
-            rows[web.name].notes.append(str(res))
-            rows[web.name].unreachable = isinstance(res, Unreachable)
+    for name, error in session.each(session.webs, repair, step="restart").failed.items():
+        rows[name].action = "FAILED to restart"
+        rows[name].notes.append(str(error))
+        rows[name].unreachable = isinstance(error, Unreachable)
 
     def check_health(web: Host) -> None:
         row = rows[web.name]
@@ -204,7 +202,7 @@ def repair_and_check(session: Session, rows: dict[str, WebRow], t0: float, offse
                 row.notes.append(f"health {url}: {answer}")
         report_web(session, row)
 
-    session.each(session.webs, check_health)
+    session.report_failures(session.each(session.webs, check_health, step="health"))
 
 
 @on_hosts(lock=True)

@@ -45,8 +45,8 @@ def run_doctor(s: Session, strict: bool = False) -> None:
         except HostError as exc:
             return record(s, web.name, [], exc, t0)
 
-    found = s.each(s.webs, one)
-    items = [(w.name, i) for w, res in zip(s.webs, found, strict=True) if isinstance(res, list) for i in res]
+    found = s.each(s.webs, one, step="doctor").succeeded  # one records its own errors
+    items = [(name, i) for name, res in found.items() for i in res]
     rows = [(h, i.name, output.paint(i.status.upper() if i.status != "ok" else "ok", i.status, s.results.colour),
              output.shown(i.detail, keep="")) for h, i in items]
     print(tabulate(rows, headers=["host", "check", "result", "detail"]), file=s.out, flush=True)

@@ -92,7 +92,7 @@ def harden_step(session: Session, dry_run: bool) -> None:
         for web in rest:
             session.report(Outcome(web.name, "harden-sshd", "skipped", f"not tried: it failed on {first.name}"))
         return
-    session.each(rest, one)
+    session.each(rest, one, step="harden-sshd")  # one reports its own errors as they happen
 
 
 @on_hosts(lock=True)

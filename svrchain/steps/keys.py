@@ -60,14 +60,9 @@ def push_key_step(session: Session, dry_run: bool) -> None:
         remove_stale(session, web, f, key.blob, dry_run)
         return pins
 
-    results = session.each(session.webs, one)
-    pinned: dict[str, list[str]] = {}
-    for web, res in zip(session.webs, results, strict=True):
-        if isinstance(res, HostError):
-            session.fail(web.name, "push-key", res)
-        else:
-            pinned[web.name] = res
-    pin_host_keys(session, pinned, dry_run)
+    results = session.each(session.webs, one, step="push-key")
+    session.report_failures(results)
+    pin_host_keys(session, results.succeeded, dry_run)
 
 
 def remove_stale(session: Session, web: Host, facts: WebFacts, blob: str | None, dry_run: bool) -> None:

@@ -54,7 +54,9 @@ def rotate_key_step(session: Session, dry_run: bool) -> None:
                   lambda t: authkeys.merge_line(t, line, new.blob, mark, keep=frozenset({old.blob})))
         return key_works(session, web, new_path)
 
-    failed = report_errors(session, "add-new-line", session.each(session.webs, add))
+    added = session.each(session.webs, add, step="add-new-line")
+    session.report_failures(added)
+    failed = [w for w in session.webs if added.succeeded.get(w.name) is not True]
     if failed:
         roll_back(session, failed, old, new, new_path)
     k = shlex.quote(inv.key.path)
@@ -62,22 +64,9 @@ def rotate_key_step(session: Session, dry_run: bool) -> None:
              what="putting the new key in place")
     session.report(Outcome(db.name, "rotate-key", "changed", f"{inv.key.path} is now {new.fingerprint}"))
     removed = session.each(session.webs, lambda w: _set_line(session, w, "remove-old-line",
-                                                             lambda t: authkeys.remove_lines(t, old.blob, None)))
-    report_errors(session, "remove-old-line", removed,
-                  f"the old key's line is still there: once fixed, run {tell.command('push-key')}")
-
-
-def report_errors(session: Session, step: str, results: list, fix: str = "") -> list[Host]:
-    """Report, on its own failed line, each web server whose ``step`` raised (``results``: Session.each's
-    on session.webs; ``fix``: what to do, added to the error); the web servers where it did not
-    return True."""
-    failed = []
-    for web, result in zip(session.webs, results, strict=True):
-        if isinstance(result, HostError):
-            session.fail(web.name, step, HostError(f"{result}; {fix}") if fix else result)
-        if result is not True:
-            failed.append(web)
-    return failed
+                                                             lambda t: authkeys.remove_lines(t, old.blob, None)),
+                           step="remove-old-line")
+    session.report_failures(removed, f"the old key's line is still there: once fixed, run {tell.command('push-key')}")
 
 
 def roll_back(session: Session, failed: list[Host], old: authkeys.PublicKey, new: authkeys.PublicKey,
@@ -85,12 +74,13 @@ def roll_back(session: Session, failed: list[Host], old: authkeys.PublicKey, new
     """The new key's lines go from every web server and the new key from the DB server; raise the
     error that stops the rotation (naming any web server where the new key's line could not go)."""
     rolled = session.each(session.webs, lambda w: _set_line(session, w, "rollback",
-                                                            lambda t: authkeys.remove_lines(t, new.blob, None)))
-    stuck = report_errors(session, "rollback", [r if isinstance(r, HostError) else True for r in rolled],
-                          f"the new key's unused line is still there: once fixed, run {tell.command('push-key')}")
+                                                            lambda t: authkeys.remove_lines(t, new.blob, None)),
+                          step="rollback")
+    stuck = session.report_failures(
+        rolled, f"the new key's unused line is still there: once fixed, run {tell.command('push-key')}")
     session.db.run(f"rm -f {shlex.quote(new_path)} {shlex.quote(new_path)}.pub")
     names = ", ".join(w.name for w in failed)
-    where = "everywhere" if not stuck else f"but the new key's line is left on {', '.join(w.name for w in stuck)}"
+    where = "everywhere" if not stuck else f"but the new key's line is left on {', '.join(stuck)}"
     raise HostError(f"{session.db.label}: rotation stopped: the new key did not work on {names}; the old key "
                     f"{old.fingerprint} is still in place {where}")
 

@@ -185,7 +185,7 @@ def uninstall_step(session: Session, dry_run: bool, with_sshd: bool) -> None:
         except HostError as exc:
             session.fail(host.name, "uninstall", exc)
 
-    session.each(session.hosts, one)
+    session.each(session.hosts, one, step="uninstall")  # one reports its own errors as they happen
 
 
 @on_hosts(lock=True)

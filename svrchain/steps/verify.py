@@ -436,15 +436,15 @@ def verify_step(session: Session, extra=None, handover_gap: bool = True) -> list
             found, pins = [unreachable_check(web.name, exc)], None
         return record(session, web.name, found, t0), pins
 
-    web_results = session.each(session.webs, one_web)
-    pins = {w.name: res[1] for w, res in zip(session.webs, web_results, strict=True) if res[1] is not None}
+    webs = session.each(session.webs, one_web, step="verify").succeeded  # one_web reports its own errors
+    pins = {name: res[1] for name, res in webs.items() if res[1] is not None}
     if db_up:
         try:
             found = db_checks(session, pins, handover_gap)
         except HostError as exc:
             found = [unreachable_check(session.db.name, exc)]
         checks = record(session, session.db.name, found, t0)
-    checks += [c for res in web_results for c in res[0]]
+    checks += [c for res in webs.values() for c in res[0]]
     rows = [(c.host, c.check, output.paint("ok" if c.ok else c.status.upper(), c.status, session.results.colour),
              output.shown(c.detail, keep="")) for c in checks]  # one line per cell, whatever a host said
     print(tabulate(rows, headers=["host", "check", "result", "detail"]), file=session.out, flush=True)

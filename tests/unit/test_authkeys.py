@@ -6,7 +6,7 @@ import struct
 import pytest
 
 from svrchain.core import authkeys
-from svrchain.core.authkeys import KeyError_, PublicKey
+from svrchain.core.authkeys import BadKey, PublicKey
 
 
 def make_key(tag: bytes, key_type: str = "ssh-ed25519") -> PublicKey:
@@ -34,17 +34,17 @@ def test_restrict_is_added_where_supported_and_from_has_no_spaces():
 
 @pytest.mark.parametrize("bad", ['a"b', "a\nb", "a\\b"])
 def test_command_cannot_break_out(bad):
-    with pytest.raises(KeyError_):
+    with pytest.raises(BadKey):
         authkeys.restricted_line(KEY, ["198.18.0.10"], bad, False, MARK)
 
 
 def test_parse_public_key_checks_blob_type():
     assert authkeys.parse_public_key(KEY.text()) == KEY
-    with pytest.raises(KeyError_):
+    with pytest.raises(BadKey):
         authkeys.parse_public_key(f"ssh-rsa {KEY.blob}")
-    with pytest.raises(KeyError_):
+    with pytest.raises(BadKey):
         authkeys.parse_public_key("ssh-ed25519 !!!notbase64")
-    with pytest.raises(KeyError_):
+    with pytest.raises(BadKey):
         authkeys.parse_public_key("hello world")
 
 

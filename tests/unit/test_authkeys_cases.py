@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from svrchain.core import authkeys
-from svrchain.core.authkeys import KeyError_, PublicKey
+from svrchain.core.authkeys import BadKey, PublicKey
 from tests.unit.cases import BLOBS, cases
 
 MARK = "svrchain:svr_restart@db"
@@ -42,7 +42,7 @@ def test_line_parts(case):
 @pytest.mark.parametrize("case", cases("authkeys/public_keys.yaml"))
 def test_parse_public_key(case):
     if "error" in case:
-        with pytest.raises(KeyError_) as exc:
+        with pytest.raises(BadKey) as exc:
             authkeys.parse_public_key(case["text"])
         assert str(exc.value) == case["error"]
         return
@@ -55,7 +55,7 @@ def test_parse_public_key(case):
 @pytest.mark.parametrize("case", cases("authkeys/restricted.yaml"))
 def test_restricted_line(case):
     if "error" in case:
-        with pytest.raises(KeyError_) as exc:
+        with pytest.raises(BadKey) as exc:
             authkeys.restricted_line(KEY, case["from"], case["command"], True, MARK)
         assert str(exc.value) == case["error"]
         return

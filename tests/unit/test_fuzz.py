@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from svrchain.core import authkeys
-from svrchain.core.authkeys import KeyError_
+from svrchain.core.authkeys import BadKey
 from svrchain.core.inventory import InventoryError, parse
 from tests.paths import LAB_INVENTORY
 from tests.unit.test_authkeys import KEY, MARK, OTHER
@@ -142,7 +142,7 @@ def test_merge_keeps_every_other_line_and_is_idempotent(parts):
 def test_public_key_parsing_never_crashes(text):
     try:
         authkeys.parse_public_key(text)
-    except KeyError_ as exc:
+    except BadKey as exc:
         assert str(exc)
     authkeys.line_blob(text)
     authkeys.line_comment(text)

@@ -43,7 +43,7 @@ def test_names(name, inv, value):
 
 
 def test_the_trigger_and_its_settings_are_the_same_on_every_host():
-    assert render.trigger_script(INV) == "/usr/local/lib/svrchain/svr_restart"
+    assert render.trigger_path(INV) == "/usr/local/lib/svrchain/svr_restart"
     assert render.trigger_config_path(INV) == "/etc/svrchain/svr_restart.conf"
 
 
