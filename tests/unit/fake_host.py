@@ -140,6 +140,9 @@ class FakeHost(Host):
         return 0, f"{s.mode:o} {s.owner} {s.group}\n".encode() + s.content
 
     def _answer(self, command: str) -> tuple[int, bytes]:
+        read = re.fullmatch(r'U=\S+; F=(\S+); ufile "\$U" "\$F"', command)  # account.read_files
+        if read and command not in self.state.answers:
+            return self._file(shlex.split(read.group(1))[0])
         r = self.state.answers.get(command, self.state.missing)
         return r.code, r.raw
 

@@ -5,12 +5,14 @@ command and write instead of running it. The lab tests stay for what crosses SSH
 from __future__ import annotations
 
 import contextlib
+import gzip
+from pathlib import Path
 
 import pytest
 
-from svrchain.core import render, sshd
-from svrchain.core.errors import GapFound, SvrchainError
-from svrchain.core.plan import FileState
+from svrchain.core import render, sshd, webtier
+from svrchain.core.errors import GapFound, HostError, SvrchainError
+from svrchain.core.plan import FileState, Result
 from svrchain.facts.sshd import SshdFact
 from svrchain.facts.web import WebFact
 from svrchain.ops import db as ops_db
@@ -19,8 +21,10 @@ from svrchain.ops.db import db_facts
 from svrchain.remote.group import Session
 from svrchain.steps.bootstrap import run_bootstrap
 from svrchain.steps.chain import run_restart_chain
+from svrchain.steps.doctor import run_doctor
 from svrchain.steps.harden import run_harden_sshd
 from svrchain.steps.rotate import run_rotate_key
+from svrchain.steps.uninstall import run_uninstall
 from svrchain.steps.verify import run_verify
 from tests.unit import fake_host
 from tests.unit.fake_host import session_of
@@ -39,13 +43,24 @@ KNOWN = {line.split()[0]: line.split(None, 1)[1] for line in
          fake_host.recorded(INV, "db", db_facts(INV)).files["/etc/svrchain/known_hosts"].content.decode().splitlines()}
 
 
+AUTHKEYS = "/root/.ssh/authorized_keys"
+
+
+def file_of(path: str, read: bytes) -> FileState:
+    """A file as a FILE_CMD read it (its mode, owner and group line, then its bytes)."""
+    meta, _, content = read.partition(b"\n")
+    mode, owner, group = meta.decode().split()
+    return FileState(path, True, content, int(mode, 8), owner, group)
+
+
 def lab_web(name: str = "web1") -> fake_host.State:
     """web1 as recorded (with this checkout's gate); web2 as web1 with web2's host key (as pinned on
     the DB server when the facts were recorded)."""
     state = fake_host.recorded(INV, "web1", [WebFact()])
     commands = WebFact().commands(INV)
     state.answers[commands["gate"]] = fake_host.ok("755 root root\n" + render.gate(INV).decode())
-    state.reads = {render.GATE: commands["gate"], "/root/.ssh/authorized_keys": commands["authkeys"]}
+    state.reads = {render.GATE: commands["gate"], AUTHKEYS: commands["authkeys"]}
+    state.files[AUTHKEYS] = file_of(AUTHKEYS, state.answers[commands["authkeys"]].raw)
     if name != "web1":
         address = next(s.address for s in INV.web.servers if s.name == name)
         state.answers[commands["hostkeys"]] = fake_host.ok(f"{KNOWN[address]} root@{name}\n")
@@ -295,3 +310,51 @@ def test_rotate_key_rolls_back_when_the_new_key_does_not_work_on_one():
     authkeys = WebFact().commands(INV)["authkeys"]
     assert s.webs[0].state.answers[authkeys].raw == lab_web().answers[authkeys].raw  # as it was, byte for byte
     assert "the old key" in s.out.getvalue() and "is still in place everywhere" in s.out.getvalue()
+
+
+# --- uninstall on the web servers: svrchain's line out, every other byte kept ------------------------
+
+
+def test_uninstall_dry_run_runs_nothing():
+    s = lab()
+    run_uninstall.__wrapped__(s, dry_run=True, yes=True)
+    assert calls(s) == []
+    assert ("web1", "uninstall", "would change") in statuses(s)
+
+
+def test_uninstall_takes_svrchains_line_out_and_keeps_the_admins():
+    s = lab()
+    before = s.webs[0].state.files[AUTHKEYS].content
+    run_uninstall.__wrapped__(s, yes=True)
+    assert [c.what for c in s.webs[0].calls] == [
+        f"write {AUTHKEYS}", f"remove {render.GATE}",
+        f"rm -rf {render.GATE_STATE}; rmdir /var/lib/svrchain 2>/dev/null; true", f"rm -rf {render.RUN_DIR}"]
+    after = s.webs[0].state.files[AUTHKEYS].content
+    assert b"svr-restart-gate" in before and b"svr-restart-gate" not in after
+    assert after == b"".join(ln for ln in before.splitlines(keepends=True) if b"svr-restart-gate" not in ln)
+
+
+# --- doctor: one read-only command per web server, judged in pure code --------------------------------
+
+DOCTOR_PROBE = gzip.decompress((Path(__file__).parent / "fixtures" / "doctor" / "web1-debian12.probe.gz").read_bytes())
+
+
+def test_doctor_runs_one_read_per_web_server_and_names_the_findings():
+    web1, web2 = lab_web(), lab_web("web2")
+    web1.answers[webtier.PROBE] = Result(0, "", "", DOCTOR_PROBE)
+    web2.fail = lambda call: Result(1, "", "sh: 1: cannot fork", b"")
+    s = session_of(INV, lab_db(), {"web1": web1, "web2": web2})
+    with pytest.raises(HostError, match="doctor: reading a web server failed"):
+        run_doctor.__wrapped__(s)
+    assert calls(s) == [("web1", "export LC_ALL=C"), ("web2", "export LC_ALL=C")]
+    out = s.out.getvalue()
+    assert "pgsql.auto_reset_persistent" in out and "FINDING" in out
+    assert "web2 (198.18.0.22:22): the doctor's read failed (exit 1): sh: 1: cannot fork" in out
+
+
+def test_doctor_strict_is_a_gap_when_there_is_a_finding():
+    web1 = lab_web()
+    web1.answers[webtier.PROBE] = Result(0, "", "", DOCTOR_PROBE)
+    s = session_of(INV, lab_db(), {"web1": web1})
+    with pytest.raises(GapFound, match=r"doctor: 2 finding\(s\) on web1.*--strict"):
+        run_doctor.__wrapped__(s, strict=True)
