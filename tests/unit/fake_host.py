@@ -80,10 +80,12 @@ class FakeHost(Host):
 
     def connection(self) -> SimpleNamespace:
         """Only what is asked of a connection besides running commands: the host key it saw."""
-        if self.state.host_key is None:
-            raise AssertionError(f"{self.name}: the fake host has no host key")
-        key = SimpleNamespace(get_base64=lambda: self.state.host_key)
-        transport = SimpleNamespace(get_remote_server_key=lambda: key, remote_version=SERVER_VERSION)
+        def seen() -> SimpleNamespace:
+            if self.state.host_key is None:
+                raise AssertionError(f"{self.name}: the fake host has no host key")
+            return SimpleNamespace(get_base64=lambda: self.state.host_key)
+
+        transport = SimpleNamespace(get_remote_server_key=seen, remote_version=SERVER_VERSION)
         return SimpleNamespace(client=SimpleNamespace(get_transport=lambda: transport))
 
     def server_version(self) -> str:

@@ -6,19 +6,23 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import http.server
+import threading
 from pathlib import Path
 
 import pytest
 
-from svrchain.core import render, sshd, webtier
+from svrchain.core import render, sshd, trigger_status, webtier
 from svrchain.core.errors import GapFound, HostError, SvrchainError
 from svrchain.core.plan import FileState, Result
+from svrchain.facts.chain import current_run_command
 from svrchain.facts.sshd import SshdFact
 from svrchain.facts.web import WebFact
 from svrchain.ops import db as ops_db
 from svrchain.ops import sshd as ops_sshd
 from svrchain.ops.db import db_facts
 from svrchain.remote.group import Session
+from svrchain.steps import chain
 from svrchain.steps.bootstrap import run_bootstrap
 from svrchain.steps.chain import run_restart_chain
 from svrchain.steps.doctor import run_doctor
@@ -358,3 +362,60 @@ def test_doctor_strict_is_a_gap_when_there_is_a_finding():
     s = session_of(INV, lab_db(), {"web1": web1})
     with pytest.raises(GapFound, match=r"doctor: 2 finding\(s\) on web1.*--strict"):
         run_doctor.__wrapped__(s, strict=True)
+
+
+# --- restart-chain: the DB restarted, the chain followed, the rest repaired through the gate ---------
+
+@pytest.fixture
+def health_url():
+    """A web server's health URL on loopback (the fake hosts have none): answers 200."""
+    class Ok(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+def chain_lab(url: str, new_run: str = "101:62.1600000") -> Session:
+    """The recorded lab where the DB's restart gives ``new_run``, the trigger restarts web1 (not
+    web2), and both health URLs answer."""
+    inv = inventory({"web": {"servers": [{"name": f"web{i}", "address": f"198.18.0.2{i}", "health_url": url}
+                                         for i in (1, 2)]}})
+    db = fake_host.recorded(inv, "db", db_facts(inv), written=WRITTEN)
+    s = session_of(inv, db, {"web1": lab_web(), "web2": lab_web("web2")})
+    run = current_run_command(inv)
+    db.answers[f"date +%s.%N; {run}; {chain.restart_command(s)} >/dev/null </dev/null"] = \
+        fake_host.ok("1700000000.0 101:61.1505160\n")
+    db.answers[chain._WAIT_READY] = fake_host.ok("1700000002.0\n")
+    db.answers[run] = fake_host.ok(new_run + "\n")
+    db.answers[trigger_status._WAIT] = fake_host.ok(
+        "started 1700000000.5\nready 1700000002.0\nrun 101:62.1600000\nweb web1 ok 1700000003.0\n"
+        "web web2 failed 1700000003.0\nfinished 1700000003.5 failed\n")
+    return s
+
+
+def test_restart_chain_restarts_the_db_then_repairs_what_the_chain_missed(health_url):
+    s = chain_lab(health_url)
+    run_restart_chain.__wrapped__(s, yes=True)
+    steps = by_host(s)
+    assert steps["web1"] == []  # the chain restarted it
+    assert steps["web2"] == [chain.gate_restart("root").strip().splitlines()[0]]
+    assert [w.split(";")[0] for w in steps["db"]] == ["date +%s.%N", "end=$(( $(date +%s) + $1 ))",
+                                                      current_run_command(s.inv).split(";")[0],
+                                                      trigger_status._WAIT.strip().splitlines()[0].split(";")[0]]
+    out = s.out.getvalue()
+    assert "restarted by the chain" in out and "restarted directly" in out
+
+
+def test_restart_chain_fails_when_the_service_did_not_give_a_new_run(health_url):
+    s = chain_lab(health_url, new_run="101:61.1505160")
+    with pytest.raises(HostError, match="the service restart did not restart the database"):
+        run_restart_chain.__wrapped__(s, yes=True)
+    assert by_host(s)["web1"] == by_host(s)["web2"] == []  # nothing restarted on the web servers
