@@ -22,11 +22,12 @@ from svrchain.ops import db as ops_db
 from svrchain.ops import sshd as ops_sshd
 from svrchain.ops.db import db_facts
 from svrchain.remote.group import Session
-from svrchain.steps import chain
+from svrchain.steps import account, chain
 from svrchain.steps.bootstrap import run_bootstrap
 from svrchain.steps.chain import run_restart_chain
 from svrchain.steps.doctor import run_doctor
 from svrchain.steps.harden import run_harden_sshd
+from svrchain.steps.keys import run_push_key
 from svrchain.steps.rotate import run_rotate_key
 from svrchain.steps.uninstall import run_uninstall
 from svrchain.steps.verify import run_verify
@@ -419,3 +420,47 @@ def test_restart_chain_fails_when_the_service_did_not_give_a_new_run(health_url)
     with pytest.raises(HostError, match="the service restart did not restart the database"):
         run_restart_chain.__wrapped__(s, yes=True)
     assert by_host(s)["web1"] == by_host(s)["web2"] == []  # nothing restarted on the web servers
+
+
+# --- push-key with a dedicated account: created, its sudo rule, its line; root's line taken out ------
+
+DEDICATED = inventory({"web": {"user": "svrrestart"}})
+
+
+def dedicated_web(name: str) -> fake_host.State:
+    """A web server of the recorded lab (web.user root there), read with web.user svrrestart, which
+    does not exist yet."""
+    state = fake_host.recorded(DEDICATED, "web1", [WebFact()])
+    commands = WebFact().commands(DEDICATED)
+    state.answers[commands["gate"]] = fake_host.ok("755 root root\n" + render.gate(DEDICATED).decode())
+    state.answers[commands["account"]] = fake_host.failed("", 1)
+    root_keys = lab_web().answers[WebFact().commands(INV)["authkeys"]].raw
+    state.files[AUTHKEYS] = file_of(AUTHKEYS, root_keys)
+    if name != "web1":
+        address = next(s.address for s in INV.web.servers if s.name == name)
+        state.answers[commands["hostkeys"]] = fake_host.ok(f"{KNOWN[address]} root@{name}\n")
+        state.host_key = KNOWN[address].split()[1]
+    return state
+
+
+def test_push_key_moves_the_line_to_a_new_dedicated_account_in_order():
+    db = fake_host.recorded(DEDICATED, "db", db_facts(DEDICATED), written=WRITTEN)
+    s = session_of(DEDICATED, db, {"web1": dedicated_web("web1"), "web2": dedicated_web("web2")})
+    run_push_key.__wrapped__(s)
+    steps = by_host(s)
+    assert steps["db"] == []  # the pinned host keys were right
+    assert steps["web1"] == steps["web2"] == [
+        account.create_command("svrrestart"), account.state_dir_command("svrrestart", "svrrestart").split("\n")[0],
+        f"write {render.SUDOERS}", "write /var/lib/svrrestart/.ssh/authorized_keys", f"write {AUTHKEYS}"]
+    web1 = s.webs[0].state.files
+    assert b"svrrestart ALL=(root) NOPASSWD:" in web1[render.SUDOERS].content
+    assert b"svr-restart-gate" not in web1[AUTHKEYS].content
+    assert b'command="/usr/local/sbin/svr-restart-gate"' in web1["/var/lib/svrrestart/.ssh/authorized_keys"].content
+
+
+def test_push_key_dry_run_with_a_dedicated_account_runs_nothing():
+    db = fake_host.recorded(DEDICATED, "db", db_facts(DEDICATED), written=WRITTEN)
+    s = session_of(DEDICATED, db, {"web1": dedicated_web("web1")})
+    run_push_key.__wrapped__(s, dry_run=True)
+    assert calls(s) == []
+    assert ("web1", "account", "would change") in statuses(s)
