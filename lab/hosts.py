@@ -487,6 +487,15 @@ def init_pid(h: LabHost) -> int | None:
     return pid if _is_init_in(Path(f"/proc/{pid}"), want) else None
 
 
+def _exists(pid: int) -> bool:
+    """The process exists, a zombie not yet reaped included."""
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
 def _is_init_in(proc: Path, netns_ino: int) -> bool:
     """Whether the process at ``proc`` is PID 1 of a PID namespace and lives in the network namespace
     whose inode is ``netns_ino``."""
@@ -584,7 +593,7 @@ def stop_host(h: LabHost) -> None:
         return
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and init_pid(h) is not None:
+    while time.monotonic() < deadline and _exists(pid):  # until reaped (systemd-nspawn then exits)
         time.sleep(0.02)
     _pidfile(h).unlink(missing_ok=True)
 
