@@ -604,7 +604,7 @@ restart_all() {
         wait
     ) 9>&-
     left=$(not_restarted "$RUN_STATUS")
-    rm -f "$OWED"/*
+    rm -f "$OWED"/* "$CONTROL"/*.wait  # this run tried every web server: owed marks and backoffs start over
     while IFS=$'\t' read -r name why; do
         [ -n "$name" ] || continue
         write_file "$OWED/$name" "${RUN:-unknown} $1"
@@ -741,7 +741,7 @@ retry() {
     run_dir_ok || return 1
     [ -d "$CONTROL" ] || mkdir -m 700 "$CONTROL"
     for f in "$OWED"/*; do  # owed by a web server that is no longer one of this chain: nothing
-        [ ! -f "$f" ] || [ -n "${WEB_NAMES[${f##*/}]:-}" ] || rm -f "$f"
+        [ ! -f "$f" ] || [ -n "${WEB_NAMES[${f##*/}]:-}" ] || rm -f "$f" "$CONTROL/${f##*/}.wait"
     done
     webs | bounded "$MAX_PARALLEL" probe_owed 9>&-
     for f in "$CONTROL"/*.up; do

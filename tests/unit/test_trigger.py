@@ -219,6 +219,23 @@ def test_a_port_that_answers_with_a_failing_gate_backs_off_until_it_stops_answer
     assert trig.owed() == [] and len(trig.restarts(WEB2)) == 1
 
 
+def test_a_new_run_tries_every_web_server_and_leaves_no_backoff_behind(once: Trigger):
+    """A web server backing off is tried by the next run of the database like every other; once no
+    restart is owed, nothing of its backoff is left (the lab's scenarios found a stale one)."""
+    trig = once
+    trig.host(WEB2, "down")
+    trig.run("start")
+    (trig.host(WEB2, "says") / "says").write_text("the gate is broken\n")
+    assert trig.run("retry").returncode == 0 and "web2: next try in 5s" in trig.log
+    control = trig.root / "run/svrchain/svr_restart"
+    assert [p.name for p in control.glob("*.wait")] == ["web2.wait"]
+    trig.host(WEB2, "ok")
+    trig.set_run("1300.42")
+    assert trig.run("start").returncode == 0  # a new run: web2 is tried at once, backoff or not
+    assert trig.owed() == [] and len(trig.restarts(WEB2)) == 1
+    assert list(control.glob("*.wait")) == []
+
+
 def test_the_watcher_restarts_an_owed_web_server_as_soon_as_it_answers():
     """The watcher probes the owed web server every interval, however long it was away (no backoff
     while it does not answer), and no ssh reaches it before its port answers."""
