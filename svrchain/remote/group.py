@@ -217,6 +217,14 @@ class Session:
         for h in hosts:
             self._prefetcher.submit(lambda h=h: _quietly((lambda: facts(h)) if facts else h.connection))
 
+    def connect_db_first(self) -> None:
+        """The DB host's connection (on a changing run: its lock) now, then every web server's in the
+        background. Changing runs take the DB's lock before any web server's, so two runs started at
+        the same instant never each hold a host the other waits for (they would wait out the lock's
+        timeout and one would fail)."""
+        _quietly(self.db.connection)
+        self.prefetch(self.webs)
+
     def fact(self, key: str, read: Callable[[], T]) -> T:
         """``read()`` once per run and key; concurrent callers wait for the one reading."""
         return self._facts.get(key, read)

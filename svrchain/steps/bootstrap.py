@@ -8,7 +8,7 @@ from svrchain.remote.group import Session, on_hosts
 @on_hosts(lock=True)
 def run_bootstrap(s: Session, dry_run: bool = False, adopt: bool = False) -> None:
     """What `fab bootstrap` does (its flags and help: tasks/)."""
-    s.prefetch()  # every host's connection, at once
+    s.connect_db_first()
     # The steps are imported while the connections open (issue 23: start fast).
     from svrchain.ops.db import db_facts
     from svrchain.remote.facts import prefetch, web_facts
