@@ -8,7 +8,7 @@ import os
 import sys
 import time
 
-from lab import entry, hosts, slot, slots
+from lab import entry, hosts, slot
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,10 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         print("lab: must run as root (network namespaces, mounts)", file=sys.stderr)
         return 2
     if args.verb == "slot":
-        return slots.run(args.slot, args.command[1:] if args.command[:1] == ["--"] else args.command)
+        return slot.run(args.slot, args.command[1:] if args.command[:1] == ["--"] else args.command)
     if args.verb == "free":
-        slots.free(args.slot)
-        left = slots.leftovers(args.slot)
+        slot.free(args.slot)
+        left = slot.leftovers(args.slot)
         print(f"lab: slot {args.slot} freed" if not left else f"lab: slot {args.slot}: still there: {'; '.join(left)}")
         return 1 if left else 0
     if args.verb == "up":

@@ -1,7 +1,7 @@
 """make test's tests in two labs at once: ``python -m tests.lab_parallel [--unit JOBS] [SLOT...] [-- ARG...]``.
 
 The lab tests spend most of their time waiting (hosts booting, the chain's waits), not computing, so
-make test runs them in two groups at once, each with its own lab in a slot of its own (lab/slots.py:
+make test runs them in two groups at once, each with its own lab in a slot of its own (lab/slot.py:
 its own network namespace, host namespaces, disks). The test modules go to the groups by the time each
 took (MEASURED), longest first to the group with less to do, so that both end at about the same time.
 With ``--unit JOBS`` the unit tests (``pytest -n JOBS -m "not lab"``, on this machine's own network)
@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab import slots
+from lab import slot
 from lab.rootfs import ensure_rootfs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,7 +117,7 @@ def plan(group: Group, unit_jobs: str, extra: list[str]) -> None:
         group.runs.append(Run("unit", [*PYTEST, *color, "-n", unit_jobs, "-m", "not lab"]))
     lab_files = [f for f in group.files if f != UNIT]
     if lab_files:
-        group.runs.append(Run(f"lab{group.slot}", slots.argv(group.slot, [*PYTEST, *color, "-m", "lab", *extra,
+        group.runs.append(Run(f"lab{group.slot}", slot.argv(group.slot, [*PYTEST, *color, "-m", "lab", *extra,
                                                                             *lab_files])))
 
 
@@ -142,7 +142,7 @@ def _go(group: Group) -> None:
 
 def start(group: Group) -> threading.Thread:
     """Start the group's runs (each in a session of its own: an interrupt reaches it once, from here)."""
-    slots.ensure(group.slot)
+    slot.ensure(group.slot)
     print(f"group {group.slot} ({group.cost():.0f} s by MEASURED): {' '.join(group.files)}", flush=True)
     thread = threading.Thread(target=_go, args=(group,), daemon=True)
     thread.start()
@@ -203,8 +203,8 @@ def free(slot_names: list[str]) -> list[str]:
     """Free every slot; what is still left of any (each a line)."""
     left = []
     for s in slot_names:
-        slots.free(s)
-        left += [f"lab: slot {s} left {x}" for x in slots.leftovers(s)]
+        slot.free(s)
+        left += [f"lab: slot {s} left {x}" for x in slot.leftovers(s)]
     return left
 
 
@@ -217,7 +217,7 @@ def parse(argv: list[str]) -> tuple[list[str], str | None, list[str], list[str]]
         unit, own = own[i + 1], own[:i] + own[i + 2:]
     slot_names = own or os.environ.get("LAB_SLOTS", "1 2").split()
     for s in slot_names:
-        slots.check(s)
+        slot.check(s)
     files = [x for x in extra if not x.startswith("-") and (REPO / x.split("::")[0]).exists()]
     return slot_names, unit, files, [x for x in extra if x not in files]
 

@@ -1,4 +1,4 @@
-"""make test's lab tests in two labs at once (tests/lab_parallel.py, lab/slots.py): how the modules are
+"""make test's lab tests in two labs at once (tests/lab_parallel.py, lab/slot.py): how the modules are
 split, how each group's outcome is read, and what labs in two slots share in .lab/ (the runs themselves
 are make test's)."""
 
@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from lab import LabError, hosts, slots
+from lab import LabError, hosts, slot
 from tests import lab_parallel
 from tests.lab_parallel import MEASURED, UNIT, counts, default_files, parse, plan, split
 
@@ -65,11 +65,11 @@ def test_slots_come_from_the_arguments_or_lab_slots(monkeypatch):
 
 
 def test_a_slots_command_runs_in_its_own_network_namespace():
-    assert slots.argv("2", ["pytest", "-m", "lab"]) == [
+    assert slot.argv("2", ["pytest", "-m", "lab"]) == [
         "nsenter", "--net=/run/netns/svrctl2", "env", "SVRCHAIN_LAB_SLOT=2", "pytest", "-m", "lab"]
     for bad in ("", "10", "a", "1;id"):
         with pytest.raises(LabError):
-            slots.control_netns(bad)
+            slot.control_netns(bad)
 
 
 def test_labs_in_two_slots_share_keys_and_each_keeps_its_own_hosts(tmp_path, monkeypatch):
@@ -78,8 +78,8 @@ def test_labs_in_two_slots_share_keys_and_each_keeps_its_own_hosts(tmp_path, mon
     monkeypatch.setattr(hosts, "STATE", tmp_path)
     for h in hosts.plan(3):
         hosts._keypair(tmp_path / "hostkeys" / h.name / "ssh_host_ed25519_key", h.name)
-    for slot, web, init in (("1", 2, "sysv"), ("2", 3, "systemd")):
-        monkeypatch.setattr(hosts, "HOSTS_FILE", tmp_path / f"hosts-slot{slot}.json")
+    for n, web, init in (("1", 2, "sysv"), ("2", 3, "systemd")):
+        monkeypatch.setattr(hosts, "HOSTS_FILE", tmp_path / f"hosts-slot{n}.json")
         hosts._write_client_files(hosts.plan(web, init))
     assert [h.init for h in hosts.current()] == ["systemd"] * 4  # slot 2's own
     monkeypatch.setattr(hosts, "HOSTS_FILE", tmp_path / "hosts-slot1.json")
