@@ -44,7 +44,9 @@ from svrchain.core.trigger_status import TriggerRun
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
-FAB = str(Path(sys.executable).parent / "fab")
+# The installed svrchain command (its tasks are the checkout's tasks/): unlike fab, which imports
+# Fabric and Paramiko before any of svrchain's code runs, it starts a run's connections first.
+SVRCHAIN = str(Path(sys.executable).parent / "svrchain")
 FULL = "/etc/init.d/apache2 restart"
 GRACEFUL = "/usr/sbin/apache2ctl graceful"
 
@@ -84,7 +86,7 @@ def measure(argv: list[str], env: dict | None = None) -> dict:
 def import_seconds(inv: Path, *args: str) -> float:
     """The run's imports, as ``python -X importtime`` counts them (every top-level import's cumulative
     time; a run of its own, as the counting slows it)."""
-    out = measure([FAB, *args], {"INVENTORY": str(inv), "PYTHONPROFILEIMPORTTIME": "1"})["output"]
+    out = measure([SVRCHAIN, *args], {"INVENTORY": str(inv), "PYTHONPROFILEIMPORTTIME": "1"})["output"]
     top = re.findall(r"^import time:\s+\d+ \|\s+(\d+) \| (\S.*)$", out, re.M)
     return round(sum(int(us) for us, _name in top) / 1e6, 3)
 
@@ -96,8 +98,8 @@ def lab_state() -> str:
 
 
 def fab(inv: Path, *args: str) -> dict:
-    """Run fab; return wall time, the process's peak RSS and its output."""
-    return measure([FAB, *args], {"INVENTORY": str(inv)})
+    """Run a task (the svrchain command); return wall time, the process's peak RSS and its output."""
+    return measure([SVRCHAIN, *args], {"INVENTORY": str(inv)})
 
 
 def sshd_counts() -> dict[str, tuple[int, int]]:

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from bench.run import FAB, REPO, RESULTS, fab, import_seconds, measure
+from bench.run import REPO, RESULTS, SVRCHAIN, fab, import_seconds, measure
 from bench.run import inventory as bench_inventory
 from lab import entry
 from lab import hosts as labhosts
@@ -358,7 +358,7 @@ def tool_runs(tool: str, inv: Path, n: int, runs: int) -> dict:
     fab(inv, "uninstall", "--yes")
     argv, env = tools.command(tool, inv, TOOLS_VENV)
     res = bootstrap_runs(inv, runs, argv=argv, env=env)
-    res["verify"] = "ok" if subprocess.run([FAB, "verify"], cwd=REPO, env={**os.environ, "INVENTORY": str(inv)},
+    res["verify"] = "ok" if subprocess.run([SVRCHAIN, "verify"], cwd=REPO, env={**os.environ, "INVENTORY": str(inv)},
                                            capture_output=True).returncode == 0 else "FAILED"
     return res
 
