@@ -286,3 +286,41 @@ def test_the_command_hands_its_sockets_to_ssh_and_fails_as_it_always_did(hosts, 
         assert hosts.accepted() == [1, 1, 1], tool
     assert said["svrchain"][0] == 3
     assert said["svrchain"][1] and said["svrchain"][1] == [ln.replace("fab ", "svrchain ") for ln in said["fab"][1]]
+
+
+# Run the svrchain command's entry point with the socket's connect watched: what was imported when the
+# first connection was started.
+_AT_FIRST_CONNECT = """
+import json, socket, sys
+seen = []
+def watch(name):
+    real = getattr(socket.socket, name)
+    def watched(self, address):
+        if not seen:
+            seen.append(sorted(sys.modules))
+        return real(self, address)
+    setattr(socket.socket, name, watched)
+watch("connect")
+watch("connect_ex")
+sys.argv = ["svrchain", "bootstrap", "-I", sys.argv[1]]
+from svrchain.program import main
+try:
+    main()
+except SystemExit:
+    pass
+print(json.dumps(seen[0] if seen else None), file=sys.__stderr__)
+"""
+
+
+def test_the_command_connects_before_it_imports_fabric_paramiko_or_the_inventory_models(hosts, tmp_path):
+    inv = write_inventory(tmp_path, hosts.places())
+    r = subprocess.run([sys.executable, "-c", _AT_FIRST_CONNECT, str(inv)], cwd=REPO, capture_output=True, text=True,
+                       timeout=120)
+    loaded = yaml.safe_load(r.stderr.strip().splitlines()[-1])
+    assert loaded is not None, r.stderr  # the command started a connection
+    assert "svrchain.remote.early" in loaded
+    assert sorted(m for m in loaded if any(m == h or m.startswith(h + ".") for h in HEAVY)) == []
+    assert hosts.accepted() == [1, 1, 1]  # one connection each
+    # (the listeners never speak SSH: the run fails as it always did, in one line, on the DB host it needs first)
+    assert "svrchain: bootstrap: failed on db (see above)" in r.stderr
+    assert "no SSH banner within 5s" in r.stdout
