@@ -108,6 +108,7 @@ HOSTILE = {
     "an ssh config": lambda d: d["connect"].update(ssh_config="~/.ssh/config"),
     "an Ansible inventory": lambda d: d.update(ansible={"inventory": "hosts.ini"}),
     "lab as text": lambda d: d.update(lab="no"),
+    "a typo of lab": lambda d: d.update(Lab=True),
     "a list of servers as text": lambda d: d["web"].update(servers="127.0.0.2"),
 }
 
@@ -121,6 +122,29 @@ def test_a_hostile_or_unplain_value_anywhere_means_no_early_connection(change):
 def test_a_limit_naming_no_web_server_means_no_early_connection():
     assert early.plan(inventory_data("127.0.0.2"), ("web9",)) is None
     assert early.plan(inventory_data("127.0.0.2"), ("db",)) is None
+
+
+def test_the_early_top_keys_are_the_inventorys_but_ansible():
+    from svrchain.core.inventory import Inventory
+
+    keys = {f.alias or n for n, f in Inventory.model_fields.items()} - {"source"}
+    assert keys - early.TOP_KEYS == {"ansible"}
+    assert keys >= early.TOP_KEYS
+
+
+@pytest.mark.parametrize("text", ["lab: true\nlab: false\n", "db:\n  address: 127.0.0.1\n  address: 127.0.0.2\n",
+                                  "web:\n  servers:\n  - {name: a, name: b}\n",
+                                  "!!python/object/apply:os.system [id]\n"])
+def test_the_early_read_refuses_a_key_given_twice_and_any_tag(text):
+    with pytest.raises(Exception, match=r"twice|constructor"):
+        remote_early.load_yaml(text.encode())
+
+
+def test_a_lab_inventory_whose_lab_key_is_given_twice_sends_no_packet(hosts, tmp_path):
+    inv = write_inventory(tmp_path, hosts.places(), lab=True)
+    inv.write_text(inv.read_text() + "lab: false\n")  # the last would win in YAML; the full check refuses it
+    assert remote_early.start(["bootstrap", "-I", str(inv)], {}) == 0
+    assert hosts.accepted() == [0, 0, 0]
 
 
 def test_the_early_names_are_the_inventorys():
