@@ -118,6 +118,19 @@ def test_db2s_key_cannot_restart_chain_shops_web1(lab):
     assert gate_restarts(lab) == before
 
 
+def test_db1s_key_stolen_to_db2_is_refused_by_web2_from_there(lab):
+    """web2 holds both DB servers' keys, each line admitting only its own DB server's address: db1's
+    key, copied to db2 (a thief with root on db2 and a copy of it), does not work from there."""
+    lab.console("db2", "install -m 600 /dev/null /root/stolen_key")
+    lab.console("db2", f"cat > /root/stolen_key <<'EOF'\n{lab.console('db1', f'cat {KEY}').stdout}EOF")
+    before = gate_restarts(lab)
+    r = lab.console("db2", "ssh -n -i /root/stolen_key -o BatchMode=yes -o StrictHostKeyChecking=no "
+                           "-o UserKnownHostsFile=/dev/null root@198.18.0.22 restart; rm -f /root/stolen_key",
+                    check=False)
+    assert "Permission denied" in r.stderr, r.stderr
+    assert gate_restarts(lab) == before
+
+
 def test_a_restart_of_db2_restarts_web2_once_and_web1_not_at_all(lab):
     before = gate_restarts(lab)
     restart_db(lab, "db2")
