@@ -176,13 +176,13 @@ class Session:
         checked; with ``lock``, each host is locked against other changing runs while connected. The
         first line printed names the inventory and the hosts."""
         try:
-            return cls._checked(where, lock)
+            return cls._checked(where, lock, inv)
         except BaseException:
             early.discard()  # the connections the command started early: nothing was sent on them
             raise
 
     @classmethod
-    def _checked(cls, where: Path | runopts.Run, lock: bool) -> Session:
+    def _checked(cls, where: Path | runopts.Run, lock: bool, inv: inventory.Inventory | None = None) -> Session:
         """The session of :meth:`open`, its inventory validated, the lab's guard and local files checked."""
         run = where if isinstance(where, runopts.Run) else None
         inv = inv or inventory.load(*(runopts.inventory_choice(run.options) if run else (where, "")))
@@ -395,8 +395,12 @@ def on_hosts(lock: bool = False) -> Callable[[Callable[Concatenate[Session, P], 
         @functools.wraps(work)
         def run(c: Context, *args: P.args, **kwargs: P.kwargs) -> None:
             r, locking = runopts.of(c), lock and not kwargs.get("dry_run", False)
-            est = estate.load(*runopts.inventory_choice(r.options))
-            chains = est.chosen(r.options.chain)
+            try:
+                est = estate.load(*runopts.inventory_choice(r.options))
+                chains = est.chosen(r.options.chain)
+            except BaseException:
+                early.discard()  # the connections the command started early: nothing was sent on them
+                raise
             if est.named:
                 run_chains(r, est, chains, locking, lambda s: _work(s, work, *args, **kwargs))
                 return
