@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from svrchain.core import sshd
+from svrchain.core import authkeys, render, sshd
 from svrchain.core.errors import SvrchainError
 from svrchain.core.inventory import Inventory, parse
 from svrchain.core.plan import FileState, Result
+from svrchain.facts.db import KeyFacts
 from svrchain.facts.sshd import SshdFacts
+from svrchain.facts.web import WebFacts
 from svrchain.ops import db as ops_db
 from svrchain.ops import key as ops_key
 from svrchain.ops import removal
@@ -157,3 +159,54 @@ def test_a_services_other_files_are_the_scripts_it_runs(inv: Inventory) -> None:
     trigger = ops_db.trigger(inv)
     assert trigger.other_files() == ["/etc/svrchain/svr_restart.conf", "/usr/local/lib/svrchain/svr_restart"]
     assert ops_db.watcher(inv).other_files() == []
+
+
+# -- push-key's parts, as verify plans them one by one ------------------------------------------------------
+
+KEY = authkeys.PublicKey("ssh-ed25519", "AAAAC3NzaC1lZDI1NTE5AAAAIG91cnN4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4")
+OLDER = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG9sZGVyeHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4"
+
+
+def web_facts(inv: Inventory, keys: bytes) -> WebFacts:
+    gate = FileState(render.GATE, True, render.gate(inv), 0o755, "root", "root")
+    return WebFacts("root", "/root", "root", FileState("/root/.ssh/authorized_keys", True, keys, 0o600, "root", "root"),
+                    "700 root", None, (), gate, FileState(render.SUDOERS, False))
+
+
+def test_the_line_replaces_an_older_key_of_ours_and_keeps_foreign_bytes(inv: Inventory) -> None:
+    foreign = b"# caf\xe9 \xff: the admin's own notes\nssh-rsa AAAAB3Nza admin@laptop\n"
+    facts = web_facts(inv, foreign + f"{OLDER} {render.marker(inv)}\n".encode())
+    change = ops_web.key_line(inv, KEY, facts, VERSION)
+    content = change.paths()["/root/.ssh/authorized_keys"].spec.content
+    assert content.startswith(foreign) and OLDER.encode() not in content
+    assert content.endswith(f"{KEY.blob} {render.marker(inv)}\n".encode())
+    done = ops_web.key_line(inv, KEY, web_facts(inv, content), VERSION)
+    assert done.empty and done.noop == "the line in /root/.ssh/authorized_keys"
+
+
+def test_the_gate_in_place_is_ok_and_is_made_in_a_755_directory(inv: Inventory) -> None:
+    change = ops_web.gate_and_rule(inv, web_facts(inv, b""))
+    assert change.empty and change.noop == render.GATE
+    assert ops_web.gate_spec(inv).parent_mode == 0o755
+
+
+@pytest.mark.parametrize(("override", "problem"), [
+    (None, ""),
+    (b"# chkconfig: 345 98 11\n", ""),
+    (b"# chkconfig: 2345 20 80\n# \xff\n", "/etc/chkconfig.d/dbora overrides dbora's '# chkconfig: 345 98 11' with "
+     "'# chkconfig: 2345 20 80', and chkconfig --add uses it; remove it (or make it say the same) so that dbora is "
+     "registered as svrchain installs it"),
+])
+def test_chkconfigs_override_file(override: bytes | None, problem: str) -> None:
+    state = FileState("/etc/chkconfig.d/dbora", False) if override is None else \
+        FileState("/etc/chkconfig.d/dbora", True, override, 0o644, "root", "root")
+    assert ops_db.override_problem("dbora", b"#!/bin/sh\n# chkconfig: 345 98 11\n", state) == problem
+
+
+def test_a_pub_file_that_is_no_key_is_rewritten_from_the_private_key(inv: Inventory) -> None:
+    derived = f"{KEY.type} {KEY.blob}\n"
+    for pub in (b"not a key\n", f"{OLDER} x\n".encode()):
+        facts = KeyFacts("OpenSSH_9.2p1", "600 root", derived, FileState(inv.key.path + ".pub", True, pub, 0o644,
+                                                                         "root", "root"), "644 root")
+        spec = ops_key.key(inv, facts).paths()[inv.key.path + ".pub"].spec
+        assert spec.content == f"{KEY.type} {KEY.blob} {render.marker(inv)}\n".encode()
