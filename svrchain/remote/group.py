@@ -274,12 +274,15 @@ class Session:
         for h in hosts:
             self._prefetcher.submit(lambda h=h: _quietly((lambda: facts(h)) if facts else h.connection))
 
-    def connect_db_first(self) -> None:
-        """The DB host's connection (on a changing run: its lock) now, then every web server's in the
-        background. Changing runs take the DB's lock before any web server's, so two runs started at
-        the same instant never each hold a host the other waits for (they would wait out the lock's
-        timeout and one would fail)."""
+    def connect_db_first(self, then: Callable[[], None] | None = None) -> None:
+        """The DB host's connection (on a changing run: its lock) now, then ``then()`` (e.g. start
+        reading the DB host's facts: queued before the web servers' connections, the DB's probe being
+        the run's longest wait), then every web server's connection in the background. Changing runs
+        take the DB's lock before any web server's, so two runs started at the same instant never each
+        hold a host the other waits for (they would wait out the lock's timeout and one would fail)."""
         _quietly(self.db.connection)
+        if then is not None:
+            then()
         self.prefetch(self.webs)
 
     def fact(self, key: str, read: Callable[[], T]) -> T:
