@@ -47,8 +47,9 @@ def pair(request, tmp_path_factory):
     """The pair's lab with svrchain bootstrapped on db1 and db2 (the pages through the multi-host string)."""
     directory = tmp_path_factory.mktemp("pair")
     for lab in lab_of(request.param, standby=True):
-        for name, address in dbpair.PAIR:
-            r = lab.fab("bootstrap", inventory=pair_inventory(directory, name, address))
+        lab.inventories = {name: pair_inventory(directory, name, address) for name, address in dbpair.PAIR}
+        for name in lab.inventories:
+            r = lab.fab("bootstrap", inventory=lab.inventories[name])
             assert r.returncode == 0, r.stdout + r.stderr
             if lab.init == "systemd":  # the DB under svrchain's service, as an admin would hand it over
                 lab.console(name, "systemctl stop lab-db.service && systemctl start dbora.service")
@@ -97,6 +98,15 @@ def nothing_restarted(lab, before: dict[str, int], pids: dict[str, str]) -> None
     assert gate_restarts(lab) == before and apache_pids(lab) == pids
     for web in WEBS:
         assert lab.wait_page(web, 200)[0] == 200
+
+
+def test_each_db_server_of_the_pair_verifies_whole_with_its_role_check(pair):
+    for inventory in pair.inventories.values():
+        r = pair.fab("verify", inventory=inventory)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "svr_restart role check" in r.stdout
+    assert pair.console("db1", ROLE_CHECK, check=False).returncode == 0  # the primary
+    assert pair.console("db2", ROLE_CHECK, check=False).returncode == 1  # the standby
 
 
 def test_a_restart_of_the_standby_through_its_service_restarts_nothing(pair):
