@@ -11,10 +11,11 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from svrchain.core import render
+from svrchain.core import estate, render
 from svrchain.core.inventory import InventoryError
 from svrchain.ops import db as db_ops
 from tests.unit import fake_trigger
@@ -22,6 +23,7 @@ from tests.unit.fake_trigger import Trigger
 from tests.unit.test_trigger import spawn_as
 
 WEB1, WEB2 = fake_trigger.address(1), fake_trigger.address(2)
+REPO = Path(__file__).resolve().parents[2]
 
 FAKE_ROLE = """#!/bin/sh
 echo x >>@ROOT@/role.calls
@@ -199,3 +201,13 @@ def test_oracle_role_check_wants_primary_read_write(tmp_path):
     assert b'"ROLE PRIMARY READ WRITE") exit 0' in text and b"OWNER='oracle'" in text
     shellcheck(text)
     assert "role_command" not in dict(render.trigger_settings(fake_trigger.inventory(tmp_path)))
+
+
+def test_the_lab_pair_is_two_chains_of_the_same_web_servers_each_with_its_role_check():
+    e = estate.load(REPO / "inventory" / "lab-pair.yaml")
+    assert [(c.name, c.inv.db.name, c.inv.db.address) for c in e.chains] == [
+        ("primary", "db1", "198.18.0.10"), ("standby", "db2", "198.18.0.11")]
+    assert [[s.name for s in c.inv.web.servers] for c in e.chains] == [["web1", "web2"]] * 2
+    for c in e.chains:
+        assert c.inv.db.role is not None and c.inv.db.role.check == "postgres"
+        assert dict(render.trigger_settings(c.inv))["role_command"] == "/usr/local/lib/svrchain/svr_restart-role"
