@@ -44,7 +44,9 @@ from svrchain.core.trigger_status import TriggerRun
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
-FAB = str(Path(sys.executable).parent / "fab")
+# The installed svrchain command (its tasks are the checkout's tasks/): unlike fab, which imports
+# Fabric and Paramiko before any of svrchain's code runs, it starts a run's connections first.
+SVRCHAIN = str(Path(sys.executable).parent / "svrchain")
 FULL = "/etc/init.d/apache2 restart"
 GRACEFUL = "/usr/sbin/apache2ctl graceful"
 
@@ -70,21 +72,43 @@ def measure(argv: list[str], env: dict | None = None) -> dict:
         t0 = time.monotonic()
         p = subprocess.Popen(argv, cwd=REPO, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
-        out = p.stdout.read() if p.stdout else ""
+        lines = [(time.monotonic() - t0, line) for line in p.stdout] if p.stdout else []
         _, status, usage = os.wait4(p.pid, 0)
         wall = time.monotonic() - t0
+    out = "".join(line for _, line in lines)
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise LabError(f"bench: {' '.join(str(a) for a in argv[:3])} failed ({code}); {lab_state()}:\n{out[-4000:]}")
     return {"wall_s": round(wall, 3), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "output": out,
             "first_conn_s": round(syns.first - started, 3) if syns.first else None,
-            "syns_per_host_max": max(syns.per_host.values(), default=0)}
+            "syns_per_host_max": max(syns.per_host.values(), default=0), **run_phases(lines)}
+
+
+# A task's first line (the inventory read and checked: Session.announce), and a host's step line.
+_ANNOUNCED = re.compile(r"^svrchain: inventory ")
+_STEP = re.compile(r"^\S+\s+\S+\s+(ok|changed|would-change|failed|unreachable)\b")
+
+
+def run_phases(lines: list[tuple[float, str]]) -> dict:
+    """When a svrchain run's output said it had got somewhere (seconds from its start): the inventory
+    read and checked (everything imported by then), and its first host's step reported (connected,
+    locked, facts read)."""
+    announced = next((t for t, line in lines if _ANNOUNCED.match(line)), None)
+    first_step = next((t for t, line in lines if _STEP.match(line)), None)
+    return {"announced_s": round(announced, 3) if announced is not None else None,
+            "first_step_s": round(first_step, 3) if first_step is not None else None}
+
+
+def where_it_went(r: dict) -> str:
+    """A run's phases in one line: start→first SYN, →inventory checked, →first step, →end."""
+    return (f"start→1st SYN {r.get('first_conn_s')} s, →inventory checked (imports done) {r.get('announced_s')} s, "
+            f"→first step reported {r.get('first_step_s')} s, →end {r['wall_s']} s")
 
 
 def import_seconds(inv: Path, *args: str) -> float:
     """The run's imports, as ``python -X importtime`` counts them (every top-level import's cumulative
     time; a run of its own, as the counting slows it)."""
-    out = measure([FAB, *args], {"INVENTORY": str(inv), "PYTHONPROFILEIMPORTTIME": "1"})["output"]
+    out = measure([SVRCHAIN, *args], {"INVENTORY": str(inv), "PYTHONPROFILEIMPORTTIME": "1"})["output"]
     top = re.findall(r"^import time:\s+\d+ \|\s+(\d+) \| (\S.*)$", out, re.M)
     return round(sum(int(us) for us, _name in top) / 1e6, 3)
 
@@ -96,8 +120,8 @@ def lab_state() -> str:
 
 
 def fab(inv: Path, *args: str) -> dict:
-    """Run fab; return wall time, the process's peak RSS and its output."""
-    return measure([FAB, *args], {"INVENTORY": str(inv)})
+    """Run a task (the svrchain command); return wall time, the process's peak RSS and its output."""
+    return measure([SVRCHAIN, *args], {"INVENTORY": str(inv)})
 
 
 def sshd_counts() -> dict[str, tuple[int, int]]:
@@ -336,6 +360,8 @@ def _bench_n(n: int) -> dict:
         res["bootstrap_noop"] = sorted(noops, key=lambda r: r["wall_s"])[2]
         res["bootstrap_noop"]["wall_s_all"] = [r["wall_s"] for r in noops]
         res["bootstrap_noop"]["imports_s"] = import_seconds(full, "bootstrap")
+        print(f"bench: N={n}: no-op (median): {where_it_went(res['bootstrap_noop'])}; imports (counted apart) "
+              f"{res['bootstrap_noop']['imports_s']} s", flush=True)
         res["verify"] = measured_run(full, "verify")
         res["chain_full"] = chain_under_load(full, addresses)
         graceful = inventory(n, GRACEFUL)

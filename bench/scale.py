@@ -37,7 +37,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from bench.run import FAB, REPO, RESULTS, fab, import_seconds, measure
+from bench.run import REPO, RESULTS, SVRCHAIN, fab, import_seconds, measure, where_it_went
 from bench.run import inventory as bench_inventory
 from lab import entry
 from lab import hosts as labhosts
@@ -229,6 +229,38 @@ def show_phases(n: int, f: dict) -> None:
           f"→last healthy {f['ready_to_last_healthy_s']} s", flush=True)
 
 
+# Issue 23's targets against the bench's own floors (reported, never asserted).
+NOOP_TARGET = 1.3  # the no-op bootstrap within 1.3× its floor
+RESTART_TARGET = 1.5  # DB ready -> the last web server restarted within 1.5× the restart floor
+
+
+def verdict(value: float | None, floor: float | None, target: float) -> str:
+    """``value`` against ``floor``: the ratio and whether it is within ``target``×."""
+    if not value or not floor:
+        return "not measured"
+    ratio = value / floor
+    return f"{ratio:.2f}× (target ≤ {target}×: {'met' if ratio <= target else 'MISSED'})"
+
+
+def show_noop(n: int, res: dict) -> None:
+    """The no-op against its floor, and where its time went."""
+    noop, floor = res["svrchain"]["noop"], res["noop_floor"]["wall_s"]
+    print(f"bench: N={n}: no-op {noop['wall_s']} s against its floor {floor} s: "
+          f"{verdict(noop['wall_s'], floor, NOOP_TARGET)}; where it went: {where_it_went(noop)}; imports "
+          f"(counted apart) {noop.get('imports_s')} s", flush=True)
+
+
+def show_restart_target(n: int, res: dict) -> None:
+    """The median fan-out against the restart floor, and where its time went."""
+    f, floor = res.get("fan_out", {}), res["restart_floor"].get("to_last_healthy_s")
+    print(f"bench: N={n}: DB ready→last restart {f.get('ready_to_last_restart_s')} s against the restart floor "
+          f"{floor} s: {verdict(f.get('ready_to_last_restart_s'), floor, RESTART_TARGET)}; where it went (median "
+          f"fan-out): trigger started→every connection tried {f.get('trigger_started_to_connected_s')} s, DB "
+          f"ready→trigger saw it {f.get('trigger_saw_ready_s')} s, →first restart "
+          f"{f.get('ready_to_first_restart_s')} s, →median {f.get('ready_to_median_restart_s')} s, →last "
+          f"{f.get('ready_to_last_restart_s')} s", flush=True)
+
+
 def _sshd(h: labhosts.LabHost, up: bool) -> None:
     """Stop a light web host's sshd (its listener; no session is open then), or start it again."""
     labhosts.run_in(h, "/usr/sbin/sshd -E /var/log/auth.log" if up else
@@ -358,7 +390,7 @@ def tool_runs(tool: str, inv: Path, n: int, runs: int) -> dict:
     fab(inv, "uninstall", "--yes")
     argv, env = tools.command(tool, inv, TOOLS_VENV)
     res = bootstrap_runs(inv, runs, argv=argv, env=env)
-    res["verify"] = "ok" if subprocess.run([FAB, "verify"], cwd=REPO, env={**os.environ, "INVENTORY": str(inv)},
+    res["verify"] = "ok" if subprocess.run([SVRCHAIN, "verify"], cwd=REPO, env={**os.environ, "INVENTORY": str(inv)},
                                            capture_output=True).returncode == 0 else "FAILED"
     return res
 
@@ -388,6 +420,7 @@ def _bench_n(n: int, with_tools: bool, opts: argparse.Namespace) -> dict:
             res["verify"] = measured(inv, "verify")
             res["handshake"] = handshake_cost(inv)
             res["noop_floor"] = noop_floor(inv)
+            show_noop(n, res)
         res["load_before"] = load_average()
         res.update(trigger_runs(n, opts))
         if with_tools and not opts.trigger_only:
@@ -421,6 +454,7 @@ def trigger_runs(n: int, opts: argparse.Namespace) -> dict:
     res["restart_floor"] = restart_floor([h for h in labhosts.current() if h.role == "web"])
     print(f"bench: N={n}: restart floor (every stand-in restarted at once, no SSH): "
           f"{res['restart_floor']['to_last_healthy_s']} s", flush=True)
+    show_restart_target(n, res)
     if opts.owed_away > 0:
         res["owed"] = owed_restart(opts.owed_away)
         print(f"bench: N={n}: owed restart (sshd away {res['owed'].get('away_s')} s after the run): "

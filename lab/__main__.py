@@ -1,5 +1,5 @@
-"""``python -m lab up [--web N] [--db oracle] | down | boot HOST | exec HOST CMD | status | check |
-slot N -- CMD | free N`` (as root)."""
+"""``python -m lab up [--web N] [--db oracle] [--db-hosts 2] [--standby] | down | boot HOST | exec HOST CMD |
+page WEB ADDRESS[,ADDRESS] | status | check | slot N -- CMD | free N`` (as root)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import sys
 import time
 
-from lab import entry, hosts, slot
+from lab import dbpair, entry, hosts, slot
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,6 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--db", choices=hosts.DBS, default=os.environ.get("DB", "postgres"),
                     help="the DB host: postgres (PostgreSQL behind the lab's dbora) or oracle (Oracle-shaped: "
                          "stand-ins for dbstart, sqlplus, lsnrctl over PostgreSQL; docs/lab.md) (postgres)")
+    up.add_argument("--db-hosts", type=int, choices=(1, 2), default=int(os.environ.get("DB_HOSTS", "1")),
+                    help="DB hosts: 1 (db, 198.18.0.10) or 2 (db1 198.18.0.10 and db2 198.18.0.11, each a full "
+                         "DB host) (1)")
+    up.add_argument("--standby", action="store_true", default=os.environ.get("STANDBY") == "1",
+                    help="db2 is a PostgreSQL streaming standby of db1 (implies --db-hosts 2), and the web "
+                         "pages reach the pair with host=db1,db2 target_session_attrs=read-write")
     up.add_argument("--python", action="store_true",
                     help="bind this machine's Python into every host at /usr/bin/python3 (for Ansible)")
     down = sub.add_parser("down", help="tear the lab down, leaving nothing behind")
@@ -35,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     ex = sub.add_parser("exec", help="run a shell command inside a host (console, not SSH)")
     ex.add_argument("host")
     ex.add_argument("command")
+    page = sub.add_parser("page", help="point a web host's page at the database at ADDRESS (several, "
+                                       "comma-separated: a pair, reached read-write)")
+    page.add_argument("web")
+    page.add_argument("addresses")
     sub.add_parser("status", help="list the hosts and whether they run")
     sub.add_parser("check", help="is the lab whole? (every host running, routed through the bridge, sshd answering)")
     in_slot = sub.add_parser("slot", help="run a command with the lab in slot N (1-9): its own network namespace "
@@ -56,9 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if left else 0
     if args.verb == "up":
         t0 = time.monotonic()
-        up_hosts = hosts.up(args.web, args.init, args.kind, args.python, args.db)
+        up_hosts = hosts.up(args.web, args.init, args.kind, args.python, args.db, db_count=args.db_hosts,
+                            standby=args.standby)
         names = ", ".join(f"{h.name} {h.address}" for h in up_hosts[:6]) + (", ..." if len(up_hosts) > 6 else "")
-        print(f"lab: up in {time.monotonic() - t0:.1f}s ({len(up_hosts) - 1} {args.kind} web hosts): {names}")
+        print(f"lab: up in {time.monotonic() - t0:.1f}s ({args.web} {args.kind} web hosts): {names}")
     elif args.verb == "down":
         hosts.down(args.wait)
         print("lab: down")
@@ -70,12 +81,16 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(r.stdout)
         sys.stderr.write(r.stderr)
         return r.returncode
+    elif args.verb == "page":
+        dbpair.point_page(hosts.host(args.web), args.addresses.split(","))
+        print(f"lab: {args.web}'s page: {args.addresses}")
     elif args.verb == "check":
         return _check()
     else:
         for h in hosts.current():
             state = "running" if hosts.init_pid(h) else "stopped"
-            print(f"{h.name:8} {h.role:4} {h.address:14} {h.init:8} {h.kind:5} {state}")
+            print(f"{h.name:8} {h.role:4} {h.address:14} {h.init:8} {h.kind:5} {state}"
+                  + (f" standby of {h.standby_of}" if h.standby_of else ""))
     return 0
 
 

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lab import LabError
+from lab import LabError, dbpair
 from lab.rootfs import CHKCONFIG_BIN, ensure_rootfs
 from lab.slot import SLOT, WAIT, check_namespace, held
 
@@ -82,6 +82,7 @@ class LabHost:
     kind: str = "full"  # "full" (its role's real services) or "light" (web only: sshd + a stand-in server)
     python: bool = False  # this machine's Python bound in at /usr/bin/python3 (for Ansible)
     db: str = "postgres"  # what the lab's DB host is: "postgres" or "oracle" (Oracle-shaped), on every host
+    standby_of: str = ""  # a DB host that is a streaming standby: its primary's address (lab/dbpair.py)
 
     @property
     def netns(self) -> str:
@@ -90,6 +91,11 @@ class LabHost:
     @property
     def veth(self) -> str:
         return f"svl-{self.name}"[:15]
+
+    @property
+    def key_name(self) -> str:
+        """Whose host key the host has: one address, one key (db1 has db's: known_hosts is by address)."""
+        return "db" if self.address == DB_ADDRESS else self.name
 
     @property
     def disk(self) -> Path:
@@ -101,10 +107,10 @@ class LabHost:
 
 
 def plan(web_count: int, init: str = "sysv", kind: str = "full", python: bool = False,
-         db: str = "postgres") -> list[LabHost]:
+         db: str = "postgres", db_count: int = 1, standby: bool = False) -> list[LabHost]:
     """The hosts of a lab with ``web_count`` web servers of ``kind``, booting with ``init`` (the DB
-    host is always a full host, PostgreSQL or Oracle-shaped as ``db`` says); addresses are allocated
-    in order (web N is .20+N)."""
+    hosts are always full hosts, PostgreSQL or Oracle-shaped as ``db`` says: ``db``, or db1 and db2
+    with ``db_count`` 2 or ``standby``, lab/dbpair.py); addresses are allocated in order (web N is .20+N)."""
     if db not in DBS:
         raise LabError(f"lab: DB must be one of {', '.join(DBS)}")
     if db == "oracle" and kind != "full":
@@ -119,7 +125,7 @@ def plan(web_count: int, init: str = "sysv", kind: str = "full", python: bool = 
         raise LabError("lab: light web hosts have no init system; use them with INIT=sysv")
     if python and not MACHINE_PYTHON.exists():
         raise LabError(f"lab: {MACHINE_PYTHON} is missing on this machine (apt-get install python3.11)")
-    hosts = [LabHost("db", "db", DB_ADDRESS, init, python=python, db=db)]
+    hosts = dbpair.db_hosts(db_count, standby, init, python, db)
     hosts += [LabHost(f"web{i}", "web", f"{SUBNET}.{20 + i}", init, kind, python, db)
               for i in range(1, web_count + 1)]
     return hosts
@@ -212,8 +218,8 @@ def _write(root: Path, rel: str, text: str, mode: int = 0o644) -> None:
 def _provision_sshd(h: LabHost, admin_key: str) -> None:
     """sshd: the host key the lab pins, public keys only, no PAM; the admin key for root."""
     r = h.root
-    key = STATE / "hostkeys" / h.name / "ssh_host_ed25519_key"
-    _keypair(key, f"root@{h.name}")
+    key = STATE / "hostkeys" / h.key_name / "ssh_host_ed25519_key"
+    _keypair(key, f"root@{h.key_name}")
     shutil.copy(key, r / "etc/ssh/ssh_host_ed25519_key")
     shutil.copy(key.with_suffix(".pub"), r / "etc/ssh/ssh_host_ed25519_key.pub")
     (r / "etc/ssh/ssh_host_ed25519_key").chmod(0o600)
@@ -271,8 +277,9 @@ def _provision(h: LabHost, hosts: list[LabHost], admin_key: str, phases: dict[st
         _provision_oracle(h, phases)
     elif h.role == "db":
         _provision_postgres(h, hosts)
+        dbpair.provision(h)
     else:
-        _provision_web(h)
+        _provision_web(h, dbpair.page_for(hosts))
 
 
 def _provision_postgres(h: LabHost, hosts: list[LabHost]) -> None:
@@ -291,14 +298,11 @@ def _provision_postgres(h: LabHost, hosts: list[LabHost]) -> None:
             f.write("max_connections = 300\n")
 
 
-def _provision_web(h: LabHost) -> None:
-    """A full web host's application: the PHP page (through the Oracle-shaped host's listener when
-    the lab has one) and Apache's steady pool of workers."""
+def _provision_web(h: LabHost, page_line: str) -> None:
+    """A full web host's application: the PHP page pointed at the database by ``page_line`` (through
+    the Oracle-shaped host's listener when the lab has one) and Apache's steady pool of workers."""
     r = h.root
-    page = (FILES / "index.php").read_text()
-    if h.db == "oracle":
-        page = page.replace(_PAGE_DB_LINE, "$lab = ['port' => 1521, 'oracle' => true];")
-    _write(r, "/var/www/html/index.php", page)
+    _write(r, "/var/www/html/index.php", dbpair.render_page((FILES / "index.php").read_text(), page_line))
     (r / "var/www/html/index.html").unlink(missing_ok=True)
     # A steady pool of workers: no new (fresh) worker appears by itself after a DB restart, so
     # the page fails until Apache restarts, as the seed describes.
@@ -404,9 +408,6 @@ ExecStart=/usr/local/sbin/lab-db-others
 [Install]
 WantedBy=multi-user.target
 """
-
-# The line of the web page (lab/files/index.php) that says where the database is.
-_PAGE_DB_LINE = "$lab = ['port' => 5432, 'oracle' => false];"
 
 # The Oracle-shaped DB host's accounts, home and database underneath (run in its root): the Oracle
 # software owner oracle (oinstall, and dba: "/ as sysdba"), ORACLE_HOME with the stand-ins, and a
@@ -698,7 +699,7 @@ def _write_client_files(hosts: list[LabHost]) -> None:
     with _state_lock():
         _replace(HOSTS_FILE, json.dumps([asdict(h) for h in hosts], indent=1))
         every = _every_slots_hosts()
-        pub = {h.name: (STATE / "hostkeys" / h.name / "ssh_host_ed25519_key.pub").read_text().split(" ")
+        pub = {h.name: (STATE / "hostkeys" / h.key_name / "ssh_host_ed25519_key.pub").read_text().split(" ")
                for h in every}
         _replace(STATE / "known_hosts", "".join(f"{h.address} {pub[h.name][0]} {pub[h.name][1]}\n" for h in every))
         cfg = "".join(
@@ -743,12 +744,14 @@ def host(name: str) -> LabHost:
 
 
 def up(web_count: int = 2, init: str = "sysv", kind: str = "full", python: bool = False,
-       db: str = "postgres", phases: dict[str, float] | None = None) -> list[LabHost]:
+       db: str = "postgres", phases: dict[str, float] | None = None, db_count: int = 1,
+       standby: bool = False) -> list[LabHost]:
     """Bring up a fresh lab (anything left of an earlier one is torn down first): ``kind`` of web
-    hosts, with ``python`` this machine's Python in every host, and a DB host as ``db`` says (with
-    "oracle", ``phases`` overrides some of ORACLE_PHASES). It returns once the lab is whole (every
-    host running, routed through the bridge, its sshd answering), else says which host and why."""
-    hosts = plan(web_count, init, kind, python, db)
+    hosts, with ``python`` this machine's Python in every host, and DB hosts as ``db`` says (with
+    "oracle", ``phases`` overrides some of ORACLE_PHASES): one, or ``db_count`` 2 (db1, db2), db2 a
+    streaming standby of db1 with ``standby``. It returns once the lab is whole (every host running,
+    routed through the bridge, its sshd answering), else says which host and why."""
+    hosts = plan(web_count, init, kind, python, db, db_count, standby)
     with held():
         down()
         _boot_all(hosts, {**ORACLE_PHASES, **(phases or {})})
@@ -768,20 +771,31 @@ def _boot_all(hosts: list[LabHost], phases: dict[str, float]) -> None:
             _provision(h, hosts, admin, phases)
     _write_client_files(hosts)
     # The order svrchain exists to keep: the database first, then the web servers (whose workers
-    # would otherwise hold no valid session, as in the seed's failure).
-    db, webs = hosts[0], hosts[1:]
+    # would otherwise hold no valid session, as in the seed's failure); a standby after its primary.
+    webs = [h for h in hosts if h.role == "web"]
+    for db in sorted((h for h in hosts if h.role == "db"), key=lambda h: bool(h.standby_of)):
+        _boot_db(db, hosts)
+    for h in webs:
+        start_host(h)
+    for h in webs:
+        wait_booted(h)
+
+
+def _boot_db(db: LabHost, hosts: list[LabHost]) -> None:
+    """Boot one DB host and wait for its database; a standby is first made from its (running) primary."""
+    primary = next((h for h in hosts if h.address == db.standby_of), None)
+    if primary is not None and not (db.root / dbpair.PGDATA.lstrip("/") / "standby.signal").exists():
+        dbpair.make_standby(primary, db)
     start_host(db)
     wait_booted(db)
     if db.db == "oracle":
         _wait_oracle(db)
         _app_db_oracle(db)
-    else:
-        _wait_db(db)
+        return
+    _wait_db(db)
+    if primary is None:
         _app_db(db)
-    for h in webs:
-        start_host(h)
-    for h in webs:
-        wait_booted(h)
+        dbpair.prepare_primary(db)
 
 
 def boot(name: str) -> None:

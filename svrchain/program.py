@@ -2,51 +2,67 @@
 
 ``svrchain bootstrap -I prod.yaml`` works from any directory (no fabfile is looked for);
 ``svrchain --version`` names svrchain's version, then Fabric's, Paramiko's and Invoke's.
+
+Importing this module is light: a task that connects to its hosts has its TCP connections started
+(:mod:`svrchain.remote.early`) before Fabric and Paramiko are imported.
 """
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
-from fabric import Config, Executor
-from fabric.main import Fab
+import os
+import sys
+from typing import Any
 
 
 def svrchain_version() -> str:
     """The installed distribution's version (the checkout's pyproject when run from source)."""
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("svrchain")
     except PackageNotFoundError:
         return "unknown"
 
 
-class Svrchain(Fab):
-    """Fabric's program with svrchain's name, version and collection."""
+def program_class() -> type:
+    """Fabric's program with svrchain's name, version and collection (Fabric imported here, not at start)."""
+    from fabric.main import Fab
 
-    def print_version(self) -> None:
-        from fabric import __version__ as fabric
-        from invoke import __version__ as invoke
-        from paramiko import __version__ as paramiko
+    class Svrchain(Fab):
+        """Fabric's program with svrchain's name, version and collection."""
 
-        print(f"svrchain {self.version}")
-        print(f"Fabric {fabric}, Invoke {invoke}, Paramiko {paramiko}")
+        def print_version(self) -> None:
+            from fabric import __version__ as fabric
+            from invoke import __version__ as invoke
+            from paramiko import __version__ as paramiko
 
-    def update_config(self) -> None:
-        """Fabric's config, plus ``svrchain_program``: the tasks' messages then name ``svrchain TASK``
-        (``fab TASK`` when run through fab in a checkout)."""
-        super().update_config()
-        self.config._overrides["svrchain_program"] = "svrchain"  # as Fabric adds its own overrides
-        self.config.merge()
+            print(f"svrchain {self.version}")
+            print(f"Fabric {fabric}, Invoke {invoke}, Paramiko {paramiko}")
+
+        def update_config(self) -> None:
+            """Fabric's config, plus ``svrchain_program``: the tasks' messages then name ``svrchain TASK``
+            (``fab TASK`` when run through fab in a checkout)."""
+            super().update_config()
+            self.config._overrides["svrchain_program"] = "svrchain"  # as Fabric adds its own overrides
+            self.config.merge()
+
+    return Svrchain
 
 
-def make_program() -> Svrchain:
+def make_program() -> Any:
     """The program, its namespace the task collection declared in tasks/ (installed as svrchain.tasks)."""
+    from fabric import Config, Executor
+
     from svrchain.tasks import ns
 
-    return Svrchain(name="svrchain", binary="svrchain", binary_names=["svrchain"], version=svrchain_version(),
-                    namespace=ns, executor_class=Executor, config_class=Config)
+    return program_class()(name="svrchain", binary="svrchain", binary_names=["svrchain"],
+                           version=svrchain_version(), namespace=ns, executor_class=Executor, config_class=Config)
 
 
 def main() -> None:
-    """Entry point of the ``svrchain`` console script."""
+    """Entry point of the ``svrchain`` console script: a task that connects starts its connections
+    first (:func:`svrchain.remote.early.start`), then the program is imported and run."""
+    from svrchain.remote import early
+
+    early.start(sys.argv[1:], os.environ)
     make_program().run()

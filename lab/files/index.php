@@ -11,9 +11,15 @@
 // On the Oracle-shaped lab host (the line below is rewritten by the lab), the page connects through
 // the stand-in listener on port 1521, which refuses a new connection with Oracle's error for the
 // database's phase (ORA-12514, ORA-12528, ORA-01033): the page shows it.
-$lab = ['port' => 5432, 'oracle' => false];
+//
+// A primary/standby pair (lab/dbpair.py): 'host' names both and the page connects to the one that
+// accepts writes (target_session_attrs=read-write); the database's run is then the later of the
+// postmaster's start and its promotion (lab_run_started()), so a worker started before a switchover
+// holds a session to the old primary and fails until the web server restarts.
+$lab = ['host' => '198.18.0.10', 'port' => 5432, 'oracle' => false, 'pair' => false];
 header('Content-Type: text/plain');
-$db = @pg_pconnect("host=198.18.0.10 port={$lab['port']} dbname=app user=app password=app connect_timeout=3");
+$db = @pg_pconnect("host={$lab['host']} port={$lab['port']} dbname=app user=app password=app connect_timeout=3"
+    . ($lab['pair'] ? ' target_session_attrs=read-write' : ''));
 if ($db === false) {
     http_response_code(503);
     $why = (string) (error_get_last()['message'] ?? '');
@@ -28,7 +34,7 @@ if ($db === false) {
     }
     exit;
 }
-$r = @pg_query($db, 'SELECT extract(epoch from pg_postmaster_start_time())');
+$r = @pg_query($db, $lab['pair'] ? 'SELECT lab_run_started()' : 'SELECT extract(epoch from pg_postmaster_start_time())');
 if ($r === false) {
     http_response_code(500);
     echo $lab['oracle'] ? "FAIL ORA-03113: end-of-file on communication channel\n"

@@ -688,6 +688,11 @@ def with_ansible(data: dict, source: Path) -> dict:
 
 def load(path: Path, how: str = "") -> Inventory:
     """Read and validate the inventory file; ``how`` says what chose it (for the message when it is missing)."""
+    return parse(read_text(path, how), path)
+
+
+def read_text(path: Path, how: str = "") -> str:
+    """The inventory file's text; a missing or unreadable file as one line (``how``: what chose it)."""
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -699,4 +704,10 @@ def load(path: Path, how: str = "") -> Inventory:
         raise InventoryError(f"{path}: is a directory, not an inventory file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InventoryError(f"{path}: cannot read the inventory: {getattr(exc, 'strerror', None) or exc}") from None
-    return parse(text, path)
+    return text
+
+
+# For svrchain.core.estate, which validates each chain as one inventory and reports as parse does.
+describe_error = _describe
+yaml_line = _line
+yaml_tree = _yaml

@@ -25,7 +25,7 @@ from svrchain.core import inventory, tell
 from svrchain.core.errors import BadInventory, HostError, HostUnreachable
 from svrchain.core.plan import Result
 from svrchain.core.render import RUN_DIR
-from svrchain.remote import sshauth
+from svrchain.remote import early, sshauth
 
 T = TypeVar("T")
 # paramiko's transport thread logs a failed handshake as a traceback; svrchain says it in one line.
@@ -187,10 +187,12 @@ class Dialer:
         return sshauth.route(self.ssh_config, name, address, port, user, self.inv.source)
 
     def tcp(self, label: str, hostname: str, port: int) -> socket.socket:
-        """A TCP connection to ``hostname:port`` with Nagle off; a failure is one line naming ``label``."""
+        """A TCP connection to ``hostname:port`` with Nagle off (the one the command started early, if it
+        did: :mod:`svrchain.remote.early`); a failure is one line naming ``label``."""
         inv = self.inv
         try:
-            sock = socket.create_connection((hostname, port), timeout=inv.connect.timeout)
+            sock = (early.take(inv.source, hostname, port, inv.connect.timeout)
+                    or socket.create_connection((hostname, port), timeout=inv.connect.timeout))
         except ConnectionRefusedError:
             raise HostUnreachable(
                 f"{label}: connection refused; is sshd running and is the port right in {inv.source}?") from None

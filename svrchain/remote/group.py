@@ -18,7 +18,7 @@ from invoke import Context
 from svrchain.core import inventory, output, tell
 from svrchain.core.errors import HostError, SvrchainError, Unreachable
 from svrchain.core.plan import Outcome
-from svrchain.remote import runopts, sshauth
+from svrchain.remote import early, runopts, sshauth
 from svrchain.remote.connection import WAKE, Dialer, Host, Once, load_known_hosts
 
 T = TypeVar("T")
@@ -145,6 +145,15 @@ class Session:
         or of the inventory at a path (every web server, a report of its own), the local files it names
         checked; with ``lock``, each host is locked against other changing runs while connected. The
         first line printed names the inventory and the hosts."""
+        try:
+            return cls._checked(where, lock)
+        except BaseException:
+            early.discard()  # the connections the command started early: nothing was sent on them
+            raise
+
+    @classmethod
+    def _checked(cls, where: Path | runopts.Run, lock: bool) -> Session:
+        """The session of :meth:`open`, its inventory validated, the lab's guard and local files checked."""
         run = where if isinstance(where, runopts.Run) else None
         inv = inventory.load(*(runopts.inventory_choice(run.options) if run else (where, "")))
         if inv.lab:
@@ -200,6 +209,7 @@ class Session:
         for h in self.hosts:
             h.close()
         self.dialer.close()
+        early.discard()
 
     def __enter__(self) -> Session:
         return self

@@ -177,13 +177,14 @@ def _need_root() -> None:
         pytest.skip("the lab needs root (network namespaces, mounts); run make test as root")
 
 
-def bring_up(init: str, db: str = "postgres", phases: dict[str, float] | None = None) -> Lab:
-    """A fresh lab (1 DB host, 2 web hosts) booting with ``init``, its DB host PostgreSQL or
-    Oracle-shaped (``db``, with ``phases`` for the stand-ins' timings); a systemd lab that cannot boot
-    on this machine skips its tests, saying why."""
+def bring_up(init: str, db: str = "postgres", phases: dict[str, float] | None = None, db_count: int = 1,
+             standby: bool = False) -> Lab:
+    """A fresh lab (1 DB host, or db1 and db2 with ``db_count`` 2 or ``standby``, and 2 web hosts) booting
+    with ``init``, its DB hosts PostgreSQL or Oracle-shaped (``db``, with ``phases`` for the stand-ins'
+    timings); a systemd lab that cannot boot on this machine skips its tests, saying why."""
     _need_root()
     try:
-        labhosts.up(2, init, db=db, phases=phases)
+        labhosts.up(2, init, db=db, phases=phases, db_count=db_count, standby=standby)
     except (LabError, subprocess.CalledProcessError, OSError) as exc:
         labhosts.down()
         if init == "systemd":
@@ -192,12 +193,13 @@ def bring_up(init: str, db: str = "postgres", phases: dict[str, float] | None = 
     return Lab(init, ORACLE_INVENTORY if db == "oracle" else LAB_INVENTORY)
 
 
-def lab_of(init: str, db: str = "postgres", phases: dict[str, float] | None = None):
+def lab_of(init: str, db: str = "postgres", phases: dict[str, float] | None = None, db_count: int = 1,
+           standby: bool = False):
     """Body of a module-scoped lab fixture: up with ``init`` hosts, always down afterwards; the module
     holds the lab meanwhile (another process's ``lab down`` waits for it)."""
     with held():
         try:
-            yield bring_up(init, db, phases)
+            yield bring_up(init, db, phases, db_count, standby)
         finally:
             labhosts.down()
 

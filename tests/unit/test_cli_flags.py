@@ -24,7 +24,7 @@ from invoke import Config, Context
 
 import tasks
 from svrchain.core.errors import BadInventory, Declined
-from svrchain.remote import runopts
+from svrchain.remote import labguard, runopts
 from svrchain.remote.connection import handshake_problem, sudo_problem
 from svrchain.remote.runopts import confirm
 
@@ -293,12 +293,12 @@ def test_sudo_problems_in_plain_words(stderr, text):
 
 
 def test_the_lab_inventory_refuses_to_run_while_the_lab_is_down(monkeypatch):
-    monkeypatch.setattr(runopts, "route_devices", lambda addresses: dict.fromkeys(addresses, "eth0"))
+    monkeypatch.setattr(labguard, "route_devices", lambda addresses: dict.fromkeys(addresses, "eth0"))
     with pytest.raises(BadInventory, match=r"inventory/lab.yaml is the built-in lab's inventory \(lab: true\) and "
                                            r"the lab is not up \(198.18.0.10 would go through eth0, not the lab's "
                                            r"bridge svrlab0\): run `make lab-up` first"):
         runopts.check_lab(Path("inventory/lab.yaml"), ["198.18.0.10"])
-    monkeypatch.setattr(runopts, "route_devices", lambda addresses: dict.fromkeys(addresses, "svrlab0"))
+    monkeypatch.setattr(labguard, "route_devices", lambda addresses: dict.fromkeys(addresses, "svrlab0"))
     runopts.check_lab(Path("inventory/lab.yaml"), ["198.18.0.10"])
 
 

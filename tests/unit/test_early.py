@@ -1,0 +1,288 @@
+"""The early connect (issue 23, "Start fast"): a task that connects starts its TCP connections before
+Fabric, Paramiko and the inventory's models are imported, and only when the command line and the
+inventory are plainly valid; a hostile value anywhere, or the lab's guard, means no packet at all.
+Real sockets on loopback (a listener stands for each host); never timed."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import paramiko
+import pytest
+import yaml
+
+from svrchain.core import early
+from svrchain.core.errors import HostUnreachable
+from svrchain.core.inventory import parse
+from svrchain.remote import early as remote_early
+from svrchain.remote import labguard
+from svrchain.remote.connection import Dialer
+from tests.paths import REPO
+from tests.unit.test_start import modules_after
+
+# What the command must not have imported when its first connection opens.
+HEAVY = ("fabric", "paramiko", "invoke", "pydantic", "cryptography", "jinja2", "dotenv", "svrchain.core.inventory",
+         "svrchain.cli", "svrchain.tasks")
+
+
+def flags_of(task: str) -> dict[str, bool]:
+    """A task's real flags (as Invoke parses them) and whether each takes a value."""
+    from tasks import ns
+
+    out = {}
+    for arg in ns[task].get_arguments():
+        for n in arg.names:
+            out[f"-{n}" if len(n) == 1 else f"--{n}"] = arg.takes_value
+    return out
+
+
+@pytest.mark.parametrize("task", sorted(early.EARLY_TASKS))
+def test_the_early_tasks_flags_are_the_tasks_own(task):
+    assert early.EARLY_TASKS[task] == flags_of(task)
+
+
+@pytest.mark.parametrize(("argv", "wanted"), [
+    (["bootstrap"], early.Wanted("bootstrap", None, ())),
+    (["bootstrap", "-I", "x.yaml", "--dry-run", "-v"], early.Wanted("bootstrap", "x.yaml", ())),
+    (["verify", "--inventory=x.yaml", "--limit", "web1, web2", "--json"],
+     early.Wanted("verify", "x.yaml", ("web1", "web2"))),
+    (["verify", "-l", "web2", "--junit", "r.xml"], early.Wanted("verify", None, ("web2",))),
+])
+def test_a_connecting_task_is_read_from_the_command_line(argv, wanted):
+    assert early.wanted(argv) == wanted
+
+
+@pytest.mark.parametrize("argv", [
+    [], ["--list"], ["--help", "bootstrap"], ["bootstrap", "--help"], ["bootstrap", "-h"], ["-d", "bootstrap"],
+    ["init", "x.yaml"], ["docs", "output"], ["restart-chain", "--yes"], ["bootstrap", "verify"],
+    ["bootstrap", "--bogus"], ["bootstrap", "-dv"], ["bootstrap", "-I"], ["bootstrap", "-I", "--dry-run"],
+    ["bootstrap", "--dry-run=yes"], ["bootstrap", "--limit", "web1"], ["verify", "-Ix.yaml"],
+])
+def test_anything_else_connects_the_usual_way(argv):
+    assert early.wanted(argv) is None
+
+
+def inventory_data(*webs: str, db: str = "127.0.0.1", port: int = 22, lab: bool = False) -> dict:
+    servers = [{"name": f"web{i}", "address": a, "health_url": f"http://{a}/"} for i, a in enumerate(webs, 1)]
+    return {"lab": lab, "connect": {"known_hosts": "kh", "port": port}, "db": {"name": "db", "address": db},
+            "web": {"servers": servers}}
+
+
+def test_the_hosts_of_a_plain_inventory():
+    p = early.plan(inventory_data("127.0.0.2", "::1", port=2222))
+    assert p is not None
+    assert [(t.name, t.address, t.port) for t in p.targets] == [
+        ("db", "127.0.0.1", 2222), ("web1", "127.0.0.2", 2222), ("web2", "::1", 2222)]
+    data = inventory_data("127.0.0.2", "0:0::1")
+    data["web"]["servers"][1]["port"] = 2200
+    assert [(t.address, t.port) for t in early.plan(data, ("web2",)).targets] == [("127.0.0.1", 22), ("::1", 2200)]
+
+
+def hostile(change) -> dict:
+    data = inventory_data("127.0.0.2", "127.0.0.3")
+    change(data)
+    return data
+
+
+HOSTILE = {
+    "option as address": lambda d: d["web"]["servers"][1].update(address="-oProxyCommand=touch /tmp/x"),
+    "newline in a name": lambda d: d["web"]["servers"][0].update(name="web1\nweb9"),
+    "blank in a name": lambda d: d["db"].update(name="db x"),
+    "newline after an address": lambda d: d["db"].update(address="127.0.0.1\n"),
+    "a host name": lambda d: d["db"].update(address="db.example.org"),
+    "an IPv6 scope": lambda d: d["db"].update(address="fe80::1%lo"),
+    "a port as text": lambda d: d["connect"].update(port="22"),
+    "a port as bool": lambda d: d["connect"].update(port=True),
+    "a port out of range": lambda d: d["db"].update(port=70000),
+    "two hosts at one address": lambda d: d["web"]["servers"][1].update(address="127.0.0.1"),
+    "two hosts of one name": lambda d: d["web"]["servers"][1].update(name="db"),
+    "a huge host list": lambda d: d["web"].update(servers=[
+        {"name": f"w{i}", "address": f"127.1.{i // 250}.{i % 250 + 1}", "health_url": "http://127.0.0.1/"}
+        for i in range(early.MAX_HOSTS)]),
+    "no web servers": lambda d: d["web"].update(servers=[]),
+    "a bad health URL": lambda d: d["web"]["servers"][0].update(health_url="http://x y/"),
+    "an ssh config": lambda d: d["connect"].update(ssh_config="~/.ssh/config"),
+    "an Ansible inventory": lambda d: d.update(ansible={"inventory": "hosts.ini"}),
+    "lab as text": lambda d: d.update(lab="no"),
+    "a list of servers as text": lambda d: d["web"].update(servers="127.0.0.2"),
+}
+
+
+@pytest.mark.parametrize("change", HOSTILE.values(), ids=HOSTILE.keys())
+def test_a_hostile_or_unplain_value_anywhere_means_no_early_connection(change):
+    assert early.plan(inventory_data("127.0.0.2", "127.0.0.3")) is not None
+    assert early.plan(hostile(change)) is None
+
+
+def test_a_limit_naming_no_web_server_means_no_early_connection():
+    assert early.plan(inventory_data("127.0.0.2"), ("web9",)) is None
+    assert early.plan(inventory_data("127.0.0.2"), ("db",)) is None
+
+
+def test_the_early_names_are_the_inventorys():
+    from svrchain.core.inventory import NAME_RE
+
+    assert early.NAME_RE.pattern == NAME_RE.pattern
+
+
+class Hosts:
+    """Loopback listeners standing for a DB host and two web hosts; each counts the connections it got."""
+
+    def __init__(self) -> None:
+        self.socks = []
+        for a in ("127.0.0.1", "127.0.0.2", "127.0.0.3"):
+            s = socket.create_server((a, 0))
+            s.settimeout(0.5)
+            self.socks.append(s)
+
+    def places(self) -> list[tuple[str, int]]:
+        return [s.getsockname()[:2] for s in self.socks]
+
+    def accepted(self, hang_up: bool = True) -> list[int]:
+        """How many connections each listener has been sent (each accepted and, with ``hang_up``, closed)."""
+        counts = []
+        for s in self.socks:
+            n = 0
+            while True:
+                try:
+                    conn, _ = s.accept()
+                except TimeoutError:
+                    break
+                n += 1
+                if hang_up:
+                    conn.close()
+            counts.append(n)
+        return counts
+
+    def close(self) -> None:
+        for s in self.socks:
+            s.close()
+
+
+@pytest.fixture
+def hosts():
+    h = Hosts()
+    yield h
+    h.close()
+    remote_early.discard()
+
+
+def write_inventory(tmp_path: Path, places: list[tuple[str, int]], lab: bool = False, **web1: str) -> Path:
+    """A whole, valid inventory for hosts at ``places`` (the DB, then two web servers), its key and known_hosts."""
+    data = yaml.safe_load((REPO / "inventory" / "lab.yaml").read_text())
+    key = tmp_path / "admin_key"
+    if not key.exists():
+        paramiko.RSAKey.generate(2048).write_private_key_file(str(key))
+        (tmp_path / "known_hosts").write_text("")
+    data["lab"] = lab
+    data["connect"].update(identity=str(key), known_hosts=str(tmp_path / "known_hosts"), timeout=5)
+    data["db"].update(address=places[0][0], port=places[0][1], script=str(REPO / "lab" / "files" / "dbora"))
+    data["web"]["servers"] = [{"name": f"web{i}", "address": a, "port": p, "health_url": f"http://{a}/"}
+                              for i, (a, p) in enumerate(places[1:], 1)]
+    data["web"]["servers"][0].update(web1)
+    path = tmp_path / "inv.yaml"
+    path.write_text(yaml.safe_dump(data))
+    parse(path.read_text(), path)  # whole and valid, as the usual path reads it
+    return path
+
+
+def test_every_host_is_connected_at_once_and_the_run_takes_its_socket(hosts, tmp_path):
+    inv = write_inventory(tmp_path, hosts.places())
+    assert remote_early.start(["verify", "-I", str(inv)], {}) == 3
+    assert hosts.accepted(hang_up=False) == [1, 1, 1]  # every SYN sent before the run takes a socket
+    dialer = Dialer(parse(inv.read_text(), inv))
+    address, port = hosts.places()[1]
+    sock = dialer.tcp("web1", address, port)
+    assert sock.getpeername()[:2] == (address, port)
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    assert len(remote_early.pending()) == 2
+    again = dialer.tcp("web1", address, port)  # taken once: a second connection is a new one, as before
+    assert hosts.accepted() == [0, 1, 0]
+    sock.close(), again.close()
+    remote_early.discard()
+    assert remote_early.pending() == []
+
+
+def test_the_inventory_from_the_environment_and_only_the_run_s_hosts(hosts, tmp_path):
+    inv = write_inventory(tmp_path, hosts.places())
+    assert remote_early.start(["verify", "--limit", "web2"], {"INVENTORY": str(inv)}) == 2
+    assert hosts.accepted() == [1, 0, 1]
+
+
+@pytest.mark.parametrize("value", [{"address": "-oProxyCommand=touch /tmp/pwned"}, {"name": "web1\nweb9"},
+                                   {"address": "127.0.0.2\n"}])
+def test_a_hostile_value_sends_no_packet(hosts, tmp_path, value):
+    inv = write_inventory(tmp_path, hosts.places())
+    data = yaml.safe_load(inv.read_text())
+    data["web"]["servers"][0].update(value)
+    inv.write_text(yaml.safe_dump(data))
+    assert remote_early.start(["bootstrap", "-I", str(inv)], {}) == 0
+    assert hosts.accepted() == [0, 0, 0]
+
+
+def test_no_packet_unless_the_labs_guard_passes(hosts, tmp_path, monkeypatch):
+    inv = write_inventory(tmp_path, hosts.places(), lab=True)
+    assert remote_early.start(["bootstrap", "-I", str(inv)], {}) == 0  # loopback is not the lab's bridge
+    assert hosts.accepted() == [0, 0, 0]
+    asked = []
+    monkeypatch.setattr(labguard, "route_devices", lambda a: asked.extend(a) or dict.fromkeys(a, labguard.LAB_BRIDGE))
+    assert remote_early.start(["bootstrap", "-I", str(inv)], {}) == 3
+    assert sorted(set(asked)) == sorted({a for a, _ in hosts.places()})  # every address and health URL host
+    assert hosts.accepted() == [1, 1, 1]
+
+
+def test_a_refused_or_timed_out_connection_says_what_it_always_said(tmp_path):
+    closed = socket.create_server(("127.0.0.1", 0))
+    place = closed.getsockname()[:2]
+    closed.close()
+    inv = write_inventory(tmp_path, [place, ("127.0.0.2", 1), ("127.0.0.3", 1)])
+    dialer = Dialer(parse(inv.read_text(), inv))
+    with pytest.raises(HostUnreachable) as usual:
+        dialer.tcp("db", *place)
+    remote_early.start(["bootstrap", "-I", str(inv)], {})
+    with pytest.raises(HostUnreachable) as early_one:
+        dialer.tcp("db", *place)
+    assert str(early_one.value) == str(usual.value)
+    assert "connection refused; is sshd running" in str(usual.value)
+    remote_early.discard()
+
+
+def test_the_first_connection_opens_before_anything_heavy_is_imported(hosts, tmp_path):
+    inv = write_inventory(tmp_path, hosts.places())
+    code = (f"import sys\nfrom svrchain.remote import early\n"
+            f"assert early.start(['bootstrap', '-I', {str(inv)!r}], {{}}) == 3, 'no early connection'")
+    loaded = modules_after(code)
+    assert "svrchain.remote.early" in loaded
+    assert sorted(m for m in loaded if any(m == h or m.startswith(h + ".") for h in HEAVY)) == []
+    assert hosts.accepted() == [1, 1, 1]
+    assert not any(m.split(".")[0] in ("fabric", "paramiko", "invoke", "yaml") for m in
+                   modules_after("import svrchain.program"))
+
+
+@pytest.mark.parametrize("argv", [["--list"], ["--help", "bootstrap"], ["bootstrap", "--help"],
+                                  ["docs", "output", "--path"], ["bootstrap", "--bogus"]])
+def test_listing_help_local_tasks_and_typos_connect_nowhere(hosts, tmp_path, argv):
+    inv = write_inventory(tmp_path, hosts.places())
+    r = subprocess.run([sys.executable, "-c", "from svrchain.program import main; main()", *argv], cwd=REPO,
+                       env={**os.environ, "INVENTORY": str(inv)}, capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in r.stderr
+    assert hosts.accepted() == [0, 0, 0]
+
+
+def test_the_command_hands_its_sockets_to_ssh_and_fails_as_it_always_did(hosts, tmp_path):
+    """Listeners that hang up at once: through the svrchain command (early connect) and through fab
+    (none), the same clear lines and exit code; one connection per host either way."""
+    inv = write_inventory(tmp_path, hosts.places())
+    said = {}
+    for tool in ("svrchain", "fab"):
+        r = subprocess.run([str(Path(sys.executable).parent / tool), "verify", "-I", str(inv)], cwd=REPO,
+                           capture_output=True, text=True, timeout=120)
+        said[tool] = (r.returncode, [ln for ln in r.stdout.splitlines() + r.stderr.splitlines()
+                                     if "closed the connection" in ln or "svrchain:" in ln])
+        assert hosts.accepted() == [1, 1, 1], tool
+    assert said["svrchain"][0] == 3
+    assert said["svrchain"][1] and said["svrchain"][1] == [ln.replace("fab ", "svrchain ") for ln in said["fab"][1]]
