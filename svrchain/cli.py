@@ -32,6 +32,7 @@ __all__ = ["collection", "confirm", "local_task", "svr_task"]
 HELP = {
     "inventory": "the inventory file (else $INVENTORY, or INVENTORY= in .env); there is no default",
     "limit": "only these web servers, by name, comma-separated (e.g. web1,web3); the DB server is always used",
+    "chain": "only this chain of an estate inventory (chains:), by name; default: every chain",
     "log": "append this run's lines, with timestamps, to FILE (else the inventory's log: key, if any)",
     "verbose": "show each remote command (as run on the host) and its exit code",
 }
@@ -103,22 +104,24 @@ def refused_flags(c: Any) -> list[str]:
 
 
 def _options(c: Any, inventory: str | None, limit: str | None, log: str | None = None,
-             verbose: bool = False) -> runopts.RunOptions:
+             verbose: bool = False, chain: str | None = None) -> runopts.RunOptions:
     """This run's choices from the command line and the config (Fabric's --dry is read by the caller)."""
     flags = refused_flags(c)
     if flags:
         raise UsageError(f"{flags[0]}: not supported; {REFUSED[flags[0]]}")
     prefix = getattr(c.config, "_project_prefix", None)
     return runopts.RunOptions(inventory=inventory, limit=runopts.parse_limit(limit),
-                              project_dir=Path(prefix) if prefix else None, log=log or None, verbose=verbose)
+                              project_dir=Path(prefix) if prefix else None, log=log or None, verbose=verbose,
+                              chain=runopts.parse_chain(chain))
 
 
 def _signature(fn: Callable[..., Any], limit: bool) -> inspect.Signature:
-    """``fn``'s signature plus --inventory, --log and --verbose (and --limit): every task takes them, none
-    declares them."""
+    """``fn``'s signature plus --inventory, --chain, --log and --verbose (and --limit): every task takes
+    them, none declares them."""
     sig = inspect.signature(fn)
     kw = inspect.Parameter.KEYWORD_ONLY
-    extra = [inspect.Parameter("inventory", kw, default=None, annotation=str | None)]
+    extra = [inspect.Parameter("inventory", kw, default=None, annotation=str | None),
+             inspect.Parameter("chain", kw, default=None, annotation=str | None)]
     if limit:
         extra.append(inspect.Parameter("limit", kw, default=None, annotation=str | None))
     extra += [inspect.Parameter("log", kw, default=None, annotation=str | None),
@@ -128,7 +131,7 @@ def _signature(fn: Callable[..., Any], limit: bool) -> inspect.Signature:
 
 # The short flags every task's own options get, whatever the task declares (-i is Fabric's --identity;
 # --log has none: -l is --limit).
-SHORT = {"inventory": ("inventory", "I"), "verbose": ("verbose", "v"), "log": ("log",)}
+SHORT = {"inventory": ("inventory", "I"), "verbose": ("verbose", "v"), "log": ("log",), "chain": ("chain",)}
 
 
 class SvrTask(Task):
@@ -153,20 +156,20 @@ def svr_task(*args: Any, limit: bool = False, **kwargs: Any) -> Any:
 
         @functools.wraps(fn)
         def wrapper(c: Any, *a: Any, inventory: str | None = None, limit: str | None = None, log: str | None = None,
-                    verbose: bool = False, **kw: Any) -> Any:
+                    verbose: bool = False, chain: str | None = None, **kw: Any) -> Any:
             tell.use(program_of(c))
             with output.shown_streams():  # what hosts say is shown escaped
                 results = output.Results(fn.__name__.replace("_", "-"), json_out=bool(kw.pop("json", False)),
                                        junit=kw.pop("junit", None) or None)
 
-                given = {"inventory": inventory, "limit": limit, "log": log, "verbose": verbose, **kw}
+                given = {"inventory": inventory, "chain": chain, "limit": limit, "log": log, "verbose": verbose, **kw}
                 results.runlog.line(f"run: {fn.__name__.replace('_', '-')} {_shown_options(given)}".rstrip())
 
                 def body() -> None:
                     problem = results.check_junit()
                     if problem:
                         raise UsageError(f"{problem}; nothing was done")
-                    runopts.attach(c, runopts.Run(_options(c, inventory, limit, log, verbose), results))
+                    runopts.attach(c, runopts.Run(_options(c, inventory, limit, log, verbose, chain), results))
                     if log:
                         results.log_to(Path(log).expanduser(), "--log")
                     if dry_aware and c.config.run.dry:

@@ -244,6 +244,19 @@ def is_ours(raw: str, blob: str, marker: str | None) -> bool:
     return line_b == blob or (marker is not None and line_comment(raw.rstrip("\r\n")) == marker)
 
 
+# The comment svrchain gives each DB server's key and line (render.marker): svrchain:<trigger>@<DB server>.
+MARKER_RE = re.compile(r"svrchain:\S+@\S+")
+
+
+def without_markers(existing: str, keep: frozenset[str]) -> str:
+    """``existing`` without svrchain's lines whose marker is not in ``keep`` (the DB servers that no longer
+    restart this web server); every other line byte for byte."""
+    def stale(raw: str) -> bool:
+        comment = line_comment(raw.rstrip("\r\n")) if line_blob(raw) is not None else ""
+        return bool(MARKER_RE.fullmatch(comment)) and comment not in keep
+    return "".join(r for r in existing.splitlines(keepends=True) if not stale(r))
+
+
 def find_lines(existing: str, blob: str, marker: str) -> list[str]:
     """svrchain's lines in ``existing`` (by blob or marker), without line endings."""
     return [r.rstrip("\r\n") for r in existing.splitlines(keepends=True) if is_ours(r, blob, marker)]

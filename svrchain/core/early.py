@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 # and each task's flags: whether the flag takes a value. tests/unit/test_early.py checks these against
 # the tasks' real flags.
 _COMMON = {"--inventory": True, "-I": True, "--log": True, "--verbose": False, "-v": False,
-           "--json": False, "-j": False, "--junit": True, "-u": True}
+           "--json": False, "-j": False, "--junit": True, "-u": True, "--chain": True}
 EARLY_TASKS: dict[str, dict[str, bool]] = {
     "bootstrap": {**_COMMON, "--dry-run": False, "-d": False, "--adopt": False, "-a": False},
     "verify": {**_COMMON, "--attacks": False, "-a": False, "--limit": True, "-l": True},
@@ -81,7 +81,7 @@ def wanted(argv: list[str]) -> Wanted | None:
     if not argv or argv[0] not in EARLY_TASKS:
         return None
     values = _flag_values(argv[1:], EARLY_TASKS[argv[0]])
-    if values is None:
+    if values is None or "--chain" in values:  # one chain of an estate: connected the usual way
         return None
     inventory = values.get("--inventory") or values.get("-I")
     text = values.get("--limit") or values.get("-l") or ""

@@ -45,12 +45,16 @@ def gate_and_rule(inv: Inventory, facts: WebFacts) -> Change:
     return files_change(specs, states, commands, f"{render.GATE}")
 
 
-def key_line(inv: Inventory, key: authkeys.PublicKey, facts: WebFacts, ssh_version_text: str) -> Change:
+def key_line(inv: Inventory, key: authkeys.PublicKey, facts: WebFacts, ssh_version_text: str,
+             markers: frozenset[str] | None = None) -> Change:
     """The restricted line in web.user's authorized_keys (an older line for the key replaced, every
-    other byte kept), and ~/.ssh made 700."""
+    other byte kept), and ~/.ssh made 700. On an estate, ``markers`` are those of every DB server that
+    may restart this web server: svrchain's lines of any other DB server are removed."""
     user = inv.web.user
     line = restricted_line(inv, key, ssh_version_text)
     text = facts.keys.content.decode("utf-8", "surrogateescape")
+    if markers is not None:
+        text = authkeys.without_markers(text, markers | {render.marker(inv)})
     keys = homes.spec(facts.keys, user, facts.group, authkeys.merge_line(text, line, key.blob, render.marker(inv)))
     commands: list[Command] = []
     if facts.sshdir and facts.sshdir.split()[0] != "700":
@@ -59,8 +63,9 @@ def key_line(inv: Inventory, key: authkeys.PublicKey, facts: WebFacts, ssh_versi
     return files_change([keys], {keys.path: facts.keys}, commands, f"the line in {keys.path}")
 
 
-def push_key(inv: Inventory, key: authkeys.PublicKey, facts: WebFacts, ssh_version_text: str) -> Change:
+def push_key(inv: Inventory, key: authkeys.PublicKey, facts: WebFacts, ssh_version_text: str,
+             markers: frozenset[str] | None = None) -> Change:
     """push-key on one web server: the gate and its rule first (the line's forced command must work
-    before the line exists), then the line."""
-    line = key_line(inv, key, facts, ssh_version_text)
+    before the line exists), then the line (``markers``: see :func:`key_line`)."""
+    line = key_line(inv, key, facts, ssh_version_text, markers)
     return gate_and_rule(inv, facts).then(line, f"{render.GATE} and the line in {facts.keys.path}")

@@ -15,8 +15,8 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 from invoke import Context
 
-from svrchain.core import inventory, output, tell
-from svrchain.core.errors import HostError, SvrchainError, Unreachable
+from svrchain.core import estate, inventory, output, tell
+from svrchain.core.errors import GapFound, HostError, SvrchainError, Unreachable, UsageError
 from svrchain.core.plan import Outcome
 from svrchain.remote import early, runopts, sshauth
 from svrchain.remote.connection import WAKE, Dialer, Host, Once, load_known_hosts
@@ -112,16 +112,44 @@ class GroupResult(Mapping[str, T]):
         return len(self._results)
 
 
+class Hosts:
+    """The hosts of a run on an estate, one :class:`Host` (one connection) each, whatever the chains
+    they are in: keyed by host (name, address, port, user), never by chain; and the one dialer."""
+
+    def __init__(self, dialer: Dialer, lock: bool):
+        self.dialer = dialer
+        self.lock = lock
+        self._hosts: dict[tuple[str, str, int, str], Host] = {}
+
+    def get(self, name: str, role: str, address: str, port: int, user: str) -> Host:
+        """The run's one handle on this host (made on first use)."""
+        key = (name, address, port, user)
+        if key not in self._hosts:
+            self._hosts[key] = Host(self.dialer, name, role, address, port, user, self.lock)
+        return self._hosts[key]
+
+    def close(self) -> None:
+        """Close every host's connection, then the dialer's (jump hosts)."""
+        for h in self._hosts.values():
+            h.close()
+        self.dialer.close()
+
+
 class Session:
-    """One run: the inventory, its hosts, one connection each, and the outcome report."""
+    """One run: the inventory, its hosts, one connection each, and the outcome report. On an estate, one
+    session per chain, sharing the run's :class:`Hosts` (a host in several chains is connected once)."""
 
     def __init__(self, inv: inventory.Inventory, run: runopts.Run | None = None, lock: bool = False,
-                 auth: sshauth.Auth | None = None):
+                 auth: sshauth.Auth | None = None, shared: Hosts | None = None, chain: str = ""):
         self.inv = inv
         self.results = run.results if run else output.Results("svrchain")
         self.out = self.results.human
         verbose = run is not None and run.options.verbose
-        self.dialer = Dialer(inv, auth, say=self.results.say if verbose else None)
+        self.dialer = shared.dialer if shared else Dialer(inv, auth, say=self.results.say if verbose else None)
+        self.shared = shared
+        self.chain = chain  # the chain's name on an estate ("" for a one-DB inventory)
+        self.estate: estate.Estate | None = None  # on an estate: the whole of it (every chain)
+        self.done: frozenset[str] = frozenset()  # on an estate: the chains this run has worked on, this one too
         self.outcomes: list[Outcome] = []
         self.unreachable: set[str] = set()  # hosts this run could not connect to (exit 3 if only they failed)
         self._facts = Once()  # facts read once per run, by key ("what:host")
@@ -129,33 +157,35 @@ class Session:
         self._prefetcher: Workers | None = None
         self._groups: list[GroupResult] = []  # what each() returned, for failures nobody reported
         c, d = inv.connect, self.dialer
-        self.db = Host(d, inv.db.name, "db", inv.db.address, inv.db.port or c.port, inv.db.user or c.user, lock)
+        make = shared.get if shared else functools.partial(_host, d, lock)
+        self.db = make(inv.db.name, "db", inv.db.address, inv.db.port or c.port, inv.db.user or c.user)
         # Every web server of the inventory, and those this run works on (all, or --limit's).
-        self.all_webs = [Host(d, s.name, "web", s.address, s.port or c.port, s.user or c.user, lock)
-                         for s in inv.web.servers]
+        self.all_webs = [make(s.name, "web", s.address, s.port or c.port, s.user or c.user) for s in inv.web.servers]
         limit = run.options.limit if run else ()
+        if shared and limit:  # an estate's --limit names web servers of any chain
+            limit = tuple(n for n in limit if n in {w.name for w in self.all_webs})
         chosen = runopts.limited([w.name for w in self.all_webs], inv.db.name, limit, inv.source)
         self.webs = [w for w in self.all_webs if w.name in chosen]
         for h in self.hosts:
             self.results.host(h.name, h.role, h.address)
 
     @classmethod
-    def open(cls, where: Path | runopts.Run, lock: bool = False) -> Session:
+    def open(cls, where: Path | runopts.Run, lock: bool = False, inv: inventory.Inventory | None = None) -> Session:
         """Start a session on the hosts of a task's run (its inventory, --limit's web servers, its report)
         or of the inventory at a path (every web server, a report of its own), the local files it names
         checked; with ``lock``, each host is locked against other changing runs while connected. The
         first line printed names the inventory and the hosts."""
         try:
-            return cls._checked(where, lock)
+            return cls._checked(where, lock, inv)
         except BaseException:
             early.discard()  # the connections the command started early: nothing was sent on them
             raise
 
     @classmethod
-    def _checked(cls, where: Path | runopts.Run, lock: bool) -> Session:
+    def _checked(cls, where: Path | runopts.Run, lock: bool, inv: inventory.Inventory | None = None) -> Session:
         """The session of :meth:`open`, its inventory validated, the lab's guard and local files checked."""
         run = where if isinstance(where, runopts.Run) else None
-        inv = inventory.load(*(runopts.inventory_choice(run.options) if run else (where, "")))
+        inv = inv or inventory.load(*(runopts.inventory_choice(run.options) if run else (where, "")))
         if inv.lab:
             runopts.check_lab_inventory(inv)  # before the ssh config is read: it could lead elsewhere
         s = cls(inv, run, lock=lock)
@@ -189,13 +219,27 @@ class Session:
         load_known_hosts(d.known_hosts, inv.source)
 
     def announce(self) -> None:
-        """Say which inventory and which hosts this run works on (its first line)."""
+        """Say which inventory and which hosts this run works on (its first line; on an estate, the
+        first line of each chain's part)."""
         hosts = ", ".join(f"{h.name} {h.address}" for h in self.hosts)
         limit = ""
         if self.webs != self.all_webs:
             limit = f" (--limit: {len(self.webs)} of {len(self.all_webs)} web servers)"
-        print(f"svrchain: inventory {self.inv.source}{' (the lab)' if self.inv.lab else ''}: {hosts}{limit}",
+        chain = f", chain {self.chain}" if self.chain else ""
+        print(f"svrchain: inventory {self.inv.source}{' (the lab)' if self.inv.lab else ''}{chain}: {hosts}{limit}",
               file=self.out, flush=True)
+
+    def markers_of(self, web: Host) -> frozenset[str] | None:
+        """On an estate: the markers of every DB server (of any chain) that may restart ``web``, whose
+        lines it keeps; None for a one-DB inventory (no other DB server's line is touched)."""
+        return self.estate.markers(web.name) if self.estate is not None and self.estate.named else None
+
+    def staying(self, web: Host) -> list[str]:
+        """On an estate: the other chains whose DB server restarts ``web`` and that this run has not worked
+        on (not chosen, or still to come): what they share with this chain (the gate, the account) stays."""
+        if self.estate is None:
+            return []
+        return [c.name for c in self.estate.restarters(web.name) if c.name not in self.done]
 
     @property
     def hosts(self) -> list[Host]:
@@ -203,9 +247,12 @@ class Session:
         return [self.db, *self.webs]
 
     def close(self) -> None:
-        """Close every connection (background work still going on ends with it)."""
+        """Close every connection (background work still going on ends with it); on an estate the
+        connections are the run's, closed once every chain is done (:func:`on_hosts`)."""
         if self._prefetcher is not None:
             self._prefetcher.shutdown()
+        if self.shared is not None:
+            return
         for h in self.hosts:
             h.close()
         self.dialer.close()
@@ -342,19 +389,93 @@ def on_hosts(lock: bool = False) -> Callable[[Callable[Concatenate[Session, P], 
     """A task's work on its hosts: ``work(session, ...)`` becomes ``run(c, ...)``, which opens the session
     of the run Invoke's context ``c`` carries and closes it after, a failure of :meth:`Session.each` that
     the work left unreported reported then (and the task failed). ``lock``: the task changes hosts, so
-    they are locked against other changing runs (unless ``dry_run=True`` is passed)."""
+    they are locked against other changing runs (unless ``dry_run=True`` is passed). On an estate the
+    work runs once per chain (all, or --chain's), one connection per host for the whole run."""
     def decorate(work: Callable[Concatenate[Session, P], None]) -> Callable[Concatenate[Context, P], None]:
         @functools.wraps(work)
         def run(c: Context, *args: P.args, **kwargs: P.kwargs) -> None:
-            with Session.open(runopts.of(c), lock=lock and not kwargs.get("dry_run", False)) as s:
-                try:
-                    work(s, *args, **kwargs)
-                finally:
-                    untaken = s.report_untaken()
-                if untaken:
-                    s.finish(s.results.task)
+            r, locking = runopts.of(c), lock and not kwargs.get("dry_run", False)
+            try:
+                est = estate.load(*runopts.inventory_choice(r.options))
+                chains = est.chosen(r.options.chain)
+            except BaseException:
+                early.discard()  # the connections the command started early: nothing was sent on them
+                raise
+            if est.named:
+                run_chains(r, est, chains, locking, lambda s: _work(s, work, *args, **kwargs))
+                return
+            with Session.open(r, lock=locking, inv=chains[0].inv) as s:
+                _work(s, work, *args, **kwargs)
         return run
     return decorate
+
+
+def _work(s: Session, work: Callable[..., None], *args: object, **kwargs: object) -> None:
+    """A task's work on one session; a failure of :meth:`Session.each` it left unreported fails the task."""
+    try:
+        work(s, *args, **kwargs)
+    finally:
+        untaken = s.report_untaken()
+    if untaken:
+        s.finish(s.results.task)
+
+
+def chain_sessions(r: runopts.Run, est: estate.Estate, chains: list[estate.Chain], lock: bool,
+                   check: bool = True) -> list[Session]:
+    """One session per chain (those with a web server in --limit, if given), sharing one :class:`Hosts`;
+    the lab's guard, the run log and (with ``check``) the admin's files checked once, before any connection."""
+    known = {s.name for c in est.chains for s in c.inv.web.servers}
+    runopts.limited(sorted(known), "", r.options.limit, est.source)  # each --limit name is a web server
+    if r.options.limit:
+        chains = [c for c in chains if known & set(r.options.limit) & {s.name for s in c.inv.web.servers}]
+    if not chains:
+        raise UsageError(f"--limit {','.join(r.options.limit)}: no web server of the chain(s) chosen")
+    if chains[0].inv.lab:
+        for c in chains:
+            runopts.check_lab_inventory(c.inv)
+    say = r.results.say if r.options.verbose else None
+    shared = Hosts(Dialer(chains[0].inv, say=say), lock)
+    sessions = [Session(c.inv, r, lock, shared=shared, chain=c.name) for c in chains]
+    for s in sessions:
+        s.estate = est
+        if s.inv.lab:
+            s.check_lab_routes()
+    sessions[0].open_log()
+    if check:
+        sessions[0].check_files()
+    return sessions
+
+
+def run_chains(r: runopts.Run, est: estate.Estate, chains: list[estate.Chain], lock: bool,
+               work: Callable[[Session], None]) -> None:
+    """``work`` on each chain in turn, every DB server connected (and locked) before any web server.
+    A chain whose hosts failed does not stop the next; the run then fails with every chain's error."""
+    sessions = chain_sessions(r, est, chains, lock)
+    errors: list[SvrchainError] = []
+    try:
+        for s in sessions if lock else []:
+            _quietly(s.db.connection)
+        for i, s in enumerate(sessions):
+            s.done = frozenset(x.chain for x in sessions[: i + 1])
+            s.announce()
+            try:
+                work(s)
+            except (HostError, Unreachable, GapFound) as exc:
+                errors.append(type(exc)(f"chain {s.chain}: {exc}"))
+            except SvrchainError as exc:
+                if type(exc) is not SvrchainError:
+                    raise
+                errors.append(SvrchainError(f"chain {s.chain}: {exc}"))
+    finally:
+        sessions[0].shared.close()  # type: ignore[union-attr]
+    if errors:
+        worst = max(errors, key=lambda e: e.code)
+        raise type(worst)("\n".join(str(e) for e in errors))
+
+
+def _host(dialer: Dialer, lock: bool, name: str, role: str, address: str, port: int, user: str) -> Host:
+    """A host of a one-DB run (its own handle)."""
+    return Host(dialer, name, role, address, port, user, lock)
 
 
 def _quietly(fn: Callable[[], object]) -> None:

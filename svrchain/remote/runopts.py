@@ -46,6 +46,7 @@ class RunOptions:
     env: dict[str, str] | None = field(default=None, repr=False)  # os.environ unless a test gives one
     log: str | None = None  # --log FILE: the run log (else the inventory's log, else none)
     verbose: bool = False  # -v/--verbose: show each remote command and its exit
+    chain: str | None = None  # --chain NAME: one chain of an estate inventory (None: every chain)
 
 
 @dataclass
@@ -101,6 +102,16 @@ def parse_limit(text: str | None) -> tuple[str, ...]:
     if text is not None and text.strip() and not names:
         raise UsageError("--limit: give web server names separated by commas, e.g. --limit web1,web3")
     return names
+
+
+def parse_chain(text: str | None) -> str | None:
+    """``--chain NAME`` as a name (None: every chain); an empty or multi-word value is one line."""
+    if text is None:
+        return None
+    name = text.strip()
+    if not name or any(ch.isspace() or not ch.isprintable() for ch in name):
+        raise UsageError("--chain: give one chain's name, e.g. --chain shop")
+    return name
 
 
 def limited(names: list[str], db_name: str, limit: tuple[str, ...], source: Path) -> list[str]:

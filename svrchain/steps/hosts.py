@@ -12,11 +12,11 @@ from pathlib import Path
 import paramiko
 from invoke import Context
 
-from svrchain.core import inventory, output, tell
+from svrchain.core import estate, output, tell
 from svrchain.core.errors import Declined, SvrchainError, Unreachable
 from svrchain.remote import runopts, sshauth
 from svrchain.remote.connection import Host, handshake_problem, load_known_hosts
-from svrchain.remote.group import Session, parallel_map
+from svrchain.remote.group import Session, chain_sessions, parallel_map
 from svrchain.remote.runopts import confirm
 
 
@@ -120,13 +120,14 @@ def shared_keys(hosts: list[tuple[str, str, paramiko.PKey | SvrchainError]]) -> 
     return warnings
 
 
-def _compare(s: Session, known: paramiko.HostKeys, path: Path) -> tuple[dict[str, str], list[SvrchainError]]:
+def _compare(s: Session, hosts: list[Host], known: paramiko.HostKeys, path: Path
+             ) -> tuple[dict[str, str], list[SvrchainError]]:
     """Print one line per host (ok, new, CHANGED, unreachable) and record it for the recap (a new key
     as would-change until it is pinned); return the new entries by host and the errors."""
     new: dict[str, str] = {}
     errors: list[SvrchainError] = []
-    keys = _fetch_all(s.hosts, s.inv.connect.timeout, known)
-    for h, key in zip(s.hosts, keys, strict=True):
+    keys = _fetch_all(hosts, s.inv.connect.timeout, known)
+    for h, key in zip(hosts, keys, strict=True):
         if isinstance(key, SvrchainError):
             errors.append(Unreachable(f"{h.name}: {key}"))
             _said(s, h.name, "unreachable", "unreachable", str(key))
@@ -145,7 +146,7 @@ def _compare(s: Session, known: paramiko.HostKeys, path: Path) -> tuple[dict[str
             new[h.name] = f"{entry} {key.get_name()} {key.get_base64()}"
         else:
             _said(s, h.name, "ok", "ok", f"{entry} {fp}")
-    for warning in shared_keys([(h.name, h.route.hostname, k) for h, k in zip(s.hosts, keys, strict=True)]):
+    for warning in shared_keys([(h.name, h.route.hostname, k) for h, k in zip(hosts, keys, strict=True)]):
         print(warning, file=s.out)
     return new, errors
 
@@ -173,26 +174,39 @@ def _pin(s: Session, path: Path, new: dict[str, str], yes: bool) -> None:
     print(f"pinned {len(new)} key(s) in {path}", file=s.out, flush=True)
 
 
-def run_trust_hosts(c: Context, yes: bool = False, dry_run: bool = False) -> None:
-    """What `fab trust-hosts` does (its flags and help: tasks/): its session is opened here, as the pinned
-    host keys it checks may not exist yet."""
-    run = runopts.of(c)
-    inv = inventory.load(*runopts.inventory_choice(run.options))
+def _sessions(run: runopts.Run) -> list[Session]:
+    """The run's session (one per chain on an estate, sharing the hosts), the lab's guard and the run
+    log done; the pinned host keys are not checked (they may not exist yet)."""
+    est = estate.load(*runopts.inventory_choice(run.options))
+    chains = est.chosen(run.options.chain)
+    if est.named:
+        return chain_sessions(run, est, chains, False, check=False)
+    inv = chains[0].inv
     if inv.lab:
         runopts.check_lab_inventory(inv)  # before the ssh config is read: it could lead elsewhere
     s = Session(inv, run)
     s.open_log()
     if inv.lab:
         s.check_lab_routes()
+    return [s]
+
+
+def run_trust_hosts(c: Context, yes: bool = False, dry_run: bool = False) -> None:
+    """What `fab trust-hosts` does (its flags and help: tasks/): its session is opened here, as the pinned
+    host keys it checks may not exist yet."""
+    sessions = _sessions(runopts.of(c))
+    s, inv = sessions[0], sessions[0].inv
+    hosts = list({id(h): h for x in sessions for h in x.hosts}.values())  # a host of several chains once
     path = inv.path(inv.connect.known_hosts)
     known = load_known_hosts(path, inv.source) if path.exists() else paramiko.HostKeys()
-    if any(h.route.jump for h in s.hosts):
+    if any(h.route.jump for h in hosts):
         s.dialer.auth = sshauth.load_auth(inv)  # a jump host is logged in to
-    s.announce()
+    for x in sessions:
+        x.announce()
     try:
-        new, errors = _compare(s, known, path)
+        new, errors = _compare(s, hosts, known, path)
     finally:
-        s.close()
+        s.shared.close() if s.shared else s.close()
     if new and dry_run:
         print(f"would pin {len(new)} key(s) in {path}")
     elif new:

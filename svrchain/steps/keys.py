@@ -56,7 +56,8 @@ def push_key_step(session: Session, dry_run: bool) -> None:
             session.report(Outcome(web.name, "push-key", "would change",
                                    f"{f.keys.path}: add the line of the key gen-key creates"))
             return pins
-        apply(session, web, "push-key", ops_web.push_key(inv, key, f, web.server_version()), dry_run)
+        change = ops_web.push_key(inv, key, f, web.server_version(), session.markers_of(web))
+        apply(session, web, "push-key", change, dry_run)
         remove_stale(session, web, f, key.blob, dry_run)
         return pins
 

@@ -140,6 +140,10 @@ def web_plan(session: Session, web: Host, key: authkeys.PublicKey | None) -> Cha
     f = web_facts(session, web)
     actions: list[Command] = []
     user = shlex.quote(inv.web.user)
+    if session.staying(web):  # another chain's DB server still restarts it: only this DB's line goes
+        blob = key.blob if key else None
+        files = homes.stale(f, blob, render.marker(inv), None)
+        return uninstall_change(account.without_ours(web, files, blob, render.marker(inv)), actions)
     created = f.created
     if created:
         actions.append(command(f"userdel -r {user} 2>/dev/null || userdel {user}",

@@ -117,7 +117,7 @@ def web_checks(session: Session, web: Host, key: authkeys.PublicKey | None, db_u
         checks.append(Check(web.name, "authorized_keys", False, f"UNSAFE: {f.unsafe}; svrchain will not touch it: "
                                                                  "check who made it and why, then remove it"))
     else:
-        line = ops_web.key_line(inv, key, f, web.server_version())
+        line = ops_web.key_line(inv, key, f, web.server_version(), session.markers_of(web))
         checks += key_checks(web.name, f, line, key, render.marker(inv))
     checks += account_checks(session, web, f, key, db_up)
     checks += selinux_checks(web.name, web_selinux_paths(inv, f.home), f.selinux)

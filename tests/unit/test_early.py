@@ -61,6 +61,7 @@ def test_a_connecting_task_is_read_from_the_command_line(argv, wanted):
     ["init", "x.yaml"], ["docs", "output"], ["restart-chain", "--yes"], ["bootstrap", "verify"],
     ["bootstrap", "--bogus"], ["bootstrap", "-dv"], ["bootstrap", "-I"], ["bootstrap", "-I", "--dry-run"],
     ["bootstrap", "--dry-run=yes"], ["bootstrap", "--limit", "web1"], ["verify", "-Ix.yaml"],
+    ["verify", "--chain", "shop"], ["bootstrap", "--chain=shop"],
 ])
 def test_anything_else_connects_the_usual_way(argv):
     assert early.wanted(argv) is None

@@ -167,3 +167,10 @@ def test_a_chain_cannot_list_its_own_db_as_a_web_server():
     data = example()
     data["chains"]["shop"]["web"]["servers"].append(web("web9", "198.18.0.10"))
     assert "web9 has the address of the chain's own DB server" in error_of(data)
+
+
+def test_an_estate_is_connected_the_usual_way_not_early():
+    """The early connect (issue 23) reads one-DB inventories only: an estate's hosts are validated whole first."""
+    from svrchain.core import early
+
+    assert early.plan(example()) is None

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from svrchain.core import render, sshd, trigger_status, webtier
+from svrchain.core import estate, render, sshd, trigger_status, webtier
 from svrchain.core.errors import GapFound, HostError, SvrchainError
 from svrchain.core.plan import FileState, Result
 from svrchain.facts.chain import current_run_command
@@ -504,3 +504,50 @@ def test_push_key_dry_run_with_a_dedicated_account_runs_nothing():
     run_push_key.__wrapped__(s, dry_run=True)
     assert calls(s) == []
     assert ("web1", "account", "would change") in statuses(s)
+
+
+# --- an estate: a web server of two chains (web2: shop's db and billing's db2 restart it) ------------------
+
+DB2_LINE = (b'restrict,from="198.18.0.11",no-port-forwarding,no-X11-forwarding,no-agent-forwarding,no-pty,'
+            b'command="/usr/local/sbin/svr-restart-gate" ssh-ed25519 '
+            b'AAAAC3NzaC1lZDI1NTE5AAAAIDB2REVZREVZREVZREVZREVZREVZREVZREVZREVZREVZ svrchain:svr_restart@db2\n')
+GONE_LINE = DB2_LINE.replace(b"@db2", b"@db9").replace(b"198.18.0.11", b"198.18.0.19")
+
+
+def estate_lab(chain: str = "shop", done: tuple[str, ...] = ("shop",)) -> Session:
+    """The recorded lab as chain ``chain`` of an estate: shop (db: web1, web2) and billing (db2: web2)."""
+    db2 = INV.db.model_copy(update={"name": "db2", "address": "198.18.0.11"})
+    billing = INV.model_copy(update={"db": db2, "web": INV.web.model_copy(update={"servers": [INV.web.servers[1]]})})
+    s = lab()
+    s.estate = estate.Estate(INV.source, (estate.Chain("shop", INV), estate.Chain("billing", billing)))
+    s.chain, s.done = chain, frozenset(done)
+    return s
+
+
+def test_push_key_on_an_estate_keeps_the_other_db_servers_line_and_drops_a_removed_ones():
+    s = estate_lab()
+    state = s.webs[1].state
+    before = state.files[AUTHKEYS].content
+    read = state.reads[AUTHKEYS]
+    state.answers[read] = Result(0, "", "", state.answers[read].raw + DB2_LINE + GONE_LINE)
+    run_push_key.__wrapped__(s)
+    assert by_host(s)["web2"] == [f"write {AUTHKEYS}"] and by_host(s)["web1"] == []
+    assert s.webs[1].state.files[AUTHKEYS].content == before + DB2_LINE  # db9's line out, the rest byte for byte
+    run_push_key.__wrapped__(s)
+    assert by_host(s)["web2"] == [f"write {AUTHKEYS}"]  # the second run wrote nothing
+
+
+def test_uninstall_of_one_chain_keeps_the_gate_another_chain_needs():
+    s = estate_lab()  # uninstall --chain shop: billing's db2 still restarts web2
+    before = s.webs[1].state.files[AUTHKEYS].content
+    run_uninstall.__wrapped__(s, yes=True)
+    assert [c.what for c in s.webs[1].calls] == [f"write {AUTHKEYS}"]  # only db's line: the gate stays
+    assert b"svrchain:svr_restart@db\n" in before and b"svrchain:svr_restart@db\n" not in s.webs[1].state.files[
+        AUTHKEYS].content
+    assert f"remove {render.GATE}" in [c.what for c in s.webs[0].calls]  # web1 is shop's alone
+
+
+def test_uninstall_of_the_last_chain_of_a_web_server_takes_the_gate_out():
+    s = estate_lab(done=("billing", "shop"))
+    run_uninstall.__wrapped__(s, yes=True)
+    assert f"remove {render.GATE}" in [c.what for c in s.webs[1].calls]
