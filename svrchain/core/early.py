@@ -28,6 +28,9 @@ EARLY_TASKS: dict[str, dict[str, bool]] = {
 MAX_HOSTS = 512
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # as svrchain.core.inventory.NAME_RE
 DEFAULT_PORT = 22
+# The inventory's top-level keys (svrchain.core.inventory.Inventory's): another key (a typo of ``lab``, say)
+# means no early connection, since the full check refuses the file.
+TOP_KEYS = frozenset({"connect", "db", "web", "key", "trigger", "harden", "lab", "log"})
 
 
 @dataclass(frozen=True)
@@ -119,7 +122,7 @@ def _health_host(entry: dict) -> str | None:
 
 def _sections(data: object) -> tuple[dict, dict, list] | None:
     """The inventory's connect, db and web.servers, when the early path can read them."""
-    if not isinstance(data, dict) or "ansible" in data or not isinstance(data.get("lab", False), bool):
+    if not isinstance(data, dict) or not set(data) <= TOP_KEYS or not isinstance(data.get("lab", False), bool):
         return None
     connect, db, web = data.get("connect"), data.get("db"), data.get("web")
     if not (isinstance(connect, dict) and isinstance(db, dict) and isinstance(web, dict)):

@@ -48,16 +48,29 @@ def inventory_path(wanted: early.Wanted, env: Mapping[str, str]) -> Path | None:
     return Path(os.path.expanduser(given)) if given else None
 
 
+def load_yaml(text: bytes) -> object:
+    """The YAML document's data, safely (no tags but YAML's own), C's parser when built; a key given twice
+    in one mapping is an error (the full check refuses it: ``lab: true`` then ``lab: false`` must not
+    slip past the lab's guard)."""
+    import yaml  # (light next to Fabric)
+
+    class Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+        def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+            keys = [k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode)]
+            if len(set(keys)) != len(keys):
+                raise ValueError("a key given twice")
+            return super().construct_mapping(node, deep)
+
+    return yaml.load(text, Loader=Loader)
+
+
 def read_plan(argv: list[str], env: Mapping[str, str]) -> tuple[Path, early.Plan] | None:
     """The inventory and the hosts to connect to early, None when this run does not (or cannot tell)."""
     wanted = early.wanted(argv)
     path = inventory_path(wanted, env) if wanted else None
     if wanted is None or path is None or not path.is_file() or path.stat().st_size > MAX_BYTES:
         return None
-    import yaml  # (light next to Fabric; C's loader when built)
-
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    found = early.plan(yaml.load(path.read_bytes(), Loader=loader), wanted.limit)
+    found = early.plan(load_yaml(path.read_bytes()), wanted.limit)
     if found is None:
         return None
     if found.lab:  # the lab's guard: every address and health URL host through the lab's bridge

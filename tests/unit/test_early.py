@@ -109,6 +109,7 @@ HOSTILE = {
     "an ssh config": lambda d: d["connect"].update(ssh_config="~/.ssh/config"),
     "an Ansible inventory": lambda d: d.update(ansible={"inventory": "hosts.ini"}),
     "lab as text": lambda d: d.update(lab="no"),
+    "a typo of lab": lambda d: d.update(Lab=True),
     "a list of servers as text": lambda d: d["web"].update(servers="127.0.0.2"),
 }
 
@@ -122,6 +123,29 @@ def test_a_hostile_or_unplain_value_anywhere_means_no_early_connection(change):
 def test_a_limit_naming_no_web_server_means_no_early_connection():
     assert early.plan(inventory_data("127.0.0.2"), ("web9",)) is None
     assert early.plan(inventory_data("127.0.0.2"), ("db",)) is None
+
+
+def test_the_early_top_keys_are_the_inventorys_but_ansible():
+    from svrchain.core.inventory import Inventory
+
+    keys = {f.alias or n for n, f in Inventory.model_fields.items()} - {"source"}
+    assert keys - early.TOP_KEYS == {"ansible"}
+    assert keys >= early.TOP_KEYS
+
+
+@pytest.mark.parametrize("text", ["lab: true\nlab: false\n", "db:\n  address: 127.0.0.1\n  address: 127.0.0.2\n",
+                                  "web:\n  servers:\n  - {name: a, name: b}\n",
+                                  "!!python/object/apply:os.system [id]\n"])
+def test_the_early_read_refuses_a_key_given_twice_and_any_tag(text):
+    with pytest.raises(Exception, match=r"twice|constructor"):
+        remote_early.load_yaml(text.encode())
+
+
+def test_a_lab_inventory_whose_lab_key_is_given_twice_sends_no_packet(hosts, tmp_path):
+    inv = write_inventory(tmp_path, hosts.places(), lab=True)
+    inv.write_text(inv.read_text() + "lab: false\n")  # the last would win in YAML; the full check refuses it
+    assert remote_early.start(["bootstrap", "-I", str(inv)], {}) == 0
+    assert hosts.accepted() == [0, 0, 0]
 
 
 def test_the_early_names_are_the_inventorys():
@@ -287,3 +311,41 @@ def test_the_command_hands_its_sockets_to_ssh_and_fails_as_it_always_did(hosts, 
         assert hosts.accepted() == [1, 1, 1], tool
     assert said["svrchain"][0] == 3
     assert said["svrchain"][1] and said["svrchain"][1] == [ln.replace("fab ", "svrchain ") for ln in said["fab"][1]]
+
+
+# Run the svrchain command's entry point with the socket's connect watched: what was imported when the
+# first connection was started.
+_AT_FIRST_CONNECT = """
+import json, socket, sys
+seen = []
+def watch(name):
+    real = getattr(socket.socket, name)
+    def watched(self, address):
+        if not seen:
+            seen.append(sorted(sys.modules))
+        return real(self, address)
+    setattr(socket.socket, name, watched)
+watch("connect")
+watch("connect_ex")
+sys.argv = ["svrchain", "bootstrap", "-I", sys.argv[1]]
+from svrchain.program import main
+try:
+    main()
+except SystemExit:
+    pass
+print(json.dumps(seen[0] if seen else None), file=sys.__stderr__)
+"""
+
+
+def test_the_command_connects_before_it_imports_fabric_paramiko_or_the_inventory_models(hosts, tmp_path):
+    inv = write_inventory(tmp_path, hosts.places())
+    r = subprocess.run([sys.executable, "-c", _AT_FIRST_CONNECT, str(inv)], cwd=REPO, capture_output=True, text=True,
+                       timeout=120)
+    loaded = yaml.safe_load(r.stderr.strip().splitlines()[-1])
+    assert loaded is not None, r.stderr  # the command started a connection
+    assert "svrchain.remote.early" in loaded
+    assert sorted(m for m in loaded if any(m == h or m.startswith(h + ".") for h in HEAVY)) == []
+    assert hosts.accepted() == [1, 1, 1]  # one connection each
+    # (the listeners never speak SSH: the run fails as it always did, in one line, on the DB host it needs first)
+    assert "svrchain: bootstrap: failed on db (see above)" in r.stderr
+    assert "no SSH banner within 5s" in r.stdout
