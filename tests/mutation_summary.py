@@ -5,7 +5,10 @@ as a survivor. Mutants listed in tests/mutation-equivalent.md (they cannot chang
 its reason) are shown apart and left out of the kill rate. Exits 1 when a module's rate (or the
 total) is under --min, or when [tool.mutmut] names a path that matches nothing (an only_mutate pattern
 with no module, an also_copy path that does not exist) or a module that mutmut did not mutate: a
-layout change must fail loudly, not pass with fewer modules.
+layout change must fail loudly, not pass with fewer modules. An equivalents entry that names no mutant,
+or a mutant a test kills, is a problem too (mutmut numbers a function's mutants in order: an entry
+left behind by a change to its function names another mutant, or none). With --module, only those
+modules are shown and judged (make mutation MODULE=...).
 """
 
 from __future__ import annotations
@@ -53,10 +56,29 @@ def equivalent_names(path: Path = EQUIVALENT) -> set[str]:
     return set(re.findall(r"^- `([\w.ǁ]+__mutmut_\d+)`", path.read_text(), re.M))
 
 
-def summary(mutants: Path, equivalent: set[str]) -> tuple[list[str], dict[str, float]]:
-    """The table's lines and each module's kill rate (and the TOTAL's)."""
+def exit_codes(mutants: Path) -> dict[Path, dict[str, int | None]]:
+    """mutmut's result for every mutant (None: not checked yet), by module (``core/webtier.py``)."""
+    return {meta.relative_to(mutants / "svrchain").with_suffix(""): json.loads(meta.read_text())["exit_code_by_key"]
+            for meta in sorted((mutants / "svrchain").rglob("*.py.meta"))}
+
+
+def equivalent_problems(mutants: Path, equivalent: set[str]) -> list[str]:
+    """Equivalents entries that name no mutant, or a mutant a test kills: left behind by a change."""
+    codes = {name: code for by_name in exit_codes(mutants).values() for name, code in by_name.items()}
+    return [f"{EQUIVALENT.name}: {name} names no mutant (its function changed? see `mutmut show`)"
+            if name not in codes else f"{EQUIVALENT.name}: {name} is killed by a test, so it is not equivalent"
+            for name in sorted(equivalent)
+            if name not in codes or status_by_exit_code[codes[name]] in ("killed", "timeout")]
+
+
+def summary(mutants: Path, equivalent: set[str],
+            modules: list[str] | None = None) -> tuple[list[str], dict[str, float]]:
+    """The table's lines and each module's kill rate (and the TOTAL's); ``modules`` (``core/webtier``):
+    only those."""
     rows, total = [], Counter()
     for meta in sorted((mutants / "svrchain").rglob("*.py.meta")):
+        if modules and str(meta.relative_to(mutants / "svrchain")).removesuffix(".py.meta") not in modules:
+            continue
         counts: Counter[str] = Counter()
         for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
             status = status_by_exit_code[code]
@@ -87,9 +109,15 @@ def main() -> int:
     parser.add_argument("--mutants", type=Path, default=ROOT / "mutants")
     parser.add_argument("--min", type=float, default=90.0, help="the least kill rate (percent) that passes")
     parser.add_argument("--out", type=Path, help="also write the summary to this file")
+    parser.add_argument("--module", action="append", default=[],
+                        help="judge only this module (svrchain/core/webtier.py); may be repeated")
     args = parser.parse_args()
+    modules = [m.removeprefix("svrchain/").removesuffix(".py") for m in args.module]
     problems = config_problems(mutmut_config(), ROOT, args.mutants)
-    lines, rates = summary(args.mutants, equivalent_names())
+    problems += equivalent_problems(args.mutants, equivalent_names())
+    lines, rates = summary(args.mutants, equivalent_names(), modules)
+    problems += [f"--module {m}: no such module among mutmut's results" for m in args.module
+                 if m.removeprefix("svrchain/").removesuffix(".py") not in rates]
     text = "\n".join(lines + problems) + "\n"
     sys.stdout.write(text)
     if args.out:

@@ -1,0 +1,212 @@
+"""Operations at their edges, beyond tests/unit/fixtures/<operation>/: the bytes of a foreign
+sshd_config kept, the owner and mode of a rewritten one, the algorithms harden-sshd picks from what
+the server supports, the key's script run as a real program, the proof's command line. Expected
+values written here by hand."""
+
+from __future__ import annotations
+
+import shlex
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from svrchain.core import authkeys, render, sshd
+from svrchain.core.errors import SvrchainError
+from svrchain.core.inventory import Inventory, parse
+from svrchain.core.plan import FileState, Result
+from svrchain.facts.db import KeyFacts
+from svrchain.facts.sshd import SshdFacts
+from svrchain.facts.web import WebFacts
+from svrchain.ops import db as ops_db
+from svrchain.ops import key as ops_key
+from svrchain.ops import removal
+from svrchain.ops import sshd as ops_sshd
+from svrchain.ops import web as ops_web
+from tests.paths import LAB_INVENTORY
+
+VERSION = "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3"
+BLOCK_MAIN = b"Port 22\n# caf\xe9: a Latin-1 comment\n"  # no Include: svrchain's block goes in sshd_config
+
+
+@pytest.fixture(scope="module")
+def inv() -> Inventory:
+    return parse(LAB_INVENTORY.read_text(), LAB_INVENTORY)
+
+
+def facts(main: FileState, dropin: FileState | None = None, supported: dict[str, set[str]] | None = None,
+          host_key_types: tuple[str, ...] = ("ssh-ed25519",)) -> SshdFacts:
+    return SshdFacts(main, dropin or FileState(sshd.DROPIN, False), True, "pidfile /run/sshd.pid\n",
+                     supported or {}, host_key_types)
+
+
+# -- harden-sshd / uninstall --sshd --------------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "line"), [
+    ("", "no output"), ("\n   \n", "no output"),
+    ("\n  /etc/ssh/sshd_config line 3: Bad configuration option: Foo.\nnext\n",
+     "/etc/ssh/sshd_config line 3: Bad configuration option: Foo"),
+    ("ends in X.", "ends in X"),
+    ("e" * 201, "e" * 200),
+])
+def test_first_line_is_the_first_line_that_says_something(text: str, line: str) -> None:
+    assert ops_sshd.first_line(text) == line
+
+
+def test_overridden_names_every_setting_that_lost() -> None:
+    assert ops_sshd.overridden(["A is x, not y", "B is z, not w"]).startswith("(A is x, not y; B is z, not w): ")
+
+
+def test_a_foreign_sshd_config_keeps_its_bytes_owner_and_mode(inv: Inventory) -> None:
+    main = FileState(sshd.MAIN, True, BLOCK_MAIN, 0o600, "root", "sshd")
+    change = ops_sshd.harden(inv, facts(main), VERSION, True)
+    spec = change.paths()[sshd.MAIN].spec
+    assert spec.content.startswith(sshd.BEGIN.encode()) and spec.content.endswith(b"# END svrchain\n" + BLOCK_MAIN)
+    assert (spec.mode, spec.owner, spec.group) == (0o600, "root", "sshd")
+    assert change.said == "" and change.detail().startswith(f"{sshd.MAIN} (")
+    undone = ops_sshd.unharden(facts(FileState(sshd.MAIN, True, spec.content, 0o600, "root", "sshd")))
+    back = undone.paths()[sshd.MAIN].spec
+    assert (back.content, back.mode, back.owner, back.group) == (BLOCK_MAIN, 0o600, "root", "sshd")
+    assert undone.detail() == f"remove svrchain's block from {sshd.MAIN}"
+
+
+def test_a_sshd_config_of_unknown_owner_and_mode_is_written_roots_644(inv: Inventory) -> None:
+    change = ops_sshd.harden(inv, facts(FileState(sshd.MAIN, True, b"Port 22\n")), VERSION, True)
+    spec = change.paths()[sshd.MAIN].spec
+    assert (spec.mode, spec.owner, spec.group) == (0o644, "root", "root")
+    undone = ops_sshd.unharden(facts(FileState(sshd.MAIN, True, spec.content)))
+    back = undone.paths()[sshd.MAIN].spec
+    assert (back.content, back.mode, back.owner, back.group) == (b"Port 22\n", 0o644, "root", "root")
+
+
+def test_the_drop_in_makes_its_directory_755(inv: Inventory) -> None:
+    main = FileState(sshd.MAIN, True, b"Include /etc/ssh/sshd_config.d/*.conf\n", 0o644, "root", "root")
+    spec = ops_sshd.harden(inv, facts(main), VERSION, True).paths()[sshd.DROPIN].spec
+    assert spec.parent_mode == 0o755
+
+
+def test_uninstall_of_the_drop_in_says_so_and_its_check_only_wants_sshd_to_accept_it() -> None:
+    dropin = FileState(sshd.DROPIN, True, b"PasswordAuthentication no\n", 0o644, "root", "root")
+    change = ops_sshd.unharden(facts(FileState(sshd.MAIN, True, b"", 0o644, "root", "root"), dropin))
+    assert change.detail() == f"remove {sshd.DROPIN}"
+    check = next(c for c in change.commands if c.problem)
+    assert check.problem(Result(0, "passwordauthentication yes\n", "")) is None
+
+
+def test_a_missing_sshd_config_is_refused(inv: Inventory) -> None:
+    with pytest.raises(SvrchainError) as err:
+        ops_sshd.harden(inv, facts(FileState(sshd.MAIN, False)), VERSION, True)
+    assert str(err.value) == f"{sshd.MAIN} does not exist; is this sshd configured elsewhere?"
+
+
+def test_harden_requires_the_strongest_algorithms_the_server_supports(inv: Inventory) -> None:
+    assert inv.harden.algorithms
+    supported = {"kex": {"curve25519-sha256", "diffie-hellman-group1-sha1"}, "cipher": {"aes128-ctr", "3des-cbc"},
+                 "mac": {"hmac-sha1"}}
+    main = FileState(sshd.MAIN, True, b"Include /etc/ssh/sshd_config.d/*.conf\n", 0o644, "root", "root")
+    f = facts(main, supported=supported, host_key_types=("ssh-rsa", "ssh-ed25519"))
+    text = ops_sshd.harden(inv, f, VERSION, True).paths()[sshd.DROPIN].spec.content.decode()
+    assert "\nKexAlgorithms curve25519-sha256\n" in text and "\nCiphers aes128-ctr\n" in text
+    assert "MACs" not in text  # none of the wanted MACs: sshd's own list stays
+    assert "\nHostKeyAlgorithms rsa-sha2-512,rsa-sha2-256,ssh-ed25519\n" in text
+
+
+# -- the key -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("banner", "kind"), [
+    ("OpenSSH_6.4p1, OpenSSL 1.0.1e", "rsa"), ("OpenSSH_6.5p1, OpenSSL 1.0.1f", "ed25519"),
+    ("OpenSSH_9.2p1 Debian-2+deb12u3, OpenSSL 3.0.15", "ed25519"), ("no version", "ed25519"),
+])
+def test_key_type_falls_back_to_rsa_only_before_openssh_6_5(inv: Inventory, banner: str, kind: str) -> None:
+    assert ops_key.key_type(inv, banner) == kind
+
+
+@pytest.mark.parametrize(("kind", "bits", "listed"), [("ed25519", 4096, "256"), ("rsa", 1024, "1024")])
+def test_the_key_script_run_here_makes_both_halves_in_place(tmp_path: Path, kind: str, bits: int,
+                                                            listed: str) -> None:
+    key = tmp_path / "keys" / "svr_restart_key"
+    subprocess.run(["sh", "-c", ops_key.keygen_script(kind, bits), "svrchain", str(key), "a comment"],
+                   check=True, timeout=60, capture_output=True)
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600 and stat.S_IMODE(key.with_suffix(".pub").stat().st_mode) == 0o644
+    assert stat.S_IMODE(key.parent.stat().st_mode) == 0o700
+    assert sorted(p.name for p in key.parent.iterdir()) == ["svr_restart_key", "svr_restart_key.pub"]
+    fingerprint = subprocess.run(["ssh-keygen", "-l", "-f", str(key)], check=True, capture_output=True, text=True)
+    assert fingerprint.stdout.split()[0] == listed and fingerprint.stdout.rstrip().endswith(
+        f"a comment ({kind.upper()})")
+
+
+def test_the_proof_asks_the_gate_for_status_with_the_key_and_nothing_else(inv: Inventory) -> None:
+    argv = shlex.split(ops_key.proof_command(inv, "198.18.0.21", 2222, "/tmp/new_key"))
+    assert argv[:6] == ["ssh", "-n", "-i", "/tmp/new_key", "-p", "2222"]
+    assert argv[-2:] == ["root@198.18.0.21", "status"]
+    assert "IdentitiesOnly=yes" in argv
+
+
+# -- the others ----------------------------------------------------------------------------------------
+
+def test_a_removal_shows_every_path() -> None:
+    gone = removal(FileState("/a", True), FileState("/b", True))
+    assert gone.shown == "remove /a, /b" and [s.path for s in gone.removes] == ["/a", "/b"]
+
+
+def test_the_sudo_rule_is_440_in_a_750_directory_checked_by_visudo(inv: Inventory) -> None:
+    spec = ops_web.sudoers_spec(inv)
+    assert (spec.mode, spec.parent_mode, spec.validate) == (0o440, 0o750, 'visudo -c -f "$1"')
+
+
+def test_a_services_other_files_are_the_scripts_it_runs(inv: Inventory) -> None:
+    trigger = ops_db.trigger(inv)
+    assert trigger.other_files() == ["/etc/svrchain/svr_restart.conf", "/usr/local/lib/svrchain/svr_restart"]
+    assert ops_db.watcher(inv).other_files() == []
+
+
+# -- push-key's parts, as verify plans them one by one ------------------------------------------------------
+
+KEY = authkeys.PublicKey("ssh-ed25519", "AAAAC3NzaC1lZDI1NTE5AAAAIG91cnN4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4")
+OLDER = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG9sZGVyeHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4"
+
+
+def web_facts(inv: Inventory, keys: bytes) -> WebFacts:
+    gate = FileState(render.GATE, True, render.gate(inv), 0o755, "root", "root")
+    return WebFacts("root", "/root", "root", FileState("/root/.ssh/authorized_keys", True, keys, 0o600, "root", "root"),
+                    "700 root", None, (), gate, FileState(render.SUDOERS, False))
+
+
+def test_the_line_replaces_an_older_key_of_ours_and_keeps_foreign_bytes(inv: Inventory) -> None:
+    foreign = b"# caf\xe9 \xff: the admin's own notes\nssh-rsa AAAAB3Nza admin@laptop\n"
+    facts = web_facts(inv, foreign + f"{OLDER} {render.marker(inv)}\n".encode())
+    change = ops_web.key_line(inv, KEY, facts, VERSION)
+    content = change.paths()["/root/.ssh/authorized_keys"].spec.content
+    assert content.startswith(foreign) and OLDER.encode() not in content
+    assert content.endswith(f"{KEY.blob} {render.marker(inv)}\n".encode())
+    done = ops_web.key_line(inv, KEY, web_facts(inv, content), VERSION)
+    assert done.empty and done.noop == "the line in /root/.ssh/authorized_keys"
+
+
+def test_the_gate_in_place_is_ok_and_is_made_in_a_755_directory(inv: Inventory) -> None:
+    change = ops_web.gate_and_rule(inv, web_facts(inv, b""))
+    assert change.empty and change.noop == render.GATE
+    assert ops_web.gate_spec(inv).parent_mode == 0o755
+
+
+@pytest.mark.parametrize(("override", "problem"), [
+    (None, ""),
+    (b"# chkconfig: 345 98 11\n", ""),
+    (b"# chkconfig: 2345 20 80\n# \xff\n", "/etc/chkconfig.d/dbora overrides dbora's '# chkconfig: 345 98 11' with "
+     "'# chkconfig: 2345 20 80', and chkconfig --add uses it; remove it (or make it say the same) so that dbora is "
+     "registered as svrchain installs it"),
+])
+def test_chkconfigs_override_file(override: bytes | None, problem: str) -> None:
+    state = FileState("/etc/chkconfig.d/dbora", False) if override is None else \
+        FileState("/etc/chkconfig.d/dbora", True, override, 0o644, "root", "root")
+    assert ops_db.override_problem("dbora", b"#!/bin/sh\n# chkconfig: 345 98 11\n", state) == problem
+
+
+def test_a_pub_file_that_is_no_key_is_rewritten_from_the_private_key(inv: Inventory) -> None:
+    derived = f"{KEY.type} {KEY.blob}\n"
+    for pub in (b"not a key\n", f"{OLDER} x\n".encode()):
+        facts = KeyFacts("OpenSSH_9.2p1", "600 root", derived, FileState(inv.key.path + ".pub", True, pub, 0o644,
+                                                                         "root", "root"), "644 root")
+        spec = ops_key.key(inv, facts).paths()[inv.key.path + ".pub"].spec
+        assert spec.content == f"{KEY.type} {KEY.blob} {render.marker(inv)}\n".encode()
