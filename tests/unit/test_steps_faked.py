@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import http.server
+import re
 import threading
 from pathlib import Path
 
@@ -551,3 +552,15 @@ def test_uninstall_of_the_last_chain_of_a_web_server_takes_the_gate_out():
     s = estate_lab(done=("billing", "shop"))
     run_uninstall.__wrapped__(s, yes=True)
     assert f"remove {render.GATE}" in [c.what for c in s.webs[1].calls]
+
+
+def test_verify_on_an_estate_names_a_removed_db_servers_line_as_a_gap():
+    s = estate_lab()
+    state = s.webs[1].state
+    read = state.reads[AUTHKEYS]
+    state.answers[read] = Result(0, "", "", state.answers[read].raw + DB2_LINE + GONE_LINE)
+    with pytest.raises(GapFound, match="1 gap"):
+        run_verify.__wrapped__(s)
+    assert re.search(r"^web2 +authorized_keys +GAP +a line of svrchain:svr_restart@db9, a DB server that no longer "
+                     r"restarts it \(`fab push-key` removes it\)$", s.out.getvalue(), re.M), s.out.getvalue()
+    assert calls(s) == []
