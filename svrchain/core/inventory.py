@@ -628,9 +628,10 @@ def duplicate_keys(root: yaml.Node | None, path: str = "") -> list[tuple[str, in
 def _yaml(text: str, source: Path) -> tuple[object, yaml.Node | None]:
     """The document's data and its node tree (for line numbers); a YAML error, or a key given twice
     in one mapping (YAML would keep the last silently), as :class:`InventoryError`."""
-    try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    try:  # one pass: the node tree, then the data built from it (what safe_load does)
+        loader = yaml.SafeLoader(text)
+        root = loader.get_single_node()
+        data = None if root is None else loader.construct_document(root)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
