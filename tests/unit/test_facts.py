@@ -27,7 +27,7 @@ from svrchain.facts.db import (
     ServiceFact,
     init_of,
 )
-from svrchain.facts.sshd import SshdFact
+from svrchain.facts.sshd import SshdFact, parse_supported
 from svrchain.facts.web import parse_web, selinux_paths
 from svrchain.remote.facts import read
 from tests.paths import LAB_INVENTORY
@@ -154,6 +154,7 @@ def test_installed_finds_what_is_ours_and_the_sites_own_first_backup(tmp_path: P
     found = read_here(inv, InstalledFact([ours, theirs, gone], str(backups), script))
     assert found == Installed(frozenset({ours, theirs}), frozenset({ours}),
                               str(backups / f"{name}.20260101T000000.1"), found.state_dirs)
+    assert set(found.state_dirs) <= {render.STATE_PARENT, f"/run/{inv.trigger.name}"}  # only svrchain's, if any
     assert read_here(inv, InstalledFact([ours], str(backups), None)).original == ""
     (backups / f"{name}.20260101T000000.1").write_text(f"# {render.MARK}: svrchain's own, not the site's\n")
     assert read_here(inv, InstalledFact([ours], str(backups), script)).original == ""
@@ -304,3 +305,31 @@ def test_parse_web_refusals(user: str, changes: dict, error: str) -> None:
 def test_the_selinux_paths_of_a_web_server() -> None:
     assert selinux_paths(web_inv("svr"), "/h") == [render.GATE, render.SUDOERS, "/h/.ssh", "/h/.ssh/authorized_keys"]
     assert selinux_paths(web_inv("root"), "/root") == [render.GATE, "/root/.ssh", "/root/.ssh/authorized_keys"]
+
+
+FAKE_SSH = """#!/bin/sh
+# ssh -Q QUERY, as OpenSSH answers it; anything else (a connection) refused
+[ "$1" = -Q ] || { echo "fake ssh: not -Q: $*" >&2; exit 255; }
+case $2 in kex) printf 'curve25519-sha256\\nsntrup761x25519-sha512\\n';; cipher) echo aes128-ctr;; mac) ;;
+*) exit 1;; esac
+"""
+
+
+def test_sshds_algorithm_and_host_key_commands_run_here(tmp_path: Path) -> None:
+    """The "supported" command with an ssh that only answers -Q (nothing connects anywhere), and the
+    "hostkeys" command with an sshd whose -T names one host key: its type, from its .pub file."""
+    (tmp_path / "ssh").write_text(FAKE_SSH)
+    (tmp_path / "sshd").write_text(f"#!/bin/sh\n[ \"$1\" = -T ] && echo 'port 22' && echo 'hostkey {tmp_path}/hk'\n")
+    for program in ("ssh", "sshd"):
+        (tmp_path / program).chmod(0o755)
+    (tmp_path / "hk.pub").write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG91cnN4 root@web1\n")
+    commands = SshdFact().commands(parse(LAB_INVENTORY.read_text(), LAB_INVENTORY))
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "LC_ALL": "C"}  # its ssh first
+
+    def run(name: str) -> str:
+        return subprocess.run(["/bin/sh", "-c", commands[name]], env=env, capture_output=True, text=True,
+                              timeout=30, check=False).stdout
+
+    assert parse_supported(run("supported")) == {"kex": {"curve25519-sha256", "sntrup761x25519-sha512"},
+                                                 "cipher": {"aes128-ctr"}, "mac": set()}
+    assert run("hostkeys").split() == ["ssh-ed25519"]

@@ -69,6 +69,8 @@ def test_a_foreign_sshd_config_keeps_its_bytes_owner_and_mode(inv: Inventory) ->
     back = undone.paths()[sshd.MAIN].spec
     assert (back.content, back.mode, back.owner, back.group) == (BLOCK_MAIN, 0o600, "root", "sshd")
     assert undone.detail() == f"remove svrchain's block from {sshd.MAIN}"
+    check = next(c for c in undone.commands if c.problem)  # sshd must accept it; no setting of ours required
+    assert check.problem(Result(0, "passwordauthentication yes\n", "")) is None
 
 
 def test_a_sshd_config_of_unknown_owner_and_mode_is_written_roots_644(inv: Inventory) -> None:
