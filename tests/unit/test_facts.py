@@ -16,7 +16,7 @@ from svrchain.core.errors import HostError
 from svrchain.core.inventory import Inventory, parse
 from svrchain.core.plan import FileState, Result
 from svrchain.facts import Fact, Raw
-from svrchain.facts.chain import outside_service, parse_chain, service_problem
+from svrchain.facts.chain import ChainFact, outside_service, parse_chain, service_problem
 from svrchain.facts.db import (
     HeldKeysFact,
     InitFact,
@@ -30,6 +30,7 @@ from svrchain.facts.db import (
 from svrchain.facts.sshd import SshdFact, parse_supported
 from svrchain.facts.web import parse_web, selinux_paths
 from svrchain.remote.facts import read
+from svrchain.remote.files import parse_probe, probe_script
 from tests.paths import LAB_INVENTORY
 
 
@@ -333,3 +334,17 @@ def test_sshds_algorithm_and_host_key_commands_run_here(tmp_path: Path) -> None:
     assert parse_supported(run("supported")) == {"kex": {"curve25519-sha256", "sntrup761x25519-sha512"},
                                                  "cipher": {"aes128-ctr"}, "mac": set()}
     assert run("hostkeys").split() == ["ssh-ed25519"]
+
+
+@pytest.mark.parametrize(("check", "ready"), [("exit 0", True), ("test -e /nonexistent/x", False)])
+def test_the_readiness_check_comes_on_stdin_and_is_run_by_sh(inv: Inventory, check: str, ready: bool) -> None:
+    """The chain's "ready" command runs the check the prelude read from stdin (a password in it never
+    goes on a command line)."""
+    fact = ChainFact(((inv.db.service, "dbora.service"), ("svr_restart", "svr-restart.service"),
+                      ("svr_restart_watch", "svr-restart-watch.service")), [])
+    command = fact.commands(inv)["ready"]
+    script = probe_script([], [command], prelude=fact.prelude(inv))
+    done = subprocess.run(["sh", "-c", script, "svrchain"], input=check.encode(), capture_output=True, timeout=30,
+                          check=True)
+    _, got = parse_probe("here", Result(0, "", "", done.stdout), [], ["ready"])
+    assert got["ready"].ok is ready

@@ -212,3 +212,51 @@ def test_a_pub_file_that_is_no_key_is_rewritten_from_the_private_key(inv: Invent
                                                                          "root", "root"), "644 root")
         spec = ops_key.key(inv, facts).paths()[inv.key.path + ".pub"].spec
         assert spec.content == f"{KEY.type} {KEY.blob} {render.marker(inv)}\n".encode()
+
+
+# -- a service's install -----------------------------------------------------------------------------------
+
+LINKS = {"0": "K11dbora", "1": "K11dbora", "2": "K11dbora", "3": "S98dbora", "4": "S98dbora", "5": "S98dbora",
+         "6": "K11dbora"}
+
+
+def service_facts(svc: ops_db.Service, init: str, up: bool = True, **changed: bytes) -> ops_db.ServiceFacts:
+    """``svc``'s files as svrchain writes them (those in ``changed``, by path: with that content), registered
+    and enabled."""
+    states = {s.path: FileState(s.path, True, changed.get(s.path, s.content), s.mode, "root", "root")
+              for s in svc.files(init)}
+    return ops_db.ServiceFacts(init, "chkconfig" if init == "sysv" else "", states, LINKS, "enabled", up)
+
+
+def commands(change) -> list[str]:
+    return [c.run for c in change.commands]
+
+
+def test_install_in_place_runs_nothing_and_says_so(inv: Inventory) -> None:
+    dbora = ops_db.dbora(inv)
+    assert commands(ops_db.install(dbora, service_facts(dbora, "sysv", up=False))) == []  # not asked to run it
+    watcher = ops_db.watcher(inv)
+    change = ops_db.install(watcher, service_facts(watcher, "systemd"), running=True)
+    assert commands(change) == [] and change.noop == "svr-restart-watch.service in place, enabled (systemd), running"
+
+
+@pytest.mark.parametrize(("which", "want"), [
+    # the start script changed, the init script (whose header registers it) not: registered as it is
+    ("start", ["/etc/init.d/dbora restart"]),
+    # the init script's mode only: not re-registered either
+    ("mode", ["/etc/init.d/dbora restart"]),
+    # the init script's content: re-registered from its header
+    ("init", ["chkconfig --del dbora", "chkconfig --add dbora", "chkconfig --level 345 dbora on",
+              "/etc/init.d/dbora restart"]),
+])
+def test_a_sysv_service_is_registered_again_only_when_its_init_script_changed(inv: Inventory, which: str,
+                                                                               want: list[str]) -> None:
+    dbora = ops_db.dbora(inv)
+    start = next(p for p in dbora.other_files() if p != "/etc/init.d/dbora")
+    facts = service_facts(dbora, "sysv", **({"start": {start: b"#!/bin/sh\nold\n"},
+                                              "init": {"/etc/init.d/dbora": b"#!/bin/sh\n# chkconfig: 345 98 11\n"},
+                                              "mode": {}}[which]))
+    if which == "mode":
+        facts.states["/etc/init.d/dbora"] = FileState("/etc/init.d/dbora", True,
+                                                      facts.states["/etc/init.d/dbora"].content, 0o700, "root", "root")
+    assert commands(ops_db.install(dbora, facts, running=True)) == want
