@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from svrchain.core import authkeys, render, sshd
 from svrchain.core.errors import SvrchainError
@@ -260,3 +261,16 @@ def test_a_sysv_service_is_registered_again_only_when_its_init_script_changed(in
         facts.states["/etc/init.d/dbora"] = FileState("/etc/init.d/dbora", True,
                                                       facts.states["/etc/init.d/dbora"].content, 0o700, "root", "root")
     assert commands(ops_db.install(dbora, facts, running=True)) == want
+
+
+def test_gen_keys_command_run_here_makes_the_key_at_key_path_with_the_marker(tmp_path: Path) -> None:
+    data = yaml.safe_load(LAB_INVENTORY.read_text())
+    data["key"].update(path=str(tmp_path / "svr_restart_key"), bits=3072)
+    inv = parse(yaml.safe_dump(data), LAB_INVENTORY)
+    none = KeyFacts("OpenSSH_9.2p1", None, None, FileState(inv.key.path + ".pub", False), "")
+    (make,) = ops_key.key(inv, none).commands
+    subprocess.run(["sh", "-c", make.run], check=True, timeout=60, capture_output=True)
+    assert Path(inv.key.path + ".pub").read_text().split()[2:] == [render.marker(inv)]
+    # an OpenSSH before ed25519 gets RSA, of the inventory's size
+    (old,) = ops_key.key(inv, KeyFacts("OpenSSH_6.4p1", None, None, none.pub, "")).commands
+    assert "ssh-keygen -q -t rsa -b 3072 " in old.run and old.shown.startswith(f"create {inv.key.path} (rsa,")
