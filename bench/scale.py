@@ -433,6 +433,54 @@ def _bench_n(n: int, with_tools: bool, opts: argparse.Namespace) -> dict:
         labhosts.down()
 
 
+# --- an estate: two chains (db1, db2) sharing every web server -------------------------------------
+
+
+def estate_inventory(n: int) -> Path:
+    """Two chains over the same N light web hosts, shop (db1) and billing (db2): each web server in both."""
+    import yaml
+
+    data = yaml.safe_load(inventory(n).read_text())
+    db, web = data.pop("db"), data["web"]
+    servers = web.pop("servers")
+    data["chains"] = {
+        "shop": {"db": {**db, "name": "db1", "address": "198.18.0.10"}, "web": {"servers": servers}},
+        "billing": {"db": {**db, "name": "db2", "address": "198.18.0.11"}, "web": {"servers": servers}},
+    }
+    path = labhosts.STATE / f"scale-estate-{n}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def bench_estate(n: int) -> dict:
+    """``--estate``: on 2 DB hosts and N light web hosts in both chains, bootstrap from scratch, a no-op
+    re-run and verify: wall time and SSH connections per host (min/max: 1/1 when each host is connected
+    once per run, whatever the chains it is in)."""
+    with held():
+        print(f"bench: N={n}: lab up (db1, db2, {n} light web hosts)", flush=True)
+        labhosts.up(n, kind="light", db_count=2)
+        try:
+            inv = estate_inventory(n)
+            runs = {what: measured(inv, task) for what, task in
+                    (("bootstrap", "bootstrap"), ("noop", "bootstrap"), ("verify", "verify"))}
+        finally:
+            labhosts.down()
+    return {"n": n, "chains": 2, **{f"{what}_s": r["wall_s"] for what, r in runs.items()},
+            **{f"{what}_conns_per_host": f"{r['conns_per_host_min']}/{r['conns_per_host_max']}"
+               for what, r in runs.items()}}
+
+
+def estate_main(sizes: list[int], stamp: str) -> int:
+    """``--estate``: each size, the table, the results file."""
+    results = [bench_estate(n) for n in sizes]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"estate-{stamp}.json"
+    path.write_text(json.dumps({"when": stamp, "results": results}, indent=1))
+    print(tabulate([list(r.values()) for r in results], headers=list(results[0])))
+    print(f"bench: wrote {path}")
+    return 0
+
+
 def median_run(runs: list[dict]) -> dict:
     good = sorted((r for r in runs if "error" not in r), key=lambda r: r["ready_to_last_restart_s"] or 0)
     return good[len(good) // 2] if good else {"ready_to_last_restart_s": None, "ready_to_last_healthy_s": None}
@@ -579,6 +627,9 @@ def main() -> int:
     p.add_argument("--trigger-only", action="store_true",
                    help="only the trigger's measures (fan-outs, floor, owed restart): no bootstrap timings, "
                         "no other tools; printed, written as trigger-<time>.json")
+    p.add_argument("--estate", action="store_true",
+                   help="two chains (db1, db2) sharing every web server: bootstrap, no-op and verify, with SSH "
+                        "connections per host (min/max); written as estate-<time>.json")
     p.add_argument("--merge", type=Path, nargs="+", help="combine results files of separate runs")
     p.add_argument("--markdown", type=Path, help="print the table of a results file as Markdown")
     args = p.parse_args()
@@ -586,6 +637,8 @@ def main() -> int:
         print(table(json.loads(args.markdown.read_text())["results"], "github"))
         return 0
     stamp = time.strftime("%Y%m%dT%H%M%S")
+    if args.estate:
+        return estate_main(args.n, stamp)
     if args.merge:
         results = []
         for f in args.merge:

@@ -43,7 +43,7 @@ MEASURED = {
     "tests/lab/test_bypass_keys.py": 199,
     "tests/lab/test_doctor.py": 150,  # estimated (one SysV lab, 7 cases): landed after the measured run
     "tests/lab/test_chain.py": 409,
-    "tests/lab/test_estate.py": 150,  # estimated (one SysV lab, two DB hosts, 8 cases): landed after the measured run
+    "tests/lab/test_estate.py": 150,  # one SysV lab, two DB hosts, 12 cases: 93 s alone; landed after the measured run
     "tests/lab/test_early_connect.py": 120,  # estimated (one SysV lab, 4 cases)
     "tests/lab/test_every_restart.py": 246,
     "tests/lab/test_harden.py": 344,
@@ -57,6 +57,8 @@ MEASURED = {
     "tests/lab/test_run_owner.py": 358,
     "tests/lab/test_scenarios.py": 349,
     "tests/lab/test_site_unit.py": 49,
+    "tests/lab/test_standby.py": 260,  # estimated (two labs, sysv and systemd, ~105 s each alone): landed after
+    "tests/lab/test_standby_oracle.py": 90,  # estimated (one chkconfig lab, 1 case, 62 s alone): the measured run
     "tests/lab/test_trigger_lock.py": 81,
     "tests/lab/test_trigger_upgrade.py": 122,
     "tests/lab/test_two_admins.py": 73,

@@ -139,6 +139,9 @@ def key_checks(host: str, f: WebFacts, change: Change, key: authkeys.PublicKey, 
         line = Check(host, "authorized_keys", False, f"{state.path} missing")
     elif "content" not in reasons:
         line = Check(host, "authorized_keys", True, "the restricted line, once")
+    elif gone := _removed_lines(state.content, c.spec.content, mark):  # type: ignore[union-attr]
+        line = Check(host, "authorized_keys", False, f"a line of {', '.join(gone)}, a DB server that no longer "
+                     f"restarts it ({tell.command('push-key')} removes it)")
     else:
         found = authkeys.find_lines(state.content.decode("utf-8", "replace"), key.blob, mark)
         line = Check(host, "authorized_keys", False, "the DB server's key is not there" if not found else
@@ -150,6 +153,15 @@ def key_checks(host: str, f: WebFacts, change: Change, key: authkeys.PublicKey, 
                         f"{f.home}/.ssh 700, authorized_keys 600, owner {user}" if modes_ok else
                         f"{f.home}/.ssh is {f.sshdir or 'missing'}, authorized_keys is "
                         f"{state.mode:o} {state.owner}; want 700/600 {user}")]
+
+
+def _removed_lines(before: bytes, after: bytes, mark: str) -> list[str]:
+    """The markers of the svrchain lines of other DB servers that push-key's plan takes out (an estate's
+    web server no longer restarted by them)."""
+    kept = set(after.decode("utf-8", "replace").splitlines())
+    return [authkeys.line_comment(ln) for ln in before.decode("utf-8", "replace").splitlines()
+            if ln not in kept and authkeys.line_blob(ln) and authkeys.MARKER_RE.fullmatch(authkeys.line_comment(ln))
+            and authkeys.line_comment(ln) != mark]
 
 
 def account_checks(session: Session, web: Host, f: WebFacts, key: authkeys.PublicKey | None,

@@ -5,6 +5,7 @@ recovers; db2's key cannot restart web1; --chain limits a run; one SSH connectio
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 
@@ -146,6 +147,42 @@ def test_a_restart_of_db1_restarts_web1_and_web2_once_and_the_pages_recover(lab)
         assert lab.wait_page(web, 200)[0] == 200
 
 
+def test_both_dbs_restarted_together_restart_web2_at_most_twice_never_at_once(lab):
+    """The gate folds the second DB server's trigger into the restart running (or one more after it)."""
+    before = gate_restarts(lab)
+    lab.console("db1", "service dbora restart >/dev/null 2>&1 &")
+    lab.console("db2", "service dbora restart >/dev/null 2>&1 &")
+    time.sleep(2)
+    for db in ("db1", "db2"):
+        lab.console(db, "until pg_isready -q -h 127.0.0.1; do sleep 0.2; done")
+        settled(lab, db)
+    after = gate_restarts(lab)
+    assert after["web1"] == before["web1"] + 1, logs(lab)
+    assert 1 <= after["web2"] - before["web2"] <= 2, logs(lab)
+    log = lab.console("web2", "grep svr-restart-gate /var/log/auth.log | grep -E \"restart: (running|exit)\"").stdout
+    steps = [("running" if "running" in ln else "exit") for ln in log.splitlines()]
+    assert all(a != b for a, b in itertools.pairwise(steps)), log  # never two restarts at once
+    for web in ("web1", "web2"):
+        assert lab.wait_page(web, 200)[0] == 200
+
+
+def test_smoke_proves_both_db_servers_paths_to_web2(lab):
+    before = gate_restarts(lab)
+    r = lab.fab("smoke")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert gate_restarts(lab) == before  # status only: nothing restarted
+
+
+def test_restart_chain_of_one_chain_restarts_its_db_and_its_web_servers(lab):
+    before = gate_restarts(lab)
+    r = lab.fab("restart-chain", "--yes", "--chain", "billing")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.search(r"^db2 +restart +changed", r.stdout, re.M) and not re.search(r"^db1 ", r.stdout, re.M)
+    settled(lab, "db2")
+    assert gate_restarts(lab)["web1"] == before["web1"], logs(lab)
+    assert gate_restarts(lab)["web2"] >= before["web2"] + 1, logs(lab)
+
+
 def test_chain_limits_the_run_to_its_hosts(lab):
     before = accepted(lab)
     r = lab.fab("verify", "--chain", "billing")
@@ -167,6 +204,9 @@ def test_a_db_server_taken_out_of_a_chain_loses_its_line_and_others_stay(lab, tm
     del data["chains"]["billing"]
     smaller = tmp_path / "estate.yaml"
     smaller.write_text(yaml.safe_dump(data, sort_keys=False))
+    v = lab.fab("verify", inventory=smaller)
+    assert v.returncode == 2 and re.search(r"^web2 +authorized_keys +GAP +a line of svrchain:svr_restart@db2, a DB "
+                                           "server that no longer restarts it", v.stdout, re.M), v.stdout + v.stderr
     r = lab.fab("bootstrap", inventory=smaller)
     assert r.returncode == 0, r.stdout + r.stderr
     after = lab.console("web2", "cat /root/.ssh/authorized_keys").stdout
