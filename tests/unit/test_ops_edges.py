@@ -208,7 +208,7 @@ def test_chkconfigs_override_file(override: bytes | None, problem: str) -> None:
 
 def test_a_pub_file_that_is_no_key_is_rewritten_from_the_private_key(inv: Inventory) -> None:
     derived = f"{KEY.type} {KEY.blob}\n"
-    for pub in (b"not a key\n", f"{OLDER} x\n".encode()):
+    for pub in (b"not a key\n", b"\xff\xfe not UTF-8\n", f"{OLDER} x\n".encode()):
         facts = KeyFacts("OpenSSH_9.2p1", "600 root", derived, FileState(inv.key.path + ".pub", True, pub, 0o644,
                                                                          "root", "root"), "644 root")
         spec = ops_key.key(inv, facts).paths()[inv.key.path + ".pub"].spec
