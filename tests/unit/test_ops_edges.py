@@ -16,13 +16,13 @@ import yaml
 from svrchain.core import authkeys, render, sshd
 from svrchain.core.errors import SvrchainError
 from svrchain.core.inventory import Inventory, parse
-from svrchain.core.plan import FileState, Result
+from svrchain.core.plan import FileSpec, FileState, Result
 from svrchain.facts.db import KeyFacts
 from svrchain.facts.sshd import SshdFacts
 from svrchain.facts.web import WebFacts
 from svrchain.ops import db as ops_db
+from svrchain.ops import files_change, removal
 from svrchain.ops import key as ops_key
-from svrchain.ops import removal
 from svrchain.ops import sshd as ops_sshd
 from svrchain.ops import web as ops_web
 from tests.paths import LAB_INVENTORY
@@ -274,3 +274,25 @@ def test_gen_keys_command_run_here_makes_the_key_at_key_path_with_the_marker(tmp
     # an OpenSSH before ed25519 gets RSA, of the inventory's size
     (old,) = ops_key.key(inv, KeyFacts("OpenSSH_6.4p1", None, None, none.pub, "")).commands
     assert "ssh-keygen -q -t rsa -b 3072 " in old.run and old.shown.startswith(f"create {inv.key.path} (rsa,")
+
+
+def test_a_changes_line_names_each_file_and_why() -> None:
+    specs = [FileSpec("/a", b"new\n", 0o600), FileSpec("/b", b"x\n", 0o644)]
+    states = {"/a": FileState("/a", True, b"old\n", 0o644, "root", "root"), "/b": FileState("/b", False)}
+    change = files_change(specs, states)
+    assert change.detail() == "/a (content, mode 644->600), /b (create)"
+    assert files_change(specs[:1], {"/a": FileState("/a", True, b"new\n", 0o600, "root", "root")}).noop == ""
+
+
+@pytest.mark.parametrize(("banner", "restrict"), [("SSH-2.0-OpenSSH_7.2p2 Ubuntu-4", True),
+                                                  ("SSH-2.0-OpenSSH_7.1p1", False)])
+def test_restrict_from_openssh_7_2(inv: Inventory, banner: str, restrict: bool) -> None:
+    assert ops_web.restricted_line(inv, KEY, banner).startswith("restrict,") is restrict
+
+
+def test_a_key_in_place_changes_nothing(inv: Inventory) -> None:
+    pub = f"{KEY.type} {KEY.blob} {render.marker(inv)}\n".encode()
+    facts = KeyFacts("OpenSSH_9.2p1", "600 root", f"{KEY.type} {KEY.blob}\n",
+                     FileState(inv.key.path + ".pub", True, pub, 0o644, "root", "root"), "644 root")
+    change = ops_key.key(inv, facts)
+    assert change.empty and change.noop.startswith(f"{inv.key.path} ssh-ed25519 SHA256:")
