@@ -3,6 +3,7 @@ written here by hand). What the probe's commands do on a real host is the lab's 
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
 import subprocess
@@ -28,7 +29,7 @@ from svrchain.facts.db import (
     init_of,
 )
 from svrchain.facts.sshd import SshdFact, parse_supported
-from svrchain.facts.web import parse_web, selinux_paths
+from svrchain.facts.web import WebFact, parse_web, selinux_paths
 from svrchain.remote.facts import read
 from svrchain.remote.files import parse_probe, probe_script
 from tests.paths import LAB_INVENTORY
@@ -348,3 +349,13 @@ def test_the_readiness_check_comes_on_stdin_and_is_run_by_sh(inv: Inventory, che
                           check=True)
     _, got = parse_probe("here", Result(0, "", "", done.stdout), [], ["ready"])
     assert got["ready"].ok is ready
+
+
+def test_the_web_prelude_finds_the_accounts_home_and_group_here() -> None:
+    me = pwd.getpwuid(os.getuid())
+    inv = web_inv(me.pw_name)
+    fact = WebFact()
+    script = probe_script([], [fact.commands(inv)["account"]], prelude=fact.prelude(inv))
+    done = subprocess.run(["sh", "-c", script, "svrchain"], capture_output=True, timeout=30, check=True)
+    _, got = parse_probe("here", Result(0, "", "", done.stdout), [], ["account"])
+    assert got["account"].stdout.split() == [me.pw_dir, grp.getgrgid(me.pw_gid).gr_name]
