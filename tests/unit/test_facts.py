@@ -7,6 +7,7 @@ import grp
 import os
 import pwd
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from svrchain.core.errors import HostError
 from svrchain.core.inventory import Inventory, parse
 from svrchain.core.plan import FileState, Result
 from svrchain.facts import Fact, Raw
-from svrchain.facts.chain import ChainFact, outside_service, parse_chain, service_problem
+from svrchain.facts.chain import ChainFact, chain_commands, outside_service, parse_chain, service_problem
 from svrchain.facts.db import (
     HeldKeysFact,
     InitFact,
@@ -359,3 +360,20 @@ def test_the_web_prelude_finds_the_accounts_home_and_group_here() -> None:
     done = subprocess.run(["sh", "-c", script, "svrchain"], capture_output=True, timeout=30, check=True)
     _, got = parse_probe("here", Result(0, "", "", done.stdout), [], ["account"])
     assert got["account"].stdout.split() == [me.pw_dir, grp.getgrgid(me.pw_gid).gr_name]
+
+
+@pytest.mark.parametrize("user", ["me", None])
+def test_the_chains_clock_and_owner_commands_run_here(user: str | None) -> None:
+    """"now" is the host's clock in seconds; "owner" is db.run.user's uid (root's when unset)."""
+    me = pwd.getpwuid(os.getuid())
+    data = yaml.safe_load(LAB_INVENTORY.read_text())
+    data["db"]["run"] = {"process": "^nothing-runs-this$", "user": me.pw_name} if user else {"command": "true"}
+    inv = parse(yaml.safe_dump(data), LAB_INVENTORY)
+    commands = chain_commands(inv, (("dbora", "dbora.service"), ("t", "t.service"), ("w", "w.service")), [])
+
+    def run(name: str) -> str:
+        return subprocess.run(["sh", "-c", commands[name]], capture_output=True, text=True, timeout=30,
+                              check=True).stdout
+
+    assert abs(float(run("now")) - time.time()) < 60 and "." in run("now")
+    assert int(run("owner")) == (me.pw_uid if user else 0)
