@@ -296,3 +296,6 @@ def test_a_key_in_place_changes_nothing(inv: Inventory) -> None:
                      FileState(inv.key.path + ".pub", True, pub, 0o644, "root", "root"), "644 root")
     change = ops_key.key(inv, facts)
     assert change.empty and change.noop.startswith(f"{inv.key.path} ssh-ed25519 SHA256:")
+    # its own key with another comment (written by hand): left as it is
+    own = FileState(inv.key.path + ".pub", True, f"{KEY.type} {KEY.blob} root@db\n".encode(), 0o644, "root", "root")
+    assert ops_key.key(inv, KeyFacts(facts.ssh_version, facts.priv, facts.derived, own, facts.pubmode)).empty
