@@ -106,25 +106,42 @@ def start(argv: list[str], env: Mapping[str, str]) -> int:
 def take(source: Path, address: str, port: int, timeout: float) -> socket.socket | None:
     """The connection started early to ``address:port`` for the inventory at ``source``, once
     connected (within ``timeout`` of its start), as :func:`socket.create_connection` leaves one; None
-    when none was started. Taken once: a second connection to the host is opened the usual way. A
-    failed connect raises the same errors (ConnectionRefusedError, TimeoutError, OSError)."""
+    when none was started, or when the host has closed it meanwhile (then the usual way opens a new
+    one). Taken once: a second connection to the host is opened the usual way. A failed connect raises
+    the same errors (ConnectionRefusedError, TimeoutError, OSError)."""
     with _lock:
         p = _pending.pop((source.resolve(), address, port), None)
     if p is None:
         return None
     try:
-        poll = select.poll()
-        poll.register(p.sock, select.POLLOUT)
-        if not poll.poll(max(0.0, timeout - (time.monotonic() - p.started)) * 1000):
-            raise TimeoutError("timed out")
-        err = p.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if err:
-            raise OSError(err, os.strerror(err))  # (its subclass: ConnectionRefusedError, ...)
+        connected(p, timeout)
     except BaseException:
         p.sock.close()
         raise
+    if hung_up(p.sock):  # e.g. sshd's LoginGraceTime passed while the run waited for a host lock
+        p.sock.close()
+        return None
     p.sock.settimeout(timeout)
     return p.sock
+
+
+def connected(p: Pending, timeout: float) -> None:
+    """Wait until ``p``'s connect has completed (within ``timeout`` of its start); its error raised."""
+    poll = select.poll()
+    poll.register(p.sock, select.POLLOUT)
+    if not poll.poll(max(0.0, timeout - (time.monotonic() - p.started)) * 1000):
+        raise TimeoutError("timed out")
+    err = p.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if err:
+        raise OSError(err, os.strerror(err))  # (its subclass: ConnectionRefusedError, ...)
+
+
+def hung_up(sock: socket.socket) -> bool:
+    """Whether the host has already closed its end of the connection (it is then opened anew)."""
+    poll = select.poll()
+    poll.register(sock, getattr(select, "POLLRDHUP", 0x2000))
+    return any(ev & (getattr(select, "POLLRDHUP", 0x2000) | select.POLLHUP | select.POLLERR)
+               for _, ev in poll.poll(0))
 
 
 def discard() -> None:

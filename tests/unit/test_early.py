@@ -159,6 +159,7 @@ class Hosts:
 
     def __init__(self) -> None:
         self.socks = []
+        self.kept: list[socket.socket] = []
         for a in ("127.0.0.1", "127.0.0.2", "127.0.0.3"):
             s = socket.create_server((a, 0))
             s.settimeout(0.5)
@@ -180,11 +181,13 @@ class Hosts:
                 n += 1
                 if hang_up:
                     conn.close()
+                else:
+                    self.kept.append(conn)  # (open until the end of the test)
             counts.append(n)
         return counts
 
     def close(self) -> None:
-        for s in self.socks:
+        for s in self.socks + self.kept:
             s.close()
 
 
@@ -230,6 +233,18 @@ def test_every_host_is_connected_at_once_and_the_run_takes_its_socket(hosts, tmp
     sock.close(), again.close()
     remote_early.discard()
     assert remote_early.pending() == []
+
+
+def test_a_connection_the_host_closed_meanwhile_is_opened_anew(hosts, tmp_path):
+    """As sshd does when its LoginGraceTime passes while the run waits (e.g. for another admin's host lock)."""
+    inv = write_inventory(tmp_path, hosts.places())
+    assert remote_early.start(["bootstrap", "-I", str(inv)], {}) == 3
+    assert hosts.accepted() == [1, 1, 1]  # accepted and closed at once
+    dialer = Dialer(parse(inv.read_text(), inv))
+    sock = dialer.tcp("db", *hosts.places()[0])
+    assert hosts.accepted(hang_up=False) == [1, 0, 0]  # a new connection
+    assert sock.send(b"SSH-2.0-x\r\n") == 11
+    sock.close()
 
 
 def test_the_inventory_from_the_environment_and_only_the_run_s_hosts(hosts, tmp_path):
