@@ -66,10 +66,12 @@ test: lab-deps install $(TOOLS)/.installed
 	$(PY) -m tests.lab_parallel --unit $(UNIT_JOBS) $(LAB_SLOTS)
 
 # The fast loop: every test that needs neither the lab nor a fresh install (make test runs them all), on
-# UNIT_JOBS processes (pytest-xdist; UNIT_JOBS=0: in this one).
+# UNIT_JOBS processes (pytest-xdist; UNIT_JOBS=0: in this one). Python's bytecode and pytest's rewritten
+# test modules are cached (__pycache__, ignored by git) even where PYTHONDONTWRITEBYTECODE is set: without
+# the cache every run, and every fab or python the tests start, compiles them all again.
 UNIT_JOBS ?= 2
 unit: install
-	$(PY) -m pytest -n $(UNIT_JOBS) -m "not lab and not install"
+	PYTHONDONTWRITEBYTECODE= $(PY) -m pytest -n $(UNIT_JOBS) -m "not lab and not install"
 
 # make unit's tests with the coverage of svrchain/ (pytest-cov), per module; fails under COVERAGE_MIN
 # percent. Not part of make test (it costs make unit's time again).

@@ -1,5 +1,7 @@
 """Record the lab's facts as JSON fixtures for the unit tests: what each fact's probe returned on the
-DB host and on web1 (files and command results), as `remote.facts.read` would parse it.
+DB host (every fact bootstrap and verify read, and uninstall's ``installed``) and on web1 (``web``, and
+harden-sshd's and uninstall --sshd's ``sshd``), files and command results, as `remote.facts.read` would
+parse it.
 
     labslot N .venv/bin/python -m lab up --web 2 --init chkconfig
     labslot N .venv/bin/fab bootstrap -I inventory/lab.yaml
@@ -12,13 +14,28 @@ import json
 import sys
 from pathlib import Path
 
+from svrchain.core.inventory import Inventory
 from svrchain.facts import Fact
+from svrchain.facts.db import InstalledFact
+from svrchain.facts.sshd import SshdFact
 from svrchain.facts.web import WebFact
+from svrchain.ops import db as ops_db
 from svrchain.ops.db import db_facts
 from svrchain.remote.connection import Host
-from svrchain.remote.files import probe
+from svrchain.remote.files import BACKUP_DIR, probe
 from svrchain.remote.group import Session
+from svrchain.steps.uninstall import db_paths
 from tests.paths import LAB_INVENTORY
+
+
+def db_recorded(inv: Inventory) -> list[Fact]:
+    """The DB server's facts recorded: bootstrap's and verify's, and what uninstall finds installed."""
+    return [*db_facts(inv), InstalledFact(list(db_paths(inv).values()), BACKUP_DIR, ops_db.dbora(inv).init_script)]
+
+
+def web_recorded() -> list[Fact]:
+    """A web server's facts recorded: its own (keys, gate, sudo) and its sshd's."""
+    return [WebFact(), SshdFact()]
 
 
 def record(session: Session, host: Host, facts: list[Fact]) -> dict:
@@ -40,7 +57,7 @@ def record(session: Session, host: Host, facts: list[Fact]) -> dict:
 
 def main(path: str) -> None:
     with Session.open(LAB_INVENTORY) as s:
-        data = {"db": record(s, s.db, db_facts(s.inv)), "web1": record(s, s.webs[0], [WebFact()])}
+        data = {"db": record(s, s.db, db_recorded(s.inv)), "web1": record(s, s.webs[0], web_recorded())}
     Path(path).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 

@@ -232,6 +232,21 @@ class Run(Strict):
         return self
 
 
+class Role(Strict):
+    """A primary/standby pair's DB server: how the trigger and the watcher tell that the database is the
+    primary, open read-write. Only then does a new run restart the web servers; a standby's runs restart
+    nothing, and its promotion is followed as a new run. The check asks the database itself, as its
+    owner, through its own client: PostgreSQL's pg_is_in_recovery() on the owner's socket directory,
+    Oracle's v$database (database_role PRIMARY, open_mode READ WRITE) with db.oracle's home and SID."""
+
+    check: Literal["postgres", "oracle"]
+    # postgres: the DB's own psql, its socket directory (only its owner may create a socket there) and port.
+    psql: AbsPath | None = None
+    socket_dir: AbsPath = "/var/run/postgresql"
+    port: Port = 5432
+    database: Name = "postgres"
+
+
 class Db(Strict):
     """The DB server and its service."""
 
@@ -250,6 +265,7 @@ class Db(Strict):
     unit: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*\.service$")] | None = None
     ready: Ready
     run: Run
+    role: Role | None = None  # a primary/standby pair: only the primary's runs restart the web servers
 
     model_config = ConfigDict(populate_by_name=False)
 
@@ -282,6 +298,7 @@ class Db(Strict):
                 "open (clients get ORA-01033, ORA-12514, ORA-12528), so a port says nothing; remove ready "
                 "to use svrchain's SQL check (instance OPEN, database READ WRITE, service registered)"
             )
+        self._role_ok()
         if self.unit is not None and self.init == "sysv":
             raise ValueError("'unit' names a systemd unit; it needs init: systemd or auto")
         wide = [n for n in self.from_ or [] if not self.wide_from and is_wide(n)]
@@ -300,6 +317,22 @@ class Db(Strict):
                     "address(es) for the key's from= option"
                 ) from None
         return self
+
+    def _role_ok(self) -> None:
+        if self.role is None:
+            return
+        if self.role.check == "oracle" and self.oracle is None:
+            raise ValueError("role.check oracle asks v$database through db.oracle's home and SID: add oracle")
+        if self.role.check == "postgres" and self.role.psql is None:
+            raise ValueError("role.check postgres needs role.psql: the database's own psql (e.g. "
+                             "/usr/lib/postgresql/15/bin/psql), run as its owner")
+        if self.role.check == "postgres" and self.run.user is None:
+            raise ValueError("role.check postgres needs run.user: the database's owner, who runs the check")
+
+    @property
+    def role_owner(self) -> str:
+        """The account the role check runs as: the database's owner."""
+        return self.oracle.owner if self.oracle is not None else self.run.user or "postgres"
 
     @property
     def from_addresses(self) -> list[str]:
@@ -595,9 +628,10 @@ def duplicate_keys(root: yaml.Node | None, path: str = "") -> list[tuple[str, in
 def _yaml(text: str, source: Path) -> tuple[object, yaml.Node | None]:
     """The document's data and its node tree (for line numbers); a YAML error, or a key given twice
     in one mapping (YAML would keep the last silently), as :class:`InventoryError`."""
-    try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    try:  # one pass: the node tree, then the data built from it (what safe_load does)
+        loader = yaml.SafeLoader(text)
+        root = loader.get_single_node()
+        data = None if root is None else loader.construct_document(root)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""

@@ -88,6 +88,22 @@ def oracle_ready(inv: Inventory) -> bytes:
         home=o.home, sid=o.sid, owner=o.owner, service=o.service, pdb=o.pdb).encode()
 
 
+def role_path(inv: Inventory) -> str:
+    """Where svrchain installs the trigger's role check (with db.role): one per trigger."""
+    return f"{IMPL_DIR}/{inv.trigger.name}-role"
+
+
+def role_check(inv: Inventory) -> bytes:
+    """The role check (db.role): exit 0 when the database is the primary, open read-write, 1 when it is
+    a standby, 2 when it cannot tell; run as the database's owner through the database's own client."""
+    role, o = inv.db.role, inv.db.oracle
+    assert role is not None
+    return _template("db-role.sh.j2").render(
+        name=role_path(inv), check=role.check, owner=inv.db.role_owner, psql=role.psql,
+        socket_dir=role.socket_dir, port=role.port, database=role.database,
+        home=o.home if o else "", sid=o.sid if o else "").encode()
+
+
 def dbora_init(inv: Inventory, hook: bool = True) -> bytes:
     """``/etc/init.d/<service>``: header for chkconfig/insserv, runs the site's script, then the trigger."""
     return _template("dbora-wrapper.sh.j2").render(
@@ -287,6 +303,7 @@ def trigger_settings(inv: Inventory) -> list[tuple[str, str]]:
         *([("run_command", run.command)] if run.command else [("run_process", run.process or ""),
                                                                ("run_user", run.user or "")]),
         *([("run_executable", run.executable)] if run.executable else []),
+        *([("role_command", role_path(inv))] if inv.db.role else []),
     ]
     if t.hooks:
         settings.append(("hook_timeout", str(t.hook_timeout)))

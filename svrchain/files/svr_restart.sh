@@ -119,7 +119,7 @@ is_web() {
 # setting KEY VALUE: take one setting, checked; 1 when the key is unknown or the value invalid.
 setting() {
     case $1 in
-        key | known_hosts | log | run_executable) is_path "$2" ;;
+        key | known_hosts | log | run_executable | role_command) is_path "$2" ;;
         run_user) matches "$2" '^[a-z_][a-z0-9_-]{0,31}$' ;;
         ready_command | run_command | run_process | on_failure | on_success) is_line "$2" ;;
         ready_timeout | ready_successes | connect_timeout | retries | restart_timeout | bound | max_parallel | \
@@ -180,6 +180,8 @@ read_config() {
     RESTART_TIMEOUT=${SETTINGS[restart_timeout]} BOUND=${SETTINGS[bound]} WATCH_INTERVAL=${SETTINGS[run_interval]}
     RUN_COMMAND=${SETTINGS[run_command]:-} RUN_PROCESS=${SETTINGS[run_process]:-}
     RUN_USER=${SETTINGS[run_user]:-} RUN_EXECUTABLE=${SETTINGS[run_executable]:-}
+    # A primary/standby pair's DB server (optional): the role check, run before restarting anything.
+    ROLE_COMMAND=${SETTINGS[role_command]:-}
     # At most this many web servers connected to, or restarted, at once (optional: 32).
     MAX_PARALLEL=${SETTINGS[max_parallel]:-32}
     # The on-call hooks (optional): run after a run that failed, or succeeded, within HOOK_TIMEOUT.
@@ -202,7 +204,7 @@ show_config() {
     local k w
     for k in key known_hosts log ready_command ready_timeout ready_interval ready_successes connect_timeout \
         retries restart_timeout max_parallel bound run_interval run_command run_process run_user run_executable \
-        hook_timeout on_failure on_success; do
+        role_command hook_timeout on_failure on_success; do
         [ -z "${SETTINGS[$k]+set}" ] || printf '%s=%s\n' "$k" "${SETTINGS[$k]}"
     done
     for w in "${WEB_SERVERS[@]}"; do
@@ -218,19 +220,39 @@ db_ready() {
     printf '%s\n' "$READY_COMMAND" | sh >/dev/null 2>&1
 }
 
-# Ready once the check succeeds READY_SUCCESSES times in a row, within READY_TIMEOUT.
+# Ready once the check succeeds READY_SUCCESSES times in a row, within READY_TIMEOUT (1 when not);
+# with a role check, and the primary open read-write (3 as soon as the role check says it is a standby:
+# asked once the database is ready, and at most once a second while it is not).
 wait_ready() {
-    local deadline=$((SECONDS + READY_TIMEOUT)) ok=0
+    local deadline=$((SECONDS + READY_TIMEOUT)) ok=0 asked=-1
     while :; do
-        if db_ready; then
-            ok=$((ok + 1))
-            [ "$ok" -lt "$READY_SUCCESSES" ] || return 0
-        else
-            ok=0
+        if db_ready; then ok=$((ok + 1)); else ok=0; fi
+        if [ -n "$ROLE_COMMAND" ] && { [ "$ok" -ge "$READY_SUCCESSES" ] || [ "$SECONDS" -gt "$asked" ]; }; then
+            asked=$SECONDS
+            role
+            case $? in
+                1) return 3 ;;
+                2) ok=0 ;;  # not open read-write yet (or it cannot tell): not ready
+            esac
         fi
+        [ "$ok" -lt "$READY_SUCCESSES" ] || return 0
         [ "$SECONDS" -lt "$deadline" ] || return 1
         nap "$READY_INTERVAL"
     done
+}
+
+# role: what the role check (db.role) says now: 0 the primary, open read-write (also when there is no
+# role check: not a pair), 1 a standby, 2 it cannot tell. The check is svrchain's own script of root's
+# (it asks the database as its owner); its output is ignored.
+STANDBY_MARK='~standby'  # a run followed as a standby's: "<run>~standby" (its promotion is a new run)
+role() {
+    [ -n "$ROLE_COMMAND" ] || return 0
+    timeout 60 "$ROLE_COMMAND" </dev/null >/dev/null 2>&1 9>&-
+    case $? in
+        0) return 0 ;;
+        1) return 1 ;;
+        *) return 2 ;;
+    esac
 }
 
 # proc_start PID: set the caller's START to the process's start time (clock ticks since boot); fails
@@ -654,13 +676,16 @@ start() {
     ssh_setup
     trap disconnect_all EXIT
     connect_all
-    if ! wait_ready; then
-        log "database not ready after ${READY_TIMEOUT}s: web servers NOT restarted"
-        note finished notready
-        mv -f "$RUN_STATUS" "$STATUS"
-        not_ready_hook
-        return 1
-    fi
+    wait_ready
+    case $? in
+        1)
+            log "database not ready after ${READY_TIMEOUT}s: web servers NOT restarted"
+            note finished notready
+            mv -f "$RUN_STATUS" "$STATUS"
+            not_ready_hook
+            return 1 ;;
+        3) followed_as_standby; return 0 ;;
+    esac
     local ready_at
     ready_at=$(now)
     run_id
@@ -675,6 +700,18 @@ start() {
     echo "run ${RUN:-unknown}" >>"$RUN_STATUS"
     log "database ready (run ${RUN:-unknown}): restarting ${#WEB_SERVERS[@]} web server(s)"
     restart_all "$ready_at"
+}
+
+# followed_as_standby: the database's run is a standby's (the role check said so): nothing to restart.
+# It is noted as followed, as a standby's ("<run>~standby"): the watcher then follows its promotion.
+followed_as_standby() {
+    run_id
+    rm -f "$RUN_STATUS"
+    if [ -n "$RUN" ] && [ "$(handled_run)" = "$RUN$STANDBY_MARK" ]; then
+        return 0
+    fi
+    log "database up as a standby (run ${RUN:-unknown}; role check $ROLE_COMMAND): web servers NOT restarted; its promotion will be followed"
+    [ -z "$RUN" ] || write_file "$HANDLED" "$RUN$STANDBY_MARK $(now)"
 }
 
 # answers ADDRESS PORT: 0 when the port accepts a TCP connection within CONNECT_TIMEOUT (bash's own
@@ -801,20 +838,52 @@ upgrade_handled() {
     fi
 }
 
-# fire: start the trigger for the database's new run RUN, unless it is followed or a run is going;
-# again for the same run (one that never became ready) only after FIRE_WAIT, doubling to 5 minutes.
+# adopt_run: just installed: the run going now is not a new one (installing restarts no web server);
+# a standby's (the role check says so) is followed as a standby's, so that its promotion is a new run.
+adopt_run() {
+    run_id
+    [ -n "$RUN" ] || return 0
+    role
+    case $? in
+        1) write_file "$HANDLED" "$RUN$STANDBY_MARK 0" ;;
+        2) log "cannot tell the database's role now ($ROLE_COMMAND): its run $RUN is taken as the primary's"
+           write_file "$HANDLED" "$RUN 0" ;;
+        *) write_file "$HANDLED" "$RUN 0" ;;
+    esac
+}
+
+# fire WHAT WHY: start the trigger for WHAT (the database's new run RUN, or its promotion), unless it
+# is followed or a run is going; again for the same (one that never became ready) only after FIRE_WAIT,
+# doubling to 5 minutes. WHY is logged the first time.
 FIRED='' NEXT_FIRE=0 FIRE_WAIT=5
 fire() {
-    [ "$RUN" != "$FIRED" ] || [ "$SECONDS" -ge "$NEXT_FIRE" ] || return 0
+    waiting "$1" || return 0
     ! busy || return 0
-    if [ "$RUN" = "$FIRED" ]; then
+    if [ "$1" = "$FIRED" ]; then
         FIRE_WAIT=$((FIRE_WAIT < 150 ? FIRE_WAIT * 2 : 300))
     else
         FIRE_WAIT=5
-        log "new run of the database ($RUN): starting the trigger"
+        log "$2: starting the trigger"
     fi
     setsid "$0" start </dev/null >/dev/null 2>&1 &
-    FIRED=$RUN NEXT_FIRE=$((SECONDS + FIRE_WAIT))
+    FIRED=$1 NEXT_FIRE=$((SECONDS + FIRE_WAIT))
+}
+
+# waiting WHAT: 1 while the trigger started for WHAT is given its time (no process).
+waiting() {
+    [ "$1" != "$FIRED" ] || [ "$SECONDS" -ge "$NEXT_FIRE" ]
+}
+
+# follow: start the trigger when the database's run RUN is not the one followed (HANDLED's, read into
+# HANDLED_RUN), or when a standby's run (followed as "<run>~standby") has been promoted: the role
+# check, one process, runs each look only on a standby (a primary's look forks nothing).
+follow() {
+    [ -n "$RUN" ] && [ "$RUN" != "$HANDLED_RUN" ] || return 0
+    if [ "$HANDLED_RUN" != "$RUN$STANDBY_MARK" ]; then
+        fire "$RUN" "new run of the database ($RUN)"
+    elif waiting "$RUN~promoted" && role; then
+        fire "$RUN~promoted" "the database's run $RUN is the primary now, open read-write (promoted)"
+    fi
 }
 
 # retry_owed_soon: while web servers are owed a restart, every interval (one retry at a time): each
@@ -832,25 +901,21 @@ retry_owed_soon() {
 # restart the web servers still owed one as soon as they answer. A look forks no process when the
 # database's run is told by its process (run_process) and nothing is owed.
 watch() {
-    local handled _
+    local _
     mkdir -p "$OWED"
     run_dir_ok || exit 1
     echo "$$" >"$WATCH_PIDFILE"
     trap 'rm -f "$WATCH_PIDFILE"; exit 0' TERM INT
     log "watching the database's runs every ${WATCH_INTERVAL}s"
     tick
-    if [ ! -f "$HANDLED" ]; then
-        # Just installed: the run going now is not a new one (installing restarts no web server).
-        run_id
-        [ -z "$RUN" ] || write_file "$HANDLED" "$RUN 0"
-    fi
+    [ -f "$HANDLED" ] || adopt_run
     upgrade_handled
     while :; do
         run_id
         tick
-        handled=
-        read -r handled _ 2>/dev/null <"$HANDLED"
-        [ -z "$RUN" ] || [ "$RUN" = "$handled" ] || fire
+        HANDLED_RUN=
+        read -r HANDLED_RUN _ 2>/dev/null <"$HANDLED"
+        follow
         retry_owed_soon
         nap "$WATCH_INTERVAL"
     done

@@ -72,11 +72,15 @@ def dbora(inv: Inventory) -> Service:
 
 
 def trigger(inv: Inventory) -> Service:
-    """The trigger: its settings (root's alone: a ready command may hold a password) and the static
-    script, installed verbatim, in this order (the script reads the settings on its next start);
-    then what runs it: an init script on SysV, a unit bound to the database's on systemd."""
+    """The trigger: its role check (with db.role: before the settings that name it), its settings
+    (root's alone: a ready command may hold a password) and the static script, installed verbatim, in
+    this order (the script reads the settings on its next start); then what runs it: an init script on
+    SysV, a unit bound to the database's on systemd."""
     name, tunit = inv.trigger.name, render.trigger_unit(inv)
-    common = ((f"{name} settings", FileSpec(render.trigger_config_path(inv), render.trigger_config(inv), 0o600,
+    role = [(f"{name} role check", FileSpec(render.role_path(inv), render.role_check(inv), 0o755,
+                                            parent_mode=0o755))] if inv.db.role else []
+    common = (*role,
+              (f"{name} settings", FileSpec(render.trigger_config_path(inv), render.trigger_config(inv), 0o600,
                                             parent_mode=0o755)),
               (f"{name} script", FileSpec(render.trigger_path(inv), render.trigger_program(), 0o755,
                                           parent_mode=0o755)))

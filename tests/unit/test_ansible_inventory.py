@@ -54,6 +54,20 @@ def ansible_view(cmd: str, inventory: Path, tmp_path: Path) -> tuple[dict, str]:
     return json.loads(r.stdout), r.stdout
 
 
+@pytest.fixture(scope="module")
+def ansible_list(ansible_inventory_cmd, tmp_path_factory):
+    """``ansible_list(inventory)``: :func:`ansible_view` of a fixture inventory, run once for this module's
+    tests (ansible-inventory takes a second of CPU to start; the tests only read what it printed)."""
+    seen: dict[Path, tuple[dict, str]] = {}
+
+    def view(inventory: Path) -> tuple[dict, str]:
+        if inventory not in seen:
+            seen[inventory] = ansible_view(ansible_inventory_cmd, inventory, tmp_path_factory.mktemp("ansible"))
+        return seen[inventory]
+
+    return view
+
+
 def members(listing: dict, group: str) -> list[str]:
     """A group's hosts and its children's, from ansible-inventory's JSON (its own walk, not svrchain's)."""
     g = listing.get(group, {})
@@ -84,8 +98,8 @@ def site(tmp_path: Path, inventory: str) -> Path:
 
 
 @pytest.mark.parametrize("fmt", ["hosts.ini", "hosts.yaml"])
-def test_svrchain_sees_what_ansible_inventory_sees(ansible_inventory_cmd, tmp_path, fmt):
-    listing, _ = ansible_view(ansible_inventory_cmd, SITE / fmt, tmp_path)
+def test_svrchain_sees_what_ansible_inventory_sees(ansible_list, tmp_path, fmt):
+    listing, _ = ansible_list(SITE / fmt)
     db, webs = seen_by_svrchain(site(tmp_path, fmt))
     assert webs == WEBS
     assert sorted(webs) == sorted(seen_by_ansible(listing, "webservers"))
@@ -93,8 +107,8 @@ def test_svrchain_sees_what_ansible_inventory_sees(ansible_inventory_cmd, tmp_pa
 
 
 @pytest.mark.parametrize("export", [False, True])
-def test_the_json_of_ansible_inventory_list(ansible_inventory_cmd, tmp_path, export):
-    _, text = ansible_view(ansible_inventory_cmd, SITE / "hosts.ini", tmp_path)
+def test_the_json_of_ansible_inventory_list(ansible_inventory_cmd, ansible_list, tmp_path, export):
+    _, text = ansible_list(SITE / "hosts.ini")
     if export:  # --export: group variables in their groups, not merged into each host
         r = subprocess.run([ansible_inventory_cmd, "-i", str(SITE / "hosts.ini"), "--list", "--export"],
                            capture_output=True, text=True, timeout=300, cwd=tmp_path,

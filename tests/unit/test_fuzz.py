@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import yaml
@@ -11,12 +12,15 @@ from hypothesis import strategies as st
 from svrchain.core import authkeys
 from svrchain.core.authkeys import BadKey
 from svrchain.core.inventory import InventoryError, parse
+from tests.examples import examples
 from tests.paths import LAB_INVENTORY
 from tests.unit.test_authkeys import KEY, MARK, OTHER
 
 SRC = Path("inventory/fuzz.yaml")
 LAB = yaml.safe_load(LAB_INVENTORY.read_text())
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=examples(300, 3000), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Examples that each build a whole inventory or file (several ms each): fewer in make unit.
+FUZZ_HEAVY = settings(FUZZ, max_examples=examples(120, 3000))
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=30))
 values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner,
@@ -38,7 +42,7 @@ def test_any_text_is_an_inventory_or_a_clear_error(text):
     check_parse(text)
 
 
-@FUZZ
+@FUZZ_HEAVY
 @given(values)
 def test_any_yaml_value_is_an_inventory_or_a_clear_error(value):
     check_parse(yaml.safe_dump(value))
@@ -58,10 +62,10 @@ def _paths(node, prefix=()):
 LAB_PATHS = list(_paths(LAB))
 
 
-@FUZZ
+@FUZZ_HEAVY
 @given(st.sampled_from(LAB_PATHS), values)
 def test_one_changed_value_is_an_inventory_or_a_clear_error(path, value):
-    data = yaml.safe_load(yaml.safe_dump(LAB))
+    data = copy.deepcopy(LAB)
     node = data
     for part in path[:-1]:
         node = node[part]
@@ -125,7 +129,7 @@ def expected_merge(parts, line: str) -> str:
 LINE = authkeys.restricted_line(KEY, ["198.18.0.10"], "/usr/local/sbin/svr-restart-gate", True, MARK)
 
 
-@FUZZ
+@FUZZ_HEAVY
 @given(files)
 def test_merge_keeps_every_other_line_and_is_idempotent(parts):
     text = as_text(parts)

@@ -8,6 +8,7 @@ docs/modules.md drawn from the code, and README's "How it is built" naming every
 from __future__ import annotations
 
 import ast
+import functools
 import sys
 from pathlib import Path
 
@@ -67,6 +68,7 @@ def imports(path: Path) -> set[str]:
     return found
 
 
+@functools.cache  # read once a run: the tests below each look at it (the files do not change meanwhile)
 def graph() -> dict[str, set[str]]:
     files = [*sorted((ROOT / "svrchain").rglob("*.py")), ROOT / "tasks" / "__init__.py"]
     return {module_name(p): imports(p) for p in files if module_name(p) != "svrchain"}

@@ -17,7 +17,7 @@ from svrchain.core import estate, render, sshd, trigger_status, webtier
 from svrchain.core.errors import GapFound, HostError, SvrchainError
 from svrchain.core.plan import FileState, Result
 from svrchain.facts.chain import current_run_command
-from svrchain.facts.sshd import SshdFact
+from svrchain.facts.sshd import SshdFact, parse_supported
 from svrchain.facts.web import WebFact
 from svrchain.ops import db as ops_db
 from svrchain.ops import sshd as ops_sshd
@@ -32,6 +32,7 @@ from svrchain.steps.keys import run_push_key
 from svrchain.steps.rotate import run_rotate_key
 from svrchain.steps.uninstall import run_uninstall
 from svrchain.steps.verify import run_verify
+from tests.record_facts import db_recorded, web_recorded
 from tests.unit import fake_host
 from tests.unit.fake_host import session_of
 from tests.unit.test_ops import inventory
@@ -42,7 +43,7 @@ WRITTEN = {spec.path: spec.content for svc in ops_db.services(INV) for init in (
 
 
 def lab_db() -> fake_host.State:
-    return fake_host.recorded(INV, "db", db_facts(INV), written=WRITTEN)
+    return fake_host.recorded(INV, "db", db_recorded(INV), written=WRITTEN)
 
 
 KNOWN = {line.split()[0]: line.split(None, 1)[1] for line in
@@ -62,7 +63,7 @@ def file_of(path: str, read: bytes) -> FileState:
 def lab_web(name: str = "web1") -> fake_host.State:
     """web1 as recorded (with this checkout's gate); web2 as web1 with web2's host key (as pinned on
     the DB server when the facts were recorded)."""
-    state = fake_host.recorded(INV, "web1", [WebFact()])
+    state = fake_host.recorded(INV, "web1", web_recorded())
     commands = WebFact().commands(INV)
     state.answers[commands["gate"]] = fake_host.ok("755 root root\n" + render.gate(INV).decode())
     state.reads = {render.GATE: commands["gate"], AUTHKEYS: commands["authkeys"]}
@@ -318,6 +319,27 @@ def test_rotate_key_rolls_back_when_the_new_key_does_not_work_on_one():
     assert "the old key" in s.out.getvalue() and "is still in place everywhere" in s.out.getvalue()
 
 
+def test_harden_on_the_recorded_web_server_names_only_what_its_sshd_has():
+    """web1's sshd as recorded on the lab (Debian's sshd_config with its Include, its `sshd -T`, the
+    algorithms its OpenSSH knows, its host keys): the drop-in is written, checked, reloaded and a fresh
+    login proved, and it names only algorithms that OpenSSH knows and the host key types it has."""
+    s = lab()
+    run_harden_sshd.__wrapped__(s)
+    assert statuses(s) == [("web1", "harden-sshd", "changed"), ("web2", "harden-sshd", "changed")]
+    assert [w for h, w in calls(s) if h == "web1"] == [f"write {sshd.DROPIN}", CHECK.split("\n")[0],
+                                                      "set -- /run/sshd.pid", "true"]
+    web = s.webs[0].state
+    commands = SshdFact().commands(INV)
+    supported = parse_supported(web.answers[commands["supported"]].stdout)
+    dropin = dict(line.split(" ", 1) for line in web.files[sshd.DROPIN].content.decode().splitlines()
+                  if line and not line.startswith("#"))
+    for setting, query in (("KexAlgorithms", "kex"), ("Ciphers", "cipher"), ("MACs", "mac")):
+        named = dropin[setting].split(",")
+        assert named and set(named) <= supported[query], (setting, named)
+    assert dropin["HostKeyAlgorithms"].split(",") == web.answers[commands["hostkeys"]].stdout.split()
+    assert dropin["PasswordAuthentication"] == "no"
+
+
 # --- uninstall on the web servers: svrchain's line out, every other byte kept ------------------------
 
 
@@ -325,7 +347,25 @@ def test_uninstall_dry_run_runs_nothing():
     s = lab()
     run_uninstall.__wrapped__(s, dry_run=True, yes=True)
     assert calls(s) == []
-    assert ("web1", "uninstall", "would change") in statuses(s)
+    assert ("web1", "uninstall", "would change") in statuses(s) and ("db", "uninstall", "would change") in statuses(s)
+
+
+def test_uninstall_on_the_recorded_db_server_takes_out_what_svrchain_put_there():
+    """The DB server as recorded after bootstrap (what exists of svrchain's files, which hold its mark,
+    its state directories): the watcher stopped first, each service unregistered before its script
+    goes, every file found removed (backed up first, the private key never), then the state."""
+    s = lab()
+    run_uninstall.__wrapped__(s, yes=True)
+    installed = lab_db().answers[db_recorded(INV)[-1].commands(INV)["present"]].stdout.split()
+    key = INV.key.path
+    done = [w for h, w in calls(s) if h == "db"]
+    assert done[0] == "/etc/init.d/svr_restart_watch stop 2>/dev/null; true"
+    for service in ("svr_restart_watch", "svr_restart", "dbora"):
+        assert done.index(f"chkconfig --del {service}") < done.index(f"remove /etc/init.d/{service}")
+    removed = {p for w in done if w.startswith("remove ") for p in w.split()[1:]}
+    assert removed == set(installed) - {key}
+    assert f"rm -f -- {key}" in done and "rm -rf /var/lib/svrchain" in done
+    assert "(a private key: not backed up)" in s.out.getvalue()
 
 
 def test_uninstall_takes_svrchains_line_out_and_keeps_the_admins():

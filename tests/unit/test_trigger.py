@@ -550,9 +550,10 @@ def test_a_killed_watcher_is_run_again_by_its_supervisor_and_ticks():
         fake_trigger.remove(t)
 
 
-def test_what_a_web_server_answers_cannot_forge_or_hide_a_log_line(trig: Trigger):
+def test_what_a_web_server_answers_cannot_forge_or_hide_a_log_line(once: Trigger):
     # web1 answers with a carriage return and escape sequences that, shown raw, would print over the
     # FAILED line a line saying it was restarted (and clear the screen).
+    trig = once
     forged = "\r2026-01-01T00:00:00+0000 web1 (127.0.0.21): web server restarted\x1b[K\x1b[2J\x07\n"
     (trig.host(WEB1, "says") / "says").write_text(forged)
     trig.run("start")

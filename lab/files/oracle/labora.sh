@@ -39,6 +39,17 @@ phase() { printf '%s %s\n' "$EPOCHREALTIME" "$*" >>"$PHASES_LOG"; }
 # put FILE TEXT: replace FILE atomically.
 put() { printf '%s\n' "$2" >"$1.$$" && mv -f "$1.$$" "$1"; }
 
+# database_role: v$database.database_role, kept in $LAB/database_role (the control file's: it outlives
+# a restart); PRIMARY unless a switchover made the database a standby. (No Data Guard: no redo goes
+# anywhere; the role is all there is of it.)
+database_role() { cat "$LAB/database_role" 2>/dev/null || echo PRIMARY; }
+
+# set_role ROLE: a role transition, in the phase log (ROLE <role>).
+set_role() {
+    put "$LAB/database_role" "$1"
+    phase "$ORACLE_SID" ROLE "$1"
+}
+
 # alive SID: the instance runs (its supervisor lives).
 alive() {
     local p
