@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -150,3 +151,14 @@ def test_public_key_parsing_never_crashes(text):
         assert str(exc)
     authkeys.line_blob(text)
     authkeys.line_comment(text)
+
+
+@pytest.mark.parametrize("text", ["a: !!int x", "a: !!float x", "a: !!bool x", "a: !!timestamp x",
+                                  "a: !!timestamp 2020-13-45", "db:\n  ready: {timeout: !!int 1e}\n"])
+def test_a_value_that_does_not_fit_its_tag_is_a_clear_error(text):
+    """YAML's own tags on a value that is not one (PyYAML raised ValueError, KeyError, AttributeError:
+    a traceback for the user)."""
+    with pytest.raises(InventoryError) as e:
+        parse(text, SRC)
+    check_parse(text)
+    assert "(does not fit its tag)" in str(e.value) and len(str(e.value).splitlines()) == 1, str(e.value)
