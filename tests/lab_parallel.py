@@ -57,7 +57,7 @@ MEASURED = {
     "tests/lab/test_run_owner.py": 358,
     "tests/lab/test_scenarios.py": 349,
     "tests/lab/test_site_unit.py": 49,
-    "tests/lab/test_standby.py": 260,  # estimated (two labs, sysv and systemd, ~105 s each alone): landed after
+    "tests/lab/test_standby.py": 260,  # estimated (two labs, sysv and systemd: 224 s alone): landed after
     "tests/lab/test_standby_oracle.py": 90,  # estimated (one chkconfig lab, 1 case, 62 s alone): the measured run
     "tests/lab/test_trigger_lock.py": 81,
     "tests/lab/test_trigger_upgrade.py": 122,

@@ -625,6 +625,21 @@ def duplicate_keys(root: yaml.Node | None, path: str = "") -> list[tuple[str, in
     return found
 
 
+_TAGS = tuple(f"tag:yaml.org,2002:{t}" for t in ("int", "float", "bool", "timestamp"))
+
+
+def _unfit(node: yaml.Node | None) -> yaml.Node | None:
+    """The first scalar under ``node`` that its tag cannot build (``!!int x``, ``!!timestamp 2020-13-45``)."""
+    if isinstance(node, yaml.ScalarNode) and node.tag in _TAGS:
+        try:
+            yaml.SafeLoader.yaml_constructors[node.tag](yaml.SafeLoader(""), node)
+        except (ValueError, KeyError, AttributeError):
+            return node
+    children = ([n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode)
+                else node.value if isinstance(node, yaml.SequenceNode) else [])
+    return next((bad for child in children if (bad := _unfit(child)) is not None), None)
+
+
 def _yaml(text: str, source: Path) -> tuple[object, yaml.Node | None]:
     """The document's data and its node tree (for line numbers); a YAML error, or a key given twice
     in one mapping (YAML would keep the last silently), as :class:`InventoryError`."""
@@ -637,6 +652,12 @@ def _yaml(text: str, source: Path) -> tuple[object, yaml.Node | None]:
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise InventoryError(f"{source}{where}: not valid YAML: {problem}") from None
+    except (ValueError, KeyError, AttributeError):  # PyYAML's own, for a value its tag cannot build
+        bad = _unfit(root)
+        where = f":{bad.start_mark.line + 1}:{bad.start_mark.column + 1}" if bad else ""
+        what = f"{bad.value!r} is no {bad.tag.rsplit(':', 1)[1]}" if bad else "a value"
+        raise InventoryError(f"{source}{where}: not valid YAML: {what} (does not fit its tag); remove the tag "
+                             "or fix the value") from None
     twice = duplicate_keys(root)
     if twice:
         raise InventoryError("\n".join(

@@ -150,6 +150,7 @@ class Session:
         self.chain = chain  # the chain's name on an estate ("" for a one-DB inventory)
         self.estate: estate.Estate | None = None  # on an estate: the whole of it (every chain)
         self.done: frozenset[str] = frozenset()  # on an estate: the chains this run has worked on, this one too
+        self.peers: list[Session] = [self]  # on an estate: the session of every chain of this run, in order
         self.outcomes: list[Outcome] = []
         self.unreachable: set[str] = set()  # hosts this run could not connect to (exit 3 if only they failed)
         self._facts = Once()  # facts read once per run, by key ("what:host")
@@ -441,6 +442,7 @@ def chain_sessions(r: runopts.Run, est: estate.Estate, chains: list[estate.Chain
     sessions = [Session(c.inv, r, lock, shared=shared, chain=c.name) for c in chains]
     for s in sessions:
         s.estate = est
+        s.peers = sessions
         if s.inv.lab:
             s.check_lab_routes()
     sessions[0].open_log()

@@ -205,13 +205,21 @@ def repair_and_check(session: Session, rows: dict[str, WebRow], t0: float, offse
     session.report_failures(session.each(session.webs, check_health, step="health"))
 
 
+def restart_question(sessions: list[Session]) -> str:
+    """The one question restart-chain asks: every DB server it will restart, with its web servers' count."""
+    what = [f"the database {s.db.name} ({s.db.address}) and {len(s.webs)} web server(s)"
+            + (f" (chain {s.chain})" if s.chain else "") for s in sessions]
+    return f"Restart {'; then '.join(what)}?"
+
+
 @on_hosts(lock=True)
 def run_restart_chain(s: Session, dry_run: bool = False, yes: bool = False) -> None:
     """What `fab restart-chain` does (its flags and help: tasks/)."""
     if dry_run:
         print("restart-chain would:", *plan_lines(s), sep="\n  ", file=s.out)
         return
-    confirm(f"Restart the database {s.db.name} ({s.db.address}) and {len(s.webs)} web server(s)?", yes)
+    if s is s.peers[0]:  # on an estate, one question before the first chain, for every chain of the run
+        confirm(restart_question(s.peers), yes)
     rows, times = restart_chain_step(s)
     table = [(s.db.name, "db", f"service {s.inv.db.service} restart", f"ready +{times['ready']:.1f}s", "", "ok")]
     for row in rows:

@@ -1,8 +1,8 @@
 """A primary and a streaming standby (issue 24 section 2) on the lab: db1 the PostgreSQL primary, db2 its
-streaming standby (``lab up --standby``: pg_basebackup from db1), each with svrchain bootstrapped from
-an inventory of its own (its own key, trigger and restricted line on each web server) with
-``db.role: {check: postgres}``; the pages reach the pair with ``host=db1,db2
-target_session_attrs=read-write``.
+streaming standby (``lab up --standby``: pg_basebackup from db1), svrchain bootstrapped once from
+inventory/lab-pair.yaml: two chains of the same web servers, one per DB server (its own key, trigger and
+restricted line on each web server), each with ``db.role: {check: postgres}``; the pages reach the pair
+with ``host=db1,db2 target_session_attrs=read-write``.
 
 A restart of the standby (through its service, or a DBA's pg_ctl) restarts nothing; a local user of
 the standby host with a PostgreSQL primary of her own cannot make the standby look primary; a
@@ -17,10 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from lab import dbpair
-from lab import hosts as labhosts
 from svrchain.core import trigger_status
 from tests.lab.conftest import lab_of
 
@@ -30,28 +28,18 @@ RAN = "restart: exit 0"  # the gate's log line for each restart of the web serve
 PG = "/usr/lib/postgresql/15/bin"
 ROLE_CHECK = "/usr/local/lib/svrchain/svr_restart-role"
 HANDLED = "/var/lib/svrchain/svr_restart.run"
-
-
-def pair_inventory(directory: Path, name: str, address: str) -> Path:
-    """The lab's inventory for one DB host of the pair, with its role check."""
-    data = labhosts.inventory_data()
-    data["db"]["name"], data["db"]["address"] = name, address
-    data["db"]["role"] = {"check": "postgres", "psql": f"{PG}/psql"}
-    path = directory / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+PAIR_INVENTORY = Path(__file__).resolve().parents[2] / "inventory" / "lab-pair.yaml"
 
 
 @pytest.fixture(scope="module", params=["sysv", "systemd"])
-def pair(request, tmp_path_factory):
+def pair(request):
     """The pair's lab with svrchain bootstrapped on db1 and db2 (the pages through the multi-host string)."""
-    directory = tmp_path_factory.mktemp("pair")
     for lab in lab_of(request.param, standby=True):
-        lab.inventories = {name: pair_inventory(directory, name, address) for name, address in dbpair.PAIR}
-        for name in lab.inventories:
-            r = lab.fab("bootstrap", inventory=lab.inventories[name])
-            assert r.returncode == 0, r.stdout + r.stderr
-            if lab.init == "systemd":  # the DB under svrchain's service, as an admin would hand it over
+        lab.inventory = PAIR_INVENTORY
+        r = lab.fab("bootstrap")
+        assert r.returncode == 0, r.stdout + r.stderr
+        if lab.init == "systemd":  # the DBs under svrchain's service, as an admin would hand them over
+            for name, _ in dbpair.PAIR:
                 lab.console(name, "systemctl stop lab-db.service && systemctl start dbora.service")
         followed(lab, "db1", "")
         followed(lab, "db2", "~standby")
@@ -101,10 +89,9 @@ def nothing_restarted(lab, before: dict[str, int], pids: dict[str, str]) -> None
 
 
 def test_each_db_server_of_the_pair_verifies_whole_with_its_role_check(pair):
-    for inventory in pair.inventories.values():
-        r = pair.fab("verify", inventory=inventory)
-        assert r.returncode == 0, r.stdout + r.stderr
-        assert "svr_restart role check" in r.stdout
+    r = pair.fab("verify")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("svr_restart role check") == 2, r.stdout  # one on each DB server
     assert pair.console("db1", ROLE_CHECK, check=False).returncode == 0  # the primary
     assert pair.console("db2", ROLE_CHECK, check=False).returncode == 1  # the standby
 

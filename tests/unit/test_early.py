@@ -364,3 +364,11 @@ def test_the_command_connects_before_it_imports_fabric_paramiko_or_the_inventory
     # (the listeners never speak SSH: the run fails as it always did, in one line, on the DB host it needs first)
     assert "svrchain: bootstrap: failed on db (see above)" in r.stderr
     assert "no SSH banner within 5s" in r.stdout
+
+
+def test_an_estate_connects_the_usual_way_not_early():
+    """An estate (chains:) is read whole first: each host once for the run (remote.group.Hosts), never early;
+    one chain of it (--chain) likewise."""
+    estate = Path(__file__).resolve().parents[2] / "inventory" / "estate.yaml"
+    assert early.plan(remote_early.load_yaml(estate.read_bytes())) is None
+    assert early.wanted(["bootstrap", "-I", str(estate), "--chain", "shop"]) is None

@@ -189,3 +189,18 @@ def test_a_hostile_chain_name_on_the_command_line_is_one_line():
 def test_host_error_in_one_chain_is_named_with_its_chain(tmp_path):
     _, _, error = sessions_of(tmp_path, fail={"billing": HostError("web3: refused")})
     assert type(error) is HostError and str(error) == "chain billing: web3: refused"
+
+
+def test_restart_chain_asks_once_before_the_first_chain_naming_every_chain(tmp_path):
+    """One question for the whole run (a 'no' to a second one, after the first chain's DB restarted, would
+    have said 'nothing was changed'); with --chain, the question names that chain alone."""
+    from svrchain.steps.chain import restart_question
+
+    (shop, billing), _, _ = sessions_of(tmp_path)
+    assert shop.peers is billing.peers and shop.peers[0] is shop
+    assert restart_question(shop.peers) == (
+        "Restart the database db1 (127.0.0.10) and 2 web server(s) (chain shop); "
+        "then the database db2 (127.0.0.11) and 2 web server(s) (chain billing)?")
+    (billing,), _, _ = sessions_of(tmp_path, chain="billing", limit=("web3",))
+    assert restart_question(billing.peers) == ("Restart the database db2 (127.0.0.11) and 1 web server(s) "
+                                               "(chain billing)?")

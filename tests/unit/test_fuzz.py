@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -150,3 +151,29 @@ def test_public_key_parsing_never_crashes(text):
         assert str(exc)
     authkeys.line_blob(text)
     authkeys.line_comment(text)
+
+
+@pytest.mark.parametrize("text", ["a: !!int x", "a: !!float x", "a: !!bool x", "a: !!timestamp x",
+                                  "a: !!timestamp 2020-13-45", "db:\n  ready: {timeout: !!int 1e}\n"])
+def test_a_value_that_does_not_fit_its_tag_is_a_clear_error(text):
+    """YAML's own tags on a value that is not one (PyYAML raised ValueError, KeyError, AttributeError:
+    a traceback for the user)."""
+    with pytest.raises(InventoryError) as e:
+        parse(text, SRC)
+    check_parse(text)
+    assert "(does not fit its tag)" in str(e.value) and len(str(e.value).splitlines()) == 1, str(e.value)
+
+
+@pytest.mark.parametrize(("text", "said"), [
+    ("db:\n  ready: {timeout: !!int soon}\n", "2:20: 'soon' is no int"),
+    ("a: [1, !!float z]\n", "1:8: 'z' is no float"),
+    ("a: {b: !!bool x}\n", "1:8: 'x' is no bool"),
+    ("a:\n- !!timestamp 2020-13-45\n", "2:3: '2020-13-45' is no timestamp"),
+    ("a: !!int 5\nb: !!int x\n", "2:4: 'x' is no int"), ("a: !!timestamp x\n", "1:4: 'x' is no timestamp"),
+])
+def test_the_value_that_does_not_fit_its_tag_is_named_where_it_is(text, said):
+    with pytest.raises(InventoryError) as e:
+        parse(text, SRC)
+    where, what = said.split(": ", 1)
+    assert str(e.value) == (f"{SRC}:{where}: not valid YAML: {what} (does not fit its tag); remove the tag or "
+                            "fix the value")
