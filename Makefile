@@ -96,6 +96,10 @@ MODULE ?=
 # svrchain/facts/__init__.py -> svrchain.facts.x*, svrchain/core/webtier.py -> svrchain.core.webtier.x*
 mutant_glob = '$(subst /,.,$(patsubst %.py,%,$(patsubst %/__init__.py,%,$(1)))).x*'
 mutation: install
+	@# mutmut copies svrchain/'s other files (the trigger program, the templates) once, into a fresh
+	@# mutants/ only: a later run would test the mutants against stale copies of them. Refresh them.
+	if [ -d mutants/svrchain ]; then cd svrchain && find . -type f ! -name '*.py' ! -path '*/__pycache__/*' \
+		-exec cp -p --parents {} ../mutants/svrchain/ \; ; fi
 	nice -n 19 $(VENV)/bin/mutmut run --max-children $(MUTATION_JOBS) $(foreach m,$(MODULE),$(call mutant_glob,$(m))) \
 		>mutants.log 2>&1 || { tail -n 40 mutants.log; exit 1; }
 	$(PY) tests/mutation_summary.py --min $(MUTATION_MIN) --out mutants/summary.txt $(foreach m,$(MODULE),--module $(m))

@@ -3,9 +3,11 @@ written here by hand). What the probe's commands do on a real host is the lab's 
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ from svrchain.core.errors import HostError
 from svrchain.core.inventory import Inventory, parse
 from svrchain.core.plan import FileState, Result
 from svrchain.facts import Fact, Raw
-from svrchain.facts.chain import outside_service, parse_chain, service_problem
+from svrchain.facts.chain import ChainFact, chain_commands, outside_service, parse_chain, service_problem
 from svrchain.facts.db import (
     HeldKeysFact,
     InitFact,
@@ -27,9 +29,10 @@ from svrchain.facts.db import (
     ServiceFact,
     init_of,
 )
-from svrchain.facts.sshd import SshdFact
-from svrchain.facts.web import parse_web, selinux_paths
+from svrchain.facts.sshd import SshdFact, parse_supported
+from svrchain.facts.web import WebFact, parse_web, selinux_paths
 from svrchain.remote.facts import read
+from svrchain.remote.files import parse_probe, probe_script
 from tests.paths import LAB_INVENTORY
 
 
@@ -154,6 +157,7 @@ def test_installed_finds_what_is_ours_and_the_sites_own_first_backup(tmp_path: P
     found = read_here(inv, InstalledFact([ours, theirs, gone], str(backups), script))
     assert found == Installed(frozenset({ours, theirs}), frozenset({ours}),
                               str(backups / f"{name}.20260101T000000.1"), found.state_dirs)
+    assert set(found.state_dirs) <= {render.STATE_PARENT, f"/run/{inv.trigger.name}"}  # only svrchain's, if any
     assert read_here(inv, InstalledFact([ours], str(backups), None)).original == ""
     (backups / f"{name}.20260101T000000.1").write_text(f"# {render.MARK}: svrchain's own, not the site's\n")
     assert read_here(inv, InstalledFact([ours], str(backups), script)).original == ""
@@ -304,3 +308,72 @@ def test_parse_web_refusals(user: str, changes: dict, error: str) -> None:
 def test_the_selinux_paths_of_a_web_server() -> None:
     assert selinux_paths(web_inv("svr"), "/h") == [render.GATE, render.SUDOERS, "/h/.ssh", "/h/.ssh/authorized_keys"]
     assert selinux_paths(web_inv("root"), "/root") == [render.GATE, "/root/.ssh", "/root/.ssh/authorized_keys"]
+
+
+FAKE_SSH = """#!/bin/sh
+# ssh -Q QUERY, as OpenSSH answers it; anything else (a connection) refused
+[ "$1" = -Q ] || { echo "fake ssh: not -Q: $*" >&2; exit 255; }
+case $2 in kex) printf 'curve25519-sha256\\nsntrup761x25519-sha512\\n';; cipher) echo aes128-ctr;; mac) ;;
+*) exit 1;; esac
+"""
+
+
+def test_sshds_algorithm_and_host_key_commands_run_here(tmp_path: Path) -> None:
+    """The "supported" command with an ssh that only answers -Q (nothing connects anywhere), and the
+    "hostkeys" command with an sshd whose -T names one host key: its type, from its .pub file."""
+    (tmp_path / "ssh").write_text(FAKE_SSH)
+    (tmp_path / "sshd").write_text(f"#!/bin/sh\n[ \"$1\" = -T ] && echo 'port 22' && echo 'hostkey {tmp_path}/hk'\n")
+    for program in ("ssh", "sshd"):
+        (tmp_path / program).chmod(0o755)
+    (tmp_path / "hk.pub").write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG91cnN4 root@web1\n")
+    commands = SshdFact().commands(parse(LAB_INVENTORY.read_text(), LAB_INVENTORY))
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "LC_ALL": "C"}  # its ssh first
+
+    def run(name: str) -> str:
+        return subprocess.run(["/bin/sh", "-c", commands[name]], env=env, capture_output=True, text=True,
+                              timeout=30, check=False).stdout
+
+    assert parse_supported(run("supported")) == {"kex": {"curve25519-sha256", "sntrup761x25519-sha512"},
+                                                 "cipher": {"aes128-ctr"}, "mac": set()}
+    assert run("hostkeys").split() == ["ssh-ed25519"]
+
+
+@pytest.mark.parametrize(("check", "ready"), [("exit 0", True), ("test -e /nonexistent/x", False)])
+def test_the_readiness_check_comes_on_stdin_and_is_run_by_sh(inv: Inventory, check: str, ready: bool) -> None:
+    """The chain's "ready" command runs the check the prelude read from stdin (a password in it never
+    goes on a command line)."""
+    fact = ChainFact(((inv.db.service, "dbora.service"), ("svr_restart", "svr-restart.service"),
+                      ("svr_restart_watch", "svr-restart-watch.service")), [])
+    command = fact.commands(inv)["ready"]
+    script = probe_script([], [command], prelude=fact.prelude(inv))
+    done = subprocess.run(["sh", "-c", script, "svrchain"], input=check.encode(), capture_output=True, timeout=30,
+                          check=True)
+    _, got = parse_probe("here", Result(0, "", "", done.stdout), [], ["ready"])
+    assert got["ready"].ok is ready
+
+
+def test_the_web_prelude_finds_the_accounts_home_and_group_here() -> None:
+    me = pwd.getpwuid(os.getuid())
+    inv = web_inv(me.pw_name)
+    fact = WebFact()
+    script = probe_script([], [fact.commands(inv)["account"]], prelude=fact.prelude(inv))
+    done = subprocess.run(["sh", "-c", script, "svrchain"], capture_output=True, timeout=30, check=True)
+    _, got = parse_probe("here", Result(0, "", "", done.stdout), [], ["account"])
+    assert got["account"].stdout.split() == [me.pw_dir, grp.getgrgid(me.pw_gid).gr_name]
+
+
+@pytest.mark.parametrize("user", ["me", None])
+def test_the_chains_clock_and_owner_commands_run_here(user: str | None) -> None:
+    """"now" is the host's clock in seconds; "owner" is db.run.user's uid (root's when unset)."""
+    me = pwd.getpwuid(os.getuid())
+    data = yaml.safe_load(LAB_INVENTORY.read_text())
+    data["db"]["run"] = {"process": "^nothing-runs-this$", "user": me.pw_name} if user else {"command": "true"}
+    inv = parse(yaml.safe_dump(data), LAB_INVENTORY)
+    commands = chain_commands(inv, (("dbora", "dbora.service"), ("t", "t.service"), ("w", "w.service")), [])
+
+    def run(name: str) -> str:
+        return subprocess.run(["sh", "-c", commands[name]], capture_output=True, text=True, timeout=30,
+                              check=True).stdout
+
+    assert abs(float(run("now")) - time.time()) < 60 and "." in run("now")
+    assert int(run("owner")) == (me.pw_uid if user else 0)

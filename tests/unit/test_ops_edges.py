@@ -11,17 +11,18 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from svrchain.core import authkeys, render, sshd
 from svrchain.core.errors import SvrchainError
 from svrchain.core.inventory import Inventory, parse
-from svrchain.core.plan import FileState, Result
+from svrchain.core.plan import FileSpec, FileState, Result
 from svrchain.facts.db import KeyFacts
 from svrchain.facts.sshd import SshdFacts
 from svrchain.facts.web import WebFacts
 from svrchain.ops import db as ops_db
+from svrchain.ops import files_change, removal
 from svrchain.ops import key as ops_key
-from svrchain.ops import removal
 from svrchain.ops import sshd as ops_sshd
 from svrchain.ops import web as ops_web
 from tests.paths import LAB_INVENTORY
@@ -69,6 +70,8 @@ def test_a_foreign_sshd_config_keeps_its_bytes_owner_and_mode(inv: Inventory) ->
     back = undone.paths()[sshd.MAIN].spec
     assert (back.content, back.mode, back.owner, back.group) == (BLOCK_MAIN, 0o600, "root", "sshd")
     assert undone.detail() == f"remove svrchain's block from {sshd.MAIN}"
+    check = next(c for c in undone.commands if c.problem)  # sshd must accept it; no setting of ours required
+    assert check.problem(Result(0, "passwordauthentication yes\n", "")) is None
 
 
 def test_a_sshd_config_of_unknown_owner_and_mode_is_written_roots_644(inv: Inventory) -> None:
@@ -205,8 +208,94 @@ def test_chkconfigs_override_file(override: bytes | None, problem: str) -> None:
 
 def test_a_pub_file_that_is_no_key_is_rewritten_from_the_private_key(inv: Inventory) -> None:
     derived = f"{KEY.type} {KEY.blob}\n"
-    for pub in (b"not a key\n", f"{OLDER} x\n".encode()):
+    for pub in (b"not a key\n", b"\xff\xfe not UTF-8\n", f"{OLDER} x\n".encode()):
         facts = KeyFacts("OpenSSH_9.2p1", "600 root", derived, FileState(inv.key.path + ".pub", True, pub, 0o644,
                                                                          "root", "root"), "644 root")
         spec = ops_key.key(inv, facts).paths()[inv.key.path + ".pub"].spec
         assert spec.content == f"{KEY.type} {KEY.blob} {render.marker(inv)}\n".encode()
+
+
+# -- a service's install -----------------------------------------------------------------------------------
+
+LINKS = {"0": "K11dbora", "1": "K11dbora", "2": "K11dbora", "3": "S98dbora", "4": "S98dbora", "5": "S98dbora",
+         "6": "K11dbora"}
+
+
+def service_facts(svc: ops_db.Service, init: str, up: bool = True, **changed: bytes) -> ops_db.ServiceFacts:
+    """``svc``'s files as svrchain writes them (those in ``changed``, by path: with that content), registered
+    and enabled."""
+    states = {s.path: FileState(s.path, True, changed.get(s.path, s.content), s.mode, "root", "root")
+              for s in svc.files(init)}
+    return ops_db.ServiceFacts(init, "chkconfig" if init == "sysv" else "", states, LINKS, "enabled", up)
+
+
+def commands(change) -> list[str]:
+    return [c.run for c in change.commands]
+
+
+def test_install_in_place_runs_nothing_and_says_so(inv: Inventory) -> None:
+    dbora = ops_db.dbora(inv)
+    assert commands(ops_db.install(dbora, service_facts(dbora, "sysv", up=False))) == []  # not asked to run it
+    watcher = ops_db.watcher(inv)
+    change = ops_db.install(watcher, service_facts(watcher, "systemd"), running=True)
+    assert commands(change) == [] and change.noop == "svr-restart-watch.service in place, enabled (systemd), running"
+
+
+@pytest.mark.parametrize(("which", "want"), [
+    # the start script changed, the init script (whose header registers it) not: registered as it is
+    ("start", ["/etc/init.d/dbora restart"]),
+    # the init script's mode only: not re-registered either
+    ("mode", ["/etc/init.d/dbora restart"]),
+    # the init script's content: re-registered from its header
+    ("init", ["chkconfig --del dbora", "chkconfig --add dbora", "chkconfig --level 345 dbora on",
+              "/etc/init.d/dbora restart"]),
+])
+def test_a_sysv_service_is_registered_again_only_when_its_init_script_changed(inv: Inventory, which: str,
+                                                                               want: list[str]) -> None:
+    dbora = ops_db.dbora(inv)
+    start = next(p for p in dbora.other_files() if p != "/etc/init.d/dbora")
+    facts = service_facts(dbora, "sysv", **({"start": {start: b"#!/bin/sh\nold\n"},
+                                              "init": {"/etc/init.d/dbora": b"#!/bin/sh\n# chkconfig: 345 98 11\n"},
+                                              "mode": {}}[which]))
+    if which == "mode":
+        facts.states["/etc/init.d/dbora"] = FileState("/etc/init.d/dbora", True,
+                                                      facts.states["/etc/init.d/dbora"].content, 0o700, "root", "root")
+    assert commands(ops_db.install(dbora, facts, running=True)) == want
+
+
+def test_gen_keys_command_run_here_makes_the_key_at_key_path_with_the_marker(tmp_path: Path) -> None:
+    data = yaml.safe_load(LAB_INVENTORY.read_text())
+    data["key"].update(path=str(tmp_path / "svr_restart_key"), bits=3072)
+    inv = parse(yaml.safe_dump(data), LAB_INVENTORY)
+    none = KeyFacts("OpenSSH_9.2p1", None, None, FileState(inv.key.path + ".pub", False), "")
+    (make,) = ops_key.key(inv, none).commands
+    subprocess.run(["sh", "-c", make.run], check=True, timeout=60, capture_output=True)
+    assert Path(inv.key.path + ".pub").read_text().split()[2:] == [render.marker(inv)]
+    # an OpenSSH before ed25519 gets RSA, of the inventory's size
+    (old,) = ops_key.key(inv, KeyFacts("OpenSSH_6.4p1", None, None, none.pub, "")).commands
+    assert "ssh-keygen -q -t rsa -b 3072 " in old.run and old.shown.startswith(f"create {inv.key.path} (rsa,")
+
+
+def test_a_changes_line_names_each_file_and_why() -> None:
+    specs = [FileSpec("/a", b"new\n", 0o600), FileSpec("/b", b"x\n", 0o644)]
+    states = {"/a": FileState("/a", True, b"old\n", 0o644, "root", "root"), "/b": FileState("/b", False)}
+    change = files_change(specs, states)
+    assert change.detail() == "/a (content, mode 644->600), /b (create)"
+    assert files_change(specs[:1], {"/a": FileState("/a", True, b"new\n", 0o600, "root", "root")}).noop == ""
+
+
+@pytest.mark.parametrize(("banner", "restrict"), [("SSH-2.0-OpenSSH_7.2p2 Ubuntu-4", True),
+                                                  ("SSH-2.0-OpenSSH_7.1p1", False)])
+def test_restrict_from_openssh_7_2(inv: Inventory, banner: str, restrict: bool) -> None:
+    assert ops_web.restricted_line(inv, KEY, banner).startswith("restrict,") is restrict
+
+
+def test_a_key_in_place_changes_nothing(inv: Inventory) -> None:
+    pub = f"{KEY.type} {KEY.blob} {render.marker(inv)}\n".encode()
+    facts = KeyFacts("OpenSSH_9.2p1", "600 root", f"{KEY.type} {KEY.blob}\n",
+                     FileState(inv.key.path + ".pub", True, pub, 0o644, "root", "root"), "644 root")
+    change = ops_key.key(inv, facts)
+    assert change.empty and change.noop.startswith(f"{inv.key.path} ssh-ed25519 SHA256:")
+    # its own key with another comment (written by hand): left as it is
+    own = FileState(inv.key.path + ".pub", True, f"{KEY.type} {KEY.blob} root@db\n".encode(), 0o644, "root", "root")
+    assert ops_key.key(inv, KeyFacts(facts.ssh_version, facts.priv, facts.derived, own, facts.pubmode)).empty

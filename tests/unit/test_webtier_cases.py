@@ -29,3 +29,18 @@ def oci8(**settings: str) -> dict[str, webtier.Finding]:
 def test_oci8_ping_interval_edges(value: str, ok: bool, detail: str) -> None:
     row = oci8(**{"oci8.ping_interval": value})["oci8.ping_interval"]
     assert (row.ok, row.detail) == (ok, detail)
+
+
+def test_oci8_events_off_says_what_to_set_with_rac() -> None:
+    assert oci8()["oci8.events"].detail == (
+        "Off (not set: PHP default): off: Oracle FAN notices are ignored; with RAC, Data Guard or Oracle Restart set "
+        "oci8.events = On so dead connections are dropped when the database goes down")
+
+
+@pytest.mark.parametrize(("value", "detail"), [
+    ("", "Off (php.ini:9): idle persistent connections are kept until the process ends"),  # set but empty: -1
+    ("-1", "-1 (php.ini:9): idle persistent connections are kept until the process ends"),
+    ("0", "0 (php.ini:9): a connection idle 0s is closed"),
+])
+def test_oci8_persistent_timeout(value: str, detail: str) -> None:
+    assert oci8(**{"oci8.persistent_timeout": value})["oci8.persistent_timeout"].detail == detail
