@@ -352,14 +352,17 @@ def test_the_readiness_check_comes_on_stdin_and_is_run_by_sh(inv: Inventory, che
     assert got["ready"].ok is ready
 
 
-def test_the_web_prelude_finds_the_accounts_home_and_group_here() -> None:
+def test_the_web_prelude_and_account_commands_run_here() -> None:
     me = pwd.getpwuid(os.getuid())
     inv = web_inv(me.pw_name)
     fact = WebFact()
-    script = probe_script([], [fact.commands(inv)["account"]], prelude=fact.prelude(inv))
+    names = ["account", "home", "gecos"]
+    script = probe_script([], [fact.commands(inv)[n] for n in names], prelude=fact.prelude(inv))
     done = subprocess.run(["sh", "-c", script, "svrchain"], capture_output=True, timeout=30, check=True)
-    _, got = parse_probe("here", Result(0, "", "", done.stdout), [], ["account"])
+    _, got = parse_probe("here", Result(0, "", "", done.stdout), [], names)
     assert got["account"].stdout.split() == [me.pw_dir, grp.getgrgid(me.pw_gid).gr_name]
+    assert got["home"].stdout.strip() == pwd.getpwuid(os.stat(me.pw_dir).st_uid).pw_name  # the home's owner
+    assert got["gecos"].stdout.rstrip("\n") == me.pw_gecos
 
 
 @pytest.mark.parametrize("user", ["me", None])
