@@ -380,3 +380,10 @@ def test_the_chains_clock_and_owner_commands_run_here(user: str | None) -> None:
 
     assert abs(float(run("now")) - time.time()) < 60 and "." in run("now")
     assert int(run("owner")) == (me.pw_uid if user else 0)
+
+
+def test_a_file_a_command_could_not_read_is_one_line_naming_the_host() -> None:
+    raw = Raw("web1 (198.18.0.21:22)", {}, {"gate": Result(1, "", "", b"cat: Permission denied\n")})
+    with pytest.raises(HostError) as err:
+        raw.file("gate", render.GATE)
+    assert str(err.value) == f"web1 (198.18.0.21:22): cannot read {render.GATE}: cat: Permission denied"
