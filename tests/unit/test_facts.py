@@ -17,7 +17,7 @@ from svrchain.core import render, sshd
 from svrchain.core.errors import HostError
 from svrchain.core.inventory import Inventory, parse
 from svrchain.core.plan import FileState, Result
-from svrchain.facts import Fact, Raw
+from svrchain.facts import Fact, Raw, file_state
 from svrchain.facts.chain import ChainFact, chain_commands, outside_service, parse_chain, service_problem
 from svrchain.facts.db import (
     HeldKeysFact,
@@ -26,6 +26,7 @@ from svrchain.facts.db import (
     Installed,
     InstalledFact,
     KeyFact,
+    KeyFacts,
     ServiceFact,
     init_of,
 )
@@ -387,3 +388,13 @@ def test_a_file_a_command_could_not_read_is_one_line_naming_the_host() -> None:
     with pytest.raises(HostError) as err:
         raw.file("gate", render.GATE)
     assert str(err.value) == f"web1 (198.18.0.21:22): cannot read {render.GATE}: cat: Permission denied"
+
+
+def test_odd_bytes_in_a_files_answer_are_replaced_not_fatal(inv: Inventory) -> None:
+    assert file_state("web1", "/x", 45, b"is a link \xff\n").unsafe == "is a link \ufffd"
+    with pytest.raises(HostError) as err:
+        file_state("web1", "/x", 1, b"cat: \xff\n")
+    assert str(err.value) == "web1: cannot read /x: cat: \ufffd"
+    pub = FileState(inv.key.path + ".pub", True, b"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG91cnN4 caf\xe9\n")
+    assert KeyFacts("", None, None, pub, "").public_key().comment == "caf\ufffd"
+    assert Fact().prelude(inv) == "" and Fact().stdin(inv) == b""  # a fact adds nothing to the probe's shell
