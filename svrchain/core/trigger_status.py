@@ -8,7 +8,7 @@ finishes::
     ready <epoch>                        the database was ready (absent when it never was)
     run <identity>                       the database's run it follows ('unknown' when it cannot tell)
     web <name> <ok|hostkey|failed> <epoch>   one web server's result
-    finished <epoch> <ok|failed|notready>
+    finished <epoch> <ok|failed|notready|standby>   (standby: a pair's standby, nothing restarted)
 
 :func:`parse` is the one reader of that format (restart-chain, verify, the bench and the tests use
 it), and :func:`bound` the one answer to "how long may a trigger run take" (the trigger's lock
@@ -51,7 +51,7 @@ class TriggerRun:
     run: str | None = None
     webs: dict[str, WebResult] = field(default_factory=dict)
     finished: float | None = None
-    result: str | None = None  # ok, failed or notready
+    result: str | None = None  # ok, failed, notready or standby (a pair's standby: nothing restarted)
 
     @property
     def done(self) -> bool:

@@ -704,14 +704,18 @@ start() {
 
 # followed_as_standby: the database's run is a standby's (the role check said so): nothing to restart.
 # It is noted as followed, as a standby's ("<run>~standby"): the watcher then follows its promotion.
+# Its status says "finished ... standby" (restart-chain reports it; the same run seen again writes none).
 followed_as_standby() {
     run_id
-    rm -f "$RUN_STATUS"
     if [ -n "$RUN" ] && [ "$(handled_run)" = "$RUN$STANDBY_MARK" ]; then
+        rm -f "$RUN_STATUS"
         return 0
     fi
     log "database up as a standby (run ${RUN:-unknown}; role check $ROLE_COMMAND): web servers NOT restarted; its promotion will be followed"
     [ -z "$RUN" ] || write_file "$HANDLED" "$RUN$STANDBY_MARK $(now)"
+    echo "run ${RUN:-unknown}" >>"$RUN_STATUS"
+    note finished standby
+    mv -f "$RUN_STATUS" "$STATUS"
 }
 
 # answers ADDRESS PORT: 0 when the port accepts a TCP connection within CONNECT_TIMEOUT (bash's own

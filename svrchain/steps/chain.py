@@ -161,6 +161,10 @@ def followed(session: Session, t0: float) -> dict[str, WebRow]:
             row.notes.append(f"{inv.trigger.name} {why}")
         return rows
     run = trigger_status.parse(w.stdout)
+    if run.result == "standby":  # a pair's standby: its runs restart nothing (its promotion will)
+        for row in rows.values():
+            row.action, row.ok = f"not restarted: {session.db.name} is a standby", True
+        return rows
     for name, result in run.webs.items():
         at = run.restarted(name)
         if name in rows and at is not None:

@@ -114,6 +114,17 @@ def test_a_dbas_restart_of_the_standby_restarts_nothing(pair):
     nothing_restarted(pair, before, pids)
 
 
+def test_restart_chain_of_the_standby_restarts_no_web_server_and_says_so(pair):
+    """The on-call admin's restart-chain on the standby's chain: the standby restarted, the web servers
+    left alone (its trigger's run says 'standby'), exit 0 at once instead of waiting for restarts."""
+    before, pids = gate_restarts(pair), apache_pids(pair)
+    r = pair.fab("restart-chain", "--yes", "--chain", "standby")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("not restarted: db2 is a standby") >= len(WEBS), r.stdout
+    followed(pair, "db2", "~standby")
+    nothing_restarted(pair, before, pids)
+
+
 # mallory's own PostgreSQL on the standby host: a primary (not in recovery), its postmaster named as the
 # real one, on a socket in /tmp and on TCP 127.0.0.1:5433, and PG* variables pointing at it.
 MALLORY_PG = ("id mallory >/dev/null 2>&1 || useradd -m mallory; "

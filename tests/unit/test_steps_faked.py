@@ -425,9 +425,13 @@ def health_url():
     server.shutdown()
 
 
-def chain_lab(url: str, new_run: str = "101:62.1600000") -> Session:
-    """The recorded lab where the DB's restart gives ``new_run``, the trigger restarts web1 (not
-    web2), and both health URLs answer."""
+FAILED_RUN = ("started 1700000000.5\nready 1700000002.0\nrun 101:62.1600000\nweb web1 ok 1700000003.0\n"
+              "web web2 failed 1700000003.0\nfinished 1700000003.5 failed\n")
+
+
+def chain_lab(url: str, new_run: str = "101:62.1600000", status: str = FAILED_RUN) -> Session:
+    """The recorded lab where the DB's restart gives ``new_run``, the trigger's run says ``status`` (by
+    default: it restarted web1, not web2), and both health URLs answer."""
     inv = inventory({"web": {"servers": [{"name": f"web{i}", "address": f"198.18.0.2{i}", "health_url": url}
                                          for i in (1, 2)]}})
     db = fake_host.recorded(inv, "db", db_facts(inv), written=WRITTEN)
@@ -437,9 +441,7 @@ def chain_lab(url: str, new_run: str = "101:62.1600000") -> Session:
         fake_host.ok("1700000000.0 101:61.1505160\n")
     db.answers[chain._WAIT_READY] = fake_host.ok("1700000002.0\n")
     db.answers[run] = fake_host.ok(new_run + "\n")
-    db.answers[trigger_status._WAIT] = fake_host.ok(
-        "started 1700000000.5\nready 1700000002.0\nrun 101:62.1600000\nweb web1 ok 1700000003.0\n"
-        "web web2 failed 1700000003.0\nfinished 1700000003.5 failed\n")
+    db.answers[trigger_status._WAIT] = fake_host.ok(status)
     return s
 
 
@@ -461,6 +463,16 @@ def test_restart_chain_fails_when_the_service_did_not_give_a_new_run(health_url)
     with pytest.raises(HostError, match="the service restart did not restart the database"):
         run_restart_chain.__wrapped__(s, yes=True)
     assert by_host(s)["web1"] == by_host(s)["web2"] == []  # nothing restarted on the web servers
+
+
+def test_restart_chain_of_a_standby_restarts_no_web_server_and_says_so(health_url):
+    """A pair's standby: its trigger's run says 'standby' (nothing restarted): restart-chain repairs
+    nothing through the gates and reports it, instead of waiting for restarts that never come."""
+    s = chain_lab(health_url, status="started 1700000000.5\nrun 101:62.1600000\nfinished 1700000002.5 standby\n")
+    run_restart_chain.__wrapped__(s, yes=True)
+    steps = by_host(s)
+    assert steps["web1"] == steps["web2"] == []
+    assert s.out.getvalue().count("not restarted: db is a standby") == 4  # each web line and table row
 
 
 # --- push-key with a dedicated account: created, its sudo rule, its line; root's line taken out ------

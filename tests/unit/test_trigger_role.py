@@ -80,7 +80,10 @@ def test_a_standbys_start_restarts_nothing_and_is_followed_as_a_standbys(trig: T
     assert trig.ssh_calls("restart") == [] and trig.restarts(WEB1) == [] and trig.owed() == []
     assert handled(trig) == "1234.5678~standby"
     assert "database up as a standby (run 1234.5678" in trig.log
+    first = trig.status
+    assert first.result == "standby" and first.run == "1234.5678" and first.webs == {}  # restart-chain reads it
     assert trig.run("start").returncode == 0  # the same standby run again: nothing, said once
+    assert trig.status == first
     assert trig.log.count("as a standby") == 1 and trig.ssh_calls("restart") == []
 
 
