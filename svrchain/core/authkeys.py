@@ -205,6 +205,14 @@ def restricted_line(key: PublicKey, from_addresses: list[str], command: str,
     return f"{','.join(options)} {key.type} {key.blob} {marker}"
 
 
+def lines(text: str) -> list[str]:
+    """``text``'s lines as sshd reads them: each ends at a newline (kept), and only there; a carriage
+    return, or another of Unicode's line breaks ``str.splitlines`` splits at, is part of its line."""
+    parts = text.split("\n")
+    whole = [part + "\n" for part in parts[:-1]]
+    return [*whole, parts[-1]] if parts[-1] else whole
+
+
 def merge_line(existing: str, line: str, blob: str, marker: str, keep: frozenset[str] = frozenset()) -> str:
     """Put ``line`` in ``existing``: in place of the first line with the same blob or marker.
 
@@ -214,7 +222,7 @@ def merge_line(existing: str, line: str, blob: str, marker: str, keep: frozenset
     """
     out: list[str] = []
     placed = False
-    for raw in existing.splitlines(keepends=True):
+    for raw in lines(existing):
         if is_ours(raw, blob, marker) and line_blob(raw) not in keep:
             if not placed:
                 ending = raw[len(raw.rstrip("\r\n")):] or "\n"
@@ -223,7 +231,7 @@ def merge_line(existing: str, line: str, blob: str, marker: str, keep: frozenset
             continue
         out.append(raw)
     if not placed:
-        if out and not out[-1].endswith(("\n", "\r")):
+        if out and not out[-1].endswith("\n"):
             out.insert(0, line + "\n")  # first, so that the last line stays byte for byte as it is
         else:
             out.append(line + "\n")
@@ -233,7 +241,7 @@ def merge_line(existing: str, line: str, blob: str, marker: str, keep: frozenset
 def remove_lines(existing: str, blob: str, marker: str | None) -> str:
     """``existing`` without svrchain's line(s) (by blob, and by marker unless None); all other lines
     byte for byte."""
-    return "".join(r for r in existing.splitlines(keepends=True) if not is_ours(r, blob, marker))
+    return "".join(r for r in lines(existing) if not is_ours(r, blob, marker))
 
 
 def is_ours(raw: str, blob: str, marker: str | None) -> bool:
@@ -254,12 +262,12 @@ def without_markers(existing: str, keep: frozenset[str]) -> str:
     def stale(raw: str) -> bool:
         comment = line_comment(raw.rstrip("\r\n")) if line_blob(raw) is not None else ""
         return bool(MARKER_RE.fullmatch(comment)) and comment not in keep
-    return "".join(r for r in existing.splitlines(keepends=True) if not stale(r))
+    return "".join(r for r in lines(existing) if not stale(r))
 
 
 def find_lines(existing: str, blob: str, marker: str) -> list[str]:
     """svrchain's lines in ``existing`` (by blob or marker), without line endings."""
-    return [r.rstrip("\r\n") for r in existing.splitlines(keepends=True) if is_ours(r, blob, marker)]
+    return [r.rstrip("\r\n") for r in lines(existing) if is_ours(r, blob, marker)]
 
 
 def openssh_version(text: str) -> tuple[int, int] | None:

@@ -76,6 +76,18 @@ def test_merge_never_adds_a_byte_to_a_last_line_without_newline():
     assert merged == "NEW\nssh-ed25519 AAAA last-line-without-newline"
 
 
+def test_lines_end_at_newlines_only_as_sshd_reads_them():
+    assert authkeys.lines("a\rb\r\nc\x0bd\u2028e\n\nlast") == ["a\rb\r\n", "c\x0bd\u2028e\n", "\n", "last"]
+    assert authkeys.lines("") == [] and authkeys.lines("\n") == ["\n"]
+
+
+def test_merge_after_a_lone_carriage_return_puts_the_line_where_sshd_reads_it_whole():
+    """A file holding "\\r" and no newline: sshd reads one line "\\r"; ours must not be glued after it
+    (found by make fuzz: str.splitlines took the carriage return for a line's end)."""
+    assert authkeys.merge_line("\r", "NEW", KEY.blob, MARK) == "NEW\n\r"
+    assert authkeys.merge_line("x\ry", "NEW", KEY.blob, MARK) == "NEW\nx\ry"
+
+
 def test_merge_replaces_in_place_and_drops_duplicates():
     old = f"no-pty {KEY.text()}\n"
     text = OTHERS[:10] + old + OTHERS[10:] + old
