@@ -48,6 +48,7 @@ class Item:
     status: str  # one of STATUSES
     detail: str = ""
     seconds: float = 0.0
+    chain: str = ""  # on an estate: the chain whose part of the run it belongs to
 
 
 @dataclass
@@ -221,6 +222,7 @@ class Results:
         self._lock = threading.Lock()
         self.runlog = RunLog(task)
         self._tees: list[tuple[str, Tee]] = []
+        self.chain = ""  # on an estate: the chain whose part of the run is going on (stamped on each item)
 
     def capture(self) -> None:
         """From now on every human line (stdout, and stderr) also goes to the run log."""
@@ -266,6 +268,7 @@ class Results:
         """Record one item for ``host`` (a host not yet mentioned is added with an unknown role)."""
         rec = self.host(host, "", "")
         with self._lock:
+            item.chain = item.chain or self.chain
             rec.items.append(item)
             rec.seconds = self.elapsed()
         return item
@@ -321,7 +324,7 @@ class Results:
             "error": error,
             "interrupted": exit_code in INTERRUPTED,
             "hosts": [{"name": h.name, "role": h.role, "address": h.address, "status": h.status,
-                       "seconds": h.seconds, "counts": h.counts(), "items": [asdict(i) for i in h.items]}
+                       "seconds": h.seconds, "counts": h.counts(), "items": [_item(i) for i in h.items]}
                       for h in self.hosts.values()],
             "totals": totals,
         }
@@ -388,13 +391,19 @@ def junit_problem(path: Path) -> str | None:
     return None
 
 
+def _item(i: Item) -> dict:
+    """An item in the JSON document: ``chain`` only on an estate's run."""
+    return {k: v for k, v in asdict(i).items() if k != "chain" or v}
+
+
 def _junit_suite(root: ET.Element, task: str, host: str, items: list[Item], started: datetime) -> None:
     """One host's testsuite."""
     suite = ET.SubElement(root, "testsuite", name=f"svrchain.{task}.{host}", hostname=host,
                           timestamp=started.isoformat(timespec="seconds").replace("+00:00", ""))
     failures = errors = 0
     for i in items:
-        case = ET.SubElement(suite, "testcase", classname=f"svrchain.{task}.{host}", name=shown(f"{i.kind} {i.name}"),
+        named = f"{i.kind} {i.name}" + (f" (chain {i.chain})" if i.chain else "")
+        case = ET.SubElement(suite, "testcase", classname=f"svrchain.{task}.{host}", name=shown(named),
                              time=f"{i.seconds:.3f}")
         detail = shown(i.detail)  # XML forbids control characters: a host's are escaped, not written raw
         if i.status in ("gap", "failed"):

@@ -227,6 +227,7 @@ class Session:
         if self.webs != self.all_webs:
             limit = f" (--limit: {len(self.webs)} of {len(self.all_webs)} web servers)"
         chain = f", chain {self.chain}" if self.chain else ""
+        self.results.chain = self.chain
         print(f"svrchain: inventory {self.inv.source}{' (the lab)' if self.inv.lab else ''}{chain}: {hosts}{limit}",
               file=self.out, flush=True)
 

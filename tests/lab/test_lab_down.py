@@ -65,7 +65,7 @@ def test_a_lab_up_at_once_after_a_systemd_lab_went_down_is_whole_and_usable():
             assert labhosts.problems() == []
             inventory = bench.inventory(1, bench.FULL)  # the bench's own, for this lab's one web host
             for _ in range(3):
-                r = subprocess.run([bench.FAB, "verify"], cwd=REPO, text=True, capture_output=True,
+                r = subprocess.run([bench.SVRCHAIN, "verify"], cwd=REPO, text=True, capture_output=True,
                                    env={**os.environ, "INVENTORY": str(inventory)}, timeout=300)
                 assert r.returncode in (0, 2) and "is not up" not in r.stderr, r.stdout + r.stderr
         finally:

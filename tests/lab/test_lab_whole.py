@@ -64,9 +64,9 @@ def test_a_host_whose_sshd_is_gone_is_named(lab):
         assert wrong == ["web1: sshd at 198.18.0.21:22 sends no SSH banner"]
         r = lab_cli("check")
         assert r.returncode == 1 and "lab: web1: sshd at 198.18.0.21:22 sends no SSH banner" in r.stderr
-        with pytest.raises(LabError, match=r"^bench: \S+/fab verify failed \(\d+\); the lab is not whole: "
+        with pytest.raises(LabError, match=r"^bench: \S+/svrchain verify failed \(\d+\); the lab is not whole: "
                                            r"web1: sshd at 198\.18\.0\.21:22 sends no SSH banner:\n"):
-            bench.measure([bench.FAB, "verify"], {"INVENTORY": str(LAB_INVENTORY)})
+            bench.measure([bench.SVRCHAIN, "verify"], {"INVENTORY": str(LAB_INVENTORY)})
     assert _whole_soon()
 
 
@@ -77,7 +77,7 @@ def test_a_bridge_gone_down_is_named_before_any_host(lab):
         assert labhosts.problems() == ["the bridge svrlab0 with 198.18.0.1/24 is down or gone (was the lab "
                                        "torn down meanwhile?)"]
         with pytest.raises(LabError, match=r"; the lab is not whole: the bridge svrlab0 .* is down or gone"):
-            bench.measure([bench.FAB, "verify"], {"INVENTORY": str(LAB_INVENTORY)})
+            bench.measure([bench.SVRCHAIN, "verify"], {"INVENTORY": str(LAB_INVENTORY)})
     finally:
         subprocess.run(["ip", "link", "set", labhosts.BRIDGE, "up"], check=True)
     assert _whole_soon()

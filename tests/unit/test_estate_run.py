@@ -204,3 +204,36 @@ def test_restart_chain_asks_once_before_the_first_chain_naming_every_chain(tmp_p
     (billing,), _, _ = sessions_of(tmp_path, chain="billing", limit=("web3",))
     assert restart_question(billing.peers) == ("Restart the database db2 (127.0.0.11) and 1 web server(s) "
                                                "(chain billing)?")
+
+
+def test_json_and_junit_name_each_items_chain_on_an_estate(tmp_path):
+    """web2 is in both chains: its one host record holds an item of each, each naming its chain; a
+    one-DB run's items carry no chain (its JSON as before)."""
+    import json
+    import xml.etree.ElementTree as ET
+
+    import jsonschema
+
+    from svrchain.core.plan import Outcome
+    from tests.paths import REPO
+
+    results = output.Results("task", human=io.StringIO())
+    c = Context(Config())
+    runopts.attach(c, runopts.Run(runopts.RunOptions(inventory=str(write_estate(tmp_path))), results))
+
+    @on_hosts()
+    def work(s: Session) -> None:
+        for h in s.hosts:
+            s.report(Outcome(h.name, "step", "ok"))
+
+    work(c)
+    doc = results.document(0, None)
+    jsonschema.validate(doc, json.loads((REPO / "docs" / "output.schema.json").read_text()))
+    chains = {h["name"]: [i["chain"] for i in h["items"]] for h in doc["hosts"]}
+    assert chains == {"db1": ["shop"], "web1": ["shop"], "web2": ["shop", "billing"], "db2": ["billing"],
+                      "web3": ["billing"]}
+    cases = [e.get("name") for e in ET.fromstring(results.junit_xml(0, None)).iter("testcase")]
+    assert "step step (chain billing)" in cases and "step step (chain shop)" in cases
+    one = output.Results("task", human=io.StringIO())
+    one.add("db", output.Item("step", "x", "ok"))
+    assert "chain" not in one.document(0, None)["hosts"][0]["items"][0]

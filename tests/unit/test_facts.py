@@ -17,7 +17,7 @@ from svrchain.core import render, sshd
 from svrchain.core.errors import HostError
 from svrchain.core.inventory import Inventory, parse
 from svrchain.core.plan import FileState, Result
-from svrchain.facts import Fact, Raw
+from svrchain.facts import Fact, Raw, file_state
 from svrchain.facts.chain import ChainFact, chain_commands, outside_service, parse_chain, service_problem
 from svrchain.facts.db import (
     HeldKeysFact,
@@ -26,6 +26,7 @@ from svrchain.facts.db import (
     Installed,
     InstalledFact,
     KeyFact,
+    KeyFacts,
     ServiceFact,
     init_of,
 )
@@ -352,14 +353,17 @@ def test_the_readiness_check_comes_on_stdin_and_is_run_by_sh(inv: Inventory, che
     assert got["ready"].ok is ready
 
 
-def test_the_web_prelude_finds_the_accounts_home_and_group_here() -> None:
+def test_the_web_prelude_and_account_commands_run_here() -> None:
     me = pwd.getpwuid(os.getuid())
     inv = web_inv(me.pw_name)
     fact = WebFact()
-    script = probe_script([], [fact.commands(inv)["account"]], prelude=fact.prelude(inv))
+    names = ["account", "home", "gecos"]
+    script = probe_script([], [fact.commands(inv)[n] for n in names], prelude=fact.prelude(inv))
     done = subprocess.run(["sh", "-c", script, "svrchain"], capture_output=True, timeout=30, check=True)
-    _, got = parse_probe("here", Result(0, "", "", done.stdout), [], ["account"])
+    _, got = parse_probe("here", Result(0, "", "", done.stdout), [], names)
     assert got["account"].stdout.split() == [me.pw_dir, grp.getgrgid(me.pw_gid).gr_name]
+    assert got["home"].stdout.strip() == pwd.getpwuid(os.stat(me.pw_dir).st_uid).pw_name  # the home's owner
+    assert got["gecos"].stdout.rstrip("\n") == me.pw_gecos
 
 
 @pytest.mark.parametrize("user", ["me", None])
@@ -377,3 +381,20 @@ def test_the_chains_clock_and_owner_commands_run_here(user: str | None) -> None:
 
     assert abs(float(run("now")) - time.time()) < 60 and "." in run("now")
     assert int(run("owner")) == (me.pw_uid if user else 0)
+
+
+def test_a_file_a_command_could_not_read_is_one_line_naming_the_host() -> None:
+    raw = Raw("web1 (198.18.0.21:22)", {}, {"gate": Result(1, "", "", b"cat: Permission denied\n")})
+    with pytest.raises(HostError) as err:
+        raw.file("gate", render.GATE)
+    assert str(err.value) == f"web1 (198.18.0.21:22): cannot read {render.GATE}: cat: Permission denied"
+
+
+def test_odd_bytes_in_a_files_answer_are_replaced_not_fatal(inv: Inventory) -> None:
+    assert file_state("web1", "/x", 45, b"is a link \xff\n").unsafe == "is a link \ufffd"
+    with pytest.raises(HostError) as err:
+        file_state("web1", "/x", 1, b"cat: \xff\n")
+    assert str(err.value) == "web1: cannot read /x: cat: \ufffd"
+    pub = FileState(inv.key.path + ".pub", True, b"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG91cnN4 caf\xe9\n")
+    assert KeyFacts("", None, None, pub, "").public_key().comment == "caf\ufffd"
+    assert Fact().prelude(inv) == "" and Fact().stdin(inv) == b""  # a fact adds nothing to the probe's shell
