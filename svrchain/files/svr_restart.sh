@@ -88,6 +88,13 @@ note() {
     printf '%s %s%s\n' "$1" "${t/,/.}" "${2:+ $2}" >>"$RUN_STATUS"
 }
 
+# finish RESULT: the run's last status line ("finished <time> RESULT"), and its status put in place
+# (what restart-chain, verify and the bench read).
+finish() {
+    note finished "$1"
+    mv -f "$RUN_STATUS" "$STATUS"
+}
+
 # --- The settings -------------------------------------------------------------------------------
 
 # matches VALUE REGEX: VALUE is entirely REGEX, read byte by byte (C locale).
@@ -635,14 +642,12 @@ restart_all() {
     write_file "$HANDLED" "${RUN:-unknown} $1"
     if [ -z "$failed" ]; then
         log "all ${#WEB_SERVERS[@]} web server(s) restarted"
-        note finished ok
-        mv -f "$RUN_STATUS" "$STATUS"
+        finish ok
         hook success ok "" ""
         return 0
     fi
     log "$n of ${#WEB_SERVERS[@]} web server(s) NOT restarted: owed a restart, retried as soon as they answer"
-    note finished failed
-    mv -f "$RUN_STATUS" "$STATUS"
+    finish failed
     hook failure failed "$failed" "$reasons"
     return 1
 }
@@ -680,8 +685,7 @@ start() {
     case $? in
         1)
             log "database not ready after ${READY_TIMEOUT}s: web servers NOT restarted"
-            note finished notready
-            mv -f "$RUN_STATUS" "$STATUS"
+            finish notready
             not_ready_hook
             return 1 ;;
         3) followed_as_standby; return 0 ;;
@@ -714,8 +718,7 @@ followed_as_standby() {
     log "database up as a standby (run ${RUN:-unknown}; role check $ROLE_COMMAND): web servers NOT restarted; its promotion will be followed"
     [ -z "$RUN" ] || write_file "$HANDLED" "$RUN$STANDBY_MARK $(now)"
     echo "run ${RUN:-unknown}" >>"$RUN_STATUS"
-    note finished standby
-    mv -f "$RUN_STATUS" "$STATUS"
+    finish standby
 }
 
 # answers ADDRESS PORT: 0 when the port accepts a TCP connection within CONNECT_TIMEOUT (bash's own

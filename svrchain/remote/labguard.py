@@ -19,9 +19,6 @@ from svrchain.core.errors import BadInventory
 # runs only when the route to each of its hosts goes through it.
 LAB_BRIDGE = "svrlab0"
 
-_DEV = re.compile(r"\bdev (\S+)")
-
-
 def route_device(address: str) -> str | None:
     """The network interface this machine would send a packet for ``address`` through."""
     return route_devices([address])[address]
