@@ -60,9 +60,38 @@ def make_program() -> Any:
 
 
 def main() -> None:
-    """Entry point of the ``svrchain`` console script: a task that connects starts its connections
-    first (:func:`svrchain.remote.early.start`), then the program is imported and run."""
+    """Entry point of the ``svrchain`` console script: :func:`run`, then :func:`leave` with its code."""
+    leave(run())
+
+
+def run() -> object:
+    """Run the command line: a task that connects starts its connections first
+    (:func:`svrchain.remote.early.start`), then the program is imported and run. Returns the exit
+    code, as ``sys.exit`` takes it."""
     from svrchain.remote import early
 
     early.start(sys.argv[1:], os.environ)
-    make_program().run()
+    try:
+        make_program().run()
+    except SystemExit as exc:
+        return exc.code
+    return 0
+
+
+def leave(code: object) -> None:
+    """End the command with ``code`` (as ``sys.exit`` takes it) once its output is flushed, without
+    the interpreter's teardown: freeing the ~450 modules a run imports took 0.13-0.17 s of an idle
+    lab's 1 s no-op, after everything was done (every host's connection and lock closed, the results
+    written). Under coverage (make coverage) it exits the usual way, so that its data is saved."""
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+        code = 1
+    status = 0 if code is None else code if isinstance(code, int) else 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (| head): nothing more can be said there
+            status = status or 1
+    if "coverage" in sys.modules:
+        sys.exit(status)
+    os._exit(status)

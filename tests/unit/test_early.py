@@ -343,9 +343,9 @@ def watch(name):
 watch("connect")
 watch("connect_ex")
 sys.argv = ["svrchain", "bootstrap", "-I", sys.argv[1]]
-from svrchain.program import main
+from svrchain.program import run
 try:
-    main()
+    run()
 except SystemExit:
     pass
 print(json.dumps(seen[0] if seen else None), file=sys.__stderr__)

@@ -41,8 +41,8 @@ def _run_program(main: str, *argv: str) -> str:
     "import tasks",  # what fabfile.py loads
     "import svrchain.tasks",  # the same, as the installed command has it
     "import fabfile",
-    _run_program("from svrchain.program import main; main()", "--list"),
-    _run_program("from svrchain.program import main; main()", "--help", "bootstrap"),
+    _run_program("from svrchain.program import run; run()", "--list"),
+    _run_program("from svrchain.program import run; run()", "--help", "bootstrap"),
     _run_program("from fabric.main import program; program.run()", "--list"),
 ], ids=["tasks", "svrchain.tasks", "fabfile", "svrchain --list", "svrchain --help bootstrap", "fab --list"])
 def test_starting_imports_no_step_no_jinja2_no_lab_no_bench(code):
@@ -52,7 +52,7 @@ def test_starting_imports_no_step_no_jinja2_no_lab_no_bench(code):
 
 
 def test_a_task_imports_its_own_step_when_it_runs():
-    loaded = modules_after(_run_program("from svrchain.program import main; main()", "docs", "output", "--path"))
+    loaded = modules_after(_run_program("from svrchain.program import run; run()", "docs", "output", "--path"))
     assert "svrchain.steps.starter" in loaded
     assert forbidden(loaded) == ["svrchain.steps", "svrchain.steps.starter"]
 
