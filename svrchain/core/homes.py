@@ -32,31 +32,27 @@ T=$("$(command -v sshd || echo /usr/sbin/sshd)" -T 2>/dev/null)
 P=$(printf '%s\n' "$T" | sed -n 's/^authorizedkeysfile //p')
 [ -n "$P" ] || P=".ssh/authorized_keys .ssh/authorized_keys2"
 printf 'P\t%s\nC\t%s\n' "$P" "$(printf '%s\n' "$T" | sed -n 's/^authorizedkeyscommand //p')"
-kpath() {
-    KP=$1 KU=$2 KI=$3 KH=$4 awk 'BEGIN { p = ENVIRON["KP"]; o = ""
+# Every account's files, expanded in one awk for all accounts (two lines each: the account, the path):
+# not one awk per account and pattern (about 50 processes on a plain Debian host, 0.14 s per host).
+getent passwd | P=$P awk -F: 'BEGIN { n = split(ENVIRON["P"], pats, " ") }
+    substr($6, 1, 1) == "/" { for (j = 1; j <= n; j++) { p = pats[j]; if (p == "none") continue; o = ""
         while ((i = index(p, "%")) > 0) {
             c = substr(p, i + 1, 1); o = o substr(p, 1, i - 1); p = substr(p, i + 2)
-            if (c == "h") o = o ENVIRON["KH"]; else if (c == "u") o = o ENVIRON["KU"]
-            else if (c == "U") o = o ENVIRON["KI"]; else o = o "%" c
+            if (c == "h") o = o $6; else if (c == "u") o = o $1
+            else if (c == "U") o = o $3; else o = o "%" c
         }
-        o = o p; if (substr(o, 1, 1) != "/") o = ENVIRON["KH"] "/" o; print o }'
-}
-getent passwd | while IFS=: read -r u _ i _ _ h _; do
-    case $h in /*) ;; *) continue ;; esac
-    for p in $P; do
-        [ "$p" != none ] || continue
-        f=$(kpath "$p" "$u" "$i" "$h")
-        { [ -e "$f" ] || [ -L "$f" ]; } && as "$u" test -e "$f" 2>/dev/null || continue
-        why=$(uregular "$u" "$f") || { printf 'X\t%s\t%s\nN\t%s\n' "$u" "$f" "$why"; continue; }
-        as "$u" test -r "$f" || continue
-        if ! uread "$u" "$f" >"$d/scan.k" 2>/dev/null; then
-            printf 'X\t%s\t%s\nN\t%s\n' "$u" "$f" "could not be read within 10 s"; continue
-        fi
-        printf 'F\t%s\t%s\n' "$u" "$f"
-        [ ! -L "$f" ] || printf 'N\ta symbolic link\n'
-        sed 's/^/L\t/' -- "$d/scan.k"
-        echo
-    done
+        o = o p; if (substr(o, 1, 1) != "/") o = $6 "/" o; print $1; print o } }' |
+while IFS= read -r u && IFS= read -r f; do
+    { [ -e "$f" ] || [ -L "$f" ]; } && as "$u" test -e "$f" 2>/dev/null || continue
+    why=$(uregular "$u" "$f") || { printf 'X\t%s\t%s\nN\t%s\n' "$u" "$f" "$why"; continue; }
+    as "$u" test -r "$f" || continue
+    if ! uread "$u" "$f" >"$d/scan.k" 2>/dev/null; then
+        printf 'X\t%s\t%s\nN\t%s\n' "$u" "$f" "could not be read within 10 s"; continue
+    fi
+    printf 'F\t%s\t%s\n' "$u" "$f"
+    [ ! -L "$f" ] || printf 'N\ta symbolic link\n'
+    sed 's/^/L\t/' -- "$d/scan.k"
+    echo
 done
 rm -f -- "$d/scan.k"
 """
