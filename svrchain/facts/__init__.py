@@ -57,6 +57,9 @@ class Fact(Generic[T]):
     (by name), the shell its commands share (``prelude``, run once per probe), and its parser."""
 
     name: str = ""
+    # Its commands that look at other processes' command lines (pgrep -f): run alone, before the
+    # probe's other sections, which run at once and could otherwise be seen among them.
+    first: tuple[str, ...] = ()
 
     def prelude(self, inv: Inventory) -> str:
         """Shell run once before every command of the probe (it may set variables they share)."""

@@ -132,6 +132,9 @@ class ChainFact(Fact[ChainState]):
     files whose SELinux context is checked."""
 
     name = "chain"
+    # pgrep -f for db.run.process (service, procs) and the trigger's scan for the run (run: the oldest
+    # process of the DB's owner that matches; held-keys reads the owner's home as the owner meanwhile)
+    first = ("service", "procs", "run")
 
     def __init__(self, services: Services, selinux_paths: list[str]):
         self.services, self.selinux_paths = services, selinux_paths

@@ -58,7 +58,8 @@ def read(inv: Inventory, host: Host, facts: Sequence[Fact]) -> dict[str, object]
     stdins = [s for s in (f.stdin(inv) for f in facts) if s]
     if len(stdins) > 1:
         raise ValueError("two facts read stdin in one probe")
-    states, results = probe(host, files, commands, "\n".join(preludes), stdins[0] if stdins else b"")
+    first = [f"{f.name}/{n}" for f in facts for n in f.first]
+    states, results = probe(host, files, commands, "\n".join(preludes), stdins[0] if stdins else b"", first)
     out: dict[str, object] = {}
     for f in facts:
         mine = {n.split("/", 1)[1]: r for n, r in results.items() if n.split("/", 1)[0] == f.name}
