@@ -107,6 +107,10 @@ mutation: install
 # make bench: full lab hosts, N = 1 4 8 16. make bench SCALE=1: 1 DB + N light web hosts (N = 1 10 50
 # 100 200), with the same bootstrap as a pyinfra deploy and an Ansible playbook from .venv-tools.
 bench: install $(if $(SCALE),$(TOOLS)/.installed)
+	@# The command's own bytecode, as an installed (non-editable) svrchain has it: the svrchain command,
+	@# like fab, never writes it (Invoke sets sys.dont_write_bytecode), so a checkout would compile its
+	@# modules again on every run (about 0.1 s of a no-op).
+	PYTHONDONTWRITEBYTECODE= $(PY) -m compileall -q svrchain tasks
 	$(PY) -m bench.$(if $(SCALE),scale,run) $(if $(N),--n $(N))
 
 # The tools the scale bench compares with, pinned, in their own environment (not svrchain's).

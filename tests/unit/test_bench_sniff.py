@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import struct
 
 import pytest
 
-from bench.sniff import syn_to_ssh
+from bench.sniff import ETH_P_ALL, attach_syn_filter, syn_to_ssh
 
 
 def frame(dport: int = 22, flags: int = 0x02, proto: int = 6, ethertype: bytes = b"\x08\x00",
@@ -35,3 +37,19 @@ def test_a_syn_to_port_22_names_its_host():
 ])
 def test_anything_else_is_not_a_connection(other):
     assert syn_to_ssh(other) is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a raw packet socket needs root")
+def test_the_kernel_passes_only_syns_to_port_22():
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL)) as sock:
+        attach_syn_filter(sock)
+        sock.bind(("lo", 0))
+        sock.settimeout(0.2)
+        for port in (9, 22, 80):  # nothing listens on 127.0.0.9: each SYN is answered with a RST
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.9", port), timeout=2):
+                pass
+        seen = []
+        with contextlib.suppress(TimeoutError):
+            while True:
+                seen.append(sock.recv(128))
+    assert seen and {syn_to_ssh(f) for f in seen} == {"127.0.0.9"}  # the SYN to 22, not 9's or 80's, no RST
