@@ -95,8 +95,9 @@ def test_a_primarys_start_restarts_every_web_server_once(trig: Trigger):
 
 
 def test_a_primary_not_open_read_write_is_not_ready(trig: Trigger):
-    """Ready by its probe, but the role check cannot tell yet (Oracle's primary still MOUNTED): no restart."""
-    with_role(trig, "mounted")
+    """Ready by its probe, but the role check cannot tell yet (Oracle's primary still MOUNTED): no restart
+    (within a ready_timeout of 1 s, the least, not the stand-ins' 2 s)."""
+    with_role(trig, "mounted", ("ready_timeout=1",))
     assert trig.run("start").returncode == 1
     assert trig.status.result == "notready" and trig.ssh_calls("restart") == []
 
