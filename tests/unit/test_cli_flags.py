@@ -228,14 +228,14 @@ def test_first_line_names_the_inventory_and_the_limited_hosts(silent, tmp_path, 
 
 
 def test_banner_less_hosts_in_trust_hosts_one_line_each_in_one_timeout(silent, tmp_path, cli):
-    inv = write_inventory(tmp_path, silent, timeout=2)
+    inv = write_inventory(tmp_path, silent, timeout=1)
     r = cli("trust-hosts", "-I", str(inv))
     assert r.returncode == 3, r.stdout + r.stderr
     assert silent.most_open == 4, "the hosts were not checked in parallel"
     errors = r.stderr.strip().splitlines()
     assert len(errors) == 4 and "Traceback" not in r.stderr, r.stderr
     for line in errors:
-        assert "no SSH banner within 2s: something accepts TCP on that port but does not speak SSH" in line
+        assert "no SSH banner within 1s: something accepts TCP on that port but does not speak SSH" in line
 
 
 def test_banner_less_host_in_a_task(silent, tmp_path, cli):

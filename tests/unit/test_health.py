@@ -33,7 +33,8 @@ def serve(status: int) -> tuple[http.server.HTTPServer, list[str]]:
     seen: list[str] = []
     handler = type("Handler", (Recorder,), {"status": status, "seen": seen})
     server = http.server.HTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # (shutdown waits for serve_forever's next look: every 0.05 s here, not its default 0.5 s)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     return server, seen
 
 

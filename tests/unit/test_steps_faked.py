@@ -9,6 +9,7 @@ import gzip
 import http.server
 import re
 import threading
+import types
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from svrchain.ops import sshd as ops_sshd
 from svrchain.ops.db import db_facts
 from svrchain.remote.group import Session
 from svrchain.steps import account, chain
+from svrchain.steps import harden as harden_step
 from svrchain.steps.bootstrap import run_bootstrap
 from svrchain.steps.chain import run_restart_chain
 from svrchain.steps.doctor import run_doctor
@@ -161,7 +163,15 @@ def test_harden_puts_the_file_back_when_sshd_would_not_use_it():
     assert sshd.DROPIN not in web.files  # put back as found: there was none
 
 
-def test_harden_reloads_the_old_file_when_the_fresh_login_fails():
+@pytest.fixture
+def pauses(monkeypatch) -> list[float]:
+    """harden-sshd's pauses between fresh logins, recorded instead of slept (the tests assert them)."""
+    seen: list[float] = []
+    monkeypatch.setattr(harden_step, "time", types.SimpleNamespace(sleep=seen.append))
+    return seen
+
+
+def test_harden_reloads_the_old_file_when_the_fresh_login_fails(pauses):
     web = sshd_host()
     refused = fake_host.failed("Permission denied (publickey)")
     web.fail = lambda call: refused if call.script == "true" and sshd.DROPIN in web.files else None
@@ -172,15 +182,17 @@ def test_harden_reloads_the_old_file_when_the_fresh_login_fails():
     assert "put back and sshd reloaded" in s.outcomes[0].detail
     assert [w for _, w in calls(s)] == [f"write {sshd.DROPIN}", CHECK.split("\n")[0], "set -- /run/sshd.pid",
                                         "true", "true", "true", 'rm -f -- "$1"', RELOAD, "true"]
+    assert pauses == [0.3, 0.3]  # between the three fresh logins that failed
 
 
-def test_harden_says_keep_your_sessions_when_no_login_works_even_put_back():
+def test_harden_says_keep_your_sessions_when_no_login_works_even_put_back(pauses):
     web = sshd_host()
     web.fail = lambda call: fake_host.failed("Permission denied (publickey)") if call.script == "true" else None
     s = harden(web)
     assert statuses(s) == [("web1", "harden-sshd", "failed")]
     assert "keep your open sessions and check sshd by hand" in s.outcomes[0].detail
     assert [w for _, w in calls(s)][-5:] == ['rm -f -- "$1"', RELOAD, "true", "true", "true"]
+    assert pauses == [0.3, 0.3] * 2  # three fresh logins after the reload, three after putting it back
 
 
 # --- bootstrap on a bare DB server: what it would do (dry run), then what it does, in order ----------
@@ -420,7 +432,8 @@ def health_url():
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ok)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # (shutdown waits for serve_forever's next look: every 0.05 s here, not its default 0.5 s)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/"
     server.shutdown()
 
