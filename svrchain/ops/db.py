@@ -8,7 +8,9 @@ files for a SysV host and for a systemd host; each file carries the name verify 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from svrchain.core import render, sysv
 from svrchain.core.inventory import ORACLE_READY, Inventory
@@ -17,6 +19,13 @@ from svrchain.facts import Fact
 from svrchain.facts.chain import ChainFact
 from svrchain.facts.db import HeldKeysFact, InitFact, KeyFact, KnownHostsFact, ServiceFact
 from svrchain.ops import Change, command, files_change
+
+
+def body(content: bool, make: Callable[..., bytes], *args: Any) -> bytes:
+    """A file's content, rendered; without ``content`` nothing (the file's place is all that is wanted:
+    the facts to read, the paths to check or remove, which the DB host's probe needs before the first
+    template is even loaded)."""
+    return make(*args) if content else b""
 
 
 @dataclass(frozen=True)
@@ -53,57 +62,61 @@ class Service:
         return [p for p in dict.fromkeys(paths) if p not in (self.init_script, self.unit_file)]
 
 
-def dbora(inv: Inventory) -> Service:
+def dbora(inv: Inventory, content: bool = True) -> Service:
     """The database's service: the site's start script (unless db.unit names the site's own unit),
     Oracle's readiness check, and the init script or unit that runs it."""
     svc = inv.db.service
     common: list[tuple[str, FileSpec]] = []
     if not inv.db.unit:
-        common.append((f"{svc} start script", FileSpec(render.impl_path(inv), render.dbora_impl(inv), 0o755,
-                                                       parent_mode=0o755)))
+        common.append((f"{svc} start script", FileSpec(render.impl_path(inv), body(content, render.dbora_impl, inv),
+                                                       0o755, parent_mode=0o755)))
     if inv.db.oracle:  # the readiness check the trigger runs (instance OPEN, READ WRITE, service READY)
-        common.append(("oracle readiness", FileSpec(ORACLE_READY, render.oracle_ready(inv), 0o755, parent_mode=0o755)))
+        common.append(("oracle readiness", FileSpec(ORACLE_READY, body(content, render.oracle_ready, inv), 0o755,
+                                                    parent_mode=0o755)))
     if inv.db.unit:
         return Service(svc, render.db_unit(inv), (), tuple(common))
-    init = (f"{svc} init script", FileSpec(f"/etc/init.d/{svc}", render.dbora_init(inv), 0o755))
-    unit = (render.db_unit(inv), FileSpec(f"/etc/systemd/system/{render.db_unit(inv)}", render.dbora_service(inv),
-                                          0o644))
+    init = (f"{svc} init script", FileSpec(f"/etc/init.d/{svc}", body(content, render.dbora_init, inv), 0o755))
+    unit = (render.db_unit(inv), FileSpec(f"/etc/systemd/system/{render.db_unit(inv)}",
+                                          body(content, render.dbora_service, inv), 0o644))
     return Service(svc, render.db_unit(inv), (*common, init), (*common, unit))
 
 
-def trigger(inv: Inventory) -> Service:
+def trigger(inv: Inventory, content: bool = True) -> Service:
     """The trigger: its role check (with db.role: before the settings that name it), its settings
     (root's alone: a ready command may hold a password) and the static script, installed verbatim, in
     this order (the script reads the settings on its next start); then what runs it: an init script on
     SysV, a unit bound to the database's on systemd."""
     name, tunit = inv.trigger.name, render.trigger_unit(inv)
-    role = [(f"{name} role check", FileSpec(render.role_path(inv), render.role_check(inv), 0o755,
-                                            parent_mode=0o755))] if inv.db.role else []
+    role = [(f"{name} role check", FileSpec(render.role_path(inv), body(content, render.role_check, inv),
+                                            0o755, parent_mode=0o755))] if inv.db.role else []
     common = (*role,
-              (f"{name} settings", FileSpec(render.trigger_config_path(inv), render.trigger_config(inv), 0o600,
-                                            parent_mode=0o755)),
-              (f"{name} script", FileSpec(render.trigger_path(inv), render.trigger_program(), 0o755,
+              (f"{name} settings", FileSpec(render.trigger_config_path(inv),
+                                            body(content, render.trigger_config, inv), 0o600, parent_mode=0o755)),
+              (f"{name} script", FileSpec(render.trigger_path(inv), body(content, render.trigger_program), 0o755,
                                           parent_mode=0o755)))
-    init = (f"{name} init script", FileSpec(render.trigger_init_path(inv), render.trigger_init(inv), 0o755))
-    unit = (tunit, FileSpec(f"/etc/systemd/system/{tunit}", render.svr_restart_service(inv), 0o644))
+    init = (f"{name} init script", FileSpec(render.trigger_init_path(inv), body(content, render.trigger_init, inv),
+                                            0o755))
+    unit = (tunit, FileSpec(f"/etc/systemd/system/{tunit}", body(content, render.svr_restart_service, inv), 0o644))
     return Service(name, tunit, (*common, init), (*common, unit))
 
 
-def watcher(inv: Inventory) -> Service:
+def watcher(inv: Inventory, content: bool = True) -> Service:
     """The watcher: runs the trigger's own "watch" loop as a daemon."""
     name, unit = render.watch_name(inv), render.watch_unit(inv)
-    return Service(name, unit, ((f"{name} script", FileSpec(f"/etc/init.d/{name}", render.watch_init(inv), 0o755)),),
-                   ((unit, FileSpec(f"/etc/systemd/system/{unit}", render.watch_service(inv), 0o644)),))
+    init = FileSpec(f"/etc/init.d/{name}", body(content, render.watch_init, inv), 0o755)
+    return Service(name, unit, ((f"{name} script", init),),
+                   ((unit, FileSpec(f"/etc/systemd/system/{unit}", body(content, render.watch_service, inv), 0o644)),))
 
 
-def services(inv: Inventory) -> list[Service]:
+def services(inv: Inventory, content: bool = True) -> list[Service]:
     """The DB server's services, in the order they start."""
-    return [dbora(inv), trigger(inv), watcher(inv)]
+    return [dbora(inv, content), trigger(inv, content), watcher(inv, content)]
 
 
 def every_path(inv: Inventory) -> list[str]:
     """Every file the services may have on the DB server, whatever its init system (for uninstall)."""
-    paths = [spec.path for s in services(inv) for init in ("sysv", "systemd") for spec in s.files(init)]
+    paths = [spec.path for s in services(inv, content=False) for init in ("sysv", "systemd")
+             for spec in s.files(init)]
     return list(dict.fromkeys(paths))
 
 
@@ -148,7 +161,7 @@ def fact(svc: Service, running: bool = False) -> ServiceFact:
 
 def service_facts(inv: Inventory) -> list[ServiceFact]:
     """The facts of the DB server's three services (the watcher's with whether it runs)."""
-    dbsvc, tsvc, wsvc = services(inv)
+    dbsvc, tsvc, wsvc = services(inv, content=False)
     return [fact(dbsvc), fact(tsvc), fact(wsvc, running=True)]
 
 
@@ -160,7 +173,7 @@ def selinux_paths(inv: Inventory) -> list[str]:
 
 def chain_fact(inv: Inventory) -> ChainFact:
     """What verify reads of the chain at work on the DB server."""
-    dbsvc, tsvc, wsvc = services(inv)
+    dbsvc, tsvc, wsvc = services(inv, content=False)
     return ChainFact(((dbsvc.name, dbsvc.unit), (tsvc.name, tsvc.unit), (wsvc.name, wsvc.unit)), selinux_paths(inv))
 
 

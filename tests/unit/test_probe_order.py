@@ -4,12 +4,18 @@ before any other section starts: run here, as sh runs the probe on a host."""
 from __future__ import annotations
 
 import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+import yaml
 
 from svrchain.core.inventory import parse
 from svrchain.core.plan import Result
 from svrchain.facts.chain import ChainFact
+from svrchain.ops import db as ops_db
 from svrchain.remote.files import parse_probe, probe_script
-from tests.paths import LAB_INVENTORY
+from tests.paths import LAB_INVENTORY, ORACLE_INVENTORY, REPO
 
 LABEL = "db (198.18.0.10:22)"
 
@@ -46,3 +52,28 @@ def test_the_chains_process_checks_are_its_first():
     assert set(ChainFact.first) == {"service", "procs", "run"}
     fact = ChainFact((("dbora", "dbora.service"), ("svr_restart", "s.service"), ("w", "w.service")), [])
     assert set(ChainFact.first) <= set(fact.commands(parse(LAB_INVENTORY.read_text(), LAB_INVENTORY)))
+
+
+@pytest.mark.parametrize("path", [LAB_INVENTORY, ORACLE_INVENTORY, REPO / "inventory" / "example.yaml"],
+                         ids=["lab", "oracle", "example"])
+def test_the_services_files_are_in_the_same_places_without_their_content(path):
+    for role in (None, {"check": "oracle"} if path == ORACLE_INVENTORY else
+                 {"check": "postgres", "psql": "/usr/lib/postgresql/15/bin/psql"}):
+        data = yaml.safe_load(path.read_text())
+        data["db"]["role"] = role
+        inv = parse(yaml.safe_dump(data), path)
+        full, bare = ops_db.services(inv), ops_db.services(inv, content=False)
+        assert [(s.name, s.unit, s.sysv, s.systemd) for s in bare] == [
+            (s.name, s.unit, tuple((n, replace(f, content=b"")) for n, f in s.sysv),
+             tuple((n, replace(f, content=b"")) for n, f in s.systemd)) for s in full]
+        assert all(f.content for s in full for init in ("sysv", "systemd") for f in s.files(init))
+        assert any(n.endswith("role check") for s in bare for n, _ in s.sysv) == bool(role)
+
+
+def test_the_db_hosts_facts_are_known_before_any_template_is_loaded():
+    # The DB host's probe is sent as soon as its lock is held; rendering waits for the probe's answer.
+    code = ("import sys; from svrchain.core.inventory import parse; from tests.paths import LAB_INVENTORY as p\n"
+            "from svrchain.ops.db import db_facts\n"
+            "facts = db_facts(parse(p.read_text(), p)); print(len(facts), 'jinja2' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["8", "False"], done.stderr
