@@ -207,6 +207,7 @@ class Dialer:
         self.ssh_config = sshauth.load_ssh_config(inv)
         self.known_hosts = inv.path(inv.connect.known_hosts)
         self._jumps = Once()
+        self._pinned = Once()
 
     def route(self, name: str, address: str, port: int, user: str) -> sshauth.Route:
         """How the admin reaches a host (its ssh config's HostName, User, ProxyJump)."""
@@ -244,7 +245,7 @@ class Dialer:
             connect_kwargs={**kwargs, "sock": sock, "banner_timeout": timeout, "auth_timeout": timeout},
         )
         conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
-        conn.client.load_host_keys(str(self.known_hosts))  # checked for damaged lines by Session.check_files
+        self.pin(conn.client, r.hostname, r.port)
         try:
             conn.open()
         except (paramiko.SSHException, OSError, EOFError) as exc:
@@ -254,6 +255,16 @@ class Dialer:
             if agent is not None:
                 agent.close()
         return conn
+
+    def pin(self, client: paramiko.SSHClient, hostname: str, port: int) -> None:
+        """Give ``client`` the host's keys pinned in connect.known_hosts (checked for damaged lines by
+        Session.check_files). The file is parsed once per run, not once per host: Paramiko's parse
+        checks each line against every line before it (at N = 100, 100 x 101 lines)."""
+        pinned = self._pinned.get("known_hosts", lambda: paramiko.HostKeys(str(self.known_hosts)))
+        name = hostname if port == 22 else f"[{hostname}]:{port}"  # as Paramiko looks a host up
+        mine = client.get_host_keys()
+        for keytype, key in (pinned.lookup(name) or {}).items():
+            mine.add(name, keytype, key)
 
     def _login_failure(self, label: str, r: sshauth.Route, exc: Exception,
                        transport: paramiko.Transport | None = None) -> str:
