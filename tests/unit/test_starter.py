@@ -81,8 +81,9 @@ def test_tell_names_commands_docs_and_the_example():
         tell.use("fab")
         assert (tell.command("push-key"), tell.doc("schema")) == ("`fab push-key`", "docs/output.schema.json")
         assert tell.example() == "inventory/example.yaml"
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"^unknown program 'ansible'; one of fab, svrchain$"):
             tell.use("ansible")
+        assert tell.program() == "fab"  # a refused name leaves the program as it was
     finally:
         tell.use(saved)
 
