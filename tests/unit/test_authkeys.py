@@ -125,3 +125,22 @@ def test_rotation_keeps_the_old_line_until_it_is_removed_by_blob():
     assert both == OTHERS + old_line + "\n" + new_line + "\n"
     assert authkeys.remove_lines(both, old.blob, None) == OTHERS + new_line + "\n"
     assert authkeys.remove_lines(both, KEY.blob, None) == OTHERS + old_line + "\n"  # a rollback
+
+
+def test_without_markers_keeps_commented_out_and_unknown_type_lines_with_a_stale_marker():
+    """Only key lines are svrchain's: a line an admin commented out, or one of a key type sshd does not
+    know, keeps its bytes even when its last word is a removed DB server's marker."""
+    ours = authkeys.restricted_line(KEY, ["198.18.0.19"], "/usr/local/sbin/svr-restart-gate", False,
+                                    "svrchain:svr_restart@db9") + "\n"
+    disabled = "#" + ours
+    unknown = ours.replace("ssh-ed25519", "ssh-unknown-type")
+    text = disabled + unknown + ours
+    assert authkeys.without_markers(text, frozenset()) == disabled + unknown
+
+
+def test_without_markers_compares_the_whole_marker():
+    """A kept DB server's line stays whatever its name ends with (its marker is read whole, without the
+    line ending only); a line whose marker only starts like a kept one goes."""
+    kept = authkeys.restricted_line(KEY, ["198.18.0.10"], "/g", False, "svrchain:svr_restart@ORAX") + "\r\n"
+    gone = authkeys.restricted_line(OTHER, ["198.18.0.11"], "/g", False, "svrchain:svr_restart@ORAXX") + "\n"
+    assert authkeys.without_markers(kept + gone, frozenset({"svrchain:svr_restart@ORAX"})) == kept
