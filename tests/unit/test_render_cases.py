@@ -167,3 +167,16 @@ def test_a_setting_with_a_line_break_is_refused(brk):
     with pytest.raises(SvrchainError) as exc:
         render.trigger_config(inv)
     assert str(exc.value) == f"{INV.source}: the trigger's ready_command holds a line break"
+
+
+def test_the_role_check_is_written_whole_for_each_database():
+    """The role check (db.role) names itself, and asks PostgreSQL on the socket directory, port and database
+    of the inventory, or Oracle with its home and SID; exactly the expected files."""
+    from svrchain.core.inventory import Oracle, Role
+
+    pg = with_changes(INV, "db", role=Role(check="postgres", psql="/usr/lib/postgresql/15/bin/psql",
+                                           socket_dir="/run/pg-main", port=5433, database="app"))
+    assert render.role_check(pg).decode() == (EXPECTED / "svr_restart-role.postgres").read_text()
+    ora = with_changes(INV, "db", script=None, role=Role(check="oracle"),
+                       oracle=Oracle(home="/u01/app/oracle/product/19.0.0/dbhome_1", sid="ORCL"))
+    assert render.role_check(ora).decode() == (EXPECTED / "svr_restart-role.oracle").read_text()
