@@ -73,6 +73,7 @@ def test_bypasses_skip_our_lines_by_key_and_by_marker():
         (4, "admits the DB server's address; its key was not found on db")]
     unknown = homes.bypasses(f, (None, MARK), held, frozenset(), SHAPE, "db")  # our key unknown: by marker alone
     assert [x.number for x in unknown.proved] == [1, 3]
+    assert [x.number for x in unknown.unproved] == [4]  # a damaged key is never taken for our unknown one
 
 
 def test_only_a_key_held_on_the_db_server_is_a_bypass():
@@ -127,3 +128,38 @@ def test_a_legacy_line_without_a_key():
     assert Legacy("u", "/p", 1, "ssh-ed25519 AAAAA x", "x").fingerprint == "(damaged key)"
     assert Legacy("u", "/p", 1, f"ssh-ed25519 {OURS} x", "x").fingerprint == (
         "SHA256:K+1PUYqFEITNgfho4wTWuaCWB8N6mVlr77hYMF7WBnA")  # as ssh-keygen -l prints it
+
+
+def test_an_unproved_line_is_reported_where_it_is():
+    """A line that only looks like a bypass is named by its account, file, number and text, with the
+    file's note (a symbolic link), as the report shows it."""
+    f = facts(KeysFile("www", "/etc/ssh/keys/www", ("# ops", HAND_MADE), note="a symbolic link"))
+    (found,) = homes.bypasses(f, (OURS, MARK), {}, frozenset(), SHAPE, "db").unproved
+    assert (found.user, found.path, found.number, found.line) == ("www", "/etc/ssh/keys/www", 2, HAND_MADE)
+    assert found.where() == (
+        f"/etc/ssh/keys/www:2 (www, a symbolic link, key {found.fingerprint}) runs '{RESTART} restart' and "
+        "admits the DB server's address; its key was not found on db")
+
+
+def test_a_file_the_scan_could_not_read_without_a_reason_is_still_unread():
+    files = homes.parse_scan("X\tu\t/h/.ssh/authorized_keys\nX\tv\t/v/k\nN\tis a FIFO\n")
+    assert files == [KeysFile("u", "/h/.ssh/authorized_keys", (), unread="not read"),
+                     KeysFile("v", "/v/k", (), unread="is a FIFO")]
+    assert homes.unread_where(files) == ("/h/.ssh/authorized_keys (u) not inspected: not read; "
+                                         "/v/k (v) not inspected: is a FIFO")
+
+
+def test_tabs_inside_a_value_stay_in_it():
+    """Only the first tab after the tag (and the path) separates: an AuthorizedKeysCommand with a tab
+    before its argument (older sshd -T print the line as written), a public key whose comment holds one."""
+    text = "P\t.ssh/authorized_keys\nC\t/usr/bin/sss_ssh_authorizedkeys\t%u\n"
+    assert homes.scan_settings(text) == (".ssh/authorized_keys", "/usr/bin/sss_ssh_authorizedkeys\t%u")
+    held = homes.parse_held(f"K\t/root/.ssh/id.pub\tssh-ed25519 {OTHER} root@db\tbackup\n")
+    assert held.keys == {OTHER: "/root/.ssh/id.pub"}
+
+
+def test_the_first_path_of_a_key_held_twice_is_kept_unless_a_private_key_comes_later():
+    text = (f"K\t/root/.ssh/a.pub\tssh-ed25519 {OTHER} x\nK\t/etc/svrchain/b.pub\tssh-ed25519 {OTHER} x\n"
+            f"K\t/root/.ssh/c\tssh-ed25519 {OLDER}\nK\t/home/o/.ssh/d\tssh-ed25519 {OLDER}\n"
+            f"K\t/home/o/.ssh/e.pub\tssh-ed25519 {OLDER} y\n")
+    assert homes.parse_held(text).keys == {OTHER: "/root/.ssh/a.pub", OLDER: "/root/.ssh/c"}
