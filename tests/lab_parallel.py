@@ -69,6 +69,8 @@ MEASURED = {
 UNIT_SECONDS = 200  # the unit tests on two processes beside a lab group (same load)
 DEFAULT = 120
 PYTEST = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
+# The unit tests' processes: one that has run out of tests takes half of the other's (as make unit).
+UNIT_DIST = ["--dist", "worksteal"]
 OUTCOMES = ("passed", "failed", "error", "errors", "skipped", "xfailed", "xpassed")
 OUT_LOCK = threading.Lock()  # one run's line at a time on stdout
 GRACE = 300  # seconds the runs get to tear their labs down after an interrupt, before they are killed
@@ -118,7 +120,7 @@ def plan(group: Group, unit_jobs: str, extra: list[str]) -> None:
     """The group's runs: the unit tests (if it has them), then its lab tests in its slot."""
     color = ["--color=yes"] if sys.stdout.isatty() else []
     if UNIT in group.files:
-        group.runs.append(Run("unit", [*PYTEST, *color, "-n", unit_jobs, "-m", "not lab"]))
+        group.runs.append(Run("unit", [*PYTEST, *color, *UNIT_DIST, "-n", unit_jobs, "-m", "not lab"]))
     lab_files = [f for f in group.files if f != UNIT]
     if lab_files:
         group.runs.append(Run(f"lab{group.slot}", slot.argv(group.slot, [*PYTEST, *color, "-m", "lab", *extra,
@@ -247,7 +249,8 @@ def main(argv: list[str]) -> int:
     """Run the tests in groups, one per slot; 0 only when every run passed and nothing is left."""
     slot_names, unit, files, extra = parse(argv)
     if os.geteuid() != 0:
-        codes = [subprocess.run([*PYTEST, "-n", unit, "-m", "not lab"], cwd=REPO).returncode] if unit else []
+        unit_argv = [*PYTEST, *UNIT_DIST, "-n", unit or "0", "-m", "not lab"]
+        codes = [subprocess.run(unit_argv, cwd=REPO).returncode] if unit else []
         codes.append(subprocess.run([*PYTEST, "-m", "lab", *extra, *files], cwd=REPO).returncode)
         return max(codes)
     ensure_rootfs()  # built once here (if missing), not by two labs at once
