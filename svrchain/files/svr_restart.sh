@@ -29,6 +29,13 @@ ROOT=
 if [ "$EUID" -ne 0 ]; then
     ROOT=${SVRCHAIN_TRIGGER_ROOT:-}
 fi
+# Tests only, with that root: SVRCHAIN_TRIGGER_MS=N (1-999) makes each second of the backoff between
+# a web server's tries, and of the supervisor's wait before it starts the watcher again, last N ms
+# (the log still says the seconds). Ignored without the root, so always as root.
+MS_PER_SECOND=
+if [ -n "$ROOT" ] && [[ ${SVRCHAIN_TRIGGER_MS:-} =~ ^[1-9][0-9]{0,2}$ ]]; then
+    MS_PER_SECOND=$SVRCHAIN_TRIGGER_MS
+fi
 CONF=$ROOT/etc/svrchain/$NAME.conf
 STATE_DIR=$ROOT/var/lib/svrchain
 STATUS=$STATE_DIR/$NAME.status
@@ -372,6 +379,12 @@ ssh_to() {
     DEST="$4@$2"
 }
 
+# seconds N: set the caller's WAIT to N seconds (N of the tests' shorter seconds, SVRCHAIN_TRIGGER_MS).
+seconds() {
+    WAIT=$1
+    [ -z "$MS_PER_SECOND" ] || printf -v WAIT '%d.%03d' $(($1 * MS_PER_SECOND / 1000)) $(($1 * MS_PER_SECOND % 1000))
+}
+
 # A sleep without a process: read from a pipe nobody writes to, with a timeout (the waits below
 # run once per web server; a fork each would cost the DB server's CPU when it is busiest).
 # Where /dev/fd is missing (process substitution needs it), a plain sleep: never a busy loop.
@@ -479,7 +492,7 @@ disconnect_all() {
 # restart_one NAME ADDRESS PORT USER READY: one web server, with retries and backoff. Before a retry
 # it asks the gate: a restart that succeeded after READY but whose answer was lost is not repeated.
 restart_one() {
-    local name=$1 address=$2 attempt=1 delay=1 out rc SSH DEST
+    local name=$1 address=$2 attempt=1 delay=1 out rc SSH DEST WAIT
     ssh_to "$@"
     await_connection "$name"
     while :; do
@@ -509,7 +522,8 @@ restart_one() {
             return 1
         fi
         log "$name ($address): attempt $attempt failed (exit $rc), retrying in ${delay}s"
-        nap "$delay"
+        seconds "$delay"
+        nap "$WAIT"
         attempt=$((attempt + 1))
         delay=$((delay * 2))
     done
@@ -941,7 +955,7 @@ stop_supervising() {
 # supervise: the watcher, started again whenever it ends (a kill -9, a crash): SysV hosts have no
 # respawn of their own for it (systemd restarts it: Restart=always). TERM ends the watcher, then this.
 supervise() {
-    local child began delay=1
+    local child began delay=1 WAIT
     run_dir_ok || exit 1
     echo "$$" >"$SUPERVISE_PIDFILE"
     trap stop_supervising TERM INT
@@ -953,7 +967,8 @@ supervise() {
         log "the watcher (pid $child) ended (exit $?): starting it again in ${delay}s"
         # One that keeps ending at once (settings refused) is started again less and less often.
         if [ $((SECONDS - began)) -ge 30 ]; then delay=1; else delay=$((delay < 30 ? delay * 2 : 60)); fi
-        sleep "$delay" & wait $!
+        seconds "$delay"
+        sleep "$WAIT" & wait $!
     done
 }
 

@@ -16,7 +16,8 @@ A temporary root holds what the trigger uses on a DB host (``etc/svrchain/<name>
 
 The trigger reads its fixed paths under that root through SVRCHAIN_TRIGGER_ROOT, which it honours
 only when it does not run as root: when the tests run as root they run it as ``nobody``, owner of
-the temporary root.
+the temporary root. With that root, SVRCHAIN_TRIGGER_MS=N in ``Trigger.env`` makes each second of its
+backoff and of its supervisor's wait N ms (the tests of those waits set it).
 """
 
 from __future__ import annotations

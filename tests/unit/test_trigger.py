@@ -114,15 +114,44 @@ def test_ready_only_after_consecutive_successes(trig: Trigger):
 
 
 def test_retries_back_off_1_then_2_seconds(trig: Trigger):
+    """In seconds of 100 ms (SVRCHAIN_TRIGGER_MS): the waits themselves; the seconds they stand for are in
+    the log lines, and are what a real second makes of them (test_the_tests_shorter_seconds...)."""
+    trig.env["SVRCHAIN_TRIGGER_MS"] = "100"
     trig.host(WEB1, "fail 2")
     assert trig.run("start").returncode == 0, trig.log
     times = [t for t, args in trig.ssh_calls("restart") if args[-2] == f"root@{WEB1}"]
     assert len(times) == 3
     # A sleep is never shorter than asked (no upper bound: a loaded machine may be slower).
-    assert times[1] - times[0] >= 0.9 and times[2] - times[1] >= 1.9, times
+    assert times[1] - times[0] >= 0.09 and times[2] - times[1] >= 0.19, times
     assert len(trig.restarts(WEB1)) == 1 and trig.status.webs["web1"].state == "ok"
     assert "web1 (127.0.0.21): attempt 1 failed (exit 255), retrying in 1s" in trig.log
     assert "web1 (127.0.0.21): attempt 2 failed (exit 255), retrying in 2s" in trig.log
+
+
+def waits(script: Path, env: dict[str, str], as_nobody: bool) -> list[str]:
+    """What the trigger's ``seconds`` makes of 1, 2 and 30 seconds, with its own test-root and
+    shorter-second settings read from ``env``: the script's head and that function, run by bash."""
+    text = script.read_text()
+    head = text[:text.index("CONF=")] + text[text.index("seconds() {"):text.index("# A sleep without a process")]
+    program = head + 'for n in 1 2 30; do seconds "$n"; echo "$WAIT"; done\n'
+    drop = ["setpriv", f"--reuid={fake_trigger.NOBODY}", f"--regid={fake_trigger.NOBODY}", "--clear-groups"]
+    r = subprocess.run([*(drop if as_nobody else []), "bash", "-c", program], env={"PATH": os.environ["PATH"], **env},
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.split()
+
+
+@pytest.mark.skipif(not fake_trigger.AS_ROOT, reason="needs root: the trigger as root and as nobody")
+def test_the_tests_shorter_seconds_are_whole_seconds_without_the_test_root_and_as_root(trig: Trigger):
+    """The backoff and the supervisor wait whole seconds (the numbers the log says), unless a run that is
+    not root's has both the test root and SVRCHAIN_TRIGGER_MS: root never takes them."""
+    both = {"SVRCHAIN_TRIGGER_ROOT": str(trig.root), "SVRCHAIN_TRIGGER_MS": "100"}
+    assert waits(trig.script, {}, as_nobody=True) == ["1", "2", "30"]
+    assert waits(trig.script, {"SVRCHAIN_TRIGGER_MS": "100"}, as_nobody=True) == ["1", "2", "30"]
+    assert waits(trig.script, both, as_nobody=False) == ["1", "2", "30"]  # root
+    assert waits(trig.script, both, as_nobody=True) == ["0.100", "0.200", "3.000"]
+    for odd in ("0", "1000", "1e3", "-5", "100 ", "50;id"):
+        assert waits(trig.script, {**both, "SVRCHAIN_TRIGGER_MS": odd}, as_nobody=True) == ["1", "2", "30"], odd
 
 
 def test_a_refused_host_key_is_not_retried_and_is_owed(trig: Trigger):
@@ -527,6 +556,7 @@ def test_a_killed_watcher_is_run_again_by_its_supervisor_and_ticks():
     """SysV hosts: the init script runs the supervisor, which runs the watcher again after a kill -9;
     the watcher writes its tick ("<epoch> <run>") each time it looks (verify reads it)."""
     t = fake_trigger.make()
+    t.env["SVRCHAIN_TRIGGER_MS"] = "100"  # it starts the watcher again after 1 s of 100 ms
     supervisor = t.popen("supervise")
     pidfile = t.root / "run" / "svrchain" / "svr_restart_watch.pid"
     tick = t.root / "run" / "svrchain" / "svr_restart_watch.tick"
