@@ -146,11 +146,11 @@ def probe_script(files: list[str], commands: list[str], prelude: str = "", first
     """The probe: one script that reads ``files`` (sections f0, f1, ...) and runs ``commands``
     (sections c0, c1, ...), each section's output and exit code sent back in one tar stream. The
     commands numbered in ``first`` run one after another before the rest, which run at once."""
-    first = sorted(set(first))
+    alone = set(first)
     parts = [_PROBE_HEAD, prelude]
-    parts += [f"sec c{i} {shlex.quote(commands[i])}" for i in first]
+    parts += [f"sec c{i} {shlex.quote(commands[i])}" for i in sorted(alone)]
     parts += [f"sec f{i} {shlex.quote('file ' + shlex.quote(path))} &" for i, path in enumerate(files)]
-    parts += [f"sec c{i} {shlex.quote(cmd)} &" for i, cmd in enumerate(commands) if i not in first]
+    parts += [f"sec c{i} {shlex.quote(cmd)} &" for i, cmd in enumerate(commands) if i not in alone]
     return "\n".join([*parts, "wait", _PROBE_TAIL])
 
 
@@ -186,8 +186,9 @@ def probe(host: Host, files: Iterable[str] = (), commands: dict[str, str] | None
     named in ``first`` run alone, before the others, which run at once)."""
     files = list(files)
     commands = commands or {}
-    order = [i for i, name in enumerate(commands) if name in set(first)]
-    r = host.run(probe_script(files, list(commands.values()), prelude, order), stdin=stdin)
+    alone = set(first)
+    r = host.run(probe_script(files, list(commands.values()), prelude,
+                              [i for i, name in enumerate(commands) if name in alone]), stdin=stdin)
     return parse_probe(host.label, r, files, list(commands))
 
 
