@@ -212,6 +212,10 @@ GATE_STATE = f"{STATE_PARENT}/gate"
 SUDOERS = "/etc/sudoers.d/svrchain"
 # The GECOS field of the account push-key creates: uninstall removes only an account carrying it.
 ACCOUNT_COMMENT = "svrchain restart trigger"
+# The least time between the end of one of the gate's restarts and the start of the next: at most four
+# in any 10 s, one fewer than systemd's default start limit (StartLimitBurst=5 in 10 s), past which a
+# restart stops the web server and leaves it down.
+GATE_GAP = 2.5
 
 
 def gate_state_dir(user: str, root: str = GATE_STATE) -> str:
@@ -219,14 +223,15 @@ def gate_state_dir(user: str, root: str = GATE_STATE) -> str:
     return f"{root}/{user}"
 
 
-def gate(inv: Inventory, state_root: str = GATE_STATE) -> bytes:
-    """The web side's forced command: whitelisted verbs, logged, serialized and coalesced restarts.
+def gate(inv: Inventory, state_root: str = GATE_STATE, gap: float = GATE_GAP) -> bytes:
+    """The web side's forced command: whitelisted verbs, logged, serialized, coalesced and spaced restarts.
 
-    ``state_root`` is for tests that run the gate locally; hosts always get :data:`GATE_STATE`.
+    ``state_root`` and ``gap`` are for tests that run the gate locally; hosts always get
+    :data:`GATE_STATE` and :data:`GATE_GAP`.
     """
     return _template("svr-restart-gate.sh.j2").render(
         restart_command=inv.web.restart_command, sudo=inv.web.dedicated, words=inv.web.restart_command.split(),
-        state=gate_state_dir(inv.web.user, state_root)).encode()
+        state=gate_state_dir(inv.web.user, state_root), gap_us=round(gap * 1_000_000)).encode()
 
 
 def _sudoers_escape(word: str) -> str:

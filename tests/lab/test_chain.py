@@ -189,6 +189,18 @@ def test_concurrent_triggers_are_serialized_and_coalesced(chain):
     assert all("running" in a and "exit" in b for a, b in zip(events[::2], events[1::2], strict=False))
 
 
+def test_a_burst_of_triggers_leaves_the_web_server_running(chain):
+    """systemd refuses a unit's sixth start within 10 s, and a refused restart leaves the web server
+    stopped: the gate spaces its restarts so that no burst of triggers gets there."""
+    if chain.init != "systemd":
+        pytest.skip("systemd's start limit is for the systemd hosts")
+    for _ in range(6):
+        r = chain.host("db").run(f"{TRIGGER_SSH} restart")
+        assert r.rc == 0, (r.stderr, chain.host("web1").check_output("systemctl status apache2 | tail -3"))
+    assert chain.host("web1").run("systemctl is-active apache2").stdout.strip() == "active"
+    assert chain.wait_page("web1", 200)[0] == 200
+
+
 @pytest.mark.usefixtures("not_chkconfig")
 def test_the_key_is_refused_from_another_address(chain):
     key = chain.host("db").file("/root/.ssh/svr_restart_key").content_string

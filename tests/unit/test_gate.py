@@ -52,13 +52,14 @@ class Gate:
         return f.read_text().split() if f.exists() else []
 
 
-@pytest.fixture
-def gate(tmp_path: Path) -> Gate:
+def make_gate(tmp_path: Path, gap: float = 0) -> Gate:
+    """The gate rendered into ``tmp_path``; its restarts spaced by ``gap`` seconds (none by default)."""
     (tmp_path / "bin").mkdir()
     logger = tmp_path / "bin" / "logger"
     logger.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$*\" >>{tmp_path}/syslog\n")
     fake = tmp_path / "fake-restart"
-    fake.write_text(f"#!/bin/sh\necho start >>{tmp_path}/runs\nsleep ${{DELAY:-0}}\necho end >>{tmp_path}/runs\n")
+    fake.write_text(f"#!/bin/bash\necho start >>{tmp_path}/runs\necho $EPOCHREALTIME >>{tmp_path}/times\n"
+                    f"sleep ${{DELAY:-0}}\necho end >>{tmp_path}/runs\necho $EPOCHREALTIME >>{tmp_path}/times\n")
     for f in (logger, fake):
         f.chmod(0o755)
     inv = INV.model_copy(update={"web": INV.web.model_copy(update={"restart_command": str(fake)})})
@@ -66,8 +67,13 @@ def gate(tmp_path: Path) -> Gate:
     state = Path(render.gate_state_dir(inv.web.user, str(tmp_path / "state")))
     state.mkdir(mode=0o700)
     path = tmp_path / "svr-restart-gate"
-    path.write_bytes(render.gate(inv, str(tmp_path / "state")))
+    path.write_bytes(render.gate(inv, str(tmp_path / "state"), gap=gap))
     return Gate(path, state, tmp_path)
+
+
+@pytest.fixture
+def gate(tmp_path: Path) -> Gate:
+    return make_gate(tmp_path)
 
 
 @pytest.mark.parametrize("name", ["requested", "covered"])
@@ -165,6 +171,66 @@ def test_concurrent_restarts_are_serialized_and_coalesced(gate, monkeypatch):
     runs = gate.runs
     assert runs == ["start", "end"] * (len(runs) // 2), runs  # never two at once
     assert 1 <= len(runs) // 2 <= 2, runs  # six triggers, at most two restarts
+
+
+def times(gate: Gate) -> list[float]:
+    """When each restart started and ended, in turn."""
+    return [float(t) for t in (gate.tmp / "times").read_text().split()]
+
+
+def test_hosts_get_restarts_spaced_by_the_gap():
+    text = render.gate(INV).decode()
+    assert f"GAP_US={round(render.GATE_GAP * 1_000_000)} " in text
+    # five restarts span four gaps and the restarts themselves: more than 10 s, so at most four in any 10 s, one
+    # fewer than systemd's default start limit; four span three, so the gap holds back no more than needed
+    assert render.GATE_GAP * 3 < 10 <= render.GATE_GAP * 4
+
+
+def test_a_restart_waits_for_the_gap_after_the_last_one(tmp_path):
+    """A burst of triggers never trips the init system's start limit (systemd: 5 starts in 10 s, then the
+    web server is left down): the next restart starts at least the gap after the last one ended."""
+    gate = make_gate(tmp_path, gap=0.6)
+    assert gate.run().returncode == 0
+    r = gate.run()
+    assert r.returncode == 0, (r.stderr, gate.log)
+    first_end, second_start = times(gate)[1:3]
+    assert second_start - first_end >= 0.6
+    assert any("restart: waiting 0." in line and "less than 600 ms ago" in line for line in gate.log), gate.log
+
+
+def test_no_wait_once_the_gap_has_passed(tmp_path):
+    gate = make_gate(tmp_path, gap=0.6)
+    (gate.state / "last").write_text("1000000000.000000\n")  # 2001
+    assert gate.run().returncode == 0
+    assert not any("waiting" in line for line in gate.log), gate.log
+
+
+@pytest.mark.parametrize("last", ["9999999999.999999", "99999999999.9"])
+def test_a_last_restart_in_the_future_holds_a_restart_back_no_longer_than_the_gap(tmp_path, last):
+    """A clock stepped back, or a value the web account planted, cannot hold restarts back: at most the gap."""
+    gate = make_gate(tmp_path, gap=0.6)
+    (gate.state / "last").write_text(last + "\n")
+    r = gate.run()
+    assert r.returncode == 0 and gate.runs == ["start", "end"], (r.stderr, gate.log)
+    assert any("restart: waiting 0.600000 s" in line for line in gate.log), gate.log
+    assert float((gate.state / "last").read_text()) < 9999999999  # the restart's own time replaces it
+
+
+def test_a_corrupt_last_is_logged_and_waits_for_nothing(tmp_path):
+    gate = make_gate(tmp_path, gap=5)
+    (gate.state / "last").write_text("$(id).5\n")
+    r = gate.run()
+    assert r.returncode == 0 and gate.runs == ["start", "end"], (r.stderr, gate.log)
+    assert any("state: last is corrupt" in line for line in gate.log)
+    assert not any("waiting" in line for line in gate.log), gate.log
+
+
+def test_triggers_that_arrive_during_the_wait_share_the_restart(tmp_path, monkeypatch):
+    gate = make_gate(tmp_path, gap=0.8)
+    assert gate.run().returncode == 0  # a restart just ended
+    procs = [gate.start() for _ in range(5)]
+    assert [p.wait(timeout=30) for p in procs] == [0] * 5
+    assert gate.runs == ["start", "end"] * 2, gate.runs  # the five waited together, and shared one
 
 
 @pytest.mark.skipif(shutil.which("strace") is None, reason="strace is installed by make lab-deps")
