@@ -80,6 +80,7 @@ def measure(argv: list[str], env: dict | None = None) -> dict:
     if code != 0:
         raise LabError(f"bench: {' '.join(str(a) for a in argv[:3])} failed ({code}); {lab_state()}:\n{out[-4000:]}")
     return {"wall_s": round(wall, 3), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "output": out,
+            "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
             "first_conn_s": round(syns.first - started, 3) if syns.first else None,
             "syns_per_host_max": max(syns.per_host.values(), default=0), **run_phases(lines)}
 
@@ -102,7 +103,8 @@ def run_phases(lines: list[tuple[float, str]]) -> dict:
 def where_it_went(r: dict) -> str:
     """A run's phases in one line: start→first SYN, →inventory checked, →first step, →end."""
     return (f"start→1st SYN {r.get('first_conn_s')} s, →inventory checked (imports done) {r.get('announced_s')} s, "
-            f"→first step reported {r.get('first_step_s')} s, →end {r['wall_s']} s")
+            f"→first step reported {r.get('first_step_s')} s, →end {r['wall_s']} s; the controller's CPU "
+            f"{r.get('cpu_s')} s")
 
 
 def import_seconds(inv: Path, *args: str) -> float:
