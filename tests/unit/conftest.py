@@ -28,8 +28,10 @@ from pathlib import Path
 import fabric.main
 import pytest
 
+import svrchain.program
 from svrchain.core import tell
 from svrchain.program import make_program
+from svrchain.remote import early as remote_early
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -38,12 +40,16 @@ Program = Callable[..., subprocess.CompletedProcess]
 
 @pytest.fixture
 def program(capfd) -> Program:
-    """``program(tool, *args, cwd=REPO, env=None, stdin="", timeout=60)``: run ``tool`` (``"fab"`` or
-    ``"svrchain"``) with ``args`` in this process; ``env`` is the whole environment (``os.environ``
-    when None). Returns a CompletedProcess, as ``subprocess.run(..., capture_output=True, text=True)``."""
+    """``program(tool, *args, cwd=REPO, env=None, stdin="", timeout=60, early=False)``: run ``tool``
+    (``"fab"`` or ``"svrchain"``) with ``args`` in this process; ``env`` is the whole environment
+    (``os.environ`` when None). With ``early`` (svrchain only), the run is the console script's
+    :func:`svrchain.program.run` (a connecting task's connections started early, then the program;
+    any left untaken are closed after it). Returns a CompletedProcess, as
+    ``subprocess.run(..., capture_output=True, text=True)``."""
 
     def run(tool: str, *args: str, cwd: Path = REPO, env: dict[str, str] | None = None, stdin: str = "",
-            timeout: float = 60) -> subprocess.CompletedProcess:
+            timeout: float = 60, early: bool = False) -> subprocess.CompletedProcess:
+        assert tool == "svrchain" or not early, "only the svrchain command connects early"
         argv = [tool, *args]
         before = capfd.readouterr()
         saved = _State()
@@ -51,11 +57,15 @@ def program(capfd) -> Program:
         os.environ.update(saved.environ if env is None else env)
         os.chdir(cwd)
         sys.stdin = io.StringIO(stdin)
+        if early:
+            sys.argv = list(argv)  # what svrchain.program.run reads
         logging.root.handlers = []  # a fresh interpreter's: none (warnings and errors go to stderr)
         result: dict[str, int] = {}
 
         def main() -> None:
             try:
+                if early:  # the console script's run: it reads sys.argv and os.environ
+                    raise SystemExit(svrchain.program.run())
                 (make_program() if tool == "svrchain" else fabric.main.make_program()).run(argv)
                 result["code"] = 0
             except SystemExit as exc:
@@ -78,6 +88,8 @@ def program(capfd) -> Program:
             if thread.is_alive():
                 raise subprocess.TimeoutExpired(argv, timeout)
         finally:
+            if early:
+                remote_early.discard()
             saved.restore()
             got = capfd.readouterr()
             sys.stdout.write(before.out + got.out)  # kept for the test's report (-rP)
@@ -106,6 +118,7 @@ class _State:
         self.environ = dict(os.environ)
         self.cwd = os.getcwd()
         self.stdin = sys.stdin
+        self.argv = list(sys.argv)
         self.path = list(sys.path)
         self.fabfile = sys.modules.get("fabfile")
         self.handlers = list(logging.root.handlers)
@@ -116,6 +129,7 @@ class _State:
         os.environ.update(self.environ)
         os.chdir(self.cwd)
         sys.stdin = self.stdin
+        sys.argv = self.argv
         sys.path[:] = self.path
         if self.fabfile is None:
             sys.modules.pop("fabfile", None)

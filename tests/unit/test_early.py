@@ -319,10 +319,11 @@ def test_the_first_connection_opens_before_anything_heavy_is_imported(hosts, tmp
 
 @pytest.mark.parametrize("argv", [["--list"], ["--help", "bootstrap"], ["bootstrap", "--help"],
                                   ["docs", "output", "--path"], ["bootstrap", "--bogus"]])
-def test_listing_help_local_tasks_and_typos_connect_nowhere(hosts, tmp_path, argv):
+def test_listing_help_local_tasks_and_typos_connect_nowhere(hosts, tmp_path, argv, program):
+    """The console script's run (its early start, then the program) in this process: what it connects to
+    does not depend on a fresh interpreter (the real command's connections are test_the_command_...)."""
     inv = write_inventory(tmp_path, hosts.places())
-    r = subprocess.run([sys.executable, "-c", "from svrchain.program import main; main()", *argv], cwd=REPO,
-                       env={**os.environ, "INVENTORY": str(inv)}, capture_output=True, text=True, timeout=120)
+    r = program("svrchain", *argv, env={**os.environ, "INVENTORY": str(inv)}, early=True)
     assert "Traceback" not in r.stderr
     assert hosts.accepted() == [0, 0, 0]
 

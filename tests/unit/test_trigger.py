@@ -624,8 +624,12 @@ def test_the_ready_check_and_the_run_command_never_show_on_a_command_line(trig: 
     seen, done = set(), threading.Event()
 
     def watch() -> None:
+        # A look every 20 ms (a look takes a few): each command that holds a password runs 0.5 s or more
+        # (its sleep), so a command line that showed it would be seen many times over; a look without a
+        # pause spent a core for the whole run (1.6 s of CPU).
         while not done.is_set():
             seen.update(x for x in command_lines() if "Hunter2" in x)
+            done.wait(0.02)
 
     watcher = threading.Thread(target=watch)
     watcher.start()
