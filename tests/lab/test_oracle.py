@@ -201,6 +201,22 @@ def test_a_crash_and_a_startup_are_followed_once(chain):
     followed_once(chain, before, old, "crash (pmon killed) + startup")
 
 
+def test_a_start_after_a_power_cut_is_followed_once(chain):
+    """A power cut leaves PostgreSQL's postmaster.pid behind, and after the boot its PID may be another
+    process's: the stand-in's start removes such a file (a real Oracle has none to trip on), so the
+    lab's DB host comes back from every power-cycle."""
+    old, before = chain.settled(), gate_restarts(chain)
+    out = sqlplus(chain, "shutdown abort")
+    assert "ORACLE instance shut down." in out, out
+    wait_down(chain)
+    pgdata = f"{labhosts.ORACLE_LAB}/pgdata"
+    as_oracle(chain, f"echo $(pgrep -o -u oracle -f tnslsnr) >{pgdata}/postmaster.pid")  # a live PID, not postgres
+    assert chain.console("db", f"cat {pgdata}/postmaster.pid").stdout.strip().isdigit()
+    out = sqlplus(chain, "startup")
+    assert "Database opened." in out, out
+    followed_once(chain, before, old, "power cut (a stale postmaster.pid) + startup")
+
+
 def test_restarting_the_other_sid_restarts_nothing(chain):
     run, before = chain.settled(), gate_restarts(chain)
     out = sqlplus(chain, "shutdown immediate\nstartup", sid="TEST")

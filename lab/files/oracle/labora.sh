@@ -50,6 +50,21 @@ set_role() {
     phase "$ORACLE_SID" ROLE "$1"
 }
 
+# no_stale_postmaster: after a power cut, PostgreSQL's postmaster.pid still names the last boot's
+# postmaster, and PostgreSQL refuses to start while any process has that PID (after a boot, often
+# another one: the host's PIDs start again at 1). Oracle keeps no such file: remove it unless its PID
+# is a postgres whose directory is this data directory (as Debian's pg_ctlcluster removes a stale one).
+no_stale_postmaster() {
+    local pid
+    [ -f "$PGDATA/postmaster.pid" ] || return 0
+    read -r pid <"$PGDATA/postmaster.pid" || pid=
+    if [ -n "$pid" ] && [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$PGBIN/postgres" ] &&
+        [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" = "$PGDATA" ]; then
+        return 0
+    fi
+    rm -f -- "$PGDATA/postmaster.pid"
+}
+
 # alive SID: the instance runs (its supervisor lives).
 alive() {
     local p
