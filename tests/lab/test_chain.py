@@ -121,6 +121,26 @@ def test_boot_of_the_db_host_restarts_every_web_server(chain):
     assert log.count(f"database ready (run {current}): restarting 2 web server(s)") == 1, log  # followed once
 
 
+def test_the_labs_dbora_starts_past_a_stale_postmaster_pid(chain):
+    """A power cut leaves postmaster.pid behind, and after the boot its PID may be another process's: the
+    lab's dbora removes such a file (as pg_ctlcluster does), so the lab's DB host comes back from every
+    power-cycle (PostgreSQL alone would refuse to start)."""
+    if chain.init != "sysv":
+        pytest.skip("the lab's start script, the same on every init system: proved on sysv")
+    data = "/var/lib/postgresql/15/main"
+    chain.console("db", "service dbora stop")
+    # A live PID of postgres's own that is not the postmaster (another account's PID, PostgreSQL takes for stale)
+    chain.console("db", f"su postgres -s /bin/sh -c 'setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $!' "
+                  f">{data}/postmaster.pid")
+    chain.console("db", "service dbora start")  # returns before PostgreSQL is ready, as Oracle's dbora does
+    r = chain.console("db", "for i in $(seq 100); do pg_isready -q -h 127.0.0.1 && exit; sleep 0.2; done; "
+                      "exit 1", check=False)
+    log = chain.console("db", "tail -3 /var/log/postgresql/postgresql-15-main.log").stdout
+    chain.console("db", "pkill -u postgres -x sleep", check=False)
+    assert r.returncode == 0, log
+    chain.settled()
+
+
 def test_restart_chain_reports_every_host(chain):
     r = chain.fab("restart-chain", "--yes")
     assert r.returncode == 0, r.stdout + r.stderr
