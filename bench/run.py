@@ -38,7 +38,7 @@ from bench.sniff import Syns
 from lab import LabError, entry
 from lab import hosts as labhosts
 from lab.slot import held
-from svrchain.core import trigger_status
+from svrchain.core import render, trigger_status
 from svrchain.core.inventory import parse
 from svrchain.core.trigger_status import TriggerRun
 
@@ -220,7 +220,7 @@ def db_ready_time() -> float:
 def chain_under_load(inv: Path, addresses: list[str]) -> dict:
     """restart-chain while every page is requested: readiness to all-healthy, failed requests."""
     with Load(addresses) as load:
-        time.sleep(1.0)
+        time.sleep(max(1.0, render.GATE_GAP))  # the load running, and the gate's gap since any last restart
         t_issue = time.time()
         run = fab(inv, "restart-chain", "--yes")
         time.sleep(1.0)
