@@ -1,0 +1,80 @@
+"""The one-line inventory errors as a user sees them: the file, the YAML line, the key's path and the
+value, for inventories whose YAML does not have the shape of the data validated (the Ansible inventory
+fills in a `web` or `db` given as a list or left empty), a value its YAML tag cannot build beside a
+collection carrying a scalar's tag, and an unknown key under an optional section or a list's item."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from svrchain.core.inventory import InventoryError, parse
+
+DB = "db: {script: s, ready: {port: 1}, run: {process: x, user: postgres}}\n"
+
+
+def error_of(text: str, source: Path) -> str:
+    """The whole message of the InventoryError that parsing ``text`` raises."""
+    with pytest.raises(InventoryError) as exc:
+        parse(text, source)
+    return str(exc.value)
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    """An Ansible inventory beside the svrchain file (returned): db1, and w1 with a health URL that is no URL."""
+    (tmp_path / "hosts.ini").write_text("[db]\ndb1 ansible_host=198.18.0.10\n[web]\n"
+                                        "w1 ansible_host=198.18.0.21 svrchain_health_url='not a url'\n")
+    return tmp_path / "svrchain.yaml"
+
+
+HEADER = "ansible: {inventory: hosts.ini}\nconnect: {known_hosts: kh}\n"
+BAD_URL = ("web.servers[0].health_url: must be an http:// or https:// URL without spaces "
+           "(e.g. http://web1.example.com/health) (got 'not a url')")
+
+
+@pytest.mark.parametrize("web", ["web: []", 'web: ""', "web:"])
+def test_a_web_server_from_ansible_under_a_web_with_no_mapping_is_on_webs_line(site: Path, web: str) -> None:
+    # The data has web.servers (from the Ansible inventory) where the YAML's web is a list, a text or empty:
+    # the line is web's, the deepest key found.
+    assert error_of(HEADER + DB + web + "\n", site) == f"{site}:4: {BAD_URL}"
+
+
+def test_a_db_given_as_a_list_with_ansible_is_on_dbs_line_for_every_key_it_lacks(site: Path) -> None:
+    assert error_of(HEADER + "db:\n  - [script, 5]\n", site).splitlines() == [
+        f"{site}:3: db.script: must be text (got 5)",
+        f"{site}:3: db.ready: missing; add it (every key is described in inventory/example.yaml)",
+        f"{site}:3: db.run: missing; add it (every key is described in inventory/example.yaml)",
+        f"{site}:1: {BAD_URL}",
+    ]
+
+
+@pytest.mark.parametrize(("item", "line", "shown"), [
+    ("[0, x]", 6, "web[0]: Keys should be strings (got 0)"),  # index 0 is the list's one item: its line
+    ("[1, x]", 5, "web[1]: Keys should be strings (got 1)"),  # one past the list's end: web's own line
+])
+def test_a_key_that_is_a_number_is_on_the_line_of_the_deepest_item_there_is(
+        site: Path, item: str, line: int, shown: str) -> None:
+    site.parent.joinpath("hosts.ini").write_text("[db]\ndb1 ansible_host=198.18.0.10\n[web]\nw1\n")
+    assert error_of(HEADER + DB + "\nweb:\n  - " + item + "\n", site) == f"{site}:{line}: {shown}"
+
+
+def test_a_value_its_tag_cannot_build_is_found_past_a_collection_tagged_as_a_number(tmp_path: Path) -> None:
+    # PyYAML builds the mapping's port before the list's items: the !!int list is never built, the port
+    # fails first, and the search for the failing value passes the list on its way to it.
+    text = "harden:\n  extra:\n    - !!int [1]\nconnect:\n  port: !!int twenty-two\n"
+    assert error_of(text, tmp_path / "i.yaml") == (
+        f"{tmp_path / 'i.yaml'}:5:9: not valid YAML: 'twenty-two' is no int (does not fit its tag); remove the "
+        "tag or fix the value")
+
+
+LAB_DB = ("db:\n  name: db1\n  address: 198.18.0.10\n  oracle: {home: /u01/app/oracle, sid: ORCL, ownr: oracle}\n"
+          "connect: {known_hosts: kh}\n"
+          "web:\n  servers:\n    - {name: web1, address: 198.18.0.21, health_url: 'http://x/', adress: y}\n")
+
+
+def test_an_unknown_key_in_an_optional_section_and_in_a_list_item_names_the_close_key(tmp_path: Path) -> None:
+    lines = error_of(LAB_DB, tmp_path / "i.yaml").splitlines()
+    assert f"{tmp_path / 'i.yaml'}:4: db.oracle.ownr: unknown key; did you mean 'owner'?" in lines
+    assert f"{tmp_path / 'i.yaml'}:8: web.servers[0].adress: unknown key; did you mean 'address'?" in lines
