@@ -135,7 +135,10 @@ def _chain(data: dict, name: str, body: object, source: Path, root: object) -> C
         lines = []
         for e in exc.errors():
             loc = _chain_loc(body, name, e["loc"])
-            lines.append(f"{source}:{yaml_line(root, loc) or ''}: {describe_error({**e, 'loc': loc})}")
+            # Described at the merged data's location, where "did you mean" finds the model's keys; named
+            # under the chain when the problem is in the chain's own section.
+            under = f"chains.{name}." if len(loc) > len(e["loc"]) else ""
+            lines.append(f"{source}:{yaml_line(root, loc) or ''}: {under}{describe_error(e)}")
         raise InventoryError("\n".join(lines)) from None
     same = inv.same_as_db()
     if same is not None:

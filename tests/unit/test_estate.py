@@ -157,6 +157,18 @@ def test_a_chains_unknown_key_and_bad_value_name_the_chain_and_the_line():
                       "control characters (got 'not an address')"
 
 
+def test_an_unknown_key_in_a_chain_names_the_close_key_as_in_a_one_db_inventory():
+    data = example()
+    data["chains"]["shop"]["db"]["nmae"] = "db1"
+    data["chains"]["shop"]["web"]["servers"][0]["helth_url"] = "http://x/"
+    text = yaml.safe_dump(data, sort_keys=False).splitlines()
+    assert error_of(data).splitlines() == [
+        f"{SRC}:{text.index('      nmae: db1') + 1}: chains.shop.db.nmae: unknown key; did you mean 'name'?",
+        f"{SRC}:{text.index('        helth_url: http://x/') + 1}: chains.shop.web.servers[0].helth_url: unknown key; "
+        "did you mean 'health_url'?",
+    ]
+
+
 def test_a_shared_sections_bad_value_names_the_shared_key():
     data = example()
     data["trigger"]["retries"] = 99
