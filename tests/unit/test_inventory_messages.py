@@ -1,15 +1,18 @@
 """The one-line inventory errors as a user sees them: the file, the YAML line, the key's path and the
 value, for inventories whose YAML does not have the shape of the data validated (the Ansible inventory
 fills in a `web` or `db` given as a list or left empty), a value its YAML tag cannot build beside a
-collection carrying a scalar's tag, and an unknown key under an optional section or a list's item."""
+collection carrying a scalar's tag, an unknown key under an optional section or a list's item, and the
+whole line refusing shell syntax as root."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import yaml
 
 from svrchain.core.inventory import InventoryError, parse
+from tests.paths import LAB_INVENTORY
 
 DB = "db: {script: s, ready: {port: 1}, run: {process: x, user: postgres}}\n"
 
@@ -78,3 +81,14 @@ def test_an_unknown_key_in_an_optional_section_and_in_a_list_item_names_the_clos
     lines = error_of(LAB_DB, tmp_path / "i.yaml").splitlines()
     assert f"{tmp_path / 'i.yaml'}:4: db.oracle.ownr: unknown key; did you mean 'owner'?" in lines
     assert f"{tmp_path / 'i.yaml'}:8: web.servers[0].adress: unknown key; did you mean 'address'?" in lines
+
+
+def test_shell_syntax_as_root_is_refused_in_one_whole_line_on_webs_line(tmp_path: Path) -> None:
+    data = yaml.safe_load(LAB_INVENTORY.read_text())
+    data["web"]["restart_command"] = "/usr/sbin/apachectl graceful; true"
+    text = yaml.safe_dump(data, sort_keys=False)
+    source = tmp_path / "i.yaml"
+    assert error_of(text, source) == (
+        f"{source}:{text.splitlines().index('web:') + 1}: web: restart_command: ';' is shell syntax, which runs as "
+        "root (web.user root) with sh -c; give one command (e.g. /usr/sbin/apachectl graceful), or, if it is a "
+        "shell line on purpose, say so with web.restart_shell: true")
