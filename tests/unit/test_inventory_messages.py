@@ -92,3 +92,16 @@ def test_shell_syntax_as_root_is_refused_in_one_whole_line_on_webs_line(tmp_path
         f"{source}:{text.splitlines().index('web:') + 1}: web: restart_command: ';' is shell syntax, which runs as "
         "root (web.user root) with sh -c; give one command (e.g. /usr/sbin/apachectl graceful), or, if it is a "
         "shell line on purpose, say so with web.restart_shell: true")
+
+
+@pytest.mark.parametrize(("hosts", "expected"), [
+    ("[db]\n[web]\nw1\n", "ansible.db_group: the group 'db' of {d}/hosts.ini has 0 hosts (none); it must have one, "
+                          "the DB server"),
+    ("[db]\ndb1\n[web]\n", "ansible.web_group: the group 'web' of {d}/hosts.ini must have the web servers, and not "
+                           "the DB server db1 (it has: none)"),
+    ("[db]\ndb1\n[web]\ndb1\nw1\n", "ansible.web_group: the group 'web' of {d}/hosts.ini must have the web servers, "
+                                    "and not the DB server db1 (it has: db1, w1)"),
+])
+def test_the_ansible_groups_refused_in_one_whole_line(site: Path, hosts: str, expected: str) -> None:
+    site.parent.joinpath("hosts.ini").write_text(hosts)
+    assert error_of(HEADER + DB, site) == f"{site}: {expected.format(d=site.parent)}"
