@@ -105,3 +105,27 @@ def test_shell_syntax_as_root_is_refused_in_one_whole_line_on_webs_line(tmp_path
 def test_the_ansible_groups_refused_in_one_whole_line(site: Path, hosts: str, expected: str) -> None:
     site.parent.joinpath("hosts.ini").write_text(hosts)
     assert error_of(HEADER + DB, site) == f"{site}: {expected.format(d=site.parent)}"
+
+
+@pytest.mark.parametrize("key", ["name", "address", "port", "user"])
+def test_a_db_host_key_given_beside_ansible_is_refused_naming_it(site: Path, key: str) -> None:
+    db = DB.replace("db: {", f"db: {{{key}: x, ")
+    assert error_of(HEADER + db, site) == (f"{site}: db.{key}: given by the Ansible inventory {site.parent}/hosts.ini; "
+                                           "remove it here (hosts are named once)")
+
+
+@pytest.mark.parametrize(("template", "urls"), [
+    (None, ["http://198.18.0.21/", "https://w2.example/ok"]),
+    ("'http://{name}:8080/{address}/'", ["http://w1:8080/198.18.0.21/", "https://w2.example/ok"]),
+])
+def test_each_web_servers_health_url_from_the_template_unless_its_host_says(
+        site: Path, template: str | None, urls: list[str]) -> None:
+    site.parent.joinpath("hosts.ini").write_text("[db]\ndb1 ansible_host=198.18.0.10\n[web]\n"
+                                                 "w1 ansible_host=198.18.0.21\n"
+                                                 "w2 ansible_host=198.18.0.22 svrchain_health_url=https://w2.example/ok\n")
+    given = f", health_url: {template}" if template else ""
+    ansible = f"ansible: {{inventory: hosts.ini{given}}}\n"
+    inv = parse(ansible + "connect: {known_hosts: kh}\n" + DB, site)
+    assert [(s.name, s.address, s.health_url) for s in inv.web.servers] == [
+        ("w1", "198.18.0.21", urls[0]), ("w2", "198.18.0.22", urls[1])]
+    assert (inv.db.name, inv.db.address) == ("db1", "198.18.0.10")
