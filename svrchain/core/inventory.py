@@ -646,6 +646,7 @@ def _yaml(text: str, source: Path) -> tuple[object, yaml.Node | None]:
     try:  # one pass: the node tree, then the data built from it (what safe_load does)
         loader = yaml.SafeLoader(text)
         root = loader.get_single_node()
+        twice = duplicate_keys(root)  # before the data: building it merges each `<<` into its mapping's node
         data = None if root is None else loader.construct_document(root)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -658,7 +659,6 @@ def _yaml(text: str, source: Path) -> tuple[object, yaml.Node | None]:
         what = f"{bad.value!r} is no {bad.tag.rsplit(':', 1)[1]}" if bad else "a value"
         raise InventoryError(f"{source}{where}: not valid YAML: {what} (does not fit its tag); remove the tag "
                              "or fix the value") from None
-    twice = duplicate_keys(root)
     if twice:
         raise InventoryError("\n".join(
             f"{source}:{second}: {where}: given twice, on lines {first} and {second} "

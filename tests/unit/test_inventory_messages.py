@@ -129,3 +129,39 @@ def test_each_web_servers_health_url_from_the_template_unless_its_host_says(
     assert [(s.name, s.address, s.health_url) for s in inv.web.servers] == [
         ("w1", "198.18.0.21", urls[0]), ("w2", "198.18.0.22", urls[1])]
     assert (inv.db.name, inv.db.address) == ("db1", "198.18.0.10")
+
+
+def test_every_key_given_twice_is_a_line_of_its_own_against_the_first(tmp_path: Path) -> None:
+    text = ("lab: true\nconnect:\n  port: 1\n  port: 2\n  port: 3\nweb:\n  servers:\n    - name: a\n      name: b\n"
+            "    - {x: 1, x: 2}\nlab: false\nb: &b {u: 1}\nc:\n  <<: *b\n  <<: *b\n")
+    source = tmp_path / "d.yaml"
+    said = "(YAML would keep the last silently); keep one"
+    assert error_of(text, source).splitlines() == [
+        f"{source}:4: connect.port: given twice, on lines 3 and 4 {said}",
+        f"{source}:5: connect.port: given twice, on lines 3 and 5 {said}",  # against the first, not the last
+        f"{source}:9: web.servers[0].name: given twice, on lines 8 and 9 {said}",
+        f"{source}:10: web.servers[1].x: given twice, on lines 10 and 10 {said}",
+        f"{source}:11: lab: given twice, on lines 1 and 11 {said}",  # a merge key (<<) twice is YAML's own
+    ]
+
+
+SERVERS = ("web:\n  servers:\n    - &web1\n      name: web1\n      address: 198.18.0.21\n"
+           "      health_url: http://198.18.0.21/\n    - <<: *web1\n      name: web2\n      address: 198.18.0.22\n")
+
+
+def lab_with(servers: str) -> str:
+    """The lab inventory's text with ``servers`` (YAML text) as its web.servers."""
+    data = yaml.safe_load(LAB_INVENTORY.read_text())
+    del data["web"]["servers"]
+    return yaml.safe_dump(data, sort_keys=False).replace("web:\n", servers, 1)
+
+
+def test_a_key_given_beside_a_yaml_merge_overrides_it_and_is_not_given_twice(tmp_path: Path) -> None:
+    inv = parse(lab_with(SERVERS), tmp_path / "i.yaml")
+    assert [(s.name, s.address, s.health_url) for s in inv.web.servers] == [
+        ("web1", "198.18.0.21", "http://198.18.0.21/"), ("web2", "198.18.0.22", "http://198.18.0.21/")]
+    text = lab_with(SERVERS + "      name: web3\n")
+    line = text.splitlines().index("      name: web3") + 1
+    assert error_of(text, tmp_path / "i.yaml") == (
+        f"{tmp_path / 'i.yaml'}:{line}: web.servers[1].name: given twice, on lines {line - 2} and {line} (YAML would "
+        "keep the last silently); keep one")
