@@ -165,3 +165,17 @@ def test_a_key_given_beside_a_yaml_merge_overrides_it_and_is_not_given_twice(tmp
     assert error_of(text, tmp_path / "i.yaml") == (
         f"{tmp_path / 'i.yaml'}:{line}: web.servers[1].name: given twice, on lines {line - 2} and {line} (YAML would "
         "keep the last silently); keep one")
+
+
+def test_a_web_server_at_the_db_servers_address_is_one_whole_line_at_its_address(tmp_path: Path) -> None:
+    data = yaml.safe_load(LAB_INVENTORY.read_text())
+    db = data["db"]["address"]
+    data["web"]["servers"][1]["address"] = db
+    text = yaml.safe_dump(data, sort_keys=False)
+    line = text.splitlines().index(f"  - name: {data['web']['servers'][1]['name']}") + 2
+    assert text.splitlines()[line - 1] == f"    address: {db}"
+    assert error_of(text, tmp_path / "i.yaml") == (
+        f"{tmp_path / 'i.yaml'}:{line}: web.servers[1].address: web2 has the DB server's address {db}; the DB server "
+        "cannot be one of its own web servers: give web2's own address")
+    data["web"]["servers"][1]["port"] = 2222  # the same address, another port: another host (a forwarded port)
+    assert parse(yaml.safe_dump(data, sort_keys=False), tmp_path / "i.yaml").web.servers[1].address == db
