@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shlex
 import statistics
 import subprocess
@@ -583,7 +584,7 @@ def table(results: list[dict], fmt: str = "simple") -> str:
                "owed: sshd back→restarted s", "no-op floor s", "N restarts at once s",
                "handshake ms", "handshake CPU ms client/server",
                "pyinfra s", "pyinfra no-op s", "no-op ratio", "Ansible s", "Ansible no-op s", "no-op ratio"]
-    return tabulate(rows, headers=[h.replace(" s", " (s)") for h in headers], tablefmt=fmt)
+    return tabulate(rows, headers=[re.sub(r" s\b", " (s)", h) for h in headers], tablefmt=fmt)
 
 
 def plot(results: list[dict], stem: Path) -> list[Path]:
