@@ -606,9 +606,16 @@ def _line(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
     return line
 
 
-def duplicate_keys(root: yaml.Node | None, path: str = "") -> list[tuple[str, int, int]]:
-    """Every key given twice in one mapping: (its path, the first line, the repeated line), 1-based."""
+def duplicate_keys(root: yaml.Node | None, path: str = "", walked: set[int] | None = None
+                   ) -> list[tuple[str, int, int]]:
+    """Every key given twice in one mapping: (its path, the first line, the repeated line), 1-based.
+    A node an alias reaches again is walked once (an alias inside its own anchor, or aliases of
+    aliases, would otherwise never end)."""
     found: list[tuple[str, int, int]] = []
+    walked = set() if walked is None else walked
+    if id(root) in walked:
+        return found
+    walked.add(id(root))
     if isinstance(root, yaml.MappingNode):
         seen: dict[str, int] = {}
         for k, v in root.value:
@@ -618,10 +625,10 @@ def duplicate_keys(root: yaml.Node | None, path: str = "") -> list[tuple[str, in
                 if key in seen:
                     found.append((where, seen[key], k.start_mark.line + 1))
                 seen.setdefault(key, k.start_mark.line + 1)
-            found += duplicate_keys(v, where)
+            found += duplicate_keys(v, where, walked)
     elif isinstance(root, yaml.SequenceNode):
         for i, item in enumerate(root.value):
-            found += duplicate_keys(item, f"{path}[{i}]")
+            found += duplicate_keys(item, f"{path}[{i}]", walked)
     return found
 
 
@@ -672,7 +679,7 @@ def parse(text: str, source: Path) -> Inventory:
     data, root = _yaml(text, source)
     if not isinstance(data, dict):
         raise InventoryError(f"{source}: expected a mapping of settings (connect, db, web, ...)")
-    data = with_ansible(data, source)
+    data = with_ansible(data, source, root)
     try:
         inv = Inventory.model_validate({**data, "source": source})
     except ValidationError as exc:
@@ -707,9 +714,10 @@ def _ansible_host(site: ansible_inventory.AnsibleInventory, host: str) -> dict[s
     return out
 
 
-def with_ansible(data: dict, source: Path) -> dict:
+def with_ansible(data: dict, source: Path, root: yaml.Node | None = None) -> dict:
     """The inventory's data with db's host and web.servers filled in from the Ansible inventory that
-    ``ansible`` names (unchanged without one); the hosts must not be typed a second time."""
+    ``ansible`` names (unchanged without one); the hosts must not be typed a second time. ``root``,
+    the document's node tree, gives the line of a section that is no mapping."""
     a = data.get("ansible")
     if not isinstance(a, dict) or not isinstance(a.get("inventory"), str):
         return data
@@ -723,6 +731,12 @@ def with_ansible(data: dict, source: Path) -> dict:
     if not webs or dbs[0] in webs:
         raise InventoryError(f"{source}: ansible.web_group: the group '{webg}' of {site.source} must have the web "
                              f"servers, and not the DB server {dbs[0]} (it has: {', '.join(webs) or 'none'})")
+    for section in ("db", "web"):
+        if data.get(section) and not isinstance(data[section], dict):
+            line = _line(root, (section,))
+            raise InventoryError(f"{source}{f':{line}' if line else ''}: {section}: a mapping of its settings, not "
+                                 f"{type(data[section]).__name__} {str(data[section])[:60]!r}; the Ansible "
+                                 "inventory fills in its hosts")
     db, web = dict(data.get("db") or {}), dict(data.get("web") or {})
     for section, keys in (("db", ("name", "address", "port", "user")), ("web", ("servers",))):
         for k in keys:

@@ -44,23 +44,23 @@ def test_a_web_server_from_ansible_under_a_web_with_no_mapping_is_on_webs_line(s
     assert error_of(HEADER + DB + web + "\n", site) == f"{site}:4: {BAD_URL}"
 
 
-def test_a_db_given_as_a_list_with_ansible_is_on_dbs_line_for_every_key_it_lacks(site: Path) -> None:
-    assert error_of(HEADER + "db:\n  - [script, 5]\n", site).splitlines() == [
-        f"{site}:3: db.script: must be text (got 5)",
-        f"{site}:3: db.ready: missing; add it (every key is described in inventory/example.yaml)",
-        f"{site}:3: db.run: missing; add it (every key is described in inventory/example.yaml)",
-        f"{site}:1: {BAD_URL}",
-    ]
-
-
-@pytest.mark.parametrize(("item", "line", "shown"), [
-    ("[0, x]", 6, "web[0]: Keys should be strings (got 0)"),  # index 0 is the list's one item: its line
-    ("[1, x]", 5, "web[1]: Keys should be strings (got 1)"),  # one past the list's end: web's own line
+@pytest.mark.parametrize(("section", "text", "got"), [
+    ("db", "db:\n  - [script, 5]\n", "list \"[['script', 5]]\""),  # a list of pairs was read as a mapping
+    ("web", DB + "\nweb:\n  - [0, x]\n", "list \"[[0, 'x']]\""),
+    ("web", DB + "web: x\n", "str 'x'"),  # was a ValueError's traceback
+    ("db", "db: 5\n", "int '5'"),  # was a TypeError's traceback
 ])
-def test_a_key_that_is_a_number_is_on_the_line_of_the_deepest_item_there_is(
-        site: Path, item: str, line: int, shown: str) -> None:
+def test_a_db_or_web_that_is_no_mapping_beside_ansible_is_one_line_on_its_line(
+        site: Path, section: str, text: str, got: str) -> None:
+    line = 1 + (HEADER + text).splitlines().index(next(ln for ln in (HEADER + text).splitlines()
+                                                         if ln.startswith(f"{section}:")))
+    assert error_of(HEADER + text, site) == (
+        f"{site}:{line}: {section}: a mapping of its settings, not {got}; the Ansible inventory fills in its hosts")
+
+
+def test_a_key_that_is_a_number_is_on_its_line(site: Path) -> None:
     site.parent.joinpath("hosts.ini").write_text("[db]\ndb1 ansible_host=198.18.0.10\n[web]\nw1\n")
-    assert error_of(HEADER + DB + "\nweb:\n  - " + item + "\n", site) == f"{site}:{line}: {shown}"
+    assert error_of(HEADER + DB + "\nweb:\n  0: x\n", site) == f"{site}:5: web[0]: Keys should be strings (got 0)"
 
 
 def test_a_value_its_tag_cannot_build_is_found_past_a_collection_tagged_as_a_number(tmp_path: Path) -> None:
@@ -179,3 +179,19 @@ def test_a_web_server_at_the_db_servers_address_is_one_whole_line_at_its_address
         "cannot be one of its own web servers: give web2's own address")
     data["web"]["servers"][1]["port"] = 2222  # the same address, another port: another host (a forwarded port)
     assert parse(yaml.safe_dump(data, sort_keys=False), tmp_path / "i.yaml").web.servers[1].address == db
+
+
+@pytest.mark.parametrize("text", ["a: &a [*a]\n", "web: &w {servers: [*w]}\n", "db: &d {name: *d}\n"])
+def test_an_alias_inside_its_own_anchor_is_lines_not_a_traceback(tmp_path, text):
+    """YAML lets an alias refer to its own anchor: the check for keys given twice walked it without end
+    (a RecursionError, a traceback). Each node is walked once; the inventory is refused in lines."""
+    message = error_of(text, tmp_path / "inv.yaml")
+    assert all(line.startswith(f"{tmp_path / 'inv.yaml'}:1: ") for line in message.splitlines()), message
+
+
+def test_aliases_of_aliases_are_walked_once(tmp_path):
+    """Nine levels of ten aliases each (10^9 items once built out): refused in lines, each node walked once."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    message = error_of("\n".join(lines) + "\n", tmp_path / "inv.yaml")
+    assert f"{tmp_path / 'inv.yaml'}:9: a8: unknown key" in message, message
