@@ -677,15 +677,14 @@ def main() -> int:
         if with_tools and not tools_available():
             print(f"bench: --tools needs pyinfra and Ansible in {TOOLS_VENV} (make bench-tools)", file=sys.stderr)
             return 2
-        results = []
+        results, partial = [], RESULTS / f"partial-{stamp}.json"
+        RESULTS.mkdir(parents=True, exist_ok=True)
         for n in args.n:
             results.append(bench_n(n, with_tools, args))
-            RESULTS.mkdir(parents=True, exist_ok=True)  # what is measured so far, kept if a later N fails
-            (RESULTS / f"partial-{stamp}.json").write_text(json.dumps({"when": stamp, "results": results}, indent=1))
+            # what is measured so far, kept if a later N fails
+            partial.write_text(json.dumps({"when": stamp, "results": results}, indent=1))
         if args.trigger_only:
-            RESULTS.mkdir(parents=True, exist_ok=True)
-            path = RESULTS / f"trigger-{stamp}.json"
-            path.write_text(json.dumps({"when": stamp, "results": results}, indent=1))
+            path = partial.replace(RESULTS / f"trigger-{stamp}.json")
             print(f"bench: wrote {path}")
             return 0
     path = write(results, stamp)
