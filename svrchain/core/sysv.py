@@ -19,9 +19,19 @@ OVERRIDES = "/etc/chkconfig.d"  # chkconfig --add reads /etc/chkconfig.d/<servic
 # One service of `chkconfig --list`: its name, then "<level>:on|off" for 0 to 6, tab separated.
 LIST_RE = re.compile(r"^(\S+)\s+((?:[0-6]:(?:on|off)\s*){7})$")
 
+# systemd is the init system when this directory exists (the test of systemd's own sd_booted()).
+SYSTEMD = "[ -d /run/systemd/system ]"
+
+
+def on_systemd(command: str) -> str:
+    """``command`` where systemd is the init system; nothing, and exit 0, elsewhere: a systemctl
+    installed beside another init answers from unit files that do not count there (and costs a process)."""
+    return f"if {SYSTEMD}; then {command}; fi"
+
+
 # One round trip's worth of shell: the init system, the registration tool, and every rc link.
 PROBE = {
-    "init": "if [ -d /run/systemd/system ]; then echo systemd; else echo sysv; fi",
+    "init": f"if {SYSTEMD}; then echo systemd; else echo sysv; fi",
     "tool": "command -v chkconfig || command -v update-rc.d || true",
     "links": 'for d in 0 1 2 3 4 5 6; do for f in /etc/rc$d.d/[SK][0-9]*; do '
              '[ -e "$f" ] && echo "$d ${f##*/}"; done; done; true',

@@ -7,7 +7,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from svrchain.core import render, selinux, trigger_status
+from svrchain.core import render, selinux, sysv, trigger_status
 from svrchain.core.inventory import Inventory
 from svrchain.facts import Fact, Raw
 
@@ -51,7 +51,7 @@ def service_probe(inv: Inventory) -> str:
     unit = shlex.quote(render.db_unit(inv))
     where = (f'pid=$(pgrep -o -f -- {shlex.quote(inv.db.run.process)}) && echo "pid $pid" && cat /proc/$pid/cgroup'
              if inv.db.run.process else f"echo active $(systemctl is-active {unit})")
-    return f"if [ -d /run/systemd/system ]; then {where}; fi; true"
+    return f"{sysv.on_systemd(where)}; true"
 
 
 def chain_commands(inv: Inventory, services: Services, selinux_paths: list[str]) -> dict[str, str]:
@@ -59,12 +59,11 @@ def chain_commands(inv: Inventory, services: Services, selinux_paths: list[str])
     (dbname, dbunit), (tname, tunit), (wname, wunit) = services
     names = " ".join(shlex.quote(name) for name in (dbname, tname, wname))
     return {
-        "enabled": f"systemctl is-enabled {dbunit} {tunit}",
-        "order": f"systemctl show -p After -p PartOf {tunit}; systemctl show -p Wants {dbunit}",
+        "enabled": sysv.on_systemd(f"systemctl is-enabled {dbunit} {tunit}"),
+        "order": sysv.on_systemd(f"systemctl show -p After -p PartOf {tunit}; systemctl show -p Wants {dbunit}"),
         "chklist": f"command -v chkconfig >/dev/null && for s in {names}; do chkconfig --list \"$s\" 2>&1; done; true",
-        "wup": f"if [ -d /run/systemd/system ]; then systemctl is-active {wunit}; "
-               f"else /etc/init.d/{wname} status; fi",
-        "wenabled": f"systemctl is-enabled {wunit}",
+        "wup": f"if {sysv.SYSTEMD}; then systemctl is-active {wunit}; else /etc/init.d/{wname} status; fi",
+        "wenabled": sysv.on_systemd(f"systemctl is-enabled {wunit}"),
         "run": current_run_command(inv),
         "service": service_probe(inv),
         "ready": """printf '%s\\n' "$READY" | sh >/dev/null 2>&1""",

@@ -183,13 +183,16 @@ def probe(host: Host, files: Iterable[str] = (), commands: dict[str, str] | None
           stdin: bytes = b"", first: Iterable[str] = ()) -> tuple[dict[str, FileState], dict[str, Result]]:
     """Read files and run read-only commands in one round trip (``prelude`` sets shell variables
     the commands share, and may read ``stdin``: a secret never goes on a command line; the commands
-    named in ``first`` run alone, before the others, which run at once)."""
+    named in ``first`` run alone, before the others, which run at once; a command given under two
+    names runs once, and both get its result)."""
     files = list(files)
     commands = commands or {}
-    alone = set(first)
-    r = host.run(probe_script(files, list(commands.values()), prelude,
-                              [i for i, name in enumerate(commands) if name in alone]), stdin=stdin)
-    return parse_probe(host.label, r, files, list(commands))
+    # A command that several facts ask for (the watcher's state: verify's and install's) runs once.
+    texts = list(dict.fromkeys(commands.values()))
+    alone = {texts.index(commands[name]) for name in first if name in commands}
+    r = host.run(probe_script(files, texts, prelude, sorted(alone)), stdin=stdin)
+    states, by_text = parse_probe(host.label, r, files, texts)
+    return states, {name: by_text[text] for name, text in commands.items()}
 
 
 def write(host: Host, change: FileChange) -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from tabulate import tabulate
 
-from svrchain.core import output, render, trigger_status
+from svrchain.core import output, render, sysv, trigger_status
 from svrchain.core.errors import HostError, SvrchainError, Unreachable
 from svrchain.core.plan import Outcome
 from svrchain.core.render import as_account
@@ -64,7 +64,7 @@ def ready_probe(session: Session) -> str:
 def restart_command(session: Session) -> str:
     """Restart the DB through its service: systemctl on systemd hosts, else service or the init script."""
     svc, unit = session.inv.db.service, render.db_unit(session.inv)
-    return (f"if [ -d /run/systemd/system ]; then systemctl restart {unit}; "
+    return (f"if {sysv.SYSTEMD}; then systemctl restart {unit}; "
             f"elif command -v service >/dev/null; then service {svc} restart; else /etc/init.d/{svc} restart; fi")
 
 

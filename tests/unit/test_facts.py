@@ -233,7 +233,8 @@ def test_a_service_fact_reads_its_files_and_chkconfigs_override(inv: Inventory) 
     fact = ServiceFact("dbora", "dbora.service", ["/etc/init.d/dbora", "/a"], running=True)
     assert fact.name == "service-dbora-running" and ServiceFact("x", "x.service", []).name == "service-x"
     assert fact.files(inv) == ["/a", "/etc/chkconfig.d/dbora", "/etc/init.d/dbora"]
-    assert fact.commands(inv) == {"enabled": "systemctl is-enabled dbora.service", "up": (
+    assert fact.commands(inv) == {"enabled": (
+        "if [ -d /run/systemd/system ]; then systemctl is-enabled dbora.service; fi"), "up": (
         "if [ -d /run/systemd/system ]; then systemctl is-active dbora.service; else /etc/init.d/dbora status; fi")}
     assert list(ServiceFact("x", "x.service", []).commands(inv)) == ["enabled"]
     state = fact.parse(inv, Raw("db", {}, results(enabled=" enabled\n", up=(3, "stopped\n"))))

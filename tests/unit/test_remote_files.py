@@ -18,7 +18,7 @@ from svrchain.core.errors import HostError
 from svrchain.core.plan import FileState, Result
 from svrchain.facts import FILE_CMD, file_state
 from svrchain.remote.connection import Once
-from svrchain.remote.files import parse_probe, probe_script, sections
+from svrchain.remote.files import parse_probe, probe, probe_script, sections
 
 LABEL = "web1 (198.18.0.21:22)"
 
@@ -100,6 +100,26 @@ def test_the_probe_script_run_here_reads_files_and_commands_in_one_go(tmp_path):
     assert (results["bytes"].code, results["bytes"].raw) == (3, b"\xffx")
     assert results["shared"] == Result(0, "from-the-prelude\n", "", b"from-the-prelude\n")
     assert file_state(LABEL, env, results["file"].code, results["file"].raw).content == b"v"
+
+
+class ScriptHost:
+    """Just enough of a Host for ``probe``: its script runs here, as a real program."""
+
+    label = LABEL
+
+    def run(self, script: str, *args: str, stdin: bytes = b"") -> Result:
+        done = subprocess.run(["sh", "-c", script, "svrchain", *args], input=stdin, capture_output=True, timeout=30)
+        return Result(done.returncode, "", done.stderr.decode(), done.stdout)
+
+
+@pytest.mark.parametrize("first", [(), ("a",), ("b",), ("a", "b")])
+def test_a_command_two_facts_ask_for_runs_once_and_both_get_its_result(tmp_path, first):
+    runs = tmp_path / "runs"
+    twice = f"echo ran >>{runs}; echo out; exit 3"
+    _, results = probe(ScriptHost(), [], {"a": twice, "other": "echo other", "b": twice}, first=first)
+    assert runs.read_text() == "ran\n"
+    assert results["a"] == results["b"] == Result(3, "out\n", "", b"out\n")
+    assert results["other"].stdout == "other\n"
 
 
 def test_once_reads_a_key_once_for_every_concurrent_caller():

@@ -1,5 +1,10 @@
 """SysV registration plans: the exact commands for chkconfig and update-rc.d."""
 
+import subprocess
+from pathlib import Path
+
+import pytest
+
 from svrchain.core import sysv
 
 REGISTERED = {"0": "K11dbora", "1": "K11dbora", "2": "K11dbora", "3": "S98dbora", "4": "S98dbora",
@@ -139,3 +144,16 @@ def test_an_override_that_registers_otherwise_is_named_with_the_fix():
     assert "with other levels, and chkconfig --add uses it" in sysv.override_conflict("dbora", script, lsb)
     # The same chkconfig line, but LSB levels that chkconfig applies after it.
     assert sysv.override_conflict("dbora", script, "# chkconfig: 345 98 11\n" + lsb) != ""
+
+
+@pytest.mark.skipif(Path("/run/systemd/system").is_dir(), reason="systemd is this machine's init")
+def test_a_systemd_only_command_runs_nothing_off_systemd(tmp_path):
+    """A host with another init gets no output and exit 0 (the command would have failed loudly);
+    its init is told by the same test the probe's "init" uses."""
+    ran = tmp_path / "ran"
+    command = sysv.on_systemd(f"touch {ran}; echo enabled; exit 3")
+    done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=10)
+    assert (done.returncode, done.stdout, done.stderr, ran.exists()) == (0, "", "", False)
+    init = subprocess.run(["sh", "-c", sysv.PROBE["init"]], capture_output=True, text=True, timeout=10)
+    assert init.stdout == "sysv\n"
+    assert sysv.on_systemd("x").startswith(f"if {sysv.SYSTEMD}; then ")
