@@ -20,11 +20,15 @@ from svrchain.remote.connection import Host
 
 BACKUP_DIR = "/var/backups/svrchain"
 
-# Run a command as an account (never as root through a path that account controls).
+# Run a command as an account (never as root through a path that account controls). Its group is
+# looked up once for calls in a row as the same account (a file in a home is read in four or five
+# steps as its account; each step looked the group up with a process of its own).
 _AS = r"""
 as() {
     u=$1; shift
-    if [ "$u" = root ]; then "$@"; else setpriv --reuid="$u" --regid="$(id -g -- "$u")" --init-groups -- "$@"; fi
+    if [ "$u" = root ]; then "$@"; return; fi
+    [ "$u" = "${AS_USER-}" ] || { AS_GID=$(id -g -- "$u") || return; AS_USER=$u; }
+    setpriv --reuid="$u" --regid="$AS_GID" --init-groups -- "$@"
 }
 """
 

@@ -18,7 +18,7 @@ from svrchain.core.errors import HostError
 from svrchain.core.plan import FileState, Result
 from svrchain.facts import FILE_CMD, file_state
 from svrchain.remote.connection import Once
-from svrchain.remote.files import parse_probe, probe, probe_script, sections
+from svrchain.remote.files import _AS, parse_probe, probe, probe_script, sections
 
 LABEL = "web1 (198.18.0.21:22)"
 
@@ -120,6 +120,26 @@ def test_a_command_two_facts_ask_for_runs_once_and_both_get_its_result(tmp_path,
     assert runs.read_text() == "ran\n"
     assert results["a"] == results["b"] == Result(3, "out\n", "", b"out\n")
     assert results["other"].stdout == "other\n"
+
+
+@pytest.mark.parametrize("shell", ["sh", "bash"])
+def test_as_runs_as_each_account_with_that_accounts_own_group(tmp_path, shell):
+    """``as`` (every read and write in a home): the group looked up once for calls in a row as one
+    account, again for another account, root never through setpriv, a failed lookup runs nothing."""
+    script = _AS + f"""
+id() {{ echo "id $*" >>{tmp_path}/log; case $3 in web) echo 33 ;; app) echo 1001 ;; *) echo "no such user" >&2; return 1 ;; esac; }}
+setpriv() {{ echo "setpriv $*" >>{tmp_path}/log; shift 4; "$@"; }}
+as web echo one; as web echo two; as app echo three; as web echo four; as root echo five
+as ghost echo six || echo "ghost: $?"
+"""
+    done = subprocess.run([shell, "-c", script], capture_output=True, text=True, timeout=10)
+    assert done.stdout == "one\ntwo\nthree\nfour\nfive\nghost: 1\n"
+    assert (tmp_path / "log").read_text().splitlines() == [
+        "id -g -- web", "setpriv --reuid=web --regid=33 --init-groups -- echo one",
+        "setpriv --reuid=web --regid=33 --init-groups -- echo two",
+        "id -g -- app", "setpriv --reuid=app --regid=1001 --init-groups -- echo three",
+        "id -g -- web", "setpriv --reuid=web --regid=33 --init-groups -- echo four",
+        "id -g -- ghost"]
 
 
 def test_once_reads_a_key_once_for_every_concurrent_caller():
