@@ -70,9 +70,40 @@ def accepted() -> dict[str, int]:
     return out
 
 
+def _proc_stats() -> dict[int, tuple[str, int, float]]:
+    """Every process of this machine: (its name, its parent, the CPU seconds of its reaped children)."""
+    out, tick = {}, os.sysconf("SC_CLK_TCK")
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            head, _, rest = (d / "stat").read_text().rpartition(")")
+        except OSError:
+            continue
+        f = rest.split()  # f[0] is the state (field 3): ppid 4, cutime 16, cstime 17
+        out[int(d.name)] = (head.partition("(")[2], int(f[1]), (int(f[13]) + int(f[14])) / tick)
+    return out
+
+
+def hosts_cpu() -> float:
+    """CPU seconds that the lab hosts' sshd listeners have reaped so far: every connection's sshd and all
+    it ran (handshakes, probes, commands) on every host. Read from this machine's /proc: no process is
+    started in the hosts."""
+    procs, inits = _proc_stats(), {labhosts.init_pid(h) for h in labhosts.current()} - {None}
+
+    def in_lab(pid: int) -> bool:
+        while pid > 1 and pid not in inits:
+            pid = procs[pid][1] if pid in procs else 0
+        return pid in inits
+
+    return round(sum(cpu for pid, (name, ppid, cpu) in procs.items()
+                     if name == "sshd" and procs.get(ppid, ("",))[0] != "sshd" and in_lab(pid)), 3)
+
+
 def measured(inv: Path, *args: str, env: dict | None = None, argv: list[str] | None = None) -> dict:
-    """A run (``fab`` with ``args``, or ``argv``): wall time, peak RSS, SSH connections per host."""
-    before = accepted()
+    """A run (``fab`` with ``args``, or ``argv``): wall time, peak RSS, SSH connections per host, the
+    hosts' CPU (``hosts_cpu``)."""
+    before, cpu = accepted(), hosts_cpu()
     if argv is None:
         result = fab(inv, *args)
         result.pop("output")
@@ -81,7 +112,8 @@ def measured(inv: Path, *args: str, env: dict | None = None, argv: list[str] | N
     time.sleep(0.3)  # rsyslog (DB host) writes its last lines
     after = accepted()
     conns = [after[h] - before.get(h, 0) for h in after]
-    return {**result, "conns_per_host_max": max(conns), "conns_per_host_min": min(conns)}
+    return {**result, "conns_per_host_max": max(conns), "conns_per_host_min": min(conns),
+            "hosts_cpu_s": round(hosts_cpu() - cpu, 3)}
 
 
 def command(argv: list[str], env: dict | None = None) -> dict:
@@ -252,8 +284,10 @@ def show_noop(n: int, res: dict) -> None:
     noop, floor = res["svrchain"]["noop"], res["noop_floor"]["wall_s"]
     print(f"bench: N={n}: no-op {noop['wall_s']} s against its floor {floor} s: "
           f"{verdict(noop['wall_s'], floor, NOOP_TARGET)}; where it went: {where_it_went(noop)}; imports "
-          f"(counted apart) {noop.get('imports_s')} s; the floor's controller CPU {res['noop_floor'].get('cpu_s')} s "
-          "(the rest of both runs' time is the hosts' sshd and commands, on the same cores)", flush=True)
+          f"(counted apart) {noop.get('imports_s')} s; the floor's controller CPU {res['noop_floor'].get('cpu_s')} s; "
+          f"the hosts' CPU (every connection's sshd and what it ran) {noop.get('hosts_cpu_s')} s, the floor's "
+          f"{res['noop_floor'].get('hosts_cpu_s')} s (controller and hosts share this machine's "
+          f"{os.cpu_count()} cores)", flush=True)
 
 
 def show_restart_target(n: int, res: dict) -> None:
@@ -378,15 +412,17 @@ def noop_floor(inv: Path) -> dict:
     hosts = [i.db.address, *(w.address for w in i.web.servers)]
     runs = []
     for _ in range(3):
-        t0 = time.monotonic()
+        t0, host0 = time.monotonic(), hosts_cpu()
         p = subprocess.Popen([sys.executable, "-c", _FLOOR, ",".join(hosts), str(i.path(i.connect.identity)),
                               str(i.path(i.connect.known_hosts))])
         _, status, usage = os.wait4(p.pid, 0)
         if os.waitstatus_to_exitcode(status) != 0:
             raise LabError(f"bench: the no-op floor failed ({os.waitstatus_to_exitcode(status)}); {lab_state()}")
-        runs.append((time.monotonic() - t0, usage.ru_utime + usage.ru_stime))
-    wall, cpu = sorted(runs)[1]
-    return {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3)}
+        wall = time.monotonic() - t0
+        time.sleep(0.3)  # every connection's sshd reaped
+        runs.append((wall, usage.ru_utime + usage.ru_stime, hosts_cpu() - host0))
+    wall, cpu, host = sorted(runs)[1]
+    return {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "hosts_cpu_s": round(host, 3)}
 
 
 def load_average() -> float:
@@ -540,7 +576,8 @@ def summarize(res: dict) -> dict:
     res.update({
         "bootstrap_s": s["scratch"]["wall_s"], "noop_s": s["noop"]["wall_s"], "peak_rss_mb": s["peak_rss_mb"],
         "noop_peak_rss_mb": s["noop"]["peak_rss_mb"], "noop_first_conn_s": s["noop"].get("first_conn_s"),
-        "noop_imports_s": s["noop"].get("imports_s"),
+        "noop_imports_s": s["noop"].get("imports_s"), "noop_cpu_s": s["noop"].get("cpu_s"),
+        "noop_hosts_cpu_s": s["noop"].get("hosts_cpu_s"),
         "conns_per_host": max(s["scratch"]["conns_per_host_max"], s["noop"]["conns_per_host_max"]),
         "syns_per_host": max(s["scratch"].get("syns_per_host_max", 0), s["noop"].get("syns_per_host_max", 0)),
         "ready_to_last_restart_s": f["ready_to_last_restart_s"],
@@ -553,6 +590,7 @@ def summarize(res: dict) -> dict:
             t = res[tool]
             res[f"{tool}_bootstrap_s"] = t["scratch"]["wall_s"]
             res[f"{tool}_noop_s"] = t["noop"]["wall_s"]
+            res[f"{tool}_noop_hosts_cpu_s"] = t["noop"].get("hosts_cpu_s")
             res[f"{tool}_noop_ratio"] = round(t["noop"]["wall_s"] / res["noop_s"], 1)
             res[f"{tool}_bootstrap_ratio"] = round(t["scratch"]["wall_s"] / res["bootstrap_s"], 1)
     return res
