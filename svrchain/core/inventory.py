@@ -572,9 +572,12 @@ def _describe(err: dict) -> str:
     loc = _clean_loc(err["loc"])
     etype = err["type"]
     where = _loc_text(loc)
-    if etype == "extra_forbidden" and loc:
+    if etype in ("extra_forbidden", "invalid_key") and loc:
         parent = _model_at(loc[:-1])
         options = _known_keys(parent) if parent else []
+        if etype == "invalid_key":  # a key YAML read as a number, null, true/false or a date
+            return (f"{_loc_text(loc[:-1])}: the key {_yaml_text(err.get('input'))} should be a string; known keys: "
+                    f"{', '.join(options)}")
         guess = difflib.get_close_matches(str(loc[-1]), options, n=1)
         hint = f"did you mean '{guess[0]}'?" if guess else f"known keys: {', '.join(options)}"
         return f"{where}: unknown key; {hint}"
@@ -583,6 +586,13 @@ def _describe(err: dict) -> str:
     got = err.get("input")
     shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
     return f"{where}: {_plain(err, loc)}{shown}"
+
+
+def _yaml_text(value: object) -> str:
+    """A scalar as YAML writes it: null, true and false rather than Python's None, True and False."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "null" if value is None else str(value)
 
 
 def _clean_loc(loc: tuple) -> tuple[int | str, ...]:
@@ -594,7 +604,9 @@ def _line(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
     node, line = root, (root.start_mark.line + 1 if root is not None else None)
     for part in loc:
         if isinstance(node, yaml.MappingNode):
-            pair = next(((k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == part), None)
+            keys = [(k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode)]
+            pair = next(((k, v) for k, v in keys if k.value == part), None) or \
+                next(((k, v) for k, v in keys if _names_key(k, part)), None)
             if pair is None:
                 break
             line, node = pair[0].start_mark.line + 1, pair[1]
@@ -604,6 +616,15 @@ def _line(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
         else:
             break
     return line
+
+
+def _names_key(key: yaml.ScalarNode, part: int | str) -> bool:
+    """Whether a location's part is pydantic's for a key YAML reads as no text: the number itself (true
+    and false as 1 and 0), else the value's repr (None, a date); a key given as text is matched as text."""
+    if key.tag not in _KEY_TAGS:
+        return False
+    value = yaml.SafeLoader.yaml_constructors[key.tag](yaml.SafeLoader(""), key)
+    return value == part if isinstance(part, int) else repr(value) == part
 
 
 def duplicate_keys(root: yaml.Node | None, path: str = "", walked: set[int] | None = None
@@ -633,6 +654,7 @@ def duplicate_keys(root: yaml.Node | None, path: str = "", walked: set[int] | No
 
 
 _TAGS = tuple(f"tag:yaml.org,2002:{t}" for t in ("int", "float", "bool", "timestamp"))
+_KEY_TAGS = (*_TAGS, "tag:yaml.org,2002:null")  # a key that is no text, as pydantic locates it (_names_key)
 
 
 def _unfit(node: yaml.Node | None) -> yaml.Node | None:

@@ -169,6 +169,15 @@ def test_an_unknown_key_in_a_chain_names_the_close_key_as_in_a_one_db_inventory(
     ]
 
 
+def test_a_key_that_is_a_number_in_a_chain_is_named_as_a_key_on_its_own_line():
+    data = example()
+    data["chains"]["shop"]["db"][0] = "x"
+    text = yaml.safe_dump(data, sort_keys=False).splitlines()
+    assert error_of(data) == (
+        f"{SRC}:{text.index('      0: x') + 1}: chains.shop.db: the key 0 should be a string; known keys: name, "
+        "address, port, user, from, wide_from, service, init, script, oracle, unit, ready, run, role")
+
+
 def test_a_shared_sections_bad_value_names_the_shared_key():
     data = example()
     data["trigger"]["retries"] = 99

@@ -58,9 +58,41 @@ def test_a_db_or_web_that_is_no_mapping_beside_ansible_is_one_line_on_its_line(
         f"{site}:{line}: {section}: a mapping of its settings, not {got}; the Ansible inventory fills in its hosts")
 
 
-def test_a_key_that_is_a_number_is_on_its_line(site: Path) -> None:
+WEB_KEYS = "known keys: user, restart_command, restart_shell, health_timeout, servers"
+
+
+def test_a_key_that_is_a_number_is_named_as_a_key_on_its_own_line(site: Path) -> None:
+    # pydantic's location of a key that is no text ends in the key itself: it was shown as a list's index
+    # ("web[0]: Keys should be strings (got 0)"), on web's line (the key's text is not the number's).
     site.parent.joinpath("hosts.ini").write_text("[db]\ndb1 ansible_host=198.18.0.10\n[web]\nw1\n")
-    assert error_of(HEADER + DB + "\nweb:\n  0: x\n", site) == f"{site}:5: web[0]: Keys should be strings (got 0)"
+    assert error_of(HEADER + DB + "\nweb:\n  0: x\n", site) == (
+        f"{site}:6: web: the key 0 should be a string; {WEB_KEYS}")
+
+
+# A whole one-DB inventory, its web section last.
+ONE_DB = ("connect: {known_hosts: kh}\n" + DB.replace("db: {", "db: {name: d, address: 198.18.0.10, ")
+          + "web:\n  servers:\n    - {name: w1, address: 198.18.0.21, health_url: 'http://x/'}\n")
+
+
+@pytest.mark.parametrize(("key", "shown"), [
+    ("1.5", "1.5"), ("~", "null"), ("null", "null"), ("true", "true"), ("off", "false"), ("2020-01-01", "2020-01-01"),
+])
+def test_a_key_that_is_no_text_is_named_as_yaml_reads_it(tmp_path: Path, key: str, shown: str) -> None:
+    # As YAML read the key (null, true, false: not Python's None, True, False), not as a list's index or
+    # as a location with no key in it ("web.None: Keys should be strings"), on the key's own line (it was
+    # web's but for 1.5, whose text is the number's).
+    source = tmp_path / "i.yaml"
+    assert error_of(ONE_DB + f"  {key}: x\n", source) == (
+        f"{source}:6: web: the key {shown} should be a string; {WEB_KEYS}")
+
+
+def test_a_key_that_is_no_text_at_the_top_level_or_in_a_list_item_names_its_place(tmp_path: Path) -> None:
+    source = tmp_path / "i.yaml"
+    assert error_of(ONE_DB + "5: x\n", source) == (
+        f"{source}:6: (top level): the key 5 should be a string; known keys: connect, db, web, key, trigger, harden, "
+        "lab, log, ansible")
+    assert error_of(ONE_DB.replace("'http://x/'}", "'http://x/', 7: y}"), source) == (
+        f"{source}:5: web.servers[0]: the key 7 should be a string; known keys: name, address, port, user, health_url")
 
 
 def test_a_value_its_tag_cannot_build_is_found_past_a_collection_tagged_as_a_number(tmp_path: Path) -> None:
