@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from svrchain.core.inventory import InventoryError, parse
+from svrchain.core.inventory import InventoryError, parse, with_ansible
 from tests.paths import LAB_INVENTORY
 
 DB = "db: {script: s, ready: {port: 1}, run: {process: x, user: postgres}}\n"
@@ -56,6 +56,20 @@ def test_a_db_or_web_that_is_no_mapping_beside_ansible_is_one_line_on_its_line(
                                                          if ln.startswith(f"{section}:")))
     assert error_of(HEADER + text, site) == (
         f"{site}:{line}: {section}: a mapping of its settings, not {got}; the Ansible inventory fills in its hosts")
+
+
+def test_a_long_section_that_is_no_mapping_is_cut_to_sixty_characters(site: Path) -> None:
+    text = HEADER + "web: " + "x" * 59 + "yz\n"
+    assert error_of(text, site) == (f"{site}:3: web: a mapping of its settings, not str '{'x' * 59}y'; the Ansible "
+                                    "inventory fills in its hosts")
+
+
+def test_with_ansible_without_the_yaml_tree_names_no_line(site: Path) -> None:
+    # with_ansible's node tree is optional (parse always has one): without it the message has no line.
+    with pytest.raises(InventoryError) as exc:
+        with_ansible({"ansible": {"inventory": "hosts.ini"}, "db": 5}, site)
+    assert str(exc.value) == (f"{site}: db: a mapping of its settings, not int '5'; the Ansible inventory fills in "
+                              "its hosts")
 
 
 WEB_KEYS = "known keys: user, restart_command, restart_shell, health_timeout, servers"
