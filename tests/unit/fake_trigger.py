@@ -27,10 +27,12 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -249,6 +251,48 @@ class Trigger:
     def log(self) -> str:
         f = self.root / "syslog"
         return f.read_text() if f.exists() else ""
+
+    @property
+    def tick(self) -> Path:
+        """The watcher's tick: rewritten ("<epoch> <run>") each time it looks at the database."""
+        return self.root / "run" / "svrchain" / f"{self.inv.trigger.name}_watch.tick"
+
+    def looks(self, n: int, timeout: float = 30) -> None:
+        """Wait until the watcher has looked at the database ``n`` more times: its tick rewritten ``n``
+        times (each rewrite a new modification time; the looks are an interval, 50 ms or more, apart, and
+        a look missed by a slow poll only makes the wait longer). ``timeout`` is only a net."""
+
+        def stamp() -> int | None:
+            try:
+                return self.tick.stat().st_mtime_ns
+            except FileNotFoundError:
+                return None
+
+        last, seen, end = stamp(), 0, time.monotonic() + timeout
+        while seen < n:
+            assert time.monotonic() < end, f"the watcher looked {seen} times, not {n}, within {timeout}s:\n{self.log}"
+            time.sleep(0.01)
+            now = stamp()
+            if now != last:
+                seen, last = seen + 1, now
+
+    def traced_looks(self, pid: int, n: int = 10) -> list[str]:
+        """What process ``pid`` (the watcher) and its children start (fork, vfork, clone, clone3, execve:
+        strace's lines) over its next ``n`` looks, counted from strace's attach."""
+        out = self.root / f"strace.{pid}"
+        with out.open("w") as f:
+            strace = subprocess.Popen(["strace", "-f", "-e", "trace=fork,vfork,clone,clone3,execve", "-p", str(pid)],
+                                      stdout=subprocess.DEVNULL, stderr=f)
+        try:
+            end = time.monotonic() + 30
+            while "attached" not in out.read_text():
+                assert strace.poll() is None and time.monotonic() < end, out.read_text()
+                time.sleep(0.01)
+            self.looks(n)
+        finally:
+            strace.send_signal(signal.SIGINT)
+            strace.wait(10)
+        return [ln for ln in out.read_text().splitlines() if "clone" in ln or "fork" in ln or "execve" in ln]
 
     def owed(self) -> list[str]:
         d = self.root / "var" / "lib" / "svrchain" / f"{self.inv.trigger.name}.owed"

@@ -283,7 +283,7 @@ def test_the_watcher_restarts_an_owed_web_server_as_soon_as_it_answers():
         assert t.owed() == ["web2"]
         before = len(calls_to(t, WEB2))
         watcher = t.popen("watch")
-        time.sleep(1.5)  # fifteen of its intervals (0.1 s) away
+        t.looks(5)  # five of its looks (0.1 s apart) away, each one probing it (a retry at a time)
         assert len(calls_to(t, WEB2)) == before and t.owed() == ["web2"]
         t.host(WEB2, "ok")
         end = time.monotonic() + 30  # (a net: it comes within an interval or two)
@@ -301,7 +301,7 @@ def test_the_watcher_restarts_an_owed_web_server_as_soon_as_it_answers():
 @pytest.mark.skipif(shutil.which("strace") is None, reason="strace is installed by make lab-deps")
 def test_the_watchers_look_forks_no_process():
     """Issue 21: the watcher's look at the database (a run told by its process, nothing owed) and its
-    wait between looks start no process: seen with strace over a second of looks."""
+    wait between looks start no process: seen with strace over ten looks (0.05 s apart)."""
     t = fake_trigger.make()
     lines = [ln for ln in render.trigger_config(t.inv).decode().splitlines()
              if not ln.startswith(("run_command=", "run_interval="))]
@@ -314,19 +314,10 @@ def test_the_watchers_look_forks_no_process():
     db = spawn_as(uid, name)
     watcher = t.popen("watch")
     try:
-        tick = t.root / "run" / "svrchain" / "svr_restart_watch.tick"
-        end = time.monotonic() + 30
-        while not (tick.exists() and tick.read_text().strip()) and time.monotonic() < end:
-            time.sleep(0.05)
-        time.sleep(0.5)
-        first = tick.read_text()
-        r = subprocess.run(["timeout", "-s", "INT", "1.5", "strace", "-f", "-e", "trace=fork,vfork,clone,clone3,execve",
-                            "-p", str(watcher.pid)], capture_output=True, text=True)
-        assert "attached" in r.stderr, r.stderr
-        assert not [ln for ln in r.stderr.splitlines() if "clone" in ln or "fork" in ln or "execve" in ln], r.stderr
-        assert tick.read_text() != first  # it did look, many times, meanwhile
-        assert tick.read_text().split()[1].startswith(f"{uid}:{db.pid}.")
-        assert len(tick.read_text().split()) == 2
+        t.looks(3)  # past its start (its first look, the run adopted): in its loop
+        assert t.traced_looks(watcher.pid, 10) == []  # ten looks, traced from strace's attach
+        assert t.tick.read_text().split()[1].startswith(f"{uid}:{db.pid}.")
+        assert len(t.tick.read_text().split()) == 2
     finally:
         db.kill()
         db.wait()
@@ -483,16 +474,13 @@ def test_the_watcher_starts_the_trigger_for_a_new_run_once():
         # Installing restarts nothing: the run going now counts as followed, once the watcher has read it
         # (under load that takes a while; a run changed before it would count as the installed one).
         handled = t.root / "var" / "lib" / "svrchain" / "svr_restart.run"
-        end = time.monotonic() + 30
-        while not handled.exists() and time.monotonic() < end:
-            time.sleep(0.05)
-        time.sleep(0.5)
+        t.looks(3)  # (its first look comes after the run is adopted, in the loop)
         assert handled.read_text().split()[0] == "1234.5678" and t.restarts(WEB1) == []
         t.set_run("2000.1")
-        end = time.monotonic() + 10
-        while len(t.restarts(WEB2)) < 1 and time.monotonic() < end:
-            time.sleep(0.1)
-        time.sleep(1)
+        end = time.monotonic() + 30  # (a net: the run comes within an interval or two)
+        while not (t.status.run == "2000.1" and t.status.finished is not None) and time.monotonic() < end:
+            time.sleep(0.05)
+        t.looks(5)  # five more looks at the run it followed
         assert len(t.restarts(WEB1)) == 1 and len(t.restarts(WEB2)) == 1
         assert t.log.count("new run of the database (2000.1): starting the trigger") == 1
     finally:

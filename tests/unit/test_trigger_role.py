@@ -109,27 +109,19 @@ def test_the_watcher_follows_a_promotion_once_and_a_standbys_new_run_not_at_all(
         assert until(lambda: handled(trig) == "1234.5678~standby"), trig.log  # installed on a standby
         trig.set_run("999.1")  # the standby restarted
         assert until(lambda: handled(trig) == "999.1~standby"), trig.log
-        time.sleep(0.5)
+        trig.looks(5)  # five looks at the standby's new run (0.05 s apart)
         assert trig.ssh_calls("restart") == []
         set_role(trig, "primary")  # promoted: the same run, now the primary
         assert until(lambda: len(trig.restarts(WEB1)) == 1 and len(trig.restarts(WEB2)) == 1), trig.log
         assert until(lambda: handled(trig) == "999.1"), trig.log
         calls = len((trig.root / "role.calls").read_text().split())
-        time.sleep(1)
+        trig.looks(5)  # five looks at the primary's run
         assert len(trig.restarts(WEB1)) == 1 and len(trig.restarts(WEB2)) == 1  # exactly once
         assert len((trig.root / "role.calls").read_text().split()) == calls  # a primary's look: no check
         assert "the database's run 999.1 is the primary now, open read-write (promoted)" in trig.log
     finally:
         watcher.terminate()
         watcher.wait()
-
-
-def strace_look(t: Trigger, pid: int) -> list[str]:
-    """The processes the watcher (PID) starts over a second and a half of looks (strace)."""
-    r = subprocess.run(["timeout", "-s", "INT", "1.5", "strace", "-f", "-e", "trace=fork,vfork,clone,clone3,execve",
-                        "-p", str(pid)], capture_output=True, text=True)
-    assert "attached" in r.stderr, r.stderr
-    return [ln for ln in r.stderr.splitlines() if "execve(" in ln]
 
 
 @pytest.mark.parametrize("role", ["primary", "standby"])
@@ -145,8 +137,8 @@ def test_a_primarys_look_forks_nothing_a_standbys_only_its_role_check(role: str)
     try:
         mark = "~standby" if role == "standby" else ""
         assert until(lambda: handled(t).endswith(mark) and handled(t).startswith(f"{uid}:{db.pid}.")), t.log
-        time.sleep(0.3)
-        execs = strace_look(t, watcher.pid)
+        t.looks(3)  # in its loop, past its start
+        execs = [ln for ln in t.traced_looks(watcher.pid, 10) if "execve(" in ln]  # over ten looks
         if role == "primary":
             assert execs == []
         else:
