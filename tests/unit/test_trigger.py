@@ -166,9 +166,11 @@ def test_a_refused_host_key_is_not_retried_and_is_owed(trig: Trigger):
 
 
 def test_two_starts_at_once_are_serialized_and_the_run_is_followed_once(trig: Trigger):
-    trig.host(WEB1, "slow 1")
+    trig.host(WEB1, "slow 0.5")
     first = trig.popen("start")
-    time.sleep(0.3)
+    end = time.monotonic() + 30  # (a net)
+    while not trig.ssh_calls("restart") and time.monotonic() < end:  # the first is restarting, locked
+        time.sleep(0.01)
     second = trig.popen("start")
     assert first.wait(30) == 0 and second.wait(30) == 0
     assert len(trig.restarts(WEB1)) == 1 and len(trig.restarts(WEB2)) == 1
@@ -605,16 +607,16 @@ def test_the_ready_check_and_the_run_command_never_show_on_a_command_line(trig: 
     # user who reads every process's command line while they run never sees it.
     inv = trig.inv.model_copy(update={"db": trig.inv.db.model_copy(update={
         "ready": trig.inv.db.ready.model_copy(update={
-            "command": f"PW=Ready-Hunter2; sleep 0.5; {trig.root}/bin/probe", "timeout": 30}),
-        "run": trig.inv.db.run.model_copy(update={"command": f"PW=Run-Hunter2; sleep 0.5; cat {trig.root}/runid"})})})
+            "command": f"PW=Ready-Hunter2; sleep 0.2; {trig.root}/bin/probe", "timeout": 30}),
+        "run": trig.inv.db.run.model_copy(update={"command": f"PW=Run-Hunter2; sleep 0.2; cat {trig.root}/runid"})})})
     trig.configure(inv)
     trig.probe(3)
     seen, done = set(), threading.Event()
 
     def watch() -> None:
-        # A look every 20 ms (a look takes a few): each command that holds a password runs 0.5 s or more
-        # (its sleep), so a command line that showed it would be seen many times over; a look without a
-        # pause spent a core for the whole run (1.6 s of CPU).
+        # A look every 20 ms (a look takes a few): each command that holds a password runs 0.2 s or more
+        # (its sleep: some ten looks), so a command line that showed it would be seen many times over; a
+        # look without a pause spent a core for the whole run (1.6 s of CPU).
         while not done.is_set():
             seen.update(x for x in command_lines() if "Hunter2" in x)
             done.wait(0.02)
