@@ -102,6 +102,20 @@ def silent() -> Iterator[Silent]:
     listeners.close()
 
 
+@pytest.fixture
+def refusing() -> Iterator[list[tuple[str, int]]]:
+    """Three loopback ports (127.0.0.10-12) bound but not listening: a connection to one is refused at
+    once, for the tests whose point is not a timeout (they need no wait)."""
+    socks = []
+    for i in range(3):
+        s = socket.socket()
+        s.bind((f"127.0.0.{10 + i}", 0))
+        socks.append(s)
+    yield [s.getsockname() for s in socks]
+    for s in socks:
+        s.close()
+
+
 def write_inventory(tmp_path: Path, hosts: list[tuple[str, int]], known: str = "", timeout: int = 2) -> Path:
     """An inventory of loopback hosts (the first is the DB server), with its key and known_hosts files."""
     if not (tmp_path / "admin_key").exists():  # a real key: the admin's key is read before any host
@@ -190,9 +204,9 @@ def test_fabric_dry_is_the_tasks_dry_run(name, monkeypatch):
     assert seen.get("dry_run") is (True if name in CHANGING else None), seen
 
 
-def test_dry_gen_key_connects_nowhere_it_would_change(silent, tmp_path, cli):
-    """fab --dry gen-key is a dry run: it fails here only because the host is silent (exit 3)."""
-    inv = write_inventory(tmp_path, silent[:2], timeout=1)
+def test_dry_gen_key_connects_nowhere_it_would_change(refusing, tmp_path, cli):
+    """fab --dry gen-key is a dry run: it fails here only because the host refuses the connection (exit 3)."""
+    inv = write_inventory(tmp_path, refusing[:2], timeout=1)
     r = cli("--dry", "gen-key", "-I", str(inv), tool="fab")
     assert r.returncode == 3, r.stdout + r.stderr
     assert r.stdout.splitlines()[0].startswith(f"svrchain: inventory {inv}: db 127.0.0.10, web1 127.0.0.11")
@@ -220,8 +234,8 @@ def test_dotenv_next_to_the_fabfile(tmp_path, cli):
                                 "inventory/example.yaml)")
 
 
-def test_first_line_names_the_inventory_and_the_limited_hosts(silent, tmp_path, cli):
-    inv = write_inventory(tmp_path, silent[:3], timeout=1)
+def test_first_line_names_the_inventory_and_the_limited_hosts(refusing, tmp_path, cli):
+    inv = write_inventory(tmp_path, refusing, timeout=1)
     r = cli("verify", "-I", str(inv), "--limit", "web2")
     assert r.stdout.splitlines()[0] == (f"svrchain: inventory {inv}: db 127.0.0.10, web2 127.0.0.12 "
                                         "(--limit: 1 of 2 web servers)"), r.stdout
