@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the host lock's direc
 TRIES = 30
 
 
-def start(d: Path, go: Path, wait: int = 60, who: str = "alice@laptop") -> subprocess.Popen:
+def start(d: Path, go: Path, wait: float = 60, who: str = "alice@laptop") -> subprocess.Popen:
     """The lock script, spinning until ``go`` exists: both runs leave that barrier at the same instant."""
     barrier = f'while [ ! -e {go} ]; do :; done; exec sh -c "$0" svrchain "$@"'
     return subprocess.Popen(["sh", "-c", barrier, connection.HOST_LOCK, str(d), str(wait), who],
@@ -52,7 +52,7 @@ def test_a_run_that_cannot_get_the_lock_names_the_run_holding_it(tmp_path):
     go.touch()
     first = start(d, go, who="alice@laptop")
     assert first.stdout.readline() == b"locked\n"
-    second = start(d, go, wait=1, who="bob@desk")
+    second = start(d, go, wait=0.2, who="bob@desk")  # (flock -w takes tenths: no need to wait a whole second)
     code, said = hold_then_release(second)
     first.stdin.close()
     first.wait(10)
