@@ -127,7 +127,8 @@ def test_as_runs_as_each_account_with_that_accounts_own_group(tmp_path, shell):
     """``as`` (every read and write in a home): the group looked up once for calls in a row as one
     account, again for another account, root never through setpriv, a failed lookup runs nothing."""
     script = _AS + f"""
-id() {{ echo "id $*" >>{tmp_path}/log; case $3 in web) echo 33 ;; app) echo 1001 ;; *) echo "no such user" >&2; return 1 ;; esac; }}
+id() {{ echo "id $*" >>{tmp_path}/log
+    case $3 in web) echo 33 ;; app) echo 1001 ;; *) echo "no such user" >&2; return 1 ;; esac; }}
 setpriv() {{ echo "setpriv $*" >>{tmp_path}/log; shift 4; "$@"; }}
 as web echo one; as web echo two; as app echo three; as web echo four; as root echo five
 as ghost echo six || echo "ghost: $?"
