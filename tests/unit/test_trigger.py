@@ -513,6 +513,14 @@ def spawn_as(uid: int, name: str) -> subprocess.Popen:
                              "perl", "-e", f'$0 = "{name}"; sleep 60'])
 
 
+def named(p: subprocess.Popen, name: str) -> None:
+    """Wait until process ``p`` (spawn_as's) has taken its name ``name`` (30 s is only a net)."""
+    end = time.monotonic() + 30
+    while Path(f"/proc/{p.pid}/cmdline").read_bytes().rstrip(b"\0").decode(errors="replace") != name:
+        assert p.poll() is None and time.monotonic() < end, name
+        time.sleep(0.01)
+
+
 @pytest.mark.skipif(not fake_trigger.AS_ROOT, reason="needs root: processes of two accounts")
 def test_an_oracle_pmon_lookalike_of_another_account_is_never_the_run(trig: Trigger):
     """Issue 19 item 1: an Oracle-shaped inventory (a run is ora_pmon_<SID>, the owner's). The
@@ -524,10 +532,11 @@ def test_an_oracle_pmon_lookalike_of_another_account_is_never_the_run(trig: Trig
     assert inv.db.run.process == f"^ora_pmon_{sid}$" and inv.db.run.user == owner
     trig.configure(inv)
     attacker = spawn_as(1, f"ora_pmon_{sid}")
-    time.sleep(0.3)
+    named(attacker, f"ora_pmon_{sid}")
+    time.sleep(0.05)  # five clock ticks (a process's start time is counted in 10 ms ticks): the older
     pmon = spawn_as(fake_trigger.NOBODY, f"ora_pmon_{sid}")
     try:
-        time.sleep(0.3)
+        named(pmon, f"ora_pmon_{sid}")
         run = trig.run("run").stdout.strip()
         assert run.startswith(f"{fake_trigger.NOBODY}:{pmon.pid}."), (run, attacker.pid, pmon.pid)
         assert trig.run("start").returncode == 0, trig.log
@@ -562,7 +571,7 @@ def test_a_killed_watcher_is_run_again_by_its_supervisor_and_ticks():
 
     try:
         first = watcher_pid()
-        time.sleep(0.5)
+        t.looks(2)  # (the pid file comes before its first look)
         when, run = tick.read_text().split()
         assert run == "1234.5678" and abs(float(when) - time.time()) < 60
         subprocess.run(["kill", "-9", first], check=True)
