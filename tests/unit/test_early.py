@@ -171,7 +171,7 @@ class Hosts:
     def places(self) -> list[tuple[str, int]]:
         return [s.getsockname()[:2] for s in self.socks]
 
-    def accepted(self, hang_up: bool = True, quiet: float = 0.25) -> list[int]:
+    def accepted(self, hang_up: bool = True, quiet: float = 0.1) -> list[int]:
         """How many connections each listener has been sent (each accepted and, with ``hang_up``, closed):
         every listener is watched at once until none has been sent one for ``quiet`` seconds. Each test asks
         once what could connect has returned (an in-process start, whose connects are begun before it
