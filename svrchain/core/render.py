@@ -159,7 +159,7 @@ def watch_unit(inv: Inventory) -> str:
 def watch_init(inv: Inventory) -> bytes:
     """``/etc/init.d/<trigger>_watch``: runs the trigger's ``watch`` loop as a daemon."""
     return _template("svr-watch.sh.j2").render(
-        name=watch_name(inv), db_service=inv.db.service, trigger=trigger_path(inv),
+        name=watch_name(inv), db_service=inv.db.service, trigger=trigger_path(inv), earlier=trigger_init_path(inv),
         pidfile=watch_pidfile(inv), supervisor=supervise_pidfile(inv)).encode()
 
 

@@ -19,8 +19,8 @@ def script(tmp_path: Path) -> tuple[Path, Path, Path]:
     trigger.chmod(0o755)
     init = tmp_path / "svr_restart_watch"
     init.write_bytes(render._template("svr-watch.sh.j2").render(
-        name="svr_restart_watch", db_service="dbora", trigger=str(trigger), pidfile=str(tmp_path / "watch.pid"),
-        supervisor=str(tmp_path / "supervise.pid")).encode())
+        name="svr_restart_watch", db_service="dbora", trigger=str(trigger), earlier=str(tmp_path / "earlier"),
+        pidfile=str(tmp_path / "watch.pid"), supervisor=str(tmp_path / "supervise.pid")).encode())
     init.chmod(0o755)
     return init, tmp_path / "watch.pid", tmp_path / "supervise.pid"
 
@@ -74,3 +74,20 @@ def test_a_pid_file_whose_process_is_not_the_trigger_is_not_running(tmp_path, pr
     while "supervise" not in ((tmp_path / "trigger.log").read_text() if (tmp_path / "trigger.log").exists() else ""):
         assert time.monotonic() < deadline, "start did not start the supervisor"
         time.sleep(0.02)
+
+
+def test_stop_ends_a_watcher_of_the_earlier_layout(tmp_path):
+    """A watcher that an earlier svrchain started (its trigger was the init script) is the one "stop"
+    ends when the upgrade restarts the watcher: it must not keep running beside the new one."""
+    init, watch, _ = script(tmp_path)
+    earlier = tmp_path / "earlier"
+    earlier.write_text("#!/bin/sh\nsleep 30\n")
+    earlier.chmod(0o755)
+    old = subprocess.Popen([str(earlier), "watch"])
+    try:
+        watch.write_text(f"{old.pid}\n")
+        subprocess.run(["sh", str(init), "stop"], check=True, timeout=15)
+        assert old.wait(timeout=5) == -15  # SIGTERM
+    finally:
+        old.kill()
+        old.wait()
