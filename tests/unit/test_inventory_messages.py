@@ -241,3 +241,9 @@ def test_aliases_of_aliases_are_walked_once(tmp_path):
     lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
     message = error_of("\n".join(lines) + "\n", tmp_path / "inv.yaml")
     assert f"{tmp_path / 'inv.yaml'}:9: a8: unknown key" in message, message
+
+
+def test_a_key_that_is_a_list_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    # The check for keys given twice skips a key that is no scalar (a list is no dict key); YAML refuses it.
+    assert error_of("lab: true\n? [a, b]\n: x\n", tmp_path / "i.yaml") == (
+        f"{tmp_path / 'i.yaml'}:2:3: not valid YAML: found unhashable key")
