@@ -88,7 +88,8 @@ def _proc_stats() -> dict[int, tuple[str, int, float]]:
 def hosts_cpu() -> float:
     """CPU seconds that the lab hosts' sshd listeners have reaped so far: every connection's sshd and all
     it ran (handshakes, probes, commands) on every host. Read from this machine's /proc: no process is
-    started in the hosts."""
+    started in the hosts. A connection counts once it has closed: one kept open after the run (Ansible's
+    ControlPersist) is not counted."""
     procs, inits = _proc_stats(), {labhosts.init_pid(h) for h in labhosts.current()} - {None}
 
     def in_lab(pid: int) -> bool:
