@@ -29,6 +29,17 @@ def on_systemd(command: str) -> str:
     return f"if {SYSTEMD}; then {command}; fi"
 
 
+def enabled_command(*units: str) -> str:
+    """Whether each unit is enabled (systemd only; one line per unit)."""
+    return on_systemd(f"systemctl is-enabled {' '.join(units)}")
+
+
+def status_command(service: str, unit: str) -> str:
+    """Whether a service runs: its unit's state on systemd, else its init script's status (exit 0: it
+    runs). The same text wherever it is asked, so that a probe runs it once."""
+    return f"if {SYSTEMD}; then systemctl is-active {unit}; else /etc/init.d/{service} status; fi"
+
+
 # One round trip's worth of shell: the init system, the registration tool, and every rc link.
 PROBE = {
     "init": f"if {SYSTEMD}; then echo systemd; else echo sysv; fi",

@@ -59,11 +59,11 @@ def chain_commands(inv: Inventory, services: Services, selinux_paths: list[str])
     (dbname, dbunit), (tname, tunit), (wname, wunit) = services
     names = " ".join(shlex.quote(name) for name in (dbname, tname, wname))
     return {
-        "enabled": sysv.on_systemd(f"systemctl is-enabled {dbunit} {tunit}"),
+        "enabled": sysv.enabled_command(dbunit, tunit),
         "order": sysv.on_systemd(f"systemctl show -p After -p PartOf {tunit}; systemctl show -p Wants {dbunit}"),
         "chklist": f"command -v chkconfig >/dev/null && for s in {names}; do chkconfig --list \"$s\" 2>&1; done; true",
-        "wup": f"if {sysv.SYSTEMD}; then systemctl is-active {wunit}; else /etc/init.d/{wname} status; fi",
-        "wenabled": sysv.on_systemd(f"systemctl is-enabled {wunit}"),
+        "wup": sysv.status_command(wname, wunit),
+        "wenabled": sysv.enabled_command(wunit),
         "run": current_run_command(inv),
         "service": service_probe(inv),
         "ready": """printf '%s\\n' "$READY" | sh >/dev/null 2>&1""",

@@ -88,8 +88,8 @@ class ServiceFact(Fact[ServiceState]):
 
     def commands(self, inv: Inventory) -> dict[str, str]:
         name, unit = self.service, self.unit
-        up = f"if {sysv.SYSTEMD}; then systemctl is-active {unit}; else /etc/init.d/{name} status; fi"
-        return {"enabled": sysv.on_systemd(f"systemctl is-enabled {unit}"), **({"up": up} if self.running else {})}
+        up = sysv.status_command(name, unit)
+        return {"enabled": sysv.enabled_command(unit), **({"up": up} if self.running else {})}
 
     def parse(self, inv: Inventory, raw: Raw) -> ServiceState:
         up = raw.results.get("up")
