@@ -30,6 +30,7 @@ as() {
     [ "$u" = "${AS_USER-}" ] || { AS_GID=$(id -g -- "$u") || return; AS_USER=$u; }
     setpriv --reuid="$u" --regid="$AS_GID" --init-groups -- "$@"
 }
+AS_USER=  # never a group from the environment the script was started with
 """
 
 

@@ -143,6 +143,18 @@ as ghost echo six || echo "ghost: $?"
         "id -g -- ghost"]
 
 
+def test_as_never_takes_a_group_from_the_environment(tmp_path):
+    script = _AS + f"""
+id() {{ echo "id $*" >>{tmp_path}/log; echo 33; }}
+setpriv() {{ echo "setpriv $*" >>{tmp_path}/log; }}
+as web true
+"""
+    subprocess.run(["sh", "-c", script], env={"PATH": "/usr/bin:/bin", "AS_USER": "web", "AS_GID": "0"},
+                   check=True, timeout=10)
+    assert (tmp_path / "log").read_text().splitlines() == [
+        "id -g -- web", "setpriv --reuid=web --regid=33 --init-groups -- true"]
+
+
 def test_once_reads_a_key_once_for_every_concurrent_caller():
     once, calls = Once(), []
 
