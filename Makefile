@@ -70,17 +70,18 @@ test: lab-deps install $(TOOLS)/.installed
 # test modules are cached (__pycache__, ignored by git) even where PYTHONDONTWRITEBYTECODE is set: without
 # the cache every run, and every fab or python the tests start, compiles them all again. --dist worksteal:
 # a process that has run out of tests takes half of the other's (xdist's default hands tests out in
-# chunks: the last chunk, often a module of real programs and their waits, ran alone for 5-8 s).
+# chunks: the last chunk, often a module of real programs and their waits, ran alone for 5-8 s). Only
+# tests/unit is collected (each process imported every lab module and its conftest to deselect them).
 UNIT_JOBS ?= 2
 UNIT_DIST := --dist worksteal
 unit: install
-	PYTHONDONTWRITEBYTECODE= $(PY) -m pytest -n $(UNIT_JOBS) $(UNIT_DIST) -m "not lab and not install"
+	PYTHONDONTWRITEBYTECODE= $(PY) -m pytest -n $(UNIT_JOBS) $(UNIT_DIST) -m "not lab and not install" tests/unit
 
 # make unit's tests with the coverage of svrchain/ (pytest-cov), per module; fails under COVERAGE_MIN
 # percent. Not part of make test (it costs make unit's time again).
 COVERAGE_MIN ?= 90
 coverage: install
-	$(PY) -m pytest -q -n $(UNIT_JOBS) $(UNIT_DIST) -m "not lab and not install" --cov=svrchain --cov-report=term \
+	$(PY) -m pytest -q -n $(UNIT_JOBS) $(UNIT_DIST) -m "not lab and not install" tests/unit --cov=svrchain --cov-report=term \
 		--cov-fail-under=$(COVERAGE_MIN)
 
 # The property tests with new random examples (make test draws the same ones every run).

@@ -4,7 +4,7 @@ The lab tests spend most of their time waiting (hosts booting, the chain's waits
 make test runs them in two groups at once, each with its own lab in a slot of its own (lab/slot.py:
 its own network namespace, host namespaces, disks). The test modules go to the groups by the time each
 took (MEASURED), longest first to the group with less to do, so that both end at about the same time.
-With ``--unit JOBS`` the unit tests (``pytest -n JOBS -m "not lab"``, on this machine's own network)
+With ``--unit JOBS`` the unit tests (``pytest -n JOBS -m "not lab" tests/unit``, on this machine's own network)
 count as one more module: the group they go to runs them first, then its lab tests, while the other
 group's lab tests run. Every run goes to its end whatever the others do; the whole fails if any fails.
 Each run's lines are shown as they come, prefixed with its name ([unit], [lab1], [lab2]); at the end,
@@ -120,7 +120,7 @@ def plan(group: Group, unit_jobs: str, extra: list[str]) -> None:
     """The group's runs: the unit tests (if it has them), then its lab tests in its slot."""
     color = ["--color=yes"] if sys.stdout.isatty() else []
     if UNIT in group.files:
-        group.runs.append(Run("unit", [*PYTEST, *color, *UNIT_DIST, "-n", unit_jobs, "-m", "not lab"]))
+        group.runs.append(Run("unit", [*PYTEST, *color, *UNIT_DIST, "-n", unit_jobs, "-m", "not lab", "tests/unit"]))
     lab_files = [f for f in group.files if f != UNIT]
     if lab_files:
         group.runs.append(Run(f"lab{group.slot}", slot.argv(group.slot, [*PYTEST, *color, "-m", "lab", *extra,
@@ -249,7 +249,7 @@ def main(argv: list[str]) -> int:
     """Run the tests in groups, one per slot; 0 only when every run passed and nothing is left."""
     slot_names, unit, files, extra = parse(argv)
     if os.geteuid() != 0:
-        unit_argv = [*PYTEST, *UNIT_DIST, "-n", unit or "0", "-m", "not lab"]
+        unit_argv = [*PYTEST, *UNIT_DIST, "-n", unit or "0", "-m", "not lab", "tests/unit"]
         codes = [subprocess.run(unit_argv, cwd=REPO).returncode] if unit else []
         codes.append(subprocess.run([*PYTEST, "-m", "lab", *extra, *files], cwd=REPO).returncode)
         return max(codes)

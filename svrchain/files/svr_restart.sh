@@ -30,8 +30,8 @@ if [ "$EUID" -ne 0 ]; then
     ROOT=${SVRCHAIN_TRIGGER_ROOT:-}
 fi
 # Tests only, with that root: SVRCHAIN_TRIGGER_MS=N (1-999) makes each second of the backoff between
-# a web server's tries, and of the supervisor's wait before it starts the watcher again, last N ms
-# (the log still says the seconds). Ignored without the root, so always as root.
+# a web server's tries, of the supervisor's wait before it starts the watcher again, and of the
+# restart and hook timeouts, last N ms (the log still says the seconds). Ignored without the root, so always as root.
 MS_PER_SECOND=
 if [ -n "$ROOT" ] && [[ ${SVRCHAIN_TRIGGER_MS:-} =~ ^[1-9][0-9]{0,2}$ ]]; then
     MS_PER_SECOND=$SVRCHAIN_TRIGGER_MS
@@ -200,6 +200,12 @@ read_config() {
     MAX_PARALLEL=${SETTINGS[max_parallel]:-32}
     # The on-call hooks (optional): run after a run that failed, or succeeded, within HOOK_TIMEOUT.
     ON_FAILURE=${SETTINGS[on_failure]:-} ON_SUCCESS=${SETTINGS[on_success]:-} HOOK_TIMEOUT=${SETTINGS[hook_timeout]:-30}
+    # What timeout(1) is given: the same seconds (the tests' shorter ones, as the backoff's).
+    local WAIT
+    seconds "$RESTART_TIMEOUT"
+    RESTART_LIMIT=$WAIT
+    seconds "$HOOK_TIMEOUT"
+    HOOK_LIMIT=$WAIT
 }
 
 # run_owner: with run_process, the database's owner (run_user) is required: a process of any other
@@ -496,7 +502,7 @@ restart_one() {
     ssh_to "$@"
     await_connection "$name"
     while :; do
-        out=$(timeout "$RESTART_TIMEOUT" "${SSH[@]}" -o ControlMaster=no "$DEST" restart 2>&1 >/dev/null 9>&-)
+        out=$(timeout "$RESTART_LIMIT" "${SSH[@]}" -o ControlMaster=no "$DEST" restart 2>&1 >/dev/null 9>&-)
         rc=$?
         if [ "$rc" -ne 0 ] && fresh_since "$@"; then
             log "$name ($address): its answer was lost (exit $rc), but its gate restarted it after the database was ready"
@@ -535,7 +541,7 @@ restart_one() {
 fresh_since() {
     local out SSH DEST
     ssh_to "$1" "$2" "$3" "$4"
-    out=$(timeout "$RESTART_TIMEOUT" "${SSH[@]}" -o ControlMaster=no "$DEST" status 2>/dev/null 9>&-) || return 2
+    out=$(timeout "$RESTART_LIMIT" "${SSH[@]}" -o ControlMaster=no "$DEST" status 2>/dev/null 9>&-) || return 2
     printf '%s\n' "$out" | awk -v r="$5" '
         /^last restart: [0-9.]+, exit 0$/ { sub(/,.*/, "", $3); if ($3 + 0 >= r + 0) fresh = 1 }
         /^booted: [0-9.]+$/ { if ($2 + 0 >= r + 0) fresh = 1 }
@@ -585,7 +591,7 @@ hook() {
             SVRCHAIN_RUN=${RUN:-unknown} SVRCHAIN_TRIGGER=$NAME SVRCHAIN_HOST=${HOSTNAME:-} \
             SVRCHAIN_WEB_COUNT=${#WEB_SERVERS[@]}
         # shellcheck disable=SC2016  # expanded by that sh, from its environment
-        exec timeout -k 5 "$HOOK_TIMEOUT" sh -c 'c=$SVRCHAIN_LINE; unset SVRCHAIN_LINE; eval "$c"'
+        exec timeout -k 5 "$HOOK_LIMIT" sh -c 'c=$SVRCHAIN_LINE; unset SVRCHAIN_LINE; eval "$c"'
     ) </dev/null >"$out" 2>&1 9>&-
     rc=$?
     text=$(head -c 300 "$out" 2>/dev/null | LC_ALL=C tr -c '[:print:]' ' ')

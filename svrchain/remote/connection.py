@@ -44,6 +44,9 @@ def handshake_problem(exc: BaseException, timeout: float, transport: paramiko.Tr
     if "No existing session" in text:
         return ("the server closed the SSH session before the login (sshd dropped it: see its log on the host, "
                 "e.g. MaxStartups or AllowUsers); check connect.user and connect.identity in the inventory")
+    if text.startswith("Incompatible version"):  # paramiko: "Incompatible version (1.5 instead of 2.0)"
+        return (f"the server speaks SSH protocol 1 only ({text.partition('(')[2].partition(' ')[0]}); svrchain uses "
+                "protocol 2 only: check the address and port in the inventory, or the server's sshd")
     if isinstance(exc, EOFError) or "reset" in text.lower() or not text:
         return ("the server closed the connection during the SSH handshake; is it an SSH server, and what "
                 "does its log say?")

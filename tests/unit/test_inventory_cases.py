@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from svrchain.core import inventory
 from svrchain.core.inventory import InventoryError, load, parse
 from tests.paths import LAB_INVENTORY
 from tests.unit.cases import cases
@@ -99,3 +100,17 @@ def test_load_names_the_file_and_the_fix(tmp_path):
     assert inv.source == good and inv.path("keys/admin") == tmp_path / "keys" / "admin"
     assert inv.path("/etc/k") == Path("/etc/k")
     assert inv.path("/etc/../k") == Path("/etc/../k")  # an absolute path is taken as written
+
+
+def test_libyaml_parses_and_pyyaml_names_what_it_refuses():
+    """Issue 23: an inventory is parsed by libyaml (about eight times as fast as PyYAML's own parser); a
+    text it refuses is parsed again by PyYAML's, whose messages are the ones above."""
+    assert yaml.__with_libyaml__  # PyYAML's wheels carry it
+    loader, root = inventory._compose("a: [1, 2]\n")
+    assert type(loader) is yaml.CSafeLoader and loader.construct_document(root) == {"a": [1, 2]}
+    assert root.value[0][1].start_mark.line == 0
+    loader, root = inventory._compose("a: 1\n")
+    assert loader.construct_document(root) == {"a": 1}
+    with pytest.raises(yaml.YAMLError) as exc:
+        inventory._compose("a: b: c\n")
+    assert exc.value.problem == "mapping values are not allowed here"  # PyYAML's words (libyaml: "in this context")

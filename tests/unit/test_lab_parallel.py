@@ -37,7 +37,7 @@ def test_the_unit_tests_go_first_in_the_group_with_less_lab_time_and_outside_any
     plan(group, "2", ["-k", "x"])
     unit, lab = group.runs
     assert (unit.name, lab.name) == ("unit", f"lab{group.slot}")
-    assert unit.argv[-4:] == ["-n", "2", "-m", "not lab"] and "nsenter" not in unit.argv
+    assert unit.argv[-5:] == ["-n", "2", "-m", "not lab", "tests/unit"] and "nsenter" not in unit.argv
     assert lab.argv[:2] == ["nsenter", f"--net=/run/netns/svrctl{group.slot}"]
     assert lab.argv[-len(group.files) + 1:] == group.files[1:] and "-k" in lab.argv
 

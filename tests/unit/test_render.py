@@ -214,7 +214,7 @@ job() {{
     mkdir "{tmp_path}/run.$1"
     ls -d "{tmp_path}"/run.* | wc -l >>"{log}"
     echo "start $1" >>"{log}.order"
-    nap 0.15
+    nap 0.05
     rmdir "{tmp_path}/run.$1"
 }}
 webs | bounded "$MAX_PARALLEL" job

@@ -48,9 +48,9 @@ def test_a_root_without_the_build_tools_fails_in_one_line_naming_them(monkeypatc
 
 def test_a_long_build_step_says_where_it_is_every_few_seconds(tmp_path):
     """debootstrap's minutes are not silent: a line every ``every`` seconds with the time and the step."""
-    script = "echo 'I: Retrieving Release'; sleep 0.3; echo 'noise'; echo 'I: Unpacking apache2...'; sleep 0.3"
+    script = "echo 'I: Retrieving Release'; sleep 0.15; echo 'noise'; echo 'I: Unpacking apache2...'; sleep 0.15"
     said: list[str] = []
-    rootfs.run_with_progress(["sh", "-c", script], tmp_path / "build.log", said.append, every=0.1)
+    rootfs.run_with_progress(["sh", "-c", script], tmp_path / "build.log", said.append, every=0.05)
     assert len(said) >= 3 and said[-1].startswith("lab: sh: done in ")
     assert any(line.endswith(", Retrieving Release") for line in said)
     assert said[-2].endswith(", Unpacking apache2...") and "lab: sh: " in said[0]

@@ -77,7 +77,7 @@ def test_restarts_through_open_connections_go_out_at_once_beyond_max_parallel():
         t.configure(fake_trigger.inventory(t.root, 4, db={"ready": {"command": f"test {sockets}", "timeout": 30,
                                                                     "interval": 0.05}}, max_parallel=1))
         for i in range(1, 5):
-            t.host(fake_trigger.address(i), "slow 1")
+            t.host(fake_trigger.address(i), "slow 0.5")
         assert t.run("start").returncode == 0, t.log
         asked = [when for when, _ in t.ssh_calls("restart")]
         ended = [x for i in range(1, 5) for x in t.restarts(fake_trigger.address(i))]
@@ -349,6 +349,7 @@ def test_a_restart_whose_answer_was_lost_is_not_repeated(trig: Trigger):
 
 def test_a_hung_web_server_is_given_up_within_the_restart_timeout():
     t = fake_trigger.make(retries=1, restart_timeout=1)
+    t.env["SVRCHAIN_TRIGGER_MS"] = "200"  # its 1 s is 200 ms here (the log still says 1 s)
     try:
         t.host(WEB1, "hang")
         assert t.run("start", timeout=60).returncode == 1  # (a hang would never end: 60 s is only a net)
@@ -736,7 +737,8 @@ def ended(pid: int) -> bool:
 
 
 def test_a_hung_hook_is_stopped_with_what_it_started(tmp_path):
-    t = fake_trigger.make(retries=1, hook_timeout=1)
+    t = fake_trigger.make(retries=1, hook_timeout=1, restart_timeout=10)
+    t.env["SVRCHAIN_TRIGGER_MS"] = "200"  # its 1 s is 200 ms here (the log still says 1 s)
     try:
         pids = t.root / "pids"
         t.configure(t.inv.model_copy(update={"trigger": t.inv.trigger.model_copy(update={
