@@ -36,10 +36,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from svrchain.core import render, trigger_status
 from svrchain.core.inventory import Inventory, parse
+from tests import fastyaml
 
 NOBODY = 65534
 AS_ROOT = os.geteuid() == 0
@@ -122,7 +121,7 @@ def inventory(root: Path, webs: int = 2, db: dict | None = None, **trigger: int 
                     "connect_timeout": 1, "retries": 3, "restart_timeout": 5, **trigger},
     }
     data["db"] = {k: v for k, v in {**data["db"], **(db or {})}.items() if v is not None}
-    return parse(yaml.safe_dump(data), Path("inventory/test.yaml"))
+    return parse(fastyaml.dump(data), Path("inventory/test.yaml"))
 
 
 def address(i: int) -> str:

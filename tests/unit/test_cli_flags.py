@@ -19,7 +19,6 @@ from pathlib import Path
 
 import paramiko
 import pytest
-import yaml
 from invoke import Config, Context
 
 import tasks
@@ -27,6 +26,7 @@ from svrchain.core.errors import BadInventory, Declined
 from svrchain.remote import labguard, runopts
 from svrchain.remote.connection import handshake_problem, sudo_problem
 from svrchain.remote.runopts import confirm
+from tests import fastyaml
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -130,7 +130,7 @@ def write_inventory(tmp_path: Path, hosts: list[tuple[str, int]], known: str = "
                             for i, (a, p) in enumerate(webs, 1)]},
     }
     path = tmp_path / "inv.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path.write_text(fastyaml.dump(data))
     return path
 
 

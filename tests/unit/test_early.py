@@ -18,7 +18,6 @@ from pathlib import Path
 
 import paramiko
 import pytest
-import yaml
 
 from svrchain.core import early
 from svrchain.core.errors import HostUnreachable
@@ -26,6 +25,7 @@ from svrchain.core.inventory import parse
 from svrchain.remote import early as remote_early
 from svrchain.remote import labguard
 from svrchain.remote.connection import Dialer
+from tests import fastyaml
 from tests.paths import REPO
 from tests.unit.test_start import modules_after
 
@@ -233,7 +233,7 @@ def _admin_key() -> bytes:
 
 def write_inventory(tmp_path: Path, places: list[tuple[str, int]], lab: bool = False, **web1: str) -> Path:
     """A whole, valid inventory for hosts at ``places`` (the DB, then two web servers), its key and known_hosts."""
-    data = yaml.safe_load((REPO / "inventory" / "lab.yaml").read_text())
+    data = fastyaml.load((REPO / "inventory" / "lab.yaml").read_text())
     key = tmp_path / "admin_key"
     if not key.exists():
         key.write_bytes(_admin_key())
@@ -246,7 +246,7 @@ def write_inventory(tmp_path: Path, places: list[tuple[str, int]], lab: bool = F
                               for i, (a, p) in enumerate(places[1:], 1)]
     data["web"]["servers"][0].update(web1)
     path = tmp_path / "inv.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path.write_text(fastyaml.dump(data))
     parse(path.read_text(), path)  # whole and valid, as the usual path reads it
     return path
 
@@ -290,9 +290,9 @@ def test_the_inventory_from_the_environment_and_only_the_run_s_hosts(hosts, tmp_
                                    {"address": "127.0.0.2\n"}])
 def test_a_hostile_value_sends_no_packet(hosts, tmp_path, value):
     inv = write_inventory(tmp_path, hosts.places())
-    data = yaml.safe_load(inv.read_text())
+    data = fastyaml.load(inv.read_text())
     data["web"]["servers"][0].update(value)
-    inv.write_text(yaml.safe_dump(data))
+    inv.write_text(fastyaml.dump(data))
     assert remote_early.start(["bootstrap", "-I", str(inv)], {}) == 0
     assert hosts.accepted() == [0, 0, 0]
 
@@ -416,7 +416,7 @@ def test_the_command_connects_before_it_imports_fabric_paramiko_or_the_inventory
     finally:
         proc.kill()
         proc.wait()
-    loaded = yaml.safe_load(err.strip().splitlines()[-1])
+    loaded = fastyaml.load(err.strip().splitlines()[-1])
     assert loaded is not None, err  # the command started a connection
     assert "svrchain.remote.early" in loaded
     assert sorted(m for m in loaded if any(m == h or m.startswith(h + ".") for h in HEAVY)) == []

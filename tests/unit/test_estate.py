@@ -6,19 +6,19 @@ import copy
 from pathlib import Path
 
 import pytest
-import yaml
 
 from svrchain.core import estate
 from svrchain.core.inventory import InventoryError
+from tests import fastyaml
 from tests.paths import LAB_INVENTORY
 
 INVENTORIES = LAB_INVENTORY.parent
 SRC = Path("inventory/estate-test.yaml")
-EXAMPLE = yaml.safe_load((INVENTORIES / "estate.yaml").read_text())
+EXAMPLE = fastyaml.load((INVENTORIES / "estate.yaml").read_text())
 
 
 def parse(data: dict | str) -> estate.Estate:
-    return estate.parse_estate(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False), SRC)
+    return estate.parse_estate(data if isinstance(data, str) else fastyaml.dump(data, sort_keys=False), SRC)
 
 
 def error_of(data: dict | str) -> str:
@@ -152,7 +152,7 @@ def test_a_chains_unknown_key_and_bad_value_name_the_chain_and_the_line():
     assert "chains.shop: webs: unknown key; a chain has db, web, key, trigger" in error_of(data)
     data = set_in(example(), "chains/billing/db/address", "not an address")
     message = error_of(data)
-    line = yaml.safe_dump(data, sort_keys=False).splitlines().index("      address: not an address") + 1
+    line = fastyaml.dump(data, sort_keys=False).splitlines().index("      address: not an address") + 1
     assert message == f"{SRC}:{line}: chains.billing.db.address: must not contain spaces, tabs, newlines or other " \
                       "control characters (got 'not an address')"
 
@@ -161,7 +161,7 @@ def test_an_unknown_key_in_a_chain_names_the_close_key_as_in_a_one_db_inventory(
     data = example()
     data["chains"]["shop"]["db"]["nmae"] = "db1"
     data["chains"]["shop"]["web"]["servers"][0]["helth_url"] = "http://x/"
-    text = yaml.safe_dump(data, sort_keys=False).splitlines()
+    text = fastyaml.dump(data, sort_keys=False).splitlines()
     assert error_of(data).splitlines() == [
         f"{SRC}:{text.index('      nmae: db1') + 1}: chains.shop.db.nmae: unknown key; did you mean 'name'?",
         f"{SRC}:{text.index('        helth_url: http://x/') + 1}: chains.shop.web.servers[0].helth_url: unknown key; "
@@ -172,7 +172,7 @@ def test_an_unknown_key_in_a_chain_names_the_close_key_as_in_a_one_db_inventory(
 def test_a_key_that_is_a_number_in_a_chain_is_named_as_a_key_on_its_own_line():
     data = example()
     data["chains"]["shop"]["db"][0] = "x"
-    text = yaml.safe_dump(data, sort_keys=False).splitlines()
+    text = fastyaml.dump(data, sort_keys=False).splitlines()
     assert error_of(data) == (
         f"{SRC}:{text.index('      0: x') + 1}: chains.shop.db: the key 0 should be a string; known keys: name, "
         "address, port, user, from, wide_from, service, init, script, oracle, unit, ready, run, role")

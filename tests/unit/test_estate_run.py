@@ -9,7 +9,6 @@ import io
 from pathlib import Path
 
 import pytest
-import yaml
 from invoke import Config, Context
 
 from svrchain.core import authkeys, output, render
@@ -19,6 +18,7 @@ from svrchain.facts.web import WebFacts
 from svrchain.ops import web as ops_web
 from svrchain.remote import runopts
 from svrchain.remote.group import Session, on_hosts
+from tests import fastyaml
 from tests.unit import test_ops
 from tests.unit.test_cli_flags import write_inventory
 from tests.unit.test_ops import KEY
@@ -26,7 +26,7 @@ from tests.unit.test_ops import KEY
 
 def write_estate(tmp_path: Path) -> Path:
     """shop: db1 restarts web1, web2; billing: db2 restarts web2 (the same host), web3. Loopback addresses."""
-    one = yaml.safe_load(write_inventory(tmp_path, [("127.0.0.10", 22)]).read_text())
+    one = fastyaml.load(write_inventory(tmp_path, [("127.0.0.10", 22)]).read_text())
     db = one.pop("db")
     web = lambda n: {"name": f"web{n}", "address": f"127.0.0.2{n}", "health_url": f"http://127.0.0.2{n}/"}  # noqa: E731
     one["chains"] = {
@@ -35,7 +35,7 @@ def write_estate(tmp_path: Path) -> Path:
     }
     del one["web"]
     path = tmp_path / "estate.yaml"
-    path.write_text(yaml.safe_dump(one, sort_keys=False))
+    path.write_text(fastyaml.dump(one, sort_keys=False))
     return path
 
 

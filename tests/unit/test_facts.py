@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from svrchain.core import render, sshd
 from svrchain.core.errors import HostError
@@ -34,6 +33,7 @@ from svrchain.facts.sshd import SshdFact, parse_supported
 from svrchain.facts.web import WebFact, parse_web, selinux_paths
 from svrchain.remote.facts import read
 from svrchain.remote.files import parse_probe, probe_script
+from tests import fastyaml
 from tests.paths import LAB_INVENTORY
 
 
@@ -166,9 +166,9 @@ def test_installed_finds_what_is_ours_and_the_sites_own_first_backup(tmp_path: P
 
 def with_key(tmp_path: Path, inv: Inventory) -> Inventory:
     """The lab's inventory with the restart key in ``tmp_path``."""
-    data = yaml.safe_load(LAB_INVENTORY.read_text())
+    data = fastyaml.load(LAB_INVENTORY.read_text())
     data["key"]["path"] = str(tmp_path / "svr_restart_key")
-    return parse(yaml.safe_dump(data), LAB_INVENTORY)
+    return parse(fastyaml.dump(data), LAB_INVENTORY)
 
 
 def test_the_key_fact_read_here(tmp_path: Path, inv: Inventory) -> None:
@@ -217,10 +217,10 @@ def test_init_fact_parses_the_init_system_the_tool_and_the_links() -> None:
      "db.oracle instead"),
 ])
 def test_init_of(patch: dict, found: str, tool: str, want: tuple | str) -> None:
-    data = yaml.safe_load(LAB_INVENTORY.read_text())
+    data = fastyaml.load(LAB_INVENTORY.read_text())
     data["db"].update(patch)
     data["db"] = {k: v for k, v in data["db"].items() if v is not None}
-    inv = parse(yaml.safe_dump(data), LAB_INVENTORY)
+    inv = parse(fastyaml.dump(data), LAB_INVENTORY)
     if isinstance(want, str):
         with pytest.raises(HostError) as err:
             init_of(inv, "db", InitSystem(found, tool, {}))
@@ -259,9 +259,9 @@ def web_raw(**changes: str | tuple[int, str]) -> Raw:
 
 
 def web_inv(user: str) -> Inventory:
-    data = yaml.safe_load(LAB_INVENTORY.read_text())
+    data = fastyaml.load(LAB_INVENTORY.read_text())
     data["web"]["user"] = user
-    return parse(yaml.safe_dump(data), LAB_INVENTORY)
+    return parse(fastyaml.dump(data), LAB_INVENTORY)
 
 
 def test_parse_web_types_every_answer() -> None:
@@ -371,9 +371,9 @@ def test_the_web_prelude_and_account_commands_run_here() -> None:
 def test_the_chains_clock_and_owner_commands_run_here(user: str | None) -> None:
     """"now" is the host's clock in seconds; "owner" is db.run.user's uid (root's when unset)."""
     me = pwd.getpwuid(os.getuid())
-    data = yaml.safe_load(LAB_INVENTORY.read_text())
+    data = fastyaml.load(LAB_INVENTORY.read_text())
     data["db"]["run"] = {"process": "^nothing-runs-this$", "user": me.pw_name} if user else {"command": "true"}
-    inv = parse(yaml.safe_dump(data), LAB_INVENTORY)
+    inv = parse(fastyaml.dump(data), LAB_INVENTORY)
     commands = chain_commands(inv, (("dbora", "dbora.service"), ("t", "t.service"), ("w", "w.service")), [])
 
     def run(name: str) -> str:

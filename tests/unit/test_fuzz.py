@@ -6,19 +6,19 @@ import copy
 from pathlib import Path
 
 import pytest
-import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from svrchain.core import authkeys
 from svrchain.core.authkeys import BadKey
 from svrchain.core.inventory import InventoryError, parse
+from tests import fastyaml
 from tests.examples import examples
 from tests.paths import LAB_INVENTORY
 from tests.unit.test_authkeys import KEY, MARK, OTHER
 
 SRC = Path("inventory/fuzz.yaml")
-LAB = yaml.safe_load(LAB_INVENTORY.read_text())
+LAB = fastyaml.load(LAB_INVENTORY.read_text())
 FUZZ = settings(max_examples=examples(300, 3000), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # Examples that each build a whole inventory or file (several ms each): fewer in make unit.
 FUZZ_HEAVY = settings(FUZZ, max_examples=examples(120, 3000))
@@ -46,7 +46,7 @@ def test_any_text_is_an_inventory_or_a_clear_error(text):
 @FUZZ_HEAVY
 @given(values)
 def test_any_yaml_value_is_an_inventory_or_a_clear_error(value):
-    check_parse(yaml.safe_dump(value))
+    check_parse(fastyaml.dump(value))
 
 
 def _paths(node, prefix=()):
@@ -71,7 +71,7 @@ def test_one_changed_value_is_an_inventory_or_a_clear_error(path, value):
     for part in path[:-1]:
         node = node[part]
     node[path[-1]] = value
-    check_parse(yaml.safe_dump(data))
+    check_parse(fastyaml.dump(data))
 
 
 # Sample lines, each labelled by hand: svrchain's (our key, or our marker as the comment) or not. The

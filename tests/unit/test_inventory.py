@@ -1,33 +1,34 @@
 """Inventory validation: every problem is one line naming the file, the key's path and the fix."""
 
+import copy
 import re
 from pathlib import Path
 
 import pytest
-import yaml
 
 from svrchain.core.inventory import Inventory, InventoryError, parse
+from tests import fastyaml
 from tests.paths import LAB_INVENTORY
 
-LAB = yaml.safe_load(LAB_INVENTORY.read_text())
+LAB = fastyaml.load(LAB_INVENTORY.read_text())
 SRC = Path("inventory/test.yaml")
 ORACLE_READY = "/usr/local/lib/svrchain/oracle-ready"  # where svrchain installs its Oracle check
 
 
 def load(data: dict):
-    return parse(yaml.safe_dump(data), SRC)
+    return parse(fastyaml.dump(data), SRC)
 
 
 def error_of(data: dict | str, lines: bool = False) -> str:
     """The error's message; without ``lines``, the YAML line numbers are taken out (tested on their own)."""
     with pytest.raises(InventoryError) as exc:
-        parse(data if isinstance(data, str) else yaml.safe_dump(data), SRC)
+        parse(data if isinstance(data, str) else fastyaml.dump(data), SRC)
     return str(exc.value) if lines else re.sub(rf"^{re.escape(str(SRC))}:\d+: ", f"{SRC}: ", str(exc.value), flags=re.M)
 
 
 def changed(path: str, value) -> dict:
     """A copy of the lab inventory with one key (dotted path, [i] for lists) set or removed."""
-    data = yaml.safe_load(yaml.safe_dump(LAB))
+    data = copy.deepcopy(LAB)
     *parents, last = path.split(".")
     node = data
     for p in parents:
@@ -188,7 +189,7 @@ def test_not_a_mapping():
 
 
 def test_relative_paths_resolve_next_to_the_file():
-    inv = parse(yaml.safe_dump(LAB), Path("/srv/inv/prod.yaml"))
+    inv = parse(fastyaml.dump(LAB), Path("/srv/inv/prod.yaml"))
     assert inv.path("../keys/admin") == Path("/srv/keys/admin")
 
 
@@ -304,7 +305,7 @@ def test_a_key_given_twice_is_refused_with_both_lines():
     message = error_of(twice, lines=True)
     assert message == (f"{SRC}:{first + 1}: web.user: given twice, on lines {first} and {first + 1} (YAML would "
                        "keep the last silently); keep one"), message
-    nested = yaml.safe_dump(changed("web.servers", [{"name": "web1", "address": "198.18.0.21",
+    nested = fastyaml.dump(changed("web.servers", [{"name": "web1", "address": "198.18.0.21",
                                                      "health_url": "http://198.18.0.21/"}]))
     nested = nested.replace("- address: 198.18.0.21\n", "- address: 198.18.0.21\n    address: 198.18.0.99\n")
     assert "web.servers[0].address: given twice, on lines" in error_of(nested)

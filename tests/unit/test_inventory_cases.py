@@ -3,6 +3,7 @@ error line (or the values) each must give."""
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 
@@ -11,17 +12,18 @@ import yaml
 
 from svrchain.core import inventory
 from svrchain.core.inventory import InventoryError, load, parse
+from tests import fastyaml
 from tests.paths import LAB_INVENTORY
 from tests.unit.cases import cases
 
 REPO = Path(__file__).resolve().parents[2]
-LAB = yaml.safe_load((LAB_INVENTORY).read_text())
+LAB = fastyaml.load((LAB_INVENTORY).read_text())
 SRC = Path("inventory/test.yaml")
 
 
 def changed(change: dict) -> dict:
     """The lab inventory with each dotted path set (a number indexes a list), or deleted when None."""
-    data = yaml.safe_load(yaml.safe_dump(LAB))
+    data = copy.deepcopy(LAB)
     for path, value in change.items():
         *parents, last = path.split(".")
         node = data
@@ -44,14 +46,14 @@ def attribute(inv, path: str):
 @pytest.mark.parametrize("case", cases("inventory/errors.yaml"))
 def test_each_problem_is_one_exact_line(case):
     with pytest.raises(InventoryError) as exc:
-        parse(yaml.safe_dump(changed(case["change"])), SRC)
+        parse(fastyaml.dump(changed(case["change"])), SRC)
     # (the line number after the file's name is checked in test_inventory.py)
     assert re.sub(r"^([^:]+):[0-9]+: ", r"\1: ", str(exc.value)) == f"{SRC}: {case['error']}"
 
 
 @pytest.mark.parametrize("case", cases("inventory/valid.yaml"))
 def test_valid_changes_load(case):
-    inv = parse(yaml.safe_dump(changed(case["change"])), SRC)
+    inv = parse(fastyaml.dump(changed(case["change"])), SRC)
     for path, want in case["expect"].items():
         assert attribute(inv, path) == want, path
 
@@ -74,7 +76,7 @@ def test_text_that_is_no_inventory(text, error):
 def test_several_problems_are_one_line_each():
     data = changed({"trigger.retries": 0, "web.servers.0.name": "-x"})
     with pytest.raises(InventoryError) as exc:
-        parse(yaml.safe_dump(data), SRC)
+        parse(fastyaml.dump(data), SRC)
     assert str(exc.value).splitlines() == [
         "inventory/test.yaml:36: web.servers[0].name: use letters, digits, '.', '_' or '-' (e.g. web1) (got '-x')",
         "inventory/test.yaml:29: trigger.retries: must be at least 1 (got 0)",
@@ -95,7 +97,7 @@ def test_load_names_the_file_and_the_fix(tmp_path):
         load(bad)
     assert str(exc.value).startswith(f"{bad}: cannot read the inventory: 'utf-8' codec can't decode byte 0xe9")
     good = tmp_path / "prod.yaml"
-    good.write_text(yaml.safe_dump(LAB))
+    good.write_text(fastyaml.dump(LAB))
     inv = load(good)
     assert inv.source == good and inv.path("keys/admin") == tmp_path / "keys" / "admin"
     assert inv.path("/etc/k") == Path("/etc/k")

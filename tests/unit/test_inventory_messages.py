@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from svrchain.core.inventory import InventoryError, parse, with_ansible
+from tests import fastyaml
 from tests.paths import LAB_INVENTORY
 
 DB = "db: {script: s, ready: {port: 1}, run: {process: x, user: postgres}}\n"
@@ -130,9 +130,9 @@ def test_an_unknown_key_in_an_optional_section_and_in_a_list_item_names_the_clos
 
 
 def test_shell_syntax_as_root_is_refused_in_one_whole_line_on_webs_line(tmp_path: Path) -> None:
-    data = yaml.safe_load(LAB_INVENTORY.read_text())
+    data = fastyaml.load(LAB_INVENTORY.read_text())
     data["web"]["restart_command"] = "/usr/sbin/apachectl graceful; true"
-    text = yaml.safe_dump(data, sort_keys=False)
+    text = fastyaml.dump(data, sort_keys=False)
     source = tmp_path / "i.yaml"
     assert error_of(text, source) == (
         f"{source}:{text.splitlines().index('web:') + 1}: web: restart_command: ';' is shell syntax, which runs as "
@@ -197,9 +197,9 @@ SERVERS = ("web:\n  servers:\n    - &web1\n      name: web1\n      address: 198.
 
 def lab_with(servers: str) -> str:
     """The lab inventory's text with ``servers`` (YAML text) as its web.servers."""
-    data = yaml.safe_load(LAB_INVENTORY.read_text())
+    data = fastyaml.load(LAB_INVENTORY.read_text())
     del data["web"]["servers"]
-    return yaml.safe_dump(data, sort_keys=False).replace("web:\n", servers, 1)
+    return fastyaml.dump(data, sort_keys=False).replace("web:\n", servers, 1)
 
 
 def test_a_key_given_beside_a_yaml_merge_overrides_it_and_is_not_given_twice(tmp_path: Path) -> None:
@@ -214,17 +214,17 @@ def test_a_key_given_beside_a_yaml_merge_overrides_it_and_is_not_given_twice(tmp
 
 
 def test_a_web_server_at_the_db_servers_address_is_one_whole_line_at_its_address(tmp_path: Path) -> None:
-    data = yaml.safe_load(LAB_INVENTORY.read_text())
+    data = fastyaml.load(LAB_INVENTORY.read_text())
     db = data["db"]["address"]
     data["web"]["servers"][1]["address"] = db
-    text = yaml.safe_dump(data, sort_keys=False)
+    text = fastyaml.dump(data, sort_keys=False)
     line = text.splitlines().index(f"  - name: {data['web']['servers'][1]['name']}") + 2
     assert text.splitlines()[line - 1] == f"    address: {db}"
     assert error_of(text, tmp_path / "i.yaml") == (
         f"{tmp_path / 'i.yaml'}:{line}: web.servers[1].address: web2 has the DB server's address {db}; the DB server "
         "cannot be one of its own web servers: give web2's own address")
     data["web"]["servers"][1]["port"] = 2222  # the same address, another port: another host (a forwarded port)
-    assert parse(yaml.safe_dump(data, sort_keys=False), tmp_path / "i.yaml").web.servers[1].address == db
+    assert parse(fastyaml.dump(data, sort_keys=False), tmp_path / "i.yaml").web.servers[1].address == db
 
 
 @pytest.mark.parametrize("text", ["a: &a [*a]\n", "web: &w {servers: [*w]}\n", "db: &d {name: *d}\n"])

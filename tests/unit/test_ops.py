@@ -21,11 +21,11 @@ command given as a bare string is shown as itself.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import yaml
 
 from svrchain.core import authkeys, render, sshd
 from svrchain.core.errors import SvrchainError
@@ -39,6 +39,7 @@ from svrchain.ops import key as ops_key
 from svrchain.ops import sshd as ops_sshd
 from svrchain.ops import web as ops_web
 from svrchain.steps import uninstall
+from tests import fastyaml
 from tests.paths import LAB_INVENTORY
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -56,8 +57,11 @@ def merged(base: dict, patch: dict) -> dict:
     return out
 
 
+LAB = fastyaml.load(LAB_INVENTORY.read_text())
+
+
 def inventory(patch: dict) -> Inventory:
-    return parse(yaml.safe_dump(merged(yaml.safe_load(LAB_INVENTORY.read_text()), patch)), LAB_INVENTORY)
+    return parse(fastyaml.dump(merged(copy.deepcopy(LAB), patch)), LAB_INVENTORY)
 
 
 def state(path: str, fact: dict | str | None, installed: bytes, owner: str = "root") -> FileState:
@@ -146,7 +150,7 @@ def command_data(c: Command, want: object) -> object:
 
 @pytest.mark.parametrize("path", cases(), ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_operation(path: Path):
-    case = yaml.safe_load(path.read_text())
+    case = fastyaml.load(path.read_text())
     inv = inventory(case.get("inventory", {}))
     op = OPERATIONS[path.parent.name]
     if "error" in case:
@@ -180,7 +184,7 @@ def test_operation(path: Path):
 @pytest.mark.parametrize("path", sorted((FIXTURES / "db_services").glob("*.yaml")), ids=lambda p: p.stem)
 def test_db_services(path: Path):
     """The DB server's services as declared (not an operation: what install, verify and uninstall share)."""
-    case = yaml.safe_load(path.read_text())
+    case = fastyaml.load(path.read_text())
     inv = inventory(case.get("inventory", {}))
     got = [{"name": s.name, "unit": s.unit,
             **{init: [[label, spec.path, f"{spec.mode:o}"] for label, spec in s.named(init)]

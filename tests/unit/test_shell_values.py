@@ -17,12 +17,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from svrchain.core import render
 from svrchain.core.inventory import Inventory, parse
+from tests import fastyaml
 from tests.examples import examples
 from tests.unit import fake_trigger
 
@@ -156,8 +156,8 @@ def reshaped_lines(text: str, baseline: str) -> list[tuple[str, str]]:
 @SHELL
 @given(inventories())
 def test_no_inventory_value_changes_the_shape_of_a_shell_line(tmp_path_factory, data):
-    inv = parse(yaml.safe_dump(data), SRC)
-    base = parse(yaml.safe_dump(plain(data)), SRC)
+    inv = parse(fastyaml.dump(data), SRC)
+    base = parse(fastyaml.dump(plain(data)), SRC)
     rendered, baseline = scripts(inv), scripts(base)
     folder = tmp_path_factory.mktemp("scripts")
     for name, text in rendered.items():
@@ -185,7 +185,7 @@ def test_no_inventory_value_changes_the_shape_of_a_shell_line(tmp_path_factory, 
 
 def test_the_comparison_sees_a_value_that_is_not_quoted():
     """The check is meaningful: an unquoted command line changes its line's words."""
-    quoted = render.gate(parse(yaml.safe_dump(plain(LAB)), SRC)).decode()
+    quoted = render.gate(parse(fastyaml.dump(plain(LAB)), SRC)).decode()
     unquoted = quoted.replace("RESTART_COMMAND='/x'", "RESTART_COMMAND=/x; id")
     assert words_per_line(quoted) != words_per_line(unquoted)
     assert reshaped_lines(unquoted, quoted) == [("RESTART_COMMAND=/x; id", "RESTART_COMMAND='/x'")]
