@@ -189,13 +189,13 @@ def test_hosts_get_restarts_spaced_by_the_gap():
 def test_a_restart_waits_for_the_gap_after_the_last_one(tmp_path):
     """A burst of triggers never trips the init system's start limit (systemd: 5 starts in 10 s, then the
     web server is left down): the next restart starts at least the gap after the last one ended."""
-    gate = make_gate(tmp_path, gap=0.3)
+    gate = make_gate(tmp_path, gap=0.15)
     assert gate.run().returncode == 0
     r = gate.run()
     assert r.returncode == 0, (r.stderr, gate.log)
     first_end, second_start = times(gate)[1:3]
-    assert second_start - first_end >= 0.3
-    assert any("restart: waiting 0." in line and "less than 300 ms ago" in line for line in gate.log), gate.log
+    assert second_start - first_end >= 0.15
+    assert any("restart: waiting 0." in line and "less than 150 ms ago" in line for line in gate.log), gate.log
 
 
 def test_no_wait_once_the_gap_has_passed(tmp_path):
@@ -208,11 +208,11 @@ def test_no_wait_once_the_gap_has_passed(tmp_path):
 @pytest.mark.parametrize("last", ["9999999999.999999", "99999999999.9"])
 def test_a_last_restart_in_the_future_holds_a_restart_back_no_longer_than_the_gap(tmp_path, last):
     """A clock stepped back, or a value the web account planted, cannot hold restarts back: at most the gap."""
-    gate = make_gate(tmp_path, gap=0.3)
+    gate = make_gate(tmp_path, gap=0.15)
     (gate.state / "last").write_text(last + "\n")
     r = gate.run()
     assert r.returncode == 0 and gate.runs == ["start", "end"], (r.stderr, gate.log)
-    assert any("restart: waiting 0.300000 s" in line for line in gate.log), gate.log
+    assert any("restart: waiting 0.150000 s" in line for line in gate.log), gate.log
     assert float((gate.state / "last").read_text()) < 9999999999  # the restart's own time replaces it
 
 

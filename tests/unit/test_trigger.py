@@ -617,15 +617,15 @@ def test_the_ready_check_and_the_run_command_never_show_on_a_command_line(trig: 
     # user who reads every process's command line while they run never sees it.
     inv = trig.inv.model_copy(update={"db": trig.inv.db.model_copy(update={
         "ready": trig.inv.db.ready.model_copy(update={
-            "command": f"PW=Ready-Hunter2; sleep 0.2; {trig.root}/bin/probe", "timeout": 30}),
-        "run": trig.inv.db.run.model_copy(update={"command": f"PW=Run-Hunter2; sleep 0.2; cat {trig.root}/runid"})})})
+            "command": f"PW=Ready-Hunter2; sleep 0.1; {trig.root}/bin/probe", "timeout": 30}),
+        "run": trig.inv.db.run.model_copy(update={"command": f"PW=Run-Hunter2; sleep 0.1; cat {trig.root}/runid"})})})
     trig.configure(inv)
     trig.probe(3)
     seen, done = set(), threading.Event()
 
     def watch() -> None:
-        # A look every 20 ms (a look takes a few): each command that holds a password runs 0.2 s or more
-        # (its sleep: some ten looks), so a command line that showed it would be seen many times over; a
+        # A look every 20 ms (a look takes a few): each command that holds a password runs 0.1 s or more
+        # (its sleep: some five looks), so a command line that showed it would be seen several times over; a
         # look without a pause spent a core for the whole run (1.6 s of CPU).
         while not done.is_set():
             seen.update(x for x in command_lines() if "Hunter2" in x)
