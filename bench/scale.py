@@ -289,6 +289,12 @@ def show_noop(n: int, res: dict) -> None:
           f"the hosts' CPU (every connection's sshd and what it ran) {noop.get('hosts_cpu_s')} s, the floor's "
           f"{res['noop_floor'].get('hosts_cpu_s')} s (controller and hosts share this machine's "
           f"{os.cpu_count()} cores)", flush=True)
+    replay = res.get("replay_floor")
+    if replay:
+        print(f"bench: N={n}: the same {replay['commands']} remote commands sent by bare paramiko (the replay "
+              f"floor): {replay['wall_s']} s, controller CPU {replay['cpu_s']} s, the hosts' CPU "
+              f"{replay['hosts_cpu_s']} s; the no-op against it (svrchain's own cost): "
+              f"{noop['wall_s'] / replay['wall_s']:.2f}×", flush=True)
 
 
 def show_restart_target(n: int, res: dict) -> None:
@@ -426,6 +432,103 @@ def noop_floor(inv: Path) -> dict:
     return {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "hosts_cpu_s": round(host, 3)}
 
 
+# A no-op bootstrap run in this process's child with every remote command it sends recorded (the host's
+# address, the command line, its stdin, whether it is the host lock): what the replay floor sends again.
+_RECORD = r"""
+import base64, json, sys, paramiko
+from svrchain.remote import connection
+records, exec_command, sendall = [], paramiko.Channel.exec_command, paramiko.Channel.sendall
+def recorded_exec(self, command):
+    self._svrchain_record = [self.get_transport().getpeername()[0], command, b"",
+                             connection.HOST_LOCK in command]
+    records.append(self._svrchain_record)
+    return exec_command(self, command)
+def recorded_sendall(self, data):
+    if hasattr(self, "_svrchain_record"):
+        self._svrchain_record[2] += bytes(data)
+    return sendall(self, data)
+paramiko.Channel.exec_command, paramiko.Channel.sendall = recorded_exec, recorded_sendall
+sys.argv = ["svrchain", "bootstrap"]
+from svrchain.program import run
+try:
+    run()
+except SystemExit as exc:
+    code = exc.code
+else:
+    code = 0
+json.dump({"code": code, "records": [[a, c, base64.b64encode(i).decode(), lock] for a, c, i, lock in records]},
+          open(RECORDS, "w"))
+"""
+
+# The same remote commands from an interpreter with paramiko only: each host's in the order svrchain sent
+# them, every host at once, one connection each (the host lock kept open to the end, as svrchain keeps it).
+_REPLAY = r"""
+import base64, json, socket, sys, threading, paramiko
+data, key, known = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
+by_host = {}
+for addr, command, stdin, lock in data["records"]:
+    by_host.setdefault(addr, []).append((command, base64.b64decode(stdin), lock))
+failed = []
+def one(addr, commands):
+    s = socket.create_connection((addr, 22)); s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    c = paramiko.SSHClient(); c.load_host_keys(known); c.set_missing_host_key_policy(paramiko.RejectPolicy())
+    c.connect(addr, username="root", key_filename=key, sock=s, look_for_keys=False, allow_agent=False)
+    for command, stdin, lock in commands:
+        chan = c.get_transport().open_session()
+        chan.exec_command(command)
+        if lock:
+            if chan.makefile("rb").readline().strip() != b"locked":
+                failed.append(addr)
+            continue
+        if stdin:
+            chan.sendall(stdin)
+        chan.shutdown_write()
+        chan.makefile("rb").read(); chan.makefile_stderr("rb").read()
+        if chan.recv_exit_status() != 0:
+            failed.append(addr)
+    c.close()
+ts = [threading.Thread(target=one, args=item) for item in by_host.items()]
+[t.start() for t in ts]; [t.join() for t in ts]
+sys.exit(1 if failed else 0)
+"""
+
+
+def replay_floor(inv: Path) -> dict:
+    """The no-op's remote work without svrchain: the remote commands of one no-op bootstrap (recorded),
+    sent again by an interpreter that imports paramiko only, one connection per host, every host at once
+    (median of 3). Against it, the no-op's ratio is svrchain's own cost (starting, checking the
+    inventory, planning, reporting); the rest of the gap to ``noop_floor`` is what reading the facts costs
+    the hosts, which any tool that reads them pays."""
+    from svrchain.core import inventory as inventory_mod
+
+    i = inventory_mod.load(inv)
+    records = RESULTS / f".replay-{os.getpid()}.json"
+    env = {**os.environ, "INVENTORY": str(inv)}
+    try:
+        r = subprocess.run([sys.executable, "-c", _RECORD.replace("RECORDS", repr(str(records)))], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=300)
+        recorded = json.loads(records.read_text()) if records.exists() else {"code": r.returncode, "records": []}
+        if recorded["code"] != 0 or not recorded["records"]:
+            raise LabError(f"bench: recording the no-op's remote commands failed ({recorded['code']}): "
+                           f"{(r.stdout + r.stderr)[-300:]}; {lab_state()}")
+        runs = []
+        for _ in range(3):
+            t0, host0 = time.monotonic(), hosts_cpu()
+            p = subprocess.Popen([sys.executable, "-c", _REPLAY, str(records), str(i.path(i.connect.identity)),
+                                  str(i.path(i.connect.known_hosts))])
+            _, status, usage = os.wait4(p.pid, 0)
+            if os.waitstatus_to_exitcode(status) != 0:
+                raise LabError(f"bench: the replay floor failed ({os.waitstatus_to_exitcode(status)}); {lab_state()}")
+            wall = time.monotonic() - t0
+            time.sleep(0.3)  # every connection's sshd reaped
+            runs.append((wall, usage.ru_utime + usage.ru_stime, hosts_cpu() - host0))
+    finally:
+        records.unlink(missing_ok=True)
+    wall, cpu, host = sorted(runs)[1]
+    return {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "hosts_cpu_s": round(host, 3),
+            "commands": len(recorded["records"])}
+
+
 def load_average() -> float:
     """This machine's 1-minute load average (other work shares its cores)."""
     return float(Path("/proc/loadavg").read_text().split()[0])
@@ -476,6 +579,7 @@ def _bench_n(n: int, with_tools: bool, opts: argparse.Namespace) -> dict:
             res["verify"] = measured(inv, "verify")
             res["handshake"] = handshake_cost(inv)
             res["noop_floor"] = noop_floor(inv)
+            res["replay_floor"] = replay_floor(inv)
             show_noop(n, res)
         res["load_before"] = load_average()
         res.update(trigger_runs(n, opts))
@@ -579,6 +683,7 @@ def summarize(res: dict) -> dict:
         "noop_peak_rss_mb": s["noop"]["peak_rss_mb"], "noop_first_conn_s": s["noop"].get("first_conn_s"),
         "noop_imports_s": s["noop"].get("imports_s"), "noop_cpu_s": s["noop"].get("cpu_s"),
         "noop_hosts_cpu_s": s["noop"].get("hosts_cpu_s"),
+        "noop_replay_floor_s": res.get("replay_floor", {}).get("wall_s"),
         "conns_per_host": max(s["scratch"]["conns_per_host_max"], s["noop"]["conns_per_host_max"]),
         "syns_per_host": max(s["scratch"].get("syns_per_host_max", 0), s["noop"].get("syns_per_host_max", 0)),
         "ready_to_last_restart_s": f["ready_to_last_restart_s"],
@@ -609,8 +714,8 @@ def table(results: list[dict], fmt: str = "simple") -> str:
             f"{r['conns_per_host']}/{r.get('syns_per_host', '-')}",
             r["ready_to_last_restart_s"], r["ready_to_last_healthy_s"],
             r.get("held_ready_to_last_restart_s") or "-", r.get("owed_back_to_restarted_s") or "-",
-            r.get("noop_floor", {}).get("wall_s", "-"), r.get("restart_floor", {}).get("to_last_healthy_s", "-"),
-            r["handshake"]["wall_ms"],
+            r.get("noop_floor", {}).get("wall_s", "-"), r.get("replay_floor", {}).get("wall_s", "-"),
+            r.get("restart_floor", {}).get("to_last_healthy_s", "-"), r["handshake"]["wall_ms"],
             f"{r['handshake'].get('client_cpu_ms', '-')}/{r['handshake'].get('server_cpu_ms', '-')}",
             r.get("pyinfra_bootstrap_s", "-"), r.get("pyinfra_noop_s", "-"),
             f"{r['pyinfra_noop_ratio']}×" if "pyinfra_noop_ratio" in r else "-",
@@ -620,7 +725,7 @@ def table(results: list[dict], fmt: str = "simple") -> str:
     headers = ["N (light)", "bootstrap s", "no-op s (median of 3)", "no-op →1st conn s", "no-op imports s",
                "peak MB no-op/any", "conns/host (sshd log/SYNs)",
                "DB ready→last restart s", "→last healthy s", "DB held 5 s: ready→last restart s",
-               "owed: sshd back→restarted s", "no-op floor s", "N restarts at once s",
+               "owed: sshd back→restarted s", "no-op floor s", "no-op replay floor s", "N restarts at once s",
                "handshake ms", "handshake CPU ms client/server",
                "pyinfra s", "pyinfra no-op s", "no-op ratio", "Ansible s", "Ansible no-op s", "no-op ratio"]
     return tabulate(rows, headers=[re.sub(r" s\b", " (s)", h) for h in headers], tablefmt=fmt)
