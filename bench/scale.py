@@ -417,14 +417,19 @@ def noop_floor(inv: Path) -> dict:
 
     i = inventory_mod.load(inv)
     hosts = [i.db.address, *(w.address for w in i.web.servers)]
+    return floor_runs("the no-op floor", [sys.executable, "-c", _FLOOR, ",".join(hosts),
+                                          str(i.path(i.connect.identity)), str(i.path(i.connect.known_hosts))])
+
+
+def floor_runs(what: str, argv: list[str]) -> dict:
+    """A floor's program run three times: the median's wall time, its CPU and the hosts' CPU meanwhile."""
     runs = []
     for _ in range(3):
         t0, host0 = time.monotonic(), hosts_cpu()
-        p = subprocess.Popen([sys.executable, "-c", _FLOOR, ",".join(hosts), str(i.path(i.connect.identity)),
-                              str(i.path(i.connect.known_hosts))])
+        p = subprocess.Popen(argv)
         _, status, usage = os.wait4(p.pid, 0)
         if os.waitstatus_to_exitcode(status) != 0:
-            raise LabError(f"bench: the no-op floor failed ({os.waitstatus_to_exitcode(status)}); {lab_state()}")
+            raise LabError(f"bench: {what} failed ({os.waitstatus_to_exitcode(status)}); {lab_state()}")
         wall = time.monotonic() - t0
         time.sleep(0.3)  # every connection's sshd reaped
         runs.append((wall, usage.ru_utime + usage.ru_stime, hosts_cpu() - host0))
@@ -511,22 +516,11 @@ def replay_floor(inv: Path) -> dict:
         if recorded["code"] != 0 or not recorded["records"]:
             raise LabError(f"bench: recording the no-op's remote commands failed ({recorded['code']}): "
                            f"{(r.stdout + r.stderr)[-300:]}; {lab_state()}")
-        runs = []
-        for _ in range(3):
-            t0, host0 = time.monotonic(), hosts_cpu()
-            p = subprocess.Popen([sys.executable, "-c", _REPLAY, str(records), str(i.path(i.connect.identity)),
-                                  str(i.path(i.connect.known_hosts))])
-            _, status, usage = os.wait4(p.pid, 0)
-            if os.waitstatus_to_exitcode(status) != 0:
-                raise LabError(f"bench: the replay floor failed ({os.waitstatus_to_exitcode(status)}); {lab_state()}")
-            wall = time.monotonic() - t0
-            time.sleep(0.3)  # every connection's sshd reaped
-            runs.append((wall, usage.ru_utime + usage.ru_stime, hosts_cpu() - host0))
+        res = floor_runs("the replay floor", [sys.executable, "-c", _REPLAY, str(records),
+                                              str(i.path(i.connect.identity)), str(i.path(i.connect.known_hosts))])
     finally:
         records.unlink(missing_ok=True)
-    wall, cpu, host = sorted(runs)[1]
-    return {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "hosts_cpu_s": round(host, 3),
-            "commands": len(recorded["records"])}
+    return {**res, "commands": len(recorded["records"])}
 
 
 def load_average() -> float:
