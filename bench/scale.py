@@ -442,7 +442,7 @@ def floor_runs(what: str, argv: list[str]) -> dict:
 _RECORD = r"""
 import base64, json, sys, paramiko
 from svrchain.remote import connection
-records, exec_command, sendall = [], paramiko.Channel.exec_command, paramiko.Channel.sendall
+out, records, exec_command, sendall = sys.argv[1], [], paramiko.Channel.exec_command, paramiko.Channel.sendall
 def recorded_exec(self, command):
     self._svrchain_record = [self.get_transport().getpeername()[0], command, b"",
                              connection.HOST_LOCK in command]
@@ -462,7 +462,7 @@ except SystemExit as exc:
 else:
     code = 0
 json.dump({"code": code, "records": [[a, c, base64.b64encode(i).decode(), lock] for a, c, i, lock in records]},
-          open(RECORDS, "w"))
+          open(out, "w"))
 """
 
 # The same remote commands from an interpreter with paramiko only: each host's in the order svrchain sent
@@ -510,7 +510,7 @@ def replay_floor(inv: Path) -> dict:
     records = RESULTS / f".replay-{os.getpid()}.json"
     env = {**os.environ, "INVENTORY": str(inv)}
     try:
-        r = subprocess.run([sys.executable, "-c", _RECORD.replace("RECORDS", repr(str(records)))], cwd=REPO, env=env,
+        r = subprocess.run([sys.executable, "-c", _RECORD, str(records)], cwd=REPO, env=env,
                            capture_output=True, text=True, timeout=300)
         recorded = json.loads(records.read_text()) if records.exists() else {"code": r.returncode, "records": []}
         if recorded["code"] != 0 or not recorded["records"]:

@@ -69,11 +69,15 @@ MEASURED = {
 UNIT_SECONDS = 200  # the unit tests on two processes beside a lab group (same load)
 DEFAULT = 120
 PYTEST = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
-# The unit tests' processes: one that has run out of tests takes half of the other's (as make unit).
-UNIT_DIST = ["--dist", "worksteal"]
 OUTCOMES = ("passed", "failed", "error", "errors", "skipped", "xfailed", "xpassed")
 OUT_LOCK = threading.Lock()  # one run's line at a time on stdout
 GRACE = 300  # seconds the runs get to tear their labs down after an interrupt, before they are killed
+
+
+def unit_args(jobs: str) -> list[str]:
+    """pytest's arguments for the unit tests on ``jobs`` processes, as make unit has them (worksteal: a
+    process that has run out of tests takes half of the other's)."""
+    return ["--dist", "worksteal", "-n", jobs, "-m", "not lab", "tests/unit"]
 
 
 @dataclass
@@ -120,7 +124,7 @@ def plan(group: Group, unit_jobs: str, extra: list[str]) -> None:
     """The group's runs: the unit tests (if it has them), then its lab tests in its slot."""
     color = ["--color=yes"] if sys.stdout.isatty() else []
     if UNIT in group.files:
-        group.runs.append(Run("unit", [*PYTEST, *color, *UNIT_DIST, "-n", unit_jobs, "-m", "not lab", "tests/unit"]))
+        group.runs.append(Run("unit", [*PYTEST, *color, *unit_args(unit_jobs)]))
     lab_files = [f for f in group.files if f != UNIT]
     if lab_files:
         group.runs.append(Run(f"lab{group.slot}", slot.argv(group.slot, [*PYTEST, *color, "-m", "lab", *extra,
@@ -249,7 +253,7 @@ def main(argv: list[str]) -> int:
     """Run the tests in groups, one per slot; 0 only when every run passed and nothing is left."""
     slot_names, unit, files, extra = parse(argv)
     if os.geteuid() != 0:
-        unit_argv = [*PYTEST, *UNIT_DIST, "-n", unit or "0", "-m", "not lab", "tests/unit"]
+        unit_argv = [*PYTEST, *unit_args(unit or "0")]
         codes = [subprocess.run(unit_argv, cwd=REPO).returncode] if unit else []
         codes.append(subprocess.run([*PYTEST, "-m", "lab", *extra, *files], cwd=REPO).returncode)
         return max(codes)

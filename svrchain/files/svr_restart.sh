@@ -31,7 +31,8 @@ if [ "$EUID" -ne 0 ]; then
 fi
 # Tests only, with that root: SVRCHAIN_TRIGGER_MS=N (1-999) makes each second of the backoff between
 # a web server's tries, of the supervisor's wait before it starts the watcher again, and of the
-# restart and hook timeouts, last N ms (the log still says the seconds). Ignored without the root, so always as root.
+# restart and hook timeouts, last N ms (the log still says the seconds). Ignored without the root,
+# so always as root.
 MS_PER_SECOND=
 if [ -n "$ROOT" ] && [[ ${SVRCHAIN_TRIGGER_MS:-} =~ ^[1-9][0-9]{0,2}$ ]]; then
     MS_PER_SECOND=$SVRCHAIN_TRIGGER_MS
