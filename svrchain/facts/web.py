@@ -57,13 +57,14 @@ def sudo_rules(listing: str) -> tuple[str, ...]:
 
 
 class WebFact(Fact[WebFacts]):
-    """With $U the web user, $H its home and $G its group (set once, in the prelude). The server's
-    OpenSSH version comes from its SSH banner, already received (Host.server_version)."""
+    """With $U the web user, $H its home, $GECOS its comment and $G its group (set once, in the
+    prelude). The server's OpenSSH version comes from its SSH banner, already received
+    (Host.server_version)."""
 
     name = "web"
 
     def prelude(self, inv: Inventory) -> str:
-        return (f'U={shlex.quote(inv.web.user)}; IFS=: read -r _ _ _ _ _ H _ <<EOF\n$(getent passwd "$U")\nEOF\n'
+        return (f'U={shlex.quote(inv.web.user)}; IFS=: read -r _ _ _ _ GECOS H _ <<EOF\n$(getent passwd "$U")\nEOF\n'
                 'G=$(id -gn "$U" 2>/dev/null)')
 
     def commands(self, inv: Inventory) -> dict[str, str]:
@@ -78,7 +79,7 @@ class WebFact(Fact[WebFacts]):
             "gate": f"F={render.GATE}; " + FILE_CMD,
             "visudo": "command -v sudo && command -v visudo",
             "sudoers": f"F={render.SUDOERS}; " + FILE_CMD,
-            "gecos": 'getent passwd "$U" | cut -d: -f5',
+            "gecos": 'printf "%s\\n" "$GECOS"',
             "sudo_list": 'sudo -n -l -U "$U"',
             # The gate's directories (never followed through a link), then what does not belong there:
             # files beside the per-account directories, links or another owner's files in the account's own.

@@ -112,13 +112,19 @@ ATTACKS = (
 
 @dataclass
 class Row:
-    """One line of the printed matrix."""
+    """One line of the printed matrix (``hung``: the attack was stopped at its time limit)."""
 
     web: str
     attack: str
     expected: str
     seen: str
     ok: bool
+    hung: bool = False
+
+
+# How long one attack may run (a normal one takes well under a second): at the limit, ``timeout``
+# stops it and every process it started in its group (a forward, curl), and its row fails saying so.
+LIMIT = 30
 
 
 def prelude(inv: Inventory, address: str, port: int) -> str:
@@ -129,12 +135,16 @@ def prelude(inv: Inventory, address: str, port: int) -> str:
     return f"{env}\n{_PRELUDE}"
 
 
-def run_attacks(session: Session, web: Host) -> list[Row]:
-    """Every attack from the DB server against ``web``, one at a time."""
+def run_attacks(session: Session, web: Host, attacks: tuple[Attack, ...] = ATTACKS,
+                limit: int = LIMIT) -> list[Row]:
+    """Every attack from the DB server against ``web``, one at a time, each within ``limit`` seconds."""
     env = prelude(session.inv, web.address, web.port)
     rows = []
-    for a in ATTACKS:
-        r = session.db.run(f"{env}\n{a.script}", timeout=60)
+    for a in attacks:
+        r = session.db.run(f'timeout -k 5 {limit} sh -c "$1"', f"{env}\n{a.script}", timeout=limit + 30)
         seen = (r.stdout.strip().splitlines() or [""])[-1][:100]
-        rows.append(Row(web.name, a.name, a.expected, seen, r.ok))
+        hung = r.code in (124, 137)  # timeout's own codes: stopped at the limit (137: by SIGKILL)
+        if hung:
+            seen = f"no answer within {limit}s: stopped" + (f" (last said: {seen})" if seen else "")
+        rows.append(Row(web.name, a.name, a.expected, seen, r.ok, hung))
     return rows

@@ -469,8 +469,8 @@ def attacks_step(session: Session) -> list[Row]:
     for r in rows:
         session.results.add(r.web, output.Item("check", f"attack: {r.attack}", "ok" if r.ok else "gap",
                                                f"expected {r.expected}; seen {r.seen}"))
-    table = [(r.web, r.attack, r.expected, output.shown(r.seen, keep=""), "refused" if r.ok else "NOT REFUSED")
-             for r in rows]
+    result = {(True, False): "refused", (False, False): "NOT REFUSED", (False, True): "NO ANSWER"}
+    table = [(r.web, r.attack, r.expected, output.shown(r.seen, keep=""), result[r.ok, r.hung]) for r in rows]
     print(tabulate(table, headers=["web", "attack", "expected", "seen", "result"]), file=session.out, flush=True)
     return rows
 

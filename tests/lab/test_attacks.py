@@ -7,7 +7,7 @@ import yaml
 
 from lab import hosts as labhosts
 from svrchain.remote.group import Session
-from svrchain.steps.attacks import run_attacks
+from svrchain.steps.attacks import Attack, run_attacks
 from tests.lab.conftest import lab_of
 from tests.paths import LAB_INVENTORY
 
@@ -106,3 +106,16 @@ def test_ports_a_local_user_holds_never_make_a_working_forward_read_as_refused(c
         assert not rows[name].ok, rows[name]  # a forward that works is NOT refused
         assert "bytes through" in rows[name].seen and not rows[name].seen.startswith("0 "), rows[name]
     assert rows["pty request (-tt)"].ok  # the rest of the line's restrictions still hold
+
+
+def test_an_attack_that_hangs_is_stopped_and_its_row_says_so(chain):
+    """An attack that never ends (here: a process in the background holding its output open, as a
+    forward left running would) is stopped at its limit with everything it started, and its row fails
+    naming it: the matrix goes on, never a command that hangs the whole run."""
+    hangs = Attack("hangs", "nothing", 'echo started; sleep 97 & sleep 98; echo "not reached"')
+    quick = Attack("quick", "nothing", "echo done")
+    with Session.open(LAB_INVENTORY) as s:
+        rows = run_attacks(s, s.webs[0], attacks=(hangs, quick), limit=2)
+    assert [(r.attack, r.ok, r.hung) for r in rows] == [("hangs", False, True), ("quick", True, False)], rows
+    assert rows[0].seen == "no answer within 2s: stopped (last said: started)", rows[0]
+    assert chain.console("db", "pgrep -f 'sleep 9[78]'", check=False).stdout == ""  # none left running
