@@ -122,9 +122,24 @@ class Row:
     hung: bool = False
 
 
-# How long one attack may run (a normal one takes well under a second): at the limit, ``timeout``
-# stops it and every process it started in its group (a forward, curl), and its row fails saying so.
+# How long one attack may run (a normal one takes well under a second).
 LIMIT = 30
+
+# How each attack runs ($1 the script, $2 LIMIT): in a session of its own, so that every process it
+# starts can be stopped with it. When it ends, whatever it left running (a forward, an agent's
+# client) is stopped: it would hold the command's output open, and the matrix would wait for it. A
+# watchdog in another session stops it at the limit, saying first what of it still ran (exit 124);
+# it is stopped by its PID too, in case it has not made its session yet.
+_LIMITED = r"""
+setsid sh -c "$1" & p=$!
+setsid sh -c 'sleep "$1"
+    echo "still running: $(ps -o pid=,args= -s "$2" | grep -v "^ *$2 " | sed "s/^ *//" | paste -s -d ";")"
+    kill -s TERM -- "-$2"; sleep 2; kill -s KILL -- "-$2"' watchdog "$2" "$p" & w=$!
+wait "$p"; rc=$?
+kill -s KILL -- "$w" "-$w" "-$p" 2>/dev/null
+case $rc in 137 | 143) exit 124 ;; esac
+exit "$rc"
+"""
 
 
 def prelude(inv: Inventory, address: str, port: int) -> str:
@@ -141,10 +156,9 @@ def run_attacks(session: Session, web: Host, attacks: tuple[Attack, ...] = ATTAC
     env = prelude(session.inv, web.address, web.port)
     rows = []
     for a in attacks:
-        r = session.db.run(f'timeout -k 5 {limit} sh -c "$1"', f"{env}\n{a.script}", timeout=limit + 30)
-        seen = (r.stdout.strip().splitlines() or [""])[-1][:100]
-        hung = r.code in (124, 137)  # timeout's own codes: stopped at the limit (137: by SIGKILL)
-        if hung:
-            seen = f"no answer within {limit}s: stopped" + (f" (last said: {seen})" if seen else "")
+        r = session.db.run(_LIMITED, f"{env}\n{a.script}", str(limit), timeout=limit + 30)
+        last = (r.stdout.strip().splitlines() or [""])[-1]
+        hung = r.code == 124
+        seen = f"no answer within {limit}s, stopped; {last[:300]}" if hung else last[:100]
         rows.append(Row(web.name, a.name, a.expected, seen, r.ok, hung))
     return rows
