@@ -297,6 +297,9 @@ def show_noop(n: int, res: dict) -> None:
               f"{noop['wall_s'] / replay['wall_s']:.2f}×", flush=True)
 
 
+CPU_BOUND_HOSTS = 10  # web hosts a core from which a fan-out is bound by the lab's shared cores
+
+
 def per_host_ms(seconds: float | None, floor: float | None, n: int, cores: int) -> float | None:
     """What a fan-out spent per web host beyond the restarts themselves, in ms of CPU, when every host
     shares the same ``cores`` (the lab): its wall time beyond the restart floor, times the cores, over N."""
@@ -312,19 +315,25 @@ def show_restart_target(n: int, res: dict) -> None:
     f, floor = res.get("fan_out", {}), res["restart_floor"].get("to_last_healthy_s")
     cores = os.cpu_count() or 1
     last = f.get("ready_to_last_restart_s")
+
+    def budget(seconds: float | None, target: float | None) -> str:
+        # Only where the fan-out is bound by the shared cores (many hosts a core), not by latency.
+        if n < CPU_BOUND_HOSTS * cores:
+            return ""
+        return (f"; CPU per web host beyond the restart {per_host_ms(seconds, floor, n, cores)} ms, the target "
+                f"leaves {per_host_ms(target, floor, n, cores)} ms")
+
     print(f"bench: N={n}: DB ready→last restart {last} s against the restart floor "
           f"{floor} s: {verdict(last, floor, RESTART_TARGET)}; where it went (median "
           f"fan-out): trigger started→every connection tried {f.get('trigger_started_to_connected_s')} s, DB "
           f"ready→trigger saw it {f.get('trigger_saw_ready_s')} s, →first restart "
           f"{f.get('ready_to_first_restart_s')} s, →median {f.get('ready_to_median_restart_s')} s, →last "
-          f"{last} s; CPU per web host beyond the restart {per_host_ms(last, floor, n, cores)} ms, the target "
-          f"leaves {per_host_ms(floor and floor * RESTART_TARGET, floor, n, cores)} ms", flush=True)
+          f"{last} s{budget(last, floor and floor * RESTART_TARGET)}", flush=True)
     held = res.get("fan_out_held_5s", {}).get("ready_to_last_restart_s")
     if held is not None and floor is not None:
         print(f"bench: N={n}: DB start held 5 s: ready→last restart {held} s against the floor + 1 s "
-              f"({floor + 1:.2f} s): {'met' if held <= floor + 1 else 'MISSED'}; CPU per web host beyond the "
-              f"restart {per_host_ms(held, floor, n, cores)} ms, the target leaves "
-              f"{per_host_ms(floor + 1, floor, n, cores)} ms", flush=True)
+              f"({floor + 1:.2f} s): {'met' if held <= floor + 1 else 'MISSED'}{budget(held, floor + 1)}",
+              flush=True)
 
 
 def _sshd(h: labhosts.LabHost, up: bool) -> None:
