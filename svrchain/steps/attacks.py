@@ -41,8 +41,12 @@ forward() {
         [ "$(ss -Hltnp "sport = :$P" 2>/dev/null | grep -c "pid=$F,")" -gt 0 ] && return 0
         sleep 0.2
     done
-    kill "$F" 2>/dev/null; echo "the forward on port $P did not come up"; return 1
+    unforward; echo "the forward on port $P did not come up"; return 1
 }
+# unforward: end the forward. SIGKILL, not SIGTERM: ssh can miss a SIGTERM that comes while it sets up
+# its handlers (it sets SIGTERM to ignored, then to its handler), and then never ends; waiting for it
+# hung the matrix (seen in CI: a -D forward still running after the row's 30 s).
+unforward() { kill -s KILL "$F" 2>/dev/null; wait "$F" 2>/dev/null; }
 """
 
 
@@ -76,12 +80,12 @@ ATTACKS = (
            'echo "$out" | grep -q "PTY allocation request failed"'),
     Attack("local forwarding (-L)", "no byte flows",
            'forward -L "127.0.0.1:%s:127.0.0.1:80" || exit 1; '
-           'n=$(curl -s -m 3 "http://127.0.0.1:$P/" | wc -c); kill $F 2>/dev/null; wait $F 2>/dev/null; '
+           'n=$(curl -s -m 3 "http://127.0.0.1:$P/" | wc -c); unforward; '
            'echo "$n bytes through the tunnel"; [ "$n" -eq 0 ]'),
     Attack("dynamic forwarding (-D)", "no byte flows",
            'forward -D "127.0.0.1:%s" || exit 1; '
-           'n=$(curl -s -m 3 --socks5 "127.0.0.1:$P" http://127.0.0.1/ | wc -c); kill $F 2>/dev/null; '
-           'wait $F 2>/dev/null; echo "$n bytes through the SOCKS proxy"; [ "$n" -eq 0 ]'),
+           'n=$(curl -s -m 3 --socks5 "127.0.0.1:$P" http://127.0.0.1/ | wc -c); unforward; '
+           'echo "$n bytes through the SOCKS proxy"; [ "$n" -eq 0 ]'),
     Attack("remote forwarding (-R)", "refused by the server",
            'out=$(timeout 5 $S -N -o ExitOnForwardFailure=yes -R 127.0.0.1:0:127.0.0.1:22 "$D" 2>&1); '
            'echo "$out" | first; echo "$out" | grep -q "remote port forwarding failed"'),
