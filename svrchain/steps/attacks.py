@@ -132,12 +132,15 @@ LIMIT = 30
 # How each attack runs ($1 the script, $2 LIMIT): in a session of its own, so that every process it
 # starts can be stopped with it. When it ends, whatever it left running (a forward, an agent's
 # client) is stopped: it would hold the command's output open, and the matrix would wait for it. A
-# watchdog in another session stops it at the limit, saying first what of it still ran (exit 124);
+# watchdog in another session stops it at the limit, saying first what of it still ran (exit 124): each
+# process's PID and command line, a long one as its start and its end (an ssh's options in between);
 # it is stopped by its PID too, in case it has not made its session yet.
 _LIMITED = r"""
 setsid sh -c "$1" & p=$!
 setsid sh -c 'sleep "$1"
-    echo "still running: $(ps -o pid=,args= -s "$2" | grep -v "^ *$2 " | sed "s/^ *//" | paste -s -d ";")"
+    echo "still running: $(ps -o pid=,args= -s "$2" | grep -v "^ *$2 " | sed "s/^ *//" |
+        awk "{ if (length(\$0) > 90) \$0 = substr(\$0, 1, 25) \" ... \" substr(\$0, length(\$0) - 59); print }" |
+        paste -s -d ";")"
     kill -s TERM -- "-$2"; sleep 2; kill -s KILL -- "-$2"' watchdog "$2" "$p" & w=$!
 wait "$p"; rc=$?
 kill -s KILL -- "$w" "-$w" "-$p" 2>/dev/null
@@ -163,6 +166,6 @@ def run_attacks(session: Session, web: Host, attacks: tuple[Attack, ...] = ATTAC
         r = session.db.run(_LIMITED, f"{env}\n{a.script}", str(limit), timeout=limit + 30)
         last = (r.stdout.strip().splitlines() or [""])[-1]
         hung = r.code == 124
-        seen = f"no answer within {limit}s, stopped; {last[:300]}" if hung else last[:100]
+        seen = f"no answer within {limit}s, stopped; {last[:400]}" if hung else last[:100]
         rows.append(Row(web.name, a.name, a.expected, seen, r.ok, hung))
     return rows
